@@ -1,0 +1,43 @@
+/*
+ * Allow rules for the server's targets: default deny. A rule is
+ *   CIDR[:PORT[-PORT]]      10.0.0.0/8:443, 198.18.0.5, [2001:db8::/32]:1-1024
+ *   HOSTNAME[:PORT[-PORT]]  db.internal:5432, *.example.com:443
+ * IPv6 in brackets; no port means every port; a bare address is a /32 or /128.
+ * A hostname rule matches the name the client asked for (case-insensitive,
+ * "*." matches any subdomain) and then permits whatever it resolves to; a CIDR
+ * rule matches the resolved address. Pure: no DNS, no I/O.
+ */
+#ifndef WANMUX_ACL_H
+#define WANMUX_ACL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct acl;
+
+struct acl *acl_new(void);
+void acl_free(struct acl *acl);
+
+/* Adds one rule. 0, or WM_ERR_PARSE with a one-line reason in err. */
+int acl_add(struct acl *acl, const char *rule, char *err, size_t errlen);
+
+size_t acl_count(const struct acl *acl);
+
+/*
+ * Whether a connection to addr (AF_INET or AF_INET6; IPv4-mapped IPv6 is
+ * treated as IPv4) on port is permitted. name is the hostname the client asked
+ * for, or NULL when it gave an address.
+ */
+bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr *addr,
+		 uint16_t port);
+
+/*
+ * Before resolving name: whether any rule could permit it on port (a hostname
+ * rule matching it, or any CIDR rule covering port). When false the server
+ * refuses without a DNS query.
+ */
+bool acl_may_permit_name(const struct acl *acl, const char *name, uint16_t port);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * Options from the command line and from a config file, with one table of
+ * long option names for both. A config file has one "name value" per line
+ * (the long option name without dashes), '#' starts a comment, blank lines are
+ * ignored. The command line overrides the file: a single-valued option given
+ * on both takes the command line's value, and a repeatable option given on the
+ * command line replaces the file's list.
+ */
+#ifndef WANMUX_CONFIG_H
+#define WANMUX_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_option {
+	const char *name; /* long name, e.g. "listen" */
+	char short_name;  /* e.g. 'c', or 0 */
+	bool has_arg;	  /* false: a flag ("--help"); its value is "1" */
+	bool repeatable;  /* may be given many times (--allow) */
+	int id;		  /* caller's identifier, >= 0 */
+};
+
+struct config;
+
+/*
+ * Parses argv against opts (ended by an entry with name NULL). "-c FILE" /
+ * "--config FILE" names a config file if the option table has an entry with
+ * name "config". Accepts "--name value", "--name=value", "-x value" and "--".
+ * Other arguments are kept as positionals. On error returns WM_ERR_PARSE with
+ * a one-line reason in err (unknown option, missing value, unreadable file,
+ * bad line with its file:line, single option given twice in the file).
+ */
+int config_parse(const struct config_option *opts, int argc, char **argv, struct config **out,
+		 char *err, size_t errlen);
+
+void config_free(struct config *cfg);
+
+/* The value of a single-valued option, or NULL when not given. */
+const char *config_get(const struct config *cfg, int id);
+
+/* How many values a repeatable option has, and the i-th. */
+size_t config_count(const struct config *cfg, int id);
+const char *config_get_nth(const struct config *cfg, int id, size_t i);
+
+size_t config_positional_count(const struct config *cfg);
+const char *config_positional(const struct config *cfg, size_t i);
+
+/*
+ * Parses an unsigned decimal in [min, max] with an optional K/M/G suffix
+ * (powers of 1024). 0 or WM_ERR_PARSE.
+ */
+int config_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parses a duration: "500ms", "30s", "2m", or plain seconds. Milliseconds out. */
+int config_parse_duration_ms(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * Key files, base64 public keys, authorized-keys lists and pre-shared keys.
+ * Private keys live in sodium_malloc memory. Files holding secrets are refused
+ * when group or others can read them.
+ *
+ * Formats (text, one line, standard base64 with padding, 44 characters):
+ *   FILE      private X25519 key (32 bytes), mode 0600
+ *   FILE.pub  public key
+ *   authorized keys: one public key per line, optional comment after
+ *             whitespace; blank lines and lines starting with '#' ignored
+ *   PSK file: any content of at least 16 bytes (surrounding whitespace
+ *             trimmed), hashed with BLAKE2b-256 into the 32-byte PSK; mode 0600
+ */
+#ifndef WANMUX_KEYS_H
+#define WANMUX_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEYS_LEN 32
+#define KEYS_B64_LEN 45 /* 44 characters and NUL */
+
+struct keypair {
+	uint8_t *priv; /* KEYS_LEN bytes of sodium_malloc memory */
+	uint8_t pub[KEYS_LEN];
+};
+
+/* A fresh random key pair, or NULL. Free with keys_pair_free. */
+struct keypair *keys_pair_generate(void);
+
+/* Wipes and frees kp; NULL is a no-op. */
+void keys_pair_free(struct keypair *kp);
+
+/*
+ * Writes kp to path (mode 0600, created exclusively: an existing file is an
+ * error) and its public key to path.pub. On failure writes a one-line reason
+ * to err and returns WM_ERR_IO.
+ */
+int keys_pair_write(const struct keypair *kp, const char *path, char *err, size_t errlen);
+
+/*
+ * Loads a private key file. Returns 0 and a new key pair, or an error with a
+ * one-line reason in err: unreadable (WM_ERR_IO), readable by group or others
+ * (WM_ERR_PERM), not a key (WM_ERR_PARSE).
+ */
+int keys_pair_load(const char *path, struct keypair **out, char *err, size_t errlen);
+
+/* Base64 text of a public key into out (KEYS_B64_LEN bytes). */
+void keys_encode_public(const uint8_t pub[KEYS_LEN], char out[KEYS_B64_LEN]);
+
+/* Decodes one base64 public key (surrounding whitespace allowed). 0 or WM_ERR_PARSE. */
+int keys_decode_public(const char *text, uint8_t pub[KEYS_LEN]);
+
+/*
+ * A public key given as base64 text or as the path of a file holding it (such
+ * as FILE.pub). 0 or an error with a reason in err.
+ */
+int keys_load_public(const char *arg, uint8_t pub[KEYS_LEN], char *err, size_t errlen);
+
+/* Loads a PSK file (see above) into psk. 0 or an error with a reason in err. */
+int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t errlen);
+
+struct keys_authorized;
+
+/*
+ * Loads an authorized-keys file. A malformed line is an error naming the line
+ * (WM_ERR_PARSE); an empty list is allowed. The file need not be secret.
+ */
+int keys_authorized_load(const char *path, struct keys_authorized **out, char *err,
+			 size_t errlen);
+
+void keys_authorized_free(struct keys_authorized *ak);
+
+/*
+ * Whether pub is in the list (constant time per entry). On a match, *comment
+ * (if not NULL) points at the line's comment or "" and *index at its position.
+ */
+bool keys_authorized_find(const struct keys_authorized *ak, const uint8_t pub[KEYS_LEN],
+			  const char **comment, size_t *index);
+
+size_t keys_authorized_count(const struct keys_authorized *ak);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * Addresses and sockets: parsing HOST:PORT and forward specs, printing socket
+ * addresses, listening sockets, and tuning tunnel sockets. The only blocking
+ * name lookup here (netaddr_listen) is for start-up.
+ */
+#ifndef WANMUX_NETADDR_H
+#define WANMUX_NETADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define NETADDR_HOST_MAX 256
+#define NETADDR_STR_MAX 320
+
+struct netaddr_hostport {
+	char host[NETADDR_HOST_MAX]; /* without brackets */
+	uint16_t port;
+};
+
+/* A --forward spec: [LADDR:]LPORT:HOST:PORT, like ssh -L. */
+struct netaddr_forward {
+	struct netaddr_hostport local; /* host defaults to "127.0.0.1" */
+	struct netaddr_hostport target;
+};
+
+/* "HOST:PORT" or "[V6]:PORT"; port 1..65535. 0 or WM_ERR_PARSE, reason in err. */
+int netaddr_parse_hostport(const char *s, struct netaddr_hostport *out, char *err, size_t errlen);
+
+/* "[LADDR:]LPORT:HOST:PORT"; IPv6 addresses in brackets. 0 or WM_ERR_PARSE. */
+int netaddr_parse_forward(const char *s, struct netaddr_forward *out, char *err, size_t errlen);
+
+/* Port 1..65535 from decimal text. 0 or WM_ERR_PARSE. */
+int netaddr_parse_port(const char *s, uint16_t *out);
+
+/* "1.2.3.4:80" or "[::1]:80" into buf (NETADDR_STR_MAX is always enough). */
+const char *netaddr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+/*
+ * Non-blocking, close-on-exec TCP listening socket on host:port (host a
+ * literal address or a name resolved at start-up). Returns the fd, or -1 with
+ * a one-line reason in err ("127.0.0.1:8080: Address already in use").
+ */
+int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen);
+
+/* Tuning for a tunnel socket (see DESIGN.md, "Tuning the tunnels"). */
+struct netaddr_tuning {
+	const char *congestion;	 /* e.g. "bbr"; NULL keeps the default */
+	uint32_t notsent_lowat;	 /* TCP_NOTSENT_LOWAT bytes, 0 = leave */
+	uint32_t user_timeout_ms; /* TCP_USER_TIMEOUT, 0 = leave */
+	uint32_t sndbuf;	 /* SO_SNDBUF, 0 = leave (never SO_RCVBUF) */
+};
+
+/*
+ * Applies tuning plus TCP_NODELAY to fd. A congestion control the kernel
+ * refuses is skipped quietly (the kernel default stays). Returns 0 or
+ * WM_ERR_IO when a required option (TCP_NODELAY) fails.
+ */
+int netaddr_tune(int fd, const struct netaddr_tuning *t);
+
+/* The congestion control fd uses now, into buf; "" when unknown. */
+const char *netaddr_congestion(int fd, char *buf, size_t len);
+
+/* Whether s is a literal IPv4 or IPv6 address; fills sa/salen with port. */
+bool netaddr_literal(const char *s, uint16_t port, struct sockaddr_storage *sa,
+		     socklen_t *salen);
+
+#endif

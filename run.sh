@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# wanmux set-up commands for a fresh Debian 12 machine (run as root, or with
+# the packages below already installed):
+#   ./run.sh demo    install, build, run the pair end to end and report
+#   ./run.sh test    install, build (normal and ASan+UBSan), run the whole suite
+#   ./run.sh build   install and build only
+#   ./run.sh bench   loopback throughput and CPU cost of the pair
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(build-essential cmake pkg-config libsodium-dev libevent-dev liblz4-dev
+	zlib1g-dev libcmocka-dev python3 clang)
+
+install_packages() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "run.sh: missing packages: ${missing[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	echo "run.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build DIR [cmake options...]
+build() {
+	local dir=$1
+	shift
+	cmake -S . -B "$dir" -DWM_WERROR=ON "$@" >/dev/null
+	cmake --build "$dir" -j "$(nproc)" -- --no-print-directory
+}
+
+cmd=${1:-help}
+case "$cmd" in
+build)
+	install_packages
+	build build
+	;;
+test)
+	install_packages
+	build build
+	build build-asan -DWM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	echo "== tests (release build)"
+	ctest --test-dir build --output-on-failure -j 2
+	echo "== tests (ASan+UBSan build)"
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --test-dir build-asan --output-on-failure -j 2
+	;;
+demo)
+	install_packages
+	build build
+	python3 scripts/demo.py --bindir build
+	;;
+bench)
+	install_packages
+	build build
+	python3 scripts/bench.py --bindir build "${@:2}"
+	;;
+*)
+	echo "usage: ./run.sh demo|test|build|bench" >&2
+	exit 2
+	;;
+esac
