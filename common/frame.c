@@ -1,0 +1,361 @@
+/*
+ * Mux frame codec: checks every length, flag and stream id before touching a
+ * body, so the rest of the program only ever sees well-formed frames. No I/O,
+ * no allocation; DATA payloads are referenced in place, never copied.
+ */
+#include <string.h>
+
+#include "wanmux/err.h"
+#include "wanmux/frame.h"
+
+#define FRAME_DATA_FLAGS (FRAME_FLAG_FIN | FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB)
+#define FRAME_COMPRESSED (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB)
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static void put_header(uint8_t *p, uint8_t type, uint8_t flags, uint16_t len, uint32_t stream_id)
+{
+	p[0] = type;
+	p[1] = flags;
+	put16(p + 2, len);
+	put32(p + 4, stream_id);
+}
+
+/*
+ * The rules that need only the header. Checked as soon as 8 bytes are in, so a
+ * hostile peer cannot make us wait for up to 64 KiB of a frame we will refuse.
+ * OPEN's exact length depends on its body and is checked later.
+ */
+static int check_header(uint8_t type, uint8_t flags, uint16_t len, uint32_t stream_id)
+{
+	switch (type) {
+	case FRAME_DATA:
+		if (flags & ~FRAME_DATA_FLAGS)
+			return WM_ERR_MALFORMED;
+		if ((flags & FRAME_COMPRESSED) == FRAME_COMPRESSED)
+			return WM_ERR_MALFORMED;
+		if (stream_id == 0)
+			return WM_ERR_MALFORMED;
+		if (flags & FRAME_COMPRESSED)
+			return len >= 12 + 1 ? WM_OK : WM_ERR_MALFORMED;
+		return len >= 8 && len - 8 <= FRAME_DATA_RAW_MAX ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_OPEN:
+		/* Smallest is a 1-byte name (5), largest a 255-byte name (259). */
+		if (flags != 0 || stream_id == 0 || len < 3 + 2 || len > 3 + 1 + FRAME_NAME_MAX)
+			return WM_ERR_MALFORMED;
+		return WM_OK;
+	case FRAME_OPEN_RESULT:
+		return flags == 0 && stream_id != 0 && len == 4 ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_WINDOW:
+		return flags == 0 && len == 8 ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_RESET:
+		return flags == 0 && stream_id != 0 && len == 12 ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_PING:
+	case FRAME_PONG:
+		return flags == 0 && stream_id == 0 && len == 8 ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_GOAWAY:
+		return flags == 0 && len == 4 ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_RESUME:
+		return flags == 0 && stream_id != 0 && len == 8 ? WM_OK : WM_ERR_MALFORMED;
+	}
+	return WM_ERR_MALFORMED;
+}
+
+static int decode_open(const uint8_t *body, uint16_t len, struct frame_addr *a)
+{
+	a->type = body[0];
+	a->port = get16(body + 1);
+	switch (a->type) {
+	case FRAME_ADDR_IPV4:
+		if (len != 3 + 4)
+			return WM_ERR_MALFORMED;
+		memcpy(a->u.ipv4, body + 3, 4);
+		return WM_OK;
+	case FRAME_ADDR_IPV6:
+		if (len != 3 + 16)
+			return WM_ERR_MALFORMED;
+		memcpy(a->u.ipv6, body + 3, 16);
+		return WM_OK;
+	case FRAME_ADDR_NAME:
+		a->name_len = body[3];
+		if (a->name_len == 0 || len != 3 + 1 + a->name_len)
+			return WM_ERR_MALFORMED;
+		/* An embedded NUL would let "a.example\0evil" pass an allowlist as "a.example". */
+		if (memchr(body + 4, 0, a->name_len) != NULL)
+			return WM_ERR_MALFORMED;
+		memcpy(a->u.name, body + 4, a->name_len);
+		a->u.name[a->name_len] = '\0';
+		return WM_OK;
+	}
+	return WM_ERR_MALFORMED;
+}
+
+int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used)
+{
+	uint8_t type, flags;
+	uint16_t body_len;
+	uint32_t stream_id;
+	const uint8_t *body;
+	int rc;
+
+	if (len < FRAME_HEADER_LEN)
+		return WM_ERR_AGAIN;
+	type = buf[0];
+	flags = buf[1];
+	body_len = get16(buf + 2);
+	stream_id = get32(buf + 4);
+	rc = check_header(type, flags, body_len, stream_id);
+	if (rc < 0)
+		return rc;
+	if (len - FRAME_HEADER_LEN < body_len)
+		return WM_ERR_AGAIN;
+
+	body = buf + FRAME_HEADER_LEN;
+	memset(out, 0, sizeof(*out));
+	out->type = type;
+	out->flags = flags;
+	out->stream_id = stream_id;
+	switch (type) {
+	case FRAME_OPEN:
+		rc = decode_open(body, body_len, &out->u.open);
+		if (rc < 0)
+			return rc;
+		break;
+	case FRAME_OPEN_RESULT:
+	case FRAME_GOAWAY:
+		out->u.error = get32(body);
+		break;
+	case FRAME_DATA:
+		out->u.data.offset = get64(body);
+		if (flags & FRAME_COMPRESSED) {
+			out->u.data.raw_len = get32(body + 8);
+			if (out->u.data.raw_len == 0 || out->u.data.raw_len > FRAME_DATA_RAW_MAX)
+				return WM_ERR_MALFORMED;
+			out->u.data.payload = body + 12;
+			out->u.data.payload_len = (size_t)body_len - 12;
+		} else {
+			out->u.data.payload = body + 8;
+			out->u.data.payload_len = (size_t)body_len - 8;
+			out->u.data.raw_len = (uint32_t)out->u.data.payload_len;
+		}
+		break;
+	case FRAME_WINDOW:
+		out->u.max_offset = get64(body);
+		break;
+	case FRAME_RESET:
+		out->u.reset.error = get32(body);
+		out->u.reset.final_offset = get64(body + 4);
+		break;
+	case FRAME_PING:
+	case FRAME_PONG:
+		out->u.opaque = get64(body);
+		break;
+	case FRAME_RESUME:
+		out->u.recv_offset = get64(body);
+		break;
+	}
+	*used = FRAME_HEADER_LEN + (size_t)body_len;
+	return WM_OK;
+}
+
+/* Body length of a non-DATA frame, or WM_ERR_RANGE when it would not decode. */
+static int encoded_body_len(const struct frame *f)
+{
+	const struct frame_addr *a = &f->u.open;
+
+	switch (f->type) {
+	case FRAME_OPEN:
+		switch (a->type) {
+		case FRAME_ADDR_IPV4:
+			return 3 + 4;
+		case FRAME_ADDR_IPV6:
+			return 3 + 16;
+		case FRAME_ADDR_NAME:
+			if (a->name_len == 0 || memchr(a->u.name, 0, a->name_len) != NULL)
+				return WM_ERR_RANGE;
+			return 3 + 1 + a->name_len;
+		}
+		return WM_ERR_RANGE;
+	case FRAME_OPEN_RESULT:
+	case FRAME_GOAWAY:
+		return 4;
+	case FRAME_WINDOW:
+	case FRAME_PING:
+	case FRAME_PONG:
+	case FRAME_RESUME:
+		return 8;
+	case FRAME_RESET:
+		return 12;
+	}
+	/* DATA goes through frame_encode_data_header; anything else is unknown. */
+	return WM_ERR_RANGE;
+}
+
+int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
+{
+	uint8_t *body;
+	int body_len;
+
+	body_len = encoded_body_len(f);
+	if (body_len < 0)
+		return body_len;
+	if (check_header(f->type, f->flags, (uint16_t)body_len, f->stream_id) < 0)
+		return WM_ERR_RANGE;
+	if (cap < FRAME_HEADER_LEN + (size_t)body_len)
+		return WM_ERR_RANGE;
+
+	body = buf + FRAME_HEADER_LEN;
+	put_header(buf, f->type, 0, (uint16_t)body_len, f->stream_id);
+	switch (f->type) {
+	case FRAME_OPEN:
+		body[0] = f->u.open.type;
+		put16(body + 1, f->u.open.port);
+		if (f->u.open.type == FRAME_ADDR_IPV4) {
+			memcpy(body + 3, f->u.open.u.ipv4, 4);
+		} else if (f->u.open.type == FRAME_ADDR_IPV6) {
+			memcpy(body + 3, f->u.open.u.ipv6, 16);
+		} else {
+			body[3] = f->u.open.name_len;
+			memcpy(body + 4, f->u.open.u.name, f->u.open.name_len);
+		}
+		break;
+	case FRAME_OPEN_RESULT:
+	case FRAME_GOAWAY:
+		put32(body, f->u.error);
+		break;
+	case FRAME_WINDOW:
+		put64(body, f->u.max_offset);
+		break;
+	case FRAME_RESET:
+		put32(body, f->u.reset.error);
+		put64(body + 4, f->u.reset.final_offset);
+		break;
+	case FRAME_PING:
+	case FRAME_PONG:
+		put64(body, f->u.opaque);
+		break;
+	case FRAME_RESUME:
+		put64(body, f->u.recv_offset);
+		break;
+	}
+	return FRAME_HEADER_LEN + body_len;
+}
+
+size_t frame_data_header_len(uint8_t flags)
+{
+	return FRAME_HEADER_LEN + 8 + ((flags & FRAME_COMPRESSED) ? 4 : 0);
+}
+
+int frame_encode_data_header(uint8_t *buf, size_t cap, uint32_t stream_id, uint8_t flags,
+			     uint64_t offset, uint32_t raw_len, size_t payload_len)
+{
+	size_t hlen = frame_data_header_len(flags);
+	size_t body_len = hlen - FRAME_HEADER_LEN + payload_len;
+
+	/* raw_len is only on the wire for compressed payloads; ignored otherwise. */
+	if (flags & FRAME_COMPRESSED) {
+		if (raw_len == 0 || raw_len > FRAME_DATA_RAW_MAX || payload_len == 0)
+			return WM_ERR_RANGE;
+	}
+	if (payload_len > FRAME_BODY_MAX || body_len > FRAME_BODY_MAX)
+		return WM_ERR_RANGE;
+	if (check_header(FRAME_DATA, flags, (uint16_t)body_len, stream_id) < 0)
+		return WM_ERR_RANGE;
+	if (cap < hlen)
+		return WM_ERR_RANGE;
+
+	put_header(buf, FRAME_DATA, flags, (uint16_t)body_len, stream_id);
+	put64(buf + FRAME_HEADER_LEN, offset);
+	if (flags & FRAME_COMPRESSED)
+		put32(buf + FRAME_HEADER_LEN + 8, raw_len);
+	return (int)hlen;
+}
+
+const char *frame_type_name(uint8_t type)
+{
+	switch (type) {
+	case FRAME_OPEN:
+		return "OPEN";
+	case FRAME_OPEN_RESULT:
+		return "OPEN_RESULT";
+	case FRAME_DATA:
+		return "DATA";
+	case FRAME_WINDOW:
+		return "WINDOW";
+	case FRAME_RESET:
+		return "RESET";
+	case FRAME_PING:
+		return "PING";
+	case FRAME_PONG:
+		return "PONG";
+	case FRAME_GOAWAY:
+		return "GOAWAY";
+	case FRAME_RESUME:
+		return "RESUME";
+	}
+	return "UNKNOWN";
+}
+
+const char *frame_error_name(uint32_t error)
+{
+	switch (error) {
+	case FRAME_ERR_NONE:
+		return "no error";
+	case FRAME_ERR_PROTOCOL:
+		return "protocol error";
+	case FRAME_ERR_INTERNAL:
+		return "internal error";
+	case FRAME_ERR_FLOW:
+		return "flow control error";
+	case FRAME_ERR_REFUSED:
+		return "refused";
+	case FRAME_ERR_CONNECT_FAILED:
+		return "connect failed";
+	case FRAME_ERR_TIMEOUT:
+		return "timeout";
+	case FRAME_ERR_STREAM_LIMIT:
+		return "stream limit";
+	case FRAME_ERR_CANCEL:
+		return "cancelled";
+	case FRAME_ERR_NOT_ALLOWED:
+		return "not allowed";
+	case FRAME_ERR_HOST_UNKNOWN:
+		return "host unknown";
+	case FRAME_ERR_TUNNEL_LOST:
+		return "tunnel lost";
+	}
+	return "unknown error";
+}
