@@ -6,6 +6,12 @@
  * A hostname rule matches the name the client asked for (case-insensitive,
  * "*." matches any subdomain) and then permits whatever it resolves to; a CIDR
  * rule matches the resolved address. Pure: no DNS, no I/O.
+ *
+ * Loopback, "this host", link-local and cloud metadata addresses (0.0.0.0/8,
+ * 127.0.0.0/8, 169.254.0.0/16, 100.100.100.200, ::, ::1, fe80::/10,
+ * fd00:ec2::254) are only permitted by a CIDR rule that lies inside such a
+ * range (127.0.0.1:22, 169.254.169.254:80), never by a broad one like
+ * 0.0.0.0/0 (DESIGN.md, "Security").
  */
 #ifndef WANMUX_ACL_H
 #define WANMUX_ACL_H

@@ -1,0 +1,612 @@
+/*
+ * Allow rules for the server's targets: parsing CIDR / hostname rules with
+ * port ranges, and matching a (name, address, port) against them. Pure: no DNS,
+ * no sockets, no logging; the caller reports the errors it gets back.
+ */
+#include "wanmux/acl.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "wanmux/err.h"
+
+#define ACL_NAME_MAX 253
+#define ACL_LABEL_MAX 63
+#define ACL_ECHO_MAX 80 /* characters of a bad rule quoted in an error */
+
+enum acl_kind {
+	ACL_KIND_V4,
+	ACL_KIND_V6,
+	ACL_KIND_NAME,
+};
+
+struct acl_rule {
+	enum acl_kind kind;
+	uint16_t port_lo;
+	uint16_t port_hi;
+	/* CIDR rules: network bytes (4 used for IPv4), prefix length. */
+	uint8_t net[16];
+	unsigned int prefix;
+	/* The rule lies inside a loopback / link-local / metadata range. */
+	bool special;
+	/* Hostname rules: lower case, without the "*." of a wildcard. */
+	bool wildcard;
+	char name[ACL_NAME_MAX + 1];
+};
+
+struct acl {
+	struct acl_rule *rules;
+	size_t count;
+	size_t cap;
+};
+
+/*
+ * Addresses a broad rule such as 0.0.0.0/0 must not open up: connecting to
+ * them reaches the server machine itself, its link, or a cloud metadata
+ * service. Only a rule inside one of these ranges permits them.
+ */
+struct acl_range {
+	int family;
+	uint8_t net[16];
+	unsigned int prefix;
+};
+
+static const struct acl_range acl_special[] = {
+    {AF_INET, {0}, 8},			 /* 0.0.0.0/8: "this host" */
+    {AF_INET, {127}, 8},		 /* loopback */
+    {AF_INET, {169, 254}, 16},		 /* link-local, 169.254.169.254 metadata */
+    {AF_INET, {100, 100, 100, 200}, 32}, /* Alibaba Cloud metadata */
+    {AF_INET6, {0}, 128},		 /* :: */
+    {AF_INET6, {[15] = 1}, 128},	 /* ::1 */
+    {AF_INET6, {0xfe, 0x80}, 10},	 /* link-local */
+    {AF_INET6, {0xfd, 0x00, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54}, 128}, /* fd00:ec2::254 */
+};
+
+static const uint8_t acl_v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+struct acl *acl_new(void)
+{
+	return calloc(1, sizeof(struct acl));
+}
+
+void acl_free(struct acl *acl)
+{
+	if (acl == NULL)
+		return;
+	free(acl->rules);
+	free(acl);
+}
+
+size_t acl_count(const struct acl *acl)
+{
+	return acl != NULL ? acl->count : 0;
+}
+
+/* The first bits of a and b agree. */
+static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned int bits)
+{
+	unsigned int whole = bits / 8;
+	unsigned int rest = bits % 8;
+
+	if (memcmp(a, b, whole) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+	return (a[whole] & mask) == (b[whole] & mask);
+}
+
+/* Whether any bit after the first bits of the len-byte a is set. */
+static bool host_bits_set(const uint8_t *a, size_t len, unsigned int bits)
+{
+	for (size_t i = bits / 8; i < len; i++) {
+		uint8_t keep = 0;
+
+		if (i == bits / 8 && bits % 8 != 0)
+			keep = (uint8_t)(0xff << (8 - bits % 8));
+		if ((a[i] & (uint8_t)~keep) != 0)
+			return true;
+	}
+	return false;
+}
+
+static bool in_special(int family, const uint8_t *addr, unsigned int min_prefix)
+{
+	for (size_t i = 0; i < sizeof(acl_special) / sizeof(acl_special[0]); i++) {
+		const struct acl_range *r = &acl_special[i];
+
+		if (r->family == family && min_prefix >= r->prefix &&
+		    prefix_equal(addr, r->net, r->prefix))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Writes "allow rule 'RULE': " plus the reason. The rule is quoted with
+ * control characters replaced and cut at ACL_ECHO_MAX, so the message stays
+ * one readable line whatever the input was.
+ */
+static void rule_err(char *err, size_t errlen, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void rule_err(char *err, size_t errlen, const char *rule, const char *fmt, ...)
+{
+	char echo[ACL_ECHO_MAX + 4];
+	size_t i;
+	size_t n;
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	for (i = 0; rule[i] != '\0' && i < ACL_ECHO_MAX; i++) {
+		unsigned char c = (unsigned char)rule[i];
+
+		echo[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+	}
+	if (rule[i] != '\0') {
+		memcpy(echo + i, "...", 3);
+		i += 3;
+	}
+	echo[i] = '\0';
+	snprintf(err, errlen, "allow rule '%s': ", echo);
+	n = strlen(err);
+	if (n + 1 >= errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err + n, errlen - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Decimal digits only, at most max_digits of them; -1 when not a number. */
+static long parse_small_number(const char *s, size_t n, size_t max_digits)
+{
+	long v = 0;
+
+	if (n == 0 || n > max_digits)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+static int parse_port(const char *s, size_t n, const char *rule, const char *what, uint16_t *out,
+		      char *err, size_t errlen)
+{
+	long v;
+
+	if (n == 0) {
+		rule_err(err, errlen, rule, "missing %s port", what);
+		return WM_ERR_PARSE;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			rule_err(err, errlen, rule, "%s port '%.*s' is not a number", what,
+				 (int)(n > 16 ? 16 : n), s);
+			return WM_ERR_PARSE;
+		}
+	}
+	/* Leading zeros are harmless; skip them so "00080" fits the digit limit. */
+	while (n > 1 && s[0] == '0') {
+		s++;
+		n--;
+	}
+	v = parse_small_number(s, n, 5);
+	if (v < 1 || v > 65535) {
+		rule_err(err, errlen, rule, "%s port %.*s out of range (1-65535)", what,
+			 (int)(n > 16 ? 16 : n), s);
+		return WM_ERR_PARSE;
+	}
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/* "PORT" or "LOW-HIGH" after the ':' of a rule. */
+static int parse_ports(const char *s, const char *rule, struct acl_rule *r, char *err,
+		       size_t errlen)
+{
+	const char *dash = strchr(s, '-');
+	int rc;
+
+	if (s[0] == '\0') {
+		rule_err(err, errlen, rule, "missing port after ':'");
+		return WM_ERR_PARSE;
+	}
+	if (dash == NULL) {
+		rc = parse_port(s, strlen(s), rule, "the", &r->port_lo, err, errlen);
+		r->port_hi = r->port_lo;
+		return rc;
+	}
+	rc = parse_port(s, (size_t)(dash - s), rule, "low", &r->port_lo, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = parse_port(dash + 1, strlen(dash + 1), rule, "high", &r->port_hi, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (r->port_lo > r->port_hi) {
+		rule_err(err, errlen, rule, "port range %u-%u is backwards (low must be <= high)",
+			 (unsigned)r->port_lo, (unsigned)r->port_hi);
+		return WM_ERR_PARSE;
+	}
+	return 0;
+}
+
+/* ADDR[/LEN] of family into r; s is NUL-terminated, without brackets. */
+static int parse_cidr(const char *s, int family, const char *rule, struct acl_rule *r, char *err,
+		      size_t errlen)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	unsigned int max = family == AF_INET ? 32 : 128;
+	size_t bytes = family == AF_INET ? 4 : 16;
+	const char *fname = family == AF_INET ? "IPv4" : "IPv6";
+
+	if (alen == 0) {
+		rule_err(err, errlen, rule, "missing address");
+		return WM_ERR_PARSE;
+	}
+	if (alen < sizeof(addr)) {
+		memcpy(addr, s, alen);
+		addr[alen] = '\0';
+	}
+	if (alen >= sizeof(addr) || inet_pton(family, addr, r->net) != 1) {
+		if (family == AF_INET6)
+			rule_err(err, errlen, rule, "'%.*s' in brackets is not an IPv6 address",
+				 (int)(alen > 64 ? 64 : alen), s);
+		else
+			rule_err(err, errlen, rule, "'%.*s' is not an IPv4 address",
+				 (int)(alen > 64 ? 64 : alen), s);
+		return WM_ERR_PARSE;
+	}
+	r->kind = family == AF_INET ? ACL_KIND_V4 : ACL_KIND_V6;
+	r->prefix = max;
+	if (slash != NULL) {
+		long len = parse_small_number(slash + 1, strlen(slash + 1), 3);
+
+		if (len < 0) {
+			rule_err(err, errlen, rule, "prefix length after '/' must be a number 0-%u",
+				 max);
+			return WM_ERR_PARSE;
+		}
+		if (len > (long)max) {
+			rule_err(err, errlen, rule,
+				 "prefix length /%ld is longer than %s allows (%u)", len, fname,
+				 max);
+			return WM_ERR_PARSE;
+		}
+		r->prefix = (unsigned int)len;
+	}
+	if (host_bits_set(r->net, bytes, r->prefix)) {
+		uint8_t fixed[16];
+		char fixtext[INET6_ADDRSTRLEN];
+
+		memcpy(fixed, r->net, bytes);
+		for (size_t i = 0; i < bytes; i++) {
+			unsigned int first = (unsigned int)i * 8;
+
+			if (first >= r->prefix)
+				fixed[i] = 0;
+			else if (first + 8 > r->prefix)
+				fixed[i] &= (uint8_t)(0xff << (first + 8 - r->prefix));
+		}
+		inet_ntop(family, fixed, fixtext, sizeof(fixtext));
+		rule_err(err, errlen, rule,
+			 "host bits set beyond the /%u prefix (did you mean %s%s/%u%s?)", r->prefix,
+			 family == AF_INET6 ? "[" : "", fixtext, r->prefix,
+			 family == AF_INET6 ? "]" : "");
+		return WM_ERR_PARSE;
+	}
+	if (family == AF_INET6 && r->prefix >= 96 &&
+	    memcmp(r->net, acl_v4mapped_prefix, sizeof(acl_v4mapped_prefix)) == 0) {
+		char v4[INET_ADDRSTRLEN];
+
+		/* Mapped addresses are matched as IPv4, so this rule could never match. */
+		inet_ntop(AF_INET, r->net + 12, v4, sizeof(v4));
+		rule_err(err, errlen, rule, "IPv4-mapped address; write it as IPv4: %s/%u", v4,
+			 r->prefix - 96);
+		return WM_ERR_PARSE;
+	}
+	r->special = in_special(family, r->net, r->prefix);
+	return 0;
+}
+
+static bool is_hostname_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.';
+}
+
+/* HOSTNAME or *.HOSTNAME (n bytes of s) into r. */
+static int parse_hostname(const char *s, size_t n, const char *rule, struct acl_rule *r, char *err,
+			  size_t errlen)
+{
+	size_t label = 0;
+	bool numeric = true; /* the current (finally: last) label is all digits */
+
+	r->kind = ACL_KIND_NAME;
+	if (n >= 2 && s[0] == '*' && s[1] == '.') {
+		r->wildcard = true;
+		s += 2;
+		n -= 2;
+	}
+	if (n == 0) {
+		rule_err(err, errlen, rule, "missing host");
+		return WM_ERR_PARSE;
+	}
+	if (n > ACL_NAME_MAX) {
+		rule_err(err, errlen, rule, "hostname longer than %d characters", ACL_NAME_MAX);
+		return WM_ERR_PARSE;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == '*') {
+			rule_err(err, errlen, rule, "'*' is only allowed as a leading '*.'");
+			return WM_ERR_PARSE;
+		}
+		if (c == '/') {
+			rule_err(err, errlen, rule, "'%.*s' is not an IPv4 address",
+				 (int)(n > 64 ? 64 : n), s);
+			return WM_ERR_PARSE;
+		}
+		if (!is_hostname_char(c)) {
+			unsigned char uc = (unsigned char)c;
+
+			if (uc > 0x20 && uc < 0x7f)
+				rule_err(err, errlen, rule, "invalid character '%c' in hostname",
+					 c);
+			else
+				rule_err(err, errlen, rule, "invalid character 0x%02x in hostname",
+					 uc);
+			return WM_ERR_PARSE;
+		}
+		r->name[i] = (char)((c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c);
+		if (c == '.') {
+			if (label == 0) {
+				rule_err(err, errlen, rule, "empty label in hostname");
+				return WM_ERR_PARSE;
+			}
+			label = 0;
+			numeric = true;
+			continue;
+		}
+		if (++label > ACL_LABEL_MAX) {
+			rule_err(err, errlen, rule, "hostname label longer than %d characters",
+				 ACL_LABEL_MAX);
+			return WM_ERR_PARSE;
+		}
+		if (c < '0' || c > '9')
+			numeric = false;
+	}
+	if (label == 0) {
+		rule_err(err, errlen, rule, "empty label in hostname");
+		return WM_ERR_PARSE;
+	}
+	/* No top-level domain is all digits: this is a mistyped IPv4 address. */
+	if (numeric) {
+		rule_err(err, errlen, rule, "'%.*s' is neither an IPv4 address nor a hostname",
+			 (int)(n > 64 ? 64 : n), s);
+		return WM_ERR_PARSE;
+	}
+	r->name[n] = '\0';
+	return 0;
+}
+
+/* The rule without its port part: "[v6[/len]]", "v4[/len]" or a hostname. */
+static int parse_host(const char *s, size_t n, const char *rule, struct acl_rule *r, char *err,
+		      size_t errlen)
+{
+	char tmp[ACL_NAME_MAX + 8];
+	struct in_addr a4;
+
+	if (n == 0) {
+		rule_err(err, errlen, rule, "missing address or hostname before ':'");
+		return WM_ERR_PARSE;
+	}
+	if (s[0] == '[') {
+		if (n < 2 || n - 2 >= sizeof(tmp)) {
+			rule_err(err, errlen, rule, "'%.*s' in brackets is not an IPv6 address",
+				 (int)(n > 64 ? 64 : n), s);
+			return WM_ERR_PARSE;
+		}
+		memcpy(tmp, s + 1, n - 2);
+		tmp[n - 2] = '\0';
+		return parse_cidr(tmp, AF_INET6, rule, r, err, errlen);
+	}
+	if (n >= sizeof(tmp))
+		return parse_hostname(s, n, rule, r, err, errlen); /* reports the length */
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	if (strchr(tmp, '/') != NULL || inet_pton(AF_INET, tmp, &a4) == 1)
+		return parse_cidr(tmp, AF_INET, rule, r, err, errlen);
+	return parse_hostname(s, n, rule, r, err, errlen);
+}
+
+int acl_add(struct acl *acl, const char *rule, char *err, size_t errlen)
+{
+	struct acl_rule r;
+	const char *host = rule;
+	size_t hostlen;
+	const char *ports = NULL;
+	int rc;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (acl == NULL || rule == NULL || rule[0] == '\0') {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "empty allow rule");
+		return WM_ERR_PARSE;
+	}
+	memset(&r, 0, sizeof(r));
+	r.port_lo = 1;
+	r.port_hi = 65535;
+	if (rule[0] == '[') {
+		const char *close_br = strchr(rule, ']');
+
+		if (close_br == NULL) {
+			rule_err(err, errlen, rule, "missing ']' after IPv6 address");
+			return WM_ERR_PARSE;
+		}
+		hostlen = (size_t)(close_br - rule) + 1;
+		if (close_br[1] == ':') {
+			ports = close_br + 2;
+		} else if (close_br[1] != '\0') {
+			rule_err(err, errlen, rule, "expected ':PORT' or the end after ']'");
+			return WM_ERR_PARSE;
+		}
+	} else {
+		const char *colon = strchr(rule, ':');
+
+		if (colon != NULL && strchr(colon + 1, ':') != NULL) {
+			rule_err(err, errlen, rule,
+				 "IPv6 addresses must be in brackets, e.g. [2001:db8::/32]:443");
+			return WM_ERR_PARSE;
+		}
+		hostlen = colon != NULL ? (size_t)(colon - host) : strlen(host);
+		if (colon != NULL)
+			ports = colon + 1;
+	}
+	rc = parse_host(host, hostlen, rule, &r, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (ports != NULL) {
+		rc = parse_ports(ports, rule, &r, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	if (acl->count == acl->cap) {
+		size_t cap = acl->cap != 0 ? acl->cap * 2 : 8;
+		struct acl_rule *grown = realloc(acl->rules, cap * sizeof(*grown));
+
+		if (grown == NULL) {
+			if (err != NULL && errlen > 0)
+				snprintf(err, errlen, "out of memory");
+			return WM_ERR_NOMEM;
+		}
+		acl->rules = grown;
+		acl->cap = cap;
+	}
+	acl->rules[acl->count++] = r;
+	return 0;
+}
+
+/*
+ * The name a client asked for, checked and without one trailing dot: its
+ * length, or 0 when it is not a plausible DNS name (then no hostname rule
+ * matches it).
+ */
+static size_t name_len(const char *name)
+{
+	size_t n;
+	size_t label = 0;
+
+	if (name == NULL)
+		return 0;
+	n = strnlen(name, ACL_NAME_MAX + 2);
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > ACL_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (is_hostname_char(c) || c == '_') {
+			if (++label > ACL_LABEL_MAX)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return label == 0 ? 0 : n;
+}
+
+static bool name_matches(const struct acl_rule *r, const char *name, size_t n)
+{
+	size_t rlen = strlen(r->name);
+
+	if (!r->wildcard)
+		return n == rlen && strncasecmp(name, r->name, n) == 0;
+	/* "*.example.com" wants at least one label in front of ".example.com". */
+	return n > rlen + 1 && name[n - rlen - 1] == '.' &&
+	       strncasecmp(name + n - rlen, r->name, rlen) == 0;
+}
+
+static bool port_in(const struct acl_rule *r, uint16_t port)
+{
+	return port >= r->port_lo && port <= r->port_hi;
+}
+
+bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr *addr,
+		 uint16_t port)
+{
+	uint8_t bytes[16];
+	enum acl_kind kind = ACL_KIND_NAME; /* NAME: no usable address */
+	size_t n = name_len(name);
+	bool special = false;
+
+	if (acl == NULL)
+		return false;
+	if (addr != NULL && addr->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+
+		memcpy(bytes, &sin->sin_addr, 4);
+		kind = ACL_KIND_V4;
+	} else if (addr != NULL && addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+
+		memcpy(bytes, &sin6->sin6_addr, 16);
+		kind = ACL_KIND_V6;
+		if (memcmp(bytes, acl_v4mapped_prefix, sizeof(acl_v4mapped_prefix)) == 0) {
+			memmove(bytes, bytes + 12, 4);
+			kind = ACL_KIND_V4;
+		}
+	}
+	if (kind != ACL_KIND_NAME)
+		special = in_special(kind == ACL_KIND_V4 ? AF_INET : AF_INET6, bytes,
+				     kind == ACL_KIND_V4 ? 32 : 128);
+	for (size_t i = 0; i < acl->count; i++) {
+		const struct acl_rule *r = &acl->rules[i];
+
+		if (!port_in(r, port))
+			continue;
+		if (r->kind == ACL_KIND_NAME) {
+			if (n > 0 && name_matches(r, name, n))
+				return true;
+		} else if (r->kind == kind && (!special || r->special) &&
+			   prefix_equal(bytes, r->net, r->prefix)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+bool acl_may_permit_name(const struct acl *acl, const char *name, uint16_t port)
+{
+	size_t n = name_len(name);
+
+	if (acl == NULL)
+		return false;
+	for (size_t i = 0; i < acl->count; i++) {
+		const struct acl_rule *r = &acl->rules[i];
+
+		if (!port_in(r, port))
+			continue;
+		if (r->kind != ACL_KIND_NAME || (n > 0 && name_matches(r, name, n)))
+			return true;
+	}
+	return false;
+}
