@@ -1,0 +1,255 @@
+/*
+ * Local socket <-> session stream. The relay never frees itself inside a
+ * bufferevent callback: relay_close marks it and the free runs from the loop.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "wanmux/frame.h"
+#include "wanmux/log.h"
+#include "wanmux/relay.h"
+
+struct relay {
+	struct event_base *base;
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *drain_cb;
+	struct session_stream *st;
+	char name[96];
+	bool connecting;
+	bool fin_pending; /* peer FIN: shut our write side once output drains */
+	bool write_shut;
+	bool closing;
+	void (*connect_done)(struct relay *r, uint32_t error, void *arg);
+	void *connect_arg;
+};
+
+static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	bufferevent_free(r->bev);
+	free(r);
+}
+
+void relay_close(struct relay *r, bool abort)
+{
+	if (r->closing)
+		return;
+	r->closing = true;
+	r->st = NULL;
+	bufferevent_setcb(r->bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(r->bev, EV_READ | EV_WRITE);
+	if (r->drain_cb != NULL) {
+		evbuffer_remove_cb_entry(bufferevent_get_output(r->bev), r->drain_cb);
+		r->drain_cb = NULL;
+	}
+	int fd = bufferevent_getfd(r->bev);
+	if (abort && fd >= 0) {
+		/* Tell the local application the stream failed: RST, not FIN. */
+		struct linger lg = {1, 0};
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	struct timeval now = {0, 0};
+	if (event_base_once(r->base, -1, EV_TIMEOUT, relay_free_cb, r, &now) != 0) {
+		/* Cannot defer: nothing else references r after setcb(NULL). */
+		relay_free_cb(-1, 0, r);
+	}
+}
+
+static void maybe_shut_write(struct relay *r)
+{
+	if (!r->fin_pending || r->write_shut || r->connecting)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(r->bev)) > 0)
+		return;
+	r->write_shut = true;
+	int fd = bufferevent_getfd(r->bev);
+	if (fd >= 0 && shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN)
+		log_debug("%s: shutdown: %s", r->name, strerror(errno));
+}
+
+static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct relay *r = arg;
+	if (info->n_deleted > 0 && r->st != NULL)
+		session_stream_consumed(r->st, info->n_deleted);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct relay *r = arg;
+	if (r->st != NULL)
+		session_stream_kick(r->st);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	maybe_shut_write(arg);
+}
+
+static uint32_t connect_error(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		return FRAME_ERR_REFUSED;
+	case ETIMEDOUT:
+		return FRAME_ERR_TIMEOUT;
+	default:
+		return FRAME_ERR_CONNECT_FAILED;
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct relay *r = arg;
+	if (r->connecting) {
+		r->connecting = false;
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		uint32_t err = 0;
+		if (what & BEV_EVENT_TIMEOUT)
+			err = FRAME_ERR_TIMEOUT;
+		else if (!(what & BEV_EVENT_CONNECTED))
+			err = connect_error(EVUTIL_SOCKET_ERROR());
+		r->connect_done(r, err, r->connect_arg);
+		if (err == 0 && !r->closing)
+			maybe_shut_write(r);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		/* Local EOF: the peer gets FIN after what is still buffered. */
+		if (r->st != NULL) {
+			session_stream_kick(r->st);
+			session_stream_shutdown(r->st);
+		}
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		int err = EVUTIL_SOCKET_ERROR();
+		log_debug("%s: local socket error: %s", r->name, strerror(err));
+		if (r->st != NULL)
+			session_stream_reset(r->st, FRAME_ERR_CANCEL);
+		relay_close(r, true);
+	}
+}
+
+struct relay *relay_new(struct event_base *base, int fd, const char *name)
+{
+	struct relay *r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	r->base = base;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (r->bev == NULL) {
+		if (fd >= 0)
+			close(fd);
+		free(r);
+		return NULL;
+	}
+	r->drain_cb = evbuffer_add_cb(bufferevent_get_output(r->bev), on_drained, r);
+	bufferevent_setcb(r->bev, on_read, on_write, on_event, r);
+	bufferevent_setwatermark(r->bev, EV_READ, 0, RELAY_READ_HIGH);
+	bufferevent_set_max_single_read(r->bev, RELAY_READ_HIGH);
+	bufferevent_set_max_single_write(r->bev, RELAY_READ_HIGH);
+	return r;
+}
+
+struct evbuffer *relay_source(struct relay *r)
+{
+	return bufferevent_get_input(r->bev);
+}
+
+void relay_bind(struct relay *r, struct session_stream *st)
+{
+	r->st = st;
+}
+
+void relay_start(struct relay *r)
+{
+	bufferevent_enable(r->bev, EV_READ | EV_WRITE);
+}
+
+int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
+		  void (*done)(struct relay *r, uint32_t error, void *arg), void *arg)
+{
+	r->connecting = true;
+	r->connect_done = done;
+	r->connect_arg = arg;
+	struct timeval tv = {RELAY_CONNECT_TIMEOUT_MS / 1000, 0};
+	bufferevent_set_timeouts(r->bev, NULL, &tv);
+	if (bufferevent_socket_connect(r->bev, (struct sockaddr *)sa, (int)salen) != 0) {
+		/* libevent reports immediate failures (ENETUNREACH) through the event
+		 * callback when it can; a -1 here means it could not even try. */
+		r->connecting = false;
+		return -1;
+	}
+	return 0;
+}
+
+struct session_stream *relay_stream(const struct relay *r)
+{
+	return r->st;
+}
+
+const char *relay_name(const struct relay *r)
+{
+	return r->name;
+}
+
+static void relay_on_data(struct session_stream *st, const uint8_t *data, size_t len, void *user)
+{
+	struct relay *r = user;
+	if (r == NULL || r->closing)
+		return;
+	if (bufferevent_write(r->bev, data, len) != 0) {
+		session_stream_reset(st, FRAME_ERR_INTERNAL);
+		relay_close(r, true);
+	}
+}
+
+static void relay_on_fin(struct session_stream *st, void *user)
+{
+	struct relay *r = user;
+	if (r == NULL)
+		return;
+	r->fin_pending = true;
+	maybe_shut_write(r);
+}
+
+static void relay_on_reset(struct session_stream *st, uint32_t error, void *user)
+{
+	struct relay *r = user;
+	if (r == NULL)
+		return;
+	log_debug("%s: stream %u reset: %s", r->name, session_stream_id(st),
+		  frame_error_name(error));
+	r->st = NULL;
+	relay_close(r, true);
+}
+
+static void relay_on_closed(struct session_stream *st, void *user)
+{
+	struct relay *r = user;
+	if (r == NULL)
+		return;
+	r->st = NULL;
+	relay_close(r, false);
+}
+
+void relay_stream_callbacks(struct session_callbacks *cb)
+{
+	cb->on_data = relay_on_data;
+	cb->on_fin = relay_on_fin;
+	cb->on_reset = relay_on_reset;
+	cb->on_closed = relay_on_closed;
+}

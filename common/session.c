@@ -1,0 +1,796 @@
+/*
+ * Streams of one tunnel: table, states, credit flow control and the DRR
+ * scheduler. No sockets and no clocks: frames in, record plaintext out. The
+ * stream's source buffer belongs to the relay; the session only drains it.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+
+#include "wanmux/err.h"
+#include "wanmux/log.h"
+#include "wanmux/record.h"
+#include "wanmux/session.h"
+
+/* Stop filling a record when less than this is left: a tiny DATA frame costs
+ * more in header and AEAD call than it saves in latency. */
+#define FILL_MIN_ROOM 256
+#define BUCKETS_MIN 64
+
+enum list_id {
+	LIST_NONE,
+	LIST_NEW,
+	LIST_OLD,
+};
+
+struct session_stream {
+	struct session *session;
+	struct session_stream *hash_next;
+	TAILQ_ENTRY(session_stream) sched;
+	enum list_id list;
+	int32_t deficit;
+	uint32_t id;
+	void *user;
+	struct evbuffer *src; /* borrowed: the local socket's input */
+
+	/* sending direction */
+	uint64_t send_offset;
+	uint64_t send_max; /* peer's grant */
+	bool shutdown_requested;
+	bool fin_sent;
+	bool opened; /* server answered OPEN (client) / we answered (server) */
+	struct compress_state cstate;
+
+	/* receiving direction */
+	uint64_t recv_offset;
+	uint64_t recv_consumed;
+	uint64_t recv_max; /* what we granted */
+	bool fin_received;
+};
+
+TAILQ_HEAD(stream_list, session_stream);
+
+struct session {
+	enum session_role role;
+	struct session_params local;
+	struct session_params peer;
+	struct session_callbacks cb;
+	void *arg;
+	struct compress_ctx *cctx;
+	enum compress_mode codec;
+
+	struct session_stream **buckets;
+	size_t nbuckets;
+	size_t nstreams;
+	uint32_t next_local_id; /* client: next id to open */
+	uint32_t last_peer_id;	/* server: highest id the peer opened */
+
+	struct stream_list new_list;
+	struct stream_list old_list;
+	struct evbuffer *ctrl; /* encoded control frames, sent first */
+
+	uint64_t sent;	   /* session-level DATA bytes sent */
+	uint64_t send_max; /* peer's session grant */
+	uint64_t received;
+	uint64_t consumed;
+	uint64_t recv_max; /* our session grant */
+
+	bool writable_signalled;
+	uint8_t scratch[FRAME_DATA_RAW_MAX];
+	uint8_t inflate_buf[FRAME_DATA_RAW_MAX];
+	struct session_stats stats;
+};
+
+static size_t bucket_of(const struct session *s, uint32_t id)
+{
+	/* Ids are sequential odd numbers: drop the low bit and mask. */
+	return (size_t)((id >> 1) * 2654435761u) & (s->nbuckets - 1);
+}
+
+static struct session_stream *stream_find(const struct session *s, uint32_t id)
+{
+	struct session_stream *st = s->buckets[bucket_of(s, id)];
+	while (st != NULL && st->id != id)
+		st = st->hash_next;
+	return st;
+}
+
+static int table_grow(struct session *s)
+{
+	size_t n = s->nbuckets * 2;
+	struct session_stream **nb = calloc(n, sizeof(*nb));
+	if (nb == NULL)
+		return WM_ERR_NOMEM;
+	struct session_stream **old = s->buckets;
+	size_t oldn = s->nbuckets;
+	s->buckets = nb;
+	s->nbuckets = n;
+	for (size_t i = 0; i < oldn; i++) {
+		struct session_stream *st = old[i];
+		while (st != NULL) {
+			struct session_stream *next = st->hash_next;
+			size_t b = bucket_of(s, st->id);
+			st->hash_next = nb[b];
+			nb[b] = st;
+			st = next;
+		}
+	}
+	free(old);
+	return WM_OK;
+}
+
+static void table_remove(struct session *s, struct session_stream *st)
+{
+	struct session_stream **pp = &s->buckets[bucket_of(s, st->id)];
+	while (*pp != NULL && *pp != st)
+		pp = &(*pp)->hash_next;
+	if (*pp == st)
+		*pp = st->hash_next;
+	s->nstreams--;
+}
+
+static struct session_stream *stream_new(struct session *s, uint32_t id)
+{
+	if (s->nstreams + 1 > s->nbuckets * 2 && table_grow(s) != WM_OK)
+		return NULL;
+	struct session_stream *st = calloc(1, sizeof(*st));
+	if (st == NULL)
+		return NULL;
+	st->session = s;
+	st->id = id;
+	st->send_max = s->peer.stream_window;
+	st->recv_max = s->local.stream_window;
+	size_t b = bucket_of(s, id);
+	st->hash_next = s->buckets[b];
+	s->buckets[b] = st;
+	s->nstreams++;
+	s->stats.streams_opened++;
+	return st;
+}
+
+static void sched_remove(struct session *s, struct session_stream *st)
+{
+	if (st->list == LIST_NEW)
+		TAILQ_REMOVE(&s->new_list, st, sched);
+	else if (st->list == LIST_OLD)
+		TAILQ_REMOVE(&s->old_list, st, sched);
+	st->list = LIST_NONE;
+}
+
+/* Frees st without callbacks; the caller has told whoever needs to know. */
+static void stream_destroy(struct session *s, struct session_stream *st)
+{
+	/* Bytes we hold but nobody will consume no longer occupy the session
+	 * window: the peer counted them as sent. */
+	s->consumed += st->recv_offset - st->recv_consumed;
+	sched_remove(s, st);
+	table_remove(s, st);
+	free(st);
+}
+
+static void signal_writable(struct session *s)
+{
+	if (s->writable_signalled || s->cb.on_writable == NULL)
+		return;
+	s->writable_signalled = true;
+	s->cb.on_writable(s, s->arg);
+}
+
+static void queue_ctrl(struct session *s, const struct frame *f)
+{
+	uint8_t buf[FRAME_HEADER_LEN + 3 + 1 + FRAME_NAME_MAX];
+	int n = frame_encode(f, buf, sizeof(buf));
+	if (n <= 0) {
+		log_error("session: cannot encode %s frame for stream %u", frame_type_name(f->type),
+			  f->stream_id);
+		return;
+	}
+	evbuffer_add(s->ctrl, buf, (size_t)n);
+	signal_writable(s);
+}
+
+static void queue_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
+{
+	struct frame f = {.type = FRAME_RESET, .stream_id = id};
+	f.u.reset.error = error;
+	f.u.reset.final_offset = final_offset;
+	queue_ctrl(s, &f);
+}
+
+static void queue_window(struct session *s, uint32_t id, uint64_t max_offset)
+{
+	struct frame f = {.type = FRAME_WINDOW, .stream_id = id};
+	f.u.max_offset = max_offset;
+	queue_ctrl(s, &f);
+}
+
+/* Grants more session credit once a quarter of the window is used up, so a
+ * steady sender never waits a round trip for it. */
+static void maybe_grant_session(struct session *s)
+{
+	uint64_t want = s->consumed + s->local.session_window;
+	if (want - s->recv_max >= s->local.session_window / 4) {
+		s->recv_max = want;
+		queue_window(s, 0, want);
+	}
+}
+
+static void maybe_grant_stream(struct session *s, struct session_stream *st)
+{
+	if (st->fin_received)
+		return;
+	uint64_t want = st->recv_consumed + s->local.stream_window;
+	if (want - st->recv_max >= s->local.stream_window / 4) {
+		st->recv_max = want;
+		queue_window(s, st->id, want);
+	}
+}
+
+static bool stream_done(const struct session_stream *st)
+{
+	return st->fin_sent && st->fin_received && st->recv_consumed == st->recv_offset;
+}
+
+/* Frees st through on_closed when both directions have finished. Returns
+ * true when it did. */
+static bool maybe_close(struct session *s, struct session_stream *st)
+{
+	if (!stream_done(st))
+		return false;
+	if (s->cb.on_closed != NULL)
+		s->cb.on_closed(st, st->user);
+	stream_destroy(s, st);
+	return true;
+}
+
+static uint64_t stream_credit(const struct session *s, const struct session_stream *st)
+{
+	uint64_t c = st->send_max - st->send_offset;
+	uint64_t sc = s->send_max - s->sent;
+	return c < sc ? c : sc;
+}
+
+/* Whether the scheduler has work for st: bytes with credit, or a FIN. */
+static bool stream_ready(const struct session *s, const struct session_stream *st)
+{
+	if (st->fin_sent || st->src == NULL)
+		return false;
+	if (s->role == SESSION_SERVER && !st->opened)
+		return false;
+	size_t avail = evbuffer_get_length(st->src);
+	if (avail == 0)
+		return st->shutdown_requested;
+	return stream_credit(s, st) > 0;
+}
+
+static void sched_activate(struct session *s, struct session_stream *st)
+{
+	if (st->list != LIST_NONE || !stream_ready(s, st))
+		return;
+	st->list = LIST_NEW;
+	st->deficit = SESSION_QUANTUM;
+	TAILQ_INSERT_TAIL(&s->new_list, st, sched);
+	signal_writable(s);
+}
+
+struct session *session_new(enum session_role role, const struct session_params *local,
+			    const struct session_params *peer, const struct session_callbacks *cb,
+			    void *arg, struct compress_ctx *compress_ctx)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->role = role;
+	s->local = *local;
+	s->peer = *peer;
+	s->cb = *cb;
+	s->arg = arg;
+	s->cctx = compress_ctx;
+	s->codec = COMPRESS_NONE;
+	s->nbuckets = BUCKETS_MIN;
+	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+	s->ctrl = evbuffer_new();
+	if (s->buckets == NULL || s->ctrl == NULL) {
+		free(s->buckets);
+		if (s->ctrl != NULL)
+			evbuffer_free(s->ctrl);
+		free(s);
+		return NULL;
+	}
+	s->next_local_id = 1;
+	s->send_max = peer->session_window;
+	s->recv_max = local->session_window;
+	TAILQ_INIT(&s->new_list);
+	TAILQ_INIT(&s->old_list);
+	return s;
+}
+
+void session_free(struct session *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		while (s->buckets[i] != NULL) {
+			struct session_stream *st = s->buckets[i];
+			if (s->cb.on_reset != NULL)
+				s->cb.on_reset(st, FRAME_ERR_TUNNEL_LOST, st->user);
+			stream_destroy(s, st);
+		}
+	}
+	free(s->buckets);
+	evbuffer_free(s->ctrl);
+	free(s);
+}
+
+void session_set_codec(struct session *s, enum compress_mode codec)
+{
+	s->codec = codec;
+}
+
+/* DATA for a stream that no longer exists: count it against the session
+ * window as sent-and-consumed, or the peer's credit would leak away. */
+static void absorb_orphan_data(struct session *s, uint64_t raw_len)
+{
+	s->received += raw_len;
+	s->consumed += raw_len;
+	maybe_grant_session(s);
+}
+
+/* Whether id could have been a stream of ours or the peer's that is now
+ * closed (frames for it are late, not bogus). */
+static bool id_was_used(const struct session *s, uint32_t id)
+{
+	if ((id & 1) == 0)
+		return false;
+	if (s->role == SESSION_CLIENT)
+		return id < s->next_local_id;
+	return id <= s->last_peer_id;
+}
+
+static int on_open(struct session *s, const struct frame *f)
+{
+	if (s->role != SESSION_SERVER) {
+		log_warn("session: peer sent OPEN for stream %u to a client", f->stream_id);
+		return WM_ERR_MALFORMED;
+	}
+	if ((f->stream_id & 1) == 0 || f->stream_id <= s->last_peer_id) {
+		log_warn("session: OPEN reuses or skips back to stream id %u", f->stream_id);
+		return WM_ERR_MALFORMED;
+	}
+	s->last_peer_id = f->stream_id;
+	if (s->nstreams >= s->local.max_streams) {
+		log_warn("session: stream %u refused: %zu streams open (limit %u)", f->stream_id,
+			 s->nstreams, s->local.max_streams);
+		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
+		r.u.error = FRAME_ERR_STREAM_LIMIT;
+		queue_ctrl(s, &r);
+		return WM_OK;
+	}
+	struct session_stream *st = stream_new(s, f->stream_id);
+	if (st == NULL) {
+		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
+		r.u.error = FRAME_ERR_INTERNAL;
+		queue_ctrl(s, &r);
+		return WM_OK;
+	}
+	int refuse = s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg)
+					  : FRAME_ERR_REFUSED;
+	if (refuse > 0) {
+		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
+		r.u.error = (uint32_t)refuse;
+		queue_ctrl(s, &r);
+		stream_destroy(s, st);
+	}
+	return WM_OK;
+}
+
+static int on_data(struct session *s, const struct frame *f)
+{
+	struct session_stream *st = stream_find(s, f->stream_id);
+	uint64_t raw_len = f->u.data.raw_len;
+
+	if (s->received + raw_len > s->recv_max) {
+		log_warn("session: peer exceeded the session window (%llu > %llu)",
+			 (unsigned long long)(s->received + raw_len),
+			 (unsigned long long)s->recv_max);
+		return WM_ERR_FLOW;
+	}
+	if (st == NULL) {
+		if (!id_was_used(s, f->stream_id)) {
+			log_warn("session: DATA for stream %u that was never opened", f->stream_id);
+			return WM_ERR_MALFORMED;
+		}
+		absorb_orphan_data(s, raw_len);
+		return WM_OK;
+	}
+	if (st->fin_received) {
+		log_warn("session: DATA after FIN on stream %u", st->id);
+		return WM_ERR_MALFORMED;
+	}
+	if (f->u.data.offset != st->recv_offset) {
+		log_warn("session: stream %u DATA at offset %llu, expected %llu", st->id,
+			 (unsigned long long)f->u.data.offset, (unsigned long long)st->recv_offset);
+		return WM_ERR_MALFORMED;
+	}
+	if (st->recv_offset + raw_len > st->recv_max) {
+		log_warn("session: peer exceeded the window of stream %u", st->id);
+		return WM_ERR_FLOW;
+	}
+
+	const uint8_t *data = f->u.data.payload;
+	uint8_t comp = f->flags & (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB);
+	if (comp != 0) {
+		int rc = decompress_frame(s->cctx, comp, f->u.data.payload, f->u.data.payload_len,
+					  s->inflate_buf, raw_len);
+		if (rc != WM_OK) {
+			log_warn("session: stream %u: corrupt compressed DATA", st->id);
+			return WM_ERR_MALFORMED;
+		}
+		data = s->inflate_buf;
+	}
+	s->received += raw_len;
+	st->recv_offset += raw_len;
+	s->stats.raw_bytes_received += raw_len;
+	s->stats.payload_bytes_received += f->u.data.payload_len;
+	if (raw_len > 0 && s->cb.on_data != NULL)
+		s->cb.on_data(st, data, raw_len, st->user);
+	/* on_data cannot free st: only on_reset/on_closed paths do. */
+	if (f->flags & FRAME_FLAG_FIN) {
+		st->fin_received = true;
+		if (s->cb.on_fin != NULL)
+			s->cb.on_fin(st, st->user);
+		maybe_close(s, st);
+	}
+	return WM_OK;
+}
+
+static int on_window(struct session *s, const struct frame *f)
+{
+	if (f->stream_id == 0) {
+		if (f->u.max_offset > s->send_max) {
+			bool was_blocked = s->send_max == s->sent;
+			s->send_max = f->u.max_offset;
+			if (was_blocked) {
+				/* Every stream may have been waiting on the session. */
+				for (size_t i = 0; i < s->nbuckets; i++)
+					for (struct session_stream *st = s->buckets[i]; st;
+					     st = st->hash_next)
+						sched_activate(s, st);
+			}
+		}
+		return WM_OK;
+	}
+	struct session_stream *st = stream_find(s, f->stream_id);
+	if (st == NULL)
+		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	if (f->u.max_offset > st->send_max) {
+		st->send_max = f->u.max_offset;
+		sched_activate(s, st);
+	}
+	return WM_OK;
+}
+
+static int on_reset(struct session *s, const struct frame *f)
+{
+	struct session_stream *st = stream_find(s, f->stream_id);
+	if (st == NULL)
+		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	/* DATA up to final_offset arrived before RESET on this ordered tunnel;
+	 * anything else means the peer's accounting is broken. */
+	if (f->u.reset.final_offset != st->recv_offset)
+		log_debug("session: stream %u RESET final offset %llu, received %llu", st->id,
+			  (unsigned long long)f->u.reset.final_offset,
+			  (unsigned long long)st->recv_offset);
+	if (s->cb.on_reset != NULL)
+		s->cb.on_reset(st, f->u.reset.error, st->user);
+	stream_destroy(s, st);
+	maybe_grant_session(s);
+	return WM_OK;
+}
+
+static int on_open_result(struct session *s, const struct frame *f)
+{
+	if (s->role != SESSION_CLIENT)
+		return WM_ERR_MALFORMED;
+	struct session_stream *st = stream_find(s, f->stream_id);
+	if (st == NULL)
+		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	if (st->opened)
+		return WM_ERR_MALFORMED;
+	st->opened = true;
+	if (f->u.error != FRAME_ERR_NONE) {
+		if (s->cb.on_reset != NULL)
+			s->cb.on_reset(st, f->u.error, st->user);
+		stream_destroy(s, st);
+		maybe_grant_session(s);
+		return WM_OK;
+	}
+	if (s->cb.on_open_result != NULL)
+		s->cb.on_open_result(st, st->user);
+	return WM_OK;
+}
+
+int session_on_frame(struct session *s, const struct frame *f)
+{
+	switch (f->type) {
+	case FRAME_OPEN:
+		return on_open(s, f);
+	case FRAME_OPEN_RESULT:
+		return on_open_result(s, f);
+	case FRAME_DATA:
+		return on_data(s, f);
+	case FRAME_WINDOW:
+		return on_window(s, f);
+	case FRAME_RESET:
+		return on_reset(s, f);
+	case FRAME_GOAWAY:
+	case FRAME_RESUME:
+		/* Not used by this version; harmless. */
+		return WM_OK;
+	default:
+		return WM_ERR_MALFORMED;
+	}
+}
+
+/* Copies whole control frames into buf; returns bytes written. */
+static size_t fill_ctrl(struct session *s, uint8_t *buf, size_t cap)
+{
+	size_t used = 0;
+	uint8_t hdr[FRAME_HEADER_LEN];
+	while (evbuffer_get_length(s->ctrl) >= FRAME_HEADER_LEN) {
+		evbuffer_copyout(s->ctrl, hdr, sizeof(hdr));
+		size_t flen = FRAME_HEADER_LEN + (((size_t)hdr[2] << 8) | hdr[3]);
+		if (used + flen > cap)
+			break;
+		evbuffer_remove(s->ctrl, buf + used, flen);
+		used += flen;
+	}
+	return used;
+}
+
+/*
+ * Writes one DATA frame of st into buf (room bytes). Returns bytes written,
+ * 0 if nothing fit.
+ */
+static size_t fill_data(struct session *s, struct session_stream *st, uint8_t *buf, size_t room,
+			size_t want)
+{
+	size_t avail = evbuffer_get_length(st->src);
+	uint64_t credit = stream_credit(s, st);
+	size_t n = avail < want ? avail : want;
+	if (n > credit)
+		n = (size_t)credit;
+	if (n > FRAME_DATA_RAW_MAX)
+		n = FRAME_DATA_RAW_MAX;
+	if (n + FRAME_DATA_OVERHEAD_MAX > room) {
+		if (room <= FRAME_DATA_OVERHEAD_MAX)
+			return 0;
+		n = room - FRAME_DATA_OVERHEAD_MAX;
+	}
+	uint8_t flags = 0;
+	/* FIN rides on the last bytes when the source is drained. */
+	if (st->shutdown_requested && n == avail)
+		flags |= FRAME_FLAG_FIN;
+	if (n == 0 && !(flags & FRAME_FLAG_FIN))
+		return 0;
+
+	size_t payload_len = n;
+	int clen = 0;
+	if (n > 0 && s->codec != COMPRESS_NONE && !st->cstate.disabled) {
+		evbuffer_copyout(st->src, s->scratch, n);
+		size_t hdr = frame_data_header_len(FRAME_FLAG_LZ4);
+		clen = compress_frame(s->cctx, &st->cstate, s->codec, s->scratch, n, buf + hdr,
+				      room - hdr);
+		if (clen > 0) {
+			flags |= s->codec == COMPRESS_LZ4 ? FRAME_FLAG_LZ4 : FRAME_FLAG_ZLIB;
+			payload_len = (size_t)clen;
+		} else {
+			memcpy(buf + frame_data_header_len(flags), s->scratch, n);
+		}
+	} else if (n > 0) {
+		evbuffer_copyout(st->src, buf + frame_data_header_len(flags), n);
+	}
+	int h = frame_encode_data_header(buf, room, st->id, flags, st->send_offset, (uint32_t)n,
+					 payload_len);
+	if (h < 0)
+		return 0;
+	evbuffer_drain(st->src, n);
+	st->send_offset += n;
+	s->sent += n;
+	s->stats.raw_bytes_sent += n;
+	s->stats.payload_bytes_sent += payload_len;
+	if (clen > 0)
+		s->stats.frames_compressed++;
+	else
+		s->stats.frames_raw++;
+	if (flags & FRAME_FLAG_FIN)
+		st->fin_sent = true;
+	return (size_t)h + payload_len;
+}
+
+size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
+{
+	if (cap > RECORD_PLAINTEXT_MAX)
+		cap = RECORD_PLAINTEXT_MAX;
+	s->writable_signalled = false;
+	size_t used = fill_ctrl(s, buf, cap);
+	struct session_stream *closed_later[64];
+	size_t nclosed = 0;
+
+	/* An OPEN still waiting in the control queue must precede its DATA. */
+	if (evbuffer_get_length(s->ctrl) > 0)
+		return used;
+	while (cap - used >= FILL_MIN_ROOM && nclosed < sizeof(closed_later) / sizeof(*closed_later)) {
+		struct session_stream *st = TAILQ_FIRST(&s->new_list);
+		struct stream_list *from = &s->new_list;
+		if (st == NULL) {
+			st = TAILQ_FIRST(&s->old_list);
+			from = &s->old_list;
+		}
+		if (st == NULL)
+			break;
+		if (!stream_ready(s, st)) {
+			/* A new flow that went idle becomes old for one round, so a
+			 * bulk flow that drains its source now and then does not
+			 * keep jumping the queue (RFC 8290 §4.2). */
+			TAILQ_REMOVE(from, st, sched);
+			if (from == &s->new_list) {
+				st->list = LIST_OLD;
+				TAILQ_INSERT_TAIL(&s->old_list, st, sched);
+			} else {
+				st->list = LIST_NONE;
+			}
+			continue;
+		}
+		if (st->deficit <= 0) {
+			st->deficit += SESSION_QUANTUM;
+			TAILQ_REMOVE(from, st, sched);
+			st->list = LIST_OLD;
+			TAILQ_INSERT_TAIL(&s->old_list, st, sched);
+			continue;
+		}
+		uint64_t before = st->send_offset;
+		size_t n = fill_data(s, st, buf + used, cap - used, (size_t)st->deficit);
+		if (n == 0)
+			break;
+		used += n;
+		st->deficit -= (int32_t)(st->send_offset - before);
+		if (st->fin_sent) {
+			sched_remove(s, st);
+			if (stream_done(st))
+				closed_later[nclosed++] = st;
+		}
+	}
+	/* Closing may call back into the relay; do it after the record is built. */
+	for (size_t i = 0; i < nclosed; i++)
+		maybe_close(s, closed_later[i]);
+	/* Control frames may have been queued by the callbacks above. */
+	if (used < cap)
+		used += fill_ctrl(s, buf + used, cap - used);
+	return used;
+}
+
+void session_send_ping(struct session *s, uint8_t type, uint64_t opaque)
+{
+	struct frame f = {.type = type, .stream_id = 0};
+	f.u.opaque = opaque;
+	queue_ctrl(s, &f);
+}
+
+bool session_wants_write(const struct session *s)
+{
+	if (evbuffer_get_length(s->ctrl) > 0)
+		return true;
+	struct session_stream *st;
+	TAILQ_FOREACH(st, &s->new_list, sched)
+	if (stream_ready(s, st))
+		return true;
+	TAILQ_FOREACH(st, &s->old_list, sched)
+	if (stream_ready(s, st))
+		return true;
+	return false;
+}
+
+struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
+					   struct evbuffer *src, void *user)
+{
+	if (s->role != SESSION_CLIENT || s->nstreams >= s->peer.max_streams)
+		return NULL;
+	if (s->next_local_id > UINT32_MAX - 2)
+		return NULL; /* ids are never reused: this tunnel is spent */
+	struct session_stream *st = stream_new(s, s->next_local_id);
+	if (st == NULL)
+		return NULL;
+	s->next_local_id += 2;
+	st->src = src;
+	st->user = user;
+	struct frame f = {.type = FRAME_OPEN, .stream_id = st->id};
+	f.u.open = *target;
+	queue_ctrl(s, &f);
+	return st;
+}
+
+void session_stream_attach(struct session_stream *st, struct evbuffer *src, void *user)
+{
+	st->src = src;
+	st->user = user;
+}
+
+void session_stream_open_result(struct session_stream *st, uint32_t error)
+{
+	struct session *s = st->session;
+	struct frame f = {.type = FRAME_OPEN_RESULT, .stream_id = st->id};
+	f.u.error = error;
+	queue_ctrl(s, &f);
+	if (error != FRAME_ERR_NONE) {
+		stream_destroy(s, st);
+		maybe_grant_session(s);
+		return;
+	}
+	st->opened = true;
+	sched_activate(s, st);
+}
+
+void session_stream_kick(struct session_stream *st)
+{
+	sched_activate(st->session, st);
+}
+
+void session_stream_shutdown(struct session_stream *st)
+{
+	st->shutdown_requested = true;
+	sched_activate(st->session, st);
+}
+
+void session_stream_consumed(struct session_stream *st, size_t len)
+{
+	struct session *s = st->session;
+	if (len > st->recv_offset - st->recv_consumed)
+		len = (size_t)(st->recv_offset - st->recv_consumed);
+	st->recv_consumed += len;
+	s->consumed += len;
+	maybe_grant_stream(s, st);
+	maybe_grant_session(s);
+	maybe_close(s, st);
+}
+
+void session_stream_reset(struct session_stream *st, uint32_t error)
+{
+	struct session *s = st->session;
+	queue_reset(s, st->id, error, st->send_offset);
+	stream_destroy(s, st);
+	maybe_grant_session(s);
+}
+
+uint32_t session_stream_id(const struct session_stream *st)
+{
+	return st->id;
+}
+
+struct session *session_stream_session(const struct session_stream *st)
+{
+	return st->session;
+}
+
+size_t session_queued(const struct session *s)
+{
+	size_t n = evbuffer_get_length(s->ctrl);
+	const struct session_stream *st;
+	TAILQ_FOREACH(st, &s->new_list, sched)
+	n += evbuffer_get_length(st->src);
+	TAILQ_FOREACH(st, &s->old_list, sched)
+	n += evbuffer_get_length(st->src);
+	return n;
+}
+
+size_t session_stream_count(const struct session *s)
+{
+	return s->nstreams;
+}
+
+const struct session_stats *session_get_stats(const struct session *s)
+{
+	return &s->stats;
+}

@@ -1,0 +1,681 @@
+/*
+ * One tunnel over libevent: socket tuning, the handshake exchange, records in
+ * and out, PING/PONG and the liveness timer. Frames go to the session; the
+ * owner learns only "up" and "down". Never frees itself inside a bufferevent
+ * callback: closing is marked, and the free runs from the loop.
+ */
+#include <errno.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <sodium.h>
+
+#include "wanmux/err.h"
+#include "wanmux/frame.h"
+#include "wanmux/handshake.h"
+#include "wanmux/log.h"
+#include "wanmux/record.h"
+#include "wanmux/tunnel.h"
+
+/* User-space output between the session and the kernel: refill below LOW,
+ * stop above HIGH. Small, so the scheduler (not a queue) decides latency. */
+#define TUNNEL_OUT_LOW (32u << 10)
+#define TUNNEL_OUT_HIGH (96u << 10)
+#define TUNNEL_IO_CHUNK (256u << 10)
+#define HELLO_VERSION 1
+
+enum tunnel_state {
+	TUNNEL_CONNECTING,
+	TUNNEL_HANDSHAKE,
+	TUNNEL_UP,
+	TUNNEL_CLOSING,
+};
+
+struct tunnel {
+	struct event_base *base;
+	struct bufferevent *bev;
+	enum tunnel_state state;
+	bool is_client;
+	struct tunnel_config cfg;
+	struct tunnel_handlers h;
+	struct handshake *hs;
+	struct record_cipher *tx;
+	struct record_cipher *rx;
+	struct session *session;
+	struct compress_ctx *cctx;
+	enum compress_mode codec;
+	struct event *flush_ev;
+	struct event *timer_ev;
+	struct event *free_ev;
+	char peer[NETADDR_STR_MAX];
+	uint8_t peer_pub[KEYS_LEN];
+	uint64_t started_ms;
+	uint64_t last_rx_ms;
+	uint32_t srtt_us;
+	char reason[160];
+	struct tunnel_stats stats;
+};
+
+static const char *tunnel_state_name(enum tunnel_state s)
+{
+	switch (s) {
+	case TUNNEL_CONNECTING: return "connecting";
+	case TUNNEL_HANDSHAKE: return "handshake";
+	case TUNNEL_UP: return "up";
+	case TUNNEL_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t now_ms(void)
+{
+	return now_us() / 1000u;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* TAI64N, forced strictly increasing within this process so that tunnels
+ * opened in the same nanosecond still pass the server's replay check. */
+static void tai64n_now(uint8_t out[12])
+{
+	static uint64_t last_sec;
+	static uint32_t last_nsec;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t sec = 0x400000000000000aULL + (uint64_t)ts.tv_sec;
+	uint32_t nsec = (uint32_t)ts.tv_nsec;
+	if (sec < last_sec || (sec == last_sec && nsec <= last_nsec)) {
+		sec = last_sec;
+		nsec = last_nsec + 1;
+		if (nsec >= 1000000000u) {
+			sec++;
+			nsec = 0;
+		}
+	}
+	last_sec = sec;
+	last_nsec = nsec;
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(sec >> (56 - 8 * i));
+	put32(out + 8, nsec);
+}
+
+void tunnel_config_defaults(struct tunnel_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->params.stream_window = SESSION_DEFAULT_STREAM_WINDOW;
+	c->params.session_window = SESSION_DEFAULT_SESSION_WINDOW;
+	c->params.max_streams = SESSION_DEFAULT_MAX_STREAMS;
+	c->compress = COMPRESS_AUTO;
+	c->tuning.congestion = "bbr";
+	c->tuning.notsent_lowat = 128u << 10;
+	c->tuning.user_timeout_ms = 30000;
+	c->tuning.sndbuf = 0;
+	c->handshake_timeout_ms = 10000;
+	c->ping_interval_ms = 5000;
+	c->dead_after_ms = 30000;
+}
+
+static void free_cb(evutil_socket_t fd, short what, void *arg);
+
+void tunnel_close(struct tunnel *t, const char *reason)
+{
+	if (t->state == TUNNEL_CLOSING)
+		return;
+	log_debug("tunnel %s: closing in state %s: %s", t->peer, tunnel_state_name(t->state),
+		  reason);
+	t->state = TUNNEL_CLOSING;
+	snprintf(t->reason, sizeof(t->reason), "%s", reason);
+	if (t->bev != NULL)
+		bufferevent_disable(t->bev, EV_READ | EV_WRITE);
+	event_active(t->free_ev, EV_TIMEOUT, 1);
+}
+
+static void tunnel_destroy(struct tunnel *t)
+{
+	if (t->flush_ev != NULL)
+		event_free(t->flush_ev);
+	if (t->timer_ev != NULL)
+		event_free(t->timer_ev);
+	if (t->free_ev != NULL)
+		event_free(t->free_ev);
+	if (t->bev != NULL)
+		bufferevent_free(t->bev);
+	handshake_free(t->hs);
+	record_cipher_free(t->tx);
+	record_cipher_free(t->rx);
+	compress_ctx_free(t->cctx);
+	free(t);
+}
+
+static void free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	struct session *s = t->session;
+	t->session = NULL;
+	/* Streams learn first (their local sockets close), then the owner. */
+	session_free(s);
+	if (t->h.on_down != NULL)
+		t->h.on_down(t, t->reason, t->h.arg);
+	tunnel_destroy(t);
+}
+
+static void on_session_writable(struct session *s, void *arg)
+{
+	struct tunnel *t = arg;
+	/* Batch: build records once the current callback chain is done. */
+	if (t->state == TUNNEL_UP)
+		event_active(t->flush_ev, EV_TIMEOUT, 1);
+}
+
+/* The session calls back with the tunnel; the owner wants its own arg. */
+static int on_session_open(struct session *s, struct session_stream *st,
+			   const struct frame_addr *target, void *arg)
+{
+	struct tunnel *t = arg;
+	return t->h.streams.on_open(s, st, target, t->h.arg);
+}
+
+static void flush(struct tunnel *t)
+{
+	if (t->state != TUNNEL_UP)
+		return;
+	struct evbuffer *out = bufferevent_get_output(t->bev);
+	while (evbuffer_get_length(out) < TUNNEL_OUT_HIGH) {
+		struct evbuffer_iovec v;
+		if (evbuffer_reserve_space(out, RECORD_CIPHERTEXT_MAX + RECORD_HEADER_LEN, &v, 1) <
+		    1)
+			break;
+		uint8_t *rec = v.iov_base;
+		size_t n = session_fill(t->session, rec + RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX);
+		if (n == 0)
+			break;
+		int len = record_seal(t->tx, rec + RECORD_HEADER_LEN, n, rec);
+		if (len < 0) {
+			tunnel_close(t, "cannot seal record (key exhausted)");
+			return;
+		}
+		v.iov_len = (size_t)len;
+		evbuffer_commit_space(out, &v, 1);
+		t->stats.wire_bytes_sent += (uint64_t)len;
+		t->stats.records_sent++;
+	}
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	flush(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	flush(arg);
+}
+
+/* Sends one handshake message framed as u16 length | message. */
+static void send_handshake(struct tunnel *t, const uint8_t *msg, size_t len)
+{
+	uint8_t hdr[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+	bufferevent_write(t->bev, hdr, 2);
+	bufferevent_write(t->bev, msg, len);
+}
+
+static void encode_params(uint8_t *p, const struct session_params *sp)
+{
+	put32(p, sp->stream_window);
+	put32(p + 4, sp->session_window);
+	put32(p + 8, sp->max_streams);
+}
+
+/* Peer windows below the minimum would crawl; above 1 GiB they are absurd. */
+static int decode_params(const uint8_t *p, struct session_params *sp)
+{
+	sp->stream_window = get32(p);
+	sp->session_window = get32(p + 4);
+	sp->max_streams = get32(p + 8);
+	if (sp->stream_window < SESSION_MIN_WINDOW || sp->session_window < SESSION_MIN_WINDOW ||
+	    sp->stream_window > (1u << 30) || sp->session_window > (1u << 30) ||
+	    sp->max_streams == 0)
+		return WM_ERR_MALFORMED;
+	return WM_OK;
+}
+
+static int start_session(struct tunnel *t, const struct session_params *peer)
+{
+	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
+	if (handshake_split(t->hs, send_key, recv_key) != WM_OK)
+		return WM_ERR_STATE;
+	t->tx = record_cipher_new(send_key);
+	t->rx = record_cipher_new(recv_key);
+	sodium_memzero(send_key, sizeof(send_key));
+	sodium_memzero(recv_key, sizeof(recv_key));
+	handshake_free(t->hs);
+	t->hs = NULL;
+	if (t->tx == NULL || t->rx == NULL)
+		return WM_ERR_NOMEM;
+	struct session_callbacks cb = t->h.streams;
+	cb.on_writable = on_session_writable;
+	cb.on_open = t->h.streams.on_open != NULL ? on_session_open : NULL;
+	t->session = session_new(t->is_client ? SESSION_CLIENT : SESSION_SERVER, &t->cfg.params,
+				 peer, &cb, t, t->cctx);
+	if (t->session == NULL)
+		return WM_ERR_NOMEM;
+	t->codec = compress_choose(t->cfg.compress, 0);
+	session_set_codec(t->session, t->codec);
+	t->state = TUNNEL_UP;
+	return WM_OK;
+}
+
+static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
+{
+	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
+	uint8_t out[HANDSHAKE_MSG_MAX];
+	struct tunnel_hello hello;
+	struct session_params peer;
+
+	/* Cheap checks first: junk and strangers cost a hash, not an X25519. */
+	if (handshake_check_msg1(t->cfg.mac1_key, msg, len) != WM_OK) {
+		log_info("tunnel %s: refused: first message fails its MAC (not a wanmux client "
+			 "for this server key/PSK)",
+			 t->peer);
+		tunnel_close(t, "bad first message");
+		return;
+	}
+	t->hs = handshake_responder_new(t->cfg.local->priv, t->cfg.psk);
+	if (t->hs == NULL) {
+		tunnel_close(t, "out of memory");
+		return;
+	}
+	int n = handshake_read_msg1(t->hs, msg, len, payload, sizeof(payload), t->peer_pub);
+	if (n < 0) {
+		log_info("tunnel %s: refused: handshake failed (%s)", t->peer, wm_strerror(n));
+		tunnel_close(t, "handshake failed");
+		return;
+	}
+	if (n < TUNNEL_HELLO_CLIENT_LEN || payload[0] != HELLO_VERSION ||
+	    decode_params(payload + 32, &peer) != WM_OK) {
+		log_info("tunnel %s: refused: unsupported client hello", t->peer);
+		tunnel_close(t, "bad hello");
+		return;
+	}
+	hello.version = payload[0];
+	hello.tunnel_no = payload[1];
+	memcpy(hello.timestamp, payload + 4, 12);
+	memcpy(hello.session_id, payload + 16, TUNNEL_SESSION_ID_LEN);
+	hello.params = peer;
+	int rc = t->h.authorize != NULL ? t->h.authorize(t, t->peer_pub, &hello, t->h.arg)
+					: WM_ERR_UNAUTHORIZED;
+	if (rc != WM_OK) {
+		tunnel_close(t, wm_strerror(rc));
+		return;
+	}
+	uint8_t reply[TUNNEL_HELLO_SERVER_LEN] = {HELLO_VERSION};
+	encode_params(reply + 4, &t->cfg.params);
+	n = handshake_write_msg2(t->hs, reply, sizeof(reply), out, sizeof(out));
+	if (n < 0 || start_session(t, &peer) != WM_OK) {
+		tunnel_close(t, "handshake failed");
+		return;
+	}
+	send_handshake(t, out, (size_t)n);
+	if (t->h.on_up != NULL)
+		t->h.on_up(t, t->h.arg);
+}
+
+static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
+{
+	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
+	struct session_params peer;
+	int n = handshake_read_msg2(t->hs, msg, len, payload, sizeof(payload));
+	if (n < 0) {
+		log_warn("tunnel %s: handshake failed: %s (wrong --server-key or --psk, or this "
+			 "client's key is not authorized?)",
+			 t->peer, wm_strerror(n));
+		tunnel_close(t, "handshake failed");
+		return;
+	}
+	if (n < TUNNEL_HELLO_SERVER_LEN || payload[0] != HELLO_VERSION ||
+	    decode_params(payload + 4, &peer) != WM_OK) {
+		tunnel_close(t, "unsupported server hello");
+		return;
+	}
+	memcpy(t->peer_pub, t->cfg.server_pub, KEYS_LEN);
+	if (start_session(t, &peer) != WM_OK) {
+		tunnel_close(t, "cannot start session");
+		return;
+	}
+	if (t->h.on_up != NULL)
+		t->h.on_up(t, t->h.arg);
+	flush(t);
+}
+
+static void client_send_msg1(struct tunnel *t)
+{
+	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {HELLO_VERSION, t->cfg.tunnel_no};
+	uint8_t out[HANDSHAKE_MSG_MAX];
+	tai64n_now(hello + 4);
+	memcpy(hello + 16, t->cfg.session_id, TUNNEL_SESSION_ID_LEN);
+	encode_params(hello + 32, &t->cfg.params);
+	t->hs = handshake_initiator_new(t->cfg.local->priv, t->cfg.server_pub, t->cfg.psk);
+	if (t->hs == NULL) {
+		tunnel_close(t, "out of memory");
+		return;
+	}
+	int n = handshake_write_msg1(t->hs, hello, sizeof(hello), out, sizeof(out));
+	if (n < 0) {
+		tunnel_close(t, "cannot build handshake");
+		return;
+	}
+	t->state = TUNNEL_HANDSHAKE;
+	send_handshake(t, out, (size_t)n);
+}
+
+static void on_pong(struct tunnel *t, uint64_t opaque)
+{
+	uint64_t now = now_us();
+	if (opaque > now)
+		return;
+	uint64_t rtt = now - opaque;
+	if (rtt > UINT32_MAX)
+		rtt = UINT32_MAX;
+	t->srtt_us = t->srtt_us == 0 ? (uint32_t)rtt : (uint32_t)((7 * (uint64_t)t->srtt_us + rtt) / 8);
+}
+
+/* Decrypts one record and hands its frames over. rec is writable. */
+static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
+{
+	int n = record_open(t->rx, rec, rec_len, rec + RECORD_HEADER_LEN);
+	if (n < 0) {
+		log_warn("tunnel %s: record fails authentication; closing", t->peer);
+		tunnel_close(t, "bad record");
+		return;
+	}
+	t->stats.wire_bytes_received += rec_len;
+	t->stats.records_received++;
+	t->last_rx_ms = now_ms();
+	const uint8_t *p = rec + RECORD_HEADER_LEN;
+	size_t left = (size_t)n;
+	while (left > 0 && t->state == TUNNEL_UP) {
+		struct frame f;
+		size_t used;
+		int rc = frame_decode(p, left, &f, &used);
+		if (rc != WM_OK) {
+			log_warn("tunnel %s: malformed frame in record; closing", t->peer);
+			tunnel_close(t, "protocol error");
+			return;
+		}
+		if (f.type == FRAME_PING) {
+			session_send_ping(t->session, FRAME_PONG, f.u.opaque);
+		} else if (f.type == FRAME_PONG) {
+			on_pong(t, f.u.opaque);
+		} else {
+			rc = session_on_frame(t->session, &f);
+			if (rc != WM_OK) {
+				log_warn("tunnel %s: %s frame on stream %u: %s; closing", t->peer,
+					 frame_type_name(f.type), f.stream_id, wm_strerror(rc));
+				tunnel_close(t, "protocol error");
+				return;
+			}
+		}
+		p += used;
+		left -= used;
+	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct tunnel *t = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	while (t->state == TUNNEL_HANDSHAKE || t->state == TUNNEL_UP) {
+		size_t avail = evbuffer_get_length(in);
+		uint8_t hdr[2];
+		if (avail < 2)
+			break;
+		evbuffer_copyout(in, hdr, 2);
+		size_t len = ((size_t)hdr[0] << 8) | hdr[1];
+		if (t->state == TUNNEL_HANDSHAKE && len > HANDSHAKE_MSG_MAX) {
+			log_info("tunnel %s: refused: oversized handshake message", t->peer);
+			tunnel_close(t, "bad handshake size");
+			return;
+		}
+		if (avail < 2 + len)
+			break;
+		uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(2 + len));
+		if (p == NULL) {
+			tunnel_close(t, "out of memory");
+			return;
+		}
+		if (t->state == TUNNEL_HANDSHAKE) {
+			if (t->is_client)
+				client_on_msg2(t, p + 2, len);
+			else
+				server_on_msg1(t, p + 2, len);
+		} else if (record_peek(p, 2 + len) < 0) {
+			tunnel_close(t, "bad record length");
+		} else {
+			on_record(t, p, 2 + len);
+		}
+		evbuffer_drain(in, 2 + len);
+	}
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		int fd = bufferevent_getfd(bev);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+			netaddr_format((struct sockaddr *)&ss, t->peer, sizeof(t->peer));
+		netaddr_tune(fd, &t->cfg.tuning);
+		client_send_msg1(t);
+		return;
+	}
+	char why[160];
+	if (what & BEV_EVENT_EOF) {
+		snprintf(why, sizeof(why), "connection closed by peer");
+	} else {
+		int dns_err = bufferevent_socket_get_dns_error(bev);
+		if (dns_err != 0)
+			snprintf(why, sizeof(why), "cannot resolve: %s", evutil_gai_strerror(dns_err));
+		else
+			snprintf(why, sizeof(why), "%s",
+				 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	}
+	tunnel_close(t, why);
+}
+
+/* Update the codec from the link rate the kernel measures (auto mode). */
+static void update_codec(struct tunnel *t)
+{
+	if (t->cfg.compress != COMPRESS_AUTO || t->session == NULL)
+		return;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(bufferevent_getfd(t->bev), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return;
+	if (len < offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate))
+		return;
+	/* An app-limited sample says little about the link; keep the codec. */
+	if (ti.tcpi_delivery_rate_app_limited || ti.tcpi_delivery_rate == 0)
+		return;
+	enum compress_mode c = compress_choose(COMPRESS_AUTO, ti.tcpi_delivery_rate * 8);
+	if (c != t->codec) {
+		log_info("tunnel %s: link delivers %.1f Mbit/s: compressing with %s", t->peer,
+			 (double)ti.tcpi_delivery_rate * 8 / 1e6, compress_mode_name(c));
+		t->codec = c;
+		session_set_codec(t->session, c);
+	}
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel *t = arg;
+	uint64_t now = now_ms();
+	if (t->state == TUNNEL_CONNECTING || t->state == TUNNEL_HANDSHAKE) {
+		if (now - t->started_ms > t->cfg.handshake_timeout_ms) {
+			if (!t->is_client)
+				log_info("tunnel %s: refused: no handshake within %u ms", t->peer,
+					 t->cfg.handshake_timeout_ms);
+			tunnel_close(t, "handshake timed out");
+		}
+		return;
+	}
+	if (t->state != TUNNEL_UP)
+		return;
+	if (now - t->last_rx_ms > t->cfg.dead_after_ms) {
+		log_warn("tunnel %s: nothing heard for %llu ms; closing", t->peer,
+			 (unsigned long long)(now - t->last_rx_ms));
+		tunnel_close(t, "peer silent");
+		return;
+	}
+	update_codec(t);
+	session_send_ping(t->session, FRAME_PING, now_us());
+}
+
+static struct tunnel *tunnel_new(struct event_base *base, const struct tunnel_config *cfg,
+				 const struct tunnel_handlers *handlers, bool is_client)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return NULL;
+	t->base = base;
+	t->cfg = *cfg;
+	t->h = *handlers;
+	t->is_client = is_client;
+	t->started_ms = now_ms();
+	t->last_rx_ms = t->started_ms;
+	t->cctx = compress_ctx_new();
+	t->flush_ev = event_new(base, -1, 0, flush_cb, t);
+	t->free_ev = event_new(base, -1, 0, free_cb, t);
+	/* The timer fires at least once a second so handshake deadlines hold. */
+	t->timer_ev = event_new(base, -1, EV_PERSIST, timer_cb, t);
+	if (t->cctx == NULL || t->flush_ev == NULL || t->free_ev == NULL || t->timer_ev == NULL) {
+		tunnel_destroy(t);
+		return NULL;
+	}
+	uint32_t tick = cfg->ping_interval_ms;
+	if (tick > cfg->handshake_timeout_ms / 2)
+		tick = cfg->handshake_timeout_ms / 2;
+	if (tick == 0)
+		tick = 1000;
+	struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
+	event_add(t->timer_ev, &tv);
+	return t;
+}
+
+static void setup_bev(struct tunnel *t)
+{
+	bufferevent_setcb(t->bev, on_read, on_write, on_event, t);
+	bufferevent_setwatermark(t->bev, EV_WRITE, TUNNEL_OUT_LOW, 0);
+	bufferevent_set_max_single_read(t->bev, TUNNEL_IO_CHUNK);
+	bufferevent_set_max_single_write(t->bev, TUNNEL_IO_CHUNK);
+	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
+}
+
+struct tunnel *tunnel_connect(struct event_base *base, struct evdns_base *dns,
+			      const struct netaddr_hostport *server,
+			      const struct tunnel_config *cfg,
+			      const struct tunnel_handlers *handlers)
+{
+	struct tunnel *t = tunnel_new(base, cfg, handlers, true);
+	if (t == NULL)
+		return NULL;
+	snprintf(t->peer, sizeof(t->peer), "%s:%u", server->host, server->port);
+	t->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (t->bev == NULL) {
+		tunnel_destroy(t);
+		return NULL;
+	}
+	setup_bev(t);
+	t->state = TUNNEL_CONNECTING;
+	/* Errors (DNS, refused) arrive through on_event, after we return. */
+	if (bufferevent_socket_connect_hostname(t->bev, dns, AF_UNSPEC, server->host,
+						server->port) != 0)
+		tunnel_close(t, "cannot start connecting");
+	return t;
+}
+
+struct tunnel *tunnel_accept(struct event_base *base, int fd, const struct sockaddr *peer,
+			     const struct tunnel_config *cfg,
+			     const struct tunnel_handlers *handlers)
+{
+	struct tunnel *t = tunnel_new(base, cfg, handlers, false);
+	if (t == NULL) {
+		close(fd);
+		return NULL;
+	}
+	netaddr_format(peer, t->peer, sizeof(t->peer));
+	netaddr_tune(fd, &cfg->tuning);
+	t->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (t->bev == NULL) {
+		close(fd);
+		tunnel_destroy(t);
+		return NULL;
+	}
+	setup_bev(t);
+	t->state = TUNNEL_HANDSHAKE;
+	return t;
+}
+
+struct session *tunnel_session(const struct tunnel *t)
+{
+	return t->state == TUNNEL_UP ? t->session : NULL;
+}
+
+const char *tunnel_peer_name(const struct tunnel *t)
+{
+	return t->peer;
+}
+
+const uint8_t *tunnel_peer_key(const struct tunnel *t)
+{
+	return t->peer_pub;
+}
+
+size_t tunnel_queued(const struct tunnel *t)
+{
+	size_t n = t->bev != NULL ? evbuffer_get_length(bufferevent_get_output(t->bev)) : 0;
+	if (t->session != NULL)
+		n += session_queued(t->session);
+	return n;
+}
+
+uint32_t tunnel_rtt_us(const struct tunnel *t)
+{
+	return t->srtt_us;
+}
+
+const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t)
+{
+	return &t->stats;
+}

@@ -1,0 +1,61 @@
+/*
+ * The local side of one stream: a TCP socket (the user's connection on the
+ * client, the target on the server) bridged to a session stream. One relay
+ * path for every front end. Backpressure: the relay reads only while the
+ * stream's source buffer is below RELAY_READ_HIGH, and reports bytes as
+ * consumed only once they have left for the kernel. Half-close both ways:
+ * local EOF becomes FIN, the peer's FIN becomes shutdown(SHUT_WR) after the
+ * data before it; a local error or a peer RESET closes with RST.
+ */
+#ifndef WANMUX_RELAY_H
+#define WANMUX_RELAY_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "wanmux/session.h"
+
+struct event_base;
+struct relay;
+
+#define RELAY_READ_HIGH (256u << 10)
+#define RELAY_CONNECT_TIMEOUT_MS 10000
+
+/*
+ * A relay on fd (connected, non-blocking; -1 for relay_connect later). name
+ * is for logs. Reading starts with relay_start. NULL on failure (fd is then
+ * closed).
+ */
+struct relay *relay_new(struct event_base *base, int fd, const char *name);
+
+/* The buffer the stream sends from: what was read from the local socket. */
+struct evbuffer *relay_source(struct relay *r);
+
+/* Ties r to its stream; the stream's user pointer must be r. */
+void relay_bind(struct relay *r, struct session_stream *st);
+
+/* Starts reading the local socket. */
+void relay_start(struct relay *r);
+
+/*
+ * Server: connects the relay to sa. done(r, 0, arg) on success, or done(r,
+ * FRAME_ERR_*, arg) on refusal, unreachability or timeout.
+ */
+int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
+		  void (*done)(struct relay *r, uint32_t error, void *arg), void *arg);
+
+/*
+ * Closes the local socket (with RST when abort is set) and frees r from the
+ * event loop. The stream must already be gone or reset by the caller.
+ */
+void relay_close(struct relay *r, bool abort);
+
+/* The relay's stream, NULL once it ended. */
+struct session_stream *relay_stream(const struct relay *r);
+
+const char *relay_name(const struct relay *r);
+
+/* Fills the stream callbacks the relay handles (data, fin, reset, closed). */
+void relay_stream_callbacks(struct session_callbacks *cb);
+
+#endif

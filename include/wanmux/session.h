@@ -1,0 +1,174 @@
+/*
+ * The streams of one tunnel: stream table, stream state machine, credit flow
+ * control per stream and per session, and the fair scheduler that decides
+ * which frames go into the next record. Knows nothing of sockets: the tunnel
+ * feeds it decoded frames and asks it to fill record plaintext; the relay
+ * gives each stream a source buffer and reports bytes it has delivered.
+ *
+ * Flow control (absolute offsets, as in QUIC): a receiver grants
+ * max_offset = consumed + window per stream and per session, where consumed
+ * counts bytes that have left toward the local socket. So a receiver never
+ * buffers more than it granted, and the relay never stops reading a tunnel.
+ * Control frames are never flow-controlled and go first in every record.
+ *
+ * Scheduling: deficit round robin with a new-flows list ahead of the
+ * old-flows list (RFC 8290 style), quantum 16 KiB: a stream that just became
+ * active (an interactive request) is served before bulk streams that have
+ * been sending for a while.
+ */
+#ifndef WANMUX_SESSION_H
+#define WANMUX_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wanmux/compress.h"
+#include "wanmux/frame.h"
+
+struct evbuffer;
+struct session;
+struct session_stream;
+
+enum session_role {
+	SESSION_CLIENT, /* opens streams with odd ids */
+	SESSION_SERVER, /* accepts OPEN */
+};
+
+/* What one side announces in its handshake payload. */
+struct session_params {
+	uint32_t stream_window;	 /* initial receive window per stream, bytes */
+	uint32_t session_window; /* receive window for the whole session, bytes */
+	uint32_t max_streams;	 /* concurrent streams this side accepts */
+};
+
+#define SESSION_DEFAULT_STREAM_WINDOW (4u << 20)
+#define SESSION_DEFAULT_SESSION_WINDOW (16u << 20)
+#define SESSION_DEFAULT_MAX_STREAMS 1024u
+#define SESSION_MIN_WINDOW (64u << 10)
+#define SESSION_QUANTUM 16384u
+
+/*
+ * Callbacks. A stream passed to on_reset or on_closed is freed when the
+ * callback returns: drop every reference to it there.
+ */
+struct session_callbacks {
+	/* Server: the peer opened stream to target. Return 0 to go on (answer
+	 * later with session_stream_open_result) or a FRAME_ERR_* (> 0) to refuse
+	 * at once; the stream is then freed without on_reset. */
+	int (*on_open)(struct session *s, struct session_stream *st, const struct frame_addr *target,
+		       void *arg);
+	/* Client: the server connected the stream's target. */
+	void (*on_open_result)(struct session_stream *st, void *user);
+	/* Bytes for the local socket, in order. Report them with
+	 * session_stream_consumed once they have left toward the socket. */
+	void (*on_data)(struct session_stream *st, const uint8_t *data, size_t len, void *user);
+	/* The peer will send no more (half-close): shut the local write side
+	 * once everything before it has been written. */
+	void (*on_fin)(struct session_stream *st, void *user);
+	/* The stream failed: peer RESET, OPEN refused (error = FRAME_ERR_*), or
+	 * the session is going away (FRAME_ERR_TUNNEL_LOST). */
+	void (*on_reset)(struct session_stream *st, uint32_t error, void *user);
+	/* Both directions finished cleanly. */
+	void (*on_closed)(struct session_stream *st, void *user);
+	/* There is something to send: the tunnel should call session_fill. */
+	void (*on_writable)(struct session *s, void *arg);
+};
+
+struct session_stats {
+	uint64_t streams_opened;
+	uint64_t raw_bytes_sent;	/* DATA payload before compression */
+	uint64_t payload_bytes_sent;	/* DATA payload as sent */
+	uint64_t raw_bytes_received;	/* DATA payload after decompression */
+	uint64_t payload_bytes_received; /* DATA payload as received */
+	uint64_t frames_compressed;
+	uint64_t frames_raw;
+};
+
+/*
+ * A session for one tunnel. local: what this side announced; peer: what the
+ * peer announced. cb and arg are kept; compress_ctx is borrowed. NULL on
+ * allocation failure.
+ */
+struct session *session_new(enum session_role role, const struct session_params *local,
+			    const struct session_params *peer, const struct session_callbacks *cb,
+			    void *arg, struct compress_ctx *compress_ctx);
+
+/*
+ * Ends every stream (on_reset with FRAME_ERR_TUNNEL_LOST) and frees s. NULL is
+ * a no-op. Never call it from inside a session callback.
+ */
+void session_free(struct session *s);
+
+/* Codec for DATA this side sends from now on (COMPRESS_NONE/LZ4/ZLIB). */
+void session_set_codec(struct session *s, enum compress_mode codec);
+
+/*
+ * Handles one decoded frame from the peer (not PING/PONG, which the tunnel
+ * answers itself). Returns 0, or WM_ERR_MALFORMED / WM_ERR_FLOW / WM_ERR_STATE
+ * when the peer broke the protocol: the tunnel must then close.
+ */
+int session_on_frame(struct session *s, const struct frame *f);
+
+/*
+ * Fills buf (cap bytes, at most RECORD_PLAINTEXT_MAX useful) with whole
+ * frames: control frames first, then DATA chosen by the scheduler within the
+ * credit the peer granted. Returns the bytes written; 0 when there is nothing
+ * to send now.
+ */
+size_t session_fill(struct session *s, uint8_t *buf, size_t cap);
+
+/* Queues a PING or PONG (type) with opaque; control frames go first. */
+void session_send_ping(struct session *s, uint8_t type, uint64_t opaque);
+
+/* Whether session_fill would write something now. */
+bool session_wants_write(const struct session *s);
+
+/*
+ * Client: opens a stream to target. src is the buffer the stream sends from
+ * (the local socket's input; borrowed, must outlive the stream); user is
+ * passed to the callbacks. OPEN leaves with the first DATA (0-RTT). NULL when
+ * the peer's stream limit is reached or on allocation failure.
+ */
+struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
+					   struct evbuffer *src, void *user);
+
+/* Server, after on_open: the source buffer and user pointer of the stream. */
+void session_stream_attach(struct session_stream *st, struct evbuffer *src, void *user);
+
+/*
+ * Server: answers an OPEN. error 0 = connected; otherwise the stream is
+ * refused and freed at once (no callbacks follow).
+ */
+void session_stream_open_result(struct session_stream *st, uint32_t error);
+
+/* New bytes are in the stream's source buffer (or credit may have changed). */
+void session_stream_kick(struct session_stream *st);
+
+/*
+ * The local side will send no more: FIN follows the bytes still in the
+ * source buffer. May complete and free the stream (on_closed).
+ */
+void session_stream_shutdown(struct session_stream *st);
+
+/*
+ * len bytes handed over by on_data have left toward the local socket: credit
+ * for the peer. May complete and free the stream (on_closed).
+ */
+void session_stream_consumed(struct session_stream *st, size_t len);
+
+/*
+ * Aborts the stream (local error): RESET goes to the peer and the stream is
+ * freed at once, with no callback.
+ */
+void session_stream_reset(struct session_stream *st, uint32_t error);
+
+uint32_t session_stream_id(const struct session_stream *st);
+struct session *session_stream_session(const struct session_stream *st);
+
+/* Bytes queued to send: the streams' source buffers plus control frames. */
+size_t session_queued(const struct session *s);
+size_t session_stream_count(const struct session *s);
+const struct session_stats *session_get_stats(const struct session *s);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * One tunnel: a tuned TCP connection that runs the Noise handshake, then
+ * carries AEAD records of mux frames for its session. Handles PING/PONG (RTT
+ * and liveness), the handshake deadline and the choice of codec. Policy stays
+ * with the owner: the server decides who is authorized, the client decides
+ * when to reconnect.
+ *
+ * Handshake payloads (inside the Noise messages, big-endian):
+ *   client hello, 44 bytes: version u8 (1) | tunnel_no u8 | reserved u16 |
+ *     TAI64N timestamp (12) | session id (16) | stream_window u32 |
+ *     session_window u32 | max_streams u32
+ *   server hello, 16 bytes: version u8 (1) | reserved u8[3] |
+ *     stream_window u32 | session_window u32 | max_streams u32
+ * Both messages are framed on the TCP stream as u16 length | message.
+ */
+#ifndef WANMUX_TUNNEL_H
+#define WANMUX_TUNNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wanmux/compress.h"
+#include "wanmux/keys.h"
+#include "wanmux/netaddr.h"
+#include "wanmux/session.h"
+
+struct event_base;
+struct evdns_base;
+struct tunnel;
+
+#define TUNNEL_SESSION_ID_LEN 16
+#define TUNNEL_HELLO_CLIENT_LEN 44
+#define TUNNEL_HELLO_SERVER_LEN 16
+
+/* What the client says about itself in msg1. */
+struct tunnel_hello {
+	uint8_t version;
+	uint8_t tunnel_no;
+	uint8_t timestamp[12]; /* TAI64N: strictly increases per client key and tunnel_no */
+	uint8_t session_id[TUNNEL_SESSION_ID_LEN];
+	struct session_params params;
+};
+
+struct tunnel_handlers {
+	/* Handshake done: the session accepts streams. */
+	void (*on_up)(struct tunnel *t, void *arg);
+	/* The tunnel is gone (reason for logs). Called from the event loop,
+	 * after every stream got on_reset; t is freed when this returns. */
+	void (*on_down)(struct tunnel *t, const char *reason, void *arg);
+	/* Server: whether client_pub may connect with this hello. 0, or
+	 * WM_ERR_UNAUTHORIZED / WM_ERR_REPLAY (the tunnel then closes). */
+	int (*authorize)(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
+			 const struct tunnel_hello *hello, void *arg);
+	/* Stream callbacks for the session; on_writable is the tunnel's own. */
+	struct session_callbacks streams;
+	void *arg; /* passed to the functions above and to streams.on_open */
+};
+
+struct tunnel_config {
+	const struct keypair *local;	 /* borrowed; must outlive the tunnel */
+	uint8_t server_pub[KEYS_LEN];	 /* client: the pinned server key */
+	const uint8_t *psk;		 /* NULL or KEYS_LEN bytes, borrowed */
+	const uint8_t *mac1_key;	 /* server: handshake_mac1_key(), borrowed */
+	struct session_params params;	 /* what this side announces */
+	enum compress_mode compress;
+	struct netaddr_tuning tuning;
+	uint32_t handshake_timeout_ms; /* default 10000 */
+	uint32_t ping_interval_ms;     /* default 5000 */
+	uint32_t dead_after_ms;	       /* no frame for this long: dead; default 30000 */
+	uint8_t session_id[TUNNEL_SESSION_ID_LEN]; /* client */
+	uint8_t tunnel_no;			   /* client */
+};
+
+/* Fills c with defaults (windows, timers, tuning); keys left empty. */
+void tunnel_config_defaults(struct tunnel_config *c);
+
+/*
+ * Client: connects to host:port (name resolved with dns, which may be NULL
+ * for literal addresses) and runs the handshake. cfg and handlers are copied.
+ * NULL on immediate failure; later failures arrive as on_down.
+ */
+struct tunnel *tunnel_connect(struct event_base *base, struct evdns_base *dns,
+			      const struct netaddr_hostport *server,
+			      const struct tunnel_config *cfg,
+			      const struct tunnel_handlers *handlers);
+
+/* Server: takes over the accepted socket fd and waits for the handshake. */
+struct tunnel *tunnel_accept(struct event_base *base, int fd, const struct sockaddr *peer,
+			     const struct tunnel_config *cfg,
+			     const struct tunnel_handlers *handlers);
+
+/*
+ * Closes the tunnel from outside its callbacks' stack (safe anywhere): the
+ * session ends, on_down follows from the event loop.
+ */
+void tunnel_close(struct tunnel *t, const char *reason);
+
+/* The session, or NULL before the handshake completed. */
+struct session *tunnel_session(const struct tunnel *t);
+
+/* "198.18.0.1:4000" style name of the peer. */
+const char *tunnel_peer_name(const struct tunnel *t);
+
+/* The peer's static public key (valid once up). */
+const uint8_t *tunnel_peer_key(const struct tunnel *t);
+
+/* Bytes waiting to leave: session queues plus the socket buffer in user space. */
+size_t tunnel_queued(const struct tunnel *t);
+
+/* Smoothed RTT from PING/PONG in microseconds, 0 before the first PONG. */
+uint32_t tunnel_rtt_us(const struct tunnel *t);
+
+struct tunnel_stats {
+	uint64_t wire_bytes_sent;     /* records on the wire, headers and tags included */
+	uint64_t wire_bytes_received;
+	uint64_t records_sent;
+	uint64_t records_received;
+};
+
+const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t);
+
+#endif
