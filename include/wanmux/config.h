@@ -30,13 +30,35 @@ struct config;
  * Other arguments are kept as positionals. On error returns WM_ERR_PARSE with
  * a one-line reason in err (unknown option, missing value, unreadable file,
  * bad line with its file:line, single option given twice in the file).
+ *
+ * Details: argv[0] is the program name and skipped. Short options also take
+ * "-xVALUE", and flags group ("-vq"). A single-valued option given twice on
+ * the command line keeps the last value. "-" alone is a positional. In a file,
+ * '#' starts a comment at the start of a line or after whitespace, a flag
+ * takes yes/true/on/1 (stored as "1") or no/false/off/0 (left unset), a bare
+ * flag name means yes, and "config" is an error. On success *out is owned by
+ * the caller (config_free); on error *out is NULL.
  */
 int config_parse(const struct config_option *opts, int argc, char **argv, struct config **out,
 		 char *err, size_t errlen);
 
+/*
+ * Parses the text of a config file (len bytes of buf, need not be
+ * NUL-terminated) with the same rules as a file named by --config; source
+ * names it in error messages ("FILE:LINE: ..."). For tests and fuzzing: the
+ * result has no positionals. 0, WM_ERR_PARSE or WM_ERR_NOMEM.
+ */
+int config_parse_buffer(const struct config_option *opts, const char *buf, size_t len,
+			const char *source, struct config **out, char *err, size_t errlen);
+
+/* config_free(NULL) is a no-op. */
 void config_free(struct config *cfg);
 
-/* The value of a single-valued option, or NULL when not given. */
+/*
+ * The value of a single-valued option, or NULL when not given. Strings
+ * returned by config_* stay valid until config_free(cfg). For a repeatable
+ * option this is its last value.
+ */
 const char *config_get(const struct config *cfg, int id);
 
 /* How many values a repeatable option has, and the i-th. */
