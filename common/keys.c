@@ -1,0 +1,493 @@
+/*
+ * Key files (private, .pub, PSK) and authorized-keys lists: reading, writing,
+ * base64 and permission checks. Errors come back as one line naming the file;
+ * nothing is logged here.
+ */
+#include "wanmux/keys.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "wanmux/err.h"
+
+#define KEYS_B64_CHARS (KEYS_B64_LEN - 1)
+/* Key and PSK files are tiny; anything bigger is not one of ours. */
+#define KEYS_FILE_MAX 4096
+#define PSK_MIN_LEN 16
+
+struct authorized_entry {
+	uint8_t pub[KEYS_LEN];
+	char *comment; /* NULL when the line has none */
+};
+
+struct keys_authorized {
+	struct authorized_entry *entries;
+	size_t count;
+	size_t cap;
+};
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+							  ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* Trims ASCII whitespace on both ends of [*text, *text + *len). */
+static void trim(const char **text, size_t *len)
+{
+	while (*len > 0 && isspace((unsigned char)(*text)[0])) {
+		(*text)++;
+		(*len)--;
+	}
+	while (*len > 0 && isspace((unsigned char)(*text)[*len - 1]))
+		(*len)--;
+}
+
+/* Exactly 44 characters of padded standard base64 decoding to 32 bytes. */
+static int decode_key(const char *text, size_t len, uint8_t out[KEYS_LEN])
+{
+	size_t bin_len = 0;
+	const char *end = NULL;
+
+	if (len != KEYS_B64_CHARS)
+		return WM_ERR_PARSE;
+	if (sodium_base642bin(out, KEYS_LEN, text, len, NULL, &bin_len, &end,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    bin_len != KEYS_LEN || end != text + len)
+		return WM_ERR_PARSE;
+	return 0;
+}
+
+/*
+ * Reads a small regular file into buf (at most cap - 1 bytes, NUL added).
+ * With secret set, refuses files that group or others may access, checked
+ * on the opened descriptor so the answer is about the file actually read.
+ */
+static int read_small_file(const char *path, int secret, char *buf, size_t cap, size_t *len,
+			   int *open_errno, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t got = 0;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		if (open_errno != NULL)
+			*open_errno = errno;
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return WM_ERR_IO;
+	}
+	if (fstat(fd, &st) != 0) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		rc = WM_ERR_IO;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, errlen, "%s: not a regular file", path);
+		rc = WM_ERR_IO;
+		goto out;
+	}
+	if (secret && (st.st_mode & 077) != 0) {
+		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod 600 %s",
+			path, (st.st_mode & 044) != 0 ? "readable" : "writable",
+			(unsigned)(st.st_mode & 07777), path);
+		rc = WM_ERR_PERM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + got, cap - 1 - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			set_err(err, errlen, "%s: %s", path, strerror(errno));
+			rc = WM_ERR_IO;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (got == cap - 1) {
+			char extra;
+
+			if (read(fd, &extra, 1) > 0) {
+				set_err(err, errlen, "%s: file too large for a key", path);
+				rc = WM_ERR_PARSE;
+				goto out;
+			}
+			break;
+		}
+	}
+	buf[got] = '\0';
+	*len = got;
+out:
+	close(fd);
+	return rc;
+}
+
+/* Creates path exclusively with mode 0600 and writes data; removes it on failure. */
+static int write_new_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+	size_t done = 0;
+	int fd;
+
+	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return WM_ERR_IO;
+	}
+	/* the umask may have taken bits away, never added; make it exact */
+	if (fchmod(fd, 0600) != 0)
+		goto fail;
+	while (done < len) {
+		ssize_t n = write(fd, data + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		done += (size_t)n;
+	}
+	if (fsync(fd) != 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	set_err(err, errlen, "%s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return WM_ERR_IO;
+}
+
+struct keypair *keys_pair_generate(void)
+{
+	struct keypair *kp;
+
+	if (sodium_init() < 0)
+		return NULL;
+	kp = calloc(1, sizeof *kp);
+	if (kp == NULL)
+		return NULL;
+	kp->priv = sodium_malloc(KEYS_LEN);
+	if (kp->priv == NULL) {
+		free(kp);
+		return NULL;
+	}
+	randombytes_buf(kp->priv, KEYS_LEN);
+	crypto_scalarmult_curve25519_base(kp->pub, kp->priv);
+	return kp;
+}
+
+void keys_pair_free(struct keypair *kp)
+{
+	if (kp == NULL)
+		return;
+	sodium_free(kp->priv);
+	sodium_memzero(kp, sizeof *kp);
+	free(kp);
+}
+
+int keys_pair_write(const struct keypair *kp, const char *path, char *err, size_t errlen)
+{
+	char line[KEYS_B64_LEN + 1];
+	char *pub_path;
+	size_t plen;
+	int rc;
+
+	if (kp == NULL || kp->priv == NULL || path == NULL || path[0] == '\0') {
+		set_err(err, errlen, "no key file name given");
+		return WM_ERR_IO;
+	}
+	plen = strlen(path) + sizeof ".pub";
+	pub_path = malloc(plen);
+	if (pub_path == NULL) {
+		set_err(err, errlen, "%s: out of memory", path);
+		return WM_ERR_IO;
+	}
+	snprintf(pub_path, plen, "%s.pub", path);
+
+	sodium_bin2base64(line, KEYS_B64_LEN, kp->priv, KEYS_LEN, sodium_base64_VARIANT_ORIGINAL);
+	line[KEYS_B64_CHARS] = '\n';
+	rc = write_new_file(path, line, KEYS_B64_CHARS + 1, err, errlen);
+	sodium_memzero(line, sizeof line);
+	if (rc != 0)
+		goto out;
+
+	keys_encode_public(kp->pub, line);
+	line[KEYS_B64_CHARS] = '\n';
+	rc = write_new_file(pub_path, line, KEYS_B64_CHARS + 1, err, errlen);
+	if (rc != 0)
+		unlink(path); /* no private key without its .pub */
+out:
+	free(pub_path);
+	return rc;
+}
+
+int keys_pair_load(const char *path, struct keypair **out, char *err, size_t errlen)
+{
+	char buf[KEYS_FILE_MAX];
+	const char *text = buf;
+	struct keypair *kp = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if (sodium_init() < 0) {
+		set_err(err, errlen, "%s: libsodium failed to initialize", path);
+		return WM_ERR_CRYPTO;
+	}
+	rc = read_small_file(path, 1, buf, sizeof buf, &len, NULL, err, errlen);
+	if (rc != 0)
+		goto out;
+	trim(&text, &len);
+	kp = calloc(1, sizeof *kp);
+	if (kp != NULL)
+		kp->priv = sodium_malloc(KEYS_LEN);
+	if (kp == NULL || kp->priv == NULL) {
+		set_err(err, errlen, "%s: out of memory", path);
+		rc = WM_ERR_NOMEM;
+		goto out;
+	}
+	if (decode_key(text, len, kp->priv) != 0) {
+		set_err(err, errlen,
+			"%s: not a wanmux private key (expected one line of %d base64 characters)",
+			path, KEYS_B64_CHARS);
+		rc = WM_ERR_PARSE;
+		goto out;
+	}
+	crypto_scalarmult_curve25519_base(kp->pub, kp->priv);
+	*out = kp;
+	kp = NULL; /* transferred */
+out:
+	keys_pair_free(kp);
+	sodium_memzero(buf, sizeof buf);
+	return rc;
+}
+
+void keys_encode_public(const uint8_t pub[KEYS_LEN], char out[KEYS_B64_LEN])
+{
+	sodium_bin2base64(out, KEYS_B64_LEN, pub, KEYS_LEN, sodium_base64_VARIANT_ORIGINAL);
+}
+
+int keys_decode_public(const char *text, uint8_t pub[KEYS_LEN])
+{
+	size_t len;
+
+	if (text == NULL)
+		return WM_ERR_PARSE;
+	len = strlen(text);
+	trim(&text, &len);
+	return decode_key(text, len, pub);
+}
+
+int keys_load_public(const char *arg, uint8_t pub[KEYS_LEN], char *err, size_t errlen)
+{
+	char buf[KEYS_FILE_MAX];
+	const char *text = buf;
+	size_t len = 0;
+	int rc, open_errno = 0;
+
+	if (arg == NULL || arg[0] == '\0') {
+		set_err(err, errlen, "empty public key");
+		return WM_ERR_PARSE;
+	}
+	if (keys_decode_public(arg, pub) == 0)
+		return 0;
+	rc = read_small_file(arg, 0, buf, sizeof buf, &len, &open_errno, err, errlen);
+	if (rc == WM_ERR_IO && open_errno == ENOENT) {
+		set_err(err, errlen, "%s: neither a base64 public key nor an existing file", arg);
+		return WM_ERR_PARSE;
+	}
+	if (rc != 0)
+		return rc;
+	trim(&text, &len);
+	if (decode_key(text, len, pub) != 0) {
+		set_err(err, errlen, "%s: not a base64 public key", arg);
+		return WM_ERR_PARSE;
+	}
+	return 0;
+}
+
+int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t errlen)
+{
+	char buf[KEYS_FILE_MAX];
+	const char *text = buf;
+	size_t len = 0;
+	int rc;
+
+	if (sodium_init() < 0) {
+		set_err(err, errlen, "%s: libsodium failed to initialize", path);
+		return WM_ERR_CRYPTO;
+	}
+	rc = read_small_file(path, 1, buf, sizeof buf, &len, NULL, err, errlen);
+	if (rc != 0)
+		goto out;
+	trim(&text, &len);
+	if (len < PSK_MIN_LEN) {
+		set_err(err, errlen, "%s: PSK too short (%zu bytes, need at least %d)", path, len,
+			PSK_MIN_LEN);
+		rc = WM_ERR_PARSE;
+		goto out;
+	}
+	crypto_generichash(psk, KEYS_LEN, (const uint8_t *)text, len, NULL, 0);
+out:
+	sodium_memzero(buf, sizeof buf);
+	return rc;
+}
+
+static int authorized_add(struct keys_authorized *ak, const uint8_t pub[KEYS_LEN],
+			  const char *comment, size_t comment_len)
+{
+	struct authorized_entry *e;
+
+	if (ak->count == ak->cap) {
+		size_t ncap = ak->cap == 0 ? 8 : ak->cap * 2;
+		struct authorized_entry *n = realloc(ak->entries, ncap * sizeof *n);
+
+		if (n == NULL)
+			return WM_ERR_NOMEM;
+		ak->entries = n;
+		ak->cap = ncap;
+	}
+	e = &ak->entries[ak->count];
+	memcpy(e->pub, pub, KEYS_LEN);
+	e->comment = NULL;
+	if (comment_len > 0) {
+		e->comment = strndup(comment, comment_len);
+		if (e->comment == NULL)
+			return WM_ERR_NOMEM;
+	}
+	ak->count++;
+	return 0;
+}
+
+int keys_authorized_load(const char *path, struct keys_authorized **out, char *err, size_t errlen)
+{
+	struct keys_authorized *ak;
+	struct stat st;
+	char *line = NULL;
+	size_t line_cap = 0, lineno = 0;
+	ssize_t n;
+	FILE *f;
+	int rc = 0;
+
+	*out = NULL;
+	f = fopen(path, "re");
+	if (f == NULL) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return WM_ERR_IO;
+	}
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+		set_err(err, errlen, "%s: not a regular file", path);
+		fclose(f);
+		return WM_ERR_IO;
+	}
+	ak = calloc(1, sizeof *ak);
+	if (ak == NULL) {
+		set_err(err, errlen, "%s: out of memory", path);
+		fclose(f);
+		return WM_ERR_NOMEM;
+	}
+	while ((n = getline(&line, &line_cap, f)) >= 0) {
+		const char *p = line, *key, *comment;
+		size_t len = (size_t)n, key_len;
+		uint8_t pub[KEYS_LEN];
+
+		lineno++;
+		trim(&p, &len);
+		if (len == 0 || p[0] == '#')
+			continue;
+		key = p;
+		key_len = 0;
+		while (key_len < len && !isspace((unsigned char)key[key_len]))
+			key_len++;
+		if (decode_key(key, key_len, pub) != 0) {
+			set_err(err, errlen, "%s:%zu: not a base64 public key", path, lineno);
+			rc = WM_ERR_PARSE;
+			break;
+		}
+		comment = key + key_len;
+		len -= key_len;
+		trim(&comment, &len);
+		rc = authorized_add(ak, pub, comment, len);
+		if (rc != 0) {
+			set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
+			break;
+		}
+	}
+	if (rc == 0 && ferror(f)) {
+		set_err(err, errlen, "%s: read error", path);
+		rc = WM_ERR_IO;
+	}
+	free(line);
+	fclose(f);
+	if (rc != 0) {
+		keys_authorized_free(ak);
+		return rc;
+	}
+	*out = ak;
+	return 0;
+}
+
+void keys_authorized_free(struct keys_authorized *ak)
+{
+	size_t i;
+
+	if (ak == NULL)
+		return;
+	for (i = 0; i < ak->count; i++)
+		free(ak->entries[i].comment);
+	free(ak->entries);
+	free(ak);
+}
+
+bool keys_authorized_find(const struct keys_authorized *ak, const uint8_t pub[KEYS_LEN],
+			  const char **comment, size_t *index)
+{
+	size_t i, found_at = 0;
+	bool found = false;
+
+	if (ak == NULL || pub == NULL)
+		return false;
+	/* every entry is compared in full, so timing does not reveal which one matched */
+	for (i = 0; i < ak->count; i++) {
+		bool match = sodium_memcmp(ak->entries[i].pub, pub, KEYS_LEN) == 0;
+
+		if (match && !found) {
+			found = true;
+			found_at = i;
+		}
+	}
+	if (!found)
+		return false;
+	if (comment != NULL)
+		*comment =
+		    ak->entries[found_at].comment != NULL ? ak->entries[found_at].comment : "";
+	if (index != NULL)
+		*index = found_at;
+	return true;
+}
+
+size_t keys_authorized_count(const struct keys_authorized *ak)
+{
+	return ak == NULL ? 0 : ak->count;
+}

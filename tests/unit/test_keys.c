@@ -1,0 +1,478 @@
+/*
+ * Tests for key files, base64 public keys, PSK files and authorized-keys
+ * lists, all in a private mkdtemp directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "wanmux/err.h"
+#include "wanmux/keys.h"
+
+static char tmpdir[64];
+
+static const char *tpath(const char *name)
+{
+	static char buf[4][256];
+	static int next;
+	char *p = buf[next++ % 4];
+
+	snprintf(p, sizeof buf[0], "%s/%s", tmpdir, name);
+	return p;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f;
+
+	unlink(path);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void read_file(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, cap - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+static int setup_dir(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_keys.XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int teardown_dir(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_keys_generate_write_load_round_trip(void **state)
+{
+	struct keypair *kp, *loaded = NULL;
+	char err[256], text[128], b64[KEYS_B64_LEN];
+	struct stat st;
+	uint8_t pub[KEYS_LEN];
+
+	(void)state;
+	kp = keys_pair_generate();
+	assert_non_null(kp);
+	crypto_scalarmult_curve25519_base(pub, kp->priv);
+	assert_memory_equal(pub, kp->pub, KEYS_LEN);
+
+	assert_int_equal(keys_pair_write(kp, tpath("rt"), err, sizeof err), 0);
+	assert_int_equal(stat(tpath("rt"), &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(stat(tpath("rt.pub"), &st), 0);
+
+	read_file(tpath("rt"), text, sizeof text);
+	assert_int_equal(strlen(text), 45);
+	assert_int_equal(text[44], '\n');
+	read_file(tpath("rt.pub"), text, sizeof text);
+	keys_encode_public(kp->pub, b64);
+	assert_int_equal(strlen(b64), 44);
+	assert_memory_equal(text, b64, 44);
+	assert_string_equal(text + 44, "\n");
+
+	assert_int_equal(keys_pair_load(tpath("rt"), &loaded, err, sizeof err), 0);
+	assert_non_null(loaded);
+	assert_memory_equal(loaded->priv, kp->priv, KEYS_LEN);
+	assert_memory_equal(loaded->pub, kp->pub, KEYS_LEN);
+
+	/* the .pub file serves as a public key argument */
+	memset(pub, 0, sizeof pub);
+	assert_int_equal(keys_load_public(tpath("rt.pub"), pub, err, sizeof err), 0);
+	assert_memory_equal(pub, kp->pub, KEYS_LEN);
+
+	keys_pair_free(kp);
+	keys_pair_free(loaded);
+	keys_pair_free(NULL);
+}
+
+static void test_keys_write_refuses_existing(void **state)
+{
+	struct keypair *kp = keys_pair_generate();
+	char err[256], text[64];
+	struct stat st;
+
+	(void)state;
+	write_file(tpath("exists"), "keep me\n", 0600);
+	assert_int_equal(keys_pair_write(kp, tpath("exists"), err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, tpath("exists")));
+	read_file(tpath("exists"), text, sizeof text);
+	assert_string_equal(text, "keep me\n");
+
+	/* a stale .pub blocks the pair, and no lone private key is left behind */
+	write_file(tpath("half.pub"), "old\n", 0644);
+	assert_int_equal(keys_pair_write(kp, tpath("half"), err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, "half.pub"));
+	assert_int_not_equal(stat(tpath("half"), &st), 0);
+
+	/* a directory that does not exist */
+	assert_int_equal(keys_pair_write(kp, tpath("nodir/key"), err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, "nodir/key"));
+	keys_pair_free(kp);
+}
+
+static void test_keys_load_refuses_open_modes(void **state)
+{
+	static const struct {
+		mode_t mode;
+		int expect;
+		const char *word;
+	} cases[] = {
+	    {0600, 0, NULL},
+	    {0400, 0, NULL},
+	    {0644, WM_ERR_PERM, "readable"},
+	    {0640, WM_ERR_PERM, "readable"},
+	    {0604, WM_ERR_PERM, "readable"},
+	    {0620, WM_ERR_PERM, "writable"},
+	    {0602, WM_ERR_PERM, "writable"},
+	    {0610, WM_ERR_PERM, NULL},
+	};
+	struct keypair *kp = keys_pair_generate(), *loaded;
+	char b64[KEYS_B64_LEN], text[64], err[256];
+	size_t i;
+
+	(void)state;
+	sodium_bin2base64(b64, sizeof b64, kp->priv, KEYS_LEN, sodium_base64_VARIANT_ORIGINAL);
+	snprintf(text, sizeof text, "%s\n", b64);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char modestr[8];
+		int rc;
+
+		write_file(tpath("mode"), text, cases[i].mode);
+		loaded = NULL;
+		err[0] = '\0';
+		rc = keys_pair_load(tpath("mode"), &loaded, err, sizeof err);
+		assert_int_equal(rc, cases[i].expect);
+		if (rc == 0) {
+			assert_memory_equal(loaded->pub, kp->pub, KEYS_LEN);
+			keys_pair_free(loaded);
+			continue;
+		}
+		assert_null(loaded);
+		snprintf(modestr, sizeof modestr, "%04o", (unsigned)cases[i].mode);
+		assert_non_null(strstr(err, tpath("mode")));
+		assert_non_null(strstr(err, modestr));
+		assert_non_null(strstr(err, "chmod 600"));
+		assert_null(strchr(err, '\n'));
+		if (cases[i].word != NULL)
+			assert_non_null(strstr(err, cases[i].word));
+	}
+	keys_pair_free(kp);
+}
+
+static void test_keys_load_missing_and_not_regular(void **state)
+{
+	struct keypair *kp = NULL;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(keys_pair_load(tpath("missing"), &kp, err, sizeof err), WM_ERR_IO);
+	assert_null(kp);
+	assert_non_null(strstr(err, tpath("missing")));
+	assert_non_null(strstr(err, "No such file"));
+	assert_int_equal(keys_pair_load(tmpdir, &kp, err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, "not a regular file"));
+}
+
+static void test_keys_load_bad_content(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "\n",
+	    "hello world\n",
+	    /* 43 characters */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+	    /* 31 bytes */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n",
+	    /* 33 bytes */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+	    /* 32 bytes, no padding */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+	    /* URL-safe alphabet */
+	    "-_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+	    /* non-canonical: unused low bits set in the last character */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=\n",
+	    /* two keys on one line */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= "
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+	};
+	struct keypair *kp;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		kp = NULL;
+		write_file(tpath("bad"), bad[i], 0600);
+		assert_int_equal(keys_pair_load(tpath("bad"), &kp, err, sizeof err), WM_ERR_PARSE);
+		assert_null(kp);
+		assert_non_null(strstr(err, tpath("bad")));
+	}
+	/* surrounding whitespace and CRLF are fine */
+	write_file(tpath("ok"), "  AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\n", 0600);
+	assert_int_equal(keys_pair_load(tpath("ok"), &kp, err, sizeof err), 0);
+	keys_pair_free(kp);
+}
+
+static void test_keys_load_too_large(void **state)
+{
+	char *big = malloc(5000);
+	struct keypair *kp = NULL;
+	char err[256];
+
+	(void)state;
+	memset(big, 'A', 4999);
+	big[4999] = '\0';
+	write_file(tpath("big"), big, 0600);
+	assert_int_equal(keys_pair_load(tpath("big"), &kp, err, sizeof err), WM_ERR_PARSE);
+	assert_non_null(strstr(err, "too large"));
+	free(big);
+}
+
+static void test_keys_public_encode_decode(void **state)
+{
+	static const struct {
+		const char *text;
+		int expect;
+	} cases[] = {
+	    {"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", 0},
+	    {"  AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n", 0},
+	    {"\tAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\r\n", 0},
+	    {"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA", WM_ERR_PARSE},
+	    {"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA==", WM_ERR_PARSE},
+	    {"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyB=", WM_ERR_PARSE},
+	    {"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH*A=", WM_ERR_PARSE},
+	    {"AQIDBAUGBwgJCgsMDQ4P EBESExQVFhcYGRobHB0eHyA=", WM_ERR_PARSE},
+	    {"", WM_ERR_PARSE},
+	    {"   ", WM_ERR_PARSE},
+	};
+	uint8_t pub[KEYS_LEN], expect[KEYS_LEN], back[KEYS_LEN];
+	char b64[KEYS_B64_LEN];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KEYS_LEN; i++)
+		expect[i] = (uint8_t)(i + 1);
+	keys_encode_public(expect, b64);
+	assert_string_equal(b64, "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=");
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		memset(pub, 0, sizeof pub);
+		assert_int_equal(keys_decode_public(cases[i].text, pub), cases[i].expect);
+		if (cases[i].expect == 0)
+			assert_memory_equal(pub, expect, KEYS_LEN);
+	}
+	assert_int_equal(keys_decode_public(NULL, pub), WM_ERR_PARSE);
+
+	randombytes_buf(expect, sizeof expect);
+	keys_encode_public(expect, b64);
+	assert_int_equal(keys_decode_public(b64, back), 0);
+	assert_memory_equal(back, expect, KEYS_LEN);
+}
+
+static void test_keys_load_public_text_and_path(void **state)
+{
+	uint8_t pub[KEYS_LEN], expect[KEYS_LEN];
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < KEYS_LEN; i++)
+		expect[i] = (uint8_t)(i + 1);
+	assert_int_equal(
+	    keys_load_public("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", pub, err, sizeof err),
+	    0);
+	assert_memory_equal(pub, expect, KEYS_LEN);
+
+	write_file(tpath("srv.pub"), "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n", 0644);
+	memset(pub, 0, sizeof pub);
+	assert_int_equal(keys_load_public(tpath("srv.pub"), pub, err, sizeof err), 0);
+	assert_memory_equal(pub, expect, KEYS_LEN);
+
+	assert_int_equal(keys_load_public(tpath("nope.pub"), pub, err, sizeof err), WM_ERR_PARSE);
+	assert_non_null(strstr(err, "nope.pub"));
+
+	write_file(tpath("junk.pub"), "not a key\n", 0644);
+	assert_int_equal(keys_load_public(tpath("junk.pub"), pub, err, sizeof err), WM_ERR_PARSE);
+	assert_non_null(strstr(err, "junk.pub"));
+
+	assert_int_equal(keys_load_public("", pub, err, sizeof err), WM_ERR_PARSE);
+}
+
+static void test_keys_psk(void **state)
+{
+	uint8_t psk[KEYS_LEN], psk2[KEYS_LEN], expect[KEYS_LEN];
+	char err[256];
+
+	(void)state;
+	/* 15 bytes after trimming: refused */
+	write_file(tpath("psk"), "  0123456789abcde \n", 0600);
+	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PARSE);
+	assert_non_null(strstr(err, tpath("psk")));
+	assert_non_null(strstr(err, "too short"));
+
+	write_file(tpath("psk"), "", 0600);
+	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PARSE);
+
+	/* exactly 16: accepted, hashed with BLAKE2b-256 after trimming */
+	write_file(tpath("psk"), "0123456789abcdef", 0600);
+	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), 0);
+	crypto_generichash(expect, sizeof expect, (const uint8_t *)"0123456789abcdef", 16, NULL, 0);
+	assert_memory_equal(psk, expect, KEYS_LEN);
+	write_file(tpath("psk"), "\n\t0123456789abcdef  \r\n", 0600);
+	assert_int_equal(keys_load_psk(tpath("psk"), psk2, err, sizeof err), 0);
+	assert_memory_equal(psk2, expect, KEYS_LEN);
+
+	write_file(tpath("psk"), "0123456789abcdef", 0644);
+	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PERM);
+	assert_non_null(strstr(err, "0644"));
+	assert_non_null(strstr(err, "chmod 600"));
+
+	assert_int_equal(keys_load_psk(tpath("nopsk"), psk, err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, "nopsk"));
+}
+
+static void test_keys_authorized_list(void **state)
+{
+	static const char list[] = "# wanmux authorized keys\n"
+				   "\n"
+				   "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA= branch office  \n"
+				   "   \t\n"
+				   "  # indented comment\n"
+				   "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\r\n"
+				   "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=\tlaptop\tof bob\n"
+				   "YGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8=";
+	struct keys_authorized *ak = NULL;
+	uint8_t k[KEYS_LEN];
+	const char *comment;
+	size_t index, i;
+	char err[256];
+
+	(void)state;
+	write_file(tpath("authorized"), list, 0644);
+	assert_int_equal(keys_authorized_load(tpath("authorized"), &ak, err, sizeof err), 0);
+	assert_int_equal(keys_authorized_count(ak), 4);
+
+	for (i = 0; i < KEYS_LEN; i++)
+		k[i] = (uint8_t)(i + 1);
+	assert_true(keys_authorized_find(ak, k, &comment, &index));
+	assert_string_equal(comment, "branch office");
+	assert_int_equal(index, 0);
+
+	for (i = 0; i < KEYS_LEN; i++)
+		k[i] = (uint8_t)(0x20 + i);
+	assert_true(keys_authorized_find(ak, k, &comment, &index));
+	assert_string_equal(comment, "");
+	assert_int_equal(index, 1);
+
+	for (i = 0; i < KEYS_LEN; i++)
+		k[i] = (uint8_t)(0x40 + i);
+	assert_true(keys_authorized_find(ak, k, &comment, &index));
+	assert_string_equal(comment, "laptop\tof bob");
+	assert_int_equal(index, 2);
+
+	for (i = 0; i < KEYS_LEN; i++)
+		k[i] = (uint8_t)(0x60 + i);
+	assert_true(keys_authorized_find(ak, k, NULL, NULL));
+
+	k[0] ^= 1;
+	assert_false(keys_authorized_find(ak, k, &comment, &index));
+	assert_false(keys_authorized_find(NULL, k, NULL, NULL));
+	keys_authorized_free(ak);
+	keys_authorized_free(NULL);
+	assert_int_equal(keys_authorized_count(NULL), 0);
+}
+
+static void test_keys_authorized_bad_line_number(void **state)
+{
+	static const struct {
+		const char *text;
+		const char *where;
+	} cases[] = {
+	    {"# c\n\nAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\nnot-a-key comment\n", ":4:"},
+	    {"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\n", ":1:"},
+	    {"\n\nAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=x\n", ":3:"},
+	};
+	struct keys_authorized *ak;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ak = NULL;
+		write_file(tpath("auth_bad"), cases[i].text, 0644);
+		assert_int_equal(keys_authorized_load(tpath("auth_bad"), &ak, err, sizeof err),
+				 WM_ERR_PARSE);
+		assert_null(ak);
+		assert_non_null(strstr(err, tpath("auth_bad")));
+		assert_non_null(strstr(err, cases[i].where));
+	}
+}
+
+static void test_keys_authorized_empty_and_missing(void **state)
+{
+	struct keys_authorized *ak = NULL;
+	uint8_t k[KEYS_LEN] = {0};
+	char err[256];
+
+	(void)state;
+	write_file(tpath("auth_empty"), "# nobody yet\n\n", 0644);
+	assert_int_equal(keys_authorized_load(tpath("auth_empty"), &ak, err, sizeof err), 0);
+	assert_non_null(ak);
+	assert_int_equal(keys_authorized_count(ak), 0);
+	assert_false(keys_authorized_find(ak, k, NULL, NULL));
+	keys_authorized_free(ak);
+
+	ak = NULL;
+	assert_int_equal(keys_authorized_load(tpath("auth_missing"), &ak, err, sizeof err),
+			 WM_ERR_IO);
+	assert_null(ak);
+	assert_non_null(strstr(err, "auth_missing"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_keys_generate_write_load_round_trip),
+	    cmocka_unit_test(test_keys_write_refuses_existing),
+	    cmocka_unit_test(test_keys_load_refuses_open_modes),
+	    cmocka_unit_test(test_keys_load_missing_and_not_regular),
+	    cmocka_unit_test(test_keys_load_bad_content),
+	    cmocka_unit_test(test_keys_load_too_large),
+	    cmocka_unit_test(test_keys_public_encode_decode),
+	    cmocka_unit_test(test_keys_load_public_text_and_path),
+	    cmocka_unit_test(test_keys_psk),
+	    cmocka_unit_test(test_keys_authorized_list),
+	    cmocka_unit_test(test_keys_authorized_bad_line_number),
+	    cmocka_unit_test(test_keys_authorized_empty_and_missing),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
