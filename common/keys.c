@@ -140,19 +140,20 @@ out:
 	return rc;
 }
 
-/* Creates path exclusively with mode 0600 and writes data; removes it on failure. */
-static int write_new_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
+/* Creates path exclusively with the given mode, writes data; removes it on failure. */
+static int write_new_file(const char *path, mode_t mode, const char *data, size_t len, char *err,
+			  size_t errlen)
 {
 	size_t done = 0;
 	int fd;
 
-	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOCTTY, 0600);
+	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOCTTY, mode);
 	if (fd < 0) {
 		set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return WM_ERR_IO;
 	}
 	/* the umask may have taken bits away, never added; make it exact */
-	if (fchmod(fd, 0600) != 0)
+	if (fchmod(fd, mode) != 0)
 		goto fail;
 	while (done < len) {
 		ssize_t n = write(fd, data + done, len - done);
@@ -227,14 +228,14 @@ int keys_pair_write(const struct keypair *kp, const char *path, char *err, size_
 
 	sodium_bin2base64(line, KEYS_B64_LEN, kp->priv, KEYS_LEN, sodium_base64_VARIANT_ORIGINAL);
 	line[KEYS_B64_CHARS] = '\n';
-	rc = write_new_file(path, line, KEYS_B64_CHARS + 1, err, errlen);
+	rc = write_new_file(path, 0600, line, KEYS_B64_CHARS + 1, err, errlen);
 	sodium_memzero(line, sizeof line);
 	if (rc != 0)
 		goto out;
 
 	keys_encode_public(kp->pub, line);
 	line[KEYS_B64_CHARS] = '\n';
-	rc = write_new_file(pub_path, line, KEYS_B64_CHARS + 1, err, errlen);
+	rc = write_new_file(pub_path, 0644, line, KEYS_B64_CHARS + 1, err, errlen);
 	if (rc != 0)
 		unlink(path); /* no private key without its .pub */
 out:

@@ -87,6 +87,7 @@ static void test_keys_generate_write_load_round_trip(void **state)
 	assert_int_equal(stat(tpath("rt"), &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
 	assert_int_equal(stat(tpath("rt.pub"), &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
 
 	read_file(tpath("rt"), text, sizeof text);
 	assert_int_equal(strlen(text), 45);
