@@ -29,6 +29,8 @@ struct relay {
 	bool closing;
 	void (*connect_done)(struct relay *r, uint32_t error, void *arg);
 	void *connect_arg;
+	void (*close_hook)(void *arg);
+	void *close_hook_arg;
 };
 
 static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
@@ -44,6 +46,8 @@ void relay_close(struct relay *r, bool abort)
 		return;
 	r->closing = true;
 	r->st = NULL;
+	if (r->close_hook != NULL)
+		r->close_hook(r->close_hook_arg);
 	bufferevent_setcb(r->bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(r->bev, EV_READ | EV_WRITE);
 	if (r->drain_cb != NULL) {
@@ -194,6 +198,12 @@ int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 		return -1;
 	}
 	return 0;
+}
+
+void relay_set_close_hook(struct relay *r, void (*hook)(void *arg), void *arg)
+{
+	r->close_hook = hook;
+	r->close_hook_arg = arg;
 }
 
 struct session_stream *relay_stream(const struct relay *r)

@@ -65,6 +65,7 @@ struct tunnel {
 	uint32_t srtt_us;
 	char reason[160];
 	struct tunnel_stats stats;
+	struct session_stats final_session_stats; /* kept when the session ends */
 };
 
 static const char *tunnel_state_name(enum tunnel_state s)
@@ -180,6 +181,8 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tunnel *t = arg;
 	struct session *s = t->session;
+	if (s != NULL)
+		t->final_session_stats = *session_get_stats(s);
 	t->session = NULL;
 	/* Streams learn first (their local sockets close), then the owner. */
 	session_free(s);
@@ -678,4 +681,9 @@ uint32_t tunnel_rtt_us(const struct tunnel *t)
 const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t)
 {
 	return &t->stats;
+}
+
+const struct session_stats *tunnel_get_session_stats(const struct tunnel *t)
+{
+	return t->session != NULL ? session_get_stats(t->session) : &t->final_session_stats;
 }

@@ -50,6 +50,12 @@ int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
  */
 void relay_close(struct relay *r, bool abort);
 
+/*
+ * hook(arg) runs once when r closes, before r is freed: for an owner that
+ * must cancel work tied to r (a DNS query in flight).
+ */
+void relay_set_close_hook(struct relay *r, void (*hook)(void *arg), void *arg);
+
 /* The relay's stream, NULL once it ended. */
 struct session_stream *relay_stream(const struct relay *r);
 

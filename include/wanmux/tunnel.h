@@ -119,4 +119,7 @@ struct tunnel_stats {
 
 const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t);
 
+/* The session's counters, still valid in on_down after the session ended. */
+const struct session_stats *tunnel_get_session_stats(const struct tunnel *t);
+
 #endif

@@ -1,0 +1,621 @@
+/*
+ * wanmux-server: accepts tunnels from authorized clients and connects their
+ * streams to targets that an --allow rule permits (default deny). Options,
+ * start-up checks, the replay table and the target connector live here; the
+ * data path is common/ (tunnel, session, relay).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <sodium.h>
+
+#include "wanmux/acl.h"
+#include "wanmux/config.h"
+#include "wanmux/dns.h"
+#include "wanmux/err.h"
+#include "wanmux/handshake.h"
+#include "wanmux/keys.h"
+#include "wanmux/log.h"
+#include "wanmux/netaddr.h"
+#include "wanmux/relay.h"
+#include "wanmux/tunnel.h"
+
+#define PROG "wanmux-server"
+#define TUNNEL_SLOTS 256 /* tunnel_no is a u8: replay state per key and slot */
+
+enum opt_id {
+	OPT_LISTEN,
+	OPT_KEY,
+	OPT_AUTHORIZED_KEYS,
+	OPT_ALLOW,
+	OPT_PSK,
+	OPT_CONFIG,
+	OPT_COMPRESS,
+	OPT_MAX_STREAMS,
+	OPT_STREAM_WINDOW,
+	OPT_SESSION_WINDOW,
+	OPT_LOG_LEVEL,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct config_option options[] = {
+	{"listen", 'l', true, false, OPT_LISTEN},
+	{"key", 'k', true, false, OPT_KEY},
+	{"authorized-keys", 'a', true, false, OPT_AUTHORIZED_KEYS},
+	{"allow", 0, true, true, OPT_ALLOW},
+	{"psk", 0, true, false, OPT_PSK},
+	{"config", 'c', true, false, OPT_CONFIG},
+	{"compress", 0, true, false, OPT_COMPRESS},
+	{"max-streams", 0, true, false, OPT_MAX_STREAMS},
+	{"stream-window", 0, true, false, OPT_STREAM_WINDOW},
+	{"session-window", 0, true, false, OPT_SESSION_WINDOW},
+	{"log-level", 0, true, false, OPT_LOG_LEVEL},
+	{"help", 'h', false, false, OPT_HELP},
+	{"version", 'V', false, false, OPT_VERSION},
+	{NULL, 0, false, false, 0},
+};
+
+static const char usage_text[] =
+	"NAME\n"
+	"    wanmux-server - datacenter end of the wanmux WAN-optimizing proxy pair\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    wanmux-server --listen ADDR:PORT --key FILE --authorized-keys FILE\n"
+	"                  --allow RULE [--allow RULE ...] [--psk FILE] [-c FILE]\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    Accepts encrypted, multiplexed tunnels from wanmux-client instances whose\n"
+	"    public keys are listed in the authorized-keys file, and connects each\n"
+	"    stream they carry to its target, if and only if an --allow rule permits\n"
+	"    the target's resolved address and port. Everything else is refused and\n"
+	"    logged with the client's key; the server is never an open proxy.\n"
+	"\n"
+	"OPTIONS\n"
+	"    -l, --listen ADDR:PORT   where clients connect (IPv6 as [ADDR]:PORT)\n"
+	"    -k, --key FILE           this server's private key (wanmux-keygen FILE);\n"
+	"                             must not be readable by group or others\n"
+	"    -a, --authorized-keys FILE\n"
+	"                             client public keys, one base64 key per line,\n"
+	"                             optional comment after it, '#' comments\n"
+	"    --allow RULE             permit targets: CIDR[:PORT[-PORT]] or\n"
+	"                             HOSTNAME[:PORT[-PORT]], IPv6 in brackets,\n"
+	"                             '*.' wildcard names. Repeatable. Loopback,\n"
+	"                             link-local and metadata addresses need a rule\n"
+	"                             that names them (127.0.0.1:8080).\n"
+	"    --psk FILE               pre-shared key as a second factor (same file\n"
+	"                             on both ends; wanmux-keygen --psk FILE)\n"
+	"    -c, --config FILE        read options from FILE: one 'name value' per\n"
+	"                             line with long option names, '#' comments; the\n"
+	"                             command line overrides it\n"
+	"    --compress MODE          auto (default), lz4, zlib or none, for data the\n"
+	"                             server sends\n"
+	"    --max-streams N          concurrent streams per tunnel (default 1024)\n"
+	"    --stream-window SIZE     receive window per stream (default 4M)\n"
+	"    --session-window SIZE    receive window per tunnel (default 16M)\n"
+	"    --log-level LEVEL        error, warn, info (default) or debug\n"
+	"    -h, --help               this text\n"
+	"    -V, --version            version\n"
+	"\n"
+	"EXAMPLES\n"
+	"    wanmux-keygen /etc/wanmux/server.key\n"
+	"    wanmux-server --listen 0.0.0.0:7700 --key /etc/wanmux/server.key \\\n"
+	"        --authorized-keys /etc/wanmux/clients --allow 10.0.0.0/8:443 \\\n"
+	"        --allow db.internal:5432\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 after SIGTERM or SIGINT, 1 on a runtime failure (unreadable key, port\n"
+	"    in use), 2 on a usage error.\n";
+
+struct server;
+
+/* One accepted tunnel and what the server knows of its client. */
+struct server_tunnel {
+	LIST_ENTRY(server_tunnel) link;
+	struct server *srv;
+	struct tunnel *t;
+	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
+};
+
+/* A stream being connected to its target. Freed with its relay. */
+struct target {
+	struct server_tunnel *owner;
+	struct relay *r;
+	struct session_stream *st;
+	struct evdns_getaddrinfo_request *req;
+	char name[FRAME_NAME_MAX + 1];
+	char desc[NETADDR_STR_MAX];
+	uint16_t port;
+	bool in_lookup_call; /* inside evdns_getaddrinfo, which may answer at once */
+	bool closed_in_call;
+};
+
+struct replay_slots {
+	uint8_t last[TUNNEL_SLOTS][12];
+};
+
+struct server {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct evconnlistener *listener;
+	struct keypair *key;
+	struct keys_authorized *authorized;
+	struct replay_slots **replay; /* per authorized key, allocated on use */
+	struct acl *acl;
+	uint8_t psk[KEYS_LEN];
+	bool have_psk;
+	uint8_t mac1_key[32];
+	struct tunnel_config tcfg;
+	LIST_HEAD(, server_tunnel) tunnels;
+	struct event *sigint;
+	struct event *sigterm;
+	uint64_t refused_targets;
+	uint64_t refused_tunnels;
+};
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
+	exit(2);
+}
+
+static void fatal(const char *msg) __attribute__((noreturn));
+
+static void fatal(const char *msg)
+{
+	fprintf(stderr, PROG ": %s\n", msg);
+	exit(1);
+}
+
+static void target_free(struct target *tg)
+{
+	free(tg);
+}
+
+/* The relay is closing: cancel a DNS query still in flight, else free. */
+static void target_on_relay_close(void *arg)
+{
+	struct target *tg = arg;
+	tg->r = NULL;
+	tg->st = NULL;
+	if (tg->in_lookup_call) {
+		tg->closed_in_call = true; /* on_open frees it when the call returns */
+		return;
+	}
+	if (tg->req != NULL) {
+		struct evdns_getaddrinfo_request *req = tg->req;
+		tg->req = NULL;
+		evdns_getaddrinfo_cancel(req); /* its callback frees tg */
+		return;
+	}
+	target_free(tg);
+}
+
+static void refuse(struct target *tg, uint32_t error, const char *why)
+{
+	struct server *srv = tg->owner->srv;
+	srv->refused_targets++;
+	log_warn("refused stream %u from client %s to %s: %s", session_stream_id(tg->st),
+		 tg->owner->client, tg->desc, why);
+	struct session_stream *st = tg->st;
+	struct relay *r = tg->r;
+	session_stream_open_result(st, error);
+	relay_close(r, true); /* frees tg through the hook */
+}
+
+static void on_connected(struct relay *r, uint32_t error, void *arg)
+{
+	struct target *tg = arg;
+	if (error != 0) {
+		log_info("stream %u from client %s: %s: %s", session_stream_id(tg->st),
+			 tg->owner->client, tg->desc, frame_error_name(error));
+		struct session_stream *st = tg->st;
+		session_stream_open_result(st, error);
+		relay_close(r, true);
+		return;
+	}
+	log_debug("stream %u from client %s connected to %s", session_stream_id(tg->st),
+		  tg->owner->client, tg->desc);
+	session_stream_open_result(tg->st, FRAME_ERR_NONE);
+	relay_start(r);
+}
+
+static void start_connect(struct target *tg, const struct sockaddr *sa, socklen_t salen)
+{
+	char addr[NETADDR_STR_MAX];
+	netaddr_format(sa, addr, sizeof(addr));
+	if (tg->name[0] != '\0') {
+		/* Keep the name and show where it led. */
+		size_t n = strlen(tg->desc);
+		snprintf(tg->desc + n, sizeof(tg->desc) - n, " (%s)", addr);
+	}
+	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0)
+		refuse(tg, FRAME_ERR_CONNECT_FAILED, "cannot start connecting");
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct target *tg = arg;
+	tg->req = NULL;
+	if (tg->r == NULL) {
+		/* The stream ended while the query ran. */
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		target_free(tg);
+		return;
+	}
+	if (result != 0) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		refuse(tg, FRAME_ERR_HOST_UNKNOWN, evutil_gai_strerror(result));
+		return;
+	}
+	struct server *srv = tg->owner->srv;
+	/* Check what the name resolved to, so DNS cannot steer us elsewhere. */
+	for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+		if (acl_permits(srv->acl, tg->name, ai->ai_addr, tg->port)) {
+			start_connect(tg, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+			evutil_freeaddrinfo(res);
+			return;
+		}
+	}
+	evutil_freeaddrinfo(res);
+	refuse(tg, FRAME_ERR_NOT_ALLOWED, "no --allow rule permits its addresses");
+}
+
+static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
+		   void *arg)
+{
+	struct server_tunnel *stn = arg;
+	struct server *srv = stn->srv;
+	struct sockaddr_storage ss;
+	socklen_t salen = 0;
+	char desc[NETADDR_STR_MAX];
+
+	memset(&ss, 0, sizeof(ss));
+	if (target->type == FRAME_ADDR_IPV4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(target->port);
+		memcpy(&sin->sin_addr, target->u.ipv4, 4);
+		salen = sizeof(*sin);
+		netaddr_format((struct sockaddr *)&ss, desc, sizeof(desc));
+	} else if (target->type == FRAME_ADDR_IPV6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(target->port);
+		memcpy(&sin6->sin6_addr, target->u.ipv6, 16);
+		salen = sizeof(*sin6);
+		netaddr_format((struct sockaddr *)&ss, desc, sizeof(desc));
+	} else {
+		snprintf(desc, sizeof(desc), "%s:%u", target->u.name, target->port);
+	}
+
+	bool may = salen > 0 ? acl_permits(srv->acl, NULL, (struct sockaddr *)&ss, target->port)
+			     : acl_may_permit_name(srv->acl, target->u.name, target->port);
+	if (!may) {
+		/* Refused before any DNS query or connection attempt. */
+		srv->refused_targets++;
+		log_warn("refused stream %u from client %s to %s: no --allow rule permits it",
+			 session_stream_id(st), stn->client, desc);
+		return FRAME_ERR_NOT_ALLOWED;
+	}
+
+	struct target *tg = calloc(1, sizeof(*tg));
+	if (tg == NULL)
+		return FRAME_ERR_INTERNAL;
+	tg->owner = stn;
+	tg->st = st;
+	tg->port = target->port;
+	snprintf(tg->desc, sizeof(tg->desc), "%s", desc);
+	tg->r = relay_new(srv->base, -1, desc);
+	if (tg->r == NULL) {
+		free(tg);
+		return FRAME_ERR_INTERNAL;
+	}
+	relay_set_close_hook(tg->r, target_on_relay_close, tg);
+	session_stream_attach(st, relay_source(tg->r), tg->r);
+	relay_bind(tg->r, st);
+
+	if (salen > 0) {
+		start_connect(tg, (struct sockaddr *)&ss, salen);
+		return 0;
+	}
+	snprintf(tg->name, sizeof(tg->name), "%s", target->u.name);
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", target->port);
+	/* The callback may run before this returns (/etc/hosts, errors). */
+	tg->in_lookup_call = true;
+	struct evdns_getaddrinfo_request *req =
+		evdns_getaddrinfo(srv->dns, tg->name, port, &hints, on_resolved, tg);
+	tg->in_lookup_call = false;
+	if (tg->closed_in_call)
+		target_free(tg);
+	else if (req != NULL && tg->r != NULL)
+		tg->req = req;
+	return 0;
+}
+
+static void on_tunnel_up(struct tunnel *t, void *arg)
+{
+	struct server_tunnel *stn = arg;
+	log_info("tunnel from %s up: client %s", tunnel_peer_name(t), stn->client);
+}
+
+static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
+{
+	struct server_tunnel *stn = arg;
+	if (stn->client[0] != '\0')
+		log_info("tunnel from %s (client %s) down: %s", tunnel_peer_name(t), stn->client,
+			 reason);
+	else
+		log_debug("connection from %s closed before authentication: %s",
+			  tunnel_peer_name(t), reason);
+	LIST_REMOVE(stn, link);
+	free(stn);
+}
+
+static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
+		     const struct tunnel_hello *hello, void *arg)
+{
+	struct server_tunnel *stn = arg;
+	struct server *srv = stn->srv;
+	char b64[KEYS_B64_LEN];
+	const char *comment = NULL;
+	size_t index = 0;
+
+	keys_encode_public(client_pub, b64);
+	if (!keys_authorized_find(srv->authorized, client_pub, &comment, &index)) {
+		srv->refused_tunnels++;
+		log_warn("tunnel from %s refused: client key %s is not in the authorized keys",
+			 tunnel_peer_name(t), b64);
+		return WM_ERR_UNAUTHORIZED;
+	}
+	if (comment != NULL && comment[0] != '\0')
+		snprintf(stn->client, sizeof(stn->client), "%s (%s)", b64, comment);
+	else
+		snprintf(stn->client, sizeof(stn->client), "%s", b64);
+
+	/* IK's first message can be replayed: demand a newer timestamp than the
+	 * last one this key sent for this tunnel slot (Noise §7.7). */
+	struct replay_slots *rs = srv->replay[index];
+	if (rs == NULL) {
+		rs = calloc(1, sizeof(*rs));
+		if (rs == NULL)
+			return WM_ERR_NOMEM;
+		srv->replay[index] = rs;
+	}
+	if (memcmp(hello->timestamp, rs->last[hello->tunnel_no], 12) <= 0) {
+		srv->refused_tunnels++;
+		log_warn("tunnel from %s refused: replayed or stale handshake from client %s",
+			 tunnel_peer_name(t), stn->client);
+		stn->client[0] = '\0';
+		return WM_ERR_REPLAY;
+	}
+	memcpy(rs->last[hello->tunnel_no], hello->timestamp, 12);
+	return WM_OK;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct server *srv = arg;
+	struct server_tunnel *stn = calloc(1, sizeof(*stn));
+	if (stn == NULL) {
+		close(fd);
+		return;
+	}
+	stn->srv = srv;
+	struct tunnel_handlers h;
+	memset(&h, 0, sizeof(h));
+	h.on_up = on_tunnel_up;
+	h.on_down = on_tunnel_down;
+	h.authorize = authorize;
+	relay_stream_callbacks(&h.streams);
+	h.streams.on_open = on_open;
+	h.arg = stn;
+	evutil_make_socket_nonblocking(fd);
+	stn->t = tunnel_accept(srv->base, fd, sa, &srv->tcfg, &h);
+	if (stn->t == NULL) {
+		free(stn);
+		return;
+	}
+	LIST_INSERT_HEAD(&srv->tunnels, stn, link);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	/* EMFILE and friends: keep serving what we have. */
+	log_error("accept: %s", evutil_socket_error_to_string(err));
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	log_info("signal %d: stopping (%llu targets and %llu tunnels refused so far)", (int)sig,
+		 (unsigned long long)srv->refused_targets,
+		 (unsigned long long)srv->refused_tunnels);
+	if (srv->listener != NULL) {
+		evconnlistener_free(srv->listener);
+		srv->listener = NULL;
+	}
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	tunnel_close(stn->t, "server stopping");
+	/* Let the closes run, then leave the loop. */
+	struct timeval tv = {0, 200000};
+	event_base_loopexit(srv->base, &tv);
+}
+
+static uint32_t size_option(const struct config *cfg, int id, uint32_t def, const char *name)
+{
+	const char *v = config_get(cfg, id);
+	uint64_t n;
+	if (v == NULL)
+		return def;
+	if (config_parse_uint(v, SESSION_MIN_WINDOW, 1u << 30, &n) != WM_OK)
+		usage_error("bad --%s: expected a size from 64K to 1G", name);
+	return (uint32_t)n;
+}
+
+static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen)
+{
+	char err[512];
+	const char *v;
+
+	if ((v = config_get(cfg, OPT_LOG_LEVEL)) != NULL) {
+		enum log_level lvl;
+		if (log_level_parse(v, &lvl) != WM_OK)
+			usage_error("bad --log-level '%s': use error, warn, info or debug", v);
+		log_init(PROG, lvl);
+	}
+	if (config_positional_count(cfg) > 0)
+		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
+	if (config_get(cfg, OPT_LISTEN) == NULL)
+		usage_error("%s", "missing --listen ADDR:PORT");
+	if (config_get(cfg, OPT_KEY) == NULL)
+		usage_error("%s", "missing --key FILE (create one with wanmux-keygen FILE)");
+	if (config_get(cfg, OPT_AUTHORIZED_KEYS) == NULL)
+		usage_error("%s", "missing --authorized-keys FILE");
+	if (netaddr_parse_hostport(config_get(cfg, OPT_LISTEN), listen, err, sizeof(err)) != 0)
+		usage_error("--listen: %s", err);
+
+	tunnel_config_defaults(&srv->tcfg);
+	if ((v = config_get(cfg, OPT_COMPRESS)) != NULL &&
+	    compress_mode_parse(v, &srv->tcfg.compress) != WM_OK)
+		usage_error("bad --compress '%s': use auto, lz4, zlib or none", v);
+	if ((v = config_get(cfg, OPT_MAX_STREAMS)) != NULL) {
+		uint64_t n;
+		if (config_parse_uint(v, 1, 1u << 20, &n) != WM_OK)
+			usage_error("bad --max-streams '%s'", v);
+		srv->tcfg.params.max_streams = (uint32_t)n;
+	}
+	srv->tcfg.params.stream_window =
+		size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
+	srv->tcfg.params.session_window = size_option(
+		cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
+
+	srv->acl = acl_new();
+	if (srv->acl == NULL)
+		fatal("out of memory");
+	for (size_t i = 0; i < config_count(cfg, OPT_ALLOW); i++) {
+		if (acl_add(srv->acl, config_get_nth(cfg, OPT_ALLOW, i), err, sizeof(err)) != 0)
+			usage_error("--allow: %s", err);
+	}
+
+	/* Files: runtime failures from here on. */
+	if (keys_pair_load(config_get(cfg, OPT_KEY), &srv->key, err, sizeof(err)) != 0)
+		fatal(err);
+	if (keys_authorized_load(config_get(cfg, OPT_AUTHORIZED_KEYS), &srv->authorized, err,
+				 sizeof(err)) != 0)
+		fatal(err);
+	if ((v = config_get(cfg, OPT_PSK)) != NULL) {
+		if (keys_load_psk(v, srv->psk, err, sizeof(err)) != 0)
+			fatal(err);
+		srv->have_psk = true;
+	}
+	srv->replay = calloc(keys_authorized_count(srv->authorized) + 1, sizeof(*srv->replay));
+	if (srv->replay == NULL)
+		fatal("out of memory");
+	handshake_mac1_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->mac1_key);
+	srv->tcfg.local = srv->key;
+	srv->tcfg.psk = srv->have_psk ? srv->psk : NULL;
+	srv->tcfg.mac1_key = srv->mac1_key;
+}
+
+int main(int argc, char **argv)
+{
+	struct server srv;
+	struct config *cfg = NULL;
+	struct netaddr_hostport listen_at;
+	char err[512];
+
+	memset(&srv, 0, sizeof(srv));
+	log_init(PROG, LOG_LEVEL_INFO);
+	if (config_parse(options, argc, argv, &cfg, err, sizeof(err)) != 0)
+		usage_error("%s", err);
+	if (config_get(cfg, OPT_HELP) != NULL) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (config_get(cfg, OPT_VERSION) != NULL) {
+		puts(PROG " 0.1.0");
+		return 0;
+	}
+	if (sodium_init() < 0)
+		fatal("cannot initialise libsodium");
+	signal(SIGPIPE, SIG_IGN);
+	configure(&srv, cfg, &listen_at);
+	if (acl_count(srv.acl) == 0)
+		log_warn("no --allow rules: every stream will be refused");
+
+	srv.base = event_base_new();
+	if (srv.base == NULL)
+		fatal("cannot create the event loop");
+	srv.dns = dns_new(srv.base);
+	if (srv.dns == NULL)
+		fatal("cannot set up DNS resolution");
+	int fd = netaddr_listen(&listen_at, err, sizeof(err));
+	if (fd < 0)
+		fatal(err);
+	srv.listener = evconnlistener_new(srv.base, on_accept, &srv,
+					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (srv.listener == NULL)
+		fatal("cannot listen");
+	evconnlistener_set_error_cb(srv.listener, on_accept_error);
+	LIST_INIT(&srv.tunnels);
+	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+	srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+	event_add(srv.sigint, NULL);
+	event_add(srv.sigterm, NULL);
+
+	char b64[KEYS_B64_LEN];
+	keys_encode_public(srv.key->pub, b64);
+	log_info("listening on %s:%u, server key %s, %zu authorized client keys, %zu allow rules",
+		 listen_at.host, listen_at.port, b64, keys_authorized_count(srv.authorized),
+		 acl_count(srv.acl));
+
+	event_base_dispatch(srv.base);
+
+	event_free(srv.sigint);
+	event_free(srv.sigterm);
+	if (srv.listener != NULL)
+		evconnlistener_free(srv.listener);
+	dns_free(srv.dns);
+	event_base_free(srv.base);
+	for (size_t i = 0; i <= keys_authorized_count(srv.authorized); i++)
+		free(srv.replay[i]);
+	free(srv.replay);
+	keys_authorized_free(srv.authorized);
+	keys_pair_free(srv.key);
+	acl_free(srv.acl);
+	config_free(cfg);
+	sodium_memzero(srv.psk, sizeof(srv.psk));
+	sodium_memzero(srv.mac1_key, sizeof(srv.mac1_key));
+	log_info("stopped");
+	return 0;
+}
