@@ -53,74 +53,74 @@ enum opt_id {
 };
 
 static const struct config_option options[] = {
-	{"server", 's', true, false, OPT_SERVER},
-	{"key", 'k', true, false, OPT_KEY},
-	{"server-key", 'K', true, false, OPT_SERVER_KEY},
-	{"forward", 'L', true, true, OPT_FORWARD},
-	{"tunnels", 'n', true, false, OPT_TUNNELS},
-	{"compress", 0, true, false, OPT_COMPRESS},
-	{"psk", 0, true, false, OPT_PSK},
-	{"config", 'c', true, false, OPT_CONFIG},
-	{"stream-window", 0, true, false, OPT_STREAM_WINDOW},
-	{"session-window", 0, true, false, OPT_SESSION_WINDOW},
-	{"log-level", 0, true, false, OPT_LOG_LEVEL},
-	{"help", 'h', false, false, OPT_HELP},
-	{"version", 'V', false, false, OPT_VERSION},
-	{NULL, 0, false, false, 0},
+    {"server", 's', true, false, OPT_SERVER},
+    {"key", 'k', true, false, OPT_KEY},
+    {"server-key", 'K', true, false, OPT_SERVER_KEY},
+    {"forward", 'L', true, true, OPT_FORWARD},
+    {"tunnels", 'n', true, false, OPT_TUNNELS},
+    {"compress", 0, true, false, OPT_COMPRESS},
+    {"psk", 0, true, false, OPT_PSK},
+    {"config", 'c', true, false, OPT_CONFIG},
+    {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
+    {"session-window", 0, true, false, OPT_SESSION_WINDOW},
+    {"log-level", 0, true, false, OPT_LOG_LEVEL},
+    {"help", 'h', false, false, OPT_HELP},
+    {"version", 'V', false, false, OPT_VERSION},
+    {NULL, 0, false, false, 0},
 };
 
 static const char usage_text[] =
-	"NAME\n"
-	"    wanmux-client - branch end of the wanmux WAN-optimizing proxy pair\n"
-	"\n"
-	"SYNOPSIS\n"
-	"    wanmux-client --server HOST:PORT --key FILE --server-key PUBKEY|FILE\n"
-	"                  --forward [LADDR:]LPORT:HOST:PORT ... [--tunnels N]\n"
-	"                  [--compress auto|lz4|zlib|none] [--psk FILE] [-c FILE]\n"
-	"\n"
-	"DESCRIPTION\n"
-	"    Listens for local TCP connections and carries each one as a stream,\n"
-	"    compressed and encrypted, over a few long-lived tuned TCP tunnels to\n"
-	"    wanmux-server, which connects it to HOST:PORT. A new connection costs\n"
-	"    no extra round trip: its first bytes travel with the request to open\n"
-	"    it. Tunnels that drop are reconnected with backoff.\n"
-	"\n"
-	"OPTIONS\n"
-	"    -s, --server HOST:PORT   the wanmux-server to use (IPv6 as [ADDR]:PORT)\n"
-	"    -k, --key FILE           this client's private key (wanmux-keygen FILE);\n"
-	"                             must not be readable by group or others. Its\n"
-	"                             public key (FILE.pub) goes into the server's\n"
-	"                             authorized-keys file.\n"
-	"    -K, --server-key PUBKEY|FILE\n"
-	"                             the server's public key, base64 or a file such\n"
-	"                             as server.key.pub; the client talks to no other\n"
-	"    -L, --forward [LADDR:]LPORT:HOST:PORT\n"
-	"                             listen on LADDR:LPORT (LADDR defaults to\n"
-	"                             127.0.0.1) and forward each connection to\n"
-	"                             HOST:PORT as seen from the server, like ssh -L.\n"
-	"                             IPv6 in brackets. Repeatable.\n"
-	"    -n, --tunnels N          tunnels to keep open, 1-64 (default 4)\n"
-	"    --compress MODE          auto (default: lz4 on fast links, zlib on slow\n"
-	"                             ones, incompressible data sent raw), lz4, zlib\n"
-	"                             or none\n"
-	"    --psk FILE               pre-shared key, the same file as the server's\n"
-	"    -c, --config FILE        read options from FILE: one 'name value' per\n"
-	"                             line with long option names, '#' comments; the\n"
-	"                             command line overrides it\n"
-	"    --stream-window SIZE     receive window per stream (default 4M)\n"
-	"    --session-window SIZE    receive window per tunnel (default 16M)\n"
-	"    --log-level LEVEL        error, warn, info (default) or debug\n"
-	"    -h, --help               this text\n"
-	"    -V, --version            version\n"
-	"\n"
-	"EXAMPLES\n"
-	"    wanmux-keygen ~/.wanmux/client.key\n"
-	"    wanmux-client --server dc.example.net:7700 --key ~/.wanmux/client.key \\\n"
-	"        --server-key server.key.pub --forward 8443:intranet.example:443\n"
-	"\n"
-	"EXIT STATUS\n"
-	"    0 after SIGTERM or SIGINT (a summary of the traffic is logged), 1 on a\n"
-	"    runtime failure (unreadable key, port in use), 2 on a usage error.\n";
+    "NAME\n"
+    "    wanmux-client - branch end of the wanmux WAN-optimizing proxy pair\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    wanmux-client --server HOST:PORT --key FILE --server-key PUBKEY|FILE\n"
+    "                  --forward [LADDR:]LPORT:HOST:PORT ... [--tunnels N]\n"
+    "                  [--compress auto|lz4|zlib|none] [--psk FILE] [-c FILE]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Listens for local TCP connections and carries each one as a stream,\n"
+    "    compressed and encrypted, over a few long-lived tuned TCP tunnels to\n"
+    "    wanmux-server, which connects it to HOST:PORT. A new connection costs\n"
+    "    no extra round trip: its first bytes travel with the request to open\n"
+    "    it. Tunnels that drop are reconnected with backoff.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -s, --server HOST:PORT   the wanmux-server to use (IPv6 as [ADDR]:PORT)\n"
+    "    -k, --key FILE           this client's private key (wanmux-keygen FILE);\n"
+    "                             must not be readable by group or others. Its\n"
+    "                             public key (FILE.pub) goes into the server's\n"
+    "                             authorized-keys file.\n"
+    "    -K, --server-key PUBKEY|FILE\n"
+    "                             the server's public key, base64 or a file such\n"
+    "                             as server.key.pub; the client talks to no other\n"
+    "    -L, --forward [LADDR:]LPORT:HOST:PORT\n"
+    "                             listen on LADDR:LPORT (LADDR defaults to\n"
+    "                             127.0.0.1) and forward each connection to\n"
+    "                             HOST:PORT as seen from the server, like ssh -L.\n"
+    "                             IPv6 in brackets. Repeatable.\n"
+    "    -n, --tunnels N          tunnels to keep open, 1-64 (default 4)\n"
+    "    --compress MODE          auto (default: lz4 on fast links, zlib on slow\n"
+    "                             ones, incompressible data sent raw), lz4, zlib\n"
+    "                             or none\n"
+    "    --psk FILE               pre-shared key, the same file as the server's\n"
+    "    -c, --config FILE        read options from FILE: one 'name value' per\n"
+    "                             line with long option names, '#' comments; the\n"
+    "                             command line overrides it\n"
+    "    --stream-window SIZE     receive window per stream (default 4M)\n"
+    "    --session-window SIZE    receive window per tunnel (default 16M)\n"
+    "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "    -h, --help               this text\n"
+    "    -V, --version            version\n"
+    "\n"
+    "EXAMPLES\n"
+    "    wanmux-keygen ~/.wanmux/client.key\n"
+    "    wanmux-client --server dc.example.net:7700 --key ~/.wanmux/client.key \\\n"
+    "        --server-key server.key.pub --forward 8443:intranet.example:443\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 after SIGTERM or SIGINT (a summary of the traffic is logged), 1 on a\n"
+    "    runtime failure (unreadable key, port in use), 2 on a usage error.\n";
 
 struct client;
 
@@ -224,7 +224,8 @@ static struct tunnel *pick_tunnel(struct client *cl)
 		struct slot *sl = &cl->slots[i];
 		if (!sl->up)
 			continue;
-		size_t q = tunnel_queued(sl->t) + session_stream_count(tunnel_session(sl->t)) * 1024;
+		size_t q =
+		    tunnel_queued(sl->t) + session_stream_count(tunnel_session(sl->t)) * 1024;
 		if (best == NULL || q < best_q) {
 			best = sl->t;
 			best_q = q;
@@ -241,8 +242,8 @@ static void start_stream(struct client *cl, struct forward *fw, int fd, const ch
 		log_error("%s: out of memory", name);
 		return;
 	}
-	struct session_stream *st = session_stream_open(tunnel_session(t), &fw->target,
-							relay_source(r), r);
+	struct session_stream *st =
+	    session_stream_open(tunnel_session(t), &fw->target, relay_source(r), r);
 	if (st == NULL) {
 		log_warn("%s: stream limit reached on tunnel %s; closing", name,
 			 tunnel_peer_name(t));
@@ -282,8 +283,8 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
 {
 	struct forward *fw = arg;
 	struct client *cl = fw->cl;
@@ -475,9 +476,9 @@ static void configure(struct client *cl, const struct config *cfg)
 	    compress_mode_parse(v, &cl->tcfg.compress) != WM_OK)
 		usage_error("bad --compress '%s': use auto, lz4, zlib or none", v);
 	cl->tcfg.params.stream_window =
-		size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
-	cl->tcfg.params.session_window = size_option(
-		cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
+	    size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
+	cl->tcfg.params.session_window =
+	    size_option(cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
 
 	cl->nforwards = config_count(cfg, OPT_FORWARD);
 	cl->forwards = calloc(cl->nforwards, sizeof(*cl->forwards));
@@ -512,7 +513,7 @@ static void log_totals(const struct client *cl)
 	const struct totals *t = &cl->totals;
 	double ratio_up = t->payload_up > 0 ? (double)t->raw_up / (double)t->payload_up : 1.0;
 	double ratio_down =
-		t->payload_down > 0 ? (double)t->raw_down / (double)t->payload_down : 1.0;
+	    t->payload_down > 0 ? (double)t->raw_down / (double)t->payload_down : 1.0;
 	log_info("stats: connections=%llu bytes_up=%llu bytes_down=%llu wire_up=%llu "
 		 "wire_down=%llu ratio_up=%.2f ratio_down=%.2f tunnels=%u tunnels_connected=%llu",
 		 (unsigned long long)t->connections, (unsigned long long)t->raw_up,
@@ -557,9 +558,8 @@ int main(int argc, char **argv)
 		int fd = netaddr_listen(&fw->spec.local, err, sizeof(err));
 		if (fd < 0)
 			fatal(err);
-		fw->listener = evconnlistener_new(cl.base, on_accept, fw,
-						  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-						  fd);
+		fw->listener = evconnlistener_new(
+		    cl.base, on_accept, fw, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 		if (fw->listener == NULL)
 			fatal("cannot listen");
 		log_info("forwarding %s:%u to %s:%u", fw->spec.local.host, fw->spec.local.port,

@@ -375,8 +375,8 @@ static int on_open(struct session *s, const struct frame *f)
 		queue_ctrl(s, &r);
 		return WM_OK;
 	}
-	int refuse = s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg)
-					  : FRAME_ERR_REFUSED;
+	int refuse =
+	    s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg) : FRAME_ERR_REFUSED;
 	if (refuse > 0) {
 		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
 		r.u.error = (uint32_t)refuse;
@@ -622,7 +622,8 @@ size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
 	/* An OPEN still waiting in the control queue must precede its DATA. */
 	if (evbuffer_get_length(s->ctrl) > 0)
 		return used;
-	while (cap - used >= FILL_MIN_ROOM && nclosed < sizeof(closed_later) / sizeof(*closed_later)) {
+	while (cap - used >= FILL_MIN_ROOM &&
+	       nclosed < sizeof(closed_later) / sizeof(*closed_later)) {
 		struct session_stream *st = TAILQ_FIRST(&s->new_list);
 		struct stream_list *from = &s->new_list;
 		if (st == NULL) {

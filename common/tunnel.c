@@ -71,10 +71,14 @@ struct tunnel {
 static const char *tunnel_state_name(enum tunnel_state s)
 {
 	switch (s) {
-	case TUNNEL_CONNECTING: return "connecting";
-	case TUNNEL_HANDSHAKE: return "handshake";
-	case TUNNEL_UP: return "up";
-	case TUNNEL_CLOSING: return "closing";
+	case TUNNEL_CONNECTING:
+		return "connecting";
+	case TUNNEL_HANDSHAKE:
+		return "handshake";
+	case TUNNEL_UP:
+		return "up";
+	case TUNNEL_CLOSING:
+		return "closing";
 	}
 	return "?";
 }
@@ -408,7 +412,8 @@ static void on_pong(struct tunnel *t, uint64_t opaque)
 	uint64_t rtt = now - opaque;
 	if (rtt > UINT32_MAX)
 		rtt = UINT32_MAX;
-	t->srtt_us = t->srtt_us == 0 ? (uint32_t)rtt : (uint32_t)((7 * (uint64_t)t->srtt_us + rtt) / 8);
+	t->srtt_us =
+	    t->srtt_us == 0 ? (uint32_t)rtt : (uint32_t)((7 * (uint64_t)t->srtt_us + rtt) / 8);
 }
 
 /* Decrypts one record and hands its frames over. rec is writable. */
@@ -508,7 +513,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	} else {
 		int dns_err = bufferevent_socket_get_dns_error(bev);
 		if (dns_err != 0)
-			snprintf(why, sizeof(why), "cannot resolve: %s", evutil_gai_strerror(dns_err));
+			snprintf(why, sizeof(why), "cannot resolve: %s",
+				 evutil_gai_strerror(dns_err));
 		else
 			snprintf(why, sizeof(why), "%s",
 				 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

@@ -51,72 +51,72 @@ enum opt_id {
 };
 
 static const struct config_option options[] = {
-	{"listen", 'l', true, false, OPT_LISTEN},
-	{"key", 'k', true, false, OPT_KEY},
-	{"authorized-keys", 'a', true, false, OPT_AUTHORIZED_KEYS},
-	{"allow", 0, true, true, OPT_ALLOW},
-	{"psk", 0, true, false, OPT_PSK},
-	{"config", 'c', true, false, OPT_CONFIG},
-	{"compress", 0, true, false, OPT_COMPRESS},
-	{"max-streams", 0, true, false, OPT_MAX_STREAMS},
-	{"stream-window", 0, true, false, OPT_STREAM_WINDOW},
-	{"session-window", 0, true, false, OPT_SESSION_WINDOW},
-	{"log-level", 0, true, false, OPT_LOG_LEVEL},
-	{"help", 'h', false, false, OPT_HELP},
-	{"version", 'V', false, false, OPT_VERSION},
-	{NULL, 0, false, false, 0},
+    {"listen", 'l', true, false, OPT_LISTEN},
+    {"key", 'k', true, false, OPT_KEY},
+    {"authorized-keys", 'a', true, false, OPT_AUTHORIZED_KEYS},
+    {"allow", 0, true, true, OPT_ALLOW},
+    {"psk", 0, true, false, OPT_PSK},
+    {"config", 'c', true, false, OPT_CONFIG},
+    {"compress", 0, true, false, OPT_COMPRESS},
+    {"max-streams", 0, true, false, OPT_MAX_STREAMS},
+    {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
+    {"session-window", 0, true, false, OPT_SESSION_WINDOW},
+    {"log-level", 0, true, false, OPT_LOG_LEVEL},
+    {"help", 'h', false, false, OPT_HELP},
+    {"version", 'V', false, false, OPT_VERSION},
+    {NULL, 0, false, false, 0},
 };
 
 static const char usage_text[] =
-	"NAME\n"
-	"    wanmux-server - datacenter end of the wanmux WAN-optimizing proxy pair\n"
-	"\n"
-	"SYNOPSIS\n"
-	"    wanmux-server --listen ADDR:PORT --key FILE --authorized-keys FILE\n"
-	"                  --allow RULE [--allow RULE ...] [--psk FILE] [-c FILE]\n"
-	"\n"
-	"DESCRIPTION\n"
-	"    Accepts encrypted, multiplexed tunnels from wanmux-client instances whose\n"
-	"    public keys are listed in the authorized-keys file, and connects each\n"
-	"    stream they carry to its target, if and only if an --allow rule permits\n"
-	"    the target's resolved address and port. Everything else is refused and\n"
-	"    logged with the client's key; the server is never an open proxy.\n"
-	"\n"
-	"OPTIONS\n"
-	"    -l, --listen ADDR:PORT   where clients connect (IPv6 as [ADDR]:PORT)\n"
-	"    -k, --key FILE           this server's private key (wanmux-keygen FILE);\n"
-	"                             must not be readable by group or others\n"
-	"    -a, --authorized-keys FILE\n"
-	"                             client public keys, one base64 key per line,\n"
-	"                             optional comment after it, '#' comments\n"
-	"    --allow RULE             permit targets: CIDR[:PORT[-PORT]] or\n"
-	"                             HOSTNAME[:PORT[-PORT]], IPv6 in brackets,\n"
-	"                             '*.' wildcard names. Repeatable. Loopback,\n"
-	"                             link-local and metadata addresses need a rule\n"
-	"                             that names them (127.0.0.1:8080).\n"
-	"    --psk FILE               pre-shared key as a second factor (same file\n"
-	"                             on both ends; wanmux-keygen --psk FILE)\n"
-	"    -c, --config FILE        read options from FILE: one 'name value' per\n"
-	"                             line with long option names, '#' comments; the\n"
-	"                             command line overrides it\n"
-	"    --compress MODE          auto (default), lz4, zlib or none, for data the\n"
-	"                             server sends\n"
-	"    --max-streams N          concurrent streams per tunnel (default 1024)\n"
-	"    --stream-window SIZE     receive window per stream (default 4M)\n"
-	"    --session-window SIZE    receive window per tunnel (default 16M)\n"
-	"    --log-level LEVEL        error, warn, info (default) or debug\n"
-	"    -h, --help               this text\n"
-	"    -V, --version            version\n"
-	"\n"
-	"EXAMPLES\n"
-	"    wanmux-keygen /etc/wanmux/server.key\n"
-	"    wanmux-server --listen 0.0.0.0:7700 --key /etc/wanmux/server.key \\\n"
-	"        --authorized-keys /etc/wanmux/clients --allow 10.0.0.0/8:443 \\\n"
-	"        --allow db.internal:5432\n"
-	"\n"
-	"EXIT STATUS\n"
-	"    0 after SIGTERM or SIGINT, 1 on a runtime failure (unreadable key, port\n"
-	"    in use), 2 on a usage error.\n";
+    "NAME\n"
+    "    wanmux-server - datacenter end of the wanmux WAN-optimizing proxy pair\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    wanmux-server --listen ADDR:PORT --key FILE --authorized-keys FILE\n"
+    "                  --allow RULE [--allow RULE ...] [--psk FILE] [-c FILE]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Accepts encrypted, multiplexed tunnels from wanmux-client instances whose\n"
+    "    public keys are listed in the authorized-keys file, and connects each\n"
+    "    stream they carry to its target, if and only if an --allow rule permits\n"
+    "    the target's resolved address and port. Everything else is refused and\n"
+    "    logged with the client's key; the server is never an open proxy.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -l, --listen ADDR:PORT   where clients connect (IPv6 as [ADDR]:PORT)\n"
+    "    -k, --key FILE           this server's private key (wanmux-keygen FILE);\n"
+    "                             must not be readable by group or others\n"
+    "    -a, --authorized-keys FILE\n"
+    "                             client public keys, one base64 key per line,\n"
+    "                             optional comment after it, '#' comments\n"
+    "    --allow RULE             permit targets: CIDR[:PORT[-PORT]] or\n"
+    "                             HOSTNAME[:PORT[-PORT]], IPv6 in brackets,\n"
+    "                             '*.' wildcard names. Repeatable. Loopback,\n"
+    "                             link-local and metadata addresses need a rule\n"
+    "                             that names them (127.0.0.1:8080).\n"
+    "    --psk FILE               pre-shared key as a second factor (same file\n"
+    "                             on both ends; wanmux-keygen --psk FILE)\n"
+    "    -c, --config FILE        read options from FILE: one 'name value' per\n"
+    "                             line with long option names, '#' comments; the\n"
+    "                             command line overrides it\n"
+    "    --compress MODE          auto (default), lz4, zlib or none, for data the\n"
+    "                             server sends\n"
+    "    --max-streams N          concurrent streams per tunnel (default 1024)\n"
+    "    --stream-window SIZE     receive window per stream (default 4M)\n"
+    "    --session-window SIZE    receive window per tunnel (default 16M)\n"
+    "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "    -h, --help               this text\n"
+    "    -V, --version            version\n"
+    "\n"
+    "EXAMPLES\n"
+    "    wanmux-keygen /etc/wanmux/server.key\n"
+    "    wanmux-server --listen 0.0.0.0:7700 --key /etc/wanmux/server.key \\\n"
+    "        --authorized-keys /etc/wanmux/clients --allow 10.0.0.0/8:443 \\\n"
+    "        --allow db.internal:5432\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 after SIGTERM or SIGINT, 1 on a runtime failure (unreadable key, port\n"
+    "    in use), 2 on a usage error.\n";
 
 struct server;
 
@@ -350,7 +350,7 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	/* The callback may run before this returns (/etc/hosts, errors). */
 	tg->in_lookup_call = true;
 	struct evdns_getaddrinfo_request *req =
-		evdns_getaddrinfo(srv->dns, tg->name, port, &hints, on_resolved, tg);
+	    evdns_getaddrinfo(srv->dns, tg->name, port, &hints, on_resolved, tg);
 	tg->in_lookup_call = false;
 	if (tg->closed_in_call)
 		target_free(tg);
@@ -419,8 +419,8 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	return WM_OK;
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
 {
 	struct server *srv = arg;
 	struct server_tunnel *stn = calloc(1, sizeof(*stn));
@@ -515,9 +515,9 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 		srv->tcfg.params.max_streams = (uint32_t)n;
 	}
 	srv->tcfg.params.stream_window =
-		size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
-	srv->tcfg.params.session_window = size_option(
-		cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
+	    size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
+	srv->tcfg.params.session_window =
+	    size_option(cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
 
 	srv->acl = acl_new();
 	if (srv->acl == NULL)

@@ -33,11 +33,11 @@ enum compress_mode compress_choose(enum compress_mode configured, uint64_t link_
 
 /* Adaptive state of one stream's sending direction; embed it, zero-init ok. */
 struct compress_state {
-	uint8_t misses;	     /* consecutive frames that did not shrink */
-	uint8_t skip_exp;    /* next skip is 2^skip_exp frames */
-	uint16_t skip_left;  /* frames still to send raw without trying */
-	bool disabled;	     /* stream looked like TLS or SSH: never try */
-	bool seen_first;     /* first payload already inspected */
+	uint8_t misses;	    /* consecutive frames that did not shrink */
+	uint8_t skip_exp;   /* next skip is 2^skip_exp frames */
+	uint16_t skip_left; /* frames still to send raw without trying */
+	bool disabled;	    /* stream looked like TLS or SSH: never try */
+	bool seen_first;    /* first payload already inspected */
 };
 
 /* Scratch buffers and codec contexts, one per thread (not thread-safe). */

@@ -90,16 +90,16 @@ int handshake_check_msg1(const uint8_t mac1_key[32], const uint8_t *msg, size_t 
  * static public key to remote_pub. Returns the payload length or
  * WM_ERR_MALFORMED / WM_ERR_CRYPTO / WM_ERR_RANGE / WM_ERR_STATE.
  */
-int handshake_read_msg1(struct handshake *hs, const uint8_t *msg, size_t len,
-			uint8_t *payload_out, size_t cap, uint8_t remote_pub[HANDSHAKE_KEY_LEN]);
+int handshake_read_msg1(struct handshake *hs, const uint8_t *msg, size_t len, uint8_t *payload_out,
+			size_t cap, uint8_t remote_pub[HANDSHAKE_KEY_LEN]);
 
 /* Responder: writes msg2 carrying payload. Returns its length or an error. */
 int handshake_write_msg2(struct handshake *hs, const uint8_t *payload, size_t plen, uint8_t *out,
 			 size_t cap);
 
 /* Initiator: processes msg2. Returns the payload length or an error. */
-int handshake_read_msg2(struct handshake *hs, const uint8_t *msg, size_t len,
-			uint8_t *payload_out, size_t cap);
+int handshake_read_msg2(struct handshake *hs, const uint8_t *msg, size_t len, uint8_t *payload_out,
+			size_t cap);
 
 /*
  * After both messages: the transport keys for this side (send = what this

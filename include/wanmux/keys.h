@@ -67,8 +67,7 @@ struct keys_authorized;
  * Loads an authorized-keys file. A malformed line is an error naming the line
  * (WM_ERR_PARSE); an empty list is allowed. The file need not be secret.
  */
-int keys_authorized_load(const char *path, struct keys_authorized **out, char *err,
-			 size_t errlen);
+int keys_authorized_load(const char *path, struct keys_authorized **out, char *err, size_t errlen);
 
 void keys_authorized_free(struct keys_authorized *ak);
 

@@ -46,10 +46,10 @@ int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen);
 
 /* Tuning for a tunnel socket (see DESIGN.md, "Tuning the tunnels"). */
 struct netaddr_tuning {
-	const char *congestion;	 /* e.g. "bbr"; NULL keeps the default */
-	uint32_t notsent_lowat;	 /* TCP_NOTSENT_LOWAT bytes, 0 = leave */
+	const char *congestion;	  /* e.g. "bbr"; NULL keeps the default */
+	uint32_t notsent_lowat;	  /* TCP_NOTSENT_LOWAT bytes, 0 = leave */
 	uint32_t user_timeout_ms; /* TCP_USER_TIMEOUT, 0 = leave */
-	uint32_t sndbuf;	 /* SO_SNDBUF, 0 = leave (never SO_RCVBUF) */
+	uint32_t sndbuf;	  /* SO_SNDBUF, 0 = leave (never SO_RCVBUF) */
 };
 
 /*
@@ -63,7 +63,6 @@ int netaddr_tune(int fd, const struct netaddr_tuning *t);
 const char *netaddr_congestion(int fd, char *buf, size_t len);
 
 /* Whether s is a literal IPv4 or IPv6 address; fills sa/salen with port. */
-bool netaddr_literal(const char *s, uint16_t port, struct sockaddr_storage *sa,
-		     socklen_t *salen);
+bool netaddr_literal(const char *s, uint16_t port, struct sockaddr_storage *sa, socklen_t *salen);
 
 #endif

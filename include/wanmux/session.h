@@ -56,8 +56,8 @@ struct session_callbacks {
 	/* Server: the peer opened stream to target. Return 0 to go on (answer
 	 * later with session_stream_open_result) or a FRAME_ERR_* (> 0) to refuse
 	 * at once; the stream is then freed without on_reset. */
-	int (*on_open)(struct session *s, struct session_stream *st, const struct frame_addr *target,
-		       void *arg);
+	int (*on_open)(struct session *s, struct session_stream *st,
+		       const struct frame_addr *target, void *arg);
 	/* Client: the server connected the stream's target. */
 	void (*on_open_result)(struct session_stream *st, void *user);
 	/* Bytes for the local socket, in order. Report them with
@@ -77,9 +77,9 @@ struct session_callbacks {
 
 struct session_stats {
 	uint64_t streams_opened;
-	uint64_t raw_bytes_sent;	/* DATA payload before compression */
-	uint64_t payload_bytes_sent;	/* DATA payload as sent */
-	uint64_t raw_bytes_received;	/* DATA payload after decompression */
+	uint64_t raw_bytes_sent;	 /* DATA payload before compression */
+	uint64_t payload_bytes_sent;	 /* DATA payload as sent */
+	uint64_t raw_bytes_received;	 /* DATA payload after decompression */
 	uint64_t payload_bytes_received; /* DATA payload as received */
 	uint64_t frames_compressed;
 	uint64_t frames_raw;

@@ -57,16 +57,16 @@ struct tunnel_handlers {
 };
 
 struct tunnel_config {
-	const struct keypair *local;	 /* borrowed; must outlive the tunnel */
-	uint8_t server_pub[KEYS_LEN];	 /* client: the pinned server key */
-	const uint8_t *psk;		 /* NULL or KEYS_LEN bytes, borrowed */
-	const uint8_t *mac1_key;	 /* server: handshake_mac1_key(), borrowed */
-	struct session_params params;	 /* what this side announces */
+	const struct keypair *local;  /* borrowed; must outlive the tunnel */
+	uint8_t server_pub[KEYS_LEN]; /* client: the pinned server key */
+	const uint8_t *psk;	      /* NULL or KEYS_LEN bytes, borrowed */
+	const uint8_t *mac1_key;      /* server: handshake_mac1_key(), borrowed */
+	struct session_params params; /* what this side announces */
 	enum compress_mode compress;
 	struct netaddr_tuning tuning;
-	uint32_t handshake_timeout_ms; /* default 10000 */
-	uint32_t ping_interval_ms;     /* default 5000 */
-	uint32_t dead_after_ms;	       /* no frame for this long: dead; default 30000 */
+	uint32_t handshake_timeout_ms;		   /* default 10000 */
+	uint32_t ping_interval_ms;		   /* default 5000 */
+	uint32_t dead_after_ms;			   /* no frame for this long: dead; default 30000 */
 	uint8_t session_id[TUNNEL_SESSION_ID_LEN]; /* client */
 	uint8_t tunnel_no;			   /* client */
 };
@@ -111,7 +111,7 @@ size_t tunnel_queued(const struct tunnel *t);
 uint32_t tunnel_rtt_us(const struct tunnel *t);
 
 struct tunnel_stats {
-	uint64_t wire_bytes_sent;     /* records on the wire, headers and tags included */
+	uint64_t wire_bytes_sent; /* records on the wire, headers and tags included */
 	uint64_t wire_bytes_received;
 	uint64_t records_sent;
 	uint64_t records_received;
