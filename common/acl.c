@@ -545,6 +545,16 @@ static bool name_matches(const struct acl_rule *r, const char *name, size_t n)
 	       strncasecmp(name + n - rlen, r->name, rlen) == 0;
 }
 
+/* A name rule may lead to loopback only when it says so: "localhost" or a
+ * name under ".localhost" (RFC 6761). Other names that resolve to special
+ * addresses (rebinding, a hostile resolver) need a CIDR rule. */
+static bool name_rule_may_reach_special(const struct acl_rule *r)
+{
+	size_t len = strlen(r->name);
+	return strcmp(r->name, "localhost") == 0 ||
+	       (len > 10 && strcmp(r->name + len - 10, ".localhost") == 0);
+}
+
 static bool port_in(const struct acl_rule *r, uint16_t port)
 {
 	return port >= r->port_lo && port <= r->port_hi;
@@ -584,7 +594,8 @@ bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr 
 		if (!port_in(r, port))
 			continue;
 		if (r->kind == ACL_KIND_NAME) {
-			if (n > 0 && name_matches(r, name, n))
+			if (n > 0 && name_matches(r, name, n) &&
+			    (!special || name_rule_may_reach_special(r)))
 				return true;
 		} else if (r->kind == kind && (!special || r->special) &&
 			   prefix_equal(bytes, r->net, r->prefix)) {

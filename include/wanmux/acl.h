@@ -11,7 +11,9 @@
  * 127.0.0.0/8, 169.254.0.0/16, 100.100.100.200, ::, ::1, fe80::/10,
  * fd00:ec2::254) are only permitted by a CIDR rule that lies inside such a
  * range (127.0.0.1:22, 169.254.169.254:80), never by a broad one like
- * 0.0.0.0/0 (DESIGN.md, "Security").
+ * 0.0.0.0/0 (DESIGN.md, "Security"). A hostname rule never permits them
+ * either, except a rule for "localhost" or a name under ".localhost": a name
+ * that resolves to loopback or metadata (DNS rebinding) is refused.
  */
 #ifndef WANMUX_ACL_H
 #define WANMUX_ACL_H

@@ -128,8 +128,15 @@ static const struct permit_vector permit_vectors[] = {
     {{"db.internal:5432"}, "", "10.9.9.9", 5432, false},
     {{"db.internal:5432"}, "db.internal..", "10.9.9.9", 5432, false},
     {{"db.internal:5432"}, "db.internal\n", "10.9.9.9", 5432, false},
-    /* A hostname rule permits whatever the name resolves to, even loopback. */
+    /* A hostname rule permits what the name resolves to, but loopback and
+     * metadata only for "localhost" names (no DNS rebinding to them). */
     {{"localhost:8080"}, "localhost", "127.0.0.1", 8080, true},
+    {{"localhost:8080"}, "localhost", "::1", 8080, true},
+    {{"*.localhost:8080"}, "app.localhost", "127.0.0.1", 8080, true},
+    {{"db.internal:5432"}, "db.internal", "127.0.0.1", 5432, false},
+    {{"db.internal:80"}, "db.internal", "169.254.169.254", 80, false},
+    {{"*.example.com:80"}, "x.example.com", "::1", 80, false},
+    {{"db.internal:5432", "127.0.0.1:5432"}, "db.internal", "127.0.0.1", 5432, true},
     {{"db.internal"}, "db.internal", "2001:db8::1", 1, true},
     {{"db.internal"}, "db.internal", NULL, 65535, true},
     /* Wildcards: any depth of subdomain, never the bare domain. */
