@@ -34,6 +34,8 @@
 #define TUNNEL_OUT_HIGH (96u << 10)
 #define TUNNEL_IO_CHUNK (256u << 10)
 #define HELLO_VERSION 1
+/* Timer granularity: deadlines hold to within this. */
+#define TUNNEL_TICK_MS 250
 
 enum tunnel_state {
 	TUNNEL_CONNECTING,
@@ -62,6 +64,7 @@ struct tunnel {
 	uint8_t peer_pub[KEYS_LEN];
 	uint64_t started_ms;
 	uint64_t last_rx_ms;
+	uint64_t last_ping_ms;
 	uint32_t srtt_us;
 	char reason[160];
 	struct tunnel_stats stats;
@@ -567,6 +570,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		tunnel_close(t, "peer silent");
 		return;
 	}
+	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
+		return;
+	t->last_ping_ms = now;
 	update_codec(t);
 	session_send_ping(t->session, FRAME_PING, now_us());
 }
@@ -586,18 +592,14 @@ static struct tunnel *tunnel_new(struct event_base *base, const struct tunnel_co
 	t->cctx = compress_ctx_new();
 	t->flush_ev = event_new(base, -1, 0, flush_cb, t);
 	t->free_ev = event_new(base, -1, 0, free_cb, t);
-	/* The timer fires at least once a second so handshake deadlines hold. */
+	/* A short tick keeps the handshake deadline and liveness checks tight;
+	 * PINGs go out every ping_interval_ms. */
 	t->timer_ev = event_new(base, -1, EV_PERSIST, timer_cb, t);
 	if (t->cctx == NULL || t->flush_ev == NULL || t->free_ev == NULL || t->timer_ev == NULL) {
 		tunnel_destroy(t);
 		return NULL;
 	}
-	uint32_t tick = cfg->ping_interval_ms;
-	if (tick > cfg->handshake_timeout_ms / 2)
-		tick = cfg->handshake_timeout_ms / 2;
-	if (tick == 0)
-		tick = 1000;
-	struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
+	struct timeval tv = {TUNNEL_TICK_MS / 1000, (TUNNEL_TICK_MS % 1000) * 1000};
 	event_add(t->timer_ev, &tv);
 	return t;
 }
