@@ -1,0 +1,782 @@
+"""Integration harness: runs the real wanmux daemons on loopback.
+
+Finds the binaries in a CMake build directory, makes a temp dir with fresh
+keys, starts and stops daemons as subprocesses (logs in the temp dir), runs
+small Python target servers in threads and checks what came through with
+SHA-256. Standard library only. Every wait has a timeout, scaled up for
+sanitizer builds (see timeout_scale()).
+"""
+
+import argparse
+import atexit
+import ctypes
+import hashlib
+import itertools
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+MB = 1 << 20
+SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
+                          r"SUMMARY: (Address|Undefined|Leak)Sanitizer")
+
+# Multiplier for every timeout; set by parse_args().
+SCALE = 1.0
+
+
+class TestFailure(Exception):
+    """A check failed; the message says what was expected and what happened."""
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def t(seconds):
+    """A timeout in seconds, scaled for slow (sanitizer) builds."""
+    return seconds * SCALE
+
+
+# --------------------------------------------------------------------------
+# Command line and binaries
+
+def parse_args(description, extra=None):
+    """Parse --bindir and friends; extra(parser) may add options."""
+    global SCALE
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--bindir", required=True,
+                   help="CMake build directory (holds client-side/ and server-side/)")
+    p.add_argument("--keep", action="store_true", help="keep temp dirs and logs")
+    p.add_argument("--timeout-scale", type=float, default=None,
+                   help="multiply every timeout (default: 4 for sanitizer builds, else 1; "
+                        "or $WM_TIMEOUT_SCALE)")
+    p.add_argument("--only", default=None, help="run only tests whose name contains this")
+    if extra:
+        extra(p)
+    args = p.parse_args()
+    args.bindir = os.path.abspath(args.bindir)
+    args.bins = Binaries(args.bindir)
+    if args.timeout_scale is not None:
+        SCALE = args.timeout_scale
+    elif os.environ.get("WM_TIMEOUT_SCALE"):
+        SCALE = float(os.environ["WM_TIMEOUT_SCALE"])
+    elif args.bins.sanitized:
+        SCALE = 4.0
+    args.scale = SCALE
+    return args
+
+
+class Binaries:
+    def __init__(self, bindir):
+        self.client = os.path.join(bindir, "client-side", "wanmux-client")
+        self.keygen = os.path.join(bindir, "client-side", "wanmux-keygen")
+        self.server = os.path.join(bindir, "server-side", "wanmux-server")
+        for b in (self.client, self.keygen, self.server):
+            if not os.access(b, os.X_OK):
+                sys.exit(f"wmharness: {b} not found or not executable; build first "
+                         f"(cmake --build {bindir})")
+        self.sanitized = False
+        try:
+            with open(os.path.join(bindir, "CMakeCache.txt")) as f:
+                self.sanitized = re.search(r"^WM_SANITIZE:BOOL=(ON|1|TRUE|YES)",
+                                           f.read(), re.M | re.I) is not None
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+_all_daemons = []
+
+
+def _die_with_parent():
+    # If this test is killed (ctest timeout, ^C), take the daemon with it.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kill_all():
+    for d in list(_all_daemons):
+        d.kill()
+
+
+atexit.register(_kill_all)
+
+
+def _on_fatal_signal(sig, frame):
+    _kill_all()
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+
+
+for _s in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_s, _on_fatal_signal)
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """A daemon we started; stderr (and stdout) go to a log file."""
+
+    def __init__(self, name, argv, logpath):
+        self.name = name
+        self.argv = argv
+        self.logpath = logpath
+        self.rc = None
+        self.stats_line = None
+        with open(logpath, "ab") as log:
+            log.write(("$ " + " ".join(argv) + "\n").encode())
+            log.flush()
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, preexec_fn=_die_with_parent)
+        self.pid = self.proc.pid
+        _all_daemons.append(self)
+
+    def __repr__(self):
+        return f"{self.name}[{self.pid}]"
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log_text(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def mark(self):
+        """An offset into the log; wait_log(since=mark) only looks after it."""
+        return os.path.getsize(self.logpath)
+
+    def log_since(self, since=0):
+        with open(self.logpath, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
+
+    def count(self, regex, since=0):
+        return len(re.findall(regex, self.log_since(since), re.M))
+
+    def wait_log(self, regex, timeout, since=0, count=1):
+        """Wait until regex has matched count times in the log after since;
+        returns the last match. Fails if the daemon exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            matches = list(re.finditer(regex, self.log_since(since), re.M))
+            if len(matches) >= count:
+                return matches[count - 1]
+            if not self.alive():
+                # One more read: the line may have landed just before exit.
+                matches = list(re.finditer(regex, self.log_since(since), re.M))
+                if len(matches) >= count:
+                    return matches[count - 1]
+                raise TestFailure(f"{self} exited (rc {self.proc.returncode}) before "
+                                  f"logging {regex!r} x{count}")
+            if time.monotonic() > deadline:
+                raise TestFailure(f"{self} did not log {regex!r} x{count} within "
+                                  f"{timeout:.1f} s (got {len(matches)})")
+            time.sleep(0.05)
+
+    def cpu(self):
+        return cpu_seconds(self.pid)
+
+    def stop(self, sig=signal.SIGTERM, timeout=None, expect_rc=0):
+        """Send sig, wait for exit; checks the exit code and the log for
+        sanitizer reports. Returns (rc, seconds it took)."""
+        timeout = t(5) if timeout is None else timeout
+        t0 = time.monotonic()
+        if self.alive():
+            self.proc.send_signal(sig)
+        try:
+            self.rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TestFailure(f"{self} did not exit within {timeout:.1f} s of signal {sig}")
+        took = time.monotonic() - t0
+        self._forget()
+        m = re.search(r"^.*stats: .*$", self.log_text(), re.M)
+        if m:
+            self.stats_line = m.group(0)
+        self.check_sanitizer()
+        if expect_rc is not None:
+            check(self.rc == expect_rc,
+                  f"{self} exited with {self.rc} after signal {sig}, expected {expect_rc}")
+        return self.rc, took
+
+    def kill(self):
+        """SIGKILL, no checks."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.rc = self.proc.returncode
+        self._forget()
+
+    def _forget(self):
+        if self in _all_daemons:
+            _all_daemons.remove(self)
+
+    def check_sanitizer(self):
+        m = SANITIZER_RE.search(self.log_text())
+        check(m is None, f"{self}: sanitizer report in {self.logpath}: {m and m.group(0)}")
+
+    def tail(self, n=40):
+        lines = self.log_text().splitlines()
+        return "\n".join(lines[-n:])
+
+
+def parse_stats(line):
+    """The client's 'stats: k=v ...' line as a dict of numbers."""
+    check(line is not None, "client logged no stats line")
+    out = {}
+    for k, v in re.findall(r"(\w+)=([0-9.]+)", line.split("stats:", 1)[1]):
+        out[k] = float(v) if "." in v else int(v)
+    return out
+
+
+def run_cmd(argv, timeout=None, env=None):
+    """Run a command to completion: (rc, stdout, stderr)."""
+    timeout = t(10) if timeout is None else timeout
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                       env=env, preexec_fn=_die_with_parent)
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    m = SANITIZER_RE.search(err)
+    if m:
+        raise TestFailure(f"{' '.join(argv)}: sanitizer report (exit {p.returncode}):\n"
+                          + "\n".join(err.splitlines()[:40]))
+    return p.returncode, out, err
+
+
+# --------------------------------------------------------------------------
+# Ports and sockets
+
+def free_port(host="127.0.0.1"):
+    """A port that was free a moment ago (bind port 0)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def connect(port, host="127.0.0.1", timeout=None):
+    timeout = t(10) if timeout is None else timeout
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def recv_all(sock, hasher=None, limit=None):
+    """Read to EOF; returns bytes (or the count if hasher is given)."""
+    chunks = []
+    n = 0
+    while True:
+        b = sock.recv(256 * 1024)
+        if not b:
+            break
+        n += len(b)
+        if hasher is not None:
+            hasher.update(b)
+        else:
+            chunks.append(b)
+        if limit is not None and n > limit:
+            raise TestFailure(f"received more than {limit} bytes")
+    return n if hasher is not None else b"".join(chunks)
+
+
+def send_all(sock, data, chunk=256 * 1024):
+    mv = memoryview(data)
+    for i in range(0, len(mv), chunk):
+        sock.sendall(mv[i:i + chunk])
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def upload(port, data, timeout=None):
+    """Send data, half-close, return the sink's reply (hex SHA-256)."""
+    with connect(port, timeout=timeout) as s:
+        send_all(s, data)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s, limit=1024).decode(errors="replace").strip()
+
+
+def download(port, timeout=None):
+    """Read to EOF: (byte count, hex SHA-256)."""
+    with connect(port, timeout=timeout) as s:
+        s.shutdown(socket.SHUT_WR)
+        h = hashlib.sha256()
+        n = recv_all(s, hasher=h)
+        return n, h.hexdigest()
+
+
+def wait_closed(sock, timeout):
+    """Wait until the peer closes sock (EOF or reset), draining data.
+    Returns (seconds, how) or raises TestFailure."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TestFailure(f"connection still open after {timeout:.1f} s")
+        sock.settimeout(min(left, 0.5))
+        try:
+            b = sock.recv(256 * 1024)
+        except socket.timeout:
+            continue
+        except OSError as e:
+            return time.monotonic() - t0, f"error: {e.strerror or e}"
+        if not b:
+            return time.monotonic() - t0, "EOF"
+
+
+def parallel(fns, timeout):
+    """Run callables in threads; returns their results in order, raises the
+    first exception, or TestFailure if they do not finish in time."""
+    results = [None] * len(fns)
+    errors = [None] * len(fns)
+
+    def run(i):
+        try:
+            results[i] = fns[i]()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            e.where = traceback.format_exc(limit=-3)
+            errors[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(fns))]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + timeout
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
+    stuck = sum(th.is_alive() for th in threads)
+    if stuck:
+        raise TestFailure(f"{stuck} of {len(fns)} transfers not finished within {timeout:.1f} s")
+    for i, e in enumerate(errors):
+        if e is not None:
+            if isinstance(e, TestFailure):
+                raise e
+            raise TestFailure(f"transfer {i} failed: {type(e).__name__}: {e}\n"
+                              f"{getattr(e, 'where', '')}") from e
+    return results
+
+
+# --------------------------------------------------------------------------
+# Test data
+
+_WORDS = """the of and to a in is that for it as was with be by on not he this are or his
+from at which but have an they you were her she there been one all we their has would when
+if so no will more out up into do any your what some can only other time new about than may
+these two very after first also made over such our most where between through even down
+many before those should under being because while each people state world years still
+during against without might again place around however small another general number
+water system government company problem question report service program market network
+office branch server client connection traffic packet latency bandwidth satellite window
+morning evening river mountain village harbour garden library kitchen station journey
+quickly slowly carefully suddenly quietly rarely always never often perhaps together
+remember consider include continue describe explain develop provide receive understand
+important different possible available particular national political economic public
+local social certain several special strong simple early recent private natural common
+""".split()
+_LONG = """administration communication infrastructure responsibility international
+environmental organisation transportation representative accommodation
+photographic agricultural manufacturing archaeological pharmaceutical
+""".split()
+
+
+def make_text(size, seed=1):
+    """English-like text: Zipf-weighted words grouped into common phrases,
+    sentences and paragraphs, with numbers and punctuation; not one repeated
+    line. Compresses about 3x with zlib -6, 2.6x with zlib -1."""
+    rng = random.Random(seed)
+    words = _WORDS + _LONG
+    wcum = list(itertools.accumulate(
+        [1.0 / (i + 1) ** 0.9 for i in range(len(_WORDS))] + [0.002] * len(_LONG)))
+    phrases = [" ".join(rng.choices(words, cum_weights=wcum, k=rng.randint(2, 5)))
+               for _ in range(2000)]
+    pcum = list(itertools.accumulate(1.0 / (i + 1) ** 0.8 for i in range(len(phrases))))
+    pool = []
+    for _ in range(40000):
+        ps = rng.choices(phrases, cum_weights=pcum, k=rng.randint(2, 5))
+        if rng.random() < 0.3:
+            ps.insert(rng.randrange(1, len(ps)), str(rng.randint(2, 99999)))
+        if rng.random() < 0.25:
+            ps[rng.randrange(0, len(ps))] += ","
+        s = " ".join(ps)
+        pool.append(s[0].upper() + s[1:] + rng.choice(".....?!;"))
+    parts = []
+    total = 0
+    while total < size:
+        para = " ".join(rng.choices(pool, k=rng.randint(2, 9))) + "\n\n"
+        parts.append(para)
+        total += len(para)
+    return "".join(parts).encode()[:size]
+
+
+def make_random(size, seed=None):
+    if seed is None:
+        return os.urandom(size)
+    return random.Random(seed).randbytes(size)
+
+
+# --------------------------------------------------------------------------
+# Target servers (threads)
+
+class TargetServer:
+    """Listens on 127.0.0.1 (or host), counts accepts, runs handle() per
+    connection in a thread. Errors in handlers are kept in .errors."""
+
+    def __init__(self, host="127.0.0.1", port=0, family=socket.AF_INET):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(256)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepts = 0
+        self.errors = []
+        self.results = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conns = []
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            with self.lock:
+                idx = self.accepts
+                self.accepts += 1
+                self._conns.append(c)
+            c.settimeout(t(60))
+            threading.Thread(target=self._run, args=(c, idx), daemon=True).start()
+
+    def _run(self, c, idx):
+        try:
+            self.handle(c, idx)
+        except Exception as e:  # noqa: BLE001 - kept for the test to check
+            with self.lock:
+                self.errors.append(f"conn {idx}: {type(e).__name__}: {e}")
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def handle(self, conn, idx):
+        conn.close()
+
+    def add_result(self, r):
+        with self.lock:
+            self.results.append(r)
+
+    def wait_results(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.results) >= n:
+                    return list(self.results)
+            time.sleep(0.02)
+        raise TestFailure(f"target on port {self.port}: {len(self.results)} of {n} "
+                          f"results within {timeout:.1f} s; errors: {self.errors}")
+
+    def stop(self):
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+        self._thread.join(2)
+
+
+class EchoServer(TargetServer):
+    """Echoes everything; half-closes after EOF."""
+
+    def handle(self, c, idx):
+        n = 0
+        while True:
+            b = c.recv(256 * 1024)
+            if not b:
+                break
+            n += len(b)
+            c.sendall(b)
+        c.shutdown(socket.SHUT_WR)
+        self.add_result(n)
+
+
+class SinkServer(TargetServer):
+    """Reads to EOF, hashes, answers with the SHA-256 hex and a newline.
+    results: (byte count, hex)."""
+
+    def handle(self, c, idx):
+        h = hashlib.sha256()
+        n = recv_all(c, hasher=h)
+        c.sendall((h.hexdigest() + "\n").encode())
+        c.shutdown(socket.SHUT_WR)
+        self.add_result((n, h.hexdigest()))
+
+
+class SourceServer(TargetServer):
+    """Sends data (bytes, or data(idx) -> bytes) then half-closes and waits
+    for the peer to close. results: (idx, byte count, hex)."""
+
+    def __init__(self, data, **kw):
+        self.data = data
+        super().__init__(**kw)
+
+    def handle(self, c, idx):
+        data = self.data(idx) if callable(self.data) else self.data
+        send_all(c, data)
+        c.shutdown(socket.SHUT_WR)
+        self.add_result((idx, len(data), sha(data)))
+        try:
+            recv_all(c, hasher=hashlib.sha256())
+        except OSError:
+            pass
+
+
+class FuncServer(TargetServer):
+    """Runs fn(conn, idx, server) per connection."""
+
+    def __init__(self, fn, **kw):
+        self.fn = fn
+        super().__init__(**kw)
+
+    def handle(self, c, idx):
+        self.fn(c, idx, self)
+
+
+class RecorderServer(TargetServer):
+    """Accepts, records, closes."""
+
+
+class RefusingPort:
+    """A port that refuses connections: bound, never listening, so nothing
+    else takes it while the test runs."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+
+    def stop(self):
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# A test environment: temp dir, keys, daemons, targets
+
+class Env:
+    def __init__(self, args, name):
+        self.args = args
+        self.bins = args.bins
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"wm-{name}-")
+        self.daemons = []
+        self.targets = []
+        self.failed = False
+        self.server_key, self.server_pub = self.keygen("server.key")
+        self.client_key, self.client_pub = self.keygen("client.key")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def keygen(self, name, psk=False):
+        """Make a key (or PSK) file; returns (path, public key or None)."""
+        path = self.path(name)
+        argv = [self.bins.keygen] + (["--psk"] if psk else []) + [path]
+        rc, out, err = run_cmd(argv)
+        check(rc == 0, f"{' '.join(argv)} failed with {rc}: {err.strip()}")
+        return path, (None if psk else out.strip())
+
+    def write(self, name, text, mode=0o600):
+        path = self.path(name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def target(self, server):
+        self.targets.append(server)
+        return server
+
+    def start_server(self, allow, port=None, authorized=None, key=None, psk=None,
+                     extra=(), wait=True, name="server", log_level="debug"):
+        """Start wanmux-server; authorized: list of public keys (default: this
+        env's client key). Waits for 'listening on' unless wait is False."""
+        port = port or free_port()
+        if authorized is None:
+            authorized = [self.client_pub]
+        auth = self.write(f"{name}.authorized",
+                          "".join(f"{k} test key\n" for k in authorized), 0o644)
+        argv = [self.bins.server, "--listen", f"127.0.0.1:{port}",
+                "--key", key or self.server_key, "--authorized-keys", auth]
+        for rule in allow:
+            argv += ["--allow", rule]
+        if psk:
+            argv += ["--psk", psk]
+        if log_level:
+            argv += ["--log-level", log_level]
+        argv += list(extra)
+        d = Daemon(name, argv, self.path(f"{name}.log"))
+        d.port = port
+        self.daemons.append(d)
+        if wait:
+            d.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
+        return d
+
+    def start_client(self, server_port, forwards, key=None, server_key=None, tunnels=None,
+                     compress=None, psk=None, extra=(), wait=True, name="client",
+                     log_level="debug"):
+        """Start wanmux-client; forwards: list of (lport, host, port).
+        Waits for all tunnels up unless wait is False."""
+        argv = [self.bins.client, "--server", f"127.0.0.1:{server_port}",
+                "--key", key or self.client_key,
+                "--server-key", server_key or self.server_key + ".pub"]
+        for lport, host, port in forwards:
+            argv += ["--forward", f"{lport}:{host}:{port}"]
+        if tunnels is not None:
+            argv += ["--tunnels", str(tunnels)]
+        if compress:
+            argv += ["--compress", compress]
+        if psk:
+            argv += ["--psk", psk]
+        if log_level:
+            argv += ["--log-level", log_level]
+        argv += list(extra)
+        d = Daemon(name, argv, self.path(f"{name}.log"))
+        d.tunnels = tunnels or 4
+        self.daemons.append(d)
+        if wait:
+            d.wait_log(r"connected to ", t(10))
+            d.wait_log(r"tunnel \d+ to \S+ up", t(10), count=d.tunnels)
+            for lport, _, _ in forwards:
+                d.wait_log(r"forwarding 127\.0\.0\.1:%d " % lport, t(5))
+        return d
+
+    def dump_logs(self, n=40):
+        for d in self.daemons:
+            print(f"---- last {n} lines of {d.name} log ({d.logpath}, pid {d.pid}, "
+                  f"rc {d.proc.poll()}) ----")
+            print(d.tail(n))
+        for tg in self.targets:
+            if getattr(tg, "errors", None):
+                print(f"---- target on port {tg.port} errors: {tg.errors}")
+
+    def finish(self):
+        """Stop what is still running: SIGTERM, expect exit 0 and no
+        sanitizer reports."""
+        problems = []
+        for d in self.daemons:
+            try:
+                if d.proc.poll() is None and d in _all_daemons:
+                    d.stop()
+                else:
+                    d.check_sanitizer()
+            except TestFailure as e:
+                problems.append(str(e))
+        if problems:
+            raise TestFailure("; ".join(problems))
+
+    def close(self):
+        for d in self.daemons:
+            d.kill()
+        for tg in self.targets:
+            tg.stop()
+        if self.failed or self.args.keep:
+            print(f"     (logs kept in {self.dir})")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Running tests
+
+def known_bug(description):
+    """Mark a test that fails because of a daemon bug: it still runs and
+    still fails (loudly, with the description); a pass is reported too, so
+    the mark can be removed."""
+    def deco(fn):
+        fn.known_bug = description
+        return fn
+    return deco
+
+
+def run_tests(tests, args):
+    """Run each test(env) in its own Env; print PASS/FAIL lines and a
+    summary; returns the process exit code."""
+    passed = failed = 0
+    print(f"wanmux integration: bindir {args.bindir}"
+          f"{' (sanitizer build)' if args.bins.sanitized else ''}, timeout scale {SCALE:g}")
+    for fn in tests:
+        if args.only and args.only not in fn.__name__:
+            continue
+        env = Env(args, fn.__name__)
+        t0 = time.monotonic()
+        err = None
+        try:
+            fn(env)
+            env.finish()
+        except TestFailure as e:
+            err = str(e)
+        except Exception as e:  # noqa: BLE001 - any error fails the test
+            err = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+        took = time.monotonic() - t0
+        bug = getattr(fn, "known_bug", None)
+        if err is None:
+            passed += 1
+            print(f"PASS {fn.__name__} ({took:.1f} s)"
+                  + (f"  [marked known_bug but passed: {bug}]" if bug else ""))
+        else:
+            failed += 1
+            env.failed = True
+            print(f"FAIL {fn.__name__} ({took:.1f} s): {err}")
+            if bug:
+                print(f"     KNOWN DAEMON BUG: {bug}")
+            env.dump_logs()
+        env.close()
+        sys.stdout.flush()
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+def main(tests, description):
+    args = parse_args(description)
+    try:
+        rc = run_tests(tests, args)
+    finally:
+        _kill_all()
+    sys.exit(rc)
