@@ -33,10 +33,7 @@ class Progress:
             if self.n >= at_least:
                 return
             time.sleep(0.02)
-        raise TestFailure(f"{what}: only {self.n} bytes within {timeout:.1f} s")
-
-
-TestFailure = h.TestFailure
+        raise h.TestFailure(f"{what}: only {self.n} bytes within {timeout:.1f} s")
 
 
 def endless_source(c, idx, server):
