@@ -66,7 +66,7 @@ struct tunnel {
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
 	uint32_t srtt_us;
-	char reason[160];
+	char reason[200];
 	struct tunnel_stats stats;
 	struct session_stats final_session_stats; /* kept when the session ends */
 };
@@ -510,8 +510,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		client_send_msg1(t);
 		return;
 	}
-	char why[160];
-	if (what & BEV_EVENT_EOF) {
+	char why[200];
+	if ((what & BEV_EVENT_EOF) && t->is_client && t->state == TUNNEL_HANDSHAKE) {
+		/* The server says nothing to a client it refuses; this is the one
+		 * place the client can point at the likely cause. */
+		snprintf(why, sizeof(why),
+			 "server closed the connection during the handshake: is this client's "
+			 "key in its authorized keys, and are --server-key and --psk right?");
+	} else if (what & BEV_EVENT_EOF) {
 		snprintf(why, sizeof(why), "connection closed by peer");
 	} else {
 		int dns_err = bufferevent_socket_get_dns_error(bev);

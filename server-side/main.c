@@ -558,12 +558,12 @@ int main(int argc, char **argv)
 	log_init(PROG, LOG_LEVEL_INFO);
 	if (config_parse(options, argc, argv, &cfg, err, sizeof(err)) != 0)
 		usage_error("%s", err);
-	if (config_get(cfg, OPT_HELP) != NULL) {
-		fputs(usage_text, stdout);
-		return 0;
-	}
-	if (config_get(cfg, OPT_VERSION) != NULL) {
-		puts(PROG " 0.1.0");
+	if (config_get(cfg, OPT_HELP) != NULL || config_get(cfg, OPT_VERSION) != NULL) {
+		if (config_get(cfg, OPT_HELP) != NULL)
+			fputs(usage_text, stdout);
+		else
+			puts(PROG " 0.1.0");
+		config_free(cfg);
 		return 0;
 	}
 	if (sodium_init() < 0)

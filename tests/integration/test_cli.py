@@ -34,10 +34,6 @@ def server_argv(env, extra=()):
             env.server_key, "--authorized-keys", auth, "--allow", "127.0.0.1:9"] + list(extra)
 
 
-@h.known_bug("under ASan/LSan, '--help' and '--version' of wanmux-client and "
-             "wanmux-server leak the parsed config (main() returns without config_free(cfg), "
-             "client-side/main.c:535-541, server-side/main.c:561-567), so they exit "
-             "nonzero with detect_leaks=1; release builds pass")
 def test_help(env):
     for b in (env.bins.client, env.bins.server, env.bins.keygen):
         name = os.path.basename(b)
