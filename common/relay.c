@@ -21,12 +21,15 @@ struct relay {
 	struct event_base *base;
 	struct bufferevent *bev;
 	struct evbuffer_cb_entry *drain_cb;
+	struct evbuffer_cb_entry *source_cb;
 	struct session_stream *st;
 	char name[96];
 	bool connecting;
 	bool fin_pending; /* peer FIN: shut our write side once output drains */
 	bool write_shut;
 	bool closing;
+	bool read_paused; /* source buffer full: waiting for the stream to drain it */
+	bool read_eof;
 	void (*connect_done)(struct relay *r, uint32_t error, void *arg);
 	void *connect_arg;
 	void (*close_hook)(void *arg);
@@ -53,6 +56,10 @@ void relay_close(struct relay *r, bool abort)
 	if (r->drain_cb != NULL) {
 		evbuffer_remove_cb_entry(bufferevent_get_output(r->bev), r->drain_cb);
 		r->drain_cb = NULL;
+	}
+	if (r->source_cb != NULL) {
+		evbuffer_remove_cb_entry(bufferevent_get_input(r->bev), r->source_cb);
+		r->source_cb = NULL;
 	}
 	int fd = bufferevent_getfd(r->bev);
 	if (abort && fd >= 0) {
@@ -86,11 +93,33 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 		session_stream_consumed(r->st, info->n_deleted);
 }
 
+/*
+ * Backpressure by hand rather than with bufferevent read watermarks: with
+ * libevent 2.1.12 a bufferevent held at its high watermark keeps invoking the
+ * read callback, spinning the CPU while a stream waits for credit.
+ */
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay *r = arg;
+	if (!r->read_paused && evbuffer_get_length(bufferevent_get_input(bev)) >= RELAY_READ_HIGH) {
+		r->read_paused = true;
+		bufferevent_disable(bev, EV_READ);
+	}
 	if (r->st != NULL)
 		session_stream_kick(r->st);
+}
+
+/* The stream took bytes from the source: resume reading below half full. */
+static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			      void *arg)
+{
+	struct relay *r = arg;
+	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->closing)
+		return;
+	if (evbuffer_get_length(buf) < RELAY_READ_HIGH / 2) {
+		r->read_paused = false;
+		bufferevent_enable(r->bev, EV_READ);
+	}
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -127,6 +156,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
+		r->read_eof = true;
 		/* Local EOF: the peer gets FIN after what is still buffered. */
 		if (r->st != NULL) {
 			session_stream_kick(r->st);
@@ -161,8 +191,8 @@ struct relay *relay_new(struct event_base *base, int fd, const char *name)
 		return NULL;
 	}
 	r->drain_cb = evbuffer_add_cb(bufferevent_get_output(r->bev), on_drained, r);
+	r->source_cb = evbuffer_add_cb(bufferevent_get_input(r->bev), on_source_drained, r);
 	bufferevent_setcb(r->bev, on_read, on_write, on_event, r);
-	bufferevent_setwatermark(r->bev, EV_READ, 0, RELAY_READ_HIGH);
 	bufferevent_set_max_single_read(r->bev, RELAY_READ_HIGH);
 	bufferevent_set_max_single_write(r->bev, RELAY_READ_HIGH);
 	return r;
@@ -180,7 +210,7 @@ void relay_bind(struct relay *r, struct session_stream *st)
 
 void relay_start(struct relay *r)
 {
-	bufferevent_enable(r->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(r->bev, r->read_paused ? EV_WRITE : EV_READ | EV_WRITE);
 }
 
 int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,

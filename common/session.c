@@ -31,6 +31,11 @@ struct session_stream {
 	TAILQ_ENTRY(session_stream) sched;
 	enum list_id list;
 	int32_t deficit;
+	/* Callbacks may end the stream under our feet: while busy > 0 an ended
+	 * stream is only unlinked and marked dead; the last release frees it. */
+	unsigned busy;
+	bool dead;
+	bool counted_done; /* both FINs passed: no longer counts against limits */
 	uint32_t id;
 	void *user;
 	struct evbuffer *src; /* borrowed: the local socket's input */
@@ -64,6 +69,7 @@ struct session {
 	struct session_stream **buckets;
 	size_t nbuckets;
 	size_t nstreams;
+	size_t ndone; /* streams whose FINs have both passed (draining only) */
 	uint32_t next_local_id; /* client: next id to open */
 	uint32_t last_peer_id;	/* server: highest id the peer opened */
 
@@ -159,15 +165,67 @@ static void sched_remove(struct session *s, struct session_stream *st)
 	st->list = LIST_NONE;
 }
 
-/* Frees st without callbacks; the caller has told whoever needs to know. */
+/* Ends st without callbacks; the caller has told whoever needs to know.
+ * Unreachable at once; freed now or by the last stream_release. */
 static void stream_destroy(struct session *s, struct session_stream *st)
 {
+	if (st->dead)
+		return;
 	/* Bytes we hold but nobody will consume no longer occupy the session
 	 * window: the peer counted them as sent. */
 	s->consumed += st->recv_offset - st->recv_consumed;
+	if (st->counted_done)
+		s->ndone--;
 	sched_remove(s, st);
 	table_remove(s, st);
-	free(st);
+	st->dead = true;
+	if (st->busy == 0)
+		free(st);
+}
+
+/*
+ * A stream whose FINs have both passed only drains toward its local socket.
+ * The peer may already have forgotten it, so it no longer counts against
+ * the stream limit: the limit then agrees on both ends (the peer's FIN
+ * precedes its next OPEN on the same tunnel).
+ */
+static void note_fins(struct session *s, struct session_stream *st)
+{
+	if (st->fin_sent && st->fin_received && !st->counted_done) {
+		st->counted_done = true;
+		s->ndone++;
+	}
+}
+
+static size_t active_streams(const struct session *s)
+{
+	return s->nstreams - s->ndone;
+}
+
+static void stream_hold(struct session_stream *st)
+{
+	st->busy++;
+}
+
+/* Drops a hold; returns false (and frees st if last) when st ended meanwhile. */
+static bool stream_release(struct session_stream *st)
+{
+	st->busy--;
+	if (!st->dead)
+		return true;
+	if (st->busy == 0)
+		free(st);
+	return false;
+}
+
+/* Tells the user the stream failed (on_reset), then ends it. */
+static void stream_fail(struct session *s, struct session_stream *st, uint32_t error)
+{
+	stream_hold(st);
+	if (s->cb.on_reset != NULL)
+		s->cb.on_reset(st, error, st->user);
+	stream_destroy(s, st);
+	stream_release(st);
 }
 
 static void signal_writable(struct session *s)
@@ -237,11 +295,13 @@ static bool stream_done(const struct session_stream *st)
  * true when it did. */
 static bool maybe_close(struct session *s, struct session_stream *st)
 {
-	if (!stream_done(st))
+	if (st->dead || !stream_done(st))
 		return false;
+	stream_hold(st);
 	if (s->cb.on_closed != NULL)
 		s->cb.on_closed(st, st->user);
 	stream_destroy(s, st);
+	stream_release(st);
 	return true;
 }
 
@@ -312,12 +372,8 @@ void session_free(struct session *s)
 	if (s == NULL)
 		return;
 	for (size_t i = 0; i < s->nbuckets; i++) {
-		while (s->buckets[i] != NULL) {
-			struct session_stream *st = s->buckets[i];
-			if (s->cb.on_reset != NULL)
-				s->cb.on_reset(st, FRAME_ERR_TUNNEL_LOST, st->user);
-			stream_destroy(s, st);
-		}
+		while (s->buckets[i] != NULL)
+			stream_fail(s, s->buckets[i], FRAME_ERR_TUNNEL_LOST);
 	}
 	free(s->buckets);
 	evbuffer_free(s->ctrl);
@@ -360,9 +416,9 @@ static int on_open(struct session *s, const struct frame *f)
 		return WM_ERR_MALFORMED;
 	}
 	s->last_peer_id = f->stream_id;
-	if (s->nstreams >= s->local.max_streams) {
+	if (active_streams(s) >= s->local.max_streams) {
 		log_warn("session: stream %u refused: %zu streams open (limit %u)", f->stream_id,
-			 s->nstreams, s->local.max_streams);
+			 active_streams(s), s->local.max_streams);
 		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
 		r.u.error = FRAME_ERR_STREAM_LIMIT;
 		queue_ctrl(s, &r);
@@ -375,14 +431,17 @@ static int on_open(struct session *s, const struct frame *f)
 		queue_ctrl(s, &r);
 		return WM_OK;
 	}
+	stream_hold(st);
 	int refuse =
 	    s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg) : FRAME_ERR_REFUSED;
-	if (refuse > 0) {
+	/* on_open may already have answered (and ended the stream) itself. */
+	if (refuse > 0 && !st->dead) {
 		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
 		r.u.error = (uint32_t)refuse;
 		queue_ctrl(s, &r);
 		stream_destroy(s, st);
 	}
+	stream_release(st);
 	return WM_OK;
 }
 
@@ -434,15 +493,19 @@ static int on_data(struct session *s, const struct frame *f)
 	st->recv_offset += raw_len;
 	s->stats.raw_bytes_received += raw_len;
 	s->stats.payload_bytes_received += f->u.data.payload_len;
+	/* The callbacks may reset or close the stream (a failed local write,
+	 * a consumption report that completes it): hold it across them. */
+	stream_hold(st);
 	if (raw_len > 0 && s->cb.on_data != NULL)
 		s->cb.on_data(st, data, raw_len, st->user);
-	/* on_data cannot free st: only on_reset/on_closed paths do. */
-	if (f->flags & FRAME_FLAG_FIN) {
+	if ((f->flags & FRAME_FLAG_FIN) && !st->dead) {
 		st->fin_received = true;
+		note_fins(s, st);
 		if (s->cb.on_fin != NULL)
 			s->cb.on_fin(st, st->user);
-		maybe_close(s, st);
 	}
+	if (stream_release(st) && (f->flags & FRAME_FLAG_FIN))
+		maybe_close(s, st);
 	return WM_OK;
 }
 
@@ -483,9 +546,7 @@ static int on_reset(struct session *s, const struct frame *f)
 		log_debug("session: stream %u RESET final offset %llu, received %llu", st->id,
 			  (unsigned long long)f->u.reset.final_offset,
 			  (unsigned long long)st->recv_offset);
-	if (s->cb.on_reset != NULL)
-		s->cb.on_reset(st, f->u.reset.error, st->user);
-	stream_destroy(s, st);
+	stream_fail(s, st, f->u.reset.error);
 	maybe_grant_session(s);
 	return WM_OK;
 }
@@ -501,9 +562,7 @@ static int on_open_result(struct session *s, const struct frame *f)
 		return WM_ERR_MALFORMED;
 	st->opened = true;
 	if (f->u.error != FRAME_ERR_NONE) {
-		if (s->cb.on_reset != NULL)
-			s->cb.on_reset(st, f->u.error, st->user);
-		stream_destroy(s, st);
+		stream_fail(s, st, f->u.error);
 		maybe_grant_session(s);
 		return WM_OK;
 	}
@@ -605,8 +664,10 @@ static size_t fill_data(struct session *s, struct session_stream *st, uint8_t *b
 		s->stats.frames_compressed++;
 	else
 		s->stats.frames_raw++;
-	if (flags & FRAME_FLAG_FIN)
+	if (flags & FRAME_FLAG_FIN) {
 		st->fin_sent = true;
+		note_fins(s, st);
+	}
 	return (size_t)h + payload_len;
 }
 
@@ -664,9 +725,14 @@ size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
 				closed_later[nclosed++] = st;
 		}
 	}
-	/* Closing may call back into the relay; do it after the record is built. */
+	/* Closing may call back into the relay; do it after the record is built,
+	 * holding them all, since one callback may end another stream. */
+	for (size_t i = 0; i < nclosed; i++)
+		stream_hold(closed_later[i]);
 	for (size_t i = 0; i < nclosed; i++)
 		maybe_close(s, closed_later[i]);
+	for (size_t i = 0; i < nclosed; i++)
+		stream_release(closed_later[i]);
 	/* Control frames may have been queued by the callbacks above. */
 	if (used < cap)
 		used += fill_ctrl(s, buf + used, cap - used);
@@ -697,7 +763,7 @@ bool session_wants_write(const struct session *s)
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user)
 {
-	if (s->role != SESSION_CLIENT || s->nstreams >= s->peer.max_streams)
+	if (s->role != SESSION_CLIENT || active_streams(s) >= s->peer.max_streams)
 		return NULL;
 	if (s->next_local_id > UINT32_MAX - 2)
 		return NULL; /* ids are never reused: this tunnel is spent */
@@ -710,6 +776,8 @@ struct session_stream *session_stream_open(struct session *s, const struct frame
 	struct frame f = {.type = FRAME_OPEN, .stream_id = st->id};
 	f.u.open = *target;
 	queue_ctrl(s, &f);
+	/* Bytes already waiting (read with a SOCKS request) leave with OPEN. */
+	sched_activate(s, st);
 	return st;
 }
 
@@ -722,6 +790,8 @@ void session_stream_attach(struct session_stream *st, struct evbuffer *src, void
 void session_stream_open_result(struct session_stream *st, uint32_t error)
 {
 	struct session *s = st->session;
+	if (st->dead)
+		return;
 	struct frame f = {.type = FRAME_OPEN_RESULT, .stream_id = st->id};
 	f.u.error = error;
 	queue_ctrl(s, &f);
@@ -736,11 +806,14 @@ void session_stream_open_result(struct session_stream *st, uint32_t error)
 
 void session_stream_kick(struct session_stream *st)
 {
-	sched_activate(st->session, st);
+	if (!st->dead)
+		sched_activate(st->session, st);
 }
 
 void session_stream_shutdown(struct session_stream *st)
 {
+	if (st->dead)
+		return;
 	st->shutdown_requested = true;
 	sched_activate(st->session, st);
 }
@@ -748,6 +821,8 @@ void session_stream_shutdown(struct session_stream *st)
 void session_stream_consumed(struct session_stream *st, size_t len)
 {
 	struct session *s = st->session;
+	if (st->dead)
+		return;
 	if (len > st->recv_offset - st->recv_consumed)
 		len = (size_t)(st->recv_offset - st->recv_consumed);
 	st->recv_consumed += len;
@@ -760,6 +835,8 @@ void session_stream_consumed(struct session_stream *st, size_t len)
 void session_stream_reset(struct session_stream *st, uint32_t error)
 {
 	struct session *s = st->session;
+	if (st->dead)
+		return;
 	queue_reset(s, st->id, error, st->send_offset);
 	stream_destroy(s, st);
 	maybe_grant_session(s);
