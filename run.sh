@@ -32,8 +32,13 @@ install_packages() {
 build() {
 	local dir=$1
 	shift
-	cmake -S . -B "$dir" -DWM_WERROR=ON "$@" >/dev/null
-	cmake --build "$dir" -j "$(nproc)" -- --no-print-directory
+	echo "run.sh: building in $dir/"
+	if ! { cmake -S . -B "$dir" -DWM_WERROR=ON "$@" &&
+		cmake --build "$dir" -j "$(nproc)"; } >"$dir.log" 2>&1; then
+		tail -n 60 "$dir.log" >&2
+		echo "run.sh: build in $dir/ failed (full log: $dir.log)" >&2
+		exit 1
+	fi
 }
 
 cmd=${1:-help}
