@@ -431,7 +431,10 @@ int netaddr_tune(int fd, const struct netaddr_tuning *t)
 	if (t->sndbuf != 0) {
 		int v = t->sndbuf > INT32_MAX ? INT32_MAX : (int)t->sndbuf;
 
-		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
+		/* With CAP_NET_ADMIN, past net.core.wmem_max; otherwise the kernel
+		 * caps SO_SNDBUF there (and doubles it either way). */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
+		    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
 			log_warn("fd %d: SO_SNDBUF %d: %s", fd, v, strerror(errno));
 	}
 	return 0;

@@ -49,7 +49,7 @@ struct netaddr_tuning {
 	const char *congestion;	  /* e.g. "bbr"; NULL keeps the default */
 	uint32_t notsent_lowat;	  /* TCP_NOTSENT_LOWAT bytes, 0 = leave */
 	uint32_t user_timeout_ms; /* TCP_USER_TIMEOUT, 0 = leave */
-	uint32_t sndbuf;	  /* SO_SNDBUF, 0 = leave (never SO_RCVBUF) */
+	uint32_t sndbuf;	  /* SO_SNDBUF(FORCE), 0 = leave (never SO_RCVBUF) */
 };
 
 /*
