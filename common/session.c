@@ -45,7 +45,8 @@ struct session_stream {
 	uint64_t send_max; /* peer's grant */
 	bool shutdown_requested;
 	bool fin_sent;
-	bool opened; /* server answered OPEN (client) / we answered (server) */
+	bool opened; /* OPEN answered: by the peer (local) or by us (!local) */
+	bool local;  /* we opened it */
 	struct compress_state cstate;
 
 	/* receiving direction */
@@ -70,8 +71,8 @@ struct session {
 	size_t nbuckets;
 	size_t nstreams;
 	size_t ndone; /* streams whose FINs have both passed (draining only) */
-	uint32_t next_local_id; /* client: next id to open */
-	uint32_t last_peer_id;	/* server: highest id the peer opened */
+	uint32_t next_local_id; /* next id we open: odd on the client, even on the server */
+	uint32_t last_peer_id;	/* highest id the peer opened */
 
 	struct stream_list new_list;
 	struct stream_list old_list;
@@ -317,7 +318,9 @@ static bool stream_ready(const struct session *s, const struct session_stream *s
 {
 	if (st->fin_sent || st->src == NULL)
 		return false;
-	if (s->role == SESSION_SERVER && !st->opened)
+	/* A stream the peer opened stays silent until we answered its OPEN;
+	 * one we opened may send at once (0-RTT). */
+	if (!st->local && !st->opened)
 		return false;
 	size_t avail = evbuffer_get_length(st->src);
 	if (avail == 0)
@@ -359,7 +362,7 @@ struct session *session_new(enum session_role role, const struct session_params 
 		free(s);
 		return NULL;
 	}
-	s->next_local_id = 1;
+	s->next_local_id = role == SESSION_CLIENT ? 1 : 2;
 	s->send_max = peer->session_window;
 	s->recv_max = local->session_window;
 	TAILQ_INIT(&s->new_list);
@@ -396,22 +399,24 @@ static void absorb_orphan_data(struct session *s, uint64_t raw_len)
 
 /* Whether id could have been a stream of ours or the peer's that is now
  * closed (frames for it are late, not bogus). */
+static bool id_is_local(const struct session *s, uint32_t id)
+{
+	return (id & 1) == (s->next_local_id & 1);
+}
+
 static bool id_was_used(const struct session *s, uint32_t id)
 {
-	if ((id & 1) == 0)
+	if (id == 0)
 		return false;
-	if (s->role == SESSION_CLIENT)
+	if (id_is_local(s, id))
 		return id < s->next_local_id;
 	return id <= s->last_peer_id;
 }
 
 static int on_open(struct session *s, const struct frame *f)
 {
-	if (s->role != SESSION_SERVER) {
-		log_warn("session: peer sent OPEN for stream %u to a client", f->stream_id);
-		return WM_ERR_MALFORMED;
-	}
-	if ((f->stream_id & 1) == 0 || f->stream_id <= s->last_peer_id) {
+	/* Clients open odd ids, servers even ones (reverse forwards). */
+	if (id_is_local(s, f->stream_id) || f->stream_id <= s->last_peer_id) {
 		log_warn("session: OPEN reuses or skips back to stream id %u", f->stream_id);
 		return WM_ERR_MALFORMED;
 	}
@@ -433,7 +438,7 @@ static int on_open(struct session *s, const struct frame *f)
 	}
 	stream_hold(st);
 	int refuse =
-	    s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg) : FRAME_ERR_REFUSED;
+	    s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg) : FRAME_ERR_NOT_ALLOWED;
 	/* on_open may already have answered (and ended the stream) itself. */
 	if (refuse > 0 && !st->dead) {
 		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
@@ -553,7 +558,7 @@ static int on_reset(struct session *s, const struct frame *f)
 
 static int on_open_result(struct session *s, const struct frame *f)
 {
-	if (s->role != SESSION_CLIENT)
+	if (!id_is_local(s, f->stream_id))
 		return WM_ERR_MALFORMED;
 	struct session_stream *st = stream_find(s, f->stream_id);
 	if (st == NULL)
@@ -763,13 +768,14 @@ bool session_wants_write(const struct session *s)
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user)
 {
-	if (s->role != SESSION_CLIENT || active_streams(s) >= s->peer.max_streams)
+	if (active_streams(s) >= s->peer.max_streams)
 		return NULL;
 	if (s->next_local_id > UINT32_MAX - 2)
 		return NULL; /* ids are never reused: this tunnel is spent */
 	struct session_stream *st = stream_new(s, s->next_local_id);
 	if (st == NULL)
 		return NULL;
+	st->local = true;
 	s->next_local_id += 2;
 	st->src = src;
 	st->user = user;

@@ -30,9 +30,11 @@ struct evbuffer;
 struct session;
 struct session_stream;
 
+/* Either side may open streams: the client with odd ids (forwards, proxies),
+ * the server with even ids (reverse forwards). */
 enum session_role {
-	SESSION_CLIENT, /* opens streams with odd ids */
-	SESSION_SERVER, /* accepts OPEN */
+	SESSION_CLIENT,
+	SESSION_SERVER,
 };
 
 /* What one side announces in its handshake payload. */
@@ -53,12 +55,13 @@ struct session_params {
  * callback returns: drop every reference to it there.
  */
 struct session_callbacks {
-	/* Server: the peer opened stream to target. Return 0 to go on (answer
-	 * later with session_stream_open_result) or a FRAME_ERR_* (> 0) to refuse
-	 * at once; the stream is then freed without on_reset. */
+	/* The peer opened stream to target. Call session_stream_attach before
+	 * returning 0, and answer later with session_stream_open_result; or
+	 * return a FRAME_ERR_* (> 0) to refuse at once (the stream is then freed
+	 * without on_reset). NULL refuses every OPEN. */
 	int (*on_open)(struct session *s, struct session_stream *st,
 		       const struct frame_addr *target, void *arg);
-	/* Client: the server connected the stream's target. */
+	/* A stream we opened: the peer connected its target. */
 	void (*on_open_result)(struct session_stream *st, void *user);
 	/* Bytes for the local socket, in order. Report them with
 	 * session_stream_consumed once they have left toward the socket. */
@@ -125,7 +128,7 @@ void session_send_ping(struct session *s, uint8_t type, uint64_t opaque);
 bool session_wants_write(const struct session *s);
 
 /*
- * Client: opens a stream to target. src is the buffer the stream sends from
+ * Opens a stream to target. src is the buffer the stream sends from
  * (the local socket's input; borrowed, must outlive the stream); user is
  * passed to the callbacks. OPEN leaves with the first DATA (0-RTT). NULL when
  * the peer's stream limit is reached or on allocation failure.
@@ -133,11 +136,11 @@ bool session_wants_write(const struct session *s);
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user);
 
-/* Server, after on_open: the source buffer and user pointer of the stream. */
+/* In on_open: the source buffer and user pointer of a stream the peer opened. */
 void session_stream_attach(struct session_stream *st, struct evbuffer *src, void *user);
 
 /*
- * Server: answers an OPEN. error 0 = connected; otherwise the stream is
+ * Answers the peer's OPEN. error 0 = connected; otherwise the stream is
  * refused and freed at once (no callbacks follow).
  */
 void session_stream_open_result(struct session_stream *st, uint32_t error);
