@@ -70,7 +70,7 @@ struct session {
 	struct session_stream **buckets;
 	size_t nbuckets;
 	size_t nstreams;
-	size_t ndone; /* streams whose FINs have both passed (draining only) */
+	size_t ndone;		/* streams whose FINs have both passed (draining only) */
 	uint32_t next_local_id; /* next id we open: odd on the client, even on the server */
 	uint32_t last_peer_id;	/* highest id the peer opened */
 
@@ -437,8 +437,8 @@ static int on_open(struct session *s, const struct frame *f)
 		return WM_OK;
 	}
 	stream_hold(st);
-	int refuse =
-	    s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg) : FRAME_ERR_NOT_ALLOWED;
+	int refuse = s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg)
+					   : FRAME_ERR_NOT_ALLOWED;
 	/* on_open may already have answered (and ended the stream) itself. */
 	if (refuse > 0 && !st->dead) {
 		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};

@@ -22,6 +22,7 @@
 
 #include "wanmux/acl.h"
 #include "wanmux/config.h"
+#include "wanmux/connect.h"
 #include "wanmux/dns.h"
 #include "wanmux/err.h"
 #include "wanmux/handshake.h"
@@ -128,19 +129,6 @@ struct server_tunnel {
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
 };
 
-/* A stream being connected to its target. Freed with its relay. */
-struct target {
-	struct server_tunnel *owner;
-	struct relay *r;
-	struct session_stream *st;
-	struct evdns_getaddrinfo_request *req;
-	char name[FRAME_NAME_MAX + 1];
-	char desc[NETADDR_STR_MAX];
-	uint16_t port;
-	bool in_lookup_call; /* inside evdns_getaddrinfo, which may answer at once */
-	bool closed_in_call;
-};
-
 struct replay_slots {
 	uint8_t last[TUNNEL_SLOTS][12];
 };
@@ -185,100 +173,10 @@ static void fatal(const char *msg)
 	exit(1);
 }
 
-static void target_free(struct target *tg)
+static bool server_permits(void *arg, const char *name, const struct sockaddr *addr, uint16_t port)
 {
-	free(tg);
-}
-
-/* The relay is closing: cancel a DNS query still in flight, else free. */
-static void target_on_relay_close(void *arg)
-{
-	struct target *tg = arg;
-	tg->r = NULL;
-	tg->st = NULL;
-	if (tg->in_lookup_call) {
-		tg->closed_in_call = true; /* on_open frees it when the call returns */
-		return;
-	}
-	if (tg->req != NULL) {
-		struct evdns_getaddrinfo_request *req = tg->req;
-		tg->req = NULL;
-		evdns_getaddrinfo_cancel(req); /* its callback frees tg */
-		return;
-	}
-	target_free(tg);
-}
-
-static void refuse(struct target *tg, uint32_t error, const char *why)
-{
-	struct server *srv = tg->owner->srv;
-	srv->refused_targets++;
-	log_warn("refused stream %u from client %s to %s: %s", session_stream_id(tg->st),
-		 tg->owner->client, tg->desc, why);
-	struct session_stream *st = tg->st;
-	struct relay *r = tg->r;
-	session_stream_open_result(st, error);
-	relay_close(r, true); /* frees tg through the hook */
-}
-
-static void on_connected(struct relay *r, uint32_t error, void *arg)
-{
-	struct target *tg = arg;
-	if (error != 0) {
-		log_info("stream %u from client %s: %s: %s", session_stream_id(tg->st),
-			 tg->owner->client, tg->desc, frame_error_name(error));
-		struct session_stream *st = tg->st;
-		session_stream_open_result(st, error);
-		relay_close(r, true);
-		return;
-	}
-	log_debug("stream %u from client %s connected to %s", session_stream_id(tg->st),
-		  tg->owner->client, tg->desc);
-	session_stream_open_result(tg->st, FRAME_ERR_NONE);
-	relay_start(r);
-}
-
-static void start_connect(struct target *tg, const struct sockaddr *sa, socklen_t salen)
-{
-	char addr[NETADDR_STR_MAX];
-	netaddr_format(sa, addr, sizeof(addr));
-	if (tg->name[0] != '\0') {
-		/* Keep the name and show where it led. */
-		size_t n = strlen(tg->desc);
-		snprintf(tg->desc + n, sizeof(tg->desc) - n, " (%s)", addr);
-	}
-	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0)
-		refuse(tg, FRAME_ERR_CONNECT_FAILED, "cannot start connecting");
-}
-
-static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
-{
-	struct target *tg = arg;
-	tg->req = NULL;
-	if (tg->r == NULL) {
-		/* The stream ended while the query ran. */
-		if (res != NULL)
-			evutil_freeaddrinfo(res);
-		target_free(tg);
-		return;
-	}
-	if (result != 0) {
-		if (res != NULL)
-			evutil_freeaddrinfo(res);
-		refuse(tg, FRAME_ERR_HOST_UNKNOWN, evutil_gai_strerror(result));
-		return;
-	}
-	struct server *srv = tg->owner->srv;
-	/* Check what the name resolved to, so DNS cannot steer us elsewhere. */
-	for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		if (acl_permits(srv->acl, tg->name, ai->ai_addr, tg->port)) {
-			start_connect(tg, ai->ai_addr, (socklen_t)ai->ai_addrlen);
-			evutil_freeaddrinfo(res);
-			return;
-		}
-	}
-	evutil_freeaddrinfo(res);
-	refuse(tg, FRAME_ERR_NOT_ALLOWED, "no --allow rule permits its addresses");
+	struct server *srv = arg;
+	return acl_permits(srv->acl, name, addr, port);
 }
 
 static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
@@ -286,77 +184,19 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 {
 	struct server_tunnel *stn = arg;
 	struct server *srv = stn->srv;
-	struct sockaddr_storage ss;
-	socklen_t salen = 0;
-	char desc[NETADDR_STR_MAX];
+	char who[sizeof(stn->client) + 8];
 
-	memset(&ss, 0, sizeof(ss));
-	if (target->type == FRAME_ADDR_IPV4) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(target->port);
-		memcpy(&sin->sin_addr, target->u.ipv4, 4);
-		salen = sizeof(*sin);
-		netaddr_format((struct sockaddr *)&ss, desc, sizeof(desc));
-	} else if (target->type == FRAME_ADDR_IPV6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(target->port);
-		memcpy(&sin6->sin6_addr, target->u.ipv6, 16);
-		salen = sizeof(*sin6);
-		netaddr_format((struct sockaddr *)&ss, desc, sizeof(desc));
-	} else {
-		snprintf(desc, sizeof(desc), "%s:%u", target->u.name, target->port);
-	}
-
-	bool may = salen > 0 ? acl_permits(srv->acl, NULL, (struct sockaddr *)&ss, target->port)
-			     : acl_may_permit_name(srv->acl, target->u.name, target->port);
-	if (!may) {
+	snprintf(who, sizeof(who), "client %s", stn->client);
+	if (target->type == FRAME_ADDR_NAME &&
+	    !acl_may_permit_name(srv->acl, target->u.name, target->port)) {
 		/* Refused before any DNS query or connection attempt. */
 		srv->refused_targets++;
-		log_warn("refused stream %u from client %s to %s: no --allow rule permits it",
-			 session_stream_id(st), stn->client, desc);
+		log_warn("refused stream %u from %s to %s:%u: no --allow rule permits it",
+			 session_stream_id(st), who, target->u.name, target->port);
 		return FRAME_ERR_NOT_ALLOWED;
 	}
-
-	struct target *tg = calloc(1, sizeof(*tg));
-	if (tg == NULL)
-		return FRAME_ERR_INTERNAL;
-	tg->owner = stn;
-	tg->st = st;
-	tg->port = target->port;
-	snprintf(tg->desc, sizeof(tg->desc), "%s", desc);
-	tg->r = relay_new(srv->base, -1, desc);
-	if (tg->r == NULL) {
-		free(tg);
-		return FRAME_ERR_INTERNAL;
-	}
-	relay_set_close_hook(tg->r, target_on_relay_close, tg);
-	session_stream_attach(st, relay_source(tg->r), tg->r);
-	relay_bind(tg->r, st);
-
-	if (salen > 0) {
-		start_connect(tg, (struct sockaddr *)&ss, salen);
-		return 0;
-	}
-	snprintf(tg->name, sizeof(tg->name), "%s", target->u.name);
-	struct evutil_addrinfo hints;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	char port[8];
-	snprintf(port, sizeof(port), "%u", target->port);
-	/* The callback may run before this returns (/etc/hosts, errors). */
-	tg->in_lookup_call = true;
-	struct evdns_getaddrinfo_request *req =
-	    evdns_getaddrinfo(srv->dns, tg->name, port, &hints, on_resolved, tg);
-	tg->in_lookup_call = false;
-	if (tg->closed_in_call)
-		target_free(tg);
-	else if (req != NULL && tg->r != NULL)
-		tg->req = req;
-	return 0;
+	struct connect_policy policy = {server_permits, srv, who, &srv->refused_targets};
+	return connect_stream(srv->base, srv->dns, st, target, &policy);
 }
 
 static void on_tunnel_up(struct tunnel *t, void *arg)

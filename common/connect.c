@@ -1,0 +1,209 @@
+/*
+ * Target connections for streams the peer opened: policy check, async DNS,
+ * second policy check on the resolved address, relay connect, OPEN answer.
+ * A target's state lives exactly as long as its relay (close hook).
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/util.h>
+
+#include "wanmux/connect.h"
+#include "wanmux/log.h"
+#include "wanmux/netaddr.h"
+#include "wanmux/relay.h"
+
+struct target {
+	struct relay *r;
+	struct session_stream *st;
+	struct evdns_getaddrinfo_request *req;
+	struct connect_policy policy;
+	char who[128];
+	char name[FRAME_NAME_MAX + 1]; /* "" for address targets */
+	char desc[NETADDR_STR_MAX + FRAME_NAME_MAX];
+	uint16_t port;
+	bool in_lookup_call; /* inside evdns_getaddrinfo, which may answer at once */
+	bool closed_in_call;
+};
+
+const char *connect_target_name(const struct frame_addr *target, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	if (connect_target_sockaddr(target, &ss) > 0)
+		return netaddr_format((struct sockaddr *)&ss, buf, len);
+	snprintf(buf, len, "%s:%u", target->u.name, target->port);
+	return buf;
+}
+
+socklen_t connect_target_sockaddr(const struct frame_addr *target, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (target->type == FRAME_ADDR_IPV4) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(target->port);
+		memcpy(&sin->sin_addr, target->u.ipv4, 4);
+		return sizeof(*sin);
+	}
+	if (target->type == FRAME_ADDR_IPV6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(target->port);
+		memcpy(&sin6->sin6_addr, target->u.ipv6, 16);
+		return sizeof(*sin6);
+	}
+	return 0;
+}
+
+/* The relay is closing: cancel a DNS query still in flight, else free. */
+static void target_on_relay_close(void *arg)
+{
+	struct target *tg = arg;
+	tg->r = NULL;
+	tg->st = NULL;
+	if (tg->in_lookup_call) {
+		tg->closed_in_call = true; /* connect_stream frees it when the call returns */
+		return;
+	}
+	if (tg->req != NULL) {
+		struct evdns_getaddrinfo_request *req = tg->req;
+		tg->req = NULL;
+		evdns_getaddrinfo_cancel(req); /* its callback frees tg */
+		return;
+	}
+	free(tg);
+}
+
+static void fail(struct target *tg, uint32_t error, const char *why, bool by_policy)
+{
+	if (by_policy) {
+		if (tg->policy.refusals != NULL)
+			(*tg->policy.refusals)++;
+		log_warn("refused stream %u from %s to %s: %s", session_stream_id(tg->st), tg->who,
+			 tg->desc, why);
+	} else {
+		log_info("stream %u from %s: %s: %s", session_stream_id(tg->st), tg->who, tg->desc,
+			 why);
+	}
+	struct session_stream *st = tg->st;
+	struct relay *r = tg->r;
+	session_stream_open_result(st, error);
+	relay_close(r, true); /* frees tg through the hook */
+}
+
+static void on_connected(struct relay *r, uint32_t error, void *arg)
+{
+	struct target *tg = arg;
+	if (error != 0) {
+		fail(tg, error, frame_error_name(error), false);
+		return;
+	}
+	log_debug("stream %u from %s connected to %s", session_stream_id(tg->st), tg->who,
+		  tg->desc);
+	session_stream_open_result(tg->st, FRAME_ERR_NONE);
+	relay_start(r);
+}
+
+static void start_connect(struct target *tg, const struct sockaddr *sa, socklen_t salen)
+{
+	if (tg->name[0] != '\0') {
+		/* Keep the name and show where it led. */
+		char addr[NETADDR_STR_MAX];
+		size_t n = strlen(tg->desc);
+		netaddr_format(sa, addr, sizeof(addr));
+		snprintf(tg->desc + n, sizeof(tg->desc) - n, " (%s)", addr);
+	}
+	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0)
+		fail(tg, FRAME_ERR_CONNECT_FAILED, "cannot start connecting", false);
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct target *tg = arg;
+	tg->req = NULL;
+	if (tg->r == NULL) {
+		/* The stream ended while the query ran. */
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		free(tg);
+		return;
+	}
+	if (result != 0) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		fail(tg, FRAME_ERR_HOST_UNKNOWN, evutil_gai_strerror(result), false);
+		return;
+	}
+	for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+		if (tg->policy.permits(tg->policy.arg, tg->name, ai->ai_addr, tg->port)) {
+			start_connect(tg, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+			evutil_freeaddrinfo(res);
+			return;
+		}
+	}
+	evutil_freeaddrinfo(res);
+	fail(tg, FRAME_ERR_NOT_ALLOWED, "no rule permits the addresses it resolves to", true);
+}
+
+int connect_stream(struct event_base *base, struct evdns_base *dns, struct session_stream *st,
+		   const struct frame_addr *target, const struct connect_policy *policy)
+{
+	struct sockaddr_storage ss;
+	socklen_t salen = connect_target_sockaddr(target, &ss);
+	char desc[sizeof(((struct target *)0)->desc)];
+
+	connect_target_name(target, desc, sizeof(desc));
+	if (salen > 0 &&
+	    !policy->permits(policy->arg, NULL, (struct sockaddr *)&ss, target->port)) {
+		/* Refused before any connection attempt. */
+		if (policy->refusals != NULL)
+			(*policy->refusals)++;
+		log_warn("refused stream %u from %s to %s: no rule permits it",
+			 session_stream_id(st), policy->who, desc);
+		return FRAME_ERR_NOT_ALLOWED;
+	}
+
+	struct target *tg = calloc(1, sizeof(*tg));
+	if (tg == NULL)
+		return FRAME_ERR_INTERNAL;
+	tg->st = st;
+	tg->policy = *policy;
+	snprintf(tg->who, sizeof(tg->who), "%s", policy->who);
+	tg->policy.who = tg->who;
+	tg->port = target->port;
+	snprintf(tg->desc, sizeof(tg->desc), "%s", desc);
+	tg->r = relay_new(base, -1, desc);
+	if (tg->r == NULL) {
+		free(tg);
+		return FRAME_ERR_INTERNAL;
+	}
+	relay_set_close_hook(tg->r, target_on_relay_close, tg);
+	session_stream_attach(st, relay_source(tg->r), tg->r);
+	relay_bind(tg->r, st);
+
+	if (salen > 0) {
+		start_connect(tg, (struct sockaddr *)&ss, salen);
+		return 0;
+	}
+	snprintf(tg->name, sizeof(tg->name), "%s", target->u.name);
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", target->port);
+	/* The callback may run before this returns (/etc/hosts, errors). */
+	tg->in_lookup_call = true;
+	struct evdns_getaddrinfo_request *req =
+	    evdns_getaddrinfo(dns, tg->name, port, &hints, on_resolved, tg);
+	tg->in_lookup_call = false;
+	if (tg->closed_in_call)
+		free(tg);
+	else if (req != NULL && tg->r != NULL)
+		tg->req = req;
+	return 0;
+}

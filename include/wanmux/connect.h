@@ -1,0 +1,51 @@
+/*
+ * The local side of a stream the peer opened: checks the target against a
+ * policy, resolves names asynchronously (evdns, never a blocking resolver),
+ * checks every resolved address again (DNS cannot steer us past the policy),
+ * connects a relay, and answers the OPEN. Shared by the server (forward
+ * targets, allow list) and the client (reverse-forward targets).
+ */
+#ifndef WANMUX_CONNECT_H
+#define WANMUX_CONNECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "wanmux/frame.h"
+#include "wanmux/session.h"
+
+struct event_base;
+struct evdns_base;
+
+struct connect_policy {
+	/* Whether a connection to addr on port may be made; name is what the
+	 * peer asked for, or NULL when it gave an address. */
+	bool (*permits)(void *arg, const char *name, const struct sockaddr *addr, uint16_t port);
+	void *arg;
+	/* Who asked, for log lines: "client KEY (comment)". Copied. */
+	const char *who;
+	/* Incremented for every refusal by the policy; may be NULL. */
+	uint64_t *refusals;
+};
+
+/*
+ * Starts connecting stream st (inside on_open) to target under policy.
+ * Returns 0 when under way (the OPEN is answered when the connection
+ * succeeds or fails, and the stream's relay is attached), or a FRAME_ERR_*
+ * to refuse at once (the caller returns it from on_open). Refusals and
+ * failures are logged once, with policy->who and the target.
+ */
+int connect_stream(struct event_base *base, struct evdns_base *dns, struct session_stream *st,
+		   const struct frame_addr *target, const struct connect_policy *policy);
+
+/* "host:port" / "[v6]:port" text of a frame address, into buf. */
+const char *connect_target_name(const struct frame_addr *target, char *buf, size_t len);
+
+/*
+ * Fills sa from an address target (IPv4/IPv6). Returns its length, or 0 for
+ * a name target.
+ */
+socklen_t connect_target_sockaddr(const struct frame_addr *target, struct sockaddr_storage *sa);
+
+#endif
