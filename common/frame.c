@@ -73,11 +73,13 @@ static int check_header(uint8_t type, uint8_t flags, uint16_t len, uint32_t stre
 			return len >= 12 + 1 ? WM_OK : WM_ERR_MALFORMED;
 		return len >= 8 && len - 8 <= FRAME_DATA_RAW_MAX ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_OPEN:
+	case FRAME_LISTEN:
 		/* Smallest is a 1-byte name (5), largest a 255-byte name (259). */
 		if (flags != 0 || stream_id == 0 || len < 3 + 2 || len > 3 + 1 + FRAME_NAME_MAX)
 			return WM_ERR_MALFORMED;
 		return WM_OK;
 	case FRAME_OPEN_RESULT:
+	case FRAME_LISTEN_RESULT:
 		return flags == 0 && stream_id != 0 && len == 4 ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_WINDOW:
 		return flags == 0 && len == 8 ? WM_OK : WM_ERR_MALFORMED;
@@ -150,11 +152,13 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 	out->stream_id = stream_id;
 	switch (type) {
 	case FRAME_OPEN:
+	case FRAME_LISTEN:
 		rc = decode_open(body, body_len, &out->u.open);
 		if (rc < 0)
 			return rc;
 		break;
 	case FRAME_OPEN_RESULT:
+	case FRAME_LISTEN_RESULT:
 	case FRAME_GOAWAY:
 		out->u.error = get32(body);
 		break;
@@ -198,6 +202,7 @@ static int encoded_body_len(const struct frame *f)
 
 	switch (f->type) {
 	case FRAME_OPEN:
+	case FRAME_LISTEN:
 		switch (a->type) {
 		case FRAME_ADDR_IPV4:
 			return 3 + 4;
@@ -210,6 +215,7 @@ static int encoded_body_len(const struct frame *f)
 		}
 		return WM_ERR_RANGE;
 	case FRAME_OPEN_RESULT:
+	case FRAME_LISTEN_RESULT:
 	case FRAME_GOAWAY:
 		return 4;
 	case FRAME_WINDOW:
@@ -241,6 +247,7 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 	put_header(buf, f->type, 0, (uint16_t)body_len, f->stream_id);
 	switch (f->type) {
 	case FRAME_OPEN:
+	case FRAME_LISTEN:
 		body[0] = f->u.open.type;
 		put16(body + 1, f->u.open.port);
 		if (f->u.open.type == FRAME_ADDR_IPV4) {
@@ -253,6 +260,7 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 		}
 		break;
 	case FRAME_OPEN_RESULT:
+	case FRAME_LISTEN_RESULT:
 	case FRAME_GOAWAY:
 		put32(body, f->u.error);
 		break;
@@ -325,6 +333,10 @@ const char *frame_type_name(uint8_t type)
 		return "GOAWAY";
 	case FRAME_RESUME:
 		return "RESUME";
+	case FRAME_LISTEN:
+		return "LISTEN";
+	case FRAME_LISTEN_RESULT:
+		return "LISTEN_RESULT";
 	}
 	return "UNKNOWN";
 }

@@ -34,11 +34,20 @@ struct relay {
 	void *connect_arg;
 	void (*close_hook)(void *arg);
 	void *close_hook_arg;
+	struct relay_frontend fe; /* proxy protocol on the local side, if any */
+	bool has_fe;
+	bool fe_reading;     /* reads go to fe.on_read, not to the stream */
+	bool opened;	     /* the peer answered our OPEN */
+	bool close_on_flush; /* close once the output is written */
+	size_t uncounted;    /* bytes in the output that are not stream data */
+	struct event *deadline;
 };
 
 static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
+	if (r->deadline != NULL)
+		event_free(r->deadline);
 	bufferevent_free(r->bev);
 	free(r);
 }
@@ -49,6 +58,8 @@ void relay_close(struct relay *r, bool abort)
 		return;
 	r->closing = true;
 	r->st = NULL;
+	if (r->deadline != NULL)
+		event_del(r->deadline);
 	if (r->close_hook != NULL)
 		r->close_hook(r->close_hook_arg);
 	bufferevent_setcb(r->bev, NULL, NULL, NULL, NULL);
@@ -74,6 +85,13 @@ void relay_close(struct relay *r, bool abort)
 	}
 }
 
+static void maybe_close_flushed(struct relay *r)
+{
+	if (r->close_on_flush && !r->closing &&
+	    evbuffer_get_length(bufferevent_get_output(r->bev)) == 0)
+		relay_close(r, false);
+}
+
 static void maybe_shut_write(struct relay *r)
 {
 	if (!r->fin_pending || r->write_shut || r->connecting)
@@ -89,8 +107,13 @@ static void maybe_shut_write(struct relay *r)
 static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct relay *r = arg;
-	if (info->n_deleted > 0 && r->st != NULL)
-		session_stream_consumed(r->st, info->n_deleted);
+	size_t n = info->n_deleted;
+	/* Replies the front end wrote went out first; they earn no credit. */
+	size_t local = n < r->uncounted ? n : r->uncounted;
+	r->uncounted -= local;
+	n -= local;
+	if (n > 0 && r->st != NULL)
+		session_stream_consumed(r->st, n);
 }
 
 /*
@@ -101,6 +124,10 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay *r = arg;
+	if (r->fe_reading) {
+		r->fe.on_read(r, bufferevent_get_input(bev), r->fe.arg);
+		return;
+	}
 	if (!r->read_paused && evbuffer_get_length(bufferevent_get_input(bev)) >= RELAY_READ_HIGH) {
 		r->read_paused = true;
 		bufferevent_disable(bev, EV_READ);
@@ -125,6 +152,7 @@ static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_inf
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	maybe_shut_write(arg);
+	maybe_close_flushed(arg);
 }
 
 static uint32_t connect_error(int err)
@@ -153,6 +181,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		r->connect_done(r, err, r->connect_arg);
 		if (err == 0 && !r->closing)
 			maybe_shut_write(r);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && r->fe_reading) {
+		/* The client left before finishing its request. */
+		relay_close(r, false);
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
@@ -274,7 +307,23 @@ static void relay_on_reset(struct session_stream *st, uint32_t error, void *user
 	log_debug("%s: stream %u reset: %s", r->name, session_stream_id(st),
 		  frame_error_name(error));
 	r->st = NULL;
+	/* A refused OPEN: the front end answers in its own protocol. */
+	if (!r->opened && r->has_fe && r->fe.on_open_failed != NULL &&
+	    r->fe.on_open_failed(r, error, r->fe.arg)) {
+		relay_close_after_flush(r);
+		return;
+	}
 	relay_close(r, true);
+}
+
+static void relay_on_open_result(struct session_stream *st, void *user)
+{
+	struct relay *r = user;
+	if (r == NULL)
+		return;
+	r->opened = true;
+	if (r->has_fe && r->fe.on_open_result != NULL)
+		r->fe.on_open_result(r, r->fe.arg);
 }
 
 static void relay_on_closed(struct session_stream *st, void *user)
@@ -292,4 +341,75 @@ void relay_stream_callbacks(struct session_callbacks *cb)
 	cb->on_fin = relay_on_fin;
 	cb->on_reset = relay_on_reset;
 	cb->on_closed = relay_on_closed;
+	cb->on_open_result = relay_on_open_result;
+}
+
+void relay_set_frontend(struct relay *r, const struct relay_frontend *fe)
+{
+	r->fe = *fe;
+	r->has_fe = true;
+	r->fe_reading = fe->on_read != NULL;
+}
+
+void relay_end_request(struct relay *r)
+{
+	r->fe_reading = false;
+	/* Bytes that came with the request now belong to the stream. */
+	if (r->st != NULL && evbuffer_get_length(bufferevent_get_input(r->bev)) > 0)
+		session_stream_kick(r->st);
+}
+
+int relay_write_local(struct relay *r, const void *data, size_t len)
+{
+	if (r->closing)
+		return -1;
+	if (bufferevent_write(r->bev, data, len) != 0)
+		return -1;
+	r->uncounted += len;
+	return 0;
+}
+
+void relay_close_after_flush(struct relay *r)
+{
+	if (r->closing)
+		return;
+	r->close_on_flush = true;
+	r->fe_reading = false;
+	bufferevent_disable(r->bev, EV_READ);
+	bufferevent_enable(r->bev, EV_WRITE);
+	maybe_close_flushed(r);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	if (r->has_fe && r->fe.on_deadline != NULL) {
+		r->fe.on_deadline(r, r->fe.arg);
+		return;
+	}
+	relay_close(r, true);
+}
+
+void relay_set_deadline(struct relay *r, uint32_t ms)
+{
+	if (r->closing)
+		return;
+	if (r->deadline == NULL) {
+		r->deadline = evtimer_new(r->base, on_deadline, r);
+		if (r->deadline == NULL)
+			return;
+	}
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(r->deadline, &tv);
+}
+
+void relay_clear_deadline(struct relay *r)
+{
+	if (r->deadline != NULL)
+		event_del(r->deadline);
+}
+
+int relay_fd(const struct relay *r)
+{
+	return bufferevent_getfd(r->bev);
 }

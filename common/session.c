@@ -589,6 +589,12 @@ int session_on_frame(struct session *s, const struct frame *f)
 		return on_window(s, f);
 	case FRAME_RESET:
 		return on_reset(s, f);
+	case FRAME_LISTEN:
+	case FRAME_LISTEN_RESULT:
+		/* Reverse-forward requests are the owner's business. */
+		if (s->cb.on_control == NULL)
+			return WM_ERR_MALFORMED;
+		return s->cb.on_control(s, f, s->arg);
 	case FRAME_GOAWAY:
 	case FRAME_RESUME:
 		/* Not used by this version; harmless. */
@@ -742,6 +748,11 @@ size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
 	if (used < cap)
 		used += fill_ctrl(s, buf + used, cap - used);
 	return used;
+}
+
+void session_send_control(struct session *s, const struct frame *f)
+{
+	queue_ctrl(s, f);
 }
 
 void session_send_ping(struct session *s, uint8_t type, uint64_t opaque)

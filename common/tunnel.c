@@ -220,6 +220,12 @@ static int on_session_open(struct session *s, struct session_stream *st,
 	return t->h.streams.on_open(s, st, target, t->h.arg);
 }
 
+static int on_session_control(struct session *s, const struct frame *f, void *arg)
+{
+	struct tunnel *t = arg;
+	return t->h.streams.on_control(s, f, t->h.arg);
+}
+
 static void flush(struct tunnel *t)
 {
 	if (t->state != TUNNEL_UP)
@@ -300,6 +306,7 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 	struct session_callbacks cb = t->h.streams;
 	cb.on_writable = on_session_writable;
 	cb.on_open = t->h.streams.on_open != NULL ? on_session_open : NULL;
+	cb.on_control = t->h.streams.on_control != NULL ? on_session_control : NULL;
 	t->session = session_new(t->is_client ? SESSION_CLIENT : SESSION_SERVER, &t->cfg.params,
 				 peer, &cb, t, t->cctx);
 	if (t->session == NULL)

@@ -20,6 +20,9 @@
  *   PING, PONG   opaque u64                    (stream 0)
  *   GOAWAY       error u32                     (stream id = last stream accepted)
  *   RESUME       recv_offset u64
+ *   LISTEN       like OPEN: where the server should listen for a reverse
+ *                forward (stream id = the client's request id, not a stream)
+ *   LISTEN_RESULT error u32 (stream id = the request id)
  */
 #ifndef WANMUX_FRAME_H
 #define WANMUX_FRAME_H
@@ -45,6 +48,8 @@ enum frame_type {
 	FRAME_PONG = 7,
 	FRAME_GOAWAY = 8,
 	FRAME_RESUME = 9,
+	FRAME_LISTEN = 10,
+	FRAME_LISTEN_RESULT = 11,
 };
 
 /* DATA flags. LZ4 and ZLIB are exclusive; other bits must be zero. */
@@ -91,8 +96,8 @@ struct frame {
 	uint8_t flags;
 	uint32_t stream_id;
 	union {
-		struct frame_addr open;
-		uint32_t error; /* OPEN_RESULT, GOAWAY */
+		struct frame_addr open; /* OPEN, LISTEN */
+		uint32_t error; /* OPEN_RESULT, LISTEN_RESULT, GOAWAY */
 		struct {
 			uint64_t offset;
 			uint32_t raw_len; /* uncompressed length; == payload_len when raw */

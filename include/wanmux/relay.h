@@ -61,7 +61,54 @@ struct session_stream *relay_stream(const struct relay *r);
 
 const char *relay_name(const struct relay *r);
 
-/* Fills the stream callbacks the relay handles (data, fin, reset, closed). */
+/* Fills the stream callbacks the relay handles (data, fin, reset, closed,
+ * open result). */
 void relay_stream_callbacks(struct session_callbacks *cb);
+
+/*
+ * A proxy protocol on the local side (SOCKS5, HTTP proxy): the front end
+ * reads the request itself, answers in its own protocol, then hands the
+ * socket over to the stream. Every callback is optional.
+ */
+struct relay_frontend {
+	/* While the request is being read: new bytes in in (the source
+	 * buffer). Drain what was parsed; call relay_end_request when done. */
+	void (*on_read)(struct relay *r, struct evbuffer *in, void *arg);
+	/* The peer connected the stream's target. */
+	void (*on_open_result)(struct relay *r, void *arg);
+	/* The peer refused the OPEN (error = FRAME_ERR_*) or the tunnel went
+	 * away before it answered. Return true after writing a reply with
+	 * relay_write_local: the relay then closes once the reply is out
+	 * (instead of with RST). The stream is already gone. */
+	bool (*on_open_failed)(struct relay *r, uint32_t error, void *arg);
+	/* The deadline set with relay_set_deadline passed. Without this
+	 * callback the relay closes with RST. */
+	void (*on_deadline)(struct relay *r, void *arg);
+	void *arg;
+};
+
+/* Routes the local side through fe (copied). Reads go to fe->on_read until
+ * relay_end_request. */
+void relay_set_frontend(struct relay *r, const struct relay_frontend *fe);
+
+/* The request is parsed: bytes from now on (and those left in the source
+ * buffer) are stream data. */
+void relay_end_request(struct relay *r);
+
+/*
+ * Writes a front end's reply to the local socket. These bytes are not stream
+ * data and earn the peer no credit. 0 or -1.
+ */
+int relay_write_local(struct relay *r, const void *data, size_t len);
+
+/* Stops reading, writes out what is queued, then closes (FIN, not RST). */
+void relay_close_after_flush(struct relay *r);
+
+/* Calls fe->on_deadline (or closes) ms from now, unless cleared or re-set. */
+void relay_set_deadline(struct relay *r, uint32_t ms);
+void relay_clear_deadline(struct relay *r);
+
+/* The local socket. */
+int relay_fd(const struct relay *r);
 
 #endif

@@ -74,6 +74,10 @@ struct session_callbacks {
 	void (*on_reset)(struct session_stream *st, uint32_t error, void *user);
 	/* Both directions finished cleanly. */
 	void (*on_closed)(struct session_stream *st, void *user);
+	/* LISTEN / LISTEN_RESULT from the peer (reverse forwards). Return 0, or
+	 * an error when the frame breaks the protocol (the tunnel closes). NULL
+	 * treats them as protocol errors. */
+	int (*on_control)(struct session *s, const struct frame *f, void *arg);
 	/* There is something to send: the tunnel should call session_fill. */
 	void (*on_writable)(struct session *s, void *arg);
 };
@@ -120,6 +124,9 @@ int session_on_frame(struct session *s, const struct frame *f);
  * to send now.
  */
 size_t session_fill(struct session *s, uint8_t *buf, size_t cap);
+
+/* Queues a control frame (LISTEN, LISTEN_RESULT); control frames go first. */
+void session_send_control(struct session *s, const struct frame *f);
 
 /* Queues a PING or PONG (type) with opaque; control frames go first. */
 void session_send_ping(struct session *s, uint8_t type, uint64_t opaque);

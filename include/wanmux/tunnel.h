@@ -51,7 +51,8 @@ struct tunnel_handlers {
 	 * WM_ERR_UNAUTHORIZED / WM_ERR_REPLAY (the tunnel then closes). */
 	int (*authorize)(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 			 const struct tunnel_hello *hello, void *arg);
-	/* Stream callbacks for the session; on_writable is the tunnel's own. */
+	/* Stream callbacks for the session; on_writable is the tunnel's own, and
+	 * on_open and on_control receive arg below. */
 	struct session_callbacks streams;
 	void *arg; /* passed to the functions above and to streams.on_open */
 };
