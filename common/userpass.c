@@ -1,0 +1,255 @@
+/*
+ * Credentials files: reading with the same permission check as key files,
+ * and constant-time lookups. The file's text is wiped as soon as each line is
+ * hashed; only keyed hashes of users and passwords stay in memory.
+ */
+#include "wanmux/userpass.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "wanmux/err.h"
+
+#define USERPASS_HASH_LEN 32
+#define USERPASS_FIELD_MAX 255
+
+struct userpass_entry {
+	uint8_t user[USERPASS_HASH_LEN];
+	uint8_t pass[USERPASS_HASH_LEN];
+};
+
+struct userpass {
+	/* A random key per load: the hashes in memory say nothing outside this process. */
+	uint8_t key[crypto_generichash_KEYBYTES];
+	struct userpass_entry *entries;
+	size_t count;
+	size_t cap;
+};
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+							  ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* A domain byte keeps a user's hash from ever equalling a password's. */
+static void hash_field(const struct userpass *db, uint8_t domain, const char *s, size_t len,
+		       uint8_t out[USERPASS_HASH_LEN])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, db->key, sizeof db->key, USERPASS_HASH_LEN);
+	crypto_generichash_update(&st, &domain, 1);
+	crypto_generichash_update(&st, (const unsigned char *)s, len);
+	crypto_generichash_final(&st, out, USERPASS_HASH_LEN);
+}
+
+static bool field_ok(const char *s, size_t len)
+{
+	if (len == 0 || len > USERPASS_FIELD_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static int add_entry(struct userpass *db, const struct userpass_entry *e)
+{
+	if (db->count == db->cap) {
+		size_t cap = db->cap == 0 ? 8 : db->cap * 2;
+		struct userpass_entry *p = sodium_allocarray(cap, sizeof *p);
+
+		if (p == NULL)
+			return WM_ERR_NOMEM;
+		if (db->count > 0)
+			memcpy(p, db->entries, db->count * sizeof *p);
+		sodium_free(db->entries);
+		db->entries = p;
+		db->cap = cap;
+	}
+	db->entries[db->count++] = *e;
+	return 0;
+}
+
+/* Parses one line (newline already removed). 1 when it adds an entry, 0 when skipped. */
+static int parse_line(struct userpass *db, char *line, size_t len, const char *path, size_t lineno,
+		      char *err, size_t errlen)
+{
+	struct userpass_entry e;
+	const char *colon;
+	size_t ulen, i;
+	int rc;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	for (i = 0; i < len && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	if (i == len || line[0] == '#')
+		return 0;
+	colon = memchr(line, ':', len);
+	if (colon == NULL) {
+		set_err(err, errlen, "%s:%zu: expected user:password", path, lineno);
+		return WM_ERR_PARSE;
+	}
+	ulen = (size_t)(colon - line);
+	if (!field_ok(line, ulen)) {
+		set_err(err, errlen,
+			"%s:%zu: user must be 1 to 255 bytes without control characters", path,
+			lineno);
+		return WM_ERR_PARSE;
+	}
+	if (!field_ok(colon + 1, len - ulen - 1)) {
+		set_err(err, errlen,
+			"%s:%zu: password must be 1 to 255 bytes without control characters", path,
+			lineno);
+		return WM_ERR_PARSE;
+	}
+	hash_field(db, 'u', line, ulen, e.user);
+	hash_field(db, 'p', colon + 1, len - ulen - 1, e.pass);
+	for (i = 0; i < db->count; i++) {
+		if (sodium_memcmp(db->entries[i].user, e.user, USERPASS_HASH_LEN) == 0) {
+			set_err(err, errlen, "%s:%zu: duplicate user \"%.*s\"", path, lineno,
+				(int)ulen, line);
+			sodium_memzero(&e, sizeof e);
+			return WM_ERR_PARSE;
+		}
+	}
+	rc = add_entry(db, &e);
+	sodium_memzero(&e, sizeof e);
+	if (rc != 0) {
+		set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
+		return rc;
+	}
+	return 1;
+}
+
+int userpass_load(const char *path, struct userpass **out, char *err, size_t errlen)
+{
+	struct userpass *db;
+	struct stat st;
+	char *line = NULL;
+	size_t line_cap = 0, lineno = 0;
+	ssize_t n;
+	FILE *f;
+	int rc = 0;
+
+	*out = NULL;
+	f = fopen(path, "re");
+	if (f == NULL) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return WM_ERR_IO;
+	}
+	if (fstat(fileno(f), &st) != 0) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		fclose(f);
+		return WM_ERR_IO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, errlen, "%s: not a regular file", path);
+		fclose(f);
+		return WM_ERR_IO;
+	}
+	/* Checked on the open descriptor: the answer is about the file actually read. */
+	if ((st.st_mode & 077) != 0) {
+		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod 600 %s",
+			path, (st.st_mode & 044) != 0 ? "readable" : "writable",
+			(unsigned)(st.st_mode & 07777), path);
+		fclose(f);
+		return WM_ERR_PERM;
+	}
+	db = calloc(1, sizeof *db);
+	if (db == NULL) {
+		set_err(err, errlen, "%s: out of memory", path);
+		fclose(f);
+		return WM_ERR_NOMEM;
+	}
+	randombytes_buf(db->key, sizeof db->key);
+	while ((n = getline(&line, &line_cap, f)) >= 0) {
+		size_t len = (size_t)n;
+
+		lineno++;
+		if (len > 0 && line[len - 1] == '\n')
+			len--;
+		if (memchr(line, '\0', len) != NULL) {
+			set_err(err, errlen, "%s:%zu: NUL byte", path, lineno);
+			rc = WM_ERR_PARSE;
+		} else {
+			rc = parse_line(db, line, len, path, lineno, err, errlen);
+		}
+		sodium_memzero(line, line_cap);
+		if (rc < 0)
+			break;
+		rc = 0;
+	}
+	if (rc == 0 && ferror(f)) {
+		set_err(err, errlen, "%s: read error", path);
+		rc = WM_ERR_IO;
+	}
+	if (rc == 0 && db->count == 0) {
+		set_err(err, errlen, "%s: no user:password line", path);
+		rc = WM_ERR_PARSE;
+	}
+	if (line != NULL)
+		sodium_memzero(line, line_cap);
+	free(line);
+	fclose(f);
+	if (rc != 0) {
+		userpass_free(db);
+		return rc;
+	}
+	*out = db;
+	return 0;
+}
+
+bool userpass_check(const struct userpass *db, const char *user, const char *pass)
+{
+	uint8_t user_hash[USERPASS_HASH_LEN], pass_hash[USERPASS_HASH_LEN];
+	size_t ulen, plen;
+	int match = 0;
+
+	if (db == NULL)
+		return false;
+	ulen = strlen(user);
+	plen = strlen(pass);
+	hash_field(db, 'u', user, ulen, user_hash);
+	hash_field(db, 'p', pass, plen, pass_hash);
+	/* No early exit: the time taken does not tell which user exists. */
+	for (size_t i = 0; i < db->count; i++) {
+		int u = sodium_memcmp(db->entries[i].user, user_hash, USERPASS_HASH_LEN) == 0;
+		int p = sodium_memcmp(db->entries[i].pass, pass_hash, USERPASS_HASH_LEN) == 0;
+
+		match |= u & p;
+	}
+	sodium_memzero(user_hash, sizeof user_hash);
+	sodium_memzero(pass_hash, sizeof pass_hash);
+	/* Fields the file cannot hold never match, whatever their hash. */
+	return match != 0 && field_ok(user, ulen) && field_ok(pass, plen);
+}
+
+size_t userpass_count(const struct userpass *db)
+{
+	return db != NULL ? db->count : 0;
+}
+
+void userpass_free(struct userpass *db)
+{
+	if (db == NULL)
+		return;
+	sodium_free(db->entries); /* wipes */
+	sodium_memzero(db->key, sizeof db->key);
+	free(db);
+}
