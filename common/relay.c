@@ -137,8 +137,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 }
 
 /* The stream took bytes from the source: resume reading below half full. */
-static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-			      void *arg)
+static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct relay *r = arg;
 	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->closing)
@@ -241,6 +240,11 @@ void relay_bind(struct relay *r, struct session_stream *st)
 	r->st = st;
 }
 
+void relay_pause(struct relay *r)
+{
+	bufferevent_disable(r->bev, EV_READ);
+}
+
 void relay_start(struct relay *r)
 {
 	bufferevent_enable(r->bev, r->read_paused ? EV_WRITE : EV_READ | EV_WRITE);
@@ -307,8 +311,21 @@ static void relay_on_reset(struct session_stream *st, uint32_t error, void *user
 	log_debug("%s: stream %u reset: %s", r->name, session_stream_id(st),
 		  frame_error_name(error));
 	r->st = NULL;
-	/* A refused OPEN: the front end answers in its own protocol. */
-	if (!r->opened && r->has_fe && r->fe.on_open_failed != NULL &&
+	if (r->opened) {
+		relay_close(r, true);
+		return;
+	}
+	relay_fail(r, error);
+}
+
+void relay_fail(struct relay *r, uint32_t error)
+{
+	if (r->st != NULL) {
+		session_stream_reset(r->st, FRAME_ERR_CANCEL);
+		r->st = NULL;
+	}
+	/* The front end answers in its own protocol, then closes politely. */
+	if (r->has_fe && r->fe.on_open_failed != NULL &&
 	    r->fe.on_open_failed(r, error, r->fe.arg)) {
 		relay_close_after_flush(r);
 		return;

@@ -20,6 +20,7 @@
 #include <event2/util.h>
 #include <sodium.h>
 
+#include "server.h"
 #include "wanmux/acl.h"
 #include "wanmux/config.h"
 #include "wanmux/connect.h"
@@ -33,13 +34,13 @@
 #include "wanmux/tunnel.h"
 
 #define PROG "wanmux-server"
-#define TUNNEL_SLOTS 256 /* tunnel_no is a u8: replay state per key and slot */
 
 enum opt_id {
 	OPT_LISTEN,
 	OPT_KEY,
 	OPT_AUTHORIZED_KEYS,
 	OPT_ALLOW,
+	OPT_ALLOW_LISTEN,
 	OPT_PSK,
 	OPT_CONFIG,
 	OPT_COMPRESS,
@@ -56,6 +57,7 @@ static const struct config_option options[] = {
     {"key", 'k', true, false, OPT_KEY},
     {"authorized-keys", 'a', true, false, OPT_AUTHORIZED_KEYS},
     {"allow", 0, true, true, OPT_ALLOW},
+    {"allow-listen", 0, true, true, OPT_ALLOW_LISTEN},
     {"psk", 0, true, false, OPT_PSK},
     {"config", 'c', true, false, OPT_CONFIG},
     {"compress", 0, true, false, OPT_COMPRESS},
@@ -95,6 +97,10 @@ static const char usage_text[] =
     "                             '*.' wildcard names. Repeatable. Loopback,\n"
     "                             link-local and metadata addresses need a rule\n"
     "                             that names them (127.0.0.1:8080).\n"
+    "    --allow-listen RULE      let clients ask for reverse forwards (wanmux-client\n"
+    "                             --reverse) on addresses and ports this rule\n"
+    "                             permits: CIDR[:PORT[-PORT]], e.g.\n"
+    "                             127.0.0.1:8000-8099. Repeatable; none: refused.\n"
     "    --psk FILE               pre-shared key as a second factor (same file\n"
     "                             on both ends; wanmux-keygen --psk FILE)\n"
     "    -c, --config FILE        read options from FILE: one 'name value' per\n"
@@ -118,39 +124,6 @@ static const char usage_text[] =
     "EXIT STATUS\n"
     "    0 after SIGTERM or SIGINT, 1 on a runtime failure (unreadable key, port\n"
     "    in use), 2 on a usage error.\n";
-
-struct server;
-
-/* One accepted tunnel and what the server knows of its client. */
-struct server_tunnel {
-	LIST_ENTRY(server_tunnel) link;
-	struct server *srv;
-	struct tunnel *t;
-	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
-};
-
-struct replay_slots {
-	uint8_t last[TUNNEL_SLOTS][12];
-};
-
-struct server {
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct evconnlistener *listener;
-	struct keypair *key;
-	struct keys_authorized *authorized;
-	struct replay_slots **replay; /* per authorized key, allocated on use */
-	struct acl *acl;
-	uint8_t psk[KEYS_LEN];
-	bool have_psk;
-	uint8_t mac1_key[32];
-	struct tunnel_config tcfg;
-	LIST_HEAD(, server_tunnel) tunnels;
-	struct event *sigint;
-	struct event *sigterm;
-	uint64_t refused_targets;
-	uint64_t refused_tunnels;
-};
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -202,6 +175,7 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 static void on_tunnel_up(struct tunnel *t, void *arg)
 {
 	struct server_tunnel *stn = arg;
+	stn->up = true;
 	log_info("tunnel from %s up: client %s", tunnel_peer_name(t), stn->client);
 }
 
@@ -214,6 +188,7 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	else
 		log_debug("connection from %s closed before authentication: %s",
 			  tunnel_peer_name(t), reason);
+	server_reverse_tunnel_down(stn);
 	LIST_REMOVE(stn, link);
 	free(stn);
 }
@@ -228,6 +203,7 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	size_t index = 0;
 
 	keys_encode_public(client_pub, b64);
+	memcpy(stn->client_pub, client_pub, KEYS_LEN);
 	if (!keys_authorized_find(srv->authorized, client_pub, &comment, &index)) {
 		srv->refused_tunnels++;
 		log_warn("tunnel from %s refused: client key %s is not in the authorized keys",
@@ -276,6 +252,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	h.authorize = authorize;
 	relay_stream_callbacks(&h.streams);
 	h.streams.on_open = on_open;
+	h.streams.on_control = server_reverse_on_control;
 	h.arg = stn;
 	evutil_make_socket_nonblocking(fd);
 	stn->t = tunnel_accept(srv->base, fd, sa, &srv->tcfg, &h);
@@ -303,6 +280,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
 	}
+	server_reverse_close_all(srv);
 	struct server_tunnel *stn;
 	LIST_FOREACH(stn, &srv->tunnels, link)
 	tunnel_close(stn->t, "server stopping");
@@ -366,6 +344,16 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 		if (acl_add(srv->acl, config_get_nth(cfg, OPT_ALLOW, i), err, sizeof(err)) != 0)
 			usage_error("--allow: %s", err);
 	}
+	if (config_count(cfg, OPT_ALLOW_LISTEN) > 0) {
+		srv->allow_listen = acl_new();
+		if (srv->allow_listen == NULL)
+			fatal("out of memory");
+	}
+	for (size_t i = 0; i < config_count(cfg, OPT_ALLOW_LISTEN); i++) {
+		const char *rule = config_get_nth(cfg, OPT_ALLOW_LISTEN, i);
+		if (acl_add(srv->allow_listen, rule, err, sizeof(err)) != 0)
+			usage_error("--allow-listen: %s", err);
+	}
 
 	/* Files: runtime failures from here on. */
 	if (keys_pair_load(config_get(cfg, OPT_KEY), &srv->key, err, sizeof(err)) != 0)
@@ -428,6 +416,7 @@ int main(int argc, char **argv)
 		fatal("cannot listen");
 	evconnlistener_set_error_cb(srv.listener, on_accept_error);
 	LIST_INIT(&srv.tunnels);
+	LIST_INIT(&srv.reverse_listeners);
 	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
 	srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
 	event_add(srv.sigint, NULL);
@@ -453,6 +442,7 @@ int main(int argc, char **argv)
 	keys_authorized_free(srv.authorized);
 	keys_pair_free(srv.key);
 	acl_free(srv.acl);
+	acl_free(srv.allow_listen);
 	config_free(cfg);
 	sodium_memzero(srv.psk, sizeof(srv.psk));
 	sodium_memzero(srv.mac1_key, sizeof(srv.mac1_key));

@@ -37,6 +37,9 @@ void relay_bind(struct relay *r, struct session_stream *st);
 /* Starts reading the local socket. */
 void relay_start(struct relay *r);
 
+/* Stops reading the local socket until relay_start. */
+void relay_pause(struct relay *r);
+
 /*
  * Server: connects the relay to sa. done(r, 0, arg) on success, or done(r,
  * FRAME_ERR_*, arg) on refusal, unreachability or timeout.
@@ -100,6 +103,13 @@ void relay_end_request(struct relay *r);
  * data and earn the peer no credit. 0 or -1.
  */
 int relay_write_local(struct relay *r, const void *data, size_t len);
+
+/*
+ * The stream could not be opened (no tunnel, stream limit; error =
+ * FRAME_ERR_*): the front end answers (fe->on_open_failed) and the relay
+ * closes, or it closes with RST. A stream still attached is reset.
+ */
+void relay_fail(struct relay *r, uint32_t error);
 
 /* Stops reading, writes out what is queued, then closes (FIN, not RST). */
 void relay_close_after_flush(struct relay *r);

@@ -1,0 +1,134 @@
+/*
+ * wanmux-client internals shared by its files: the client object, the
+ * tunnel pool (client_pool.c), the listeners and their front ends
+ * (client_listen.c, client_socks.c, client_http.c) and reverse forwards
+ * (client_reverse.c). Private to the client program.
+ */
+#ifndef WANMUX_CLIENT_H
+#define WANMUX_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "wanmux/frame.h"
+#include "wanmux/keys.h"
+#include "wanmux/netaddr.h"
+#include "wanmux/relay.h"
+#include "wanmux/tunnel.h"
+
+#define CLIENT_TUNNELS_MAX 64
+#define CLIENT_PENDING_MAX 4096
+#define CLIENT_PENDING_TIMEOUT_S 15
+/* A SOCKS or HTTP client must finish its request within this. */
+#define CLIENT_REQUEST_DEADLINE_MS 10000
+
+struct client;
+struct userpass;
+
+struct slot {
+	struct client *cl;
+	struct tunnel *t;
+	bool up;
+	unsigned attempts;
+	struct event *retry_ev;
+	uint8_t no;
+};
+
+enum listener_kind {
+	LISTENER_FORWARD,
+	LISTENER_SOCKS,
+	LISTENER_HTTP,
+	LISTENER_TRANSPARENT,
+};
+
+struct listener {
+	struct client *cl;
+	enum listener_kind kind;
+	struct netaddr_hostport local;
+	struct netaddr_hostport target; /* forward only */
+	struct frame_addr target_addr;	/* forward only */
+	struct evconnlistener *evl;
+};
+
+/* --reverse [SADDR:]SPORT:HOST:PORT */
+struct reverse {
+	struct netaddr_hostport server_side; /* where the server listens */
+	struct netaddr_hostport target;	     /* where connections go, seen from here */
+	struct frame_addr listen_addr;	     /* server_side as sent in LISTEN and OPEN */
+	uint32_t last_error;		     /* last LISTEN_RESULT logged, to log changes once */
+	bool logged;
+};
+
+/* A local connection whose target is known, waiting for a tunnel. */
+struct pending {
+	TAILQ_ENTRY(pending) link;
+	struct relay *r;
+	struct frame_addr target;
+	time_t since;
+};
+
+struct client_totals {
+	uint64_t connections;
+	uint64_t raw_up, raw_down;	   /* application bytes */
+	uint64_t payload_up, payload_down; /* after compression */
+	uint64_t wire_up, wire_down;	   /* records on the wire */
+	uint64_t tunnels_up;
+};
+
+struct client {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct keypair *key;
+	uint8_t psk[KEYS_LEN];
+	bool have_psk;
+	struct netaddr_hostport server;
+	struct tunnel_config tcfg;
+	struct slot slots[CLIENT_TUNNELS_MAX];
+	unsigned nslots;
+	struct listener *listeners;
+	size_t nlisteners;
+	struct reverse *reverses;
+	size_t nreverses;
+	struct userpass *socks_auth; /* NULL: no authentication */
+	struct userpass *http_auth;
+	TAILQ_HEAD(, pending) pending;
+	size_t npending;
+	struct event *pending_timer;
+	bool stopping;
+	bool ever_up;
+	struct client_totals totals;
+};
+
+/* Pool (client_pool.c). */
+void client_pool_start(struct client *cl);
+void client_pool_stop(struct client *cl);
+void client_pool_free(struct client *cl);
+
+/*
+ * Opens a stream for relay r to target over the least busy tunnel, or queues
+ * it until a tunnel is up (failing it after CLIENT_PENDING_TIMEOUT_S). Starts
+ * the relay once the stream exists.
+ */
+void client_open(struct client *cl, struct relay *r, const struct frame_addr *target);
+
+/* Front ends (client_listen.c, client_socks.c, client_http.c). */
+int client_listen_start(struct client *cl, char *err, size_t errlen);
+void client_listen_stop(struct client *cl);
+void client_socks_accept(struct listener *l, int fd, const char *peer);
+void client_http_accept(struct listener *l, int fd, const char *peer);
+
+/* "host:port" of a frame address for logs. */
+const char *client_target_name(const struct frame_addr *a, char *buf, size_t len);
+
+/* Fills a frame address from host and port (literal address or name). */
+void client_frame_addr(const struct netaddr_hostport *hp, struct frame_addr *fa);
+
+/* Reverse forwards (client_reverse.c). */
+void client_reverse_on_up(struct client *cl, struct tunnel *t);
+int client_reverse_on_open(struct session *s, struct session_stream *st,
+			   const struct frame_addr *target, void *arg);
+int client_reverse_on_control(struct session *s, const struct frame *f, void *arg);
+
+#endif

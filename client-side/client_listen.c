@@ -1,0 +1,224 @@
+/*
+ * The client's listeners: port forwards (-L), transparent redirects, and
+ * the SOCKS5 and HTTP proxy ports, whose protocols live in client_socks.c
+ * and client_http.c. Each accepted connection becomes a relay and, once its
+ * target is known, a stream (client_pool.c).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "client.h"
+
+/* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>,
+ * which clash with <netinet/in.h>. */
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+#include "wanmux/connect.h"
+#include "wanmux/log.h"
+
+const char *client_target_name(const struct frame_addr *a, char *buf, size_t len)
+{
+	return connect_target_name(a, buf, len);
+}
+
+void client_frame_addr(const struct netaddr_hostport *hp, struct frame_addr *fa)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	memset(fa, 0, sizeof(*fa));
+	fa->port = hp->port;
+	if (netaddr_literal(hp->host, hp->port, &ss, &len)) {
+		if (ss.ss_family == AF_INET) {
+			fa->type = FRAME_ADDR_IPV4;
+			memcpy(fa->u.ipv4, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+		} else {
+			fa->type = FRAME_ADDR_IPV6;
+			memcpy(fa->u.ipv6, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+		}
+		return;
+	}
+	fa->type = FRAME_ADDR_NAME;
+	fa->name_len = (uint8_t)strlen(hp->host);
+	memcpy(fa->u.name, hp->host, fa->name_len);
+}
+
+/* A forward or transparent connection has no protocol to answer in: log
+ * the refusal once and close with RST. */
+static bool forward_open_failed(struct relay *r, uint32_t error, void *arg)
+{
+	if (error == FRAME_ERR_TUNNEL_LOST || error == FRAME_ERR_CANCEL)
+		log_info("%s: connection closed: %s", relay_name(r), frame_error_name(error));
+	else
+		log_warn("%s: server refused the stream: %s", relay_name(r),
+			 frame_error_name(error));
+	return false;
+}
+
+static void start_relayed(struct listener *l, int fd, const char *peer,
+			  const struct frame_addr *target)
+{
+	char name[NETADDR_STR_MAX * 2 + FRAME_NAME_MAX + 8];
+	char tname[NETADDR_STR_MAX + FRAME_NAME_MAX];
+	snprintf(name, sizeof(name), "%s -> %s", peer,
+		 client_target_name(target, tname, sizeof(tname)));
+	struct relay *r = relay_new(l->cl->base, fd, name);
+	if (r == NULL) {
+		log_error("%s: out of memory", peer);
+		return;
+	}
+	struct relay_frontend fe = {.on_open_failed = forward_open_failed};
+	relay_set_frontend(r, &fe);
+	client_open(l->cl, r, target);
+}
+
+/*
+ * Where a connection redirected by nftables/iptables REDIRECT was going.
+ * Returns false (and logs) when it was not redirected: a connection made
+ * straight to the transparent port would otherwise loop back into it.
+ */
+static bool original_destination(struct listener *l, int fd, const char *peer,
+				 struct frame_addr *out)
+{
+	struct sockaddr_storage dst, local;
+	socklen_t dlen = sizeof(dst), llen = sizeof(local);
+	memset(&dst, 0, sizeof(dst));
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) != 0) {
+		log_warn("%s: getsockname: %s", peer, strerror(errno));
+		return false;
+	}
+	int rc = local.ss_family == AF_INET6
+		     ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dlen)
+		     : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen);
+	if (rc != 0) {
+		log_warn("%s: transparent connection without an original destination (%s): is "
+			 "the nftables/iptables REDIRECT rule in place?",
+			 peer, strerror(errno));
+		return false;
+	}
+	bool same;
+	if (dst.ss_family == AF_INET)
+		same = memcmp(&((struct sockaddr_in *)&dst)->sin_addr,
+			      &((struct sockaddr_in *)&local)->sin_addr, 4) == 0 &&
+		       ((struct sockaddr_in *)&dst)->sin_port ==
+			   ((struct sockaddr_in *)&local)->sin_port;
+	else
+		same = memcmp(&((struct sockaddr_in6 *)&dst)->sin6_addr,
+			      &((struct sockaddr_in6 *)&local)->sin6_addr, 16) == 0 &&
+		       ((struct sockaddr_in6 *)&dst)->sin6_port ==
+			   ((struct sockaddr_in6 *)&local)->sin6_port;
+	if (same) {
+		log_warn("%s: connection was made to the transparent port itself, not "
+			 "redirected; refusing (it would loop)",
+			 peer);
+		return false;
+	}
+	memset(out, 0, sizeof(*out));
+	if (dst.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&dst;
+		out->type = FRAME_ADDR_IPV4;
+		out->port = ntohs(sin->sin_port);
+		memcpy(out->u.ipv4, &sin->sin_addr, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&dst;
+		out->type = FRAME_ADDR_IPV6;
+		out->port = ntohs(sin6->sin6_port);
+		memcpy(out->u.ipv6, &sin6->sin6_addr, 16);
+	}
+	return true;
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct listener *l = arg;
+	char peer[NETADDR_STR_MAX];
+	struct frame_addr target;
+	netaddr_format(sa, peer, sizeof(peer));
+	evutil_make_socket_nonblocking(fd);
+	switch (l->kind) {
+	case LISTENER_FORWARD:
+		start_relayed(l, fd, peer, &l->target_addr);
+		break;
+	case LISTENER_TRANSPARENT:
+		if (!original_destination(l, fd, peer, &target)) {
+			close(fd);
+			return;
+		}
+		start_relayed(l, fd, peer, &target);
+		break;
+	case LISTENER_SOCKS:
+		client_socks_accept(l, fd, peer);
+		break;
+	case LISTENER_HTTP:
+		client_http_accept(l, fd, peer);
+		break;
+	}
+}
+
+static void on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	/* EMFILE and friends: keep serving what we have. */
+	log_error("accept on %s:%u: %s", l->local.host, l->local.port,
+		  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static const char *kind_name(enum listener_kind k)
+{
+	switch (k) {
+	case LISTENER_FORWARD:
+		return "forwarding";
+	case LISTENER_SOCKS:
+		return "SOCKS5 proxy";
+	case LISTENER_HTTP:
+		return "HTTP proxy";
+	case LISTENER_TRANSPARENT:
+		return "transparent proxy";
+	}
+	return "?";
+}
+
+int client_listen_start(struct client *cl, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cl->nlisteners; i++) {
+		struct listener *l = &cl->listeners[i];
+		int fd = netaddr_listen(&l->local, err, errlen);
+		if (fd < 0)
+			return -1;
+		l->evl = evconnlistener_new(cl->base, on_accept, l,
+					    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (l->evl == NULL) {
+			close(fd);
+			snprintf(err, errlen, "%s:%u: cannot listen", l->local.host, l->local.port);
+			return -1;
+		}
+		evconnlistener_set_error_cb(l->evl, on_accept_error);
+		if (l->kind == LISTENER_FORWARD)
+			log_info("forwarding %s:%u to %s:%u", l->local.host, l->local.port,
+				 l->target.host, l->target.port);
+		else
+			log_info("%s on %s:%u", kind_name(l->kind), l->local.host, l->local.port);
+	}
+	return 0;
+}
+
+void client_listen_stop(struct client *cl)
+{
+	for (size_t i = 0; i < cl->nlisteners; i++) {
+		if (cl->listeners[i].evl != NULL) {
+			evconnlistener_free(cl->listeners[i].evl);
+			cl->listeners[i].evl = NULL;
+		}
+	}
+}

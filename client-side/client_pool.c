@@ -1,0 +1,247 @@
+/*
+ * The client's tunnel pool: N tunnels to the server, each reconnected with
+ * exponential backoff and jitter; new streams go to the least busy tunnel;
+ * connections that arrive while no tunnel is up wait a bounded time.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "client.h"
+#include "wanmux/log.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 30000
+
+static void slot_connect(struct slot *sl);
+
+static void add_tunnel_totals(struct client_totals *tot, struct tunnel *t)
+{
+	const struct tunnel_stats *ts = tunnel_get_stats(t);
+	const struct session_stats *ss = tunnel_get_session_stats(t);
+	tot->wire_up += ts->wire_bytes_sent;
+	tot->wire_down += ts->wire_bytes_received;
+	tot->raw_up += ss->raw_bytes_sent;
+	tot->raw_down += ss->raw_bytes_received;
+	tot->payload_up += ss->payload_bytes_sent;
+	tot->payload_down += ss->payload_bytes_received;
+}
+
+/* The up tunnel with the least queued bytes: streams spread, and a new
+ * stream avoids a tunnel busy with bulk. */
+static struct tunnel *pick_tunnel(struct client *cl)
+{
+	struct tunnel *best = NULL;
+	size_t best_q = 0;
+	for (unsigned i = 0; i < cl->nslots; i++) {
+		struct slot *sl = &cl->slots[i];
+		if (!sl->up)
+			continue;
+		size_t q =
+		    tunnel_queued(sl->t) + session_stream_count(tunnel_session(sl->t)) * 1024;
+		if (best == NULL || q < best_q) {
+			best = sl->t;
+			best_q = q;
+		}
+	}
+	return best;
+}
+
+static void open_now(struct client *cl, struct tunnel *t, struct relay *r,
+		     const struct frame_addr *target)
+{
+	struct session_stream *st =
+	    session_stream_open(tunnel_session(t), target, relay_source(r), r);
+	if (st == NULL) {
+		log_warn("%s: stream limit reached on tunnel %s", relay_name(r),
+			 tunnel_peer_name(t));
+		relay_fail(r, FRAME_ERR_STREAM_LIMIT);
+		return;
+	}
+	relay_bind(r, st);
+	relay_end_request(r);
+	relay_start(r);
+	cl->totals.connections++;
+	if (log_get_level() >= LOG_LEVEL_DEBUG) {
+		char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
+		log_debug("%s: stream %u to %s via tunnel %s", relay_name(r), session_stream_id(st),
+			  client_target_name(target, name, sizeof(name)), tunnel_peer_name(t));
+	}
+}
+
+void client_open(struct client *cl, struct relay *r, const struct frame_addr *target)
+{
+	struct tunnel *t = pick_tunnel(cl);
+	if (t != NULL) {
+		open_now(cl, t, r, target);
+		return;
+	}
+	/* No tunnel yet: hold the connection (the kernel buffers what the
+	 * application sends) until one comes up or the wait times out. */
+	struct pending *p = cl->npending < CLIENT_PENDING_MAX ? calloc(1, sizeof(*p)) : NULL;
+	if (p == NULL) {
+		log_warn("%s: no tunnel to the server and too many waiting; closing",
+			 relay_name(r));
+		relay_fail(r, FRAME_ERR_TUNNEL_LOST);
+		return;
+	}
+	/* Nothing may fire on a waiting relay (it would close under the queue):
+	 * stop reading; EOF and data wait in the kernel. */
+	relay_pause(r);
+	relay_clear_deadline(r);
+	p->r = r;
+	p->target = *target;
+	p->since = time(NULL);
+	TAILQ_INSERT_TAIL(&cl->pending, p, link);
+	cl->npending++;
+}
+
+static void drain_pending(struct client *cl)
+{
+	struct pending *p;
+	struct tunnel *t;
+	while ((t = pick_tunnel(cl)) != NULL && (p = TAILQ_FIRST(&cl->pending)) != NULL) {
+		TAILQ_REMOVE(&cl->pending, p, link);
+		cl->npending--;
+		open_now(cl, t, p->r, &p->target);
+		free(p);
+	}
+}
+
+static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *cl = arg;
+	time_t now = time(NULL);
+	struct pending *p;
+	while ((p = TAILQ_FIRST(&cl->pending)) != NULL &&
+	       now - p->since >= CLIENT_PENDING_TIMEOUT_S) {
+		TAILQ_REMOVE(&cl->pending, p, link);
+		cl->npending--;
+		log_warn("%s: no tunnel to the server for %d s; closing", relay_name(p->r),
+			 CLIENT_PENDING_TIMEOUT_S);
+		relay_fail(p->r, FRAME_ERR_TUNNEL_LOST);
+		free(p);
+	}
+}
+
+static void on_tunnel_up(struct tunnel *t, void *arg)
+{
+	struct slot *sl = arg;
+	struct client *cl = sl->cl;
+	sl->up = true;
+	sl->attempts = 0;
+	cl->totals.tunnels_up++;
+	log_info("tunnel %u to %s up", sl->no, tunnel_peer_name(t));
+	if (!cl->ever_up) {
+		cl->ever_up = true;
+		log_info("connected to %s:%u", cl->server.host, cl->server.port);
+	}
+	client_reverse_on_up(cl, t);
+	drain_pending(cl);
+}
+
+static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
+{
+	struct slot *sl = arg;
+	struct client *cl = sl->cl;
+	bool was_up = sl->up;
+	if (was_up)
+		add_tunnel_totals(&cl->totals, t);
+	sl->t = NULL;
+	sl->up = false;
+	if (cl->stopping)
+		return;
+	if (was_up)
+		log_warn("tunnel %u to %s down: %s", sl->no, tunnel_peer_name(t), reason);
+	else if (sl->attempts == 0 || log_get_level() >= LOG_LEVEL_DEBUG)
+		log_warn("tunnel %u to %s:%u: %s", sl->no, cl->server.host, cl->server.port,
+			 reason);
+	/* Exponential backoff with jitter, so tunnels (and clients) that lost the
+	 * server together do not come back in lockstep. */
+	unsigned shift = sl->attempts < 8 ? sl->attempts : 8;
+	uint32_t base_ms = BACKOFF_MIN_MS << shift;
+	if (base_ms > BACKOFF_MAX_MS)
+		base_ms = BACKOFF_MAX_MS;
+	uint32_t delay = base_ms / 2 + randombytes_uniform(base_ms);
+	sl->attempts++;
+	struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+	event_add(sl->retry_ev, &tv);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	slot_connect(arg);
+}
+
+static void slot_connect(struct slot *sl)
+{
+	struct client *cl = sl->cl;
+	struct tunnel_handlers h;
+	memset(&h, 0, sizeof(h));
+	h.on_up = on_tunnel_up;
+	h.on_down = on_tunnel_down;
+	relay_stream_callbacks(&h.streams);
+	h.streams.on_open = client_reverse_on_open;
+	h.streams.on_control = client_reverse_on_control;
+	h.arg = sl;
+	struct tunnel_config cfg = cl->tcfg;
+	cfg.tunnel_no = sl->no;
+	sl->t = tunnel_connect(cl->base, cl->dns, &cl->server, &cfg, &h);
+	if (sl->t == NULL) {
+		struct timeval tv = {1, 0};
+		event_add(sl->retry_ev, &tv);
+	}
+}
+
+void client_pool_start(struct client *cl)
+{
+	TAILQ_INIT(&cl->pending);
+	for (unsigned i = 0; i < cl->nslots; i++) {
+		struct slot *sl = &cl->slots[i];
+		sl->cl = cl;
+		sl->no = (uint8_t)i;
+		sl->retry_ev = evtimer_new(cl->base, on_retry, sl);
+		if (sl->retry_ev != NULL)
+			slot_connect(sl);
+	}
+	cl->pending_timer = event_new(cl->base, -1, EV_PERSIST, on_pending_timer, cl);
+	struct timeval one = {1, 0};
+	if (cl->pending_timer != NULL)
+		event_add(cl->pending_timer, &one);
+}
+
+void client_pool_stop(struct client *cl)
+{
+	struct pending *p;
+	cl->stopping = true;
+	while ((p = TAILQ_FIRST(&cl->pending)) != NULL) {
+		TAILQ_REMOVE(&cl->pending, p, link);
+		cl->npending--;
+		relay_close(p->r, true);
+		free(p);
+	}
+	for (unsigned i = 0; i < cl->nslots; i++) {
+		struct slot *sl = &cl->slots[i];
+		if (sl->retry_ev != NULL)
+			event_del(sl->retry_ev);
+		if (sl->t != NULL) {
+			if (sl->up) {
+				add_tunnel_totals(&cl->totals, sl->t);
+				sl->up = false;
+			}
+			tunnel_close(sl->t, "client stopping");
+		}
+	}
+}
+
+void client_pool_free(struct client *cl)
+{
+	for (unsigned i = 0; i < cl->nslots; i++)
+		if (cl->slots[i].retry_ev != NULL)
+			event_free(cl->slots[i].retry_ev);
+	if (cl->pending_timer != NULL)
+		event_free(cl->pending_timer);
+}

@@ -1,0 +1,68 @@
+/*
+ * wanmux-server internals shared by its files: the server object and its
+ * tunnels (main.c), and reverse-forward listeners (server_reverse.c).
+ * Private to the server program.
+ */
+#ifndef WANMUX_SERVER_H
+#define WANMUX_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "wanmux/acl.h"
+#include "wanmux/keys.h"
+#include "wanmux/tunnel.h"
+
+#define SERVER_TUNNEL_SLOTS 256 /* tunnel_no is a u8: replay state per key and slot */
+
+struct server;
+struct reverse_listener;
+
+/* One accepted tunnel and what the server knows of its client. */
+struct server_tunnel {
+	LIST_ENTRY(server_tunnel) link;
+	struct server *srv;
+	struct tunnel *t;
+	bool up;
+	uint8_t client_pub[KEYS_LEN];
+	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
+};
+
+struct replay_slots {
+	uint8_t last[SERVER_TUNNEL_SLOTS][12];
+};
+
+struct server {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct evconnlistener *listener;
+	struct keypair *key;
+	struct keys_authorized *authorized;
+	struct replay_slots **replay; /* per authorized key, allocated on use */
+	struct acl *acl;
+	struct acl *allow_listen; /* where clients may ask for reverse listeners */
+	uint8_t psk[KEYS_LEN];
+	bool have_psk;
+	uint8_t mac1_key[32];
+	struct tunnel_config tcfg;
+	LIST_HEAD(, server_tunnel) tunnels;
+	LIST_HEAD(, reverse_listener) reverse_listeners;
+	struct event *sigint;
+	struct event *sigterm;
+	uint64_t refused_targets;
+	uint64_t refused_tunnels;
+	uint64_t refused_listens;
+};
+
+/* A client asked (LISTEN) for a reverse listener. Returns 0 or an error
+ * that closes the tunnel (a malformed request). */
+int server_reverse_on_control(struct session *s, const struct frame *f, void *arg);
+
+/* The tunnel is gone: it no longer serves any reverse listener. */
+void server_reverse_tunnel_down(struct server_tunnel *stn);
+
+/* Closes every reverse listener (shutdown). */
+void server_reverse_close_all(struct server *srv);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * Reverse forwards, server side: a client's LISTEN asks for a listener on
+ * an address its key may use (--allow-listen). One listener per client key
+ * and address, served by every tunnel of that client that asked for it;
+ * connections accepted there become streams the server opens toward the
+ * client (least busy tunnel), addressed to the listening address. The
+ * listener closes when its last tunnel is gone; the client's tunnels ask
+ * again when they come back.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "server.h"
+#include "wanmux/connect.h"
+#include "wanmux/log.h"
+#include "wanmux/netaddr.h"
+#include "wanmux/relay.h"
+
+struct reverse_listener {
+	LIST_ENTRY(reverse_listener) link;
+	struct server *srv;
+	struct evconnlistener *evl;
+	uint8_t client_pub[KEYS_LEN];
+	char client[KEYS_B64_LEN + 64];
+	struct frame_addr addr; /* as the client asked, sent back in OPEN */
+	char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
+	struct server_tunnel **tunnels;
+	size_t ntunnels;
+	size_t cap;
+};
+
+static struct server_tunnel *pick(struct reverse_listener *rl)
+{
+	struct server_tunnel *best = NULL;
+	size_t best_q = 0;
+	for (size_t i = 0; i < rl->ntunnels; i++) {
+		struct server_tunnel *stn = rl->tunnels[i];
+		if (!stn->up || tunnel_session(stn->t) == NULL)
+			continue;
+		size_t q = tunnel_queued(stn->t);
+		if (best == NULL || q < best_q) {
+			best = stn;
+			best_q = q;
+		}
+	}
+	return best;
+}
+
+static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
+{
+	log_warn("%s: client refused the reverse stream: %s", relay_name(r),
+		 frame_error_name(error));
+	return false;
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct reverse_listener *rl = arg;
+	char peer[NETADDR_STR_MAX], name[sizeof(rl->name) + NETADDR_STR_MAX + 16];
+	struct server_tunnel *stn = pick(rl);
+	netaddr_format(sa, peer, sizeof(peer));
+	if (stn == NULL) {
+		log_warn("reverse %s: connection from %s but no tunnel of client %s is up",
+			 rl->name, peer, rl->client);
+		close(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	snprintf(name, sizeof(name), "reverse %s from %s", rl->name, peer);
+	struct relay *r = relay_new(rl->srv->base, fd, name);
+	if (r == NULL)
+		return;
+	struct session_stream *st =
+	    session_stream_open(tunnel_session(stn->t), &rl->addr, relay_source(r), r);
+	if (st == NULL) {
+		log_warn("%s: stream limit reached on the client's tunnel", name);
+		relay_close(r, true);
+		return;
+	}
+	struct relay_frontend fe = {.on_open_failed = reverse_open_failed};
+	relay_set_frontend(r, &fe);
+	relay_bind(r, st);
+	relay_start(r);
+	log_debug("%s: stream %u to client %s", name, session_stream_id(st), rl->client);
+}
+
+static void listener_free(struct reverse_listener *rl)
+{
+	LIST_REMOVE(rl, link);
+	if (rl->evl != NULL)
+		evconnlistener_free(rl->evl);
+	free(rl->tunnels);
+	free(rl);
+}
+
+static bool same_addr(const struct frame_addr *a, const struct frame_addr *b)
+{
+	if (a->type != b->type || a->port != b->port)
+		return false;
+	return a->type == FRAME_ADDR_IPV4 ? memcmp(a->u.ipv4, b->u.ipv4, 4) == 0
+					  : memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
+}
+
+static int add_tunnel(struct reverse_listener *rl, struct server_tunnel *stn)
+{
+	for (size_t i = 0; i < rl->ntunnels; i++)
+		if (rl->tunnels[i] == stn)
+			return 0;
+	if (rl->ntunnels == rl->cap) {
+		size_t n = rl->cap ? rl->cap * 2 : 4;
+		struct server_tunnel **t = realloc(rl->tunnels, n * sizeof(*t));
+		if (t == NULL)
+			return -1;
+		rl->tunnels = t;
+		rl->cap = n;
+	}
+	rl->tunnels[rl->ntunnels++] = stn;
+	return 0;
+}
+
+static void answer(struct session *s, uint32_t request, uint32_t error)
+{
+	struct frame r = {.type = FRAME_LISTEN_RESULT, .stream_id = request};
+	r.u.error = error;
+	session_send_control(s, &r);
+}
+
+int server_reverse_on_control(struct session *s, const struct frame *f, void *arg)
+{
+	struct server_tunnel *stn = arg;
+	struct server *srv = stn->srv;
+	struct sockaddr_storage ss;
+	char err[256], name[NETADDR_STR_MAX + FRAME_NAME_MAX];
+
+	if (f->type != FRAME_LISTEN) {
+		log_warn("client %s sent %s; closing the tunnel", stn->client,
+			 frame_type_name(f->type));
+		return -1;
+	}
+	connect_target_name(&f->u.open, name, sizeof(name));
+	socklen_t salen = connect_target_sockaddr(&f->u.open, &ss);
+	if (salen == 0) {
+		srv->refused_listens++;
+		log_warn("client %s asked to listen on %s: not an address; refused", stn->client,
+			 name);
+		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
+		return 0;
+	}
+	if (srv->allow_listen == NULL ||
+	    !acl_permits(srv->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
+		srv->refused_listens++;
+		log_warn("client %s asked to listen on %s: no --allow-listen rule permits it",
+			 stn->client, name);
+		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
+		return 0;
+	}
+	struct reverse_listener *rl;
+	LIST_FOREACH(rl, &srv->reverse_listeners, link)
+	{
+		if (same_addr(&rl->addr, &f->u.open)) {
+			if (memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) != 0) {
+				srv->refused_listens++;
+				log_warn("client %s asked to listen on %s, which client %s holds; "
+					 "refused",
+					 stn->client, name, rl->client);
+				answer(s, f->stream_id, FRAME_ERR_REFUSED);
+				return 0;
+			}
+			answer(s, f->stream_id,
+			       add_tunnel(rl, stn) == 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
+			return 0;
+		}
+	}
+	rl = calloc(1, sizeof(*rl));
+	if (rl == NULL) {
+		answer(s, f->stream_id, FRAME_ERR_INTERNAL);
+		return 0;
+	}
+	rl->srv = srv;
+	rl->addr = f->u.open;
+	memcpy(rl->client_pub, stn->client_pub, KEYS_LEN);
+	snprintf(rl->client, sizeof(rl->client), "%s", stn->client);
+	snprintf(rl->name, sizeof(rl->name), "%s", name);
+	LIST_INSERT_HEAD(&srv->reverse_listeners, rl, link);
+	struct netaddr_hostport hp;
+	char host[64]; /* INET6_ADDRSTRLEN and more */
+	/* netaddr_listen wants the host without brackets or port. */
+	if (f->u.open.type == FRAME_ADDR_IPV4)
+		evutil_inet_ntop(AF_INET, f->u.open.u.ipv4, host, sizeof(host));
+	else
+		evutil_inet_ntop(AF_INET6, f->u.open.u.ipv6, host, sizeof(host));
+	snprintf(hp.host, sizeof(hp.host), "%s", host);
+	hp.port = f->u.open.port;
+	int fd = netaddr_listen(&hp, err, sizeof(err));
+	if (fd >= 0)
+		rl->evl = evconnlistener_new(srv->base, on_accept, rl,
+					     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (fd < 0 || rl->evl == NULL || add_tunnel(rl, stn) != 0) {
+		if (fd >= 0 && rl->evl == NULL)
+			close(fd);
+		log_warn("client %s asked to listen on %s: %s", stn->client, name,
+			 fd < 0 ? err : "cannot listen");
+		listener_free(rl);
+		answer(s, f->stream_id, FRAME_ERR_CONNECT_FAILED);
+		return 0;
+	}
+	log_info("reverse forward for client %s: listening on %s", stn->client, name);
+	answer(s, f->stream_id, FRAME_ERR_NONE);
+	return 0;
+}
+
+void server_reverse_tunnel_down(struct server_tunnel *stn)
+{
+	struct reverse_listener *rl = LIST_FIRST(&stn->srv->reverse_listeners);
+	while (rl != NULL) {
+		struct reverse_listener *next = LIST_NEXT(rl, link);
+		for (size_t i = 0; i < rl->ntunnels; i++) {
+			if (rl->tunnels[i] == stn) {
+				rl->tunnels[i] = rl->tunnels[--rl->ntunnels];
+				break;
+			}
+		}
+		if (rl->ntunnels == 0) {
+			log_info("reverse forward for client %s: no tunnel left; closed %s",
+				 rl->client, rl->name);
+			listener_free(rl);
+		}
+		rl = next;
+	}
+}
+
+void server_reverse_close_all(struct server *srv)
+{
+	while (!LIST_EMPTY(&srv->reverse_listeners))
+		listener_free(LIST_FIRST(&srv->reverse_listeners));
+}
