@@ -91,6 +91,9 @@ struct client {
 	size_t nlisteners;
 	struct reverse *reverses;
 	size_t nreverses;
+	struct acl *source_allow; /* NULL: any source may use the listeners */
+	struct acl *source_deny;  /* NULL: none denied */
+	uint64_t refused_sources;
 	struct userpass *socks_auth; /* NULL: no authentication */
 	struct userpass *http_auth;
 	TAILQ_HEAD(, pending) pending;

@@ -24,6 +24,7 @@
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
+#include "wanmux/acl.h"
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
 
@@ -145,6 +146,14 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	char peer[NETADDR_STR_MAX];
 	struct frame_addr target;
 	netaddr_format(sa, peer, sizeof(peer));
+	if ((l->cl->source_allow != NULL && !acl_matches_source(l->cl->source_allow, sa)) ||
+	    (l->cl->source_deny != NULL && acl_matches_source(l->cl->source_deny, sa))) {
+		l->cl->refused_sources++;
+		log_warn("%s:%u: connection from %s refused by --source-allow/--source-deny",
+			 l->local.host, l->local.port, peer);
+		close(fd);
+		return;
+	}
 	evutil_make_socket_nonblocking(fd);
 	switch (l->kind) {
 	case LISTENER_FORWARD:

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "client.h"
+#include "wanmux/acl.h"
 #include "wanmux/config.h"
 #include "wanmux/dns.h"
 #include "wanmux/err.h"
@@ -37,6 +38,8 @@ enum opt_id {
 	OPT_HTTP_AUTH,
 	OPT_TRANSPARENT,
 	OPT_REVERSE,
+	OPT_SOURCE_ALLOW,
+	OPT_SOURCE_DENY,
 	OPT_TUNNELS,
 	OPT_COMPRESS,
 	OPT_PSK,
@@ -59,6 +62,8 @@ static const struct config_option options[] = {
     {"http-auth", 0, true, false, OPT_HTTP_AUTH},
     {"transparent", 0, true, false, OPT_TRANSPARENT},
     {"reverse", 'R', true, true, OPT_REVERSE},
+    {"source-allow", 0, true, true, OPT_SOURCE_ALLOW},
+    {"source-deny", 0, true, true, OPT_SOURCE_DENY},
     {"tunnels", 'n', true, false, OPT_TUNNELS},
     {"compress", 0, true, false, OPT_COMPRESS},
     {"psk", 0, true, false, OPT_PSK},
@@ -122,6 +127,10 @@ static const char usage_text[] =
     "                             connection made there back to HOST:PORT as seen\n"
     "                             from this client, like ssh -R. The server must\n"
     "                             permit it with --allow-listen. Repeatable.\n"
+    "    --source-allow CIDR      only hosts in CIDR may use the listeners\n"
+    "                             (repeatable; default: any host that can reach\n"
+    "                             them, and they listen on loopback by default)\n"
+    "    --source-deny CIDR       hosts in CIDR may not (repeatable; wins)\n"
     "    -n, --tunnels N          tunnels to keep open, 1-64 (default 4)\n"
     "    --compress MODE          auto (default: lz4 on fast links, zlib on slow\n"
     "                             ones, incompressible data sent raw), lz4, zlib\n"
@@ -194,6 +203,32 @@ static void proxy_listener(struct client *cl, const char *spec, enum listener_ki
 	}
 	if (netaddr_parse_hostport(spec, &l->local, err, sizeof(err)) != 0)
 		usage_error("--%s: %s", opt, err);
+}
+
+/* CIDR list of a --source-* option, or NULL when none is given. */
+static struct acl *source_acl(const struct config *cfg, int id, const char *opt)
+{
+	char err[256];
+	size_t n = config_count(cfg, id);
+	if (n == 0)
+		return NULL;
+	struct acl *acl = acl_new();
+	if (acl == NULL)
+		fatal("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const char *rule = config_get_nth(cfg, id, i);
+		/* An address or CIDR: names make no sense for sources. */
+		char addr[NETADDR_HOST_MAX];
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		snprintf(addr, sizeof(addr), "%s", rule[0] == '[' ? rule + 1 : rule);
+		addr[strcspn(addr, "/]")] = '\0';
+		if (!netaddr_literal(addr, 0, &ss, &sl))
+			usage_error("--%s: '%s' is not an address or CIDR", opt, rule);
+		if (acl_add(acl, rule, err, sizeof(err)) != 0)
+			usage_error("--%s: %s", opt, err);
+	}
+	return acl;
 }
 
 static uint32_t size_option(const struct config *cfg, int id, uint32_t def, const char *name)
@@ -292,6 +327,8 @@ static void configure(struct client *cl, const struct config *cfg)
 	if (cl->nlisteners == 0 && cl->nreverses == 0)
 		usage_error("%s", "nothing to do: give --forward, --socks, --http-proxy, "
 				  "--transparent or --reverse");
+	cl->source_allow = source_acl(cfg, OPT_SOURCE_ALLOW, "source-allow");
+	cl->source_deny = source_acl(cfg, OPT_SOURCE_DENY, "source-deny");
 	if ((v = config_get(cfg, OPT_SOCKS_AUTH)) != NULL) {
 		if (config_get(cfg, OPT_SOCKS) == NULL)
 			usage_error("%s", "--socks-auth needs --socks");
@@ -388,6 +425,8 @@ int main(int argc, char **argv)
 	event_base_free(cl.base);
 	free(cl.listeners);
 	free(cl.reverses);
+	acl_free(cl.source_allow);
+	acl_free(cl.source_deny);
 	userpass_free(cl.socks_auth);
 	userpass_free(cl.http_auth);
 	keys_pair_free(cl.key);

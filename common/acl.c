@@ -605,6 +605,34 @@ bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr 
 	return false;
 }
 
+bool acl_matches_source(const struct acl *acl, const struct sockaddr *addr)
+{
+	uint8_t bytes[16];
+	enum acl_kind kind;
+
+	if (acl == NULL || addr == NULL)
+		return false;
+	if (addr->sa_family == AF_INET) {
+		memcpy(bytes, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+		kind = ACL_KIND_V4;
+	} else if (addr->sa_family == AF_INET6) {
+		memcpy(bytes, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
+		kind = ACL_KIND_V6;
+		if (memcmp(bytes, acl_v4mapped_prefix, sizeof(acl_v4mapped_prefix)) == 0) {
+			memmove(bytes, bytes + 12, 4);
+			kind = ACL_KIND_V4;
+		}
+	} else {
+		return false;
+	}
+	for (size_t i = 0; i < acl->count; i++) {
+		const struct acl_rule *r = &acl->rules[i];
+		if (r->kind == kind && prefix_equal(bytes, r->net, r->prefix))
+			return true;
+	}
+	return false;
+}
+
 bool acl_may_permit_name(const struct acl *acl, const char *name, uint16_t port)
 {
 	size_t n = name_len(name);

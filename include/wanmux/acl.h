@@ -42,6 +42,12 @@ bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr 
 		 uint16_t port);
 
 /*
+ * Whether addr lies in any CIDR rule, ignoring ports, hostname rules and the
+ * special-address guard: for source filters (who may use a listener).
+ */
+bool acl_matches_source(const struct acl *acl, const struct sockaddr *addr);
+
+/*
  * Before resolving name: whether any rule could permit it on port (a hostname
  * rule matching it, or any CIDR rule covering port). When false the server
  * refuses without a DNS query.

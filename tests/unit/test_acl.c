@@ -447,6 +447,37 @@ static void test_acl_null_and_unknown_family(void **state)
 	acl_free(NULL);
 }
 
+/* Source filters: plain CIDR matching, no ports, no loopback guard. */
+static void test_acl_matches_source(void **state)
+{
+	static const struct {
+		const char *addr;
+		bool expect;
+	} v[] = {
+	    {"192.168.10.7", true},	   {"192.168.11.7", false}, {"127.0.0.1", false},
+	    {"::ffff:192.168.10.9", true}, {"2001:db8::1", true},   {"2001:db9::1", false},
+	};
+	struct acl *acl = acl_new();
+	char err[256];
+	struct sockaddr_storage ss;
+	assert_int_equal(acl_add(acl, "192.168.10.0/24", err, sizeof(err)), 0);
+	assert_int_equal(acl_add(acl, "[2001:db8::/32]", err, sizeof(err)), 0);
+	assert_int_equal(acl_add(acl, "db.internal", err, sizeof(err)), 0);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		make_addr(v[i].addr, &ss);
+		if (acl_matches_source(acl, (struct sockaddr *)&ss) != v[i].expect)
+			fail_msg("source %s: expected %d", v[i].addr, v[i].expect);
+	}
+	assert_false(acl_matches_source(acl, NULL));
+	acl_free(acl);
+	/* Unlike acl_permits, a broad rule covers loopback sources too. */
+	acl = acl_new();
+	assert_int_equal(acl_add(acl, "0.0.0.0/0:443", err, sizeof(err)), 0);
+	make_addr("127.0.0.1", &ss);
+	assert_true(acl_matches_source(acl, (struct sockaddr *)&ss));
+	acl_free(acl);
+}
+
 static void test_acl_many_rules(void **state)
 {
 	struct acl *acl = acl_new();
@@ -477,6 +508,7 @@ int main(void)
 	    cmocka_unit_test(test_acl_error_buffer_small),
 	    cmocka_unit_test(test_acl_null_and_unknown_family),
 	    cmocka_unit_test(test_acl_many_rules),
+	    cmocka_unit_test(test_acl_matches_source),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
