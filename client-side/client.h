@@ -14,6 +14,7 @@
 
 #include "wanmux/frame.h"
 #include "wanmux/keys.h"
+#include "wanmux/limit.h"
 #include "wanmux/netaddr.h"
 #include "wanmux/relay.h"
 #include "wanmux/tunnel.h"
@@ -50,6 +51,7 @@ struct listener {
 	struct netaddr_hostport target; /* forward only */
 	struct frame_addr target_addr;	/* forward only */
 	struct evconnlistener *evl;
+	size_t active; /* open connections (relay_set_counter) */
 };
 
 /* --reverse [SADDR:]SPORT:HOST:PORT */
@@ -94,6 +96,8 @@ struct client {
 	struct acl *source_allow; /* NULL: any source may use the listeners */
 	struct acl *source_deny;  /* NULL: none denied */
 	uint64_t refused_sources;
+	size_t max_connections; /* per listener */
+	struct limit_counter connections_limit;
 	struct userpass *socks_auth; /* NULL: no authentication */
 	struct userpass *http_auth;
 	TAILQ_HEAD(, pending) pending;

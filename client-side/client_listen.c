@@ -80,6 +80,7 @@ static void start_relayed(struct listener *l, int fd, const char *peer,
 	}
 	struct relay_frontend fe = {.on_open_failed = forward_open_failed};
 	relay_set_frontend(r, &fe);
+	relay_set_counter(r, &l->active);
 	client_open(l->cl, r, target);
 }
 
@@ -151,6 +152,14 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		l->cl->refused_sources++;
 		log_warn("%s:%u: connection from %s refused by --source-allow/--source-deny",
 			 l->local.host, l->local.port, peer);
+		close(fd);
+		return;
+	}
+	if (l->active >= l->cl->max_connections) {
+		char detail[NETADDR_STR_MAX * 2 + 32];
+		snprintf(detail, sizeof(detail), "%s:%u refused %s", l->local.host, l->local.port,
+			 peer);
+		limit_hit(&l->cl->connections_limit, detail);
 		close(fd);
 		return;
 	}

@@ -227,6 +227,7 @@ void client_socks_accept(struct listener *l, int fd, const char *peer)
 	    .arg = c,
 	};
 	relay_set_frontend(c->r, &fe);
+	relay_set_counter(c->r, &l->active);
 	relay_set_close_hook(c->r, on_close, c);
 	relay_set_deadline(c->r, CLIENT_REQUEST_DEADLINE_MS);
 	relay_start(c->r);

@@ -40,6 +40,8 @@ enum opt_id {
 	OPT_REVERSE,
 	OPT_SOURCE_ALLOW,
 	OPT_SOURCE_DENY,
+	OPT_MAX_CONNECTIONS,
+	OPT_MAX_BUFFER,
 	OPT_TUNNELS,
 	OPT_COMPRESS,
 	OPT_PSK,
@@ -64,6 +66,8 @@ static const struct config_option options[] = {
     {"reverse", 'R', true, true, OPT_REVERSE},
     {"source-allow", 0, true, true, OPT_SOURCE_ALLOW},
     {"source-deny", 0, true, true, OPT_SOURCE_DENY},
+    {"max-connections", 0, true, false, OPT_MAX_CONNECTIONS},
+    {"max-buffer", 0, true, false, OPT_MAX_BUFFER},
     {"tunnels", 'n', true, false, OPT_TUNNELS},
     {"compress", 0, true, false, OPT_COMPRESS},
     {"psk", 0, true, false, OPT_PSK},
@@ -131,6 +135,9 @@ static const char usage_text[] =
     "                             (repeatable; default: any host that can reach\n"
     "                             them, and they listen on loopback by default)\n"
     "    --source-deny CIDR       hosts in CIDR may not (repeatable; wins)\n"
+    "    --max-connections N      open connections per listener (4096); more are\n"
+    "                             refused, counted and logged\n"
+    "    --max-buffer SIZE        bytes all streams may hold in buffers (256M)\n"
     "    -n, --tunnels N          tunnels to keep open, 1-64 (default 4)\n"
     "    --compress MODE          auto (default: lz4 on fast links, zlib on slow\n"
     "                             ones, incompressible data sent raw), lz4, zlib\n"
@@ -327,6 +334,20 @@ static void configure(struct client *cl, const struct config *cfg)
 	if (cl->nlisteners == 0 && cl->nreverses == 0)
 		usage_error("%s", "nothing to do: give --forward, --socks, --http-proxy, "
 				  "--transparent or --reverse");
+	cl->max_connections = 4096;
+	if ((v = config_get(cfg, OPT_MAX_CONNECTIONS)) != NULL) {
+		uint64_t n;
+		if (config_parse_uint(v, 1, 1u << 24, &n) != WM_OK)
+			usage_error("bad --max-connections '%s'", v);
+		cl->max_connections = (size_t)n;
+	}
+	cl->connections_limit.name = "connections per listener (--max-connections)";
+	if ((v = config_get(cfg, OPT_MAX_BUFFER)) != NULL) {
+		uint64_t n;
+		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
+			usage_error("bad --max-buffer '%s': expected a size from 1M", v);
+		relay_set_budget((size_t)n);
+	}
 	cl->source_allow = source_acl(cfg, OPT_SOURCE_ALLOW, "source-allow");
 	cl->source_deny = source_acl(cfg, OPT_SOURCE_DENY, "source-deny");
 	if ((v = config_get(cfg, OPT_SOCKS_AUTH)) != NULL) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <event2/event.h>
 
 #include "wanmux/frame.h"
+#include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/relay.h"
 
@@ -41,7 +43,38 @@ struct relay {
 	bool close_on_flush; /* close once the output is written */
 	size_t uncounted;    /* bytes in the output that are not stream data */
 	struct event *deadline;
+	size_t buffered;    /* input + output bytes, for the process budget */
+	size_t *counter;    /* owner's count of open relays, or NULL */
+	bool budget_paused; /* not reading: the process is over its budget */
+	TAILQ_ENTRY(relay) budget_link;
 };
+
+/*
+ * The process-wide budget for bytes held in relay buffers (--max-buffer).
+ * Over it, relays stop reading their local sockets (the peers' windows
+ * already bound what arrives from tunnels) until the total falls to 3/4.
+ */
+static size_t budget_limit = RELAY_DEFAULT_BUDGET;
+static size_t budget_used;
+static TAILQ_HEAD(, relay) budget_paused_list = TAILQ_HEAD_INITIALIZER(budget_paused_list);
+static struct limit_counter budget_counter = {.name = "buffered bytes (--max-buffer)"};
+
+static void budget_add(struct relay *r, size_t added, size_t deleted)
+{
+	r->buffered += added;
+	r->buffered -= deleted < r->buffered ? deleted : r->buffered;
+	budget_used += added;
+	budget_used -= deleted < budget_used ? deleted : budget_used;
+	if (deleted > 0 && budget_used < budget_limit / 4 * 3) {
+		struct relay *p;
+		while ((p = TAILQ_FIRST(&budget_paused_list)) != NULL) {
+			TAILQ_REMOVE(&budget_paused_list, p, budget_link);
+			p->budget_paused = false;
+			if (!p->read_paused && !p->read_eof && !p->closing)
+				bufferevent_enable(p->bev, EV_READ);
+		}
+	}
+}
 
 static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -60,6 +93,16 @@ void relay_close(struct relay *r, bool abort)
 	r->st = NULL;
 	if (r->deadline != NULL)
 		event_del(r->deadline);
+	if (r->budget_paused) {
+		TAILQ_REMOVE(&budget_paused_list, r, budget_link);
+		r->budget_paused = false;
+	}
+	budget_used -= r->buffered < budget_used ? r->buffered : budget_used;
+	r->buffered = 0;
+	if (r->counter != NULL) {
+		(*r->counter)--;
+		r->counter = NULL;
+	}
 	if (r->close_hook != NULL)
 		r->close_hook(r->close_hook_arg);
 	bufferevent_setcb(r->bev, NULL, NULL, NULL, NULL);
@@ -108,6 +151,9 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 {
 	struct relay *r = arg;
 	size_t n = info->n_deleted;
+	if (r->closing)
+		return;
+	budget_add(r, info->n_added, info->n_deleted);
 	/* Replies the front end wrote went out first; they earn no credit. */
 	size_t local = n < r->uncounted ? n : r->uncounted;
 	r->uncounted -= local;
@@ -124,6 +170,12 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay *r = arg;
+	if (budget_used > budget_limit && !r->budget_paused) {
+		limit_hit(&budget_counter, "local sockets paused until buffers drain");
+		r->budget_paused = true;
+		TAILQ_INSERT_TAIL(&budget_paused_list, r, budget_link);
+		bufferevent_disable(bev, EV_READ);
+	}
 	if (r->fe_reading) {
 		r->fe.on_read(r, bufferevent_get_input(bev), r->fe.arg);
 		return;
@@ -140,7 +192,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct relay *r = arg;
-	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->closing)
+	if (r->closing)
+		return;
+	budget_add(r, info->n_added, info->n_deleted);
+	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->budget_paused)
 		return;
 	if (evbuffer_get_length(buf) < RELAY_READ_HIGH / 2) {
 		r->read_paused = false;
@@ -240,6 +295,22 @@ void relay_bind(struct relay *r, struct session_stream *st)
 	r->st = st;
 }
 
+void relay_set_budget(size_t bytes)
+{
+	budget_limit = bytes;
+}
+
+size_t relay_budget_used(void)
+{
+	return budget_used;
+}
+
+void relay_set_counter(struct relay *r, size_t *counter)
+{
+	r->counter = counter;
+	(*counter)++;
+}
+
 void relay_pause(struct relay *r)
 {
 	bufferevent_disable(r->bev, EV_READ);
@@ -247,7 +318,8 @@ void relay_pause(struct relay *r)
 
 void relay_start(struct relay *r)
 {
-	bufferevent_enable(r->bev, r->read_paused ? EV_WRITE : EV_READ | EV_WRITE);
+	bool reading = !r->read_paused && !r->budget_paused;
+	bufferevent_enable(r->bev, reading ? EV_READ | EV_WRITE : EV_WRITE);
 }
 
 int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,

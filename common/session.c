@@ -3,6 +3,7 @@
  * scheduler. No sockets and no clocks: frames in, record plaintext out. The
  * stream's source buffer belongs to the relay; the session only drains it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -10,6 +11,7 @@
 #include <event2/buffer.h>
 
 #include "wanmux/err.h"
+#include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
 #include "wanmux/session.h"
@@ -18,6 +20,9 @@
  * more in header and AEAD call than it saves in latency. */
 #define FILL_MIN_ROOM 256
 #define BUCKETS_MIN 64
+
+/* Refusals over --max-streams, across all sessions of the process. */
+static struct limit_counter stream_limit_counter = {.name = "streams per tunnel (--max-streams)"};
 
 enum list_id {
 	LIST_NONE,
@@ -422,8 +427,10 @@ static int on_open(struct session *s, const struct frame *f)
 	}
 	s->last_peer_id = f->stream_id;
 	if (active_streams(s) >= s->local.max_streams) {
-		log_warn("session: stream %u refused: %zu streams open (limit %u)", f->stream_id,
-			 active_streams(s), s->local.max_streams);
+		char detail[96];
+		snprintf(detail, sizeof(detail), "stream %u refused, %zu open", f->stream_id,
+			 active_streams(s));
+		limit_hit(&stream_limit_counter, detail);
 		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
 		r.u.error = FRAME_ERR_STREAM_LIMIT;
 		queue_ctrl(s, &r);

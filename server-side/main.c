@@ -48,6 +48,11 @@ enum opt_id {
 	OPT_STREAM_WINDOW,
 	OPT_SESSION_WINDOW,
 	OPT_LOG_LEVEL,
+	OPT_MAX_UNAUTH,
+	OPT_HANDSHAKE_TIMEOUT,
+	OPT_HANDSHAKE_RATE,
+	OPT_OPEN_RATE,
+	OPT_MAX_BUFFER,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -65,6 +70,11 @@ static const struct config_option options[] = {
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
     {"session-window", 0, true, false, OPT_SESSION_WINDOW},
     {"log-level", 0, true, false, OPT_LOG_LEVEL},
+    {"max-unauth", 0, true, false, OPT_MAX_UNAUTH},
+    {"handshake-timeout", 0, true, false, OPT_HANDSHAKE_TIMEOUT},
+    {"handshake-rate", 0, true, false, OPT_HANDSHAKE_RATE},
+    {"open-rate", 0, true, false, OPT_OPEN_RATE},
+    {"max-buffer", 0, true, false, OPT_MAX_BUFFER},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -112,6 +122,15 @@ static const char usage_text[] =
     "    --stream-window SIZE     receive window per stream (default 4M)\n"
     "    --session-window SIZE    receive window per tunnel (default 16M)\n"
     "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "\n"
+    "LIMITS (each refusal is counted and logged, at most one line a second)\n"
+    "    --max-unauth N           connections still in their handshake (256)\n"
+    "    --handshake-timeout DUR  time to complete the handshake (10s)\n"
+    "    --handshake-rate N       new connections per second per source\n"
+    "                             address (20, bursts of 2N)\n"
+    "    --open-rate N            stream opens per second per tunnel (500,\n"
+    "                             bursts of 2N)\n"
+    "    --max-buffer SIZE        bytes all streams may hold in buffers (256M)\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -160,6 +179,11 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	char who[sizeof(stn->client) + 8];
 
 	snprintf(who, sizeof(who), "client %s", stn->client);
+	if (!limit_take(&stn->opens, srv->limits.open_rate, 2 * srv->limits.open_rate,
+			limit_now_ms())) {
+		limit_hit(&srv->limits.opens, who);
+		return FRAME_ERR_STREAM_LIMIT;
+	}
 	if (target->type == FRAME_ADDR_NAME &&
 	    !acl_may_permit_name(srv->acl, target->u.name, target->port)) {
 		/* Refused before any DNS query or connection attempt. */
@@ -176,6 +200,7 @@ static void on_tunnel_up(struct tunnel *t, void *arg)
 {
 	struct server_tunnel *stn = arg;
 	stn->up = true;
+	stn->srv->unauth--;
 	log_info("tunnel from %s up: client %s", tunnel_peer_name(t), stn->client);
 }
 
@@ -188,6 +213,8 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	else
 		log_debug("connection from %s closed before authentication: %s",
 			  tunnel_peer_name(t), reason);
+	if (!stn->up)
+		stn->srv->unauth--;
 	server_reverse_tunnel_down(stn);
 	LIST_REMOVE(stn, link);
 	free(stn);
@@ -235,10 +262,42 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	return WM_OK;
 }
 
+/* The rate bucket of a source address (keyed hash: no chosen collisions). */
+static struct limit_bucket *source_bucket(struct server *srv, const struct sockaddr *sa)
+{
+	uint8_t h[8];
+	const void *a = &((const struct sockaddr_in *)sa)->sin_addr;
+	size_t alen = 4;
+	if (sa->sa_family == AF_INET6) {
+		/* A /64 is one source: an IPv6 host can pick any address in it. */
+		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		alen = 8;
+	}
+	crypto_shorthash(h, a, alen, srv->rate_key);
+	uint64_t v;
+	memcpy(&v, h, sizeof(v));
+	return &srv->rate[v % SERVER_RATE_BUCKETS];
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 		      void *arg)
 {
 	struct server *srv = arg;
+	char peer[NETADDR_STR_MAX];
+	/* Refused before a byte is read: floods cost an accept and a close. */
+	if (srv->unauth >= srv->limits.max_unauth) {
+		netaddr_format(sa, peer, sizeof(peer));
+		limit_hit(&srv->limits.unauth, peer);
+		close(fd);
+		return;
+	}
+	if (!limit_take(source_bucket(srv, sa), srv->limits.handshake_rate,
+			2 * srv->limits.handshake_rate, limit_now_ms())) {
+		netaddr_format(sa, peer, sizeof(peer));
+		limit_hit(&srv->limits.handshakes, peer);
+		close(fd);
+		return;
+	}
 	struct server_tunnel *stn = calloc(1, sizeof(*stn));
 	if (stn == NULL) {
 		close(fd);
@@ -261,6 +320,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	LIST_INSERT_HEAD(&srv->tunnels, stn, link);
+	srv->unauth++;
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -273,9 +333,14 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
-	log_info("signal %d: stopping (%llu targets and %llu tunnels refused so far)", (int)sig,
-		 (unsigned long long)srv->refused_targets,
-		 (unsigned long long)srv->refused_tunnels);
+	log_info("signal %d: stopping; refused so far: %llu targets, %llu tunnels, %llu "
+		 "listens, %llu over --max-unauth, %llu over --handshake-rate, %llu over "
+		 "--open-rate",
+		 (int)sig, (unsigned long long)srv->refused_targets,
+		 (unsigned long long)srv->refused_tunnels, (unsigned long long)srv->refused_listens,
+		 (unsigned long long)srv->limits.unauth.hits,
+		 (unsigned long long)srv->limits.handshakes.hits,
+		 (unsigned long long)srv->limits.opens.hits);
 	if (srv->listener != NULL) {
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
@@ -287,6 +352,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	/* Let the closes run, then leave the loop. */
 	struct timeval tv = {0, 200000};
 	event_base_loopexit(srv->base, &tv);
+}
+
+static uint64_t count_option(const struct config *cfg, int id, uint64_t def, uint64_t min,
+			     uint64_t max, const char *name)
+{
+	const char *v = config_get(cfg, id);
+	uint64_t n;
+	if (v == NULL)
+		return def;
+	if (config_parse_uint(v, min, max, &n) != WM_OK)
+		usage_error("bad --%s '%s': expected %llu to %llu", name, v,
+			    (unsigned long long)min, (unsigned long long)max);
+	return n;
 }
 
 static uint32_t size_option(const struct config *cfg, int id, uint32_t def, const char *name)
@@ -331,6 +409,24 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 		if (config_parse_uint(v, 1, 1u << 20, &n) != WM_OK)
 			usage_error("bad --max-streams '%s'", v);
 		srv->tcfg.params.max_streams = (uint32_t)n;
+	}
+	srv->limits.max_unauth =
+	    (uint32_t)count_option(cfg, OPT_MAX_UNAUTH, 256, 1, 1u << 20, "max-unauth");
+	srv->limits.handshake_rate =
+	    (double)count_option(cfg, OPT_HANDSHAKE_RATE, 20, 1, 1u << 20, "handshake-rate");
+	srv->limits.open_rate =
+	    (double)count_option(cfg, OPT_OPEN_RATE, 500, 1, 1u << 24, "open-rate");
+	if ((v = config_get(cfg, OPT_HANDSHAKE_TIMEOUT)) != NULL) {
+		uint64_t ms;
+		if (config_parse_duration_ms(v, &ms) != WM_OK || ms < 100 || ms > 600000)
+			usage_error("bad --handshake-timeout '%s': expected 100ms to 10m", v);
+		srv->tcfg.handshake_timeout_ms = (uint32_t)ms;
+	}
+	if ((v = config_get(cfg, OPT_MAX_BUFFER)) != NULL) {
+		uint64_t n;
+		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
+			usage_error("bad --max-buffer '%s': expected a size from 1M", v);
+		relay_set_budget((size_t)n);
 	}
 	srv->tcfg.params.stream_window =
 	    size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
@@ -410,6 +506,10 @@ int main(int argc, char **argv)
 	int fd = netaddr_listen(&listen_at, err, sizeof(err));
 	if (fd < 0)
 		fatal(err);
+	srv.limits.unauth.name = "unauthenticated connections (--max-unauth)";
+	srv.limits.handshakes.name = "handshakes per source (--handshake-rate)";
+	srv.limits.opens.name = "stream opens per tunnel (--open-rate)";
+	randombytes_buf(srv.rate_key, sizeof(srv.rate_key));
 	srv.listener = evconnlistener_new(srv.base, on_accept, &srv,
 					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (srv.listener == NULL)

@@ -12,6 +12,7 @@
 
 #include "wanmux/acl.h"
 #include "wanmux/keys.h"
+#include "wanmux/limit.h"
 #include "wanmux/tunnel.h"
 
 #define SERVER_TUNNEL_SLOTS 256 /* tunnel_no is a u8: replay state per key and slot */
@@ -25,12 +26,26 @@ struct server_tunnel {
 	struct server *srv;
 	struct tunnel *t;
 	bool up;
+	struct limit_bucket opens; /* stream opens per second */
 	uint8_t client_pub[KEYS_LEN];
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
 };
 
 struct replay_slots {
 	uint8_t last[SERVER_TUNNEL_SLOTS][12];
+};
+
+/* Handshakes per second per source address: buckets indexed by a keyed
+ * hash of the address. Collisions only make the limit stricter. */
+#define SERVER_RATE_BUCKETS 4096
+
+struct server_limits {
+	uint32_t max_unauth;   /* connections not yet authenticated */
+	double handshake_rate; /* per source address per second */
+	double open_rate;      /* stream opens per tunnel per second */
+	struct limit_counter unauth;
+	struct limit_counter handshakes;
+	struct limit_counter opens;
 };
 
 struct server {
@@ -53,6 +68,10 @@ struct server {
 	uint64_t refused_targets;
 	uint64_t refused_tunnels;
 	uint64_t refused_listens;
+	struct server_limits limits;
+	uint32_t unauth;
+	uint8_t rate_key[16];
+	struct limit_bucket rate[SERVER_RATE_BUCKETS];
 };
 
 /* A client asked (LISTEN) for a reverse listener. Returns 0 or an error

@@ -20,6 +20,7 @@ struct relay;
 
 #define RELAY_READ_HIGH (256u << 10)
 #define RELAY_CONNECT_TIMEOUT_MS 10000
+#define RELAY_DEFAULT_BUDGET ((size_t)256 << 20)
 
 /*
  * A relay on fd (connected, non-blocking; -1 for relay_connect later). name
@@ -120,5 +121,18 @@ void relay_clear_deadline(struct relay *r);
 
 /* The local socket. */
 int relay_fd(const struct relay *r);
+
+/*
+ * Bytes all relays of the process may hold in their buffers together
+ * (default RELAY_DEFAULT_BUDGET). Over it, relays stop reading their local
+ * sockets until the total is back under 3/4; established streams slow down,
+ * nothing is dropped.
+ */
+void relay_set_budget(size_t bytes);
+size_t relay_budget_used(void);
+
+/* Counts r in *counter while it is open (incremented now, decremented when r
+ * closes): for per-listener connection limits. */
+void relay_set_counter(struct relay *r, size_t *counter);
 
 #endif

@@ -1,0 +1,39 @@
+/*
+ * Limits and their counters: a token bucket for rates, a counter for every
+ * refusal, and a log line per limit at most once a second (an attacker must
+ * not be able to flood the log). No allocation, no I/O but logging.
+ */
+#ifndef WANMUX_LIMIT_H
+#define WANMUX_LIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A named limit: how often it was hit, and when it was last logged. */
+struct limit_counter {
+	const char *name; /* "unauthenticated connections", ... */
+	uint64_t hits;
+	uint64_t logged_hits; /* hits already reported */
+	uint64_t last_log_ms;
+};
+
+/*
+ * Counts one hit of c; logs "limit NAME hit: DETAIL (N times)" unless a line
+ * for c went out less than a second ago (the next line then reports the
+ * hits in between).
+ */
+void limit_hit(struct limit_counter *c, const char *detail);
+
+/* Token bucket: up to burst tokens, refilled at rate per second. */
+struct limit_bucket {
+	double tokens;
+	uint64_t last_ms;
+};
+
+/* Takes one token if there is one (filling first); false when empty. */
+bool limit_take(struct limit_bucket *b, double rate, double burst, uint64_t now_ms);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t limit_now_ms(void);
+
+#endif
