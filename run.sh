@@ -2,7 +2,7 @@
 # wanmux set-up commands for a fresh Debian 12 machine (run as root, or with
 # the packages below already installed):
 #   ./run.sh demo    install, build, run the pair end to end and report
-#   ./run.sh test    install, build (normal and ASan+UBSan), run the whole suite
+#   ./run.sh test    install, build (normal, ASan+UBSan, libFuzzer), run the whole suite
 #   ./run.sh build   install and build only
 #   ./run.sh bench   loopback throughput and CPU cost of the pair
 set -euo pipefail
@@ -56,6 +56,10 @@ test)
 	echo "== tests (ASan+UBSan build)"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir build-asan --output-on-failure -j 2
+	echo "== fuzz targets, ${WM_FUZZ_TIME:-20} s each (libFuzzer, clang)"
+	build build-fuzz -DCMAKE_C_COMPILER=clang -DWM_FUZZ=ON -DWM_FUZZ_TIME="${WM_FUZZ_TIME:-20}" \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo
+	ctest --test-dir build-fuzz --output-on-failure -j 2 -L fuzz
 	;;
 demo)
 	install_packages
