@@ -780,3 +780,239 @@ def main(tests, description):
     finally:
         _kill_all()
     sys.exit(rc)
+
+
+# --------------------------------------------------------------------------
+# Front ends: SOCKS5, HTTP proxy, transparent and reverse forwards
+# (used by test_socks, test_httpproxy, test_transparent, test_reverse)
+
+def start_frontend_client(env, server_port, socks=None, http=None, transparent=None,
+                          reverse=(), extra=(), wait=True, name="client", **kw):
+    """Start wanmux-client with front ends instead of (or besides) forwards:
+    socks/http/transparent are ports (or "ADDR:PORT" strings), reverse a list
+    of --reverse specs. Waits for the tunnels and each front end's 'on
+    ADDR:PORT' line unless wait is False. kw goes to Env.start_client."""
+    argv = []
+    waits = []
+    for opt, what, val in (("--socks", "SOCKS5 proxy", socks),
+                           ("--http-proxy", "HTTP proxy", http),
+                           ("--transparent", "transparent proxy", transparent)):
+        if val is None:
+            continue
+        argv += [opt, str(val)]
+        spec = str(val)
+        addr, port = (spec.rsplit(":", 1) if ":" in spec else ("127.0.0.1", spec))
+        waits.append(r"%s on %s:%s" % (what, re.escape(addr.strip("[]")), port))
+    for spec in reverse:
+        argv += ["--reverse", spec]
+    argv += list(extra)
+    d = env.start_client(server_port, kw.pop("forwards", []), extra=argv, wait=wait,
+                         name=name, **kw)
+    if wait:
+        for rx in waits:
+            d.wait_log(rx, t(5))
+    return d
+
+
+class HttpOrigin(TargetServer):
+    """A tiny HTTP/1.x origin: reads one request head, records it in .heads
+    (bytes, up to and including the blank line), answers GET /NAME with
+    files[NAME] (bytes) or 404, always with Connection: close."""
+
+    def __init__(self, files=None, **kw):
+        self.files = dict(files or {})
+        self.heads = []
+        super().__init__(**kw)
+
+    def handle(self, c, idx):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = c.recv(65536)
+            if not b:
+                break
+            head += b
+            if len(head) > 1 << 20:
+                raise TestFailure("origin: request head over 1 MiB")
+        head = head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+        with self.lock:
+            self.heads.append(head)
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        path = parts[1].decode(errors="replace") if len(parts) >= 2 else "/"
+        body = self.files.get(path.lstrip("/"))
+        status = b"200 OK" if body is not None else b"404 Not Found"
+        if body is None:
+            body = b"not found\n"
+        c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/octet-stream\r\n"
+                  b"Content-Length: " + str(len(body)).encode() +
+                  b"\r\nConnection: close\r\n\r\n")
+        send_all(c, body)
+        c.shutdown(socket.SHUT_WR)
+        self.add_result((path, len(body)))
+        try:
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+def have_ipv6_loopback():
+    """(True, "") if [::1] can be bound, else (False, why)."""
+    if not socket.has_ipv6:
+        return False, "Python has no IPv6 support"
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(("::1", 0))
+        finally:
+            s.close()
+    except OSError as e:
+        return False, f"cannot bind [::1]: {e.strerror or e}"
+    return True, ""
+
+
+def need_program(name):
+    """Path of a program, or a TestFailure saying which package to install."""
+    p = shutil.which(name)
+    check(p is not None, f"{name} not found in PATH (install it: apt-get install {name})")
+    return p
+
+
+def curl(env, args, timeout=None, out=None):
+    """Run curl -sS with args (a list); returns (rc, body bytes, stderr text).
+    With out, the body goes to that file and body is its SHA-256 hex."""
+    exe = need_program("curl")
+    timeout = t(30) if timeout is None else timeout
+    argv = [exe, "-sS", "--max-time", str(int(timeout)), "--noproxy", ""] + list(args)
+    if out:
+        argv += ["-o", out]
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=timeout + 5, env={"PATH": os.environ.get("PATH", ""),
+                                                     "HOME": env.dir},
+                           preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired:
+        raise TestFailure(f"{' '.join(argv)}: still running after {timeout + 5:.0f} s")
+    body = p.stdout
+    if out and p.returncode == 0:
+        hsh = hashlib.sha256()
+        with open(out, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                hsh.update(chunk)
+        body = hsh.hexdigest()
+    return p.returncode, body, p.stderr.decode(errors="replace")
+
+
+# SOCKS5 constants (RFC 1928)
+SOCKS5_CONNECT, SOCKS5_BIND, SOCKS5_UDP = 1, 2, 3
+SOCKS5_IPV4, SOCKS5_DOMAIN, SOCKS5_IPV6 = 1, 3, 4
+
+
+def socks5_greet(sock, methods=(0,)):
+    """Send a greeting; returns the chosen method byte (0xFF: none acceptable).
+    Raises TestFailure on a short or malformed answer."""
+    sock.sendall(bytes([5, len(methods)]) + bytes(methods))
+    ans = recv_exact(sock, 2)
+    check(ans[0] == 5, f"SOCKS5 method answer version {ans[0]}, expected 5")
+    return ans[1]
+
+
+def socks5_userpass(sock, user, password):
+    """RFC 1929 sub-negotiation; returns the status byte (0 = success)."""
+    u, p = user.encode(), password.encode()
+    sock.sendall(bytes([1, len(u)]) + u + bytes([len(p)]) + p)
+    ans = recv_exact(sock, 2)
+    check(ans[0] == 1, f"RFC 1929 answer version {ans[0]}, expected 1")
+    return ans[1]
+
+
+def socks5_request_bytes(cmd, atyp, addr, port):
+    if atyp == SOCKS5_IPV4:
+        a = socket.inet_pton(socket.AF_INET, addr)
+    elif atyp == SOCKS5_IPV6:
+        a = socket.inet_pton(socket.AF_INET6, addr)
+    elif atyp == SOCKS5_DOMAIN:
+        a = bytes([len(addr.encode())]) + addr.encode()
+    else:
+        a = addr if isinstance(addr, bytes) else b""
+    return bytes([5, cmd, 0, atyp]) + a + port.to_bytes(2, "big")
+
+
+def socks5_read_reply(sock):
+    """Read a SOCKS5 reply; returns the REP byte."""
+    head = recv_exact(sock, 4)
+    check(head[0] == 5, f"SOCKS5 reply version {head[0]}, expected 5")
+    atyp = head[3]
+    if atyp == SOCKS5_IPV4:
+        recv_exact(sock, 4 + 2)
+    elif atyp == SOCKS5_IPV6:
+        recv_exact(sock, 16 + 2)
+    elif atyp == SOCKS5_DOMAIN:
+        n = recv_exact(sock, 1)[0]
+        recv_exact(sock, n + 2)
+    else:
+        raise TestFailure(f"SOCKS5 reply with address type {atyp}")
+    return head[1]
+
+
+def socks5_connect(port, cmd, atyp, addr, dport, auth=None, timeout=None):
+    """Full SOCKS5 exchange with the proxy on 127.0.0.1:port; returns
+    (REP, socket). auth: (user, password) or None."""
+    s = connect(port, timeout=timeout or t(15))
+    try:
+        if auth:
+            m = socks5_greet(s, (2,))
+            check(m == 2, f"SOCKS5: asked for username/password, server chose {m:#x}")
+            st = socks5_userpass(s, *auth)
+            check(st == 0, f"SOCKS5: credentials rejected (status {st})")
+        else:
+            m = socks5_greet(s, (0,))
+            check(m == 0, f"SOCKS5: asked for no authentication, server chose {m:#x}")
+        s.sendall(socks5_request_bytes(cmd, atyp, addr, dport))
+        return socks5_read_reply(s), s
+    except BaseException:
+        s.close()
+        raise
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        b = sock.recv(n - len(buf))
+        check(b, f"connection closed after {len(buf)} of {n} expected bytes")
+        buf += b
+    return buf
+
+
+def make_tls_cert(env, cn="localhost"):
+    """A throwaway self-signed certificate: (cert path, key path)."""
+    exe = need_program("openssl")
+    cert, key = env.path("tls.crt"), env.path("tls.key")
+    rc, _, err = run_cmd([exe, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                          "-subj", f"/CN={cn}", "-days", "1", "-keyout", key, "-out", cert],
+                         timeout=t(30))
+    check(rc == 0, f"openssl req failed ({rc}): {err.strip()[-300:]}")
+    return cert, key
+
+
+def http_exchange(port, data, timeout=None, host="127.0.0.1"):
+    """Send data to a proxy, read to EOF (or reset); returns (status code or
+    None, whole answer bytes)."""
+    s = connect(port, host=host, timeout=timeout or t(15))
+    try:
+        try:
+            send_all(s, data)
+        except OSError:
+            pass  # the proxy may answer and close before reading it all
+        buf = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                buf += b
+        except ConnectionResetError:
+            pass
+    finally:
+        s.close()
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", buf)
+    return (int(m.group(1)) if m else None), buf
