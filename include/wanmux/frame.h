@@ -57,7 +57,7 @@ enum frame_type {
 #define FRAME_FLAG_LZ4 0x02
 #define FRAME_FLAG_ZLIB 0x04
 
-/* Error codes carried in OPEN_RESULT, RESET and GOAWAY. */
+/* Error codes carried in OPEN_RESULT, LISTEN_RESULT, RESET and GOAWAY. */
 enum frame_error {
 	FRAME_ERR_NONE = 0,
 	FRAME_ERR_PROTOCOL = 1,

@@ -18,7 +18,7 @@ struct limit_counter {
 };
 
 /*
- * Counts one hit of c; logs "limit NAME hit: DETAIL (N times)" unless a line
+ * Counts one hit of c; logs "limit NAME hit: DETAIL (N in all)" unless a line
  * for c went out less than a second ago (the next line then reports the
  * hits in between).
  */
