@@ -1,0 +1,768 @@
+/*
+ * wm_attack: a misbehaving wanmux client for the attack tests
+ * (test_attacks.py). It runs the real Noise handshake with a given key (so it
+ * can act as a malicious *authorized* client) and then breaks the protocol on
+ * purpose: oversized and truncated records, bad frames in valid records,
+ * stream floods, and streams whose window it never opens. Blocking sockets,
+ * one connection per run; it prints one "result: k=v ..." line for the test.
+ * Not a daemon and not installed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "wanmux/err.h"
+#include "wanmux/frame.h"
+#include "wanmux/handshake.h"
+#include "wanmux/keys.h"
+#include "wanmux/record.h"
+#include "wanmux/tunnel.h"
+
+#define PROG "wm_attack"
+
+static const char usage_text[] =
+    "usage: " PROG " COMMAND --server HOST:PORT --server-key PUB --key FILE [options]\n"
+    "\n"
+    "Common options:\n"
+    "  --server HOST:PORT     the wanmux-server to attack\n"
+    "  --server-key PUB       its public key (base64 or FILE.pub)\n"
+    "  --key FILE             the private key to handshake with\n"
+    "  --psk FILE             pre-shared key, if the server uses one\n"
+    "  --tunnel-no N          tunnel slot in the hello (default 0)\n"
+    "  --stream-window N      window announced in the hello (default 4194304)\n"
+    "  --session-window N     (default 16777216)\n"
+    "  --wait SECS            how long to wait for the server's reaction (10)\n"
+    "\n"
+    "Commands (each prints one 'result: ...' line):\n"
+    "  handshake              handshake; exit 0 if the tunnel came up, 3 if the\n"
+    "                         server closed without a reply (e.g. unknown key)\n"
+    "  replay                 handshake, then send the same msg1 on a new\n"
+    "                         connection; exit 0 if that one is closed unanswered\n"
+    "  oversized [--short]    after the handshake send a 65535-byte record of\n"
+    "                         garbage (--short: a length below the tag size);\n"
+    "                         exit 0 if the server closes the tunnel\n"
+    "  truncated              send half a record, then nothing; exit 0 if the\n"
+    "                         server closes the tunnel within --wait\n"
+    "  badframe --kind K      one valid record holding a bad frame; K is\n"
+    "                         unknown-type, bad-flags, data-unopened,\n"
+    "                         open-even-id, open-backwards, short-body;\n"
+    "                         exit 0 if the server closes the tunnel\n"
+    "  flood --target HOST:PORT --count N [--per-record M] [--reset]\n"
+    "                         N OPENs as fast as possible (M per record); counts\n"
+    "                         the OPEN_RESULTs that come back within --wait\n"
+    "                         (--reset: RESET each stream right after its OPEN)\n"
+    "  noread --target HOST:PORT --streams K --hold SECS\n"
+    "                         open K streams to a source, then never read the\n"
+    "                         socket nor send WINDOW; PINGs keep the tunnel alive\n";
+
+struct opts {
+	const char *server;
+	const char *server_key;
+	const char *key;
+	const char *psk;
+	const char *target;
+	const char *kind;
+	unsigned tunnel_no;
+	uint32_t stream_window;
+	uint32_t session_window;
+	double wait_s;
+	double hold_s;
+	unsigned long count;
+	unsigned long per_record;
+	unsigned long streams;
+	bool shortlen;
+	bool reset;
+};
+
+struct conn {
+	int fd;
+	struct record_cipher *tx;
+	struct record_cipher *rx;
+	uint8_t msg1[2 + HANDSHAKE_MSG_MAX]; /* as sent, with its length prefix */
+	size_t msg1_len;
+	uint8_t inbuf[2 + RECORD_CIPHERTEXT_MAX];
+	size_t inlen;
+	uint32_t next_id;
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, PROG ": ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static void split_hostport(const char *spec, char *host, size_t hcap, char *port, size_t pcap)
+{
+	const char *colon = strrchr(spec, ':');
+	if (colon == NULL || (size_t)(colon - spec) >= hcap || strlen(colon + 1) >= pcap)
+		die("bad HOST:PORT '%s'", spec);
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	if (host[0] == '[') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	snprintf(port, pcap, "%s", colon + 1);
+}
+
+static int tcp_connect(const char *spec)
+{
+	char host[256], port[16];
+	struct addrinfo hints, *res;
+	split_hostport(spec, host, sizeof(host), port, sizeof(port));
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0)
+		die("%s: %s", spec, gai_strerror(rc));
+	int fd = socket(res->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+		die("connect %s: %s", spec, strerror(errno));
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("send: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/*
+ * Reads into c->inbuf until it holds want bytes. 1 when there, 0 on EOF or a
+ * connection error (the server closed), -1 on timeout.
+ */
+static int fill(struct conn *c, size_t want, double deadline)
+{
+	while (c->inlen < want) {
+		double left = deadline - now_s();
+		if (left <= 0)
+			return -1;
+		struct pollfd pfd = {c->fd, POLLIN, 0};
+		int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0)
+			continue;
+		ssize_t n = recv(c->fd, c->inbuf + c->inlen, want - c->inlen, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return 0;
+		c->inlen += (size_t)n;
+	}
+	return 1;
+}
+
+static void load_keys(const struct opts *o, struct keypair **kp, uint8_t server_pub[KEYS_LEN],
+		      uint8_t psk[KEYS_LEN], bool *have_psk)
+{
+	char err[512];
+	if (o->key == NULL || o->server_key == NULL || o->server == NULL)
+		die("--server, --server-key and --key are required");
+	if (keys_pair_load(o->key, kp, err, sizeof(err)) != 0)
+		die("%s", err);
+	if (keys_load_public(o->server_key, server_pub, err, sizeof(err)) != 0)
+		die("%s", err);
+	*have_psk = false;
+	if (o->psk != NULL) {
+		if (keys_load_psk(o->psk, psk, err, sizeof(err)) != 0)
+			die("%s", err);
+		*have_psk = true;
+	}
+}
+
+static void tai64n_now(uint8_t out[12])
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	put64(out, 0x400000000000000aULL + (uint64_t)ts.tv_sec);
+	put32(out + 8, (uint32_t)ts.tv_nsec);
+}
+
+/*
+ * Connects and runs the handshake. Returns 1 when the tunnel is up (c has its
+ * ciphers), 0 when the server closed without answering, -1 on a timeout.
+ */
+static int handshake(const struct opts *o, struct conn *c)
+{
+	struct keypair *kp = NULL;
+	uint8_t server_pub[KEYS_LEN], psk[KEYS_LEN];
+	bool have_psk;
+	load_keys(o, &kp, server_pub, psk, &have_psk);
+
+	memset(c, 0, sizeof(*c));
+	c->next_id = 1;
+	c->fd = tcp_connect(o->server);
+	struct handshake *hs = handshake_initiator_new(kp->priv, server_pub, have_psk ? psk : NULL);
+	if (hs == NULL)
+		die("handshake_initiator_new failed");
+	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no};
+	tai64n_now(hello + 4);
+	randombytes_buf(hello + 16, TUNNEL_SESSION_ID_LEN);
+	put32(hello + 32, o->stream_window);
+	put32(hello + 36, o->session_window);
+	put32(hello + 40, 1024);
+	int n = handshake_write_msg1(hs, hello, sizeof(hello), c->msg1 + 2, HANDSHAKE_MSG_MAX);
+	if (n < 0)
+		die("handshake_write_msg1: %s", wm_strerror(n));
+	c->msg1[0] = (uint8_t)(n >> 8);
+	c->msg1[1] = (uint8_t)n;
+	c->msg1_len = 2 + (size_t)n;
+	send_all(c->fd, c->msg1, c->msg1_len);
+
+	double deadline = now_s() + o->wait_s;
+	int rc = fill(c, 2, deadline);
+	if (rc <= 0)
+		goto out;
+	size_t len = ((size_t)c->inbuf[0] << 8) | c->inbuf[1];
+	if (len > HANDSHAKE_MSG_MAX)
+		die("msg2 of %zu bytes", len);
+	rc = fill(c, 2 + len, deadline);
+	if (rc <= 0)
+		goto out;
+	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
+	n = handshake_read_msg2(hs, c->inbuf + 2, len, payload, sizeof(payload));
+	if (n < TUNNEL_HELLO_SERVER_LEN)
+		die("handshake_read_msg2: %s", n < 0 ? wm_strerror(n) : "short hello");
+	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
+	if (handshake_split(hs, send_key, recv_key) != WM_OK)
+		die("handshake_split failed");
+	c->tx = record_cipher_new(send_key);
+	c->rx = record_cipher_new(recv_key);
+	sodium_memzero(send_key, sizeof(send_key));
+	sodium_memzero(recv_key, sizeof(recv_key));
+	if (c->tx == NULL || c->rx == NULL)
+		die("record_cipher_new failed");
+	c->inlen = 0;
+	rc = 1;
+out:
+	handshake_free(hs);
+	keys_pair_free(kp);
+	return rc;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	record_cipher_free(c->tx);
+	record_cipher_free(c->rx);
+	c->tx = c->rx = NULL;
+}
+
+/* Seals plain as one record and sends it. */
+static void send_record(struct conn *c, const uint8_t *plain, size_t len)
+{
+	static uint8_t out[RECORD_PLAINTEXT_MAX + RECORD_OVERHEAD];
+	int n = record_seal(c->tx, plain, len, out);
+	if (n < 0)
+		die("record_seal: %s", wm_strerror(n));
+	send_all(c->fd, out, (size_t)n);
+}
+
+struct counts {
+	unsigned long records;
+	unsigned long open_ok;
+	unsigned long open_limit;
+	unsigned long open_not_allowed;
+	unsigned long open_other;
+	unsigned long resets;
+	unsigned long data_bytes;
+	unsigned long pings;
+};
+
+static void count_frames(const uint8_t *p, size_t len, struct counts *k)
+{
+	while (len > 0) {
+		struct frame f;
+		size_t used;
+		if (frame_decode(p, len, &f, &used) != WM_OK)
+			die("the server sent a malformed frame");
+		switch (f.type) {
+		case FRAME_OPEN_RESULT:
+			if (f.u.error == FRAME_ERR_NONE)
+				k->open_ok++;
+			else if (f.u.error == FRAME_ERR_STREAM_LIMIT)
+				k->open_limit++;
+			else if (f.u.error == FRAME_ERR_NOT_ALLOWED)
+				k->open_not_allowed++;
+			else
+				k->open_other++;
+			break;
+		case FRAME_RESET:
+			k->resets++;
+			break;
+		case FRAME_DATA:
+			k->data_bytes += f.u.data.payload_len;
+			break;
+		case FRAME_PING:
+			k->pings++;
+			break;
+		default:
+			break;
+		}
+		p += used;
+		len -= used;
+	}
+}
+
+/*
+ * Reads records until deadline or until the server closes. Returns 0 when it
+ * closed (EOF/reset), -1 on timeout. Counts what arrived in k (may be NULL).
+ * stop_when_opens: return early once that many OPEN_RESULTs arrived.
+ */
+static int read_records(struct conn *c, double deadline, struct counts *k,
+			unsigned long stop_when_opens)
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	struct counts dummy;
+	if (k == NULL) {
+		memset(&dummy, 0, sizeof(dummy));
+		k = &dummy;
+	}
+	for (;;) {
+		unsigned long opens = k->open_ok + k->open_limit + k->open_not_allowed +
+				      k->open_other;
+		if (stop_when_opens > 0 && opens >= stop_when_opens)
+			return -1;
+		int rc = fill(c, 2, deadline);
+		if (rc <= 0)
+			return rc;
+		int total = record_peek(c->inbuf, c->inlen);
+		if (total < 0)
+			die("the server sent a bad record length");
+		rc = fill(c, (size_t)total, deadline);
+		if (rc <= 0)
+			return rc;
+		int n = record_open(c->rx, c->inbuf, (size_t)total, plain);
+		if (n < 0)
+			die("a server record fails to open");
+		k->records++;
+		count_frames(plain, (size_t)n, k);
+		c->inlen = 0;
+	}
+}
+
+static void wait_closed(struct conn *c, const struct opts *o, double t0, const char *what)
+{
+	int rc = read_records(c, t0 + o->wait_s, NULL, 0);
+	if (rc == 0) {
+		printf("result: %s closed_after=%.3f\n", what, now_s() - t0);
+		conn_close(c);
+		exit(0);
+	}
+	printf("result: %s still_open_after=%.3f\n", what, now_s() - t0);
+	conn_close(c);
+	exit(1);
+}
+
+static void need_up(int rc)
+{
+	if (rc == 1)
+		return;
+	printf("result: handshake %s\n", rc == 0 ? "refused" : "timeout");
+	exit(4);
+}
+
+static int cmd_handshake(const struct opts *o)
+{
+	struct conn c;
+	double t0 = now_s();
+	int rc = handshake(o, &c);
+	if (rc == 1) {
+		printf("result: up after=%.3f\n", now_s() - t0);
+		conn_close(&c);
+		return 0;
+	}
+	printf("result: %s after=%.3f\n", rc == 0 ? "refused" : "timeout", now_s() - t0);
+	conn_close(&c);
+	return rc == 0 ? 3 : 1;
+}
+
+static int cmd_replay(const struct opts *o)
+{
+	struct conn c, r;
+	need_up(handshake(o, &c));
+	/* Keep the genuine tunnel open while the copy goes in. */
+	memset(&r, 0, sizeof(r));
+	r.fd = tcp_connect(o->server);
+	send_all(r.fd, c.msg1, c.msg1_len);
+	double t0 = now_s();
+	int rc = fill(&r, 1, t0 + o->wait_s);
+	conn_close(&c);
+	if (rc == 0) {
+		printf("result: replay closed_unanswered after=%.3f\n", now_s() - t0);
+		close(r.fd);
+		return 0;
+	}
+	printf("result: replay %s\n", rc > 0 ? "answered" : "still_open");
+	close(r.fd);
+	return 1;
+}
+
+static int cmd_oversized(const struct opts *o)
+{
+	struct conn c;
+	need_up(handshake(o, &c));
+	static uint8_t rec[2 + RECORD_CIPHERTEXT_MAX];
+	size_t len = o->shortlen ? 5 : RECORD_CIPHERTEXT_MAX;
+	rec[0] = (uint8_t)(len >> 8);
+	rec[1] = (uint8_t)len;
+	randombytes_buf(rec + 2, len);
+	double t0 = now_s();
+	send_all(c.fd, rec, 2 + len);
+	wait_closed(&c, o, t0, o->shortlen ? "short_record" : "oversized_record");
+	return 1;
+}
+
+static int cmd_truncated(const struct opts *o)
+{
+	struct conn c;
+	need_up(handshake(o, &c));
+	uint8_t plain[1000];
+	static uint8_t out[sizeof(plain) + RECORD_OVERHEAD];
+	memset(plain, 0, sizeof(plain));
+	int n = record_seal(c.tx, plain, sizeof(plain), out);
+	if (n < 0)
+		die("record_seal failed");
+	double t0 = now_s();
+	send_all(c.fd, out, (size_t)n / 2);
+	wait_closed(&c, o, t0, "truncated_record");
+	return 1;
+}
+
+static int cmd_badframe(const struct opts *o)
+{
+	struct conn c;
+	uint8_t buf[256];
+	size_t len;
+	memset(buf, 0, sizeof(buf));
+	if (o->kind == NULL)
+		die("badframe needs --kind");
+	need_up(handshake(o, &c));
+	if (strcmp(o->kind, "unknown-type") == 0) {
+		buf[0] = 0x7f;
+		put32(buf + 4, 1);
+		len = FRAME_HEADER_LEN;
+	} else if (strcmp(o->kind, "bad-flags") == 0) {
+		struct frame f = {.type = FRAME_WINDOW, .stream_id = 0};
+		f.u.max_offset = 1 << 20;
+		int n = frame_encode(&f, buf, sizeof(buf));
+		if (n < 0)
+			die("frame_encode failed");
+		buf[1] = 0x80;
+		len = (size_t)n;
+	} else if (strcmp(o->kind, "data-unopened") == 0) {
+		int n = frame_encode_data_header(buf, sizeof(buf), 1001, 0, 0, 0, 10);
+		if (n < 0)
+			die("frame_encode_data_header failed");
+		len = (size_t)n + 10;
+	} else if (strcmp(o->kind, "open-even-id") == 0 || strcmp(o->kind, "open-backwards") == 0) {
+		struct frame f = {.type = FRAME_OPEN, .stream_id = 2};
+		f.u.open.type = FRAME_ADDR_IPV4;
+		f.u.open.port = 9;
+		f.u.open.u.ipv4[0] = 127;
+		f.u.open.u.ipv4[3] = 1;
+		len = 0;
+		if (strcmp(o->kind, "open-backwards") == 0) {
+			/* Stream 5 (refused: nothing allows port 9), then stream 3. */
+			f.stream_id = 5;
+			int n = frame_encode(&f, buf, sizeof(buf));
+			if (n < 0)
+				die("frame_encode failed");
+			len = (size_t)n;
+			f.stream_id = 3;
+		}
+		int n = frame_encode(&f, buf + len, sizeof(buf) - len);
+		if (n < 0)
+			die("frame_encode failed");
+		len += (size_t)n;
+	} else if (strcmp(o->kind, "short-body") == 0) {
+		/* A RESET whose length says 2 bytes: too short for its body. */
+		buf[0] = FRAME_RESET;
+		buf[3] = 2;
+		put32(buf + 4, 1);
+		len = FRAME_HEADER_LEN + 2;
+	} else {
+		die("unknown --kind '%s'", o->kind);
+	}
+	double t0 = now_s();
+	send_record(&c, buf, len);
+	wait_closed(&c, o, t0, o->kind);
+	return 1;
+}
+
+static void parse_target(const char *spec, struct frame_addr *a)
+{
+	char host[256], port[16];
+	split_hostport(spec, host, sizeof(host), port, sizeof(port));
+	memset(a, 0, sizeof(*a));
+	a->port = (uint16_t)strtoul(port, NULL, 10);
+	if (inet_pton(AF_INET, host, a->u.ipv4) == 1) {
+		a->type = FRAME_ADDR_IPV4;
+	} else {
+		size_t n = strlen(host);
+		if (n == 0 || n > FRAME_NAME_MAX)
+			die("bad target host '%s'", host);
+		a->type = FRAME_ADDR_NAME;
+		a->name_len = (uint8_t)n;
+		memcpy(a->u.name, host, n + 1);
+	}
+}
+
+/* Appends an OPEN (and with reset, a RESET) for the next stream id to buf. */
+static size_t add_open(struct conn *c, const struct frame_addr *target, bool reset, uint8_t *buf,
+		       size_t cap)
+{
+	struct frame f = {.type = FRAME_OPEN, .stream_id = c->next_id};
+	f.u.open = *target;
+	int n = frame_encode(&f, buf, cap);
+	if (n < 0)
+		die("frame_encode OPEN failed");
+	size_t used = (size_t)n;
+	if (reset) {
+		struct frame r = {.type = FRAME_RESET, .stream_id = c->next_id};
+		r.u.reset.error = FRAME_ERR_CANCEL;
+		n = frame_encode(&r, buf + used, cap - used);
+		if (n < 0)
+			die("frame_encode RESET failed");
+		used += (size_t)n;
+	}
+	c->next_id += 2;
+	return used;
+}
+
+static int cmd_flood(const struct opts *o)
+{
+	struct conn c;
+	struct frame_addr target;
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	struct counts k;
+	if (o->target == NULL || o->count == 0)
+		die("flood needs --target and --count");
+	parse_target(o->target, &target);
+	need_up(handshake(o, &c));
+	memset(&k, 0, sizeof(k));
+	double t0 = now_s();
+	unsigned long sent = 0;
+	while (sent < o->count) {
+		size_t len = 0;
+		for (unsigned long i = 0; i < o->per_record && sent < o->count; i++, sent++) {
+			if (len + 600 > sizeof(plain))
+				break;
+			len += add_open(&c, &target, o->reset, plain + len, sizeof(plain) - len);
+		}
+		send_record(&c, plain, len);
+		/* Read what came back so far, so the server never blocks on us. */
+		read_records(&c, now_s() + 0.001, &k, 0);
+	}
+	double send_s = now_s() - t0;
+	int rc = read_records(&c, now_s() + o->wait_s, &k, o->count);
+	printf("result: flood sent=%lu send_s=%.3f ok=%lu limit=%lu not_allowed=%lu other=%lu "
+	       "resets=%lu closed=%d\n",
+	       sent, send_s, k.open_ok, k.open_limit, k.open_not_allowed, k.open_other, k.resets,
+	       rc == 0);
+	fflush(stdout);
+	conn_close(&c);
+	return rc == 0 ? 1 : 0;
+}
+
+static int cmd_noread(const struct opts *o)
+{
+	struct conn c;
+	struct frame_addr target;
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	if (o->target == NULL || o->streams == 0)
+		die("noread needs --target and --streams");
+	parse_target(o->target, &target);
+	need_up(handshake(o, &c));
+	unsigned long sent = 0;
+	while (sent < o->streams) {
+		size_t len = 0;
+		for (; sent < o->streams && len + 600 <= sizeof(plain); sent++)
+			len += add_open(&c, &target, false, plain + len, sizeof(plain) - len);
+		send_record(&c, plain, len);
+	}
+	printf("opened: %lu\n", sent);
+	fflush(stdout);
+	/* Never read; a PING a second keeps the server's liveness check happy,
+	 * so only the window and buffer limits can protect it. */
+	double t0 = now_s();
+	unsigned long pings = 0;
+	bool closed = false;
+	while (now_s() - t0 < o->hold_s) {
+		uint8_t ping[FRAME_HEADER_LEN + 8];
+		struct frame f = {.type = FRAME_PING, .stream_id = 0};
+		f.u.opaque = pings;
+		int n = frame_encode(&f, ping, sizeof(ping));
+		if (n < 0)
+			die("frame_encode PING failed");
+		static uint8_t out[sizeof(ping) + RECORD_OVERHEAD];
+		int m = record_seal(c.tx, ping, (size_t)n, out);
+		if (m < 0)
+			die("record_seal failed");
+		if (send(c.fd, out, (size_t)m, MSG_NOSIGNAL | MSG_DONTWAIT) != m) {
+			closed = true;
+			break;
+		}
+		pings++;
+		usleep(500000);
+	}
+	printf("result: noread streams=%lu held_s=%.1f pings=%lu closed=%d\n", sent,
+	       now_s() - t0, pings, closed);
+	conn_close(&c);
+	return 0;
+}
+
+static unsigned long num_arg(const char *name, const char *v, unsigned long max)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || end == v || n > max)
+		die("bad %s '%s'", name, v);
+	return n;
+}
+
+static double secs_arg(const char *name, const char *v)
+{
+	char *end;
+	double d = strtod(v, &end);
+	if (*end != '\0' || end == v || d < 0 || d > 3600)
+		die("bad %s '%s'", name, v);
+	return d;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	memset(&o, 0, sizeof(o));
+	o.stream_window = SESSION_DEFAULT_STREAM_WINDOW;
+	o.session_window = SESSION_DEFAULT_SESSION_WINDOW;
+	o.wait_s = 10;
+	o.hold_s = 10;
+	o.per_record = 100;
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage_text, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	const char *cmd = argv[1];
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		bool takes = true;
+		if (strcmp(a, "--short") == 0) {
+			o.shortlen = true;
+			takes = false;
+		} else if (strcmp(a, "--reset") == 0) {
+			o.reset = true;
+			takes = false;
+		} else if (v == NULL) {
+			die("%s needs a value (or is unknown)", a);
+		} else if (strcmp(a, "--server") == 0) {
+			o.server = v;
+		} else if (strcmp(a, "--server-key") == 0) {
+			o.server_key = v;
+		} else if (strcmp(a, "--key") == 0) {
+			o.key = v;
+		} else if (strcmp(a, "--psk") == 0) {
+			o.psk = v;
+		} else if (strcmp(a, "--target") == 0) {
+			o.target = v;
+		} else if (strcmp(a, "--kind") == 0) {
+			o.kind = v;
+		} else if (strcmp(a, "--tunnel-no") == 0) {
+			o.tunnel_no = (unsigned)num_arg(a, v, 255);
+		} else if (strcmp(a, "--stream-window") == 0) {
+			o.stream_window = (uint32_t)num_arg(a, v, 1u << 30);
+		} else if (strcmp(a, "--session-window") == 0) {
+			o.session_window = (uint32_t)num_arg(a, v, 1u << 30);
+		} else if (strcmp(a, "--wait") == 0) {
+			o.wait_s = secs_arg(a, v);
+		} else if (strcmp(a, "--hold") == 0) {
+			o.hold_s = secs_arg(a, v);
+		} else if (strcmp(a, "--count") == 0) {
+			o.count = num_arg(a, v, 10000000);
+		} else if (strcmp(a, "--per-record") == 0) {
+			o.per_record = num_arg(a, v, 10000);
+			if (o.per_record == 0)
+				die("--per-record must be > 0");
+		} else if (strcmp(a, "--streams") == 0) {
+			o.streams = num_arg(a, v, 1000000);
+		} else {
+			die("unknown option '%s'", a);
+		}
+		if (takes)
+			i++;
+	}
+	if (sodium_init() < 0)
+		die("cannot initialise libsodium");
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (strcmp(cmd, "handshake") == 0)
+		return cmd_handshake(&o);
+	if (strcmp(cmd, "replay") == 0)
+		return cmd_replay(&o);
+	if (strcmp(cmd, "oversized") == 0)
+		return cmd_oversized(&o);
+	if (strcmp(cmd, "truncated") == 0)
+		return cmd_truncated(&o);
+	if (strcmp(cmd, "badframe") == 0)
+		return cmd_badframe(&o);
+	if (strcmp(cmd, "flood") == 0)
+		return cmd_flood(&o);
+	if (strcmp(cmd, "noread") == 0)
+		return cmd_noread(&o);
+	die("unknown command '%s' (try --help)", cmd);
+}
