@@ -1016,3 +1016,85 @@ def http_exchange(port, data, timeout=None, host="127.0.0.1"):
         s.close()
     m = re.match(rb"HTTP/1\.[01] (\d{3}) ", buf)
     return (int(m.group(1)) if m else None), buf
+
+
+# --------------------------------------------------------------------------
+# Valgrind (opt-in): WM_VALGRIND=1 runs every wanmux daemon under memcheck.
+# Timeouts are scaled by VALGRIND_SCALE (unless --timeout-scale or
+# $WM_TIMEOUT_SCALE say otherwise); a daemon whose valgrind log reports an
+# error or a definite/indirect leak fails its test when it is stopped
+# (valgrind also exits with VALGRIND_RC, which stop() rejects). Daemons
+# killed with SIGKILL are not checked: memcheck writes no report then.
+
+VALGRIND = os.environ.get("WM_VALGRIND", "") not in ("", "0")
+VALGRIND_SCALE = 10.0
+VALGRIND_RC = 99
+VALGRIND_ERRORS_RE = re.compile(r"ERROR SUMMARY: ([1-9]\d*) errors")
+VALGRIND_LEAK_RE = re.compile(r"(definitely|indirectly) lost: ([1-9][\d,]*) bytes")
+
+
+def valgrind_argv(argv, logpath):
+    """argv wrapped in memcheck, its report in logpath."""
+    exe = shutil.which("valgrind")
+    if exe is None:
+        raise TestFailure("WM_VALGRIND is set but valgrind is not installed "
+                          "(apt-get install valgrind)")
+    return [exe, "--quiet", f"--error-exitcode={VALGRIND_RC}", "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--show-leak-kinds=definite,indirect", "--track-fds=no", "--num-callers=30",
+            f"--log-file={logpath}"] + list(argv)
+
+
+def valgrind_report_problem(path):
+    """None, or the first lines of a valgrind report that shows errors."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    if VALGRIND_ERRORS_RE.search(text) or VALGRIND_LEAK_RE.search(text) or \
+            re.search(r"^==\d+== (Invalid|Conditional|Syscall param|Mismatched|"
+                      r"Source and destination)", text, re.M):
+        return "\n".join(text.splitlines()[:60])
+    return None
+
+
+_plain_parse_args = parse_args
+_plain_daemon_init = Daemon.__init__
+_plain_check_sanitizer = Daemon.check_sanitizer
+
+
+def _valgrind_parse_args(description, extra=None):
+    global SCALE
+    args = _plain_parse_args(description, extra)
+    if args.bins.sanitized:
+        sys.exit("wmharness: WM_VALGRIND needs a build without WM_SANITIZE")
+    if args.timeout_scale is None and not os.environ.get("WM_TIMEOUT_SCALE"):
+        SCALE = VALGRIND_SCALE
+        args.scale = SCALE
+    args.valgrind = True
+    return args
+
+
+def _valgrind_daemon_init(self, name, argv, logpath):
+    self.valgrind_log = None
+    if os.path.basename(argv[0]).startswith("wanmux-"):
+        self.valgrind_log = logpath + ".valgrind"
+        argv = valgrind_argv(argv, self.valgrind_log)
+    _plain_daemon_init(self, name, argv, logpath)
+
+
+def _valgrind_check_sanitizer(self):
+    _plain_check_sanitizer(self)
+    if self.valgrind_log is not None and self.proc.poll() is not None:
+        problem = valgrind_report_problem(self.valgrind_log)
+        check(problem is None, f"{self}: valgrind reports errors ({self.valgrind_log}):\n"
+                               f"{problem}")
+        check(self.proc.returncode != VALGRIND_RC,
+              f"{self}: valgrind exit code {VALGRIND_RC} (errors); see {self.valgrind_log}")
+
+
+if VALGRIND:
+    parse_args = _valgrind_parse_args
+    Daemon.__init__ = _valgrind_daemon_init
+    Daemon.check_sanitizer = _valgrind_check_sanitizer
