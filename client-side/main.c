@@ -42,6 +42,7 @@ enum opt_id {
 	OPT_SOURCE_DENY,
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_BUFFER,
+	OPT_MAX_SESSION_BUFFER,
 	OPT_TUNNELS,
 	OPT_COMPRESS,
 	OPT_PSK,
@@ -68,6 +69,7 @@ static const struct config_option options[] = {
     {"source-deny", 0, true, true, OPT_SOURCE_DENY},
     {"max-connections", 0, true, false, OPT_MAX_CONNECTIONS},
     {"max-buffer", 0, true, false, OPT_MAX_BUFFER},
+    {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
     {"tunnels", 'n', true, false, OPT_TUNNELS},
     {"compress", 0, true, false, OPT_COMPRESS},
     {"psk", 0, true, false, OPT_PSK},
@@ -137,7 +139,12 @@ static const char usage_text[] =
     "    --source-deny CIDR       hosts in CIDR may not (repeatable; wins)\n"
     "    --max-connections N      open connections per listener (4096); more are\n"
     "                             refused, counted and logged\n"
-    "    --max-buffer SIZE        bytes all streams may hold in buffers (256M)\n"
+    "    --max-buffer SIZE        bytes all streams may hold in buffers (256M);\n"
+    "                             over it, tunnels holding more than an even\n"
+    "                             share pause their local sockets\n"
+    "    --max-session-buffer SIZE\n"
+    "                             bytes the streams of one tunnel may hold in\n"
+    "                             buffers (32M)\n"
     "    -n, --tunnels N          tunnels to keep open, 1-64 (default 4)\n"
     "    --compress MODE          auto (default: lz4 on fast links, zlib on slow\n"
     "                             ones, incompressible data sent raw), lz4, zlib\n"
@@ -347,6 +354,12 @@ static void configure(struct client *cl, const struct config *cfg)
 		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
 			usage_error("bad --max-buffer '%s': expected a size from 1M", v);
 		relay_set_budget((size_t)n);
+	}
+	if ((v = config_get(cfg, OPT_MAX_SESSION_BUFFER)) != NULL) {
+		uint64_t n;
+		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
+			usage_error("bad --max-session-buffer '%s': expected a size from 1M", v);
+		cl->tcfg.pool_limit = (size_t)n;
 	}
 	cl->source_allow = source_acl(cfg, OPT_SOURCE_ALLOW, "source-allow");
 	cl->source_deny = source_acl(cfg, OPT_SOURCE_DENY, "source-deny");

@@ -43,21 +43,73 @@ struct relay {
 	bool close_on_flush; /* close once the output is written */
 	size_t uncounted;    /* bytes in the output that are not stream data */
 	struct event *deadline;
-	size_t buffered;    /* input + output bytes, for the process budget */
-	size_t *counter;    /* owner's count of open relays, or NULL */
-	bool budget_paused; /* not reading: the process is over its budget */
+	size_t buffered;	 /* input + output bytes, for the budgets */
+	struct relay_pool *pool; /* the tunnel's budget, once bound to a stream */
+	size_t *counter;	 /* owner's count of open relays, or NULL */
+	bool budget_paused;	 /* not reading: the process is over its budget */
 	TAILQ_ENTRY(relay) budget_link;
 };
 
 /*
- * The process-wide budget for bytes held in relay buffers (--max-buffer).
- * Over it, relays stop reading their local sockets (the peers' windows
- * already bound what arrives from tunnels) until the total falls to 3/4.
+ * Budgets for bytes held in relay buffers. Each tunnel has a pool (its
+ * streams' relays, --max-session-buffer) and the process a total
+ * (--max-buffer). A relay over either stops reading its local socket (the
+ * peers' windows already bound what arrives from tunnels); nothing is
+ * dropped. When the process is over its total, only relays of tunnels
+ * holding at least an even share pause, so one client that never reads
+ * cannot stall the others. Paused relays resume at 3/4 of the limit that
+ * paused them.
  */
 static size_t budget_limit = RELAY_DEFAULT_BUDGET;
 static size_t budget_used;
+static size_t pools_active; /* pools holding bytes */
 static TAILQ_HEAD(, relay) budget_paused_list = TAILQ_HEAD_INITIALIZER(budget_paused_list);
 static struct limit_counter budget_counter = {.name = "buffered bytes (--max-buffer)"};
+static struct limit_counter pool_counter = {.name = "buffered bytes per tunnel "
+						    "(--max-session-buffer)"};
+
+static void pool_charge(struct relay_pool *p, size_t added, size_t deleted)
+{
+	bool was = p->used > 0;
+	p->used += added;
+	p->used -= deleted < p->used ? deleted : p->used;
+	if (was != (p->used > 0)) {
+		if (was)
+			pools_active--;
+		else
+			pools_active++;
+	}
+}
+
+/* Whether r should not read now; num/den scales the limits (hysteresis). */
+static bool over_budget(const struct relay *r, size_t num, size_t den, bool *by_pool)
+{
+	const struct relay_pool *p = r->pool;
+	*by_pool = false;
+	if (p != NULL && p->limit != 0 && p->used > p->limit / den * num) {
+		*by_pool = true;
+		return true;
+	}
+	if (budget_used <= budget_limit / den * num)
+		return false;
+	return p == NULL || pools_active == 0 || p->used * pools_active >= budget_used;
+}
+
+static void budget_wake(void)
+{
+	struct relay *r = TAILQ_FIRST(&budget_paused_list);
+	while (r != NULL) {
+		struct relay *next = TAILQ_NEXT(r, budget_link);
+		bool by_pool;
+		if (!over_budget(r, 3, 4, &by_pool)) {
+			TAILQ_REMOVE(&budget_paused_list, r, budget_link);
+			r->budget_paused = false;
+			if (!r->read_paused && !r->read_eof && !r->closing)
+				bufferevent_enable(r->bev, EV_READ);
+		}
+		r = next;
+	}
+}
 
 static void budget_add(struct relay *r, size_t added, size_t deleted)
 {
@@ -65,15 +117,25 @@ static void budget_add(struct relay *r, size_t added, size_t deleted)
 	r->buffered -= deleted < r->buffered ? deleted : r->buffered;
 	budget_used += added;
 	budget_used -= deleted < budget_used ? deleted : budget_used;
-	if (deleted > 0 && budget_used < budget_limit / 4 * 3) {
-		struct relay *p;
-		while ((p = TAILQ_FIRST(&budget_paused_list)) != NULL) {
-			TAILQ_REMOVE(&budget_paused_list, p, budget_link);
-			p->budget_paused = false;
-			if (!p->read_paused && !p->read_eof && !p->closing)
-				bufferevent_enable(p->bev, EV_READ);
-		}
-	}
+	if (r->pool != NULL)
+		pool_charge(r->pool, added, deleted);
+	if (deleted > 0 && !TAILQ_EMPTY(&budget_paused_list))
+		budget_wake();
+}
+
+/* Stops reading r if it or its tunnel holds too much. */
+static void budget_check(struct relay *r)
+{
+	bool by_pool;
+	if (r->budget_paused || !over_budget(r, 1, 1, &by_pool))
+		return;
+	if (by_pool)
+		limit_hit(&pool_counter, "a tunnel's local sockets paused until its buffers drain");
+	else
+		limit_hit(&budget_counter, "local sockets paused until buffers drain");
+	r->budget_paused = true;
+	TAILQ_INSERT_TAIL(&budget_paused_list, r, budget_link);
+	bufferevent_disable(r->bev, EV_READ);
 }
 
 static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
@@ -97,8 +159,8 @@ void relay_close(struct relay *r, bool abort)
 		TAILQ_REMOVE(&budget_paused_list, r, budget_link);
 		r->budget_paused = false;
 	}
-	budget_used -= r->buffered < budget_used ? r->buffered : budget_used;
-	r->buffered = 0;
+	budget_add(r, 0, r->buffered);
+	r->pool = NULL;
 	if (r->counter != NULL) {
 		(*r->counter)--;
 		r->counter = NULL;
@@ -170,12 +232,7 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay *r = arg;
-	if (budget_used > budget_limit && !r->budget_paused) {
-		limit_hit(&budget_counter, "local sockets paused until buffers drain");
-		r->budget_paused = true;
-		TAILQ_INSERT_TAIL(&budget_paused_list, r, budget_link);
-		bufferevent_disable(bev, EV_READ);
-	}
+	budget_check(r);
 	if (r->fe_reading) {
 		r->fe.on_read(r, bufferevent_get_input(bev), r->fe.arg);
 		return;
@@ -293,11 +350,22 @@ struct evbuffer *relay_source(struct relay *r)
 void relay_bind(struct relay *r, struct session_stream *st)
 {
 	r->st = st;
+	/* From now on the tunnel's pool carries what r holds. */
+	struct relay_pool *pool = session_pool(session_stream_session(st));
+	if (pool != NULL && r->pool == NULL) {
+		r->pool = pool;
+		pool_charge(pool, r->buffered, 0);
+	}
 }
 
 void relay_set_budget(size_t bytes)
 {
 	budget_limit = bytes;
+}
+
+uint64_t relay_budget_hits(void)
+{
+	return budget_counter.hits + pool_counter.hits;
 }
 
 size_t relay_budget_used(void)

@@ -90,6 +90,7 @@ struct session {
 	uint64_t recv_max; /* our session grant */
 
 	bool writable_signalled;
+	struct relay_pool *pool;
 	uint8_t scratch[FRAME_DATA_RAW_MAX];
 	uint8_t inflate_buf[FRAME_DATA_RAW_MAX];
 	struct session_stats stats;
@@ -885,6 +886,21 @@ size_t session_queued(const struct session *s)
 	TAILQ_FOREACH(st, &s->old_list, sched)
 	n += evbuffer_get_length(st->src);
 	return n;
+}
+
+uint64_t session_limit_hits(void)
+{
+	return stream_limit_counter.hits;
+}
+
+void session_set_pool(struct session *s, struct relay_pool *pool)
+{
+	s->pool = pool;
+}
+
+struct relay_pool *session_pool(const struct session *s)
+{
+	return s->pool;
 }
 
 size_t session_stream_count(const struct session *s)

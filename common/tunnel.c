@@ -26,6 +26,7 @@
 #include "wanmux/handshake.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
+#include "wanmux/relay.h"
 #include "wanmux/tunnel.h"
 
 /* User-space output between the session and the kernel: refill below LOW,
@@ -70,7 +71,15 @@ struct tunnel {
 	char reason[200];
 	struct tunnel_stats stats;
 	struct session_stats final_session_stats; /* kept when the session ends */
+	struct relay_pool pool;			  /* buffers of this tunnel's streams' relays */
 };
+
+static struct tunnel_counters counters;
+
+const struct tunnel_counters *tunnel_get_counters(void)
+{
+	return &counters;
+}
 
 static const char *tunnel_state_name(enum tunnel_state s)
 {
@@ -153,6 +162,7 @@ void tunnel_config_defaults(struct tunnel_config *c)
 	 * that RTT. With TCP_NOTSENT_LOWAT the unsent part stays small, so a
 	 * big buffer adds no queueing delay. */
 	c->tuning.sndbuf = TUNNEL_SNDBUF;
+	c->pool_limit = RELAY_DEFAULT_POOL_LIMIT;
 	c->handshake_timeout_ms = 10000;
 	c->ping_interval_ms = 5000;
 	c->dead_after_ms = 30000;
@@ -311,6 +321,8 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 				 peer, &cb, t, t->cctx);
 	if (t->session == NULL)
 		return WM_ERR_NOMEM;
+	t->pool.limit = t->cfg.pool_limit;
+	session_set_pool(t->session, &t->pool);
 	t->codec = compress_choose(t->cfg.compress, 0);
 	session_set_codec(t->session, t->codec);
 	t->state = TUNNEL_UP;
@@ -329,6 +341,7 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		log_info("tunnel %s: refused: first message fails its MAC (not a wanmux client "
 			 "for this server key/PSK)",
 			 t->peer);
+		counters.bad_mac++;
 		tunnel_close(t, "bad first message");
 		return;
 	}
@@ -340,12 +353,14 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 	int n = handshake_read_msg1(t->hs, msg, len, payload, sizeof(payload), t->peer_pub);
 	if (n < 0) {
 		log_info("tunnel %s: refused: handshake failed (%s)", t->peer, wm_strerror(n));
+		counters.bad_handshake++;
 		tunnel_close(t, "handshake failed");
 		return;
 	}
 	if (n < TUNNEL_HELLO_CLIENT_LEN || payload[0] != HELLO_VERSION ||
 	    decode_params(payload + 32, &peer) != WM_OK) {
 		log_info("tunnel %s: refused: unsupported client hello", t->peer);
+		counters.bad_handshake++;
 		tunnel_close(t, "bad hello");
 		return;
 	}
@@ -438,6 +453,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 	int n = record_open(t->rx, rec, rec_len, rec + RECORD_HEADER_LEN);
 	if (n < 0) {
 		log_warn("tunnel %s: record fails authentication; closing", t->peer);
+		counters.bad_record++;
 		tunnel_close(t, "bad record");
 		return;
 	}
@@ -452,6 +468,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 		int rc = frame_decode(p, left, &f, &used);
 		if (rc != WM_OK) {
 			log_warn("tunnel %s: malformed frame in record; closing", t->peer);
+			counters.protocol_error++;
 			tunnel_close(t, "protocol error");
 			return;
 		}
@@ -464,6 +481,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 			if (rc != WM_OK) {
 				log_warn("tunnel %s: %s frame on stream %u: %s; closing", t->peer,
 					 frame_type_name(f.type), f.stream_id, wm_strerror(rc));
+				counters.protocol_error++;
 				tunnel_close(t, "protocol error");
 				return;
 			}
@@ -486,6 +504,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		size_t len = ((size_t)hdr[0] << 8) | hdr[1];
 		if (t->state == TUNNEL_HANDSHAKE && len > HANDSHAKE_MSG_MAX) {
 			log_info("tunnel %s: refused: oversized handshake message", t->peer);
+			counters.bad_handshake++;
 			tunnel_close(t, "bad handshake size");
 			return;
 		}
@@ -502,6 +521,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 			else
 				server_on_msg1(t, p + 2, len);
 		} else if (record_peek(p, 2 + len) < 0) {
+			log_warn("tunnel %s: record shorter than its tag; closing", t->peer);
+			counters.bad_record++;
 			tunnel_close(t, "bad record length");
 		} else {
 			on_record(t, p, 2 + len);
@@ -574,9 +595,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = now_ms();
 	if (t->state == TUNNEL_CONNECTING || t->state == TUNNEL_HANDSHAKE) {
 		if (now - t->started_ms > t->cfg.handshake_timeout_ms) {
-			if (!t->is_client)
+			if (!t->is_client) {
 				log_info("tunnel %s: refused: no handshake within %u ms", t->peer,
 					 t->cfg.handshake_timeout_ms);
+				counters.handshake_timeout++;
+			}
 			tunnel_close(t, "handshake timed out");
 		}
 		return;
@@ -586,6 +609,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (now - t->last_rx_ms > t->cfg.dead_after_ms) {
 		log_warn("tunnel %s: nothing heard for %llu ms; closing", t->peer,
 			 (unsigned long long)(now - t->last_rx_ms));
+		counters.silent++;
 		tunnel_close(t, "peer silent");
 		return;
 	}

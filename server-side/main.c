@@ -53,6 +53,7 @@ enum opt_id {
 	OPT_HANDSHAKE_RATE,
 	OPT_OPEN_RATE,
 	OPT_MAX_BUFFER,
+	OPT_MAX_SESSION_BUFFER,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -75,6 +76,7 @@ static const struct config_option options[] = {
     {"handshake-rate", 0, true, false, OPT_HANDSHAKE_RATE},
     {"open-rate", 0, true, false, OPT_OPEN_RATE},
     {"max-buffer", 0, true, false, OPT_MAX_BUFFER},
+    {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -130,7 +132,12 @@ static const char usage_text[] =
     "                             address (20, bursts of 2N)\n"
     "    --open-rate N            stream opens per second per tunnel (500,\n"
     "                             bursts of 2N)\n"
-    "    --max-buffer SIZE        bytes all streams may hold in buffers (256M)\n"
+    "    --max-buffer SIZE        bytes all streams may hold in buffers (256M);\n"
+    "                             over it, tunnels holding more than an even\n"
+    "                             share pause their local sockets\n"
+    "    --max-session-buffer SIZE\n"
+    "                             bytes the streams of one tunnel may hold in\n"
+    "                             buffers (32M)\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -341,6 +348,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		 (unsigned long long)srv->limits.unauth.hits,
 		 (unsigned long long)srv->limits.handshakes.hits,
 		 (unsigned long long)srv->limits.opens.hits);
+	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
+		 "--max-session-buffer",
+		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits());
+	const struct tunnel_counters *tc = tunnel_get_counters();
+	log_info("closed so far: %llu bad MACs, %llu failed handshakes, %llu handshake "
+		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers",
+		 (unsigned long long)tc->bad_mac, (unsigned long long)tc->bad_handshake,
+		 (unsigned long long)tc->handshake_timeout, (unsigned long long)tc->bad_record,
+		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent);
 	if (srv->listener != NULL) {
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
@@ -427,6 +443,12 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
 			usage_error("bad --max-buffer '%s': expected a size from 1M", v);
 		relay_set_budget((size_t)n);
+	}
+	if ((v = config_get(cfg, OPT_MAX_SESSION_BUFFER)) != NULL) {
+		uint64_t n;
+		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
+			usage_error("bad --max-session-buffer '%s': expected a size from 1M", v);
+		srv->tcfg.pool_limit = (size_t)n;
 	}
 	srv->tcfg.params.stream_window =
 	    size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");

@@ -97,7 +97,7 @@ struct frame {
 	uint32_t stream_id;
 	union {
 		struct frame_addr open; /* OPEN, LISTEN */
-		uint32_t error; /* OPEN_RESULT, LISTEN_RESULT, GOAWAY */
+		uint32_t error;		/* OPEN_RESULT, LISTEN_RESULT, GOAWAY */
 		struct {
 			uint64_t offset;
 			uint32_t raw_len; /* uncompressed length; == payload_len when raw */

@@ -18,6 +18,17 @@
 struct event_base;
 struct relay;
 
+/*
+ * A tunnel's share of relay buffers: every relay bound to one of its streams
+ * charges it. Embedded in the tunnel; limit 0 = no per-tunnel limit.
+ */
+struct relay_pool {
+	size_t used;
+	size_t limit;
+};
+
+#define RELAY_DEFAULT_POOL_LIMIT ((size_t)32 << 20)
+
 #define RELAY_READ_HIGH (256u << 10)
 #define RELAY_CONNECT_TIMEOUT_MS 10000
 #define RELAY_DEFAULT_BUDGET ((size_t)256 << 20)
@@ -124,12 +135,16 @@ int relay_fd(const struct relay *r);
 
 /*
  * Bytes all relays of the process may hold in their buffers together
- * (default RELAY_DEFAULT_BUDGET). Over it, relays stop reading their local
- * sockets until the total is back under 3/4; established streams slow down,
- * nothing is dropped.
+ * (default RELAY_DEFAULT_BUDGET). Over it, the relays of tunnels holding at
+ * least an even share stop reading their local sockets until the total is
+ * back under 3/4; streams slow down, nothing is dropped. A tunnel's own pool
+ * limit (struct relay_pool) works the same way for its relays.
  */
 void relay_set_budget(size_t bytes);
 size_t relay_budget_used(void);
+
+/* Times a relay paused over --max-buffer or its tunnel's pool limit. */
+uint64_t relay_budget_hits(void);
 
 /* Counts r in *counter while it is open (incremented now, decremented when r
  * closes): for per-listener connection limits. */

@@ -27,6 +27,7 @@
 #include "wanmux/frame.h"
 
 struct evbuffer;
+struct relay_pool;
 struct session;
 struct session_stream;
 
@@ -175,6 +176,14 @@ void session_stream_reset(struct session_stream *st, uint32_t error);
 
 uint32_t session_stream_id(const struct session_stream *st);
 struct session *session_stream_session(const struct session_stream *st);
+
+/* OPENs refused over max_streams, across the process. */
+uint64_t session_limit_hits(void);
+
+/* An opaque pointer the owner keeps with the session (the tunnel's relay
+ * pool); NULL until set. */
+void session_set_pool(struct session *s, struct relay_pool *pool);
+struct relay_pool *session_pool(const struct session *s);
 
 /* Bytes queued to send: the streams' source buffers plus control frames. */
 size_t session_queued(const struct session *s);

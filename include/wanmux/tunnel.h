@@ -65,9 +65,10 @@ struct tunnel_config {
 	struct session_params params; /* what this side announces */
 	enum compress_mode compress;
 	struct netaddr_tuning tuning;
-	uint32_t handshake_timeout_ms;		   /* default 10000 */
-	uint32_t ping_interval_ms;		   /* default 5000 */
-	uint32_t dead_after_ms;			   /* no frame for this long: dead; default 30000 */
+	size_t pool_limit;	       /* bytes its streams' relays may hold, 0 = no limit */
+	uint32_t handshake_timeout_ms; /* default 10000 */
+	uint32_t ping_interval_ms;     /* default 5000 */
+	uint32_t dead_after_ms;	       /* no frame for this long: dead; default 30000 */
 	uint8_t session_id[TUNNEL_SESSION_ID_LEN]; /* client */
 	uint8_t tunnel_no;			   /* client */
 };
@@ -119,6 +120,18 @@ struct tunnel_stats {
 };
 
 const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t);
+
+/* Why tunnels of this process were closed, for the shutdown summary. */
+struct tunnel_counters {
+	uint64_t bad_mac;	    /* first message fails its MAC (junk, wrong key/PSK) */
+	uint64_t bad_handshake;	    /* Noise failure, bad hello, oversized message */
+	uint64_t handshake_timeout; /* no handshake within the deadline */
+	uint64_t bad_record;	    /* record fails authentication or is too short */
+	uint64_t protocol_error;    /* malformed or forbidden frame */
+	uint64_t silent;	    /* nothing heard for dead_after_ms */
+};
+
+const struct tunnel_counters *tunnel_get_counters(void);
 
 /* The session's counters, still valid in on_down after the session ended. */
 const struct session_stats *tunnel_get_session_stats(const struct tunnel *t);

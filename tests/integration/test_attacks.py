@@ -554,11 +554,6 @@ def test_attacks_while_transferring(env):
     check(opens > 0, "summary counts no --open-rate refusals")
 
 
-@h.known_bug("--max-buffer is one process-wide budget (common/relay.c budget_used): a "
-             "single authorized peer that never reads fills it with its own streams' "
-             "relay buffers, and then every relay of every client stops reading its "
-             "target; and when that peer leaves, relay_close() lowers budget_used "
-             "without waking budget_paused_list, so the paused relays never resume")
 def test_never_reading_peer_cannot_starve_others(env):
     """A peer whose windows never open may cost the server at most its own
     share of --max-buffer: another client's download must keep moving."""
