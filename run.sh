@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(build-essential cmake pkg-config libsodium-dev libevent-dev liblz4-dev
-	zlib1g-dev libcmocka-dev python3 clang curl openssl nftables iproute2 procps)
+	zlib1g-dev libcmocka-dev python3 clang curl openssl nftables iproute2 procps valgrind)
 
 install_packages() {
 	local missing=() p
