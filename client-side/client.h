@@ -124,6 +124,15 @@ void client_open(struct client *cl, struct relay *r, const struct frame_addr *ta
 int client_listen_start(struct client *cl, char *err, size_t errlen);
 void client_listen_stop(struct client *cl);
 void client_socks_accept(struct listener *l, int fd, const char *peer);
+
+/*
+ * Starts a proxy front end on an accepted socket: a relay routed through fe,
+ * counted against the listener, closed if the request does not arrive
+ * within CLIENT_REQUEST_DEADLINE_MS. fe->arg (heap) is freed with the relay.
+ * Returns the relay, or NULL (fe->arg freed, fd closed).
+ */
+struct relay *client_frontend_start(struct listener *l, int fd, const char *peer,
+				    const struct relay_frontend *fe);
 void client_http_accept(struct listener *l, int fd, const char *peer);
 
 /* "host:port" of a frame address for logs. */

@@ -84,6 +84,27 @@ static void start_relayed(struct listener *l, int fd, const char *peer,
 	client_open(l->cl, r, target);
 }
 
+static void free_frontend_state(void *arg)
+{
+	free(arg);
+}
+
+struct relay *client_frontend_start(struct listener *l, int fd, const char *peer,
+				    const struct relay_frontend *fe)
+{
+	struct relay *r = relay_new(l->cl->base, fd, peer);
+	if (r == NULL) {
+		free(fe->arg);
+		return NULL;
+	}
+	relay_set_frontend(r, fe);
+	relay_set_counter(r, &l->active);
+	relay_set_close_hook(r, free_frontend_state, fe->arg);
+	relay_set_deadline(r, CLIENT_REQUEST_DEADLINE_MS);
+	relay_start(r);
+	return r;
+}
+
 /*
  * Where a connection redirected by nftables/iptables REDIRECT was going.
  * Returns false (and logs) when it was not redirected: a connection made

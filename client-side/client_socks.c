@@ -200,11 +200,6 @@ static void on_deadline(struct relay *r, void *arg)
 	relay_close(r, false);
 }
 
-static void on_close(void *arg)
-{
-	free(arg);
-}
-
 void client_socks_accept(struct listener *l, int fd, const char *peer)
 {
 	struct socks_conn *c = calloc(1, sizeof(*c));
@@ -214,11 +209,6 @@ void client_socks_accept(struct listener *l, int fd, const char *peer)
 	}
 	c->l = l;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	c->r = relay_new(l->cl->base, fd, peer);
-	if (c->r == NULL) {
-		free(c);
-		return;
-	}
 	struct relay_frontend fe = {
 	    .on_read = on_read,
 	    .on_open_result = on_open_result,
@@ -226,9 +216,8 @@ void client_socks_accept(struct listener *l, int fd, const char *peer)
 	    .on_deadline = on_deadline,
 	    .arg = c,
 	};
-	relay_set_frontend(c->r, &fe);
-	relay_set_counter(c->r, &l->active);
-	relay_set_close_hook(c->r, on_close, c);
-	relay_set_deadline(c->r, CLIENT_REQUEST_DEADLINE_MS);
-	relay_start(c->r);
+	/* c is freed with the relay (or at once, when there is none). */
+	struct relay *r = client_frontend_start(l, fd, peer, &fe);
+	if (r != NULL)
+		c->r = r;
 }
