@@ -27,7 +27,7 @@ struct relay_pool {
 	size_t limit;
 };
 
-#define RELAY_DEFAULT_POOL_LIMIT ((size_t)32 << 20)
+#define RELAY_DEFAULT_POOL_LIMIT ((size_t)64 << 20)
 
 #define RELAY_READ_HIGH (256u << 10)
 #define RELAY_CONNECT_TIMEOUT_MS 10000

@@ -45,8 +45,8 @@ struct session_params {
 	uint32_t max_streams;	 /* concurrent streams this side accepts */
 };
 
-#define SESSION_DEFAULT_STREAM_WINDOW (4u << 20)
-#define SESSION_DEFAULT_SESSION_WINDOW (16u << 20)
+#define SESSION_DEFAULT_STREAM_WINDOW (16u << 20)
+#define SESSION_DEFAULT_SESSION_WINDOW (64u << 20)
 #define SESSION_DEFAULT_MAX_STREAMS 1024u
 #define SESSION_MIN_WINDOW (64u << 10)
 #define SESSION_QUANTUM 16384u
