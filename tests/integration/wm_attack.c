@@ -372,8 +372,8 @@ static int read_records(struct conn *c, double deadline, struct counts *k,
 		k = &dummy;
 	}
 	for (;;) {
-		unsigned long opens = k->open_ok + k->open_limit + k->open_not_allowed +
-				      k->open_other;
+		unsigned long opens =
+		    k->open_ok + k->open_limit + k->open_not_allowed + k->open_other;
 		if (stop_when_opens > 0 && opens >= stop_when_opens)
 			return -1;
 		int rc = fill(c, 2, deadline);
@@ -659,8 +659,8 @@ static int cmd_noread(const struct opts *o)
 		pings++;
 		usleep(500000);
 	}
-	printf("result: noread streams=%lu held_s=%.1f pings=%lu closed=%d\n", sent,
-	       now_s() - t0, pings, closed);
+	printf("result: noread streams=%lu held_s=%.1f pings=%lu closed=%d\n", sent, now_s() - t0,
+	       pings, closed);
 	conn_close(&c);
 	return 0;
 }
