@@ -19,6 +19,7 @@
 
 #include "client.h"
 #include "wanmux/acl.h"
+#include "wanmux/cli.h"
 #include "wanmux/config.h"
 #include "wanmux/dns.h"
 #include "wanmux/err.h"
@@ -245,28 +246,18 @@ static struct acl *source_acl(const struct config *cfg, int id, const char *opt)
 	return acl;
 }
 
-static uint32_t size_option(const struct config *cfg, int id, uint32_t def, const char *name)
-{
-	const char *v = config_get(cfg, id);
-	uint64_t n;
-	if (v == NULL)
-		return def;
-	if (config_parse_uint(v, SESSION_MIN_WINDOW, 1u << 30, &n) != WM_OK)
-		usage_error("bad --%s: expected a size from 64K to 1G", name);
-	return (uint32_t)n;
-}
-
 static void configure(struct client *cl, const struct config *cfg)
 {
 	char err[512];
 	const char *v;
 
-	if ((v = config_get(cfg, OPT_LOG_LEVEL)) != NULL) {
-		enum log_level lvl;
-		if (log_level_parse(v, &lvl) != WM_OK)
-			usage_error("bad --log-level '%s': use error, warn, info or debug", v);
-		log_init(PROG, lvl);
-	}
+	static const struct cli_tunnel_ids shared = {
+	    OPT_LOG_LEVEL,	OPT_COMPRESS,	OPT_STREAM_WINDOW,
+	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER,
+	};
+	tunnel_config_defaults(&cl->tcfg);
+	if (cli_tunnel_options(cfg, &shared, PROG, &cl->tcfg, err, sizeof(err)) != WM_OK)
+		usage_error("%s", err);
 	if (config_positional_count(cfg) > 0)
 		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
 	if (config_get(cfg, OPT_SERVER) == NULL)
@@ -278,7 +269,6 @@ static void configure(struct client *cl, const struct config *cfg)
 	if (netaddr_parse_hostport(config_get(cfg, OPT_SERVER), &cl->server, err, sizeof(err)) != 0)
 		usage_error("--server: %s", err);
 
-	tunnel_config_defaults(&cl->tcfg);
 	cl->nslots = 4;
 	if ((v = config_get(cfg, OPT_TUNNELS)) != NULL) {
 		uint64_t n;
@@ -286,13 +276,6 @@ static void configure(struct client *cl, const struct config *cfg)
 			usage_error("bad --tunnels '%s': expected 1 to 64", v);
 		cl->nslots = (unsigned)n;
 	}
-	if ((v = config_get(cfg, OPT_COMPRESS)) != NULL &&
-	    compress_mode_parse(v, &cl->tcfg.compress) != WM_OK)
-		usage_error("bad --compress '%s': use auto, lz4, zlib or none", v);
-	cl->tcfg.params.stream_window =
-	    size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
-	cl->tcfg.params.session_window =
-	    size_option(cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
 
 	size_t nforward = config_count(cfg, OPT_FORWARD);
 	size_t nmax = nforward + 3;
@@ -349,18 +332,6 @@ static void configure(struct client *cl, const struct config *cfg)
 		cl->max_connections = (size_t)n;
 	}
 	cl->connections_limit.name = "connections per listener (--max-connections)";
-	if ((v = config_get(cfg, OPT_MAX_BUFFER)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
-			usage_error("bad --max-buffer '%s': expected a size from 1M", v);
-		relay_set_budget((size_t)n);
-	}
-	if ((v = config_get(cfg, OPT_MAX_SESSION_BUFFER)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
-			usage_error("bad --max-session-buffer '%s': expected a size from 1M", v);
-		cl->tcfg.pool_limit = (size_t)n;
-	}
 	cl->source_allow = source_acl(cfg, OPT_SOURCE_ALLOW, "source-allow");
 	cl->source_deny = source_acl(cfg, OPT_SOURCE_DENY, "source-deny");
 	if ((v = config_get(cfg, OPT_SOCKS_AUTH)) != NULL) {

@@ -22,6 +22,7 @@
 
 #include "server.h"
 #include "wanmux/acl.h"
+#include "wanmux/cli.h"
 #include "wanmux/config.h"
 #include "wanmux/connect.h"
 #include "wanmux/dns.h"
@@ -383,28 +384,18 @@ static uint64_t count_option(const struct config *cfg, int id, uint64_t def, uin
 	return n;
 }
 
-static uint32_t size_option(const struct config *cfg, int id, uint32_t def, const char *name)
-{
-	const char *v = config_get(cfg, id);
-	uint64_t n;
-	if (v == NULL)
-		return def;
-	if (config_parse_uint(v, SESSION_MIN_WINDOW, 1u << 30, &n) != WM_OK)
-		usage_error("bad --%s: expected a size from 64K to 1G", name);
-	return (uint32_t)n;
-}
-
 static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen)
 {
 	char err[512];
 	const char *v;
 
-	if ((v = config_get(cfg, OPT_LOG_LEVEL)) != NULL) {
-		enum log_level lvl;
-		if (log_level_parse(v, &lvl) != WM_OK)
-			usage_error("bad --log-level '%s': use error, warn, info or debug", v);
-		log_init(PROG, lvl);
-	}
+	static const struct cli_tunnel_ids shared = {
+	    OPT_LOG_LEVEL,	OPT_COMPRESS,	OPT_STREAM_WINDOW,
+	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER,
+	};
+	tunnel_config_defaults(&srv->tcfg);
+	if (cli_tunnel_options(cfg, &shared, PROG, &srv->tcfg, err, sizeof(err)) != WM_OK)
+		usage_error("%s", err);
 	if (config_positional_count(cfg) > 0)
 		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
 	if (config_get(cfg, OPT_LISTEN) == NULL)
@@ -416,10 +407,6 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	if (netaddr_parse_hostport(config_get(cfg, OPT_LISTEN), listen, err, sizeof(err)) != 0)
 		usage_error("--listen: %s", err);
 
-	tunnel_config_defaults(&srv->tcfg);
-	if ((v = config_get(cfg, OPT_COMPRESS)) != NULL &&
-	    compress_mode_parse(v, &srv->tcfg.compress) != WM_OK)
-		usage_error("bad --compress '%s': use auto, lz4, zlib or none", v);
 	if ((v = config_get(cfg, OPT_MAX_STREAMS)) != NULL) {
 		uint64_t n;
 		if (config_parse_uint(v, 1, 1u << 20, &n) != WM_OK)
@@ -438,22 +425,6 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 			usage_error("bad --handshake-timeout '%s': expected 100ms to 10m", v);
 		srv->tcfg.handshake_timeout_ms = (uint32_t)ms;
 	}
-	if ((v = config_get(cfg, OPT_MAX_BUFFER)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
-			usage_error("bad --max-buffer '%s': expected a size from 1M", v);
-		relay_set_budget((size_t)n);
-	}
-	if ((v = config_get(cfg, OPT_MAX_SESSION_BUFFER)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1u << 20, (uint64_t)1 << 40, &n) != WM_OK)
-			usage_error("bad --max-session-buffer '%s': expected a size from 1M", v);
-		srv->tcfg.pool_limit = (size_t)n;
-	}
-	srv->tcfg.params.stream_window =
-	    size_option(cfg, OPT_STREAM_WINDOW, SESSION_DEFAULT_STREAM_WINDOW, "stream-window");
-	srv->tcfg.params.session_window =
-	    size_option(cfg, OPT_SESSION_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, "session-window");
 
 	srv->acl = acl_new();
 	if (srv->acl == NULL)

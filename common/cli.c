@@ -1,0 +1,70 @@
+/* Options shared by wanmux-client and wanmux-server. */
+#include <stdio.h>
+
+#include "wanmux/cli.h"
+#include "wanmux/err.h"
+#include "wanmux/log.h"
+#include "wanmux/relay.h"
+
+/* A size option in [min, max]; untouched *out when the option is absent. */
+static int size_value(const struct config *cfg, int id, const char *name, uint64_t min,
+		      uint64_t max, const char *range, uint64_t *out, char *err, size_t errlen)
+{
+	const char *v = id >= 0 ? config_get(cfg, id) : NULL;
+	if (v == NULL)
+		return WM_OK;
+	if (config_parse_uint(v, min, max, out) != WM_OK) {
+		snprintf(err, errlen, "bad --%s '%s': expected a size %s", name, v, range);
+		return WM_ERR_PARSE;
+	}
+	return WM_OK;
+}
+
+int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
+		       struct tunnel_config *tc, char *err, size_t errlen)
+{
+	const char *v;
+	uint64_t n;
+	int rc;
+
+	if (ids->log_level >= 0 && (v = config_get(cfg, ids->log_level)) != NULL) {
+		enum log_level lvl;
+		if (log_level_parse(v, &lvl) != WM_OK) {
+			snprintf(err, errlen,
+				 "bad --log-level '%s': use error, warn, info or debug", v);
+			return WM_ERR_PARSE;
+		}
+		log_init(prog, lvl);
+	}
+	if (ids->compress >= 0 && (v = config_get(cfg, ids->compress)) != NULL &&
+	    compress_mode_parse(v, &tc->compress) != WM_OK) {
+		snprintf(err, errlen, "bad --compress '%s': use auto, lz4, zlib or none", v);
+		return WM_ERR_PARSE;
+	}
+	n = tc->params.stream_window;
+	rc = size_value(cfg, ids->stream_window, "stream-window", SESSION_MIN_WINDOW, 1u << 30,
+			"from 64K to 1G", &n, err, errlen);
+	if (rc != WM_OK)
+		return rc;
+	tc->params.stream_window = (uint32_t)n;
+	n = tc->params.session_window;
+	rc = size_value(cfg, ids->session_window, "session-window", SESSION_MIN_WINDOW, 1u << 30,
+			"from 64K to 1G", &n, err, errlen);
+	if (rc != WM_OK)
+		return rc;
+	tc->params.session_window = (uint32_t)n;
+	n = tc->pool_limit;
+	rc = size_value(cfg, ids->max_session_buffer, "max-session-buffer", 1u << 20,
+			(uint64_t)1 << 40, "from 1M", &n, err, errlen);
+	if (rc != WM_OK)
+		return rc;
+	tc->pool_limit = (size_t)n;
+	n = 0;
+	rc = size_value(cfg, ids->max_buffer, "max-buffer", 1u << 20, (uint64_t)1 << 40, "from 1M",
+			&n, err, errlen);
+	if (rc != WM_OK)
+		return rc;
+	if (n != 0)
+		relay_set_budget((size_t)n);
+	return WM_OK;
+}

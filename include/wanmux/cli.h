@@ -1,0 +1,33 @@
+/*
+ * Command-line options both daemons share: log level, compression, windows
+ * and buffer budgets, parsed from a config (config.h) into a tunnel_config.
+ * Reports the first bad value as one line in err; exiting is main's job.
+ */
+#ifndef WANMUX_CLI_H
+#define WANMUX_CLI_H
+
+#include <stddef.h>
+
+#include "wanmux/config.h"
+#include "wanmux/tunnel.h"
+
+/* The caller's option ids for the shared options (-1: not offered). */
+struct cli_tunnel_ids {
+	int log_level;
+	int compress;
+	int stream_window;
+	int session_window;
+	int max_buffer;
+	int max_session_buffer;
+};
+
+/*
+ * Applies the shared options in cfg: log level (log_init with prog), then
+ * tc's codec, windows and pool limit, and the process buffer budget
+ * (relay_set_budget). tc must hold defaults (tunnel_config_defaults).
+ * Returns 0, or WM_ERR_PARSE with "bad --NAME 'VALUE': ..." in err.
+ */
+int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
+		       struct tunnel_config *tc, char *err, size_t errlen);
+
+#endif
