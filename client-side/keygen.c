@@ -4,11 +4,8 @@
  * Never overwrites an existing file.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
@@ -29,49 +26,12 @@ static void usage(FILE *out)
 
 static int write_psk(const char *path)
 {
-	uint8_t psk[32];
-	char line[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL) + 1];
-	size_t len, done = 0;
-	int fd, rc = 1;
-
-	randombytes_buf(psk, sizeof psk);
-	sodium_bin2base64(line, sizeof line - 1, psk, sizeof psk, sodium_base64_VARIANT_ORIGINAL);
-	len = strlen(line);
-	line[len++] = '\n';
-
-	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd < 0) {
-		fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
-		goto out;
+	char err[512];
+	if (keys_psk_write(path, err, sizeof err) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
 	}
-	if (fchmod(fd, 0600) != 0)
-		goto fail;
-	while (done < len) {
-		ssize_t n = write(fd, line + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		done += (size_t)n;
-	}
-	if (fsync(fd) != 0)
-		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	rc = 0;
-	goto out;
-fail:
-	fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	unlink(path);
-out:
-	sodium_memzero(psk, sizeof psk);
-	sodium_memzero(line, sizeof line);
-	return rc;
+	return 0;
 }
 
 static int write_pair(const char *path)

@@ -328,6 +328,26 @@ int keys_load_public(const char *arg, uint8_t pub[KEYS_LEN], char *err, size_t e
 	return 0;
 }
 
+int keys_psk_write(const char *path, char *err, size_t errlen)
+{
+	uint8_t psk[KEYS_LEN];
+	char line[KEYS_B64_LEN + 1];
+	int rc;
+
+	if (sodium_init() < 0) {
+		set_err(err, errlen, "libsodium failed to initialize");
+		return WM_ERR_CRYPTO;
+	}
+	randombytes_buf(psk, sizeof psk);
+	keys_encode_public(psk, line); /* same base64 form as a key */
+	size_t len = strlen(line);
+	line[len++] = '\n';
+	rc = write_new_file(path, 0600, line, len, err, errlen);
+	sodium_memzero(psk, sizeof psk);
+	sodium_memzero(line, sizeof line);
+	return rc;
+}
+
 int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t errlen)
 {
 	char buf[KEYS_FILE_MAX];

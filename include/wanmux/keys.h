@@ -58,6 +58,12 @@ int keys_decode_public(const char *text, uint8_t pub[KEYS_LEN]);
  */
 int keys_load_public(const char *arg, uint8_t pub[KEYS_LEN], char *err, size_t errlen);
 
+/*
+ * Writes a fresh random PSK file at path (32 random bytes in base64, mode
+ * 0600, created exclusively). 0 or WM_ERR_IO with a reason in err.
+ */
+int keys_psk_write(const char *path, char *err, size_t errlen);
+
 /* Loads a PSK file (see above) into psk. 0 or an error with a reason in err. */
 int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t errlen);
 

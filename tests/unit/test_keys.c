@@ -456,6 +456,28 @@ static void test_keys_authorized_empty_and_missing(void **state)
 	assert_non_null(strstr(err, "auth_missing"));
 }
 
+/* keys_psk_write: a fresh 0600 file that loads, differs each time, never overwritten. */
+static void test_keys_psk_write(void **state)
+{
+	uint8_t a[KEYS_LEN], b[KEYS_LEN];
+	char err[256];
+	struct stat st;
+
+	unlink(tpath("psk_w1"));
+	unlink(tpath("psk_w2"));
+	assert_int_equal(keys_psk_write(tpath("psk_w1"), err, sizeof err), 0);
+	assert_int_equal(stat(tpath("psk_w1"), &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(keys_load_psk(tpath("psk_w1"), a, err, sizeof err), 0);
+	assert_int_equal(keys_psk_write(tpath("psk_w2"), err, sizeof err), 0);
+	assert_int_equal(keys_load_psk(tpath("psk_w2"), b, err, sizeof err), 0);
+	assert_memory_not_equal(a, b, KEYS_LEN);
+	assert_int_equal(keys_psk_write(tpath("psk_w1"), err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, "psk_w1"));
+	assert_int_equal(keys_load_psk(tpath("psk_w1"), b, err, sizeof err), 0);
+	assert_memory_equal(a, b, KEYS_LEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -468,6 +490,7 @@ int main(void)
 	    cmocka_unit_test(test_keys_public_encode_decode),
 	    cmocka_unit_test(test_keys_load_public_text_and_path),
 	    cmocka_unit_test(test_keys_psk),
+	    cmocka_unit_test(test_keys_psk_write),
 	    cmocka_unit_test(test_keys_authorized_list),
 	    cmocka_unit_test(test_keys_authorized_bad_line_number),
 	    cmocka_unit_test(test_keys_authorized_empty_and_missing),
