@@ -78,12 +78,10 @@ static int decode_key(const char *text, size_t len, uint8_t out[KEYS_LEN])
  * With secret set, refuses files that group or others may access, checked
  * on the opened descriptor so the answer is about the file actually read.
  */
-static int read_small_file(const char *path, int secret, char *buf, size_t cap, size_t *len,
-			   int *open_errno, char *err, size_t errlen)
+int keys_open_file(const char *path, bool secret, int *open_errno, char *err, size_t errlen)
 {
 	struct stat st;
-	size_t got = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
@@ -92,23 +90,34 @@ static int read_small_file(const char *path, int secret, char *buf, size_t cap, 
 		set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return WM_ERR_IO;
 	}
+	/* Checked on the open descriptor: the answer is about the file actually read. */
 	if (fstat(fd, &st) != 0) {
 		set_err(err, errlen, "%s: %s", path, strerror(errno));
 		rc = WM_ERR_IO;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
+	} else if (!S_ISREG(st.st_mode)) {
 		set_err(err, errlen, "%s: not a regular file", path);
 		rc = WM_ERR_IO;
-		goto out;
-	}
-	if (secret && (st.st_mode & 077) != 0) {
+	} else if (secret && (st.st_mode & 077) != 0) {
 		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod 600 %s",
 			path, (st.st_mode & 044) != 0 ? "readable" : "writable",
 			(unsigned)(st.st_mode & 07777), path);
 		rc = WM_ERR_PERM;
-		goto out;
+	} else {
+		return fd;
 	}
+	close(fd);
+	return rc;
+}
+
+static int read_small_file(const char *path, int secret, char *buf, size_t cap, size_t *len,
+			   int *open_errno, char *err, size_t errlen)
+{
+	size_t got = 0;
+	int fd, rc = 0;
+
+	fd = keys_open_file(path, secret != 0, open_errno, err, errlen);
+	if (fd < 0)
+		return fd;
 	for (;;) {
 		ssize_t n = read(fd, buf + got, cap - 1 - got);
 
@@ -404,7 +413,6 @@ static int authorized_add(struct keys_authorized *ak, const uint8_t pub[KEYS_LEN
 int keys_authorized_load(const char *path, struct keys_authorized **out, char *err, size_t errlen)
 {
 	struct keys_authorized *ak;
-	struct stat st;
 	char *line = NULL;
 	size_t line_cap = 0, lineno = 0;
 	ssize_t n;
@@ -412,14 +420,13 @@ int keys_authorized_load(const char *path, struct keys_authorized **out, char *e
 	int rc = 0;
 
 	*out = NULL;
-	f = fopen(path, "re");
+	int fd = keys_open_file(path, false, NULL, err, errlen);
+	if (fd < 0)
+		return fd;
+	f = fdopen(fd, "r");
 	if (f == NULL) {
 		set_err(err, errlen, "%s: %s", path, strerror(errno));
-		return WM_ERR_IO;
-	}
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s: not a regular file", path);
-		fclose(f);
+		close(fd);
 		return WM_ERR_IO;
 	}
 	ak = calloc(1, sizeof *ak);

@@ -3,6 +3,7 @@
  * and constant-time lookups. The file's text is wiped as soon as each line is
  * hashed; only keyed hashes of users and passwords stay in memory.
  */
+#include "wanmux/keys.h"
 #include "wanmux/userpass.h"
 
 #include <errno.h>
@@ -11,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -140,7 +141,6 @@ static int parse_line(struct userpass *db, char *line, size_t len, const char *p
 int userpass_load(const char *path, struct userpass **out, char *err, size_t errlen)
 {
 	struct userpass *db;
-	struct stat st;
 	char *line = NULL;
 	size_t line_cap = 0, lineno = 0;
 	ssize_t n;
@@ -148,28 +148,14 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
 	int rc = 0;
 
 	*out = NULL;
-	f = fopen(path, "re");
+	int fd = keys_open_file(path, true, NULL, err, errlen);
+	if (fd < 0)
+		return fd;
+	f = fdopen(fd, "r");
 	if (f == NULL) {
 		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		close(fd);
 		return WM_ERR_IO;
-	}
-	if (fstat(fileno(f), &st) != 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
-		fclose(f);
-		return WM_ERR_IO;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s: not a regular file", path);
-		fclose(f);
-		return WM_ERR_IO;
-	}
-	/* Checked on the open descriptor: the answer is about the file actually read. */
-	if ((st.st_mode & 077) != 0) {
-		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod 600 %s",
-			path, (st.st_mode & 044) != 0 ? "readable" : "writable",
-			(unsigned)(st.st_mode & 07777), path);
-		fclose(f);
-		return WM_ERR_PERM;
 	}
 	db = calloc(1, sizeof *db);
 	if (db == NULL) {

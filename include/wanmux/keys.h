@@ -26,6 +26,14 @@ struct keypair {
 	uint8_t pub[KEYS_LEN];
 };
 
+/*
+ * Opens path for reading: a regular file and, when secret, not readable or
+ * writable by group or others (checked on the open descriptor). Returns the
+ * fd, or WM_ERR_IO / WM_ERR_PERM with a one-line reason naming the file in
+ * err (*open_errno, if not NULL, gets errno when open itself failed).
+ */
+int keys_open_file(const char *path, bool secret, int *open_errno, char *err, size_t errlen);
+
 /* A fresh random key pair, or NULL. Free with keys_pair_free. */
 struct keypair *keys_pair_generate(void);
 
