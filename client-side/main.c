@@ -24,6 +24,7 @@
 #include "wanmux/dns.h"
 #include "wanmux/err.h"
 #include "wanmux/log.h"
+#include "wanmux/notify.h"
 #include "wanmux/userpass.h"
 
 #define PROG "wanmux-client"
@@ -195,6 +196,7 @@ static struct event *sigint_ev, *sigterm_ev;
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct client *cl = arg;
+	notify_stopping();
 	log_info("signal %d: stopping", (int)sig);
 	client_listen_stop(cl);
 	client_pool_stop(cl);
@@ -418,6 +420,7 @@ int main(int argc, char **argv)
 		fatal("out of memory");
 	event_add(sigint_ev, NULL);
 	event_add(sigterm_ev, NULL);
+	notify_ready();
 
 	event_base_dispatch(cl.base);
 

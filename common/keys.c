@@ -252,6 +252,13 @@ out:
 	return rc;
 }
 
+bool keys_is_public_file_name(const char *path)
+{
+	size_t n = strlen(path);
+
+	return n > 4 && strcmp(path + n - 4, ".pub") == 0 && path[n - 5] != '/';
+}
+
 int keys_pair_load(const char *path, struct keypair **out, char *err, size_t errlen)
 {
 	char buf[KEYS_FILE_MAX];
@@ -264,6 +271,13 @@ int keys_pair_load(const char *path, struct keypair **out, char *err, size_t err
 	if (sodium_init() < 0) {
 		set_err(err, errlen, "%s: libsodium failed to initialize", path);
 		return WM_ERR_CRYPTO;
+	}
+	/* A .pub file has the private key's format: loaded as one, its bytes would
+	 * become another identity, so refuse it by name before the mode check
+	 * (whose advice, chmod 600, would lead exactly there). */
+	if (keys_is_public_file_name(path)) {
+		set_err(err, errlen, "%s is a public key file; --key needs the private key", path);
+		return WM_ERR_PARSE;
 	}
 	rc = read_small_file(path, 1, buf, sizeof buf, &len, NULL, err, errlen);
 	if (rc != 0)

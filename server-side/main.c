@@ -31,6 +31,7 @@
 #include "wanmux/keys.h"
 #include "wanmux/log.h"
 #include "wanmux/netaddr.h"
+#include "wanmux/notify.h"
 #include "wanmux/relay.h"
 #include "wanmux/tunnel.h"
 
@@ -341,6 +342,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
+	notify_stopping();
 	log_info("signal %d: stopping; refused so far: %llu targets, %llu tunnels, %llu "
 		 "listens, %llu over --max-unauth, %llu over --handshake-rate, %llu over "
 		 "--open-rate",
@@ -520,6 +522,7 @@ int main(int argc, char **argv)
 	log_info("listening on %s:%u, server key %s, %zu authorized client keys, %zu allow rules",
 		 listen_at.host, listen_at.port, b64, keys_authorized_count(srv.authorized),
 		 acl_count(srv.acl));
+	notify_ready();
 
 	event_base_dispatch(srv.base);
 

@@ -48,9 +48,16 @@ void keys_pair_free(struct keypair *kp);
 int keys_pair_write(const struct keypair *kp, const char *path, char *err, size_t errlen);
 
 /*
+ * Whether path names a public key file (ends in ".pub", as FILE.pub that
+ * keys_pair_write makes); such a file holds no private key.
+ */
+bool keys_is_public_file_name(const char *path);
+
+/*
  * Loads a private key file. Returns 0 and a new key pair, or an error with a
  * one-line reason in err: unreadable (WM_ERR_IO), readable by group or others
- * (WM_ERR_PERM), not a key (WM_ERR_PARSE).
+ * (WM_ERR_PERM), not a key or a public key file by its name (WM_ERR_PARSE,
+ * "FILE is a public key file; --key needs the private key").
  */
 int keys_pair_load(const char *path, struct keypair **out, char *err, size_t errlen);
 
