@@ -5,11 +5,13 @@
 #   ./run.sh test    install, build (normal, ASan+UBSan, libFuzzer), run the whole suite
 #   ./run.sh build   install and build only
 #   ./run.sh bench   loopback throughput and CPU cost of the pair
+#   ./run.sh package build the Debian package (build-deb/*.deb) and run lintian
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(build-essential cmake pkg-config libsodium-dev libevent-dev liblz4-dev
-	zlib1g-dev libcmocka-dev python3 clang curl openssl nftables iproute2 procps valgrind)
+	zlib1g-dev libcmocka-dev python3 clang curl openssl nftables iproute2 procps valgrind
+	libsystemd-dev systemd debhelper dpkg-dev lintian)
 
 install_packages() {
 	local missing=() p
@@ -41,6 +43,31 @@ build() {
 	fi
 }
 
+# Builds the .deb from a copy of the tracked files (dpkg-buildpackage writes
+# to the parent directory), so the result is what a fresh clone gives.
+package() {
+	local work=build-deb version
+	version=$(dpkg-parsechangelog -S Version)
+	rm -rf "$work"
+	mkdir -p "$work/src/wanmux-$version"
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work/src/wanmux-$version"
+	else
+		tar --exclude='./build*' -cf - . | tar -xf - -C "$work/src/wanmux-$version"
+	fi
+	echo "run.sh: dpkg-buildpackage -us -uc -b in $work/src/wanmux-$version"
+	if ! (cd "$work/src/wanmux-$version" && dpkg-buildpackage -us -uc -b) >"$work.log" 2>&1; then
+		tail -n 60 "$work.log" >&2
+		echo "run.sh: package build failed (full log: $work.log)" >&2
+		exit 1
+	fi
+	mv "$work"/src/*.deb "$work"/src/*.changes "$work"/src/*.buildinfo "$work"/
+	rm -rf "$work/src"
+	echo "== lintian (errors fail the build; warnings and notes are listed)"
+	lintian --fail-on error --pedantic "$work"/*.changes
+	echo "run.sh: built $(ls "$work"/wanmux_*.deb); install with: apt install ./$(ls "$work"/wanmux_*.deb)"
+}
+
 cmd=${1:-help}
 case "$cmd" in
 build)
@@ -60,6 +87,12 @@ test)
 	build build-fuzz -DCMAKE_C_COMPILER=clang -DWM_FUZZ=ON -DWM_FUZZ_TIME="${WM_FUZZ_TIME:-20}" \
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo
 	ctest --test-dir build-fuzz --output-on-failure -j 2 -L fuzz
+	echo "== Debian package"
+	package
+	;;
+package)
+	install_packages
+	package
 	;;
 demo)
 	install_packages
@@ -72,7 +105,7 @@ bench)
 	python3 scripts/bench.py --bindir build "${@:2}"
 	;;
 *)
-	echo "usage: ./run.sh demo|test|build|bench" >&2
+	echo "usage: ./run.sh demo|test|build|bench|package" >&2
 	exit 2
 	;;
 esac
