@@ -160,7 +160,7 @@ def test_installed_examples_run(env):
 def built_with_systemd(bindir):
     try:
         with open(os.path.join(bindir, "CMakeCache.txt")) as f:
-            return re.search(r"^SYSTEMD_FOUND:INTERNAL=1$", f.read(), re.M) is not None
+            return re.search(r"^WM_HAVE_SYSTEMD:INTERNAL=ON$", f.read(), re.M) is not None
     except OSError:
         return False
 
