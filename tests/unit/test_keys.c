@@ -478,12 +478,45 @@ static void test_keys_psk_write(void **state)
 	assert_memory_equal(a, b, KEYS_LEN);
 }
 
+/* A FILE.pub as --key would run the daemon as another identity: refused by
+ * name, whatever its mode, before its content is read. */
+static void test_keys_load_refuses_pub_file(void **state)
+{
+	struct keypair *kp, *loaded = NULL;
+	char err[256], want[300];
+
+	(void)state;
+	kp = keys_pair_generate();
+	assert_non_null(kp);
+	assert_int_equal(keys_pair_write(kp, tpath("id"), err, sizeof err), 0);
+	keys_pair_free(kp);
+	assert_int_equal(keys_pair_load(tpath("id.pub"), &loaded, err, sizeof err), WM_ERR_PARSE);
+	assert_null(loaded);
+	snprintf(want, sizeof want, "%s is a public key file; --key needs the private key",
+		 tpath("id.pub"));
+	assert_string_equal(err, want);
+	/* Even after the "chmod 600" the mode check used to advise. */
+	assert_int_equal(chmod(tpath("id.pub"), 0600), 0);
+	assert_int_equal(keys_pair_load(tpath("id.pub"), &loaded, err, sizeof err), WM_ERR_PARSE);
+	assert_null(loaded);
+	assert_string_equal(err, want);
+
+	assert_true(keys_is_public_file_name("server.key.pub"));
+	assert_true(keys_is_public_file_name("/etc/wanmux/k.pub"));
+	assert_false(keys_is_public_file_name("server.key"));
+	assert_false(keys_is_public_file_name("/etc/wanmux/.pub"));
+	assert_false(keys_is_public_file_name(".pub"));
+	assert_false(keys_is_public_file_name("pub"));
+	assert_false(keys_is_public_file_name("key.pubx"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_keys_generate_write_load_round_trip),
 	    cmocka_unit_test(test_keys_write_refuses_existing),
 	    cmocka_unit_test(test_keys_load_refuses_open_modes),
+	    cmocka_unit_test(test_keys_load_refuses_pub_file),
 	    cmocka_unit_test(test_keys_load_missing_and_not_regular),
 	    cmocka_unit_test(test_keys_load_bad_content),
 	    cmocka_unit_test(test_keys_load_too_large),
