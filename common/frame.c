@@ -54,6 +54,20 @@ static void put_header(uint8_t *p, uint8_t type, uint8_t flags, uint16_t len, ui
 	put32(p + 4, stream_id);
 }
 
+/* Body length of each REKEY step; -1 for a step that does not exist. */
+static int rekey_body_len(uint8_t step)
+{
+	switch (step) {
+	case FRAME_REKEY_REQUEST:
+	case FRAME_REKEY_DONE:
+		return 0;
+	case FRAME_REKEY_OFFER:
+	case FRAME_REKEY_ANSWER:
+		return FRAME_REKEY_KEY_LEN;
+	}
+	return -1;
+}
+
 /*
  * The rules that need only the header. Checked as soon as 8 bytes are in, so a
  * hostile peer cannot make us wait for up to 64 KiB of a frame we will refuse.
@@ -92,6 +106,8 @@ static int check_header(uint8_t type, uint8_t flags, uint16_t len, uint32_t stre
 		return flags == 0 && len == 4 ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_RESUME:
 		return flags == 0 && stream_id != 0 && len == 8 ? WM_OK : WM_ERR_MALFORMED;
+	case FRAME_REKEY:
+		return stream_id == 0 && len == rekey_body_len(flags) ? WM_OK : WM_ERR_MALFORMED;
 	}
 	return WM_ERR_MALFORMED;
 }
@@ -190,6 +206,9 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 	case FRAME_RESUME:
 		out->u.recv_offset = get64(body);
 		break;
+	case FRAME_REKEY:
+		memcpy(out->u.rekey_key, body, body_len);
+		break;
 	}
 	*used = FRAME_HEADER_LEN + (size_t)body_len;
 	return WM_OK;
@@ -225,6 +244,8 @@ static int encoded_body_len(const struct frame *f)
 		return 8;
 	case FRAME_RESET:
 		return 12;
+	case FRAME_REKEY:
+		return rekey_body_len(f->flags) < 0 ? WM_ERR_RANGE : rekey_body_len(f->flags);
 	}
 	/* DATA goes through frame_encode_data_header; anything else is unknown. */
 	return WM_ERR_RANGE;
@@ -244,7 +265,8 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 		return WM_ERR_RANGE;
 
 	body = buf + FRAME_HEADER_LEN;
-	put_header(buf, f->type, 0, (uint16_t)body_len, f->stream_id);
+	/* check_header allowed flags only where a type has them (REKEY's step). */
+	put_header(buf, f->type, f->flags, (uint16_t)body_len, f->stream_id);
 	switch (f->type) {
 	case FRAME_OPEN:
 	case FRAME_LISTEN:
@@ -277,6 +299,9 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 		break;
 	case FRAME_RESUME:
 		put64(body, f->u.recv_offset);
+		break;
+	case FRAME_REKEY:
+		memcpy(body, f->u.rekey_key, (size_t)body_len);
 		break;
 	}
 	return FRAME_HEADER_LEN + body_len;
@@ -337,6 +362,8 @@ const char *frame_type_name(uint8_t type)
 		return "LISTEN";
 	case FRAME_LISTEN_RESULT:
 		return "LISTEN_RESULT";
+	case FRAME_REKEY:
+		return "REKEY";
 	}
 	return "UNKNOWN";
 }

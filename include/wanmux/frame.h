@@ -23,6 +23,9 @@
  *   LISTEN       like OPEN: where the server should listen for a reverse
  *                forward (stream id = the client's request id, not a stream)
  *   LISTEN_RESULT error u32 (stream id = the request id)
+ *   REKEY        flags = step (FRAME_REKEY_*), stream 0:
+ *                REQUEST and DONE empty, OFFER and ANSWER an X25519 public
+ *                key (32 bytes); see rekey.h for the exchange
  */
 #ifndef WANMUX_FRAME_H
 #define WANMUX_FRAME_H
@@ -50,12 +53,25 @@ enum frame_type {
 	FRAME_RESUME = 9,
 	FRAME_LISTEN = 10,
 	FRAME_LISTEN_RESULT = 11,
+	FRAME_REKEY = 12,
 };
 
 /* DATA flags. LZ4 and ZLIB are exclusive; other bits must be zero. */
 #define FRAME_FLAG_FIN 0x01
 #define FRAME_FLAG_LZ4 0x02
 #define FRAME_FLAG_ZLIB 0x04
+
+/*
+ * REKEY steps, carried in the flags byte (a number, not bits). REQUEST: the
+ * server asks the client to rekey. OFFER: the client's fresh ephemeral key.
+ * ANSWER: the server's; it is the last frame the server seals with its old key.
+ * DONE: the last frame the client seals with its old key.
+ */
+#define FRAME_REKEY_REQUEST 1
+#define FRAME_REKEY_OFFER 2
+#define FRAME_REKEY_ANSWER 3
+#define FRAME_REKEY_DONE 4
+#define FRAME_REKEY_KEY_LEN 32
 
 /* Error codes carried in OPEN_RESULT, LISTEN_RESULT, RESET and GOAWAY. */
 enum frame_error {
@@ -109,8 +125,9 @@ struct frame {
 			uint32_t error;
 			uint64_t final_offset;
 		} reset;
-		uint64_t opaque;      /* PING, PONG */
-		uint64_t recv_offset; /* RESUME */
+		uint64_t opaque;			/* PING, PONG */
+		uint64_t recv_offset;			/* RESUME */
+		uint8_t rekey_key[FRAME_REKEY_KEY_LEN]; /* REKEY OFFER and ANSWER */
 	} u;
 };
 
@@ -118,7 +135,7 @@ struct frame {
  * Decodes one frame from buf[0..len). On success fills *out, sets *used to the
  * frame's total length and returns 0. Returns WM_ERR_AGAIN when buf holds only
  * part of a frame and WM_ERR_MALFORMED for an unknown type, a body length that
- * does not fit the type, stray flags, a stream id not allowed for the type, a
+ * does not fit the type (or REKEY step), stray flags, a stream id not allowed for the type, a
  * compressed raw_len of 0 or above FRAME_DATA_RAW_MAX, or a bad address.
  */
 int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used);

@@ -129,6 +129,24 @@ static const struct vector vectors[] = {
      B(9, 0, 0, 8, 0, 0, 0, 2, /* */ 0, 0, 0, 1, 0, 0, 0, 0),
      {.type = FRAME_RESUME, .stream_id = 2, .u.recv_offset = 1ULL << 32},
      NULL},
+    {"REKEY REQUEST", B(12, 1, 0, 0, 0, 0, 0, 0), {.type = FRAME_REKEY, .flags = 1}, NULL},
+    {"REKEY OFFER",
+     B(12, 2, 0, 32, 0, 0, 0, 0, /* */ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+       18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32),
+     {.type = FRAME_REKEY,
+      .flags = FRAME_REKEY_OFFER,
+      .u.rekey_key = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+		      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32}},
+     NULL},
+    {"REKEY ANSWER",
+     B(12, 3, 0, 32, 0, 0, 0, 0, /* */ 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f),
+     {.type = FRAME_REKEY, .flags = FRAME_REKEY_ANSWER, .u.rekey_key = {0xff, [31] = 0x7f}},
+     NULL},
+    {"REKEY DONE",
+     B(12, 4, 0, 0, 0, 0, 0, 0),
+     {.type = FRAME_REKEY, .flags = FRAME_REKEY_DONE},
+     NULL},
 };
 
 #define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
@@ -175,6 +193,9 @@ static void assert_frame_equal(const struct frame *want, const struct frame *got
 		break;
 	case FRAME_RESUME:
 		assert_true(want->u.recv_offset == got->u.recv_offset);
+		break;
+	case FRAME_REKEY:
+		assert_memory_equal(want->u.rekey_key, got->u.rekey_key, FRAME_REKEY_KEY_LEN);
 		break;
 	default:
 		fail_msg("unexpected type %d", want->type);
@@ -617,6 +638,42 @@ static void test_frame_malformed_stream_id(void **state)
 	assert_decodes(buf, n);
 }
 
+static void test_frame_malformed_rekey(void **state)
+{
+	uint8_t buf[64] = {0};
+	size_t n;
+
+	/* Each step with the other step's length, one byte off, or the maximum. */
+	for (uint8_t step = FRAME_REKEY_REQUEST; step <= FRAME_REKEY_DONE; step++) {
+		uint16_t len = step == FRAME_REKEY_OFFER || step == FRAME_REKEY_ANSWER ? 32 : 0;
+		assert_malformed_early(FRAME_REKEY, step, (uint16_t)(32 - len), 0);
+		assert_malformed_early(FRAME_REKEY, step, (uint16_t)(len + 1), 0);
+		if (len > 0)
+			assert_malformed_early(FRAME_REKEY, step, (uint16_t)(len - 1), 0);
+		assert_malformed_early(FRAME_REKEY, step, FRAME_BODY_MAX, 0);
+		/* Only stream 0. */
+		assert_malformed_early(FRAME_REKEY, step, len, 1);
+		assert_malformed_early(FRAME_REKEY, step, len, 0xffffffff);
+		n = mk(buf, FRAME_REKEY, step, len, 0, (const uint8_t[32]){0}, len);
+		assert_decodes(buf, n);
+	}
+	/* Steps that do not exist, with either length. */
+	static const uint8_t bad_steps[] = {0, 5, 6, 0x80, 0xff};
+	for (size_t i = 0; i < sizeof(bad_steps); i++) {
+		assert_malformed_early(FRAME_REKEY, bad_steps[i], 0, 0);
+		assert_malformed_early(FRAME_REKEY, bad_steps[i], 32, 0);
+	}
+	/* The encoder refuses what the decoder would. */
+	struct frame f = {.type = FRAME_REKEY, .flags = 7};
+	assert_int_equal(frame_encode(&f, buf, sizeof(buf)), WM_ERR_RANGE);
+	f.flags = FRAME_REKEY_OFFER;
+	f.stream_id = 3;
+	assert_int_equal(frame_encode(&f, buf, sizeof(buf)), WM_ERR_RANGE);
+	f.stream_id = 0;
+	assert_int_equal(frame_encode(&f, buf, 8 + 31), WM_ERR_RANGE);
+	assert_int_equal(frame_encode(&f, buf, 8 + 32), 8 + 32);
+}
+
 static void test_frame_malformed_address(void **state)
 {
 	uint8_t buf[FRAME_HEADER_LEN + 3 + 1 + FRAME_NAME_MAX];
@@ -803,6 +860,7 @@ static void test_frame_names(void **state)
 	assert_string_equal(frame_type_name(FRAME_OPEN_RESULT), "OPEN_RESULT");
 	assert_string_equal(frame_type_name(FRAME_DATA), "DATA");
 	assert_string_equal(frame_type_name(FRAME_RESUME), "RESUME");
+	assert_string_equal(frame_type_name(FRAME_REKEY), "REKEY");
 	assert_string_equal(frame_type_name(0), "UNKNOWN");
 	assert_string_equal(frame_type_name(200), "UNKNOWN");
 	for (uint32_t e = 0; e <= FRAME_ERR_TUNNEL_LOST; e++)
@@ -829,6 +887,7 @@ int main(void)
 	    cmocka_unit_test(test_frame_malformed_raw_len),
 	    cmocka_unit_test(test_frame_malformed_flags),
 	    cmocka_unit_test(test_frame_malformed_stream_id),
+	    cmocka_unit_test(test_frame_malformed_rekey),
 	    cmocka_unit_test(test_frame_malformed_address),
 	    cmocka_unit_test(test_frame_encode_refuses_invalid),
 	    cmocka_unit_test(test_frame_encode_data_header_rules),
