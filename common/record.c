@@ -16,6 +16,7 @@
 struct record_cipher {
 	uint8_t key[RECORD_KEY_LEN];
 	uint64_t counter;
+	uint64_t limit; /* records this key may seal or open */
 	/*
 	 * Set after a record failed to open. The stream position is lost then,
 	 * and refusing everything afterwards keeps a peer from probing.
@@ -34,7 +35,30 @@ struct record_cipher *record_cipher_new(const uint8_t key[RECORD_KEY_LEN])
 		return NULL;
 	memset(c, 0, sizeof *c);
 	memcpy(c->key, key, RECORD_KEY_LEN);
+	c->limit = RECORD_MAX_RECORDS;
 	return c;
+}
+
+int record_cipher_rekey(struct record_cipher *c, const uint8_t key[RECORD_KEY_LEN])
+{
+	if (c == NULL || key == NULL)
+		return WM_ERR_STATE;
+	/* The old key goes before anything else: nothing may open old records now. */
+	sodium_memzero(c->key, sizeof c->key);
+	memcpy(c->key, key, RECORD_KEY_LEN);
+	c->counter = 0;
+	return WM_OK;
+}
+
+void record_cipher_set_limit(struct record_cipher *c, uint64_t max_records)
+{
+	if (c != NULL && max_records < RECORD_MAX_RECORDS)
+		c->limit = max_records;
+}
+
+uint64_t record_cipher_count(const struct record_cipher *c)
+{
+	return c != NULL ? c->counter : 0;
 }
 
 void record_cipher_free(struct record_cipher *c)
@@ -62,8 +86,9 @@ int record_seal(struct record_cipher *c, const uint8_t *plain, size_t plain_len,
 	if (c == NULL || plain == NULL || out == NULL || plain_len == 0 ||
 	    plain_len > RECORD_PLAINTEXT_MAX)
 		return WM_ERR_RANGE;
-	/* UINT64_MAX is never used, so the counter can never wrap to a used nonce. */
-	if (c->counter == UINT64_MAX)
+	/* Far below UINT64_MAX: the counter can never wrap to a used nonce, and a
+	 * tunnel whose rekey did not happen dies here instead. */
+	if (c->counter >= c->limit)
 		return WM_ERR_CRYPTO;
 	out[0] = (uint8_t)(ct_len >> 8);
 	out[1] = (uint8_t)ct_len;
@@ -99,7 +124,7 @@ int record_open(struct record_cipher *c, const uint8_t *rec, size_t rec_len, uin
 		c->failed = true;
 		return WM_ERR_MALFORMED;
 	}
-	if (c->counter == UINT64_MAX) {
+	if (c->counter >= c->limit) {
 		c->failed = true;
 		return WM_ERR_CRYPTO;
 	}

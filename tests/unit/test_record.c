@@ -308,6 +308,105 @@ static void test_record_many_in_sequence(void **state)
 	ends_free(&e);
 }
 
+/* Seals len bytes of 'x' with tx; returns the record length. */
+static int seal_x(struct record_cipher *tx, uint8_t *rec, size_t len)
+{
+	uint8_t plain[64];
+
+	assert_true(len <= sizeof plain);
+	memset(plain, 'x', len);
+	return record_seal(tx, plain, len, rec);
+}
+
+static void test_record_rekey_switches_key(void **state)
+{
+	uint8_t rec[100], back[100];
+	struct ends e = ends_new(key_a, key_a);
+	struct record_cipher *old_rx = record_cipher_new(key_a);
+	struct record_cipher *fresh_b = record_cipher_new(key_b);
+	int n, i;
+
+	(void)state;
+	assert_non_null(old_rx);
+	assert_non_null(fresh_b);
+	for (i = 0; i < 3; i++) {
+		n = seal_x(e.tx, rec, 10);
+		assert_int_equal(record_open(e.rx, rec, (size_t)n, back), 10);
+		assert_int_equal(record_open(old_rx, rec, (size_t)n, back), 10);
+	}
+	assert_int_equal(record_cipher_count(e.tx), 3);
+	assert_int_equal(record_cipher_rekey(e.tx, key_b), WM_OK);
+	assert_int_equal(record_cipher_rekey(e.rx, key_b), WM_OK);
+	assert_int_equal(record_cipher_count(e.tx), 0);
+	assert_int_equal(record_cipher_count(e.rx), 0);
+
+	/* The first new record uses nonce 0 under the new key: a fresh cipher
+	 * for key_b opens it, the old key (at its next counter) does not. */
+	n = seal_x(e.tx, rec, 20);
+	assert_int_equal(record_open(fresh_b, rec, (size_t)n, back), 20);
+	assert_int_equal(record_open(e.rx, rec, (size_t)n, back), 20);
+	assert_int_equal(record_open(old_rx, rec, (size_t)n, back), WM_ERR_CRYPTO);
+
+	/* A record still sealed with the old key does not open after the switch. */
+	struct record_cipher *old_tx = record_cipher_new(key_a);
+	assert_non_null(old_tx);
+	n = seal_x(old_tx, rec, 5);
+	n = seal_x(old_tx, rec, 5); /* counter 1, where e.rx now is */
+	assert_int_equal(record_open(e.rx, rec, (size_t)n, back), WM_ERR_CRYPTO);
+	/* ... and the failure sticks across a rekey. */
+	assert_int_equal(record_cipher_rekey(e.rx, key_a), WM_OK);
+	assert_int_equal(record_open(e.rx, rec, (size_t)n, back), WM_ERR_CRYPTO);
+
+	assert_int_equal(record_cipher_rekey(NULL, key_a), WM_ERR_STATE);
+	assert_int_equal(record_cipher_rekey(e.tx, NULL), WM_ERR_STATE);
+	record_cipher_free(old_tx);
+	record_cipher_free(old_rx);
+	record_cipher_free(fresh_b);
+	ends_free(&e);
+}
+
+static void test_record_limit_refuses_until_rekey(void **state)
+{
+	uint8_t rec[100], back[100];
+	struct ends e = ends_new(key_a, key_a);
+	int n, i;
+
+	(void)state;
+	record_cipher_set_limit(e.tx, 3);
+	for (i = 0; i < 3; i++) {
+		n = seal_x(e.tx, rec, 8);
+		assert_true(n > 0);
+		assert_int_equal(record_open(e.rx, rec, (size_t)n, back), 8);
+	}
+	/* The fourth seal is refused and does not move the counter. */
+	assert_int_equal(seal_x(e.tx, rec, 8), WM_ERR_CRYPTO);
+	assert_int_equal(record_cipher_count(e.tx), 3);
+	assert_int_equal(record_cipher_rekey(e.tx, key_b), WM_OK);
+	assert_true(seal_x(e.tx, rec, 8) > 0);
+
+	/* The receiver refuses past its limit even for a valid record. */
+	struct record_cipher *tx2 = record_cipher_new(key_a);
+	struct record_cipher *rx1 = record_cipher_new(key_a);
+	assert_non_null(tx2);
+	assert_non_null(rx1);
+	record_cipher_set_limit(rx1, 1);
+	n = seal_x(tx2, rec, 8);
+	assert_int_equal(record_open(rx1, rec, (size_t)n, back), 8);
+	n = seal_x(tx2, rec, 8);
+	assert_int_equal(record_open(rx1, rec, (size_t)n, back), WM_ERR_CRYPTO);
+	record_cipher_free(tx2);
+	record_cipher_free(rx1);
+
+	/* Raising beyond the hard limit is ignored. */
+	struct record_cipher *c = record_cipher_new(key_a);
+	assert_non_null(c);
+	record_cipher_set_limit(c, UINT64_MAX);
+	record_cipher_set_limit(NULL, 1);
+	assert_int_equal(record_cipher_count(NULL), 0);
+	record_cipher_free(c);
+	ends_free(&e);
+}
+
 static void test_record_null_is_safe(void **state)
 {
 	uint8_t b[32];
@@ -335,6 +434,8 @@ int main(void)
 	    cmocka_unit_test(test_record_seal_size_limits),
 	    cmocka_unit_test(test_record_open_bad_lengths),
 	    cmocka_unit_test(test_record_many_in_sequence),
+	    cmocka_unit_test(test_record_rekey_switches_key),
+	    cmocka_unit_test(test_record_limit_refuses_until_rekey),
 	    cmocka_unit_test(test_record_null_is_safe),
 	};
 
