@@ -62,6 +62,7 @@ struct handshake {
 
 	uint8_t send_key[HANDSHAKE_KEY_LEN];
 	uint8_t recv_key[HANDSHAKE_KEY_LEN];
+	uint8_t rekey_ck[NOISE_HASHLEN]; /* Split()'s third output, for in-band rekeys */
 };
 
 /* HMAC (RFC 2104) over BLAKE2b-512; key <= BLOCKLEN, message in two parts. */
@@ -225,6 +226,7 @@ static int fail(struct handshake *hs, int err)
 	wipe_secrets(hs);
 	sodium_memzero(hs->send_key, sizeof hs->send_key);
 	sodium_memzero(hs->recv_key, sizeof hs->recv_key);
+	sodium_memzero(hs->rekey_ck, sizeof hs->rekey_ck);
 	hs->state = HS_FAILED;
 	return err;
 }
@@ -234,7 +236,9 @@ static void finish(struct handshake *hs)
 {
 	uint8_t t1[NOISE_HASHLEN], t2[NOISE_HASHLEN];
 
-	noise_hkdf(hs->ck, NULL, 0, t1, t2, NULL);
+	/* A third output does not change the first two (they stay Noise's
+	 * Split()) and is independent of the transport keys. */
+	noise_hkdf(hs->ck, NULL, 0, t1, t2, hs->rekey_ck);
 	memcpy(hs->send_key, hs->initiator ? t1 : t2, HANDSHAKE_KEY_LEN);
 	memcpy(hs->recv_key, hs->initiator ? t2 : t1, HANDSHAKE_KEY_LEN);
 	sodium_memzero(t1, sizeof t1);
@@ -532,6 +536,35 @@ int handshake_split(struct handshake *hs, uint8_t send_key[HANDSHAKE_KEY_LEN],
 	memcpy(send_key, hs->send_key, HANDSHAKE_KEY_LEN);
 	memcpy(recv_key, hs->recv_key, HANDSHAKE_KEY_LEN);
 	return 0;
+}
+
+int handshake_rekey_secret(const struct handshake *hs, uint8_t out[HANDSHAKE_HASH_LEN])
+{
+	if (hs == NULL || hs->state != HS_DONE)
+		return WM_ERR_STATE;
+	memcpy(out, hs->rekey_ck, HANDSHAKE_HASH_LEN);
+	return 0;
+}
+
+void handshake_rekey_kdf(uint8_t ck[HANDSHAKE_HASH_LEN], const uint8_t dh[HANDSHAKE_KEY_LEN],
+			 const uint8_t initiator_pub[HANDSHAKE_KEY_LEN],
+			 const uint8_t responder_pub[HANDSHAKE_KEY_LEN],
+			 uint8_t initiator_key[HANDSHAKE_KEY_LEN],
+			 uint8_t responder_key[HANDSHAKE_KEY_LEN])
+{
+	uint8_t ikm[3 * HANDSHAKE_KEY_LEN];
+	uint8_t t2[NOISE_HASHLEN], t3[NOISE_HASHLEN];
+
+	memcpy(ikm, dh, HANDSHAKE_KEY_LEN);
+	memcpy(ikm + HANDSHAKE_KEY_LEN, initiator_pub, HANDSHAKE_KEY_LEN);
+	memcpy(ikm + 2 * HANDSHAKE_KEY_LEN, responder_pub, HANDSHAKE_KEY_LEN);
+	/* noise_hkdf reads ck before it writes out1, so ck is updated in place. */
+	noise_hkdf(ck, ikm, sizeof ikm, ck, t2, t3);
+	memcpy(initiator_key, t2, HANDSHAKE_KEY_LEN);
+	memcpy(responder_key, t3, HANDSHAKE_KEY_LEN);
+	sodium_memzero(ikm, sizeof ikm);
+	sodium_memzero(t2, sizeof t2);
+	sodium_memzero(t3, sizeof t3);
 }
 
 const uint8_t *handshake_hash(const struct handshake *hs)

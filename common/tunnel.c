@@ -4,6 +4,7 @@
  * owner learns only "up" and "down". Never frees itself inside a bufferevent
  * callback: closing is marked, and the free runs from the loop.
  */
+#include <assert.h>
 #include <errno.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
@@ -26,6 +27,7 @@
 #include "wanmux/handshake.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
+#include "wanmux/rekey.h"
 #include "wanmux/relay.h"
 #include "wanmux/tunnel.h"
 
@@ -56,6 +58,7 @@ struct tunnel {
 	struct handshake *hs;
 	struct record_cipher *tx;
 	struct record_cipher *rx;
+	struct rekey *rekey; /* switches tx and rx in place */
 	struct session *session;
 	struct compress_ctx *cctx;
 	enum compress_mode codec;
@@ -166,6 +169,8 @@ void tunnel_config_defaults(struct tunnel_config *c)
 	c->handshake_timeout_ms = 10000;
 	c->ping_interval_ms = 5000;
 	c->dead_after_ms = 30000;
+	c->rekey_after_ms = TUNNEL_REKEY_AFTER_MS;
+	c->rekey_bytes = TUNNEL_REKEY_BYTES;
 }
 
 static void free_cb(evutil_socket_t fd, short what, void *arg);
@@ -194,6 +199,7 @@ static void tunnel_destroy(struct tunnel *t)
 	if (t->bev != NULL)
 		bufferevent_free(t->bev);
 	handshake_free(t->hs);
+	rekey_free(t->rekey); /* before the ciphers it points to */
 	record_cipher_free(t->tx);
 	record_cipher_free(t->rx);
 	compress_ctx_free(t->cctx);
@@ -206,6 +212,9 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
 	struct session *s = t->session;
 	if (s != NULL)
 		t->final_session_stats = *session_get_stats(s);
+	if (t->stats.rekeys > 0)
+		log_info("tunnel %s: rekeyed %llu times", t->peer,
+			 (unsigned long long)t->stats.rekeys);
 	t->session = NULL;
 	/* Streams learn first (their local sockets close), then the owner. */
 	session_free(s);
@@ -236,9 +245,13 @@ static int on_session_control(struct session *s, const struct frame *f, void *ar
 	return t->h.streams.on_control(s, f, t->h.arg);
 }
 
+static int tick_rekey(struct tunnel *t);
+static size_t fill_rekey_frame(struct tunnel *t, uint8_t *buf);
+static void rekey_frame_sealed(struct tunnel *t);
+
 static void flush(struct tunnel *t)
 {
-	if (t->state != TUNNEL_UP)
+	if (t->state != TUNNEL_UP || tick_rekey(t) != WM_OK)
 		return;
 	struct evbuffer *out = bufferevent_get_output(t->bev);
 	while (evbuffer_get_length(out) < TUNNEL_OUT_HIGH) {
@@ -247,7 +260,10 @@ static void flush(struct tunnel *t)
 		    1)
 			break;
 		uint8_t *rec = v.iov_base;
-		size_t n = session_fill(t->session, rec + RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX);
+		size_t n = fill_rekey_frame(t, rec + RECORD_HEADER_LEN);
+		bool is_rekey = n > 0;
+		if (!is_rekey)
+			n = session_fill(t->session, rec + RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX);
 		if (n == 0)
 			break;
 		int len = record_seal(t->tx, rec + RECORD_HEADER_LEN, n, rec);
@@ -259,6 +275,8 @@ static void flush(struct tunnel *t)
 		evbuffer_commit_space(out, &v, 1);
 		t->stats.wire_bytes_sent += (uint64_t)len;
 		t->stats.records_sent++;
+		if (is_rekey)
+			rekey_frame_sealed(t);
 	}
 }
 
@@ -300,6 +318,78 @@ static int decode_params(const uint8_t *p, struct session_params *sp)
 	return WM_OK;
 }
 
+static uint64_t wire_bytes(const struct tunnel *t)
+{
+	return t->stats.wire_bytes_sent + t->stats.wire_bytes_received;
+}
+
+/* The rekey state, chained from the finished handshake t->hs. */
+static int start_rekey(struct tunnel *t)
+{
+	uint8_t secret[HANDSHAKE_HASH_LEN];
+	struct rekey_config rc = {t->cfg.rekey_after_ms, t->cfg.rekey_bytes, t->cfg.dead_after_ms};
+	if (handshake_rekey_secret(t->hs, secret) != WM_OK)
+		return WM_ERR_STATE;
+	t->rekey = rekey_new(t->is_client, secret, t->tx, t->rx, &rc, now_ms());
+	sodium_memzero(secret, sizeof(secret));
+	return t->rekey != NULL ? WM_OK : WM_ERR_NOMEM;
+}
+
+/* Budgets and the unanswered-exchange deadline; closes the tunnel on failure. */
+static int tick_rekey(struct tunnel *t)
+{
+	int rc = rekey_tick(t->rekey, now_ms(), wire_bytes(t));
+	if (rc != WM_OK) {
+		log_warn("tunnel %s: peer left a rekey unanswered for %u ms; closing", t->peer,
+			 t->cfg.dead_after_ms);
+		counters.rekey_timeout++;
+		tunnel_close(t, "rekey unanswered");
+	}
+	return rc;
+}
+
+/* A REKEY frame waiting to go out, encoded at buf; it travels alone in its
+ * record so that the key switch after it falls on a record boundary. */
+static size_t fill_rekey_frame(struct tunnel *t, uint8_t *buf)
+{
+	struct frame f;
+	if (!rekey_next_frame(t->rekey, &f))
+		return 0;
+	int n = frame_encode(&f, buf, RECORD_PLAINTEXT_MAX);
+	assert(n > 0);
+	return (size_t)n;
+}
+
+static void note_rekeys(struct tunnel *t)
+{
+	uint64_t n = rekey_count(t->rekey);
+	if (n == t->stats.rekeys)
+		return;
+	t->stats.rekeys = n;
+	log_debug("tunnel %s: rekeyed (%llu so far)", t->peer, (unsigned long long)n);
+}
+
+static void rekey_frame_sealed(struct tunnel *t)
+{
+	rekey_frame_sent(t->rekey, now_ms());
+	note_rekeys(t);
+}
+
+/* A REKEY frame from the peer; last = it ends its record. */
+static int on_rekey_frame(struct tunnel *t, const struct frame *f, bool last)
+{
+	int rc = rekey_on_frame(t->rekey, f, last, now_ms());
+	if (rc != WM_OK) {
+		log_warn("tunnel %s: REKEY step %u %s; closing", t->peer, f->flags,
+			 rc == WM_ERR_LIMIT ? "faster than allowed" : "out of turn");
+		counters.protocol_error++;
+		tunnel_close(t, "protocol error");
+		return rc;
+	}
+	event_active(t->flush_ev, EV_TIMEOUT, 1);
+	return WM_OK;
+}
+
 static int start_session(struct tunnel *t, const struct session_params *peer)
 {
 	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
@@ -309,10 +399,10 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 	t->rx = record_cipher_new(recv_key);
 	sodium_memzero(send_key, sizeof(send_key));
 	sodium_memzero(recv_key, sizeof(recv_key));
+	if (t->tx == NULL || t->rx == NULL || start_rekey(t) != WM_OK)
+		return WM_ERR_NOMEM;
 	handshake_free(t->hs);
 	t->hs = NULL;
-	if (t->tx == NULL || t->rx == NULL)
-		return WM_ERR_NOMEM;
 	struct session_callbacks cb = t->h.streams;
 	cb.on_writable = on_session_writable;
 	cb.on_open = t->h.streams.on_open != NULL ? on_session_open : NULL;
@@ -476,6 +566,9 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 			session_send_ping(t->session, FRAME_PONG, f.u.opaque);
 		} else if (f.type == FRAME_PONG) {
 			on_pong(t, f.u.opaque);
+		} else if (f.type == FRAME_REKEY) {
+			if (on_rekey_frame(t, &f, used == left) != WM_OK)
+				return;
 		} else {
 			rc = session_on_frame(t->session, &f);
 			if (rc != WM_OK) {
@@ -488,6 +581,10 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 		}
 		p += used;
 		left -= used;
+	}
+	if (t->state == TUNNEL_UP) {
+		rekey_record_opened(t->rekey, now_ms());
+		note_rekeys(t);
 	}
 }
 
@@ -613,6 +710,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		tunnel_close(t, "peer silent");
 		return;
 	}
+	struct frame rekey_frame;
+	if (tick_rekey(t) != WM_OK)
+		return;
+	if (rekey_next_frame(t->rekey, &rekey_frame))
+		event_active(t->flush_ev, EV_TIMEOUT, 1);
 	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
 		return;
 	t->last_ping_ms = now;

@@ -108,6 +108,25 @@ int handshake_read_msg2(struct handshake *hs, const uint8_t *msg, size_t len, ui
 int handshake_split(struct handshake *hs, uint8_t send_key[HANDSHAKE_KEY_LEN],
 		    uint8_t recv_key[HANDSHAKE_KEY_LEN]);
 
+/*
+ * After both messages: the secret that in-band rekeys chain from
+ * (HANDSHAKE_HASH_LEN bytes), a third output of Split()'s HKDF, independent
+ * of the transport keys. Returns WM_ERR_STATE before the handshake completed.
+ */
+int handshake_rekey_secret(const struct handshake *hs, uint8_t out[HANDSHAKE_HASH_LEN]);
+
+/*
+ * One rekey step, Noise HKDF over BLAKE2b as in the handshake:
+ *   ck, t2, t3 = HKDF(ck, dh | initiator_pub | responder_pub)
+ * ck is replaced in place; initiator_key (what the initiator sends with) is
+ * t2 and responder_key t3, each truncated to 32 bytes.
+ */
+void handshake_rekey_kdf(uint8_t ck[HANDSHAKE_HASH_LEN], const uint8_t dh[HANDSHAKE_KEY_LEN],
+			 const uint8_t initiator_pub[HANDSHAKE_KEY_LEN],
+			 const uint8_t responder_pub[HANDSHAKE_KEY_LEN],
+			 uint8_t initiator_key[HANDSHAKE_KEY_LEN],
+			 uint8_t responder_key[HANDSHAKE_KEY_LEN]);
+
 /* The final handshake hash h (HANDSHAKE_HASH_LEN bytes), for test vectors. */
 const uint8_t *handshake_hash(const struct handshake *hs);
 

@@ -31,6 +31,8 @@ struct tunnel;
 #define TUNNEL_SESSION_ID_LEN 16
 #define TUNNEL_HELLO_CLIENT_LEN 44
 #define TUNNEL_HELLO_SERVER_LEN 16
+#define TUNNEL_REKEY_AFTER_MS (3600u * 1000u)
+#define TUNNEL_REKEY_BYTES (UINT64_C(64) << 30)
 
 /* What the client says about itself in msg1. */
 struct tunnel_hello {
@@ -69,6 +71,11 @@ struct tunnel_config {
 	uint32_t handshake_timeout_ms; /* default 10000 */
 	uint32_t ping_interval_ms;     /* default 5000 */
 	uint32_t dead_after_ms;	       /* no frame for this long: dead; default 30000 */
+	/* In-band rekey (rekey.h) after this long or this many wire bytes (both
+	 * directions), whichever comes first; 0 = no such budget. A peer that
+	 * leaves a rekey unanswered for dead_after_ms closes the tunnel. */
+	uint64_t rekey_after_ms;		   /* default TUNNEL_REKEY_AFTER_MS */
+	uint64_t rekey_bytes;			   /* default TUNNEL_REKEY_BYTES */
 	uint8_t session_id[TUNNEL_SESSION_ID_LEN]; /* client */
 	uint8_t tunnel_no;			   /* client */
 };
@@ -117,6 +124,7 @@ struct tunnel_stats {
 	uint64_t wire_bytes_received;
 	uint64_t records_sent;
 	uint64_t records_received;
+	uint64_t rekeys; /* in-band rekeys completed */
 };
 
 const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t);
@@ -129,6 +137,7 @@ struct tunnel_counters {
 	uint64_t bad_record;	    /* record fails authentication or is too short */
 	uint64_t protocol_error;    /* malformed or forbidden frame */
 	uint64_t silent;	    /* nothing heard for dead_after_ms */
+	uint64_t rekey_timeout;	    /* peer left a rekey unanswered for dead_after_ms */
 };
 
 const struct tunnel_counters *tunnel_get_counters(void);
