@@ -954,6 +954,190 @@ static void test_tunnel_backpressure_slow_target(void **state)
 	assert_true(idle_cpu < 0.1);
 }
 
+/* Writes the next slice of up (user side) and down (target side) every tick,
+ * so that a transfer spans several rekey budgets of wall time. */
+struct pacer {
+	struct world *w;
+	struct transfer *x;
+	const uint8_t *up, *down;
+	size_t len, off, chunk;
+	struct event *ev;
+};
+
+static void pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pacer *pc = arg;
+	size_t n = pc->len - pc->off < pc->chunk ? pc->len - pc->off : pc->chunk;
+	if (n == 0) {
+		event_del(pc->ev);
+		return;
+	}
+	bufferevent_write(pc->x->user.bev, pc->up + pc->off, n);
+	bufferevent_write(pc->w->target.bev, pc->down + pc->off, n);
+	pc->off += n;
+}
+
+static bool target_ready(struct world *w)
+{
+	return w->target.bev != NULL;
+}
+
+static bool both_ways_done(struct world *w)
+{
+	return up_done(w) && down_done(w);
+}
+
+static void test_tunnel_rekeys_during_transfer(void **state)
+{
+	/* A 1 s budget and 4 s of traffic both ways: several rekeys on both
+	 * sides, every byte intact, the tunnel never drops. */
+	struct world *w = world_new();
+	const size_t total = 4u << 20, chunk = 64u << 10;
+	struct transfer x = {w, {0}, total, total};
+	xfer = &x;
+	w->ccfg.rekey_after_ms = 1000;
+	w->scfg.rekey_after_ms = 1000;
+	connect_client(w);
+	assert_true(run_until(w, both_up, DEADLINE_MS));
+	open_stream(w, &x);
+	bufferevent_write(x.user.bev, "go", 2);
+	x.want_up = 2;
+	assert_true(run_until(w, up_done, DEADLINE_MS));
+	assert_true(target_ready(w));
+	x.want_up = 2 + total;
+	struct evbuffer *up = evbuffer_new();
+	struct evbuffer *down = evbuffer_new();
+	evbuffer_add(up, "go", 2);
+	random_bytes(up, total);
+	random_bytes(down, total);
+	const uint8_t *up_bytes = evbuffer_pullup(up, -1);
+	struct pacer pc = {w, &x, up_bytes + 2, evbuffer_pullup(down, -1), total, 0, chunk, NULL};
+	pc.ev = event_new(w->base, -1, EV_PERSIST, pace_cb, &pc);
+	struct timeval tv = {0, 62500}; /* 64 chunks in 4 s */
+	event_add(pc.ev, &tv);
+	assert_true(run_until(w, both_ways_done, 4 * DEADLINE_MS));
+	event_free(pc.ev);
+	assert_true(same(up, w->target.got));
+	assert_true(same(down, x.user.got));
+	settle(w, 100); /* an exchange in flight at the end completes */
+	uint64_t c = tunnel_get_stats(w->client.t)->rekeys;
+	uint64_t s = tunnel_get_stats(w->server.t)->rekeys;
+	print_message("rekeys: client %llu, server %llu\n", (unsigned long long)c,
+		      (unsigned long long)s);
+	assert_true(c >= 3);
+	assert_true(s + 1 >= c && c + 1 >= s);
+	assert_int_equal(w->client.down, 0);
+	assert_int_equal(w->server.down, 0);
+	assert_int_equal(w->client.resets + w->server.resets, 0);
+	evbuffer_free(up);
+	evbuffer_free(down);
+	ep_free(&x.user);
+	world_free(w);
+	xfer = NULL;
+}
+
+static void test_tunnel_rekey_byte_budget(void **state)
+{
+	/* A 1 MiB byte budget and 16 MiB up at full speed: the byte budget
+	 * alone (no time budget) rekeys, bounded by the 100 ms floor. */
+	struct world *w = world_new();
+	const size_t total = 16u << 20;
+	struct transfer x = {w, {0}, total, 0};
+	xfer = &x;
+	w->ccfg.rekey_after_ms = 0;
+	w->scfg.rekey_after_ms = 0;
+	w->ccfg.rekey_bytes = 1u << 20;
+	w->scfg.rekey_bytes = 1u << 20;
+	connect_client(w);
+	assert_true(run_until(w, both_up, DEADLINE_MS));
+	open_stream(w, &x);
+	struct evbuffer *up = evbuffer_new();
+	random_bytes(up, total);
+	bufferevent_write(x.user.bev, evbuffer_pullup(up, -1), total);
+	assert_true(run_until(w, up_done, 4 * DEADLINE_MS));
+	assert_true(same(up, w->target.got));
+	settle(w, 300); /* the floor lets one more exchange run */
+	uint64_t c = tunnel_get_stats(w->client.t)->rekeys;
+	uint64_t s = tunnel_get_stats(w->server.t)->rekeys;
+	print_message("rekeys by bytes: client %llu, server %llu\n", (unsigned long long)c,
+		      (unsigned long long)s);
+	assert_true(c >= 1);
+	assert_true(s + 1 >= c && c + 1 >= s);
+	assert_int_equal(w->server.down, 0);
+	evbuffer_free(up);
+	ep_free(&x.user);
+	world_free(w);
+	xfer = NULL;
+}
+
+/* A REKEY frame as the raw client sends it. */
+static size_t rekey_frame(uint8_t *buf, size_t cap, uint8_t step)
+{
+	struct frame f = {.type = FRAME_REKEY, .flags = step};
+	uint8_t priv[32];
+	randombytes_buf(priv, sizeof(priv));
+	crypto_scalarmult_base(f.u.rekey_key, priv);
+	int n = frame_encode(&f, buf, cap);
+	assert_true(n > 0);
+	return (size_t)n;
+}
+
+static void test_tunnel_rekey_flood_refused(void **state)
+{
+	/* 1: a second OFFER while the first is outstanding (a flood, each one
+	 * X25519 work); 2: an ANSWER from the client, which only the server
+	 * sends; 3: DONE before any OFFER. Each closes that tunnel as a
+	 * protocol error; the first OFFER alone is fine. */
+	for (int kind = 1; kind <= 3; kind++) {
+		struct world *w = world_new();
+		struct raw_client rc;
+		uint8_t f[64];
+		uint64_t errors = tunnel_get_counters()->protocol_error;
+		raw_client_up(w, &rc);
+		if (kind == 1) {
+			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_OFFER));
+			settle(w, 50);
+			assert_int_equal(w->server.down, 0);
+			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_OFFER));
+		} else if (kind == 2) {
+			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_ANSWER));
+		} else {
+			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_DONE));
+		}
+		assert_true(run_until(w, server_down, DEADLINE_MS));
+		assert_string_equal(w->server.reason, "protocol error");
+		assert_int_equal(tunnel_get_counters()->protocol_error, errors + 1);
+		raw_client_free(&rc);
+		world_free(w);
+	}
+}
+
+static void test_tunnel_rekey_unanswered_closes(void **state)
+{
+	/* The server's budget runs out and it asks; a client that keeps the
+	 * tunnel alive with PINGs but never OFFERs is closed after
+	 * dead_after_ms, not kept on the old keys forever. */
+	struct world *w = world_new();
+	struct raw_client rc;
+	w->scfg.rekey_after_ms = 200;
+	w->scfg.dead_after_ms = 1000;
+	uint64_t before = tunnel_get_counters()->rekey_timeout;
+	raw_client_up(w, &rc);
+	struct frame ping = {.type = FRAME_PING};
+	uint8_t f[64];
+	int n = frame_encode(&ping, f, sizeof(f));
+	assert_true(n > 0);
+	for (int i = 0; i < 40 && w->server.down == 0; i++) {
+		raw_send_record(&rc, f, (size_t)n);
+		settle(w, 100);
+	}
+	assert_int_equal(w->server.down, 1);
+	assert_string_equal(w->server.reason, "rekey unanswered");
+	assert_int_equal(tunnel_get_counters()->rekey_timeout, before + 1);
+	raw_client_free(&rc);
+	world_free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -967,6 +1151,10 @@ int main(void)
 	    cmocka_unit_test(test_tunnel_relay_connect_carries_early_data),
 	    cmocka_unit_test(test_tunnel_relay_connect_refused),
 	    cmocka_unit_test(test_tunnel_backpressure_slow_target),
+	    cmocka_unit_test(test_tunnel_rekeys_during_transfer),
+	    cmocka_unit_test(test_tunnel_rekey_byte_budget),
+	    cmocka_unit_test(test_tunnel_rekey_flood_refused),
+	    cmocka_unit_test(test_tunnel_rekey_unanswered_closes),
 	};
 	if (sodium_init() < 0)
 		return 1;
