@@ -77,6 +77,7 @@ struct client_totals {
 	uint64_t payload_up, payload_down; /* after compression */
 	uint64_t wire_up, wire_down;	   /* records on the wire */
 	uint64_t tunnels_up;
+	uint64_t rekeys; /* in-band rekeys of all tunnels */
 };
 
 struct client {

@@ -24,6 +24,7 @@ static void add_tunnel_totals(struct client_totals *tot, struct tunnel *t)
 	const struct session_stats *ss = tunnel_get_session_stats(t);
 	tot->wire_up += ts->wire_bytes_sent;
 	tot->wire_down += ts->wire_bytes_received;
+	tot->rekeys += ts->rekeys;
 	tot->raw_up += ss->raw_bytes_sent;
 	tot->raw_down += ss->raw_bytes_received;
 	tot->payload_up += ss->payload_bytes_sent;

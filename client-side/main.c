@@ -52,6 +52,8 @@ enum opt_id {
 	OPT_STREAM_WINDOW,
 	OPT_SESSION_WINDOW,
 	OPT_LOG_LEVEL,
+	OPT_REKEY_AFTER,
+	OPT_REKEY_BYTES,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -79,6 +81,8 @@ static const struct config_option options[] = {
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
     {"session-window", 0, true, false, OPT_SESSION_WINDOW},
     {"log-level", 0, true, false, OPT_LOG_LEVEL},
+    {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
+    {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -158,6 +162,10 @@ static const char usage_text[] =
     "    --stream-window SIZE     receive window per stream (default 16M)\n"
     "    --session-window SIZE    receive window per tunnel (default 64M)\n"
     "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "    --rekey-after DURATION   new record keys from a fresh X25519 exchange\n"
+    "                             inside the tunnel after this long (1h; 0 off)\n"
+    "    --rekey-bytes SIZE       ... or after this many bytes on the wire, both\n"
+    "                             directions (64G; 0 off), whichever comes first\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -254,8 +262,8 @@ static void configure(struct client *cl, const struct config *cfg)
 	const char *v;
 
 	static const struct cli_tunnel_ids shared = {
-	    OPT_LOG_LEVEL,	OPT_COMPRESS,	OPT_STREAM_WINDOW,
-	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER,
+	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
+	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
 	};
 	tunnel_config_defaults(&cl->tcfg);
 	if (cli_tunnel_options(cfg, &shared, PROG, &cl->tcfg, err, sizeof(err)) != WM_OK)
@@ -371,11 +379,12 @@ static void log_totals(const struct client *cl)
 	double ratio_down =
 	    t->payload_down > 0 ? (double)t->raw_down / (double)t->payload_down : 1.0;
 	log_info("stats: connections=%llu bytes_up=%llu bytes_down=%llu wire_up=%llu "
-		 "wire_down=%llu ratio_up=%.2f ratio_down=%.2f tunnels=%u tunnels_connected=%llu",
+		 "wire_down=%llu ratio_up=%.2f ratio_down=%.2f tunnels=%u tunnels_connected=%llu "
+		 "rekeys=%llu",
 		 (unsigned long long)t->connections, (unsigned long long)t->raw_up,
 		 (unsigned long long)t->raw_down, (unsigned long long)t->wire_up,
 		 (unsigned long long)t->wire_down, ratio_up, ratio_down, cl->nslots,
-		 (unsigned long long)t->tunnels_up);
+		 (unsigned long long)t->tunnels_up, (unsigned long long)t->rekeys);
 }
 
 int main(int argc, char **argv)

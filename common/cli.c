@@ -20,6 +20,40 @@ static int size_value(const struct config *cfg, int id, const char *name, uint64
 	return WM_OK;
 }
 
+/*
+ * The rekey budgets: 0 turns one off; otherwise a time budget below a second
+ * or a byte budget below 1M would spend the tunnel's time rekeying.
+ */
+static int rekey_options(const struct config *cfg, const struct cli_tunnel_ids *ids,
+			 struct tunnel_config *tc, char *err, size_t errlen)
+{
+	const char *v = ids->rekey_after >= 0 ? config_get(cfg, ids->rekey_after) : NULL;
+	uint64_t n;
+
+	if (v != NULL) {
+		if (config_parse_duration_ms(v, &n) != WM_OK ||
+		    (n != 0 && (n < 1000 || n > 7 * 24 * 3600 * 1000ull))) {
+			snprintf(err, errlen,
+				 "bad --rekey-after '%s': expected 0 (off) or a duration from 1s "
+				 "to 168h",
+				 v);
+			return WM_ERR_PARSE;
+		}
+		tc->rekey_after_ms = n;
+	}
+	v = ids->rekey_bytes >= 0 ? config_get(cfg, ids->rekey_bytes) : NULL;
+	if (v != NULL) {
+		if (config_parse_uint(v, 0, (uint64_t)1 << 50, &n) != WM_OK ||
+		    (n != 0 && n < (1u << 20))) {
+			snprintf(err, errlen,
+				 "bad --rekey-bytes '%s': expected 0 (off) or a size from 1M", v);
+			return WM_ERR_PARSE;
+		}
+		tc->rekey_bytes = n;
+	}
+	return WM_OK;
+}
+
 int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
 		       struct tunnel_config *tc, char *err, size_t errlen)
 {
@@ -66,5 +100,5 @@ int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *id
 		return rc;
 	if (n != 0)
 		relay_set_budget((size_t)n);
-	return WM_OK;
+	return rekey_options(cfg, ids, tc, err, errlen);
 }

@@ -50,6 +50,8 @@ enum opt_id {
 	OPT_STREAM_WINDOW,
 	OPT_SESSION_WINDOW,
 	OPT_LOG_LEVEL,
+	OPT_REKEY_AFTER,
+	OPT_REKEY_BYTES,
 	OPT_MAX_UNAUTH,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_HANDSHAKE_RATE,
@@ -73,6 +75,8 @@ static const struct config_option options[] = {
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
     {"session-window", 0, true, false, OPT_SESSION_WINDOW},
     {"log-level", 0, true, false, OPT_LOG_LEVEL},
+    {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
+    {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
     {"max-unauth", 0, true, false, OPT_MAX_UNAUTH},
     {"handshake-timeout", 0, true, false, OPT_HANDSHAKE_TIMEOUT},
     {"handshake-rate", 0, true, false, OPT_HANDSHAKE_RATE},
@@ -126,6 +130,10 @@ static const char usage_text[] =
     "    --stream-window SIZE     receive window per stream (default 16M)\n"
     "    --session-window SIZE    receive window per tunnel (default 64M)\n"
     "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "    --rekey-after DURATION   new record keys from a fresh X25519 exchange\n"
+    "                             inside the tunnel after this long (1h; 0 off)\n"
+    "    --rekey-bytes SIZE       ... or after this many bytes on the wire, both\n"
+    "                             directions (64G; 0 off), whichever comes first\n"
     "\n"
     "LIMITS (each refusal is counted and logged, at most one line a second)\n"
     "    --max-unauth N           connections still in their handshake (256)\n"
@@ -356,10 +364,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits());
 	const struct tunnel_counters *tc = tunnel_get_counters();
 	log_info("closed so far: %llu bad MACs, %llu failed handshakes, %llu handshake "
-		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers",
+		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers, %llu "
+		 "unanswered rekeys",
 		 (unsigned long long)tc->bad_mac, (unsigned long long)tc->bad_handshake,
 		 (unsigned long long)tc->handshake_timeout, (unsigned long long)tc->bad_record,
-		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent);
+		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent,
+		 (unsigned long long)tc->rekey_timeout);
 	if (srv->listener != NULL) {
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
@@ -392,8 +402,8 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	const char *v;
 
 	static const struct cli_tunnel_ids shared = {
-	    OPT_LOG_LEVEL,	OPT_COMPRESS,	OPT_STREAM_WINDOW,
-	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER,
+	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
+	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
 	};
 	tunnel_config_defaults(&srv->tcfg);
 	if (cli_tunnel_options(cfg, &shared, PROG, &srv->tcfg, err, sizeof(err)) != WM_OK)

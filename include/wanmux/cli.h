@@ -19,11 +19,13 @@ struct cli_tunnel_ids {
 	int session_window;
 	int max_buffer;
 	int max_session_buffer;
+	int rekey_after; /* --rekey-after DURATION */
+	int rekey_bytes; /* --rekey-bytes SIZE */
 };
 
 /*
  * Applies the shared options in cfg: log level (log_init with prog), then
- * tc's codec, windows and pool limit, and the process buffer budget
+ * tc's codec, windows, pool limit and rekey budgets, and the process buffer budget
  * (relay_set_budget). tc must hold defaults (tunnel_config_defaults).
  * Returns 0, or WM_ERR_PARSE with "bad --NAME 'VALUE': ..." in err.
  */
