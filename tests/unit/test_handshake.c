@@ -279,10 +279,56 @@ static void test_handshake_full_both_directions(void **state)
 			assert_memory_equal(ir, rs, 32);
 			assert_memory_not_equal(is, ir, 32);
 			assert_memory_equal(handshake_hash(ini), handshake_hash(resp), 64);
+			/* Both ends chain rekeys from one secret, not a transport key. */
+			uint8_t ck_i[HANDSHAKE_HASH_LEN], ck_r[HANDSHAKE_HASH_LEN];
+			assert_int_equal(handshake_rekey_secret(ini, ck_i), 0);
+			assert_int_equal(handshake_rekey_secret(resp, ck_r), 0);
+			assert_memory_equal(ck_i, ck_r, sizeof ck_i);
+			assert_memory_not_equal(ck_i, is, 32);
+			assert_memory_not_equal(ck_i, ir, 32);
 			handshake_free(ini);
 			handshake_free(resp);
 		}
 	}
+}
+
+/* The rekey KDF example of docs/PROTOCOL.md section 19. */
+static void test_handshake_rekey_kdf_vector(void **state)
+{
+	uint8_t ck[HANDSHAKE_HASH_LEN], ei[32], er[32], ei_pub[32], er_pub[32], dh[32];
+	uint8_t k_i2r[32], k_r2i[32], want[64];
+	struct handshake *hs;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 64; i++)
+		ck[i] = (uint8_t)i;
+	for (i = 0; i < 32; i++) {
+		ei[i] = (uint8_t)(0x70 + i);
+		er[i] = (uint8_t)(0xa0 + i);
+	}
+	crypto_scalarmult_base(ei_pub, ei);
+	crypto_scalarmult_base(er_pub, er);
+	assert_int_equal(crypto_scalarmult(dh, ei, er_pub), 0);
+	unhex("23b7bb8c91ae008711fb12846780bcdf1e065f821bdfec49f57e7c7dcd4c4823", want, 32);
+	assert_memory_equal(ei_pub, want, 32);
+	unhex("605a725d2a4adfeeb1a29e17edd621c1b7593ee8cdbc44ac6c4ab6e2f805d23c", want, 32);
+	assert_memory_equal(er_pub, want, 32);
+	handshake_rekey_kdf(ck, dh, ei_pub, er_pub, k_i2r, k_r2i);
+	unhex("d4f810f44f1462b169d528c69ce8476a82761ec40826f86e000bb6ed74b6034e"
+	      "c6182d1b2e6b923579a5d753f90dc8c6210d1c1663c4d9b6bf548de92e436d9a",
+	      want, 64);
+	assert_memory_equal(ck, want, 64);
+	unhex("9d9989834b7fb6c95587b1521a3d85821a6c92fb6a4c8ff59a41d631661c6c5c", want, 32);
+	assert_memory_equal(k_i2r, want, 32);
+	unhex("eda9810ebda20c6855f1c5aa32bb2070c95de924cee0df9385d632cbef4a9568", want, 32);
+	assert_memory_equal(k_r2i, want, 32);
+	/* No secret before the handshake is done. */
+	hs = handshake_responder_new(ei, NULL);
+	assert_non_null(hs);
+	assert_int_equal(handshake_rekey_secret(hs, ck), WM_ERR_STATE);
+	assert_int_equal(handshake_rekey_secret(NULL, ck), WM_ERR_STATE);
+	handshake_free(hs);
 }
 
 static void test_handshake_fresh_keys_each_time(void **state)
@@ -823,6 +869,7 @@ int main(void)
 	    cmocka_unit_test(test_handshake_vector_cacophony),
 	    cmocka_unit_test(test_handshake_mac1_known_answer),
 	    cmocka_unit_test(test_handshake_full_both_directions),
+	    cmocka_unit_test(test_handshake_rekey_kdf_vector),
 	    cmocka_unit_test(test_handshake_fresh_keys_each_time),
 	    cmocka_unit_test(test_handshake_wrong_pinned_key),
 	    cmocka_unit_test(test_handshake_wrong_psk),
