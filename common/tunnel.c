@@ -38,6 +38,9 @@
 #define TUNNEL_IO_CHUNK (256u << 10)
 #define TUNNEL_SNDBUF (8u << 20) /* the kernel doubles it */
 #define HELLO_VERSION 1
+/* Hello flags (client byte 2, server byte 1; both were reserved zeros, so
+ * peers without rekey ignore them): this side takes REKEY frames. */
+#define HELLO_FLAG_REKEY 0x01
 /* Timer granularity: deadlines hold to within this. */
 #define TUNNEL_TICK_MS 250
 
@@ -58,7 +61,8 @@ struct tunnel {
 	struct handshake *hs;
 	struct record_cipher *tx;
 	struct record_cipher *rx;
-	struct rekey *rekey; /* switches tx and rx in place */
+	struct rekey *rekey; /* switches tx and rx in place; NULL: the peer cannot */
+	bool peer_rekeys;    /* the peer's hello has HELLO_FLAG_REKEY */
 	struct session *session;
 	struct compress_ctx *cctx;
 	enum compress_mode codec;
@@ -338,6 +342,8 @@ static int start_rekey(struct tunnel *t)
 /* Budgets and the unanswered-exchange deadline; closes the tunnel on failure. */
 static int tick_rekey(struct tunnel *t)
 {
+	if (t->rekey == NULL)
+		return WM_OK;
 	int rc = rekey_tick(t->rekey, now_ms(), wire_bytes(t));
 	if (rc != WM_OK) {
 		log_warn("tunnel %s: peer left a rekey unanswered for %u ms; closing", t->peer,
@@ -353,7 +359,7 @@ static int tick_rekey(struct tunnel *t)
 static size_t fill_rekey_frame(struct tunnel *t, uint8_t *buf)
 {
 	struct frame f;
-	if (!rekey_next_frame(t->rekey, &f))
+	if (t->rekey == NULL || !rekey_next_frame(t->rekey, &f))
 		return 0;
 	int n = frame_encode(&f, buf, RECORD_PLAINTEXT_MAX);
 	assert(n > 0);
@@ -378,7 +384,8 @@ static void rekey_frame_sealed(struct tunnel *t)
 /* A REKEY frame from the peer; last = it ends its record. */
 static int on_rekey_frame(struct tunnel *t, const struct frame *f, bool last)
 {
-	int rc = rekey_on_frame(t->rekey, f, last, now_ms());
+	/* A peer that did not announce rekeying has no business sending REKEY. */
+	int rc = t->rekey != NULL ? rekey_on_frame(t->rekey, f, last, now_ms()) : WM_ERR_MALFORMED;
 	if (rc != WM_OK) {
 		log_warn("tunnel %s: REKEY step %u %s; closing", t->peer, f->flags,
 			 rc == WM_ERR_LIMIT ? "faster than allowed" : "out of turn");
@@ -399,8 +406,12 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 	t->rx = record_cipher_new(recv_key);
 	sodium_memzero(send_key, sizeof(send_key));
 	sodium_memzero(recv_key, sizeof(recv_key));
-	if (t->tx == NULL || t->rx == NULL || start_rekey(t) != WM_OK)
+	if (t->tx == NULL || t->rx == NULL || (t->peer_rekeys && start_rekey(t) != WM_OK))
 		return WM_ERR_NOMEM;
+	if (!t->peer_rekeys)
+		log_info("tunnel %s: peer does not rekey (older version); keys stay for the "
+			 "tunnel's lifetime",
+			 t->peer);
 	handshake_free(t->hs);
 	t->hs = NULL;
 	struct session_callbacks cb = t->h.streams;
@@ -459,13 +470,14 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 	memcpy(hello.timestamp, payload + 4, 12);
 	memcpy(hello.session_id, payload + 16, TUNNEL_SESSION_ID_LEN);
 	hello.params = peer;
+	t->peer_rekeys = (payload[2] & HELLO_FLAG_REKEY) != 0;
 	int rc = t->h.authorize != NULL ? t->h.authorize(t, t->peer_pub, &hello, t->h.arg)
 					: WM_ERR_UNAUTHORIZED;
 	if (rc != WM_OK) {
 		tunnel_close(t, wm_strerror(rc));
 		return;
 	}
-	uint8_t reply[TUNNEL_HELLO_SERVER_LEN] = {HELLO_VERSION};
+	uint8_t reply[TUNNEL_HELLO_SERVER_LEN] = {HELLO_VERSION, HELLO_FLAG_REKEY};
 	encode_params(reply + 4, &t->cfg.params);
 	n = handshake_write_msg2(t->hs, reply, sizeof(reply), out, sizeof(out));
 	if (n < 0 || start_session(t, &peer) != WM_OK) {
@@ -495,6 +507,7 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 		return;
 	}
 	memcpy(t->peer_pub, t->cfg.server_pub, KEYS_LEN);
+	t->peer_rekeys = (payload[1] & HELLO_FLAG_REKEY) != 0;
 	if (start_session(t, &peer) != WM_OK) {
 		tunnel_close(t, "cannot start session");
 		return;
@@ -506,7 +519,8 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 
 static void client_send_msg1(struct tunnel *t)
 {
-	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {HELLO_VERSION, t->cfg.tunnel_no};
+	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {HELLO_VERSION, t->cfg.tunnel_no,
+						  HELLO_FLAG_REKEY};
 	uint8_t out[HANDSHAKE_MSG_MAX];
 	tai64n_now(hello + 4);
 	memcpy(hello + 16, t->cfg.session_id, TUNNEL_SESSION_ID_LEN);
@@ -582,7 +596,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 		p += used;
 		left -= used;
 	}
-	if (t->state == TUNNEL_UP) {
+	if (t->state == TUNNEL_UP && t->rekey != NULL) {
 		rekey_record_opened(t->rekey, now_ms());
 		note_rekeys(t);
 	}
@@ -713,7 +727,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct frame rekey_frame;
 	if (tick_rekey(t) != WM_OK)
 		return;
-	if (rekey_next_frame(t->rekey, &rekey_frame))
+	if (t->rekey != NULL && rekey_next_frame(t->rekey, &rekey_frame))
 		event_active(t->flush_ev, EV_TIMEOUT, 1);
 	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
 		return;

@@ -6,11 +6,13 @@
  * when to reconnect.
  *
  * Handshake payloads (inside the Noise messages, big-endian):
- *   client hello, 44 bytes: version u8 (1) | tunnel_no u8 | reserved u16 |
+ *   client hello, 44 bytes: version u8 (1) | tunnel_no u8 | flags u8 | reserved u8 |
  *     TAI64N timestamp (12) | session id (16) | stream_window u32 |
  *     session_window u32 | max_streams u32
- *   server hello, 16 bytes: version u8 (1) | reserved u8[3] |
+ *   server hello, 16 bytes: version u8 (1) | flags u8 | reserved u8[2] |
  *     stream_window u32 | session_window u32 | max_streams u32
+ * flags bit 0: this side takes part in in-band rekeys (rekey.h); a tunnel
+ * rekeys only when both hellos have it. Unknown flag bits are ignored.
  * Both messages are framed on the TCP stream as u16 length | message.
  */
 #ifndef WANMUX_TUNNEL_H

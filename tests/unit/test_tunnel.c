@@ -713,9 +713,10 @@ static bool msg2_arrived(struct world *w)
 	return w->server.up > 0;
 }
 
-static void raw_client_up(struct world *w, struct raw_client *rc)
+/* hello_flags: byte 2 of the client hello (bit 0: takes part in rekeys). */
+static void raw_client_up_flags(struct world *w, struct raw_client *rc, uint8_t hello_flags)
 {
-	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, 9};
+	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, 9, hello_flags};
 	uint8_t msg[2 + HANDSHAKE_MSG_MAX];
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
 	struct session_params sp = w->ccfg.params;
@@ -742,6 +743,12 @@ static void raw_client_up(struct world *w, struct raw_client *rc)
 	rc->tx = record_cipher_new(send_key);
 	assert_non_null(rc->tx);
 	handshake_free(hs);
+}
+
+/* An older client: its hello announces no rekeys. */
+static void raw_client_up(struct world *w, struct raw_client *rc)
+{
+	raw_client_up_flags(w, rc, 0);
 }
 
 static void raw_send_record(struct raw_client *rc, const uint8_t *plain, size_t len)
@@ -1093,7 +1100,7 @@ static void test_tunnel_rekey_flood_refused(void **state)
 		struct raw_client rc;
 		uint8_t f[64];
 		uint64_t errors = tunnel_get_counters()->protocol_error;
-		raw_client_up(w, &rc);
+		raw_client_up_flags(w, &rc, 1);
 		if (kind == 1) {
 			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_OFFER));
 			settle(w, 50);
@@ -1122,7 +1129,7 @@ static void test_tunnel_rekey_unanswered_closes(void **state)
 	w->scfg.rekey_after_ms = 200;
 	w->scfg.dead_after_ms = 1000;
 	uint64_t before = tunnel_get_counters()->rekey_timeout;
-	raw_client_up(w, &rc);
+	raw_client_up_flags(w, &rc, 1);
 	struct frame ping = {.type = FRAME_PING};
 	uint8_t f[64];
 	int n = frame_encode(&ping, f, sizeof(f));
@@ -1136,6 +1143,38 @@ static void test_tunnel_rekey_unanswered_closes(void **state)
 	assert_int_equal(tunnel_get_counters()->rekey_timeout, before + 1);
 	raw_client_free(&rc);
 	world_free(w);
+}
+
+static void test_tunnel_rekey_needs_both_hellos(void **state)
+{
+	/* A client whose hello does not announce rekeys (an older version): the
+	 * server never asks it, so the tunnel outlives many budgets and dead_after
+	 * windows; and a REKEY frame from such a client is a protocol error. */
+	for (int kind = 1; kind <= 2; kind++) {
+		struct world *w = world_new();
+		struct raw_client rc;
+		w->scfg.rekey_after_ms = 200;
+		w->scfg.dead_after_ms = 1000;
+		raw_client_up(w, &rc);
+		struct frame ping = {.type = FRAME_PING};
+		uint8_t f[64];
+		int n = frame_encode(&ping, f, sizeof(f));
+		assert_true(n > 0);
+		if (kind == 1) {
+			for (int i = 0; i < 20; i++) {
+				raw_send_record(&rc, f, (size_t)n);
+				settle(w, 100);
+			}
+			assert_int_equal(w->server.down, 0);
+			assert_int_equal(tunnel_get_stats(w->server.t)->rekeys, 0);
+		} else {
+			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_OFFER));
+			assert_true(run_until(w, server_down, DEADLINE_MS));
+			assert_string_equal(w->server.reason, "protocol error");
+		}
+		raw_client_free(&rc);
+		world_free(w);
+	}
 }
 
 int main(void)
@@ -1155,6 +1194,7 @@ int main(void)
 	    cmocka_unit_test(test_tunnel_rekey_byte_budget),
 	    cmocka_unit_test(test_tunnel_rekey_flood_refused),
 	    cmocka_unit_test(test_tunnel_rekey_unanswered_closes),
+	    cmocka_unit_test(test_tunnel_rekey_needs_both_hellos),
 	};
 	if (sodium_init() < 0)
 		return 1;
