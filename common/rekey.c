@@ -265,6 +265,23 @@ void rekey_record_opened(struct rekey *r, uint64_t now_ms)
 		finish(r, now_ms);
 }
 
+const char *rekey_state_name(const struct rekey *r)
+{
+	switch (r->state) {
+	case REKEY_IDLE:
+		return "idle";
+	case REKEY_REQUESTED:
+		return "requested, waiting for OFFER";
+	case REKEY_OFFERED:
+		return "offered, waiting for ANSWER";
+	case REKEY_CONFIRMING:
+		return "answered, DONE not yet sent";
+	case REKEY_ANSWERED:
+		return "answered, waiting for DONE";
+	}
+	return "?";
+}
+
 uint64_t rekey_count(const struct rekey *r)
 {
 	return r != NULL ? r->count : 0;

@@ -346,8 +346,8 @@ static int tick_rekey(struct tunnel *t)
 		return WM_OK;
 	int rc = rekey_tick(t->rekey, now_ms(), wire_bytes(t));
 	if (rc != WM_OK) {
-		log_warn("tunnel %s: peer left a rekey unanswered for %u ms; closing", t->peer,
-			 t->cfg.dead_after_ms);
+		log_warn("tunnel %s: rekey unanswered for %u ms (%s); closing", t->peer,
+			 t->cfg.dead_after_ms, rekey_state_name(t->rekey));
 		counters.rekey_timeout++;
 		tunnel_close(t, "rekey unanswered");
 	}

@@ -92,6 +92,9 @@ int rekey_on_frame(struct rekey *r, const struct frame *f, bool last, uint64_t n
  * the receiving key when that record ended the peer's old key. */
 void rekey_record_opened(struct rekey *r, uint64_t now_ms);
 
+/* Where the exchange stands ("idle", "offered, waiting for ANSWER", ...), for logs. */
+const char *rekey_state_name(const struct rekey *r);
+
 /* Completed rekeys (both directions switched on this side). */
 uint64_t rekey_count(const struct rekey *r);
 

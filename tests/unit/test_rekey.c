@@ -343,6 +343,8 @@ static void test_rekey_unanswered_times_out(void **state)
 	p.now += 1000;
 	assert_int_equal(rekey_tick(p.c, p.now, 0), WM_OK);
 	assert_int_equal(c_to_s(&p, &rc), FRAME_REKEY_OFFER);
+	assert_string_equal(rekey_state_name(p.c), "offered, waiting for ANSWER");
+	assert_string_equal(rekey_state_name(p.s), "answered, waiting for DONE");
 	/* The server never answers. */
 	p.now += 5000;
 	assert_int_equal(rekey_tick(p.c, p.now, 0), WM_OK);
