@@ -2,7 +2,10 @@
 """In-band rekey through the real daemons: 64 MB over one tunnel with
 --rekey-bytes 4M and --rekey-after 1s arrives intact (SHA-256) while both
 sides count the same number of rekeys, and the tunnel is never replaced; idle
-tunnels rekey on the time budget alone; bad budget values are usage errors."""
+tunnels rekey on the time budget alone; bad budget values are usage errors.
+A hostile authorized client (wm_attack rekey) that rekeys back to back is cut
+off after the allowance (8 at once, then 20 a second); one that keeps to the
+allowance costs the server a bounded, measured amount of CPU."""
 
 import os
 import re
@@ -90,6 +93,50 @@ def test_idle_tunnels_rekey_on_time(env):
           f"client counted {st['rekeys']}, server {sum(per_tunnel)}")
 
 
+def attack_tool(env):
+    p = os.path.join(env.args.bindir, "tests/integration/wm_attack")
+    check(os.access(p, os.X_OK), f"wm_attack not built in {env.args.bindir}")
+    return p
+
+
+def attack(env, srv, *args, expect_rc):
+    argv = [attack_tool(env), "rekey", "--server", f"127.0.0.1:{srv.port}",
+            "--server-key", env.server_key + ".pub", "--key", env.client_key,
+            "--wait", str(t(5))] + [str(a) for a in args]
+    rc, out, err = h.run_cmd(argv, timeout=t(60))
+    m = re.search(r"^result: (.*)$", out, re.M)
+    check(rc == expect_rc and m is not None,
+          f"wm_attack rekey: exit {rc} (expected {expect_rc}), {out.strip()!r} {err.strip()!r}")
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([0-9.]+)", m.group(1))}
+
+
+def test_rekey_flood_cut_off(env):
+    srv = env.start_server(allow=["127.0.0.1:9"])
+    cpu0 = srv.cpu()
+    r = attack(env, srv, "--count", 1000, expect_rc=0)
+    cpu = srv.cpu() - cpu0
+    # 8 at once, then one per 50 ms while the flood lasts.
+    allowed = 8 + r["closed_after"] / 0.05 + 1
+    print(f"     flood: {r['answered']:.0f} answered, closed after {r['closed_after']:.3f} s, "
+          f"server CPU {cpu * 1000:.0f} ms")
+    check(8 <= r["answered"] <= allowed,
+          f"server answered {r['answered']:.0f} back-to-back rekeys, allowance {allowed:.0f}")
+    srv.wait_log(r"REKEY step 2 faster than allowed; closing", t(5))
+    check(srv.alive(), "server died")
+
+
+def test_rekey_at_allowed_rate(env):
+    srv = env.start_server(allow=["127.0.0.1:9"])
+    cpu0 = srv.cpu()
+    r = attack(env, srv, "--count", 60, "--every", 55, expect_rc=1)
+    cpu = srv.cpu() - cpu0
+    print(f"     at the allowance: {r['answered']:.0f} rekeys in {r['elapsed']:.2f} s, "
+          f"server CPU {cpu * 1000:.0f} ms ({cpu / r['elapsed'] * 100:.2f} % of a core)")
+    check(r["answered"] == 60, f"only {r['answered']:.0f} of 60 answered")
+    check(r["records_after"] >= 1, "no record from the server opened under the last key")
+    check(srv.count(r"REKEY step") == 0, "server refused a paced rekey")
+
+
 def test_bad_rekey_options(env):
     base = [env.bins.client, "--server", "127.0.0.1:1", "--key", env.client_key,
             "--server-key", env.server_key + ".pub"]
@@ -106,4 +153,5 @@ def test_bad_rekey_options(env):
 
 if __name__ == "__main__":
     h.main([test_rekey_during_64mb_transfer, test_idle_tunnels_rekey_on_time,
-            test_bad_rekey_options], __doc__)
+            test_rekey_flood_cut_off, test_rekey_at_allowed_rate, test_bad_rekey_options],
+           __doc__)

@@ -10,6 +10,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -66,7 +68,13 @@ static const char usage_text[] =
     "                         (--reset: RESET each stream right after its OPEN)\n"
     "  noread --target HOST:PORT --streams K --hold SECS\n"
     "                         open K streams to a source, then never read the\n"
-    "                         socket nor send WINDOW; PINGs keep the tunnel alive\n";
+    "                         socket nor send WINDOW; PINGs keep the tunnel alive\n"
+    "  rekey --count N [--every MS]\n"
+    "                         announce rekeys in the hello, then run N complete\n"
+    "                         rekey exchanges (OFFER, ANSWER, DONE), MS apart\n"
+    "                         (default 0: ignore the 100 ms floor); prints how\n"
+    "                         many were answered; exit 0 if the server closed\n"
+    "                         the tunnel, 1 if all N were answered\n";
 
 struct opts {
 	const char *server;
@@ -85,6 +93,8 @@ struct opts {
 	unsigned long streams;
 	bool shortlen;
 	bool reset;
+	bool rekey_hello; /* hello flag: this client takes part in rekeys */
+	double every_s;
 };
 
 struct conn {
@@ -96,6 +106,7 @@ struct conn {
 	uint8_t inbuf[2 + RECORD_CIPHERTEXT_MAX];
 	size_t inlen;
 	uint32_t next_id;
+	uint8_t rekey_ck[HANDSHAKE_HASH_LEN]; /* handshake_rekey_secret() */
 };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -246,7 +257,7 @@ static int handshake(const struct opts *o, struct conn *c)
 	struct handshake *hs = handshake_initiator_new(kp->priv, server_pub, have_psk ? psk : NULL);
 	if (hs == NULL)
 		die("handshake_initiator_new failed");
-	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no};
+	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no, o->rekey_hello ? 1 : 0};
 	tai64n_now(hello + 4);
 	randombytes_buf(hello + 16, TUNNEL_SESSION_ID_LEN);
 	put32(hello + 32, o->stream_window);
@@ -275,7 +286,8 @@ static int handshake(const struct opts *o, struct conn *c)
 	if (n < TUNNEL_HELLO_SERVER_LEN)
 		die("handshake_read_msg2: %s", n < 0 ? wm_strerror(n) : "short hello");
 	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
-	if (handshake_split(hs, send_key, recv_key) != WM_OK)
+	if (handshake_split(hs, send_key, recv_key) != WM_OK ||
+	    handshake_rekey_secret(hs, c->rekey_ck) != WM_OK)
 		die("handshake_split failed");
 	c->tx = record_cipher_new(send_key);
 	c->rx = record_cipher_new(recv_key);
@@ -665,6 +677,109 @@ static int cmd_noread(const struct opts *o)
 	return 0;
 }
 
+/*
+ * Reads records until one ends with a REKEY ANSWER (its key into pub).
+ * Returns 1 then, 0 when the server closed, -1 on timeout. ANSWER is the last
+ * frame of its record, so the caller may switch the receiving key right away.
+ */
+static int wait_answer(struct conn *c, double deadline, uint8_t pub[FRAME_REKEY_KEY_LEN])
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	for (;;) {
+		int rc = fill(c, 2, deadline);
+		if (rc <= 0)
+			return rc;
+		int total = record_peek(c->inbuf, c->inlen);
+		if (total < 0)
+			die("the server sent a bad record length");
+		rc = fill(c, (size_t)total, deadline);
+		if (rc <= 0)
+			return rc;
+		int n = record_open(c->rx, c->inbuf, (size_t)total, plain);
+		if (n < 0)
+			die("a server record fails to open");
+		c->inlen = 0;
+		bool answered = false;
+		for (size_t off = 0; off < (size_t)n;) {
+			struct frame f;
+			size_t used;
+			if (frame_decode(plain + off, (size_t)n - off, &f, &used) != WM_OK)
+				die("the server sent a malformed frame");
+			if (f.type == FRAME_REKEY && f.flags == FRAME_REKEY_ANSWER) {
+				memcpy(pub, f.u.rekey_key, FRAME_REKEY_KEY_LEN);
+				answered = true;
+			}
+			off += used;
+		}
+		if (answered)
+			return 1;
+	}
+}
+
+static void send_rekey(struct conn *c, uint8_t step, const uint8_t *pub)
+{
+	struct frame f = {.type = FRAME_REKEY, .flags = step};
+	uint8_t buf[FRAME_HEADER_LEN + FRAME_REKEY_KEY_LEN];
+	if (pub != NULL)
+		memcpy(f.u.rekey_key, pub, FRAME_REKEY_KEY_LEN);
+	int n = frame_encode(&f, buf, sizeof(buf));
+	if (n < 0)
+		die("frame_encode: %s", wm_strerror(n));
+	send_record(c, buf, (size_t)n);
+}
+
+/* Complete exchanges as fast as the server answers, or o->every_s apart. */
+static int cmd_rekey(const struct opts *o)
+{
+	struct conn c;
+	need_up(handshake(o, &c));
+	/* Small records back to back: without this, Nagle and delayed ACKs
+	 * would pace the flood at about 25 exchanges a second by themselves. */
+	int one = 1;
+	setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	double t0 = now_s();
+	unsigned long answered = 0;
+	for (; answered < o->count; answered++) {
+		uint8_t e[32], e_pub[32], r_pub[32], dh[32], k_i2r[32], k_r2i[32];
+		randombytes_buf(e, sizeof(e));
+		crypto_scalarmult_base(e_pub, e);
+		send_rekey(&c, FRAME_REKEY_OFFER, e_pub);
+		int rc = wait_answer(&c, now_s() + o->wait_s, r_pub);
+		if (rc <= 0) {
+			printf("result: answered=%lu %s_after=%.3f\n", answered,
+			       rc == 0 ? "closed" : "timeout", now_s() - t0);
+			conn_close(&c);
+			return rc == 0 ? 0 : 1;
+		}
+		if (crypto_scalarmult(dh, e, r_pub) != 0)
+			die("low-order ANSWER key");
+		handshake_rekey_kdf(c.rekey_ck, dh, e_pub, r_pub, k_i2r, k_r2i);
+		record_cipher_rekey(c.rx, k_r2i);
+		send_rekey(&c, FRAME_REKEY_DONE, NULL);
+		record_cipher_rekey(c.tx, k_i2r);
+		if (o->every_s > 0) {
+			struct timespec ts = {
+			    (time_t)o->every_s,
+			    (long)((o->every_s - (double)(time_t)o->every_s) * 1e9)};
+			nanosleep(&ts, NULL);
+		}
+	}
+	/* All answered: prove the last keys work by a PING the server must answer
+	 * (any record from it opens only under the new key). */
+	struct frame ping = {.type = FRAME_PING, .u.opaque = 1};
+	uint8_t buf[FRAME_HEADER_LEN + 8];
+	int n = frame_encode(&ping, buf, sizeof(buf));
+	send_record(&c, buf, (size_t)n);
+	struct counts k;
+	memset(&k, 0, sizeof(k));
+	double until = now_s() + 0.5;
+	int rc = read_records(&c, until, &k, 0);
+	printf("result: answered=%lu still_open elapsed=%.3f records_after=%lu\n", answered,
+	       now_s() - t0, k.records);
+	conn_close(&c);
+	return rc == 0 ? 0 : 1;
+}
+
 static unsigned long num_arg(const char *name, const char *v, unsigned long max)
 {
 	char *end;
@@ -738,6 +853,8 @@ int main(int argc, char **argv)
 			o.per_record = num_arg(a, v, 10000);
 			if (o.per_record == 0)
 				die("--per-record must be > 0");
+		} else if (strcmp(a, "--every") == 0) {
+			o.every_s = (double)num_arg(a, v, 60000) / 1000.0;
 		} else if (strcmp(a, "--streams") == 0) {
 			o.streams = num_arg(a, v, 1000000);
 		} else {
@@ -764,5 +881,9 @@ int main(int argc, char **argv)
 		return cmd_flood(&o);
 	if (strcmp(cmd, "noread") == 0)
 		return cmd_noread(&o);
+	if (strcmp(cmd, "rekey") == 0) {
+		o.rekey_hello = true;
+		return cmd_rekey(&o);
+	}
 	die("unknown command '%s' (try --help)", cmd);
 }
