@@ -1,5 +1,9 @@
-/* Token buckets and rate-limited refusal logging. */
+/* Token buckets, rate-limited refusal logging and the keyed hash for tables
+ * a peer fills. */
+#include <string.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
@@ -42,4 +46,22 @@ bool limit_take(struct limit_bucket *b, double rate, double burst, uint64_t now_
 		return false;
 	b->tokens -= 1.0;
 	return true;
+}
+
+uint64_t limit_hash(const void *data, size_t len)
+{
+	static uint8_t key[crypto_shorthash_KEYBYTES];
+	static bool have_key;
+	if (!have_key) {
+		/* Idempotent; main() has normally done it already. */
+		if (sodium_init() < 0)
+			log_error("limit: cannot initialise libsodium; hash key may be weak");
+		randombytes_buf(key, sizeof(key));
+		have_key = true;
+	}
+	uint8_t h[crypto_shorthash_BYTES];
+	crypto_shorthash(h, data, len, key);
+	uint64_t v;
+	memcpy(&v, h, sizeof(v));
+	return v;
 }

@@ -117,6 +117,8 @@ static void budget_add(struct relay *r, size_t added, size_t deleted)
 	r->buffered -= deleted < r->buffered ? deleted : r->buffered;
 	budget_used += added;
 	budget_used -= deleted < budget_used ? deleted : budget_used;
+	/* The sessions shrink the credit they grant when memory is short. */
+	session_set_memory(budget_used, budget_limit);
 	if (r->pool != NULL)
 		pool_charge(r->pool, added, deleted);
 	if (deleted > 0 && !TAILQ_EMPTY(&budget_paused_list))
@@ -361,6 +363,7 @@ void relay_bind(struct relay *r, struct session_stream *st)
 void relay_set_budget(size_t bytes)
 {
 	budget_limit = bytes;
+	session_set_memory(budget_used, budget_limit);
 }
 
 uint64_t relay_budget_hits(void)

@@ -24,6 +24,12 @@
 /* Refusals over --max-streams, across all sessions of the process. */
 static struct limit_counter stream_limit_counter = {.name = "streams per tunnel (--max-streams)"};
 
+/* Bytes the process holds in relay buffers and its --max-buffer, pushed by
+ * the relay (session_set_memory); 0/0 until then. */
+static size_t memory_used;
+static size_t memory_limit;
+static struct limit_counter credit_counter = {.name = "receive credit (--max-buffer)"};
+
 enum list_id {
 	LIST_NONE,
 	LIST_NEW,
@@ -82,6 +88,11 @@ struct session {
 	struct stream_list new_list;
 	struct stream_list old_list;
 	struct evbuffer *ctrl; /* encoded control frames, sent first */
+	bool ctrl_overflow;    /* a frame was dropped over SESSION_CTRL_MAX */
+	/* Only the newest PING is answered: a peer that floods PINGs costs one
+	 * pending PONG, not a queue of them. */
+	bool pong_pending;
+	uint64_t pong_opaque;
 
 	uint64_t sent;	   /* session-level DATA bytes sent */
 	uint64_t send_max; /* peer's session grant */
@@ -98,8 +109,9 @@ struct session {
 
 static size_t bucket_of(const struct session *s, uint32_t id)
 {
-	/* Ids are sequential odd numbers: drop the low bit and mask. */
-	return (size_t)((id >> 1) * 2654435761u) & (s->nbuckets - 1);
+	/* The peer picks its ids (they only have to increase): a keyed hash,
+	 * or ids spaced by a power of two would all share one chain. */
+	return (size_t)limit_hash(&id, sizeof(id)) & (s->nbuckets - 1);
 }
 
 static struct session_stream *stream_find(const struct session *s, uint32_t id)
@@ -252,6 +264,13 @@ static void queue_ctrl(struct session *s, const struct frame *f)
 			  f->stream_id);
 		return;
 	}
+	/* Reading stops long before this (tunnel backpressure); only a peer
+	 * that found a way past it, or a local bug, gets here. The frame is
+	 * dropped and the tunnel must close: see session_ctrl_overflowed. */
+	if (evbuffer_get_length(s->ctrl) + (size_t)n > SESSION_CTRL_MAX) {
+		s->ctrl_overflow = true;
+		return;
+	}
 	evbuffer_add(s->ctrl, buf, (size_t)n);
 	signal_writable(s);
 }
@@ -271,15 +290,38 @@ static void queue_window(struct session *s, uint32_t id, uint64_t max_offset)
 	queue_ctrl(s, &f);
 }
 
+uint64_t session_grant_window(uint32_t window)
+{
+	/* Credit already granted cannot be taken back; what can shrink is the
+	 * next grant. Over half of --max-buffer the window shrinks in
+	 * proportion to what is left, down to SESSION_MIN_WINDOW at the limit,
+	 * so the peers of all tunnels together add little beyond the budget
+	 * however many tunnels they hold. */
+	if (memory_limit == 0 || memory_used <= memory_limit / 2)
+		return window;
+	if (memory_used >= memory_limit)
+		return SESSION_MIN_WINDOW;
+	double left = (double)(memory_limit - memory_used) / (double)(memory_limit / 2);
+	uint64_t w = (uint64_t)((double)window * left);
+	return w > SESSION_MIN_WINDOW ? w : SESSION_MIN_WINDOW;
+}
+
 /* Grants more session credit once a quarter of the window is used up, so a
  * steady sender never waits a round trip for it. */
 static void maybe_grant_session(struct session *s)
 {
-	uint64_t want = s->consumed + s->local.session_window;
-	if (want - s->recv_max >= s->local.session_window / 4) {
-		s->recv_max = want;
-		queue_window(s, 0, want);
-	}
+	uint64_t full = s->consumed + s->local.session_window;
+	if (full - s->recv_max < s->local.session_window / 4)
+		return;
+	uint64_t window = session_grant_window(s->local.session_window);
+	uint64_t want = s->consumed + window;
+	if (window < s->local.session_window)
+		limit_hit(&credit_counter, "session credit shrunk: the process holds over half "
+					   "its --max-buffer");
+	if (want <= s->recv_max || want - s->recv_max < window / 4)
+		return;
+	s->recv_max = want;
+	queue_window(s, 0, want);
 }
 
 static void maybe_grant_stream(struct session *s, struct session_stream *st)
@@ -584,7 +626,7 @@ static int on_open_result(struct session *s, const struct frame *f)
 	return WM_OK;
 }
 
-int session_on_frame(struct session *s, const struct frame *f)
+static int dispatch_frame(struct session *s, const struct frame *f)
 {
 	switch (f->type) {
 	case FRAME_OPEN:
@@ -612,11 +654,28 @@ int session_on_frame(struct session *s, const struct frame *f)
 	}
 }
 
+int session_on_frame(struct session *s, const struct frame *f)
+{
+	int rc = dispatch_frame(s, f);
+	if (rc == WM_OK && s->ctrl_overflow)
+		return WM_ERR_LIMIT;
+	return rc;
+}
+
 /* Copies whole control frames into buf; returns bytes written. */
 static size_t fill_ctrl(struct session *s, uint8_t *buf, size_t cap)
 {
 	size_t used = 0;
 	uint8_t hdr[FRAME_HEADER_LEN];
+	if (s->pong_pending) {
+		struct frame f = {.type = FRAME_PONG, .stream_id = 0};
+		f.u.opaque = s->pong_opaque;
+		int n = frame_encode(&f, buf, cap);
+		if (n > 0) {
+			used = (size_t)n;
+			s->pong_pending = false;
+		}
+	}
 	while (evbuffer_get_length(s->ctrl) >= FRAME_HEADER_LEN) {
 		evbuffer_copyout(s->ctrl, hdr, sizeof(hdr));
 		size_t flen = FRAME_HEADER_LEN + (((size_t)hdr[2] << 8) | hdr[3]);
@@ -765,6 +824,12 @@ void session_send_control(struct session *s, const struct frame *f)
 
 void session_send_ping(struct session *s, uint8_t type, uint64_t opaque)
 {
+	if (type == FRAME_PONG) {
+		s->pong_pending = true;
+		s->pong_opaque = opaque;
+		signal_writable(s);
+		return;
+	}
 	struct frame f = {.type = type, .stream_id = 0};
 	f.u.opaque = opaque;
 	queue_ctrl(s, &f);
@@ -772,7 +837,7 @@ void session_send_ping(struct session *s, uint8_t type, uint64_t opaque)
 
 bool session_wants_write(const struct session *s)
 {
-	if (evbuffer_get_length(s->ctrl) > 0)
+	if (evbuffer_get_length(s->ctrl) > 0 || s->pong_pending)
 		return true;
 	struct session_stream *st;
 	TAILQ_FOREACH(st, &s->new_list, sched)
@@ -877,9 +942,44 @@ struct session *session_stream_session(const struct session_stream *st)
 	return st->session;
 }
 
+size_t session_ctrl_queued(const struct session *s)
+{
+	return evbuffer_get_length(s->ctrl) + (s->pong_pending ? FRAME_HEADER_LEN + 8 : 0);
+}
+
+bool session_ctrl_overflowed(const struct session *s)
+{
+	return s->ctrl_overflow;
+}
+
+void session_set_memory(size_t used, size_t limit)
+{
+	memory_used = used;
+	memory_limit = limit;
+}
+
+uint64_t session_credit_hits(void)
+{
+	return credit_counter.hits;
+}
+
+size_t session_max_chain(const struct session *s)
+{
+	size_t longest = 0;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		size_t n = 0;
+		for (const struct session_stream *st = s->buckets[i]; st != NULL;
+		     st = st->hash_next)
+			n++;
+		if (n > longest)
+			longest = n;
+	}
+	return longest;
+}
+
 size_t session_queued(const struct session *s)
 {
-	size_t n = evbuffer_get_length(s->ctrl);
+	size_t n = session_ctrl_queued(s);
 	const struct session_stream *st;
 	TAILQ_FOREACH(st, &s->new_list, sched)
 	n += evbuffer_get_length(st->src);

@@ -25,6 +25,7 @@
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
+#include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
 #include "wanmux/rekey.h"
@@ -43,6 +44,17 @@
 #define HELLO_FLAG_REKEY 0x01
 /* Timer granularity: deadlines hold to within this. */
 #define TUNNEL_TICK_MS 250
+/* Read-side backpressure: every frame the peer sends may queue an answer
+ * (PONG, OPEN_RESULT, LISTEN_RESULT, WINDOW), so while what waits to leave
+ * (control queue + unsent records) is over STOP the tunnel reads no more
+ * records; it resumes once the output is down to the write watermark and
+ * the backlog under RESUME. flush() keeps the output near TUNNEL_OUT_HIGH,
+ * so STOP means about 64 KiB of control frames the peer does not take. */
+#define TUNNEL_READ_STOP (TUNNEL_OUT_HIGH + RECORD_CIPHERTEXT_MAX + (64u << 10))
+#define TUNNEL_READ_RESUME (TUNNEL_READ_STOP / 2)
+/* LISTEN requests per second per tunnel (bursts of twice as many): a client
+ * asks for its few reverse listeners at start and after a reconnect. */
+#define TUNNEL_LISTEN_RATE 10.0
 
 enum tunnel_state {
 	TUNNEL_CONNECTING,
@@ -75,6 +87,9 @@ struct tunnel {
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
 	uint32_t srtt_us;
+	bool read_stopped;	     /* backpressure: output backed up, not reading */
+	uint64_t last_drain_ms;	     /* output last drained to TUNNEL_OUT_LOW */
+	struct limit_bucket listens; /* LISTEN rate */
 	char reason[200];
 	struct tunnel_stats stats;
 	struct session_stats final_session_stats; /* kept when the session ends */
@@ -82,6 +97,9 @@ struct tunnel {
 };
 
 static struct tunnel_counters counters;
+static struct limit_counter backlog_counter = {.name = "tunnel output backlog (peer does not "
+						       "read)"};
+static struct limit_counter listen_counter = {.name = "LISTEN requests per tunnel"};
 
 const struct tunnel_counters *tunnel_get_counters(void)
 {
@@ -252,11 +270,23 @@ static int on_session_control(struct session *s, const struct frame *f, void *ar
 static int tick_rekey(struct tunnel *t);
 static size_t fill_rekey_frame(struct tunnel *t, uint8_t *buf);
 static void rekey_frame_sealed(struct tunnel *t);
+static void close_backlogged(struct tunnel *t, const char *why)
+{
+	char detail[NETADDR_STR_MAX + 96];
+	snprintf(detail, sizeof(detail), "tunnel %s closed: %s", t->peer, why);
+	limit_hit(&backlog_counter, detail);
+	counters.backlog++;
+	tunnel_close(t, why);
+}
 
 static void flush(struct tunnel *t)
 {
 	if (t->state != TUNNEL_UP || tick_rekey(t) != WM_OK)
 		return;
+	if (session_ctrl_overflowed(t->session)) {
+		close_backlogged(t, "control queue over its cap");
+		return;
+	}
 	struct evbuffer *out = bufferevent_get_output(t->bev);
 	while (evbuffer_get_length(out) < TUNNEL_OUT_HIGH) {
 		struct evbuffer_iovec v;
@@ -289,9 +319,31 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	flush(arg);
 }
 
+/* What reading more records could add to: control frames and records that
+ * have not left for the kernel yet. */
+static size_t backlog(const struct tunnel *t)
+{
+	return evbuffer_get_length(bufferevent_get_output(t->bev)) +
+	       session_ctrl_queued(t->session);
+}
+
+static void on_read(struct bufferevent *bev, void *arg);
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
-	flush(arg);
+	struct tunnel *t = arg;
+	t->last_drain_ms = now_ms();
+	/* The output is down to its low watermark: a good moment to resume,
+	 * before flush() refills it from the control queue. */
+	bool resume = t->read_stopped && t->state == TUNNEL_UP && backlog(t) <= TUNNEL_READ_RESUME;
+	if (resume) {
+		t->read_stopped = false;
+		bufferevent_enable(bev, EV_READ);
+	}
+	flush(t);
+	/* Records read before the stop are still in the input buffer. */
+	if (resume)
+		on_read(bev, t);
 }
 
 /* Sends one handshake message framed as u16 length | message. */
@@ -583,8 +635,23 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 		} else if (f.type == FRAME_REKEY) {
 			if (on_rekey_frame(t, &f, used == left) != WM_OK)
 				return;
+		} else if (f.type == FRAME_LISTEN &&
+			   !limit_take(&t->listens, TUNNEL_LISTEN_RATE, 2 * TUNNEL_LISTEN_RATE,
+				       limit_now_ms())) {
+			char detail[NETADDR_STR_MAX + 48];
+			snprintf(detail, sizeof(detail), "tunnel %s, request %u refused", t->peer,
+				 f.stream_id);
+			limit_hit(&listen_counter, detail);
+			counters.listen_limited++;
+			struct frame r = {.type = FRAME_LISTEN_RESULT, .stream_id = f.stream_id};
+			r.u.error = FRAME_ERR_STREAM_LIMIT;
+			session_send_control(t->session, &r);
 		} else {
 			rc = session_on_frame(t->session, &f);
+			if (rc == WM_ERR_LIMIT) {
+				close_backlogged(t, "control queue over its cap");
+				return;
+			}
 			if (rc != WM_OK) {
 				log_warn("tunnel %s: %s frame on stream %u: %s; closing", t->peer,
 					 frame_type_name(f.type), f.stream_id, wm_strerror(rc));
@@ -621,6 +688,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 		}
 		if (avail < 2 + len)
 			break;
+		if (t->state == TUNNEL_UP && backlog(t) > TUNNEL_READ_STOP) {
+			/* The peer is not taking what we owe it: stop reading
+			 * (on_write resumes). */
+			t->read_stopped = true;
+			bufferevent_disable(bev, EV_READ);
+			break;
+		}
 		uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(2 + len));
 		if (p == NULL) {
 			tunnel_close(t, "out of memory");
@@ -717,6 +791,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (t->state != TUNNEL_UP)
 		return;
+	if (evbuffer_get_length(bufferevent_get_output(t->bev)) > TUNNEL_OUT_LOW &&
+	    now - t->last_drain_ms > t->cfg.dead_after_ms) {
+		/* Whatever it sends, a peer that takes nothing of what we owe it
+		 * (PONGs, answers, data) for this long is as good as dead, and
+		 * keeps our backlog and its reader's stop in place. */
+		close_backlogged(t, "peer does not read its output");
+		return;
+	}
 	if (now - t->last_rx_ms > t->cfg.dead_after_ms) {
 		log_warn("tunnel %s: nothing heard for %llu ms; closing", t->peer,
 			 (unsigned long long)(now - t->last_rx_ms));
@@ -748,6 +830,7 @@ static struct tunnel *tunnel_new(struct event_base *base, const struct tunnel_co
 	t->is_client = is_client;
 	t->started_ms = now_ms();
 	t->last_rx_ms = t->started_ms;
+	t->last_drain_ms = t->started_ms;
 	t->cctx = compress_ctx_new();
 	t->flush_ev = event_new(base, -1, 0, flush_cb, t);
 	t->free_ev = event_new(base, -1, 0, free_cb, t);

@@ -7,6 +7,7 @@
 #define WANMUX_LIMIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* A named limit: how often it was hit, and when it was last logged. */
@@ -35,5 +36,12 @@ bool limit_take(struct limit_bucket *b, double rate, double burst, uint64_t now_
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t limit_now_ms(void);
+
+/*
+ * SipHash-2-4 (crypto_shorthash) of data under a random key made once per
+ * process: for tables a peer fills (rate buckets, stream ids), so that it
+ * cannot choose keys that collide.
+ */
+uint64_t limit_hash(const void *data, size_t len);
 
 #endif

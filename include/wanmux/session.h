@@ -50,6 +50,11 @@ struct session_params {
 #define SESSION_DEFAULT_MAX_STREAMS 1024u
 #define SESSION_MIN_WINDOW (64u << 10)
 #define SESSION_QUANTUM 16384u
+/* Bytes of encoded control frames a session queues at most. The tunnel stops
+ * reading long before (see tunnel.c), and a well-behaved pair stays far
+ * below: 1024 OPENs with 255-byte names are 280 KB. Over it the tunnel
+ * closes. */
+#define SESSION_CTRL_MAX ((size_t)1 << 20)
 
 /*
  * Callbacks. A stream passed to on_reset or on_closed is freed when the
@@ -114,7 +119,8 @@ void session_set_codec(struct session *s, enum compress_mode codec);
 /*
  * Handles one decoded frame from the peer (not PING/PONG, which the tunnel
  * answers itself). Returns 0, or WM_ERR_MALFORMED / WM_ERR_FLOW / WM_ERR_STATE
- * when the peer broke the protocol: the tunnel must then close.
+ * when the peer broke the protocol, or WM_ERR_LIMIT when the control queue
+ * went over SESSION_CTRL_MAX: the tunnel must then close.
  */
 int session_on_frame(struct session *s, const struct frame *f);
 
@@ -129,8 +135,16 @@ size_t session_fill(struct session *s, uint8_t *buf, size_t cap);
 /* Queues a control frame (LISTEN, LISTEN_RESULT); control frames go first. */
 void session_send_control(struct session *s, const struct frame *f);
 
-/* Queues a PING or PONG (type) with opaque; control frames go first. */
+/* Queues a PING or PONG (type) with opaque; control frames go first. A PONG
+ * replaces one still waiting: only the newest PING is answered. */
 void session_send_ping(struct session *s, uint8_t type, uint64_t opaque);
+
+/* Bytes of control frames waiting (a pending PONG included). */
+size_t session_ctrl_queued(const struct session *s);
+
+/* Whether a control frame was dropped over SESSION_CTRL_MAX: the session can
+ * no longer keep the protocol and its tunnel must close. */
+bool session_ctrl_overflowed(const struct session *s);
 
 /* Whether session_fill would write something now. */
 bool session_wants_write(const struct session *s);
@@ -179,6 +193,26 @@ struct session *session_stream_session(const struct session_stream *st);
 
 /* OPENs refused over max_streams, across the process. */
 uint64_t session_limit_hits(void);
+
+/*
+ * What the process holds in buffers (used) against its --max-buffer (limit),
+ * for every session of the process; the relay reports it whenever it
+ * changes. Over limit/2 new session credit shrinks (session_grant_window).
+ */
+void session_set_memory(size_t used, size_t limit);
+
+/*
+ * The session window a grant may use now for a configured window: window
+ * while the process holds at most half its limit, then shrinking in
+ * proportion to what is left, SESSION_MIN_WINDOW at the limit.
+ */
+uint64_t session_grant_window(uint32_t window);
+
+/* Session grants shrunk or delayed because buffers were full, process-wide. */
+uint64_t session_credit_hits(void);
+
+/* The longest chain in the stream table (tests: the hash spreads ids). */
+size_t session_max_chain(const struct session *s);
 
 /* An opaque pointer the owner keeps with the session (the tunnel's relay
  * pool); NULL until set. */

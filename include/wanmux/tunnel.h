@@ -140,6 +140,9 @@ struct tunnel_counters {
 	uint64_t protocol_error;    /* malformed or forbidden frame */
 	uint64_t silent;	    /* nothing heard for dead_after_ms */
 	uint64_t rekey_timeout;	    /* peer left a rekey unanswered for dead_after_ms */
+	uint64_t backlog;	    /* peer took none of our output for dead_after_ms, or
+				       the control queue went over SESSION_CTRL_MAX */
+	uint64_t listen_limited;    /* LISTENs refused over the per-tunnel rate (not closed) */
 };
 
 const struct tunnel_counters *tunnel_get_counters(void);

@@ -1225,6 +1225,134 @@ static void test_session_free_resets_open_streams(void **state)
 	pair_free(p);
 }
 
+/* ---- control queue, credit under memory pressure, stream table ---- */
+
+/* tunnel.c answers every PING through session_send_ping(PONG): a peer that
+ * floods PINGs and never reads must cost one pending PONG, the newest. */
+static void test_session_ping_flood_one_pong(void **state)
+{
+	struct pair *p = pair_new(&small_params, &small_params);
+	pump(p, 5);
+	size_t before = session_queued(p->s);
+	for (uint64_t i = 1; i <= 100000; i++)
+		session_send_ping(p->s, FRAME_PONG, i);
+	assert_true(session_queued(p->s) - before <= FRAME_HEADER_LEN + 8);
+	assert_true(session_wants_write(p->s));
+	size_t n = session_fill(p->s, p->buf, sizeof(p->buf));
+	struct frame f;
+	size_t used;
+	assert_int_equal(frame_decode(p->buf, n, &f, &used), WM_OK);
+	assert_int_equal(f.type, FRAME_PONG);
+	assert_int_equal(f.u.opaque, 100000);
+	assert_int_equal(used, n);
+	assert_int_equal(session_fill(p->s, p->buf, sizeof(p->buf)), 0);
+	pair_free(p);
+}
+
+/* Refused OPENs that are never read queue an OPEN_RESULT each: the queue
+ * stops at SESSION_CTRL_MAX and the session says the tunnel must close. */
+static void test_session_ctrl_queue_capped(void **state)
+{
+	struct pair *p = pair_new(&small_params, &small_params);
+	p->refuse = FRAME_ERR_NOT_ALLOWED;
+	int rc = WM_OK;
+	uint32_t id = 1;
+	for (int i = 0; i < 400000 && rc == WM_OK; i++, id += 2) {
+		struct frame f = open_frame(id);
+		rc = session_on_frame(p->s, &f);
+		assert_true(session_queued(p->s) <= SESSION_CTRL_MAX);
+	}
+	assert_int_equal(rc, WM_ERR_LIMIT);
+	assert_true(session_ctrl_overflowed(p->s));
+	assert_true(session_ctrl_queued(p->s) > SESSION_CTRL_MAX - 64);
+	pair_free(p);
+}
+
+static void test_session_grant_window_shrinks(void **state)
+{
+	const size_t limit = 100u << 20;
+	session_set_memory(0, 0);
+	assert_int_equal(session_grant_window(64u << 20), 64u << 20);
+	session_set_memory(limit / 2, limit);
+	assert_int_equal(session_grant_window(64u << 20), 64u << 20);
+	session_set_memory(limit / 4 * 3, limit);
+	assert_int_equal(session_grant_window(64u << 20), 32u << 20);
+	session_set_memory(limit - 1000, limit);
+	assert_int_equal(session_grant_window(64u << 20), SESSION_MIN_WINDOW);
+	session_set_memory(2 * limit, limit);
+	assert_int_equal(session_grant_window(64u << 20), SESSION_MIN_WINDOW);
+	session_set_memory(0, 0);
+}
+
+/* While the process is at its --max-buffer a receiver that consumed its
+ * whole window lets the peer send SESSION_MIN_WINDOW more, not a window;
+ * once memory is back the full window returns. */
+static void test_session_credit_shrinks_when_memory_short(void **state)
+{
+	const struct session_params big = {4u << 20, 1u << 20, 64};
+	struct pair *p = pair_new(&big, &big);
+	p->server_consume = false;
+	struct tstream *c = client_open(p, "x");
+	fill_random(c->src, 8u << 20);
+	session_stream_kick(c->st);
+	pump(p, 1000);
+	struct tstream *s = server_of(p, c->id);
+	assert_non_null(s);
+	assert_int_equal(evbuffer_get_length(s->rcv), 1u << 20);
+
+	session_set_memory(100, 100); /* at the limit */
+	for (int round = 1; round <= 3; round++) {
+		size_t had = evbuffer_get_length(s->rcv);
+		consume(s, s->unconsumed);
+		pump(p, 1000);
+		assert_int_equal(evbuffer_get_length(s->rcv) - had, SESSION_MIN_WINDOW);
+	}
+	assert_true(session_credit_hits() > 0);
+
+	session_set_memory(0, 100); /* memory is back */
+	size_t had = evbuffer_get_length(s->rcv);
+	consume(s, s->unconsumed);
+	pump(p, 1000);
+	assert_int_equal(evbuffer_get_length(s->rcv) - had, 1u << 20);
+	session_set_memory(0, 0);
+	consume(s, s->unconsumed);
+	pair_free(p);
+}
+
+static struct evbuffer *keep_src;
+
+static int cb_open_keep(struct session *s, struct session_stream *st,
+			const struct frame_addr *target, void *arg)
+{
+	session_stream_attach(st, keep_src, NULL);
+	return 0;
+}
+
+/* Ids only have to increase: 512 ids spaced 2048 apart (all in one chain
+ * with a hash of the low bits) must spread over the table. */
+static void test_session_stream_ids_spread(void **state)
+{
+	struct session_callbacks cb = {.on_open = cb_open_keep};
+	struct compress_ctx *cctx = compress_ctx_new();
+	keep_src = evbuffer_new();
+	assert_non_null(cctx);
+	assert_non_null(keep_src);
+	struct session *s =
+	    session_new(SESSION_SERVER, &default_params, &default_params, &cb, NULL, cctx);
+	assert_non_null(s);
+	for (uint32_t k = 0; k < 512; k++) {
+		struct frame f = open_frame(1 + 2048 * k);
+		assert_int_equal(session_on_frame(s, &f), WM_OK);
+	}
+	assert_int_equal(session_stream_count(s), 512);
+	size_t chain = session_max_chain(s);
+	printf("longest chain of 512 streams spaced 2048 apart: %zu\n", chain);
+	assert_true(chain <= 12);
+	session_free(s);
+	evbuffer_free(keep_src);
+	compress_ctx_free(cctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1248,6 +1376,11 @@ int main(void)
 	    cmocka_unit_test(test_session_stream_limit),
 	    cmocka_unit_test(test_session_stream_limit_after_close),
 	    cmocka_unit_test(test_session_free_resets_open_streams),
+	    cmocka_unit_test(test_session_ping_flood_one_pong),
+	    cmocka_unit_test(test_session_ctrl_queue_capped),
+	    cmocka_unit_test(test_session_grant_window_shrinks),
+	    cmocka_unit_test(test_session_credit_shrinks_when_memory_short),
+	    cmocka_unit_test(test_session_stream_ids_spread),
 	};
 	log_init("test_session", LOG_LEVEL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
