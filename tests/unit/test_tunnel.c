@@ -1141,6 +1141,89 @@ static void test_tunnel_rekey_unanswered_closes(void **state)
 	assert_int_equal(w->server.down, 1);
 	assert_string_equal(w->server.reason, "rekey unanswered");
 	assert_int_equal(tunnel_get_counters()->rekey_timeout, before + 1);
+/*
+ * A raw client floods frames that each call for an answer (kind PING: a
+ * PONG; kind OPEN: an OPEN_RESULT, every OPEN refused) and never reads. The
+ * server's queues must stay bounded (one PONG; for OPENs the tunnel stops
+ * reading, so the client's sends block), and the tunnel must close once the
+ * peer has taken nothing for dead_after_ms, counted in tunnel_counters.
+ */
+static void flood_never_read(uint8_t kind)
+{
+	struct world *w = world_new();
+	w->scfg.tuning.sndbuf = 16384; /* fill the kernel quickly */
+	w->scfg.dead_after_ms = 1500;
+	w->sh.streams.on_open = NULL; /* refuse every OPEN */
+	uint64_t closed_before = tunnel_get_counters()->backlog;
+	struct raw_client rc;
+	raw_client_up(w, &rc);
+	evutil_make_socket_nonblocking(rc.fd);
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	static uint8_t rec[RECORD_PLAINTEXT_MAX + RECORD_OVERHEAD];
+	size_t rec_len = 0, rec_off = 0;
+	uint32_t next_id = 1;
+	uint64_t opaque = 0;
+	size_t max_ctrl = 0, max_queued = 0, blocked = 0;
+	for (int round = 0; round < 5000 && w->server.down == 0; round++) {
+		for (int k = 0; k < 64; k++) {
+			if (rec_off == rec_len) {
+				size_t len = 0;
+				while (len + 64 <= sizeof(plain)) {
+					struct frame f = {.type = kind, .stream_id = 0};
+					if (kind == FRAME_OPEN) {
+						f.stream_id = next_id;
+						next_id += 2;
+						f.u.open.type = FRAME_ADDR_IPV4;
+						f.u.open.port = 9;
+						f.u.open.u.ipv4[0] = 127;
+						f.u.open.u.ipv4[3] = 1;
+					} else {
+						f.u.opaque = ++opaque;
+					}
+					int n = frame_encode(&f, plain + len, sizeof(plain) - len);
+					assert_true(n > 0);
+					len += (size_t)n;
+				}
+				int n = record_seal(rc.tx, plain, len, rec);
+				assert_true(n > 0);
+				rec_len = (size_t)n;
+				rec_off = 0;
+			}
+			ssize_t n = send(rc.fd, rec + rec_off, rec_len - rec_off, MSG_NOSIGNAL);
+			if (n < 0) {
+				assert_true(errno == EAGAIN || errno == EWOULDBLOCK ||
+					    errno == EPIPE || errno == ECONNRESET);
+				blocked++;
+				break;
+			}
+			rec_off += (size_t)n;
+		}
+		settle(w, 2);
+		struct session *ss = w->server.t != NULL ? tunnel_session(w->server.t) : NULL;
+		if (ss != NULL) {
+			size_t c = session_ctrl_queued(ss), q = tunnel_queued(w->server.t);
+			max_ctrl = c > max_ctrl ? c : max_ctrl;
+			max_queued = q > max_queued ? q : max_queued;
+		}
+	}
+	print_message("%s flood: server control queue peak %zu bytes, output peak %zu, "
+		      "client blocked %zu times, server %s (%s)\n",
+		      frame_type_name(kind), max_ctrl, max_queued, blocked,
+		      w->server.down ? "closed" : "still up", w->server.reason);
+	assert_true(run_until(w, server_down, 4 * DEADLINE_MS));
+	assert_true(max_queued < (512u << 10));
+	if (kind == FRAME_PING) {
+		/* Our PONGs are small enough for the kernel buffers to take them
+		 * all; loopback TCP then stalls the flooder's own sends too, and
+		 * the server closes it as silent (or as not reading). */
+		assert_true(max_ctrl <= 2 * (FRAME_HEADER_LEN + 8)); /* its PONG, our PING */
+		assert_true(strcmp(w->server.reason, "peer silent") == 0 ||
+			    strcmp(w->server.reason, "peer does not read its output") == 0);
+	} else {
+		assert_true(blocked > 0); /* the server stopped reading */
+		assert_string_equal(w->server.reason, "peer does not read its output");
+		assert_int_equal(tunnel_get_counters()->backlog, closed_before + 1);
+	}
 	raw_client_free(&rc);
 	world_free(w);
 }
@@ -1175,6 +1258,14 @@ static void test_tunnel_rekey_needs_both_hellos(void **state)
 		raw_client_free(&rc);
 		world_free(w);
 	}
+static void test_tunnel_ping_flood_never_read(void **state)
+{
+	flood_never_read(FRAME_PING);
+}
+
+static void test_tunnel_open_flood_never_read(void **state)
+{
+	flood_never_read(FRAME_OPEN);
 }
 
 int main(void)
@@ -1195,6 +1286,8 @@ int main(void)
 	    cmocka_unit_test(test_tunnel_rekey_flood_refused),
 	    cmocka_unit_test(test_tunnel_rekey_unanswered_closes),
 	    cmocka_unit_test(test_tunnel_rekey_needs_both_hellos),
+	    cmocka_unit_test(test_tunnel_ping_flood_never_read),
+	    cmocka_unit_test(test_tunnel_open_flood_never_read),
 	};
 	if (sodium_init() < 0)
 		return 1;
