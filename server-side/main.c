@@ -58,6 +58,8 @@ enum opt_id {
 	OPT_OPEN_RATE,
 	OPT_MAX_BUFFER,
 	OPT_MAX_SESSION_BUFFER,
+	OPT_MAX_TUNNELS,
+	OPT_MAX_TUNNELS_PER_KEY,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -83,6 +85,8 @@ static const struct config_option options[] = {
     {"open-rate", 0, true, false, OPT_OPEN_RATE},
     {"max-buffer", 0, true, false, OPT_MAX_BUFFER},
     {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
+    {"max-tunnels", 0, true, false, OPT_MAX_TUNNELS},
+    {"max-tunnels-per-key", 0, true, false, OPT_MAX_TUNNELS_PER_KEY},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -148,6 +152,8 @@ static const char usage_text[] =
     "    --max-session-buffer SIZE\n"
     "                             bytes the streams of one tunnel may hold in\n"
     "                             buffers (64M)\n"
+    "    --max-tunnels N          authenticated tunnels, all clients (1024)\n"
+    "    --max-tunnels-per-key N  authenticated tunnels per client key (16)\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -232,6 +238,10 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 			  tunnel_peer_name(t), reason);
 	if (!stn->up)
 		stn->srv->unauth--;
+	if (stn->counted) {
+		stn->srv->tunnels_authorized--;
+		stn->srv->key_tunnels[stn->key_index]--;
+	}
 	server_reverse_tunnel_down(stn);
 	LIST_REMOVE(stn, link);
 	free(stn);
@@ -276,13 +286,34 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 		return WM_ERR_REPLAY;
 	}
 	memcpy(rs->last[hello->tunnel_no], hello->timestamp, 12);
+
+	/* After the replay state is updated, so a refused first message cannot
+	 * be replayed once there is room again. */
+	char detail[sizeof(stn->client) + 64];
+	if (srv->key_tunnels[index] >= srv->limits.max_tunnels_per_key) {
+		snprintf(detail, sizeof(detail), "client %s already has %u", stn->client,
+			 srv->key_tunnels[index]);
+		limit_hit(&srv->limits.tunnels_per_key, detail);
+		stn->client[0] = '\0';
+		return WM_ERR_LIMIT;
+	}
+	if (srv->tunnels_authorized >= srv->limits.max_tunnels) {
+		snprintf(detail, sizeof(detail), "client %s refused, %u open", stn->client,
+			 srv->tunnels_authorized);
+		limit_hit(&srv->limits.tunnels, detail);
+		stn->client[0] = '\0';
+		return WM_ERR_LIMIT;
+	}
+	stn->counted = true;
+	stn->key_index = index;
+	srv->key_tunnels[index]++;
+	srv->tunnels_authorized++;
 	return WM_OK;
 }
 
 /* The rate bucket of a source address (keyed hash: no chosen collisions). */
 static struct limit_bucket *source_bucket(struct server *srv, const struct sockaddr *sa)
 {
-	uint8_t h[8];
 	const void *a = &((const struct sockaddr_in *)sa)->sin_addr;
 	size_t alen = 4;
 	if (sa->sa_family == AF_INET6) {
@@ -290,10 +321,7 @@ static struct limit_bucket *source_bucket(struct server *srv, const struct socka
 		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 		alen = 8;
 	}
-	crypto_shorthash(h, a, alen, srv->rate_key);
-	uint64_t v;
-	memcpy(&v, h, sizeof(v));
-	return &srv->rate[v % SERVER_RATE_BUCKETS];
+	return &srv->rate[limit_hash(a, alen) % SERVER_RATE_BUCKETS];
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -359,17 +387,21 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		 (unsigned long long)srv->limits.unauth.hits,
 		 (unsigned long long)srv->limits.handshakes.hits,
 		 (unsigned long long)srv->limits.opens.hits);
-	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
-		 "--max-session-buffer",
-		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits());
 	const struct tunnel_counters *tc = tunnel_get_counters();
+	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
+		 "--max-session-buffer, %llu over --max-tunnels, %llu over "
+		 "--max-tunnels-per-key, %llu LISTENs over the rate, %llu credit grants shrunk",
+		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits(),
+		 (unsigned long long)srv->limits.tunnels.hits,
+		 (unsigned long long)srv->limits.tunnels_per_key.hits,
+		 (unsigned long long)tc->listen_limited, (unsigned long long)session_credit_hits());
 	log_info("closed so far: %llu bad MACs, %llu failed handshakes, %llu handshake "
 		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers, %llu "
-		 "unanswered rekeys",
+		 "unanswered rekeys, %llu peers not reading their output",
 		 (unsigned long long)tc->bad_mac, (unsigned long long)tc->bad_handshake,
 		 (unsigned long long)tc->handshake_timeout, (unsigned long long)tc->bad_record,
 		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent,
-		 (unsigned long long)tc->rekey_timeout);
+		 (unsigned long long)tc->rekey_timeout, (unsigned long long)tc->backlog);
 	if (srv->listener != NULL) {
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
@@ -431,6 +463,11 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	    (double)count_option(cfg, OPT_HANDSHAKE_RATE, 20, 1, 1u << 20, "handshake-rate");
 	srv->limits.open_rate =
 	    (double)count_option(cfg, OPT_OPEN_RATE, 500, 1, 1u << 24, "open-rate");
+	srv->limits.max_tunnels = (uint32_t)count_option(cfg, OPT_MAX_TUNNELS, SERVER_MAX_TUNNELS,
+							 1, 1u << 20, "max-tunnels");
+	srv->limits.max_tunnels_per_key =
+	    (uint32_t)count_option(cfg, OPT_MAX_TUNNELS_PER_KEY, SERVER_MAX_TUNNELS_PER_KEY, 1,
+				   SERVER_TUNNEL_SLOTS, "max-tunnels-per-key");
 	if ((v = config_get(cfg, OPT_HANDSHAKE_TIMEOUT)) != NULL) {
 		uint64_t ms;
 		if (config_parse_duration_ms(v, &ms) != WM_OK || ms < 100 || ms > 600000)
@@ -468,7 +505,9 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 		srv->have_psk = true;
 	}
 	srv->replay = calloc(keys_authorized_count(srv->authorized) + 1, sizeof(*srv->replay));
-	if (srv->replay == NULL)
+	srv->key_tunnels =
+	    calloc(keys_authorized_count(srv->authorized) + 1, sizeof(*srv->key_tunnels));
+	if (srv->replay == NULL || srv->key_tunnels == NULL)
 		fatal("out of memory");
 	handshake_mac1_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->mac1_key);
 	srv->tcfg.local = srv->key;
@@ -514,7 +553,8 @@ int main(int argc, char **argv)
 	srv.limits.unauth.name = "unauthenticated connections (--max-unauth)";
 	srv.limits.handshakes.name = "handshakes per source (--handshake-rate)";
 	srv.limits.opens.name = "stream opens per tunnel (--open-rate)";
-	randombytes_buf(srv.rate_key, sizeof(srv.rate_key));
+	srv.limits.tunnels.name = "authenticated tunnels (--max-tunnels)";
+	srv.limits.tunnels_per_key.name = "tunnels per client key (--max-tunnels-per-key)";
 	srv.listener = evconnlistener_new(srv.base, on_accept, &srv,
 					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (srv.listener == NULL)
@@ -545,6 +585,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i <= keys_authorized_count(srv.authorized); i++)
 		free(srv.replay[i]);
 	free(srv.replay);
+	free(srv.key_tunnels);
 	keys_authorized_free(srv.authorized);
 	keys_pair_free(srv.key);
 	acl_free(srv.acl);

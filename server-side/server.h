@@ -17,6 +17,15 @@
 
 #define SERVER_TUNNEL_SLOTS 256 /* tunnel_no is a u8: replay state per key and slot */
 
+/* Authenticated tunnels. Per key: a client keeps --tunnels (default 4) open
+ * and briefly more while reconnecting. In all: 64 clients at the per-key
+ * limit; a tunnel whose peer misbehaves holds at most about 0.6 MB of
+ * tunnel buffers (backpressure bounds output and input), relay buffers are
+ * under --max-buffer, so the worst case stays within a few hundred MB and
+ * within a default RLIMIT_NOFILE of 1024 descriptors plus streams. */
+#define SERVER_MAX_TUNNELS 1024
+#define SERVER_MAX_TUNNELS_PER_KEY 16
+
 struct server;
 struct reverse_listener;
 
@@ -27,6 +36,8 @@ struct server_tunnel {
 	struct tunnel *t;
 	bool up;
 	struct limit_bucket opens; /* stream opens per second */
+	bool counted;		   /* authorized: counts against the tunnel limits */
+	size_t key_index;	   /* its key in the authorized keys, once counted */
 	uint8_t client_pub[KEYS_LEN];
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
 };
@@ -43,7 +54,11 @@ struct server_limits {
 	uint32_t max_unauth;   /* connections not yet authenticated */
 	double handshake_rate; /* per source address per second */
 	double open_rate;      /* stream opens per tunnel per second */
+	uint32_t max_tunnels;  /* authenticated tunnels, all keys */
+	uint32_t max_tunnels_per_key;
 	struct limit_counter unauth;
+	struct limit_counter tunnels;
+	struct limit_counter tunnels_per_key;
 	struct limit_counter handshakes;
 	struct limit_counter opens;
 };
@@ -70,7 +85,8 @@ struct server {
 	uint64_t refused_listens;
 	struct server_limits limits;
 	uint32_t unauth;
-	uint8_t rate_key[16];
+	uint32_t tunnels_authorized; /* tunnels counted against --max-tunnels */
+	uint32_t *key_tunnels;	     /* per authorized key, for --max-tunnels-per-key */
 	struct limit_bucket rate[SERVER_RATE_BUCKETS];
 };
 

@@ -74,7 +74,17 @@ static const char usage_text[] =
     "                         rekey exchanges (OFFER, ANSWER, DONE), MS apart\n"
     "                         (default 0: ignore the 100 ms floor); prints how\n"
     "                         many were answered; exit 0 if the server closed\n"
-    "                         the tunnel, 1 if all N were answered\n";
+    "                         the tunnel, 1 if all N were answered\n"
+    "  ping-flood --hold SECS PINGs as fast as the server takes them, never\n"
+    "                         reading; reports whether the server closed\n"
+    "  ping-trickle --hold SECS\n"
+    "                         the same, but reads 4 KiB every 5 s\n"
+    "  tunnels --count N --hold SECS\n"
+    "                         N tunnels at once (tunnel slots 0..N-1), held open;\n"
+    "                         counts how many came up\n"
+    "  window-collide --target HOST:PORT --streams K --spacing S --count N\n"
+    "                         K streams with ids S apart, then N WINDOW frames on\n"
+    "                         the first one (stream-table chain probe)\n";
 
 struct opts {
 	const char *server;
@@ -91,6 +101,7 @@ struct opts {
 	unsigned long count;
 	unsigned long per_record;
 	unsigned long streams;
+	unsigned long spacing;
 	bool shortlen;
 	bool reset;
 	bool rekey_hello; /* hello flag: this client takes part in rekeys */
@@ -677,6 +688,27 @@ static int cmd_noread(const struct opts *o)
 	return 0;
 }
 
+/* Reads and opens the next record into plain (RECORD_PLAINTEXT_MAX bytes):
+ * 1 with its length in len, 0 when the server closed, -1 on timeout. */
+static int next_record(struct conn *c, double deadline, uint8_t *plain, size_t *len)
+{
+	int rc = fill(c, 2, deadline);
+	if (rc <= 0)
+		return rc;
+	int total = record_peek(c->inbuf, c->inlen);
+	if (total < 0)
+		die("the server sent a bad record length");
+	rc = fill(c, (size_t)total, deadline);
+	if (rc <= 0)
+		return rc;
+	int n = record_open(c->rx, c->inbuf, (size_t)total, plain);
+	if (n < 0)
+		die("a server record fails to open");
+	c->inlen = 0;
+	*len = (size_t)n;
+	return 1;
+}
+
 /*
  * Reads records until one ends with a REKEY ANSWER (its key into pub).
  * Returns 1 then, 0 when the server closed, -1 on timeout. ANSWER is the last
@@ -686,24 +718,15 @@ static int wait_answer(struct conn *c, double deadline, uint8_t pub[FRAME_REKEY_
 {
 	static uint8_t plain[RECORD_PLAINTEXT_MAX];
 	for (;;) {
-		int rc = fill(c, 2, deadline);
+		size_t n;
+		int rc = next_record(c, deadline, plain, &n);
 		if (rc <= 0)
 			return rc;
-		int total = record_peek(c->inbuf, c->inlen);
-		if (total < 0)
-			die("the server sent a bad record length");
-		rc = fill(c, (size_t)total, deadline);
-		if (rc <= 0)
-			return rc;
-		int n = record_open(c->rx, c->inbuf, (size_t)total, plain);
-		if (n < 0)
-			die("a server record fails to open");
-		c->inlen = 0;
 		bool answered = false;
-		for (size_t off = 0; off < (size_t)n;) {
+		for (size_t off = 0; off < n;) {
 			struct frame f;
 			size_t used;
-			if (frame_decode(plain + off, (size_t)n - off, &f, &used) != WM_OK)
+			if (frame_decode(plain + off, n - off, &f, &used) != WM_OK)
 				die("the server sent a malformed frame");
 			if (f.type == FRAME_REKEY && f.flags == FRAME_REKEY_ANSWER) {
 				memcpy(pub, f.u.rekey_key, FRAME_REKEY_KEY_LEN);
@@ -778,6 +801,196 @@ static int cmd_rekey(const struct opts *o)
 	       now_s() - t0, k.records);
 	conn_close(&c);
 	return rc == 0 ? 0 : 1;
+}
+
+/* Reads records until a PONG with opaque arrives: 1, 0 when closed, -1 on
+ * timeout. */
+static int read_until_pong(struct conn *c, double deadline, uint64_t opaque)
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	for (;;) {
+		size_t n;
+		int rc = next_record(c, deadline, plain, &n);
+		if (rc <= 0)
+			return rc;
+		const uint8_t *p = plain;
+		size_t left = n;
+		while (left > 0) {
+			struct frame f;
+			size_t used;
+			if (frame_decode(p, left, &f, &used) != WM_OK)
+				die("the server sent a malformed frame");
+			if (f.type == FRAME_PONG && f.u.opaque == opaque)
+				return 1;
+			p += used;
+			left -= used;
+		}
+	}
+}
+
+/*
+ * Sends records of PINGs for hold_s, never blocking for long; with trickle,
+ * reads 4 KiB every 5 s. Returns through exit: 0 when the server closed the
+ * tunnel, 1 when it was still open at the end.
+ */
+static int ping_flood(const struct opts *o, bool trickle)
+{
+	struct conn c;
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	static uint8_t rec[RECORD_PLAINTEXT_MAX + RECORD_OVERHEAD];
+	need_up(handshake(o, &c));
+	uint64_t opaque = 0;
+	size_t rec_len = 0, rec_off = 0;
+	unsigned long long sent = 0, got = 0;
+	double t0 = now_s(), last_read = t0;
+	bool closed = false;
+	while (!closed && now_s() - t0 < o->hold_s) {
+		if (rec_off == rec_len) {
+			size_t len = 0;
+			while (len + FRAME_HEADER_LEN + 8 <= sizeof(plain)) {
+				struct frame f = {.type = FRAME_PING, .stream_id = 0};
+				f.u.opaque = ++opaque;
+				int n = frame_encode(&f, plain + len, sizeof(plain) - len);
+				if (n < 0)
+					die("frame_encode PING failed");
+				len += (size_t)n;
+			}
+			int n = record_seal(c.tx, plain, len, rec);
+			if (n < 0)
+				die("record_seal failed");
+			rec_len = (size_t)n;
+			rec_off = 0;
+		}
+		struct pollfd pfd = {c.fd, POLLOUT, 0};
+		int pr = poll(&pfd, 1, 100);
+		if (pr > 0 && (pfd.revents & (POLLERR | POLLHUP)))
+			closed = true;
+		if (pr > 0 && (pfd.revents & POLLOUT)) {
+			ssize_t n = send(c.fd, rec + rec_off, rec_len - rec_off,
+					 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				closed = true;
+			if (n > 0) {
+				rec_off += (size_t)n;
+				sent += (unsigned long long)n;
+			}
+		}
+		if (trickle && now_s() - last_read >= 5) {
+			uint8_t buf[4096];
+			ssize_t n = recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 0 || (n < 0 && errno != EAGAIN))
+				closed = true;
+			if (n > 0)
+				got += (unsigned long long)n;
+			last_read = now_s();
+		}
+	}
+	/* A server that closed leaves EOF or a reset behind what it sent. */
+	if (!closed) {
+		uint8_t buf[4096];
+		ssize_t n = recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_PEEK);
+		closed = n == 0 || (n < 0 && errno != EAGAIN);
+	}
+	printf("result: %s sent=%llu read=%llu held_s=%.1f closed=%d\n",
+	       trickle ? "ping-trickle" : "ping-flood", sent, got, now_s() - t0, closed);
+	conn_close(&c);
+	return closed ? 0 : 1;
+}
+
+static int cmd_tunnels(const struct opts *o)
+{
+	static struct conn c[256];
+	struct opts each = *o;
+	unsigned long up = 0, refused = 0;
+	if (o->count == 0 || o->count > 256)
+		die("tunnels needs --count 1..256");
+	for (unsigned long i = 0; i < o->count; i++) {
+		each.tunnel_no = (unsigned)i;
+		int rc = handshake(&each, &c[i]);
+		if (rc == 1)
+			up++;
+		else
+			refused++;
+		if (rc != 1)
+			conn_close(&c[i]);
+	}
+	printf("opened: up=%lu refused=%lu\n", up, refused);
+	fflush(stdout);
+	double t0 = now_s();
+	while (now_s() - t0 < o->hold_s)
+		usleep(100000);
+	unsigned long still = 0;
+	for (unsigned long i = 0; i < o->count; i++) {
+		if (c[i].fd < 0 || c[i].tx == NULL)
+			continue;
+		uint8_t buf[1];
+		ssize_t n = recv(c[i].fd, buf, 1, MSG_DONTWAIT | MSG_PEEK);
+		if (n > 0 || (n < 0 && errno == EAGAIN))
+			still++;
+		conn_close(&c[i]);
+	}
+	printf("result: tunnels up=%lu refused=%lu still_open=%lu\n", up, refused, still);
+	return 0;
+}
+
+static int cmd_window_collide(const struct opts *o)
+{
+	struct conn c;
+	struct frame_addr target;
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	struct counts k;
+	if (o->target == NULL || o->streams == 0 || o->spacing == 0 || o->spacing % 2 != 0)
+		die("window-collide needs --target, --streams and an even --spacing");
+	parse_target(o->target, &target);
+	need_up(handshake(o, &c));
+	memset(&k, 0, sizeof(k));
+	unsigned long opened = 0;
+	while (opened < o->streams) {
+		size_t len = 0;
+		for (; opened < o->streams && len + 600 <= sizeof(plain); opened++) {
+			c.next_id = (uint32_t)(1 + opened * o->spacing);
+			len += add_open(&c, &target, false, plain + len, sizeof(plain) - len);
+		}
+		send_record(&c, plain, len);
+		read_records(&c, now_s() + 0.001, &k, 0);
+	}
+	read_records(&c, now_s() + o->wait_s, &k, o->streams);
+	if (k.open_ok != o->streams) {
+		printf("result: window-collide opened=%lu of %lu (limit=%lu not_allowed=%lu)\n",
+		       k.open_ok, o->streams, k.open_limit, k.open_not_allowed);
+		conn_close(&c);
+		return 1;
+	}
+	/* Stream 1 was inserted first: the tail of its chain. */
+	double t0 = now_s();
+	unsigned long sent = 0;
+	uint64_t max_offset = o->stream_window;
+	while (sent < o->count) {
+		size_t len = 0;
+		for (; sent < o->count && len + 32 <= sizeof(plain); sent++) {
+			struct frame f = {.type = FRAME_WINDOW, .stream_id = 1};
+			f.u.max_offset = ++max_offset;
+			int n = frame_encode(&f, plain + len, sizeof(plain) - len);
+			if (n < 0)
+				die("frame_encode WINDOW failed");
+			len += (size_t)n;
+		}
+		send_record(&c, plain, len);
+		read_records(&c, now_s() + 0.0005, &k, 0);
+	}
+	/* A PING answered means the server has handled every WINDOW before it. */
+	uint8_t ping[FRAME_HEADER_LEN + 8];
+	struct frame f = {.type = FRAME_PING, .stream_id = 0};
+	f.u.opaque = 0x5eed;
+	int n = frame_encode(&f, ping, sizeof(ping));
+	if (n < 0)
+		die("frame_encode PING failed");
+	send_record(&c, ping, (size_t)n);
+	int rc = read_until_pong(&c, now_s() + o->wait_s, 0x5eed);
+	printf("result: window-collide streams=%lu spacing=%lu windows=%lu elapsed=%.3f pong=%d\n",
+	       o->streams, o->spacing, sent, now_s() - t0, rc);
+	conn_close(&c);
+	return rc == 1 ? 0 : 1;
 }
 
 static unsigned long num_arg(const char *name, const char *v, unsigned long max)
@@ -857,6 +1070,8 @@ int main(int argc, char **argv)
 			o.every_s = (double)num_arg(a, v, 60000) / 1000.0;
 		} else if (strcmp(a, "--streams") == 0) {
 			o.streams = num_arg(a, v, 1000000);
+		} else if (strcmp(a, "--spacing") == 0) {
+			o.spacing = num_arg(a, v, 1u << 20);
 		} else {
 			die("unknown option '%s'", a);
 		}
@@ -885,5 +1100,13 @@ int main(int argc, char **argv)
 		o.rekey_hello = true;
 		return cmd_rekey(&o);
 	}
+	if (strcmp(cmd, "ping-flood") == 0)
+		return ping_flood(&o, false);
+	if (strcmp(cmd, "ping-trickle") == 0)
+		return ping_flood(&o, true);
+	if (strcmp(cmd, "tunnels") == 0)
+		return cmd_tunnels(&o);
+	if (strcmp(cmd, "window-collide") == 0)
+		return cmd_window_collide(&o);
 	die("unknown command '%s' (try --help)", cmd);
 }
