@@ -138,7 +138,9 @@ int relay_fd(const struct relay *r);
  * (default RELAY_DEFAULT_BUDGET). Over it, the relays of tunnels holding at
  * least an even share stop reading their local sockets until the total is
  * back under 3/4; streams slow down, nothing is dropped. A tunnel's own pool
- * limit (struct relay_pool) works the same way for its relays.
+ * limit (struct relay_pool) works the same way for its relays. The total
+ * and the budget are also reported to the sessions (session_set_memory),
+ * which shrink the credit they grant when buffers fill.
  */
 void relay_set_budget(size_t bytes);
 size_t relay_budget_used(void);
