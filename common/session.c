@@ -3,6 +3,7 @@
  * scheduler. No sockets and no clocks: frames in, record plaintext out. The
  * stream's source buffer belongs to the relay; the session only drains it.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +312,7 @@ uint64_t session_grant_window(uint32_t window)
 static void maybe_grant_session(struct session *s)
 {
 	uint64_t full = s->consumed + s->local.session_window;
+	assert(full >= s->recv_max); /* grants never exceed a full window */
 	if (full - s->recv_max < s->local.session_window / 4)
 		return;
 	uint64_t window = session_grant_window(s->local.session_window);
