@@ -1142,6 +1142,10 @@ static void test_tunnel_rekey_unanswered_closes(void **state)
 	assert_int_equal(w->server.down, 1);
 	assert_string_equal(w->server.reason, "rekey unanswered");
 	assert_int_equal(tunnel_get_counters()->rekey_timeout, before + 1);
+	raw_client_free(&rc);
+	world_free(w);
+}
+
 /*
  * A raw client floods frames that each call for an answer (kind PING: a
  * PONG; kind OPEN: an OPEN_RESULT, every OPEN refused) and never reads. The
@@ -1265,6 +1269,8 @@ static void test_tunnel_rekey_needs_both_hellos(void **state)
 		raw_client_free(&rc);
 		world_free(w);
 	}
+}
+
 static void test_tunnel_ping_flood_never_read(void **state)
 {
 	flood_never_read(FRAME_PING);
