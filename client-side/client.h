@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "wanmux/admin.h"
 #include "wanmux/frame.h"
 #include "wanmux/keys.h"
 #include "wanmux/limit.h"
@@ -107,7 +108,12 @@ struct client {
 	bool stopping;
 	bool ever_up;
 	struct client_totals totals;
+	struct admin_options admin_opt;
+	struct admin *admin;
 };
+
+/* Fills an admin report (client_admin.c): admin_start's collect callback. */
+void client_admin_collect(struct admin_report *rep, void *arg);
 
 /* Pool (client_pool.c). */
 void client_pool_start(struct client *cl);

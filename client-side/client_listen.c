@@ -66,6 +66,21 @@ static bool forward_open_failed(struct relay *r, uint32_t error, void *arg)
 	return false;
 }
 
+/* The access record of a local connection: the client logs the local side. */
+static void track(struct listener *l, struct relay *r, const char *peer)
+{
+	static const enum access_frontend kinds[] = {
+	    [LISTENER_FORWARD] = ACCESS_FORWARD,
+	    [LISTENER_SOCKS] = ACCESS_SOCKS,
+	    [LISTENER_HTTP] = ACCESS_HTTP,
+	    [LISTENER_TRANSPARENT] = ACCESS_TRANSPARENT,
+	};
+	char key[KEYS_B64_LEN], client[16];
+	keys_encode_public(l->cl->key->pub, key);
+	access_short_key(key, client, sizeof(client));
+	relay_set_access(r, kinds[l->kind], ACCESS_SIDE_USER, client, peer);
+}
+
 static void start_relayed(struct listener *l, int fd, const char *peer,
 			  const struct frame_addr *target)
 {
@@ -81,6 +96,7 @@ static void start_relayed(struct listener *l, int fd, const char *peer,
 	struct relay_frontend fe = {.on_open_failed = forward_open_failed};
 	relay_set_frontend(r, &fe);
 	relay_set_counter(r, &l->active);
+	track(l, r, peer);
 	client_open(l->cl, r, target);
 }
 
@@ -100,6 +116,7 @@ struct relay *client_frontend_start(struct listener *l, int fd, const char *peer
 	relay_set_frontend(r, fe);
 	relay_set_counter(r, &l->active);
 	relay_set_close_hook(r, free_frontend_state, fe->arg);
+	track(l, r, peer);
 	relay_set_deadline(r, CLIENT_REQUEST_DEADLINE_MS);
 	relay_start(r);
 	return r;

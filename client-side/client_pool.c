@@ -63,6 +63,7 @@ static void open_now(struct client *cl, struct tunnel *t, struct relay *r,
 		return;
 	}
 	relay_bind(r, st);
+	relay_set_access_addr(r, tunnel_peer_name(t));
 	relay_end_request(r);
 	relay_start(r);
 	cl->totals.connections++;
@@ -75,6 +76,8 @@ static void open_now(struct client *cl, struct tunnel *t, struct relay *r,
 
 void client_open(struct client *cl, struct relay *r, const struct frame_addr *target)
 {
+	char tname[NETADDR_STR_MAX + FRAME_NAME_MAX];
+	relay_set_access_target(r, client_target_name(target, tname, sizeof(tname)));
 	struct tunnel *t = pick_tunnel(cl);
 	if (t != NULL) {
 		open_now(cl, t, r, target);
@@ -149,8 +152,10 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	struct slot *sl = arg;
 	struct client *cl = sl->cl;
 	bool was_up = sl->up;
-	if (was_up)
+	if (was_up) {
 		add_tunnel_totals(&cl->totals, t);
+		admin_tunnel_closed(t);
+	}
 	sl->t = NULL;
 	sl->up = false;
 	if (cl->stopping)

@@ -58,7 +58,15 @@ int client_reverse_on_open(struct session *s, struct session_stream *st,
 		snprintf(who, sizeof(who), "server (reverse %s:%u)", rv->server_side.host,
 			 rv->server_side.port);
 		client_frame_addr(&rv->target, &dst);
-		struct connect_policy policy = {permit_own_target, NULL, who, NULL};
+		char key[KEYS_B64_LEN], client[16];
+		keys_encode_public(cl->key->pub, key);
+		access_short_key(key, client, sizeof(client));
+		struct connect_policy policy = {
+		    .permits = permit_own_target,
+		    .who = who,
+		    .client = client,
+		    .src = sl->t != NULL ? tunnel_peer_name(sl->t) : NULL,
+		};
 		return connect_stream(cl->base, cl->dns, st, &dst, &policy);
 	}
 	log_warn("server opened stream %u for %s, which no --reverse names; refused",

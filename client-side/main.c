@@ -54,6 +54,8 @@ enum opt_id {
 	OPT_LOG_LEVEL,
 	OPT_REKEY_AFTER,
 	OPT_REKEY_BYTES,
+	OPT_ADMIN,
+	OPT_ADMIN_ALLOW,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -83,6 +85,8 @@ static const struct config_option options[] = {
     {"log-level", 0, true, false, OPT_LOG_LEVEL},
     {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
+    {"admin", 0, true, false, OPT_ADMIN},
+    {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -161,11 +165,16 @@ static const char usage_text[] =
     "                             command line overrides it\n"
     "    --stream-window SIZE     receive window per stream (default 16M)\n"
     "    --session-window SIZE    receive window per tunnel (default 64M)\n"
-    "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "    --log-level LEVEL        error, warn, info (default) or debug; info logs\n"
+    "                             one access line per finished stream\n"
     "    --rekey-after DURATION   new record keys from a fresh X25519 exchange\n"
     "                             inside the tunnel after this long (1h; 0 off)\n"
     "    --rekey-bytes SIZE       ... or after this many bytes on the wire, both\n"
     "                             directions (64G; 0 off), whichever comes first\n"
+    "    --admin [ADDR:]PORT      serve /metrics (Prometheus), /status (JSON) and\n"
+    "                             a status page on ADDR (default 127.0.0.1)\n"
+    "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
+    "                             loopback only); others get 403\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -267,6 +276,9 @@ static void configure(struct client *cl, const struct config *cfg)
 	};
 	tunnel_config_defaults(&cl->tcfg);
 	if (cli_tunnel_options(cfg, &shared, PROG, &cl->tcfg, err, sizeof(err)) != WM_OK)
+		usage_error("%s", err);
+	if (cli_admin_options(cfg, OPT_ADMIN, OPT_ADMIN_ALLOW, &cl->admin_opt, err, sizeof(err)) !=
+	    WM_OK)
 		usage_error("%s", err);
 	if (config_positional_count(cfg) > 0)
 		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
@@ -422,6 +434,12 @@ int main(int argc, char **argv)
 		log_info("reverse forward: asking the server to listen on %s:%u for %s:%u",
 			 cl.reverses[i].server_side.host, cl.reverses[i].server_side.port,
 			 cl.reverses[i].target.host, cl.reverses[i].target.port);
+	if (cl.admin_opt.enabled) {
+		cl.admin = admin_start(cl.base, &cl.admin_opt, ADMIN_CLIENT, PROG,
+				       client_admin_collect, &cl, err, sizeof(err));
+		if (cl.admin == NULL)
+			fatal(err);
+	}
 	client_pool_start(&cl);
 	sigint_ev = evsignal_new(cl.base, SIGINT, on_signal, &cl);
 	sigterm_ev = evsignal_new(cl.base, SIGTERM, on_signal, &cl);
@@ -436,6 +454,7 @@ int main(int argc, char **argv)
 	log_totals(&cl);
 	client_listen_stop(&cl);
 	client_pool_free(&cl);
+	admin_free(cl.admin);
 	event_free(sigint_ev);
 	event_free(sigterm_ev);
 	dns_free(cl.dns);

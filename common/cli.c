@@ -1,6 +1,8 @@
 /* Options shared by wanmux-client and wanmux-server. */
 #include <stdio.h>
+#include <string.h>
 
+#include "wanmux/acl.h"
 #include "wanmux/cli.h"
 #include "wanmux/err.h"
 #include "wanmux/log.h"
@@ -101,4 +103,53 @@ int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *id
 	if (n != 0)
 		relay_set_budget((size_t)n);
 	return rekey_options(cfg, ids, tc, err, errlen);
+}
+
+int cli_admin_options(const struct config *cfg, int admin_id, int allow_id,
+		      struct admin_options *out, char *err, size_t errlen)
+{
+	const char *v = config_get(cfg, admin_id);
+	char why[256];
+
+	memset(out, 0, sizeof(*out));
+	if (v == NULL) {
+		if (config_count(cfg, allow_id) > 0) {
+			snprintf(err, errlen, "--admin-allow needs --admin");
+			return WM_ERR_PARSE;
+		}
+		return WM_OK;
+	}
+	if (netaddr_parse_port(v, &out->bind.port) == 0) {
+		snprintf(out->bind.host, sizeof(out->bind.host), "127.0.0.1");
+	} else if (netaddr_parse_hostport(v, &out->bind, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "bad --admin '%s': %s", v, why);
+		return WM_ERR_PARSE;
+	}
+	size_t n = config_count(cfg, allow_id);
+	if (n > 0) {
+		out->allow = acl_new();
+		if (out->allow == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return WM_ERR_NOMEM;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *rule = config_get_nth(cfg, allow_id, i);
+		/* Sources are addresses: a CIDR or an address, no names, no ports. */
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		char addr[NETADDR_HOST_MAX];
+		snprintf(addr, sizeof(addr), "%s", rule[0] == '[' ? rule + 1 : rule);
+		addr[strcspn(addr, "/]")] = '\0';
+		if (!netaddr_literal(addr, 0, &ss, &sl) ||
+		    acl_add(out->allow, rule, why, sizeof(why)) != WM_OK) {
+			snprintf(err, errlen, "bad --admin-allow '%s': expected an address or CIDR",
+				 rule);
+			acl_free(out->allow);
+			out->allow = NULL;
+			return WM_ERR_PARSE;
+		}
+	}
+	out->enabled = true;
+	return WM_OK;
 }

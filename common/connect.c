@@ -90,6 +90,7 @@ static void fail(struct target *tg, uint32_t error, const char *why, bool by_pol
 	}
 	struct session_stream *st = tg->st;
 	struct relay *r = tg->r;
+	relay_set_result(r, error);
 	session_stream_open_result(st, error);
 	relay_close(r, true); /* frees tg through the hook */
 }
@@ -109,11 +110,12 @@ static void on_connected(struct relay *r, uint32_t error, void *arg)
 
 static void start_connect(struct target *tg, const struct sockaddr *sa, socklen_t salen)
 {
+	char addr[NETADDR_STR_MAX];
+	netaddr_format(sa, addr, sizeof(addr));
+	relay_set_access_addr(tg->r, addr);
 	if (tg->name[0] != '\0') {
 		/* Keep the name and show where it led. */
-		char addr[NETADDR_STR_MAX];
 		size_t n = strlen(tg->desc);
-		netaddr_format(sa, addr, sizeof(addr));
 		snprintf(tg->desc + n, sizeof(tg->desc) - n, " (%s)", addr);
 	}
 	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0)
@@ -148,6 +150,24 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	fail(tg, FRAME_ERR_NOT_ALLOWED, "no rule permits the addresses it resolves to", true);
 }
 
+/* A stream refused before it had a relay still gets its access line. */
+static void log_refused(struct session_stream *st, const struct connect_policy *policy,
+			const char *desc)
+{
+	struct access_record rec;
+	char line[ACCESS_LINE_MAX];
+	memset(&rec, 0, sizeof(rec));
+	rec.frontend = session_stream_id(st) % 2 == 1 ? ACCESS_TUNNEL : ACCESS_REVERSE;
+	rec.side = ACCESS_SIDE_TARGET;
+	rec.result = ACCESS_REFUSED;
+	snprintf(rec.client, sizeof(rec.client), "%s",
+		 policy->client != NULL ? policy->client : "");
+	snprintf(rec.src, sizeof(rec.src), "%s", policy->src != NULL ? policy->src : "");
+	snprintf(rec.target, sizeof(rec.target), "%s", desc);
+	access_format(&rec, 0, line, sizeof(line));
+	log_info("%s", line);
+}
+
 int connect_stream(struct event_base *base, struct evdns_base *dns, struct session_stream *st,
 		   const struct frame_addr *target, const struct connect_policy *policy)
 {
@@ -163,6 +183,7 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 			(*policy->refusals)++;
 		log_warn("refused stream %u from %s to %s: no rule permits it",
 			 session_stream_id(st), policy->who, desc);
+		log_refused(st, policy, desc);
 		return FRAME_ERR_NOT_ALLOWED;
 	}
 
@@ -181,6 +202,11 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 		return FRAME_ERR_INTERNAL;
 	}
 	relay_set_close_hook(tg->r, target_on_relay_close, tg);
+	/* Clients open odd stream ids; even ones are the server's reverse
+	 * forwards, arriving at the client. */
+	relay_set_access(tg->r, session_stream_id(st) % 2 == 1 ? ACCESS_TUNNEL : ACCESS_REVERSE,
+			 ACCESS_SIDE_TARGET, policy->client, policy->src);
+	relay_set_access_target(tg->r, desc);
 	session_stream_attach(st, relay_source(tg->r), tg->r);
 	relay_bind(tg->r, st);
 

@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "wanmux/access.h"
 #include "wanmux/frame.h"
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
@@ -48,6 +49,10 @@ struct relay {
 	size_t *counter;	 /* owner's count of open relays, or NULL */
 	bool budget_paused;	 /* not reading: the process is over its budget */
 	TAILQ_ENTRY(relay) budget_link;
+	struct access_record acc; /* valid when tracked */
+	bool tracked;		  /* has an access record: logged when it closes */
+	bool result_set;	  /* acc.result says why it ends */
+	TAILQ_ENTRY(relay) access_link;
 };
 
 /*
@@ -140,6 +145,129 @@ static void budget_check(struct relay *r)
 	bufferevent_disable(r->bev, EV_READ);
 }
 
+/*
+ * Access records: every relay with one is listed (for /status), counted by
+ * front end, and logged once when it closes. Wire bytes per stream are an
+ * estimate: each chunk of application bytes is weighted by its tunnel's
+ * DATA payload/raw ratio at that moment (compression so far), so they sum
+ * to about the tunnel's compressed payload; record headers and tags are
+ * not included.
+ */
+static TAILQ_HEAD(, relay) access_list = TAILQ_HEAD_INITIALIZER(access_list);
+static struct relay_access_counts access_counts;
+
+static double ratio_of(const struct relay *r, bool sent)
+{
+	if (r->st == NULL)
+		return 1.0;
+	const struct session_stats *ss = session_get_stats(session_stream_session(r->st));
+	uint64_t raw = sent ? ss->raw_bytes_sent : ss->raw_bytes_received;
+	uint64_t payload = sent ? ss->payload_bytes_sent : ss->payload_bytes_received;
+	return raw > 0 ? (double)payload / (double)raw : 1.0;
+}
+
+/* n bytes left the local socket's input for the stream (from_local) or were
+ * written to the local socket from the stream. */
+static void access_count(struct relay *r, size_t n, bool from_local)
+{
+	if (!r->tracked || n == 0)
+		return;
+	double wire = (double)n * ratio_of(r, from_local);
+	bool up = from_local == (r->acc.side == ACCESS_SIDE_USER);
+	if (up) {
+		r->acc.up += n;
+		r->acc.wire_up += wire;
+	} else {
+		r->acc.down += n;
+		r->acc.wire_down += wire;
+	}
+}
+
+static void access_set_result(struct relay *r, enum access_result res)
+{
+	if (r->result_set)
+		return;
+	r->result_set = true;
+	r->acc.result = res;
+}
+
+static void access_finish(struct relay *r, bool abort)
+{
+	if (!r->tracked)
+		return;
+	access_set_result(r, abort ? ACCESS_RESET : ACCESS_OK);
+	char line[ACCESS_LINE_MAX];
+	access_format(&r->acc, limit_now_ms() - r->acc.started_ms, line, sizeof(line));
+	/* A finished-stream event: bounded by the stream rate, so not throttled. */
+	log_info("%s", line);
+	TAILQ_REMOVE(&access_list, r, access_link);
+	access_counts.open[r->acc.frontend]--;
+	access_counts.closed[r->acc.result]++;
+	r->tracked = false;
+}
+
+void relay_set_access(struct relay *r, enum access_frontend frontend, enum access_side side,
+		      const char *client, const char *src)
+{
+	if (r->tracked || (unsigned)frontend >= ACCESS_FRONTEND_COUNT)
+		return;
+	memset(&r->acc, 0, sizeof(r->acc));
+	r->acc.frontend = frontend;
+	r->acc.side = side;
+	snprintf(r->acc.client, sizeof(r->acc.client), "%s", client != NULL ? client : "");
+	snprintf(r->acc.src, sizeof(r->acc.src), "%s", src != NULL ? src : "");
+	r->acc.started_ms = limit_now_ms();
+	r->tracked = true;
+	TAILQ_INSERT_TAIL(&access_list, r, access_link);
+	access_counts.open[frontend]++;
+	access_counts.opened[frontend]++;
+}
+
+void relay_set_access_target(struct relay *r, const char *target)
+{
+	snprintf(r->acc.target, sizeof(r->acc.target), "%s", target);
+}
+
+void relay_set_access_addr(struct relay *r, const char *addr)
+{
+	snprintf(r->acc.addr, sizeof(r->acc.addr), "%s", addr);
+}
+
+void relay_set_result(struct relay *r, uint32_t frame_error)
+{
+	access_set_result(r, access_result_for_error(frame_error));
+}
+
+const struct relay_access_counts *relay_get_access_counts(void)
+{
+	return &access_counts;
+}
+
+static const char *relay_state(const struct relay *r)
+{
+	if (r->connecting)
+		return "connecting";
+	if (r->fe_reading)
+		return "request";
+	if (r->st == NULL)
+		return r->close_on_flush ? "closing" : "waiting";
+	if (r->read_eof && r->fin_pending)
+		return "closing";
+	if (r->read_eof || r->fin_pending)
+		return "half-closed";
+	return "open";
+}
+
+void relay_foreach_access(void (*fn)(const struct access_record *rec, const char *state,
+				     uint64_t age_ms, void *arg),
+			  void *arg)
+{
+	uint64_t now = limit_now_ms();
+	struct relay *r;
+	TAILQ_FOREACH(r, &access_list, access_link)
+	fn(&r->acc, relay_state(r), now - r->acc.started_ms, arg);
+}
+
 static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
@@ -155,6 +283,7 @@ void relay_close(struct relay *r, bool abort)
 		return;
 	r->closing = true;
 	r->st = NULL;
+	access_finish(r, abort);
 	if (r->deadline != NULL)
 		event_del(r->deadline);
 	if (r->budget_paused) {
@@ -222,6 +351,7 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 	size_t local = n < r->uncounted ? n : r->uncounted;
 	r->uncounted -= local;
 	n -= local;
+	access_count(r, n, false);
 	if (n > 0 && r->st != NULL)
 		session_stream_consumed(r->st, n);
 }
@@ -254,6 +384,9 @@ static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_inf
 	if (r->closing)
 		return;
 	budget_add(r, info->n_added, info->n_deleted);
+	/* Only the stream drains the source outside a front end's request. */
+	if (r->st != NULL && !r->fe_reading)
+		access_count(r, info->n_deleted, true);
 	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->budget_paused)
 		return;
 	if (evbuffer_get_length(buf) < RELAY_READ_HIGH / 2) {
@@ -312,6 +445,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_ERROR) {
 		int err = EVUTIL_SOCKET_ERROR();
+		access_set_result(r, ACCESS_RESET);
 		log_debug("%s: local socket error: %s", r->name, strerror(err));
 		if (r->st != NULL)
 			session_stream_reset(r->st, FRAME_ERR_CANCEL);
@@ -364,6 +498,11 @@ void relay_set_budget(size_t bytes)
 {
 	budget_limit = bytes;
 	session_set_memory(budget_used, budget_limit);
+}
+
+size_t relay_budget_limit(void)
+{
+	return budget_limit;
 }
 
 uint64_t relay_budget_hits(void)
@@ -454,6 +593,12 @@ static void relay_on_reset(struct session_stream *st, uint32_t error, void *user
 	log_debug("%s: stream %u reset: %s", r->name, session_stream_id(st),
 		  frame_error_name(error));
 	r->st = NULL;
+	/* Before the OPEN was answered the error says why it was refused;
+	 * after, the peer or its target reset a running stream. */
+	enum access_result res = access_result_for_error(error);
+	if (r->opened && error != FRAME_ERR_TUNNEL_LOST)
+		res = ACCESS_RESET;
+	access_set_result(r, res);
 	if (r->opened) {
 		relay_close(r, true);
 		return;
@@ -463,6 +608,7 @@ static void relay_on_reset(struct session_stream *st, uint32_t error, void *user
 
 void relay_fail(struct relay *r, uint32_t error)
 {
+	access_set_result(r, access_result_for_error(error));
 	if (r->st != NULL) {
 		session_stream_reset(r->st, FRAME_ERR_CANCEL);
 		r->st = NULL;
@@ -543,6 +689,7 @@ void relay_close_after_flush(struct relay *r)
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
+	access_set_result(r, ACCESS_TIMEOUT);
 	if (r->has_fe && r->fe.on_deadline != NULL) {
 		r->fe.on_deadline(r, r->fe.arg);
 		return;

@@ -937,3 +937,25 @@ const struct session_stats *tunnel_get_session_stats(const struct tunnel *t)
 {
 	return t->session != NULL ? session_get_stats(t->session) : &t->final_session_stats;
 }
+
+int tunnel_tcp_info(const struct tunnel *t, struct tunnel_tcp_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->state = tunnel_state_name(t->state);
+	out->age_ms = now_ms() - t->started_ms;
+	out->srtt_us = t->srtt_us;
+	int fd = t->bev != NULL ? bufferevent_getfd(t->bev) : -1;
+	if (fd < 0)
+		return WM_ERR_STATE;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return WM_ERR_IO;
+	out->tcp_rtt_us = ti.tcpi_rtt;
+	out->cwnd = ti.tcpi_snd_cwnd;
+	out->mss = ti.tcpi_snd_mss;
+	out->delivery_rate = ti.tcpi_delivery_rate;
+	out->retransmits = ti.tcpi_total_retrans;
+	return WM_OK;
+}

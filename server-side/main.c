@@ -60,6 +60,8 @@ enum opt_id {
 	OPT_MAX_SESSION_BUFFER,
 	OPT_MAX_TUNNELS,
 	OPT_MAX_TUNNELS_PER_KEY,
+	OPT_ADMIN,
+	OPT_ADMIN_ALLOW,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -87,6 +89,8 @@ static const struct config_option options[] = {
     {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
     {"max-tunnels", 0, true, false, OPT_MAX_TUNNELS},
     {"max-tunnels-per-key", 0, true, false, OPT_MAX_TUNNELS_PER_KEY},
+    {"admin", 0, true, false, OPT_ADMIN},
+    {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -133,11 +137,16 @@ static const char usage_text[] =
     "    --max-streams N          concurrent streams per tunnel (default 1024)\n"
     "    --stream-window SIZE     receive window per stream (default 16M)\n"
     "    --session-window SIZE    receive window per tunnel (default 64M)\n"
-    "    --log-level LEVEL        error, warn, info (default) or debug\n"
+    "    --log-level LEVEL        error, warn, info (default) or debug; info logs\n"
+    "                             one access line per finished stream\n"
     "    --rekey-after DURATION   new record keys from a fresh X25519 exchange\n"
     "                             inside the tunnel after this long (1h; 0 off)\n"
     "    --rekey-bytes SIZE       ... or after this many bytes on the wire, both\n"
     "                             directions (64G; 0 off), whichever comes first\n"
+    "    --admin [ADDR:]PORT      serve /metrics (Prometheus), /status (JSON) and\n"
+    "                             a status page on ADDR (default 127.0.0.1)\n"
+    "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
+    "                             loopback only); others get 403\n"
     "\n"
     "LIMITS (each refusal is counted and logged, at most one line a second)\n"
     "    --max-unauth N           connections still in their handshake (256)\n"
@@ -215,7 +224,16 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 			 session_stream_id(st), who, target->u.name, target->port);
 		return FRAME_ERR_NOT_ALLOWED;
 	}
-	struct connect_policy policy = {server_permits, srv, who, &srv->refused_targets};
+	char client[16];
+	access_short_key(stn->client, client, sizeof(client));
+	struct connect_policy policy = {
+	    .permits = server_permits,
+	    .arg = srv,
+	    .who = who,
+	    .refusals = &srv->refused_targets,
+	    .client = client,
+	    .src = tunnel_peer_name(stn->t),
+	};
 	return connect_stream(srv->base, srv->dns, st, target, &policy);
 }
 
@@ -238,6 +256,8 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 			  tunnel_peer_name(t), reason);
 	if (!stn->up)
 		stn->srv->unauth--;
+	else
+		admin_tunnel_closed(t);
 	if (stn->counted) {
 		stn->srv->tunnels_authorized--;
 		stn->srv->key_tunnels[stn->key_index]--;
@@ -308,6 +328,7 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	stn->key_index = index;
 	srv->key_tunnels[index]++;
 	srv->tunnels_authorized++;
+	stn->tunnel_no = hello->tunnel_no;
 	return WM_OK;
 }
 
@@ -440,6 +461,9 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	tunnel_config_defaults(&srv->tcfg);
 	if (cli_tunnel_options(cfg, &shared, PROG, &srv->tcfg, err, sizeof(err)) != WM_OK)
 		usage_error("%s", err);
+	if (cli_admin_options(cfg, OPT_ADMIN, OPT_ADMIN_ALLOW, &srv->admin_opt, err, sizeof(err)) !=
+	    WM_OK)
+		usage_error("%s", err);
 	if (config_positional_count(cfg) > 0)
 		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
 	if (config_get(cfg, OPT_LISTEN) == NULL)
@@ -560,6 +584,12 @@ int main(int argc, char **argv)
 	if (srv.listener == NULL)
 		fatal("cannot listen");
 	evconnlistener_set_error_cb(srv.listener, on_accept_error);
+	if (srv.admin_opt.enabled) {
+		srv.admin = admin_start(srv.base, &srv.admin_opt, ADMIN_SERVER, PROG,
+					server_admin_collect, &srv, err, sizeof(err));
+		if (srv.admin == NULL)
+			fatal(err);
+	}
 	LIST_INIT(&srv.tunnels);
 	LIST_INIT(&srv.reverse_listeners);
 	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
@@ -580,6 +610,7 @@ int main(int argc, char **argv)
 	event_free(srv.sigterm);
 	if (srv.listener != NULL)
 		evconnlistener_free(srv.listener);
+	admin_free(srv.admin);
 	dns_free(srv.dns);
 	event_base_free(srv.base);
 	for (size_t i = 0; i <= keys_authorized_count(srv.authorized); i++)

@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 
 #include "wanmux/acl.h"
+#include "wanmux/admin.h"
 #include "wanmux/keys.h"
 #include "wanmux/limit.h"
 #include "wanmux/tunnel.h"
@@ -38,6 +39,7 @@ struct server_tunnel {
 	struct limit_bucket opens; /* stream opens per second */
 	bool counted;		   /* authorized: counts against the tunnel limits */
 	size_t key_index;	   /* its key in the authorized keys, once counted */
+	uint8_t tunnel_no;	   /* the client's slot, from its hello */
 	uint8_t client_pub[KEYS_LEN];
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
 };
@@ -88,6 +90,8 @@ struct server {
 	uint32_t tunnels_authorized; /* tunnels counted against --max-tunnels */
 	uint32_t *key_tunnels;	     /* per authorized key, for --max-tunnels-per-key */
 	struct limit_bucket rate[SERVER_RATE_BUCKETS];
+	struct admin_options admin_opt;
+	struct admin *admin;
 };
 
 /* A client asked (LISTEN) for a reverse listener. Returns 0 or an error
@@ -96,6 +100,9 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 
 /* The tunnel is gone: it no longer serves any reverse listener. */
 void server_reverse_tunnel_down(struct server_tunnel *stn);
+
+/* Fills an admin report (server_admin.c): admin_start's collect callback. */
+void server_admin_collect(struct admin_report *rep, void *arg);
 
 /* Closes every reverse listener (shutdown). */
 void server_reverse_close_all(struct server *srv);

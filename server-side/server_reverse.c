@@ -77,10 +77,16 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct relay *r = relay_new(rl->srv->base, fd, name);
 	if (r == NULL)
 		return;
+	char client[16];
+	access_short_key(rl->client, client, sizeof(client));
+	relay_set_access(r, ACCESS_REVERSE, ACCESS_SIDE_USER, client, peer);
+	relay_set_access_target(r, rl->name);
+	relay_set_access_addr(r, tunnel_peer_name(stn->t));
 	struct session_stream *st =
 	    session_stream_open(tunnel_session(stn->t), &rl->addr, relay_source(r), r);
 	if (st == NULL) {
 		log_warn("%s: stream limit reached on the client's tunnel", name);
+		relay_set_result(r, FRAME_ERR_STREAM_LIMIT);
 		relay_close(r, true);
 		return;
 	}

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "wanmux/admin.h"
 #include "wanmux/config.h"
 #include "wanmux/tunnel.h"
 
@@ -31,5 +32,13 @@ struct cli_tunnel_ids {
  */
 int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
 		       struct tunnel_config *tc, char *err, size_t errlen);
+
+/*
+ * --admin [ADDR:]PORT (ADDR defaults to 127.0.0.1) and --admin-allow CIDR
+ * (repeatable) into out; out->enabled stays false without --admin. Returns
+ * 0, or WM_ERR_PARSE with "bad --admin ..." in err (out->allow then freed).
+ */
+int cli_admin_options(const struct config *cfg, int admin_id, int allow_id,
+		      struct admin_options *out, char *err, size_t errlen);
 
 #endif

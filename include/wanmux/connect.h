@@ -27,6 +27,10 @@ struct connect_policy {
 	const char *who;
 	/* Incremented for every refusal by the policy; may be NULL. */
 	uint64_t *refusals;
+	/* For the access line: the shortened client key and where the stream
+	 * came from (the tunnel's peer). Copied; NULL for none. */
+	const char *client;
+	const char *src;
 };
 
 /*

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "wanmux/access.h"
 #include "wanmux/session.h"
 
 struct event_base;
@@ -144,6 +145,7 @@ int relay_fd(const struct relay *r);
  */
 void relay_set_budget(size_t bytes);
 size_t relay_budget_used(void);
+size_t relay_budget_limit(void);
 
 /* Times a relay paused over --max-buffer or its tunnel's pool limit. */
 uint64_t relay_budget_hits(void);
@@ -151,5 +153,36 @@ uint64_t relay_budget_hits(void);
 /* Counts r in *counter while it is open (incremented now, decremented when r
  * closes): for per-listener connection limits. */
 void relay_set_counter(struct relay *r, size_t *counter);
+
+/*
+ * Gives r an access record (frontend, which end the local socket is, the
+ * shortened client key and the source, copied): r is then listed by
+ * relay_foreach_access, counted in relay_get_access_counts, and its access
+ * line is logged at info when it closes. Once per relay.
+ */
+void relay_set_access(struct relay *r, enum access_frontend frontend, enum access_side side,
+		      const char *client, const char *src);
+
+/* What the stream was for, and the address actually connected (copied). */
+void relay_set_access_target(struct relay *r, const char *target);
+void relay_set_access_addr(struct relay *r, const char *addr);
+
+/* Why r ends (FRAME_ERR_*), when the caller closes it for a reason; the
+ * first reason given wins. */
+void relay_set_result(struct relay *r, uint32_t frame_error);
+
+struct relay_access_counts {
+	uint64_t open[ACCESS_FRONTEND_COUNT];	/* relays with a record, now */
+	uint64_t opened[ACCESS_FRONTEND_COUNT]; /* since start */
+	uint64_t closed[ACCESS_RESULT_COUNT];	/* by how they ended */
+};
+
+const struct relay_access_counts *relay_get_access_counts(void);
+
+/* Calls fn for every open relay with an access record; state is "open",
+ * "connecting", "half-closed", ... Do not open or close relays in fn. */
+void relay_foreach_access(void (*fn)(const struct access_record *rec, const char *state,
+				     uint64_t age_ms, void *arg),
+			  void *arg);
 
 #endif

@@ -147,6 +147,22 @@ struct tunnel_counters {
 
 const struct tunnel_counters *tunnel_get_counters(void);
 
+/* What the admin interface shows of a tunnel. */
+struct tunnel_tcp_info {
+	const char *state;	/* "connecting", "handshake", "up", "closing" */
+	uint64_t age_ms;	/* since it was created */
+	uint32_t srtt_us;	/* PING/PONG smoothed RTT, 0 before the first PONG */
+	uint32_t tcp_rtt_us;	/* the kernel's smoothed RTT (TCP_INFO) */
+	uint32_t cwnd;		/* congestion window, segments */
+	uint32_t mss;		/* send MSS, bytes */
+	uint64_t delivery_rate; /* bytes per second, the kernel's estimate */
+	uint32_t retransmits;	/* segments retransmitted over its life */
+};
+
+/* Fills out from t and TCP_INFO on its socket. 0, or WM_ERR_STATE / WM_ERR_IO
+ * when there is no socket or getsockopt fails (state and age still set). */
+int tunnel_tcp_info(const struct tunnel *t, struct tunnel_tcp_info *out);
+
 /* The session's counters, still valid in on_down after the session ended. */
 const struct session_stats *tunnel_get_session_stats(const struct tunnel *t);
 
