@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(build-essential cmake pkg-config libsodium-dev libevent-dev liblz4-dev
 	zlib1g-dev libcmocka-dev python3 clang curl openssl nftables iproute2 procps valgrind
-	libsystemd-dev systemd debhelper dpkg-dev lintian)
+	libsystemd-dev systemd debhelper dpkg-dev lintian prometheus chromium)
 
 install_packages() {
 	local missing=() p
