@@ -150,9 +150,8 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	fail(tg, FRAME_ERR_NOT_ALLOWED, "no rule permits the addresses it resolves to", true);
 }
 
-/* A stream refused before it had a relay still gets its access line. */
-static void log_refused(struct session_stream *st, const struct connect_policy *policy,
-			const char *desc)
+void connect_log_refused(struct session_stream *st, const struct connect_policy *policy,
+			 const char *desc)
 {
 	struct access_record rec;
 	char line[ACCESS_LINE_MAX];
@@ -183,7 +182,7 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 			(*policy->refusals)++;
 		log_warn("refused stream %u from %s to %s: no rule permits it",
 			 session_stream_id(st), policy->who, desc);
-		log_refused(st, policy, desc);
+		connect_log_refused(st, policy, desc);
 		return FRAME_ERR_NOT_ALLOWED;
 	}
 

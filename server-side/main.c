@@ -216,14 +216,6 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 		limit_hit(&srv->limits.opens, who);
 		return FRAME_ERR_STREAM_LIMIT;
 	}
-	if (target->type == FRAME_ADDR_NAME &&
-	    !acl_may_permit_name(srv->acl, target->u.name, target->port)) {
-		/* Refused before any DNS query or connection attempt. */
-		srv->refused_targets++;
-		log_warn("refused stream %u from %s to %s:%u: no --allow rule permits it",
-			 session_stream_id(st), who, target->u.name, target->port);
-		return FRAME_ERR_NOT_ALLOWED;
-	}
 	char client[16];
 	access_short_key(stn->client, client, sizeof(client));
 	struct connect_policy policy = {
@@ -234,6 +226,17 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	    .client = client,
 	    .src = tunnel_peer_name(stn->t),
 	};
+	if (target->type == FRAME_ADDR_NAME &&
+	    !acl_may_permit_name(srv->acl, target->u.name, target->port)) {
+		/* Refused before any DNS query or connection attempt. */
+		char desc[FRAME_NAME_MAX + 8];
+		srv->refused_targets++;
+		log_warn("refused stream %u from %s to %s:%u: no --allow rule permits it",
+			 session_stream_id(st), who, target->u.name, target->port);
+		snprintf(desc, sizeof(desc), "%s:%u", target->u.name, target->port);
+		connect_log_refused(st, &policy, desc);
+		return FRAME_ERR_NOT_ALLOWED;
+	}
 	return connect_stream(srv->base, srv->dns, st, target, &policy);
 }
 

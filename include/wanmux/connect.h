@@ -43,6 +43,11 @@ struct connect_policy {
 int connect_stream(struct event_base *base, struct evdns_base *dns, struct session_stream *st,
 		   const struct frame_addr *target, const struct connect_policy *policy);
 
+/* The access line (result=refused) of stream st, refused for target desc
+ * before it had a relay. */
+void connect_log_refused(struct session_stream *st, const struct connect_policy *policy,
+			 const char *desc);
+
 /* "host:port" / "[v6]:port" text of a frame address, into buf. */
 const char *connect_target_name(const struct frame_addr *target, char *buf, size_t len);
 

@@ -253,19 +253,30 @@ def test_status_while_streaming_and_access_log(env):
 
 
 def test_refused_stream_access_line(env):
+    # One target refuses the connection; one name no --allow rule permits
+    # (refused before any DNS query): both still get access lines.
     refusing = h.RefusingPort()
     env.targets.append(refusing)
-    srv, cli, (lp,) = start_pair(env, [refusing], tunnels=1)
-    s = h.connect(lp)
-    h.wait_closed(s, t(10))
-    s.close()
-    ls = srv.wait_log(r"frontend=tunnel target=\S+ addr=\S+ up=0 down=0 .* result=(\w+)",
-                      t(10))
+    l_blocked = h.free_port()
+    srv, cli, (lp,) = start_pair(env, [refusing], tunnels=1,
+                                 extra_cli=["--forward", f"{l_blocked}:blocked.invalid:80"])
+    for port in (lp, l_blocked):
+        s = h.connect(port)
+        h.wait_closed(s, t(10))
+        s.close()
+    ls = srv.wait_log(r"frontend=tunnel target=127\.0\.0\.1:%d addr=\S+ up=0 down=0 .* "
+                      r"result=(\w+)" % refusing.port, t(10))
     check(ls.group(1) == "refused", f"server: connection refused gives result={ls.group(1)}")
-    lc = cli.wait_log(r"frontend=forward .* result=(\w+)", t(10))
+    ls = srv.wait_log(r"frontend=tunnel target=blocked\.invalid:80 addr=- up=0 down=0 .* "
+                      r"result=(\w+)", t(10))
+    check(ls.group(1) == "refused", f"server: not allowed gives result={ls.group(1)}")
+    lc = cli.wait_log(r"frontend=forward target=blocked\.invalid:80 .* result=(\w+)", t(10))
     check(lc.group(1) == "refused", f"client: result={lc.group(1)}")
+    check(cli.count(r"frontend=forward .* result=refused") == 2, "client: 2 refused lines")
     ms = scrape(srv.admin)
-    check(metric(ms, "wanmux_streams_closed_total", result="refused") == 1, "refused counted")
+    check(metric(ms, "wanmux_streams_closed_total", result="refused") == 1,
+          "the refused connection counted (the name never had a relay)")
+    check(metric(ms, "wanmux_refusals_total", reason="target") == 1, "one refused target")
 
 
 def test_admin_allow_403(env):
