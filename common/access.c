@@ -45,13 +45,50 @@ enum access_result access_result_for_error(uint32_t frame_error)
 	}
 }
 
+size_t access_utf8_len(const unsigned char *p)
+{
+	size_t n;
+	uint32_t cp, min;
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xe0) == 0xc0) {
+		n = 2;
+		cp = p[0] & 0x1f;
+		min = 0x80;
+	} else if ((p[0] & 0xf0) == 0xe0) {
+		n = 3;
+		cp = p[0] & 0x0f;
+		min = 0x800;
+	} else if ((p[0] & 0xf8) == 0xf0) {
+		n = 4;
+		cp = p[0] & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		/* A NUL ends the string here and fails this test too. */
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
 static bool needs_quotes(const char *v)
 {
 	if (v[0] == '\0')
 		return true;
-	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
+	const unsigned char *p = (const unsigned char *)v;
+	while (*p != '\0') {
 		if (*p <= ' ' || *p == '=' || *p == '"' || *p == '\\' || *p == 0x7f)
 			return true;
+		size_t n = access_utf8_len(p);
+		if (n == 0)
+			return true;
+		p += n;
 	}
 	return false;
 }
@@ -74,7 +111,16 @@ void access_logfmt_value(const char *v, char *out, size_t len)
 	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
 		char esc[8];
 		size_t n;
-		if (*p == '"' || *p == '\\') {
+		size_t u = *p >= 0x80 ? access_utf8_len(p) : 1;
+		if (u == 0) {
+			/* Not UTF-8: replaced, as go-logfmt does. */
+			memcpy(esc, "\\ufffd", 6);
+			n = 6;
+		} else if (u > 1) {
+			memcpy(esc, p, u);
+			n = u;
+			p += u - 1;
+		} else if (*p == '"' || *p == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*p;
 			n = 2;

@@ -153,10 +153,20 @@ void admin_json_string(struct evbuffer *out, const char *s)
 			break;
 		default:
 			/* < and > too: the page may put strings into HTML. */
-			if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+			if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>') {
 				evbuffer_add_printf(out, "\\u%04x", *p);
-			else
+			} else if (*p >= 0x80) {
+				/* Peers choose target names: keep the JSON valid. */
+				size_t n = access_utf8_len(p);
+				if (n == 0) {
+					evbuffer_add(out, "\\ufffd", 6);
+				} else {
+					evbuffer_add(out, p, n);
+					p += n - 1;
+				}
+			} else {
 				evbuffer_add(out, p, 1);
+			}
 		}
 	}
 	evbuffer_add(out, "\"", 1);

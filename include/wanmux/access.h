@@ -74,6 +74,13 @@ void access_logfmt_value(const char *v, char *out, size_t len);
  */
 void access_format(const struct access_record *rec, uint64_t ms, char *out, size_t len);
 
+/*
+ * Length of the valid UTF-8 sequence at p (1 to 4; NUL-terminated input), or
+ * 0 when the bytes there are not valid UTF-8 (overlong, surrogate, cut
+ * short). Peers choose target names: encoders replace such bytes.
+ */
+size_t access_utf8_len(const unsigned char *p);
+
 /* The first 8 characters of a base64 key: enough to tell keys apart in logs. */
 void access_short_key(const char *b64, char *out, size_t len);
 

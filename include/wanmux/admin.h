@@ -113,7 +113,8 @@ void admin_render_status(const struct admin_report *rep, struct evbuffer *out);
 void admin_prom_label_value(struct evbuffer *out, const char *v);
 /* HELP text: \\ and newline escaped. */
 void admin_prom_help(struct evbuffer *out, const char *v);
-/* A JSON string literal with its quotes; bytes >= 0x80 pass through (UTF-8). */
+/* A JSON string literal with its quotes; valid UTF-8 passes through, other
+ * bytes become \ufffd. */
 void admin_json_string(struct evbuffer *out, const char *s);
 /* A number as Prometheus and JSON read it: integers exactly, else %.6g;
  * NaN and infinities as "NaN", "+Inf", "-Inf" (the JSON writer uses null). */

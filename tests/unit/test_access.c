@@ -29,6 +29,8 @@ static void test_access_logfmt_quoting(void **state)
 	    {"nl\nend", "\"nl\\nend\""},
 	    {"\x01", "\"\\u0001\""},
 	    {"caf\xc3\xa9", "caf\xc3\xa9"},
+	    {"bad\xffname", "\"bad\\ufffdname\""},
+	    {"cut\xe2\x82", "\"cut\\ufffd\\ufffd\""},
 	};
 	char out[64];
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {

@@ -84,6 +84,11 @@ static void test_admin_json_string_escaping(void **state)
 	/* Angle brackets are escaped so the text is safe inside HTML too. */
 	expect_json("<script>", "\"\\u003cscript\\u003e\"");
 	expect_json("caf\xc3\xa9", "\"caf\xc3\xa9\"");
+	expect_json("\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\"");
+	/* Not UTF-8 (a peer's target name): replaced, so /status stays JSON. */
+	expect_json("a\xff\xc3", "\"a\\ufffd\\ufffd\"");
+	expect_json("\xc0\xaf", "\"\\ufffd\\ufffd\"");		  /* overlong */
+	expect_json("\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""); /* surrogate */
 }
 
 static void test_admin_number_formatting(void **state)
