@@ -740,6 +740,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		a->denied++;
 		limit_hit(&a->denied_log, peer);
 		evbuffer_add_printf(body, "forbidden\n");
+		/* Hold nothing for it: the connection closes after the answer. */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		reply(req, 403, "Forbidden", "text/plain; charset=utf-8", body);
 		evbuffer_free(body);
 		return;
