@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "wanmux/err.h"
+#include "wanmux/keys.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024) /* a config file is small; refuse surprises */
 #define CONFIG_ECHO_MAX 64	      /* characters of user text quoted in errors */
@@ -305,20 +306,15 @@ int config_parse_buffer(const struct config_option *opts, const char *buf, size_
 /* Reads the whole config file at path into a malloc'd buffer. */
 static int read_file(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
 {
-	struct stat st;
 	char *buf = NULL;
 	size_t len = 0;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* The config names the keys and the allow rules: the same ownership,
+	 * mode and regular-file checks as a key file (not secret). */
+	fd = keys_open_file(path, false, NULL, err, errlen);
 	if (fd < 0)
-		goto err0;
-	if (fstat(fd, &st) < 0)
-		goto err1;
-	if (S_ISDIR(st.st_mode)) {
-		errno = EISDIR;
-		goto err1;
-	}
+		return WM_ERR_PARSE;
 	buf = malloc(CONFIG_FILE_MAX + 1);
 	if (buf == NULL) {
 		errno = ENOMEM;
@@ -354,7 +350,6 @@ err1 : {
 	close(fd);
 	errno = saved;
 }
-err0:
 	set_err(err, errlen, "%s: %s", path, strerror(errno));
 	return WM_ERR_PARSE;
 }

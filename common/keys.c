@@ -22,7 +22,6 @@
 #define KEYS_B64_CHARS (KEYS_B64_LEN - 1)
 /* Key and PSK files are tiny; anything bigger is not one of ours. */
 #define KEYS_FILE_MAX 4096
-#define PSK_MIN_LEN 16
 
 struct authorized_entry {
 	uint8_t pub[KEYS_LEN];
@@ -73,17 +72,14 @@ static int decode_key(const char *text, size_t len, uint8_t out[KEYS_LEN])
 	return 0;
 }
 
-/*
- * Reads a small regular file into buf (at most cap - 1 bytes, NUL added).
- * With secret set, refuses files that group or others may access, checked
- * on the opened descriptor so the answer is about the file actually read.
- */
 int keys_open_file(const char *path, bool secret, int *open_errno, char *err, size_t errlen)
 {
 	struct stat st;
-	int fd, rc;
+	int fd, rc, flags;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer (start-up would
+	 * hang); it is cleared again once fstat says this is a regular file. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (open_errno != NULL)
 			*open_errno = errno;
@@ -97,13 +93,23 @@ int keys_open_file(const char *path, bool secret, int *open_errno, char *err, si
 	} else if (!S_ISREG(st.st_mode)) {
 		set_err(err, errlen, "%s: not a regular file", path);
 		rc = WM_ERR_IO;
-	} else if (secret && (st.st_mode & 077) != 0) {
-		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod 600 %s",
-			path, (st.st_mode & 044) != 0 ? "readable" : "writable",
-			(unsigned)(st.st_mode & 07777), path);
+	} else if (st.st_uid != geteuid() && st.st_uid != 0) {
+		/* Whoever owns the file can rewrite what the daemon trusts. */
+		set_err(err, errlen,
+			"%s: owned by uid %u, not by this user (uid %u) or root; run chown %u %s",
+			path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+		rc = WM_ERR_PERM;
+	} else if ((st.st_mode & (secret ? 077 : 022)) != 0) {
+		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod %s %s", path,
+			(st.st_mode & 022) != 0 ? "writable" : "readable",
+			(unsigned)(st.st_mode & 07777), secret ? "600" : "go-w", path);
 		rc = WM_ERR_PERM;
 	} else {
-		return fd;
+		flags = fcntl(fd, F_GETFL);
+		if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+			return fd;
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		rc = WM_ERR_IO;
 	}
 	close(fd);
 	return rc;
@@ -373,6 +379,7 @@ int keys_psk_write(const char *path, char *err, size_t errlen)
 
 int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t errlen)
 {
+	uint8_t raw[KEYS_LEN];
 	char buf[KEYS_FILE_MAX];
 	const char *text = buf;
 	size_t len = 0;
@@ -386,14 +393,23 @@ int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t err
 	if (rc != 0)
 		goto out;
 	trim(&text, &len);
-	if (len < PSK_MIN_LEN) {
-		set_err(err, errlen, "%s: PSK too short (%zu bytes, need at least %d)", path, len,
-			PSK_MIN_LEN);
+	/* mac1 is keyed with the PSK, so one recorded first message lets anyone
+	 * test guesses offline: only 32 random bytes (keygen's format) are safe,
+	 * and a passphrase is refused rather than stretched into a false sense
+	 * of safety. The line itself is hashed, as before, so keygen files made
+	 * by earlier versions keep working. */
+	if (decode_key(text, len, raw) != 0) {
+		set_err(
+		    err, errlen,
+		    "%s: not a wanmux PSK: expected one line of %d base64 characters (32 random "
+		    "bytes, as wanmux-keygen --psk writes); passphrases are refused",
+		    path, KEYS_B64_CHARS);
 		rc = WM_ERR_PARSE;
 		goto out;
 	}
 	crypto_generichash(psk, KEYS_LEN, (const uint8_t *)text, len, NULL, 0);
 out:
+	sodium_memzero(raw, sizeof raw);
 	sodium_memzero(buf, sizeof buf);
 	return rc;
 }

@@ -1,15 +1,21 @@
 /*
  * Key files, base64 public keys, authorized-keys lists and pre-shared keys.
- * Private keys live in sodium_malloc memory. Files holding secrets are refused
- * when group or others can read them.
+ * Private keys live in sodium_malloc memory. Every file read here (and the
+ * config and credentials files, through keys_open_file) must be a regular
+ * file owned by the daemon's user or root and not writable by group or
+ * others; files holding secrets must not be readable by them either.
  *
  * Formats (text, one line, standard base64 with padding, 44 characters):
  *   FILE      private X25519 key (32 bytes), mode 0600
  *   FILE.pub  public key
  *   authorized keys: one public key per line, optional comment after
  *             whitespace; blank lines and lines starting with '#' ignored
- *   PSK file: any content of at least 16 bytes (surrounding whitespace
- *             trimmed), hashed with BLAKE2b-256 into the 32-byte PSK; mode 0600
+ *   PSK file: one line of 44 base64 characters (32 random bytes, as
+ *             wanmux-keygen --psk writes; surrounding whitespace trimmed),
+ *             hashed as text with BLAKE2b-256 into the 32-byte Noise PSK;
+ *             mode 0600. Anything else (a passphrase) is refused: mac1 is
+ *             keyed with the PSK, so a low-entropy PSK falls to an offline
+ *             guess from one recorded handshake.
  */
 #ifndef WANMUX_KEYS_H
 #define WANMUX_KEYS_H
@@ -27,8 +33,10 @@ struct keypair {
 };
 
 /*
- * Opens path for reading: a regular file and, when secret, not readable or
- * writable by group or others (checked on the open descriptor). Returns the
+ * Opens path for reading: a regular file (a FIFO or device is refused without
+ * blocking: opened O_NONBLOCK, cleared afterwards), owned by the effective
+ * user or root, not writable by group or others and, when secret, not
+ * readable by them either (all checked on the open descriptor). Returns the
  * fd, or WM_ERR_IO / WM_ERR_PERM with a one-line reason naming the file in
  * err (*open_errno, if not NULL, gets errno when open itself failed).
  */

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "wanmux/config.h"
@@ -310,7 +312,51 @@ static void test_config_file_error_through_argv(void **state)
 	snprintf(path, sizeof(path), "/nonexistent/wanmux.conf");
 	parse_fails(ARGC(argv), argv, "/nonexistent/wanmux.conf: No such file or directory");
 	snprintf(path, sizeof(path), "/");
-	parse_fails(ARGC(argv), argv, "/: Is a directory");
+	parse_fails(ARGC(argv), argv, "/: not a regular file");
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	fail_msg("opening a FIFO as the config file blocked");
+}
+
+/* A config others may rewrite, or owned by another user, or a FIFO: refused
+ * (the FIFO at once, without waiting for a writer). */
+static void test_config_file_refuses_unsafe_files(void **state)
+{
+	char path[256];
+	char want[700];
+	char *argv[] = {"prog", "--config", path};
+
+	write_file(path, sizeof(path), "listen a:1\n");
+	assert_int_equal(chmod(path, 0664), 0);
+	snprintf(want, sizeof(want),
+		 "%s: writable by group or others (mode 0664); run chmod go-w %s", path, path);
+	parse_fails(ARGC(argv), argv, want);
+	assert_int_equal(chmod(path, 0646), 0);
+	snprintf(want, sizeof(want),
+		 "%s: writable by group or others (mode 0646); run chmod go-w %s", path, path);
+	parse_fails(ARGC(argv), argv, want);
+	assert_int_equal(chmod(path, 0644), 0);
+	config_free(parse_ok(ARGC(argv), argv));
+	if (geteuid() == 0) {
+		assert_int_equal(chown(path, 4242, (gid_t)-1), 0);
+		snprintf(want, sizeof(want),
+			 "%s: owned by uid 4242, not by this user (uid 0) or root; run chown 0 %s",
+			 path, path);
+		parse_fails(ARGC(argv), argv, want);
+	}
+	unlink(path);
+
+	assert_int_equal(mkfifo(path, 0600), 0);
+	signal(SIGALRM, on_alarm);
+	alarm(5);
+	snprintf(want, sizeof(want), "%s: not a regular file", path);
+	parse_fails(ARGC(argv), argv, want);
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	unlink(path);
 }
 
 static void test_config_command_line_wins(void **state)
@@ -518,6 +564,7 @@ int main(void)
 	    cmocka_unit_test(test_config_file_flag_words),
 	    cmocka_unit_test(test_config_file_errors),
 	    cmocka_unit_test(test_config_file_error_through_argv),
+	    cmocka_unit_test(test_config_file_refuses_unsafe_files),
 	    cmocka_unit_test(test_config_command_line_wins),
 	    cmocka_unit_test(test_config_no_config_option),
 	    cmocka_unit_test(test_config_buffer_edge_cases),

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -327,35 +328,143 @@ static void test_keys_load_public_text_and_path(void **state)
 
 static void test_keys_psk(void **state)
 {
-	uint8_t psk[KEYS_LEN], psk2[KEYS_LEN], expect[KEYS_LEN];
-	char err[256];
+	static const char *const refused[] = {
+	    "correct horse battery staple",		     /* a passphrase */
+	    "0123456789abcdef",				     /* what used to pass: 16 bytes */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",   /* 43 characters */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", /* 45 */
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA!=",  /* not base64 */
+	    "",
+	};
+	uint8_t psk[KEYS_LEN], psk2[KEYS_LEN], expect[KEYS_LEN], raw[KEYS_LEN];
+	char b64[KEYS_B64_LEN], text[128], err[256];
 
 	(void)state;
-	/* 15 bytes after trimming: refused */
-	write_file(tpath("psk"), "  0123456789abcde \n", 0600);
-	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PARSE);
-	assert_non_null(strstr(err, tpath("psk")));
-	assert_non_null(strstr(err, "too short"));
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		write_file(tpath("psk"), refused[i], 0600);
+		err[0] = '\0';
+		assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PARSE);
+		assert_non_null(strstr(err, tpath("psk")));
+		assert_non_null(strstr(err, "not a wanmux PSK"));
+		assert_non_null(strstr(err, "wanmux-keygen --psk"));
+		assert_null(strchr(err, '\n'));
+	}
 
-	write_file(tpath("psk"), "", 0600);
-	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PARSE);
-
-	/* exactly 16: accepted, hashed with BLAKE2b-256 after trimming */
-	write_file(tpath("psk"), "0123456789abcdef", 0600);
+	/* keygen's format: accepted, the trimmed line hashed with BLAKE2b-256 */
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2base64(b64, sizeof b64, raw, sizeof raw, sodium_base64_VARIANT_ORIGINAL);
+	write_file(tpath("psk"), b64, 0600);
 	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), 0);
-	crypto_generichash(expect, sizeof expect, (const uint8_t *)"0123456789abcdef", 16, NULL, 0);
+	crypto_generichash(expect, sizeof expect, (const uint8_t *)b64, strlen(b64), NULL, 0);
 	assert_memory_equal(psk, expect, KEYS_LEN);
-	write_file(tpath("psk"), "\n\t0123456789abcdef  \r\n", 0600);
+	snprintf(text, sizeof text, "\n\t%s  \r\n", b64);
+	write_file(tpath("psk"), text, 0600);
 	assert_int_equal(keys_load_psk(tpath("psk"), psk2, err, sizeof err), 0);
 	assert_memory_equal(psk2, expect, KEYS_LEN);
 
-	write_file(tpath("psk"), "0123456789abcdef", 0644);
+	write_file(tpath("psk"), b64, 0644);
 	assert_int_equal(keys_load_psk(tpath("psk"), psk, err, sizeof err), WM_ERR_PERM);
 	assert_non_null(strstr(err, "0644"));
 	assert_non_null(strstr(err, "chmod 600"));
 
 	assert_int_equal(keys_load_psk(tpath("nopsk"), psk, err, sizeof err), WM_ERR_IO);
 	assert_non_null(strstr(err, "nopsk"));
+}
+
+/* Files that others may rewrite are refused, secret or not: the authorized
+ * keys and a pinned public key decide whom the daemon trusts. */
+static void test_keys_open_refuses_group_writable(void **state)
+{
+	static const struct {
+		mode_t mode;
+		int expect;
+	} cases[] = {
+	    {0644, 0},		 {0444, 0},	      {0600, 0},	   {0664, WM_ERR_PERM},
+	    {0646, WM_ERR_PERM}, {0666, WM_ERR_PERM}, {0624, WM_ERR_PERM},
+	};
+	struct keypair *kp = keys_pair_generate();
+	struct keys_authorized *ak;
+	uint8_t pub[KEYS_LEN];
+	char b64[KEYS_B64_LEN], line[64], err[256];
+
+	(void)state;
+	keys_encode_public(kp->pub, b64);
+	snprintf(line, sizeof line, "%s\n", b64);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		write_file(tpath("auth_mode"), line, cases[i].mode);
+		ak = NULL;
+		err[0] = '\0';
+		assert_int_equal(keys_authorized_load(tpath("auth_mode"), &ak, err, sizeof err),
+				 cases[i].expect);
+		keys_authorized_free(ak);
+		err[0] = '\0';
+		assert_int_equal(keys_load_public(tpath("auth_mode"), pub, err, sizeof err),
+				 cases[i].expect);
+		if (cases[i].expect != 0) {
+			assert_non_null(strstr(err, "writable by group or others"));
+			assert_non_null(strstr(err, "chmod go-w"));
+			assert_null(strchr(err, '\n'));
+		}
+	}
+	keys_pair_free(kp);
+}
+
+/* A file owned by another (non-root) user is refused; needs root to chown. */
+static void test_keys_open_refuses_foreign_owner(void **state)
+{
+	struct keys_authorized *ak = NULL;
+	struct keypair *kp = NULL;
+	uint8_t psk[KEYS_LEN];
+	char err[256];
+	int fd;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* only root can give a file away */
+	write_file(tpath("foreign"), "# empty list\n", 0644);
+	assert_int_equal(chown(tpath("foreign"), 4242, (gid_t)-1), 0);
+	assert_int_equal(keys_authorized_load(tpath("foreign"), &ak, err, sizeof err), WM_ERR_PERM);
+	assert_null(ak);
+	assert_non_null(strstr(err, "owned by uid 4242"));
+	assert_non_null(strstr(err, tpath("foreign")));
+	assert_int_equal(chmod(tpath("foreign"), 0600), 0);
+	assert_int_equal(keys_pair_load(tpath("foreign"), &kp, err, sizeof err), WM_ERR_PERM);
+	assert_int_equal(keys_load_psk(tpath("foreign"), psk, err, sizeof err), WM_ERR_PERM);
+	/* root's own files and the daemon user's are fine */
+	assert_int_equal(chown(tpath("foreign"), 0, (gid_t)-1), 0);
+	fd = keys_open_file(tpath("foreign"), true, NULL, err, sizeof err);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	/* Only reached when open() blocked on the FIFO: the bug under test. */
+	fail_msg("opening a FIFO blocked start-up");
+}
+
+/* A FIFO in place of a key file is refused at once, not waited on. */
+static void test_keys_open_fifo_refused_without_blocking(void **state)
+{
+	struct keys_authorized *ak = NULL;
+	struct keypair *kp = NULL;
+	uint8_t psk[KEYS_LEN];
+	char err[256];
+
+	(void)state;
+	unlink(tpath("fifo"));
+	assert_int_equal(mkfifo(tpath("fifo"), 0600), 0);
+	signal(SIGALRM, on_alarm);
+	alarm(5);
+	assert_int_equal(keys_authorized_load(tpath("fifo"), &ak, err, sizeof err), WM_ERR_IO);
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_equal(keys_pair_load(tpath("fifo"), &kp, err, sizeof err), WM_ERR_IO);
+	assert_int_equal(keys_load_psk(tpath("fifo"), psk, err, sizeof err), WM_ERR_IO);
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	assert_null(ak);
+	assert_null(kp);
 }
 
 static void test_keys_authorized_list(void **state)
@@ -524,6 +633,9 @@ int main(void)
 	    cmocka_unit_test(test_keys_load_public_text_and_path),
 	    cmocka_unit_test(test_keys_psk),
 	    cmocka_unit_test(test_keys_psk_write),
+	    cmocka_unit_test(test_keys_open_refuses_group_writable),
+	    cmocka_unit_test(test_keys_open_refuses_foreign_owner),
+	    cmocka_unit_test(test_keys_open_fifo_refused_without_blocking),
 	    cmocka_unit_test(test_keys_authorized_list),
 	    cmocka_unit_test(test_keys_authorized_bad_line_number),
 	    cmocka_unit_test(test_keys_authorized_empty_and_missing),
