@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -33,6 +34,7 @@
 #include "wanmux/netaddr.h"
 #include "wanmux/notify.h"
 #include "wanmux/relay.h"
+#include "wanmux/replay.h"
 #include "wanmux/tunnel.h"
 
 #define PROG "wanmux-server"
@@ -62,6 +64,7 @@ enum opt_id {
 	OPT_MAX_TUNNELS_PER_KEY,
 	OPT_ADMIN,
 	OPT_ADMIN_ALLOW,
+	OPT_STATE_DIR,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -91,6 +94,7 @@ static const struct config_option options[] = {
     {"max-tunnels-per-key", 0, true, false, OPT_MAX_TUNNELS_PER_KEY},
     {"admin", 0, true, false, OPT_ADMIN},
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
+    {"state-dir", 0, true, false, OPT_STATE_DIR},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -147,6 +151,11 @@ static const char usage_text[] =
     "                             a status page on ADDR (default 127.0.0.1)\n"
     "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
     "                             loopback only); others get 403\n"
+    "    --state-dir DIR          keep the newest handshake timestamp per client\n"
+    "                             key in DIR/replay.state, so a recorded first\n"
+    "                             message is refused after a restart too (default\n"
+    "                             " SERVER_STATE_DIR " if it exists and is writable;\n"
+    "                             'none': only a 120 s clock window at start)\n"
     "\n"
     "LIMITS (each refusal is counted and logged, at most one line a second)\n"
     "    --max-unauth N           connections still in their handshake (256)\n"
@@ -293,23 +302,28 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 		snprintf(stn->client, sizeof(stn->client), "%s", b64);
 
 	/* IK's first message can be replayed: demand a newer timestamp than the
-	 * last one this key sent for this tunnel slot (Noise §7.7). */
-	struct replay_slots *rs = srv->replay[index];
-	if (rs == NULL) {
-		rs = calloc(1, sizeof(*rs));
-		if (rs == NULL)
-			return WM_ERR_NOMEM;
-		srv->replay[index] = rs;
-	}
-	if (memcmp(hello->timestamp, rs->last[hello->tunnel_no], 12) <= 0) {
+	 * last one this key sent for this tunnel slot (Noise §7.7), durable
+	 * before the handshake is answered when there is a state file. */
+	char why[300];
+	int rc = replay_check(srv->replay, client_pub, hello->tunnel_no, hello->timestamp, why,
+			      sizeof(why));
+	if (rc != WM_OK) {
 		srv->refused_tunnels++;
-		log_warn("tunnel from %s refused: replayed or stale handshake from client %s",
-			 tunnel_peer_name(t), stn->client);
+		if (rc == WM_ERR_RANGE)
+			log_warn("tunnel from %s refused: first handshake from client %s since the "
+				 "server started is older than %u s before the start (a replay, or "
+				 "a client clock that is behind; no --state-dir)",
+				 tunnel_peer_name(t), stn->client, SERVER_CLOCK_WINDOW_S);
+		else if (rc == WM_ERR_IO)
+			log_error("tunnel from %s refused: cannot record its handshake: %s",
+				  tunnel_peer_name(t), why);
+		else
+			log_warn(
+			    "tunnel from %s refused: replayed or stale handshake from client %s",
+			    tunnel_peer_name(t), stn->client);
 		stn->client[0] = '\0';
-		return WM_ERR_REPLAY;
+		return rc == WM_ERR_RANGE ? WM_ERR_REPLAY : rc;
 	}
-	memcpy(rs->last[hello->tunnel_no], hello->timestamp, 12);
-
 	/* After the replay state is updated, so a refused first message cannot
 	 * be replayed once there is room again. */
 	char detail[sizeof(stn->client) + 64];
@@ -452,6 +466,44 @@ static uint64_t count_option(const struct config *cfg, int id, uint64_t def, uin
 	return n;
 }
 
+/*
+ * The replay table survives restarts in DIR/replay.state. Without a state
+ * directory a restarted server has forgotten which first messages it saw, so
+ * it refuses first messages stamped more than SERVER_CLOCK_WINDOW_S before
+ * its start; a copy recorded within that window is still accepted once.
+ */
+static void setup_replay(struct server *srv, const char *dir)
+{
+	char err[512];
+	bool explicit_dir = dir != NULL;
+
+	srv->replay = replay_new();
+	if (srv->replay == NULL)
+		fatal("out of memory");
+	if (dir == NULL && access(SERVER_STATE_DIR, W_OK) == 0)
+		dir = SERVER_STATE_DIR;
+	if (dir != NULL && strcmp(dir, "none") != 0) {
+		if (replay_open(srv->replay, dir, err, sizeof(err)) != WM_OK) {
+			if (explicit_dir)
+				fatal(err);
+			log_warn("--state-dir %s unusable (%s); falling back to a clock window",
+				 dir, err);
+		} else {
+			log_info("replay state in %s/" REPLAY_FILE_NAME ": %zu entries", dir,
+				 replay_count(srv->replay));
+			return;
+		}
+	}
+	struct timespec ts;
+	uint8_t floor[REPLAY_TS_LEN];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	replay_tai64n((uint64_t)ts.tv_sec - SERVER_CLOCK_WINDOW_S, (uint32_t)ts.tv_nsec, floor);
+	replay_set_floor(srv->replay, floor);
+	log_warn("no --state-dir: after a restart, a recorded first message up to %u s older "
+		 "than the start is accepted once; first messages older than that are refused",
+		 SERVER_CLOCK_WINDOW_S);
+}
+
 static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen)
 {
 	char err[512];
@@ -494,7 +546,7 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 							 1, 1u << 20, "max-tunnels");
 	srv->limits.max_tunnels_per_key =
 	    (uint32_t)count_option(cfg, OPT_MAX_TUNNELS_PER_KEY, SERVER_MAX_TUNNELS_PER_KEY, 1,
-				   SERVER_TUNNEL_SLOTS, "max-tunnels-per-key");
+				   REPLAY_SLOTS, "max-tunnels-per-key");
 	if ((v = config_get(cfg, OPT_HANDSHAKE_TIMEOUT)) != NULL) {
 		uint64_t ms;
 		if (config_parse_duration_ms(v, &ms) != WM_OK || ms < 100 || ms > 600000)
@@ -531,10 +583,10 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 			fatal(err);
 		srv->have_psk = true;
 	}
-	srv->replay = calloc(keys_authorized_count(srv->authorized) + 1, sizeof(*srv->replay));
+	setup_replay(srv, config_get(cfg, OPT_STATE_DIR));
 	srv->key_tunnels =
 	    calloc(keys_authorized_count(srv->authorized) + 1, sizeof(*srv->key_tunnels));
-	if (srv->replay == NULL || srv->key_tunnels == NULL)
+	if (srv->key_tunnels == NULL)
 		fatal("out of memory");
 	handshake_mac1_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->mac1_key);
 	srv->tcfg.local = srv->key;
@@ -616,9 +668,7 @@ int main(int argc, char **argv)
 	admin_free(srv.admin);
 	dns_free(srv.dns);
 	event_base_free(srv.base);
-	for (size_t i = 0; i <= keys_authorized_count(srv.authorized); i++)
-		free(srv.replay[i]);
-	free(srv.replay);
+	replay_free(srv.replay);
 	free(srv.key_tunnels);
 	keys_authorized_free(srv.authorized);
 	keys_pair_free(srv.key);

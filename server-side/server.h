@@ -16,7 +16,10 @@
 #include "wanmux/limit.h"
 #include "wanmux/tunnel.h"
 
-#define SERVER_TUNNEL_SLOTS 256 /* tunnel_no is a u8: replay state per key and slot */
+/* Default --state-dir, used when it exists and is writable. */
+#define SERVER_STATE_DIR "/var/lib/wanmux"
+/* Without a state dir: first messages older than this before start are refused. */
+#define SERVER_CLOCK_WINDOW_S 120u
 
 /* Authenticated tunnels. Per key: a client keeps --tunnels (default 4) open
  * and briefly more while reconnecting. In all: 64 clients at the per-key
@@ -44,10 +47,6 @@ struct server_tunnel {
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
 };
 
-struct replay_slots {
-	uint8_t last[SERVER_TUNNEL_SLOTS][12];
-};
-
 /* Handshakes per second per source address: buckets indexed by a keyed
  * hash of the address. Collisions only make the limit stricter. */
 #define SERVER_RATE_BUCKETS 4096
@@ -71,7 +70,7 @@ struct server {
 	struct evconnlistener *listener;
 	struct keypair *key;
 	struct keys_authorized *authorized;
-	struct replay_slots **replay; /* per authorized key, allocated on use */
+	struct replay *replay; /* newest timestamp per client key and slot */
 	struct acl *acl;
 	struct acl *allow_listen; /* where clients may ask for reverse listeners */
 	uint8_t psk[KEYS_LEN];

@@ -47,6 +47,7 @@ static const char usage_text[] =
     "  --stream-window N      window announced in the hello (default 4194304)\n"
     "  --session-window N     (default 16777216)\n"
     "  --wait SECS            how long to wait for the server's reaction (10)\n"
+    "  --age SECS             stamp msg1 this long in the past (a recorded one)\n"
     "\n"
     "Commands (each prints one 'result: ...' line):\n"
     "  handshake              handshake; exit 0 if the tunnel came up, 3 if the\n"
@@ -98,6 +99,7 @@ struct opts {
 	uint32_t session_window;
 	double wait_s;
 	double hold_s;
+	double age_s;
 	unsigned long count;
 	unsigned long per_record;
 	unsigned long streams;
@@ -243,11 +245,11 @@ static void load_keys(const struct opts *o, struct keypair **kp, uint8_t server_
 	}
 }
 
-static void tai64n_now(uint8_t out[12])
+static void tai64n_now(uint8_t out[12], double age_s)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	put64(out, 0x400000000000000aULL + (uint64_t)ts.tv_sec);
+	put64(out, 0x400000000000000aULL + (uint64_t)ts.tv_sec - (uint64_t)age_s);
 	put32(out + 8, (uint32_t)ts.tv_nsec);
 }
 
@@ -269,7 +271,7 @@ static int handshake(const struct opts *o, struct conn *c)
 	if (hs == NULL)
 		die("handshake_initiator_new failed");
 	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no, o->rekey_hello ? 1 : 0};
-	tai64n_now(hello + 4);
+	tai64n_now(hello + 4, o->age_s);
 	randombytes_buf(hello + 16, TUNNEL_SESSION_ID_LEN);
 	put32(hello + 32, o->stream_window);
 	put32(hello + 36, o->session_window);
@@ -1060,6 +1062,8 @@ int main(int argc, char **argv)
 			o.wait_s = secs_arg(a, v);
 		} else if (strcmp(a, "--hold") == 0) {
 			o.hold_s = secs_arg(a, v);
+		} else if (strcmp(a, "--age") == 0) {
+			o.age_s = secs_arg(a, v);
 		} else if (strcmp(a, "--count") == 0) {
 			o.count = num_arg(a, v, 10000000);
 		} else if (strcmp(a, "--per-record") == 0) {
