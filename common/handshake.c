@@ -19,7 +19,10 @@
 #define NOISE_TAGLEN 16
 #define DEFAULT_PROLOGUE "wanmux/1"
 #define MSG1_MAGIC "WMX1"
+#define MSG1_MAGIC_MAC2 "WMX2" /* msg1 followed by mac2 */
 #define MSG1_MAGIC_LEN 4
+#define COOKIE_MAGIC "WMC1"
+#define COOKIE_NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 
 /* Noise part of msg1 without payload: e (32) | enc s (48) | payload tag (16). */
 #define NOISE_MSG1_FIXED (NOISE_DHLEN + NOISE_DHLEN + NOISE_TAGLEN + NOISE_TAGLEN)
@@ -52,6 +55,10 @@ struct handshake {
 	uint8_t re[NOISE_DHLEN];
 	uint8_t psk[32];
 	uint8_t mac1_key[32];
+	uint8_t cookie_key[32];		      /* initiator: opens cookie replies */
+	uint8_t last_mac1[HANDSHAKE_MAC_LEN]; /* initiator: mac1 of the msg1 sent */
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN]; /* initiator: mac2 key, if has_cookie */
+	bool has_cookie;
 
 	/* SymmetricState / CipherState */
 	uint8_t ck[NOISE_HASHLEN];
@@ -253,6 +260,26 @@ static void compute_mac1(const uint8_t key[32], const uint8_t *msg, size_t len,
 	crypto_generichash(mac, HANDSHAKE_MAC_LEN, msg, len, key, 32);
 }
 
+/* mac2 and cookies: BLAKE2b-128 keyed with a 16-byte key. */
+static void compute_mac(const uint8_t key[HANDSHAKE_COOKIE_LEN], const uint8_t *msg, size_t len,
+			uint8_t mac[HANDSHAKE_MAC2_LEN])
+{
+	crypto_generichash(mac, HANDSHAKE_MAC2_LEN, msg, len, key, HANDSHAKE_COOKIE_LEN);
+}
+
+/* Length of the trailer after the Noise part: mac1, or mac1 and mac2. 0
+ * when msg has neither magic. */
+static size_t msg1_trailer(const uint8_t *msg, size_t len)
+{
+	if (len < MSG1_MAGIC_LEN)
+		return 0;
+	if (memcmp(msg, MSG1_MAGIC, MSG1_MAGIC_LEN) == 0)
+		return HANDSHAKE_MAC_LEN;
+	if (memcmp(msg, MSG1_MAGIC_MAC2, MSG1_MAGIC_LEN) == 0)
+		return HANDSHAKE_MAC_LEN + HANDSHAKE_MAC2_LEN;
+	return 0;
+}
+
 void handshake_mac1_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const uint8_t *psk,
 			uint8_t key_out[32])
 {
@@ -298,6 +325,7 @@ struct handshake *handshake_initiator_new(const uint8_t local_priv[HANDSHAKE_KEY
 		return NULL;
 	memcpy(hs->rs, remote_pub, sizeof hs->rs);
 	handshake_mac1_key(hs->rs, psk, hs->mac1_key);
+	handshake_cookie_key(hs->rs, psk, hs->cookie_key);
 	symmetric_init(hs, (const uint8_t *)DEFAULT_PROLOGUE, sizeof DEFAULT_PROLOGUE - 1);
 	hs->state = HS_INIT_READY;
 	return hs;
@@ -375,12 +403,14 @@ int handshake_write_msg1(struct handshake *hs, const uint8_t *payload, size_t pl
 		return wrong_state(hs);
 	head = hs->raw_noise ? 0 : MSG1_MAGIC_LEN;
 	need = head + NOISE_MSG1_FIXED + plen + (hs->raw_noise ? 0 : HANDSHAKE_MAC_LEN);
+	if (!hs->raw_noise && hs->has_cookie)
+		need += HANDSHAKE_MAC2_LEN;
 	if (plen > HANDSHAKE_PAYLOAD_MAX || (plen > 0 && payload == NULL) || out == NULL ||
 	    cap < need)
 		return fail(hs, WM_ERR_RANGE);
 
 	if (!hs->raw_noise)
-		memcpy(out, MSG1_MAGIC, MSG1_MAGIC_LEN);
+		memcpy(out, hs->has_cookie ? MSG1_MAGIC_MAC2 : MSG1_MAGIC, MSG1_MAGIC_LEN);
 	pos = head;
 	memcpy(out + pos, hs->e_pub, NOISE_DHLEN);
 	mix_hash(hs, hs->e_pub, NOISE_DHLEN);
@@ -398,7 +428,12 @@ int handshake_write_msg1(struct handshake *hs, const uint8_t *payload, size_t pl
 	pos += plen + NOISE_TAGLEN;
 	if (!hs->raw_noise) {
 		compute_mac1(hs->mac1_key, out, pos, out + pos);
+		memcpy(hs->last_mac1, out + pos, HANDSHAKE_MAC_LEN);
 		pos += HANDSHAKE_MAC_LEN;
+		if (hs->has_cookie) {
+			compute_mac(hs->cookie, out, pos, out + pos);
+			pos += HANDSHAKE_MAC2_LEN;
+		}
 	}
 	hs->state = HS_INIT_WAIT_MSG2;
 	return (int)pos;
@@ -409,14 +444,18 @@ int handshake_check_msg1(const uint8_t mac1_key[32], const uint8_t *msg, size_t 
 	uint8_t mac[HANDSHAKE_MAC_LEN];
 	int rc;
 
-	if (msg == NULL || len < HANDSHAKE_MSG1_OVERHEAD || len > HANDSHAKE_MSG_MAX)
+	size_t trailer, extra;
+
+	if (msg == NULL)
 		return WM_ERR_MALFORMED;
-	if (memcmp(msg, MSG1_MAGIC, MSG1_MAGIC_LEN) != 0)
+	trailer = msg1_trailer(msg, len);
+	if (trailer == 0)
 		return WM_ERR_MALFORMED;
-	compute_mac1(mac1_key, msg, len - HANDSHAKE_MAC_LEN, mac);
-	rc = sodium_memcmp(mac, msg + len - HANDSHAKE_MAC_LEN, HANDSHAKE_MAC_LEN) == 0
-		 ? 0
-		 : WM_ERR_CRYPTO;
+	extra = trailer - HANDSHAKE_MAC_LEN; /* mac2, if any */
+	if (len < HANDSHAKE_MSG1_OVERHEAD + extra || len > HANDSHAKE_MSG1_MAX + extra)
+		return WM_ERR_MALFORMED;
+	compute_mac1(mac1_key, msg, len - trailer, mac);
+	rc = sodium_memcmp(mac, msg + len - trailer, HANDSHAKE_MAC_LEN) == 0 ? 0 : WM_ERR_CRYPTO;
 	return rc;
 }
 
@@ -441,7 +480,7 @@ int handshake_read_msg1(struct handshake *hs, const uint8_t *msg, size_t len, ui
 		if (rc != 0)
 			return fail(hs, rc);
 		p = msg + MSG1_MAGIC_LEN;
-		noise_len = len - MSG1_MAGIC_LEN - HANDSHAKE_MAC_LEN;
+		noise_len = len - MSG1_MAGIC_LEN - msg1_trailer(msg, len);
 	}
 	plen = noise_len - NOISE_MSG1_FIXED;
 	if (plen > cap || (plen > 0 && payload_out == NULL))
@@ -570,4 +609,141 @@ void handshake_rekey_kdf(uint8_t ck[HANDSHAKE_HASH_LEN], const uint8_t dh[HANDSH
 const uint8_t *handshake_hash(const struct handshake *hs)
 {
 	return hs == NULL ? NULL : hs->h;
+}
+
+void handshake_cookie_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const uint8_t *psk,
+			  uint8_t key_out[32])
+{
+	static const uint8_t zeros[32];
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, 32);
+	crypto_generichash_update(&st, (const uint8_t *)"cookie", 6);
+	crypto_generichash_update(&st, responder_pub, HANDSHAKE_KEY_LEN);
+	crypto_generichash_update(&st, psk != NULL ? psk : zeros, 32);
+	crypto_generichash_final(&st, key_out, 32);
+	sodium_memzero(&st, sizeof st);
+}
+
+bool handshake_msg1_has_mac2(const uint8_t *msg, size_t len)
+{
+	return msg != NULL && msg1_trailer(msg, len) == HANDSHAKE_MAC_LEN + HANDSHAKE_MAC2_LEN;
+}
+
+int handshake_check_mac2(const uint8_t cookie[HANDSHAKE_COOKIE_LEN], const uint8_t *msg, size_t len)
+{
+	uint8_t mac[HANDSHAKE_MAC2_LEN];
+
+	if (!handshake_msg1_has_mac2(msg, len) ||
+	    len < HANDSHAKE_MSG1_OVERHEAD + HANDSHAKE_MAC2_LEN)
+		return WM_ERR_MALFORMED;
+	compute_mac(cookie, msg, len - HANDSHAKE_MAC2_LEN, mac);
+	return sodium_memcmp(mac, msg + len - HANDSHAKE_MAC2_LEN, HANDSHAKE_MAC2_LEN) == 0
+		   ? 0
+		   : WM_ERR_CRYPTO;
+}
+
+int handshake_write_cookie_reply(const uint8_t cookie_key[32],
+				 const uint8_t cookie[HANDSHAKE_COOKIE_LEN], const uint8_t *msg1,
+				 size_t len, uint8_t *out, size_t cap)
+{
+	size_t trailer;
+	const uint8_t *mac1;
+
+	if (msg1 == NULL || out == NULL || cap < HANDSHAKE_COOKIE_REPLY_LEN)
+		return WM_ERR_RANGE;
+	trailer = msg1_trailer(msg1, len);
+	if (trailer == 0 || len < HANDSHAKE_MSG1_OVERHEAD + trailer - HANDSHAKE_MAC_LEN)
+		return WM_ERR_MALFORMED;
+	mac1 = msg1 + len - trailer;
+	memcpy(out, COOKIE_MAGIC, MSG1_MAGIC_LEN);
+	randombytes_buf(out + MSG1_MAGIC_LEN, COOKIE_NONCE_LEN);
+	/* Bound to the mac1 it answers: a reply cannot be replayed to another
+	 * msg1, and only who knows the server key (and PSK) can make one. */
+	crypto_aead_xchacha20poly1305_ietf_encrypt(
+	    out + MSG1_MAGIC_LEN + COOKIE_NONCE_LEN, NULL, cookie, HANDSHAKE_COOKIE_LEN, mac1,
+	    HANDSHAKE_MAC_LEN, NULL, out + MSG1_MAGIC_LEN, cookie_key);
+	return HANDSHAKE_COOKIE_REPLY_LEN;
+}
+
+bool handshake_is_cookie_reply(const uint8_t *msg, size_t len)
+{
+	return msg != NULL && len == HANDSHAKE_COOKIE_REPLY_LEN &&
+	       memcmp(msg, COOKIE_MAGIC, MSG1_MAGIC_LEN) == 0;
+}
+
+int handshake_read_cookie_reply(struct handshake *hs, const uint8_t *msg, size_t len,
+				uint8_t cookie_out[HANDSHAKE_COOKIE_LEN])
+{
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
+
+	if (hs == NULL || !hs->initiator || hs->raw_noise || hs->state != HS_INIT_WAIT_MSG2)
+		return WM_ERR_STATE;
+	if (!handshake_is_cookie_reply(msg, len))
+		return WM_ERR_MALFORMED;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+		cookie, NULL, NULL, msg + MSG1_MAGIC_LEN + COOKIE_NONCE_LEN,
+		HANDSHAKE_COOKIE_LEN + NOISE_TAGLEN, hs->last_mac1, HANDSHAKE_MAC_LEN,
+		msg + MSG1_MAGIC_LEN, hs->cookie_key) != 0)
+		return WM_ERR_CRYPTO;
+	memcpy(cookie_out, cookie, HANDSHAKE_COOKIE_LEN);
+	sodium_memzero(cookie, sizeof cookie);
+	return 0;
+}
+
+void handshake_set_cookie(struct handshake *hs, const uint8_t cookie[HANDSHAKE_COOKIE_LEN])
+{
+	if (hs == NULL || hs->state != HS_INIT_READY || hs->raw_noise)
+		return;
+	memcpy(hs->cookie, cookie, HANDSHAKE_COOKIE_LEN);
+	hs->has_cookie = true;
+}
+
+/* Generation g's secret was made at rotated_ms (current) or one period
+ * before (previous); older generations are gone. */
+static void cookies_rotate(struct handshake_cookies *c, uint64_t now_ms)
+{
+	if (c->initialized && now_ms - c->rotated_ms < HANDSHAKE_COOKIE_ROTATE_MS)
+		return;
+	if (c->initialized && now_ms - c->rotated_ms < 2 * HANDSHAKE_COOKIE_ROTATE_MS) {
+		memcpy(c->secret[1], c->secret[0], sizeof c->secret[0]);
+		c->have_previous = true;
+	} else {
+		c->have_previous = false; /* idle for two periods: nothing old is valid */
+	}
+	randombytes_buf(c->secret[0], sizeof c->secret[0]);
+	c->rotated_ms = now_ms;
+	c->initialized = true;
+}
+
+static void cookie_for(const uint8_t secret[32], const uint8_t *source, size_t source_len,
+		       uint8_t cookie[HANDSHAKE_COOKIE_LEN])
+{
+	crypto_generichash(cookie, HANDSHAKE_COOKIE_LEN, source, source_len, secret, 32);
+}
+
+void handshake_cookies_make(struct handshake_cookies *c, uint64_t now_ms, const uint8_t *source,
+			    size_t source_len, uint8_t cookie[HANDSHAKE_COOKIE_LEN])
+{
+	cookies_rotate(c, now_ms);
+	cookie_for(c->secret[0], source, source_len, cookie);
+}
+
+int handshake_cookies_check(struct handshake_cookies *c, uint64_t now_ms, const uint8_t *source,
+			    size_t source_len, const uint8_t *msg, size_t len)
+{
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
+	int rc;
+
+	if (!handshake_msg1_has_mac2(msg, len))
+		return WM_ERR_MALFORMED;
+	cookies_rotate(c, now_ms);
+	cookie_for(c->secret[0], source, source_len, cookie);
+	rc = handshake_check_mac2(cookie, msg, len);
+	if (rc == WM_ERR_CRYPTO && c->have_previous) {
+		cookie_for(c->secret[1], source, source_len, cookie);
+		rc = handshake_check_mac2(cookie, msg, len);
+	}
+	sodium_memzero(cookie, sizeof cookie);
+	return rc;
 }

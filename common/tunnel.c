@@ -90,6 +90,7 @@ struct tunnel {
 	bool read_stopped;	     /* backpressure: output backed up, not reading */
 	uint64_t last_drain_ms;	     /* output last drained to TUNNEL_OUT_LOW */
 	struct limit_bucket listens; /* LISTEN rate */
+	bool cookie_done;	     /* a cookie reply was sent (server) or used (client) */
 	char reason[200];
 	struct tunnel_stats stats;
 	struct session_stats final_session_stats; /* kept when the session ends */
@@ -498,6 +499,24 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		tunnel_close(t, "bad first message");
 		return;
 	}
+	if (t->h.admit != NULL) {
+		uint8_t reply[HANDSHAKE_COOKIE_REPLY_LEN];
+		int rc = t->h.admit(t, msg, len, reply, sizeof(reply), t->h.arg);
+		if (rc > 0 && !t->cookie_done) {
+			/* Under load: prove the address first, pay for X25519 later. */
+			t->cookie_done = true;
+			counters.cookie_replies++;
+			send_handshake(t, reply, (size_t)rc);
+			return;
+		}
+		if (rc != 0) {
+			counters.bad_mac2++;
+			tunnel_close(t, rc > 0 ? "no valid cookie MAC after a cookie reply"
+					       : "no valid cookie MAC under load");
+			return;
+		}
+	}
+	counters.responder_x25519++;
 	t->hs = handshake_responder_new(t->cfg.local->priv, t->cfg.psk);
 	if (t->hs == NULL) {
 		tunnel_close(t, "out of memory");
@@ -541,8 +560,33 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		t->h.on_up(t, t->h.arg);
 }
 
+static void client_send_msg1(struct tunnel *t, const uint8_t *cookie);
+
+/* The server is under load: send msg1 again (fresh keys and timestamp),
+ * this time with mac2 made with the cookie it sent. Once per connection. */
+static void client_on_cookie(struct tunnel *t, const uint8_t *msg, size_t len)
+{
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
+	if (t->cookie_done || handshake_read_cookie_reply(t->hs, msg, len, cookie) != WM_OK) {
+		tunnel_close(t, t->cookie_done ? "server sent a second cookie reply"
+					       : "bad cookie reply from server");
+		return;
+	}
+	t->cookie_done = true;
+	counters.cookie_retries++;
+	log_info("tunnel %s: server under load: retrying the handshake with its cookie", t->peer);
+	handshake_free(t->hs);
+	t->hs = NULL;
+	client_send_msg1(t, cookie);
+	sodium_memzero(cookie, sizeof(cookie));
+}
+
 static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 {
+	if (handshake_is_cookie_reply(msg, len)) {
+		client_on_cookie(t, msg, len);
+		return;
+	}
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
 	struct session_params peer;
 	int n = handshake_read_msg2(t->hs, msg, len, payload, sizeof(payload));
@@ -569,7 +613,7 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 	flush(t);
 }
 
-static void client_send_msg1(struct tunnel *t)
+static void client_send_msg1(struct tunnel *t, const uint8_t *cookie)
 {
 	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {HELLO_VERSION, t->cfg.tunnel_no,
 						  HELLO_FLAG_REKEY};
@@ -582,6 +626,8 @@ static void client_send_msg1(struct tunnel *t)
 		tunnel_close(t, "out of memory");
 		return;
 	}
+	if (cookie != NULL)
+		handshake_set_cookie(t->hs, cookie);
 	int n = handshake_write_msg1(t->hs, hello, sizeof(hello), out, sizeof(out));
 	if (n < 0) {
 		tunnel_close(t, "cannot build handshake");
@@ -726,7 +772,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 			netaddr_format((struct sockaddr *)&ss, t->peer, sizeof(t->peer));
 		netaddr_tune(fd, &t->cfg.tuning);
-		client_send_msg1(t);
+		client_send_msg1(t, NULL);
 		return;
 	}
 	char why[200];

@@ -249,11 +249,23 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	return connect_stream(srv->base, srv->dns, st, target, &policy);
 }
 
+/* Leaves the unauthenticated table (up, down or evicted); idempotent. */
+static void unauth_release(struct server_tunnel *stn)
+{
+	struct server *srv = stn->srv;
+	if (!stn->in_unauth)
+		return;
+	stn->in_unauth = false;
+	srv->unauth--;
+	srv->per_source[stn->source_slot]--;
+	TAILQ_REMOVE(&srv->unauth_list, stn, unauth_link);
+}
+
 static void on_tunnel_up(struct tunnel *t, void *arg)
 {
 	struct server_tunnel *stn = arg;
 	stn->up = true;
-	stn->srv->unauth--;
+	unauth_release(stn);
 	log_info("tunnel from %s up: client %s", tunnel_peer_name(t), stn->client);
 }
 
@@ -266,9 +278,8 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	else
 		log_debug("connection from %s closed before authentication: %s",
 			  tunnel_peer_name(t), reason);
-	if (!stn->up)
-		stn->srv->unauth--;
-	else
+	unauth_release(stn);
+	if (stn->up)
 		admin_tunnel_closed(t);
 	if (stn->counted) {
 		stn->srv->tunnels_authorized--;
@@ -349,17 +360,78 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	return WM_OK;
 }
 
-/* The rate bucket of a source address (keyed hash: no chosen collisions). */
-static struct limit_bucket *source_bucket(struct server *srv, const struct sockaddr *sa)
+/* The slot of a source address in the per-source tables (keyed hash: no
+ * chosen collisions; a collision only makes the limits stricter). An IPv6
+ * /64 is one source: a host can pick any address in it. */
+static uint32_t source_slot(const struct server *srv, const struct sockaddr *sa)
 {
 	const void *a = &((const struct sockaddr_in *)sa)->sin_addr;
 	size_t alen = 4;
 	if (sa->sa_family == AF_INET6) {
-		/* A /64 is one source: an IPv6 host can pick any address in it. */
 		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
 		alen = 8;
 	}
-	return &srv->rate[limit_hash(a, alen) % SERVER_RATE_BUCKETS];
+	return (uint32_t)(limit_hash(a, alen) % SERVER_RATE_BUCKETS);
+}
+
+/* What a cookie is bound to: the full source address (the port changes on
+ * every connection, the address does not). */
+static size_t source_bytes(const struct sockaddr *sa, uint8_t out[17])
+{
+	out[0] = (uint8_t)sa->sa_family;
+	if (sa->sa_family == AF_INET6) {
+		memcpy(out + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		return 17;
+	}
+	memcpy(out + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	return 5;
+}
+
+static bool under_load(const struct server *srv)
+{
+	return (uint64_t)srv->unauth * SERVER_LOAD_DEN >=
+	       (uint64_t)srv->limits.max_unauth * SERVER_LOAD_NUM;
+}
+
+/*
+ * Before any X25519 for a msg1 whose mac1 is good: a msg1 with mac2 must
+ * carry a cookie this server gave its address; under load, one without gets
+ * a cookie reply (one hash and one small AEAD, no public-key work).
+ */
+static int admit(struct tunnel *t, const uint8_t *msg1, size_t len, uint8_t *reply, size_t cap,
+		 void *arg)
+{
+	struct server_tunnel *stn = arg;
+	struct server *srv = stn->srv;
+	uint64_t now = limit_now_ms();
+	if (handshake_msg1_has_mac2(msg1, len)) {
+		if (handshake_cookies_check(&srv->cookies, now, stn->source, stn->source_len, msg1,
+					    len) == WM_OK)
+			return WM_OK;
+		limit_hit(&srv->limits.mac2, tunnel_peer_name(t));
+		return WM_ERR_CRYPTO;
+	}
+	if (!under_load(srv))
+		return WM_OK;
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
+	handshake_cookies_make(&srv->cookies, now, stn->source, stn->source_len, cookie);
+	int n = handshake_write_cookie_reply(srv->cookie_key, cookie, msg1, len, reply, cap);
+	sodium_memzero(cookie, sizeof(cookie));
+	return n;
+}
+
+/* A full table: close the oldest unauthenticated connection if it had its
+ * time, so that holding slots open costs a flood its slots, not a real
+ * client its tunnel. */
+static bool evict_oldest(struct server *srv, uint64_t now)
+{
+	struct server_tunnel *old = TAILQ_FIRST(&srv->unauth_list);
+	if (old == NULL || now - old->accepted_ms < srv->limits.evict_age_ms)
+		return false;
+	limit_hit(&srv->limits.evicted, tunnel_peer_name(old->t));
+	unauth_release(old);
+	tunnel_close(old->t, "unauthenticated table full: oldest connection closed");
+	return true;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -367,15 +439,23 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct server *srv = arg;
 	char peer[NETADDR_STR_MAX];
+	uint64_t now = limit_now_ms();
+	uint32_t slot = source_slot(srv, sa);
 	/* Refused before a byte is read: floods cost an accept and a close. */
-	if (srv->unauth >= srv->limits.max_unauth) {
+	if (srv->per_source[slot] >= srv->limits.source_share) {
+		netaddr_format(sa, peer, sizeof(peer));
+		limit_hit(&srv->limits.share, peer);
+		close(fd);
+		return;
+	}
+	if (srv->unauth >= srv->limits.max_unauth && !evict_oldest(srv, now)) {
 		netaddr_format(sa, peer, sizeof(peer));
 		limit_hit(&srv->limits.unauth, peer);
 		close(fd);
 		return;
 	}
-	if (!limit_take(source_bucket(srv, sa), srv->limits.handshake_rate,
-			2 * srv->limits.handshake_rate, limit_now_ms())) {
+	if (!limit_take(&srv->rate[slot], srv->limits.handshake_rate,
+			2 * srv->limits.handshake_rate, now)) {
 		netaddr_format(sa, peer, sizeof(peer));
 		limit_hit(&srv->limits.handshakes, peer);
 		close(fd);
@@ -387,11 +467,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	stn->srv = srv;
+	stn->source_len = source_bytes(sa, stn->source);
 	struct tunnel_handlers h;
 	memset(&h, 0, sizeof(h));
 	h.on_up = on_tunnel_up;
 	h.on_down = on_tunnel_down;
 	h.authorize = authorize;
+	h.admit = admit;
 	relay_stream_callbacks(&h.streams);
 	h.streams.on_open = on_open;
 	h.streams.on_control = server_reverse_on_control;
@@ -403,7 +485,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	LIST_INSERT_HEAD(&srv->tunnels, stn, link);
+	stn->in_unauth = true;
+	stn->accepted_ms = now;
+	stn->source_slot = slot;
+	srv->per_source[slot]++;
 	srv->unauth++;
+	TAILQ_INSERT_TAIL(&srv->unauth_list, stn, unauth_link);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -425,6 +512,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		 (unsigned long long)srv->limits.unauth.hits,
 		 (unsigned long long)srv->limits.handshakes.hits,
 		 (unsigned long long)srv->limits.opens.hits);
+	log_info("unauthenticated so far: %llu over a source's share of --max-unauth, %llu "
+		 "evicted from a full table, %llu without a valid cookie MAC under load",
+		 (unsigned long long)srv->limits.share.hits,
+		 (unsigned long long)srv->limits.evicted.hits,
+		 (unsigned long long)srv->limits.mac2.hits);
 	const struct tunnel_counters *tc = tunnel_get_counters();
 	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
 		 "--max-session-buffer, %llu over --max-tunnels, %llu over "
@@ -440,6 +532,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		 (unsigned long long)tc->handshake_timeout, (unsigned long long)tc->bad_record,
 		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent,
 		 (unsigned long long)tc->rekey_timeout, (unsigned long long)tc->backlog);
+	log_info("handshake work so far: %llu first messages with X25519, %llu answered "
+		 "with a cookie instead",
+		 (unsigned long long)tc->responder_x25519, (unsigned long long)tc->cookie_replies);
 	if (srv->listener != NULL) {
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
@@ -538,6 +633,9 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	}
 	srv->limits.max_unauth =
 	    (uint32_t)count_option(cfg, OPT_MAX_UNAUTH, 256, 1, 1u << 20, "max-unauth");
+	srv->limits.source_share = srv->limits.max_unauth / SERVER_SHARE_DIV;
+	if (srv->limits.source_share < SERVER_SHARE_MIN)
+		srv->limits.source_share = SERVER_SHARE_MIN;
 	srv->limits.handshake_rate =
 	    (double)count_option(cfg, OPT_HANDSHAKE_RATE, 20, 1, 1u << 20, "handshake-rate");
 	srv->limits.open_rate =
@@ -553,6 +651,9 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 			usage_error("bad --handshake-timeout '%s': expected 100ms to 10m", v);
 		srv->tcfg.handshake_timeout_ms = (uint32_t)ms;
 	}
+	srv->limits.evict_age_ms = SERVER_EVICT_AGE_MS;
+	if (srv->limits.evict_age_ms > srv->tcfg.handshake_timeout_ms / 2)
+		srv->limits.evict_age_ms = srv->tcfg.handshake_timeout_ms / 2;
 
 	srv->acl = acl_new();
 	if (srv->acl == NULL)
@@ -589,6 +690,7 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	if (srv->key_tunnels == NULL)
 		fatal("out of memory");
 	handshake_mac1_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->mac1_key);
+	handshake_cookie_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->cookie_key);
 	srv->tcfg.local = srv->key;
 	srv->tcfg.psk = srv->have_psk ? srv->psk : NULL;
 	srv->tcfg.mac1_key = srv->mac1_key;
@@ -634,6 +736,9 @@ int main(int argc, char **argv)
 	srv.limits.opens.name = "stream opens per tunnel (--open-rate)";
 	srv.limits.tunnels.name = "authenticated tunnels (--max-tunnels)";
 	srv.limits.tunnels_per_key.name = "tunnels per client key (--max-tunnels-per-key)";
+	srv.limits.share.name = "unauthenticated connections per source (share of --max-unauth)";
+	srv.limits.evicted.name = "full unauthenticated table (oldest connection closed)";
+	srv.limits.mac2.name = "cookie MAC (mac2) missing or bad";
 	srv.listener = evconnlistener_new(srv.base, on_accept, &srv,
 					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (srv.listener == NULL)
@@ -646,6 +751,7 @@ int main(int argc, char **argv)
 			fatal(err);
 	}
 	LIST_INIT(&srv.tunnels);
+	TAILQ_INIT(&srv.unauth_list);
 	LIST_INIT(&srv.reverse_listeners);
 	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
 	srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
@@ -677,6 +783,8 @@ int main(int argc, char **argv)
 	config_free(cfg);
 	sodium_memzero(srv.psk, sizeof(srv.psk));
 	sodium_memzero(srv.mac1_key, sizeof(srv.mac1_key));
+	sodium_memzero(srv.cookie_key, sizeof(srv.cookie_key));
+	sodium_memzero(&srv.cookies, sizeof(srv.cookies));
 	log_info("stopped");
 	return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "wanmux/acl.h"
 #include "wanmux/admin.h"
+#include "wanmux/handshake.h"
 #include "wanmux/keys.h"
 #include "wanmux/limit.h"
 #include "wanmux/tunnel.h"
@@ -45,14 +46,36 @@ struct server_tunnel {
 	uint8_t tunnel_no;	   /* the client's slot, from its hello */
 	uint8_t client_pub[KEYS_LEN];
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
+	/* While unauthenticated: counted in srv->unauth and its source's share. */
+	bool in_unauth;
+	TAILQ_ENTRY(server_tunnel) unauth_link; /* oldest first */
+	uint64_t accepted_ms;
+	uint32_t source_slot; /* index into srv->per_source */
+	uint8_t source[17];   /* family byte | address: what a cookie is bound to */
+	size_t source_len;
 };
 
 /* Handshakes per second per source address: buckets indexed by a keyed
  * hash of the address. Collisions only make the limit stricter. */
 #define SERVER_RATE_BUCKETS 4096
 
+/* Under load (at least this fraction of --max-unauth in use), first messages
+ * need a valid mac2 (a cookie round trip) before the server does X25519. */
+#define SERVER_LOAD_NUM 1
+#define SERVER_LOAD_DEN 2
+/* A source (IPv4 address, IPv6 /64) holds at most max(MIN, max_unauth/DIV)
+ * unauthenticated connections, so filling the table takes DIV sources. */
+#define SERVER_SHARE_MIN 4
+#define SERVER_SHARE_DIV 8
+/* A full table makes room by closing its oldest unauthenticated connection
+ * if that one is this old (capped at half the handshake timeout): a real
+ * client needs one round trip, plus one for a cookie. */
+#define SERVER_EVICT_AGE_MS 2000u
+
 struct server_limits {
 	uint32_t max_unauth;   /* connections not yet authenticated */
+	uint32_t source_share; /* of max_unauth, per source */
+	uint32_t evict_age_ms;
 	double handshake_rate; /* per source address per second */
 	double open_rate;      /* stream opens per tunnel per second */
 	uint32_t max_tunnels;  /* authenticated tunnels, all keys */
@@ -62,6 +85,9 @@ struct server_limits {
 	struct limit_counter tunnels_per_key;
 	struct limit_counter handshakes;
 	struct limit_counter opens;
+	struct limit_counter share;   /* over a source's share of --max-unauth */
+	struct limit_counter evicted; /* closed to make room in a full table */
+	struct limit_counter mac2;    /* no or bad mac2 under load */
 };
 
 struct server {
@@ -91,6 +117,10 @@ struct server {
 	struct limit_bucket rate[SERVER_RATE_BUCKETS];
 	struct admin_options admin_opt;
 	struct admin *admin;
+	uint16_t per_source[SERVER_RATE_BUCKETS]; /* unauthenticated, same hash */
+	TAILQ_HEAD(, server_tunnel) unauth_list;
+	struct handshake_cookies cookies;
+	uint8_t cookie_key[32];
 };
 
 /* A client asked (LISTEN) for a reverse listener. Returns 0 or an error

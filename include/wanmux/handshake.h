@@ -13,10 +13,22 @@
  * mac1 = BLAKE2b-128(key = BLAKE2b-256("mac1" | responder static pub | psk),
  * msg1 without its mac1). The responder checks it before any X25519, so junk
  * and messages for another server or PSK cost one hash.
+ *
+ * Under load (WireGuard's idea, docs/PROTOCOL.md byte by byte) the responder
+ * answers a msg1 with a cookie reply instead of doing X25519 work:
+ *   cookie reply, 60 bytes: "WMC1" | nonce (24) | XChaCha20-Poly1305(
+ *     key = BLAKE2b-256("cookie" | responder static pub | psk), nonce,
+ *     cookie (16), ad = mac1 of the msg1 it answers)
+ *   cookie = BLAKE2b-128(key = server secret (rotated every 2 min), source
+ *     address)
+ * and the initiator sends msg1 again with mac2:
+ *   "WMX2" | e.pub | AEAD(s.pub) | AEAD(payload) | mac1 | mac2
+ *   mac2 = BLAKE2b-128(key = cookie, everything before mac2)
  */
 #ifndef WANMUX_HANDSHAKE_H
 #define WANMUX_HANDSHAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +38,13 @@
 #define HANDSHAKE_PAYLOAD_MAX 512
 #define HANDSHAKE_MSG1_OVERHEAD (4 + 32 + 48 + 16 + HANDSHAKE_MAC_LEN)
 #define HANDSHAKE_MSG2_OVERHEAD (32 + 16)
-#define HANDSHAKE_MSG_MAX (HANDSHAKE_MSG1_OVERHEAD + HANDSHAKE_PAYLOAD_MAX)
+#define HANDSHAKE_MSG1_MAX (HANDSHAKE_MSG1_OVERHEAD + HANDSHAKE_PAYLOAD_MAX) /* "WMX1" */
+#define HANDSHAKE_MAC2_LEN 16
+#define HANDSHAKE_COOKIE_LEN 16
+#define HANDSHAKE_COOKIE_REPLY_LEN (4 + 24 + HANDSHAKE_COOKIE_LEN + 16)
+/* The largest handshake message on the wire ("WMX2": msg1 with mac2). */
+#define HANDSHAKE_MSG_MAX (HANDSHAKE_MSG1_MAX + HANDSHAKE_MAC2_LEN)
+#define HANDSHAKE_COOKIE_ROTATE_MS 120000u
 
 struct handshake;
 
@@ -78,9 +96,10 @@ void handshake_mac1_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const ui
 			uint8_t key_out[32]);
 
 /*
- * Responder's cheap check before any public-key work: the size is plausible,
- * the magic matches and mac1 verifies (constant time). Returns 0,
- * WM_ERR_MALFORMED or WM_ERR_CRYPTO.
+ * Responder's cheap check before any public-key work: the size is plausible
+ * for its magic ("WMX1", or "WMX2" with mac2) and mac1 verifies (constant
+ * time). mac2 is not checked here. Returns 0, WM_ERR_MALFORMED or
+ * WM_ERR_CRYPTO.
  */
 int handshake_check_msg1(const uint8_t mac1_key[32], const uint8_t *msg, size_t len);
 
@@ -129,5 +148,65 @@ void handshake_rekey_kdf(uint8_t ck[HANDSHAKE_HASH_LEN], const uint8_t dh[HANDSH
 
 /* The final handshake hash h (HANDSHAKE_HASH_LEN bytes), for test vectors. */
 const uint8_t *handshake_hash(const struct handshake *hs);
+
+/* The key that seals cookie replies (both sides compute it). */
+void handshake_cookie_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const uint8_t *psk,
+			  uint8_t key_out[32]);
+
+/* Whether msg is a "WMX2" msg1 (one that carries mac2). */
+bool handshake_msg1_has_mac2(const uint8_t *msg, size_t len);
+
+/* Checks msg's mac2 against cookie: 0, WM_ERR_CRYPTO, or WM_ERR_MALFORMED
+ * when msg carries no mac2. Constant time. */
+int handshake_check_mac2(const uint8_t cookie[HANDSHAKE_COOKIE_LEN], const uint8_t *msg,
+			 size_t len);
+
+/*
+ * Responder: the cookie reply to msg1 (which passed handshake_check_msg1),
+ * sealing cookie with cookie_key. Returns HANDSHAKE_COOKIE_REPLY_LEN,
+ * WM_ERR_RANGE (cap) or WM_ERR_MALFORMED. No public-key work.
+ */
+int handshake_write_cookie_reply(const uint8_t cookie_key[32],
+				 const uint8_t cookie[HANDSHAKE_COOKIE_LEN], const uint8_t *msg1,
+				 size_t len, uint8_t *out, size_t cap);
+
+/* Whether a message from the responder is a cookie reply (not msg2). */
+bool handshake_is_cookie_reply(const uint8_t *msg, size_t len);
+
+/*
+ * Initiator, after writing msg1: opens a cookie reply to that msg1 into
+ * cookie_out. 0, WM_ERR_MALFORMED, WM_ERR_CRYPTO (forged, or for another
+ * msg1) or WM_ERR_STATE. hs is not changed: start a new initiator, give it
+ * the cookie (handshake_set_cookie) and send its msg1.
+ */
+int handshake_read_cookie_reply(struct handshake *hs, const uint8_t *msg, size_t len,
+				uint8_t cookie_out[HANDSHAKE_COOKIE_LEN]);
+
+/* Initiator, before msg1: append mac2 made with cookie ("WMX2"). */
+void handshake_set_cookie(struct handshake *hs, const uint8_t cookie[HANDSHAKE_COOKIE_LEN]);
+
+/*
+ * Responder's cookie secrets: the current one and the previous one, a new
+ * one every HANDSHAKE_COOKIE_ROTATE_MS, so a cookie is valid for 2 to 4
+ * minutes. Zero-initialize; the caller passes a monotonic clock.
+ */
+struct handshake_cookies {
+	uint8_t secret[2][32]; /* [0] current, [1] previous */
+	uint64_t rotated_ms;
+	bool initialized;
+	bool have_previous;
+};
+
+/* The cookie for source (address bytes) under the current secret. */
+void handshake_cookies_make(struct handshake_cookies *c, uint64_t now_ms, const uint8_t *source,
+			    size_t source_len, uint8_t cookie[HANDSHAKE_COOKIE_LEN]);
+
+/*
+ * Whether msg's mac2 was made with a cookie this responder gave source
+ * under the current or the previous secret: 0, WM_ERR_CRYPTO, or
+ * WM_ERR_MALFORMED (no mac2).
+ */
+int handshake_cookies_check(struct handshake_cookies *c, uint64_t now_ms, const uint8_t *source,
+			    size_t source_len, const uint8_t *msg, size_t len);
 
 #endif

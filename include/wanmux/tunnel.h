@@ -13,7 +13,10 @@
  *     stream_window u32 | session_window u32 | max_streams u32
  * flags bit 0: this side takes part in in-band rekeys (rekey.h); a tunnel
  * rekeys only when both hellos have it. Unknown flag bits are ignored.
- * Both messages are framed on the TCP stream as u16 length | message.
+ * Both messages are framed on the TCP stream as u16 length | message. A
+ * server under load may answer msg1 with a cookie reply instead of msg2
+ * (handshake.h); the client then sends msg1 once more, with mac2, on the same
+ * connection.
  */
 #ifndef WANMUX_TUNNEL_H
 #define WANMUX_TUNNEL_H
@@ -55,6 +58,13 @@ struct tunnel_handlers {
 	 * WM_ERR_UNAUTHORIZED / WM_ERR_REPLAY (the tunnel then closes). */
 	int (*authorize)(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 			 const struct tunnel_hello *hello, void *arg);
+	/* Server: called for each msg1 that passed its mac1, before any X25519
+	 * work. Returns 0 to go on with the handshake, the length of a reply
+	 * written to reply (a cookie reply; the peer may then send msg1 once
+	 * more on this connection), or a negative WM_ERR_* to close. NULL:
+	 * always 0. */
+	int (*admit)(struct tunnel *t, const uint8_t *msg1, size_t len, uint8_t *reply, size_t cap,
+		     void *arg);
 	/* Stream callbacks for the session; on_writable is the tunnel's own, and
 	 * on_open and on_control receive arg below. */
 	struct session_callbacks streams;
@@ -143,6 +153,10 @@ struct tunnel_counters {
 	uint64_t backlog;	    /* peer took none of our output for dead_after_ms, or
 				       the control queue went over SESSION_CTRL_MAX */
 	uint64_t listen_limited;    /* LISTENs refused over the per-tunnel rate (not closed) */
+	uint64_t responder_x25519;  /* server: msg1s that got X25519 work */
+	uint64_t cookie_replies;    /* server: msg1s answered with a cookie instead */
+	uint64_t bad_mac2;	    /* server: refused by admit (no or bad mac2 under load) */
+	uint64_t cookie_retries;    /* client: msg1 sent again with a cookie */
 };
 
 const struct tunnel_counters *tunnel_get_counters(void);

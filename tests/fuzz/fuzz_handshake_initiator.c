@@ -42,6 +42,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    HANDSHAKE_MSG1_OVERHEAD + 5)
 		__builtin_trap();
 
+	/* The same bytes as a cookie reply: refused unless sealed for this msg1
+	 * (which only the fixed server could do); either way hs is unchanged. */
+	{
+		uint8_t cookie[HANDSHAKE_COOKIE_LEN];
+		int rc = handshake_read_cookie_reply(hs, data, size, cookie);
+
+		if (rc != 0 && rc != WM_ERR_MALFORMED && rc != WM_ERR_CRYPTO)
+			__builtin_trap();
+		if (rc == 0 && !handshake_is_cookie_reply(data, size))
+			__builtin_trap();
+	}
+
 	n = handshake_read_msg2(hs, data, size, payload, sizeof payload);
 	if (n >= 0) {
 		if ((size_t)n != size - HANDSHAKE_MSG2_OVERHEAD)

@@ -262,6 +262,14 @@ class Prober(threading.Thread):
             self.stop_ev.wait(0.5)
 
 
+def connect_from(port, source, timeout):
+    """A connection to the server from source (any 127.x.y.z is loopback):
+    a source may hold only its share of --max-unauth, so the floods below
+    come from many."""
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                    source_address=(source, 0))
+
+
 def garbage_one(port, i):
     """One junk connection: a plausible handshake length with random bytes
     (fails the MAC), a huge length (oversized), or random bytes of random
@@ -275,7 +283,7 @@ def garbage_one(port, i):
     else:
         payload = rnd[:1 + rnd[1] * 4]
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=t(10))
+        s = connect_from(port, f"127.0.1.{1 + i % 200}", t(10))
     except OSError:
         return "connect failed"
     try:
@@ -336,14 +344,14 @@ def attack_half_open(env, srv, w):
     mark = srv.mark()
     held = []
     for i in range(MAX_UNAUTH):
-        s = socket.create_connection(("127.0.0.1", srv.port), timeout=t(10))
+        # Four per source: exactly each source's share of the table.
+        s = connect_from(srv.port, f"127.0.2.{1 + i // 4}", t(10))
         if i % 4 == 0:
             s.sendall(b"\x00\xb4" + os.urandom(0x5a))  # half a first message
         held.append(s)
     time.sleep(0.3)
     t_full = time.monotonic()
-    extra = [socket.create_connection(("127.0.0.1", srv.port), timeout=t(10))
-             for _ in range(16)]
+    extra = [connect_from(srv.port, f"127.0.3.{1 + i}", t(10)) for i in range(16)]
     refused = sum(closed_quickly(s, t(1)) for s in extra)
     srv.wait_log(UNAUTH_LIMIT, t(5), since=mark)
     check(refused == len(extra), f"only {refused} of {len(extra)} connections above "

@@ -267,9 +267,16 @@ static int handshake(const struct opts *o, struct conn *c)
 	memset(c, 0, sizeof(*c));
 	c->next_id = 1;
 	c->fd = tcp_connect(o->server);
-	struct handshake *hs = handshake_initiator_new(kp->priv, server_pub, have_psk ? psk : NULL);
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
+	bool have_cookie = false;
+	struct handshake *hs;
+	int rc;
+again:
+	hs = handshake_initiator_new(kp->priv, server_pub, have_psk ? psk : NULL);
 	if (hs == NULL)
 		die("handshake_initiator_new failed");
+	if (have_cookie)
+		handshake_set_cookie(hs, cookie);
 	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no, o->rekey_hello ? 1 : 0};
 	tai64n_now(hello + 4, o->age_s);
 	randombytes_buf(hello + 16, TUNNEL_SESSION_ID_LEN);
@@ -285,7 +292,7 @@ static int handshake(const struct opts *o, struct conn *c)
 	send_all(c->fd, c->msg1, c->msg1_len);
 
 	double deadline = now_s() + o->wait_s;
-	int rc = fill(c, 2, deadline);
+	rc = fill(c, 2, deadline);
 	if (rc <= 0)
 		goto out;
 	size_t len = ((size_t)c->inbuf[0] << 8) | c->inbuf[1];
@@ -294,6 +301,15 @@ static int handshake(const struct opts *o, struct conn *c)
 	rc = fill(c, 2 + len, deadline);
 	if (rc <= 0)
 		goto out;
+	if (!have_cookie && handshake_is_cookie_reply(c->inbuf + 2, len)) {
+		/* The server is under load: once more, with mac2. */
+		if (handshake_read_cookie_reply(hs, c->inbuf + 2, len, cookie) != 0)
+			die("bad cookie reply");
+		have_cookie = true;
+		c->inlen = 0;
+		handshake_free(hs);
+		goto again;
+	}
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
 	n = handshake_read_msg2(hs, c->inbuf + 2, len, payload, sizeof(payload));
 	if (n < TUNNEL_HELLO_SERVER_LEN)

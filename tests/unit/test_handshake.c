@@ -767,15 +767,24 @@ static void test_handshake_check_msg1_rejects_garbage_cheaply(void **state)
 
 	assert_int_equal(handshake_check_msg1(p.mac1_key, NULL, 0), WM_ERR_MALFORMED);
 	randombytes_buf(msg, sizeof msg);
-	memcpy(msg, "WMX2", 4);
+	memcpy(msg, "WMX3", 4);
 	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_OVERHEAD),
+			 WM_ERR_MALFORMED);
+	/* "WMX2" carries mac2 as well: 16 bytes more at least and at most */
+	memcpy(msg, "WMX2", 4);
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_OVERHEAD + 15),
+			 WM_ERR_MALFORMED);
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG_MAX), WM_ERR_CRYPTO);
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG_MAX + 1),
 			 WM_ERR_MALFORMED);
 	memcpy(msg, "WMX1", 4);
 	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_OVERHEAD - 1),
 			 WM_ERR_MALFORMED);
 	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_OVERHEAD),
 			 WM_ERR_CRYPTO);
-	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG_MAX), WM_ERR_CRYPTO);
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_MAX), WM_ERR_CRYPTO);
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_MAX + 1),
+			 WM_ERR_MALFORMED);
 
 	/*
 	 * Garbage must cost a hash, not an X25519: 2000 checks of the largest
@@ -784,7 +793,7 @@ static void test_handshake_check_msg1_rejects_garbage_cheaply(void **state)
 	t0 = seconds_now();
 	for (i = 0; i < 2000; i++) {
 		msg[4 + (i % 100)] ^= (uint8_t)i;
-		assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG_MAX),
+		assert_int_equal(handshake_check_msg1(p.mac1_key, msg, HANDSHAKE_MSG1_MAX),
 				 WM_ERR_CRYPTO);
 	}
 	t_check = seconds_now() - t0;
@@ -852,6 +861,215 @@ static void test_handshake_prologue_must_match(void **state)
 	handshake_free(resp);
 }
 
+static const uint8_t src_a[5] = {2, 127, 0, 0, 1}; /* family | 127.0.0.1 */
+static const uint8_t src_b[5] = {2, 127, 0, 0, 2};
+
+/* A msg1 from p's initiator, optionally with mac2 made with cookie. */
+static int cookie_msg1(const struct pair *p, const uint8_t *cookie, uint8_t *out, size_t cap,
+		       struct handshake **ini_out)
+{
+	struct handshake *ini = handshake_initiator_new(p->ipriv, p->rpub, p->psk);
+	int n;
+
+	assert_non_null(ini);
+	if (cookie != NULL)
+		handshake_set_cookie(ini, cookie);
+	n = handshake_write_msg1(ini, (const uint8_t *)"hello", 5, out, cap);
+	assert_true(n > 0);
+	if (ini_out != NULL)
+		*ini_out = ini;
+	else
+		handshake_free(ini);
+	return n;
+}
+
+/* Under load: msg1, cookie reply, msg1 with mac2, and the handshake completes. */
+static void test_handshake_cookie_reply_round_trip(void **state)
+{
+	struct handshake_cookies jar;
+	struct handshake *ini, *ini2, *resp;
+	struct pair p;
+	uint8_t msg1[HANDSHAKE_MSG_MAX], msg1b[HANDSHAKE_MSG_MAX],
+	    reply[HANDSHAKE_COOKIE_REPLY_LEN];
+	uint8_t cookie[HANDSHAKE_COOKIE_LEN], got_cookie[HANDSHAKE_COOKIE_LEN], cookie_key[32];
+	uint8_t msg2[HANDSHAKE_MSG_MAX], payload[64], learned[32];
+	int n, n2, r;
+
+	(void)state;
+	pair_init(&p, 3);
+	memset(&jar, 0, sizeof jar);
+	handshake_cookie_key(p.rpub, p.psk, cookie_key);
+	n = cookie_msg1(&p, NULL, msg1, sizeof msg1, &ini);
+	assert_memory_equal(msg1, "WMX1", 4);
+	assert_false(handshake_msg1_has_mac2(msg1, (size_t)n));
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg1, (size_t)n), 0);
+
+	handshake_cookies_make(&jar, 1000, src_a, sizeof src_a, cookie);
+	r = handshake_write_cookie_reply(cookie_key, cookie, msg1, (size_t)n, reply, sizeof reply);
+	assert_int_equal(r, HANDSHAKE_COOKIE_REPLY_LEN);
+	assert_int_equal(HANDSHAKE_COOKIE_REPLY_LEN, 60);
+	assert_memory_equal(reply, "WMC1", 4);
+	assert_true(handshake_is_cookie_reply(reply, sizeof reply));
+	assert_false(handshake_is_cookie_reply(reply, sizeof reply - 1));
+	/* the cookie travels sealed */
+	assert_null(memmem(reply, sizeof reply, cookie, sizeof cookie));
+	assert_int_equal(handshake_read_cookie_reply(ini, reply, sizeof reply, got_cookie), 0);
+	assert_memory_equal(got_cookie, cookie, sizeof cookie);
+	handshake_free(ini);
+
+	n2 = cookie_msg1(&p, got_cookie, msg1b, sizeof msg1b, &ini2);
+	assert_int_equal(n2, n + HANDSHAKE_MAC2_LEN);
+	assert_memory_equal(msg1b, "WMX2", 4);
+	assert_true(handshake_msg1_has_mac2(msg1b, (size_t)n2));
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg1b, (size_t)n2), 0);
+	assert_int_equal(handshake_check_mac2(cookie, msg1b, (size_t)n2), 0);
+	assert_int_equal(
+	    handshake_cookies_check(&jar, 2000, src_a, sizeof src_a, msg1b, (size_t)n2), 0);
+
+	resp = handshake_responder_new(p.rpriv, p.psk);
+	assert_int_equal(
+	    handshake_read_msg1(resp, msg1b, (size_t)n2, payload, sizeof payload, learned), 5);
+	assert_memory_equal(payload, "hello", 5);
+	assert_memory_equal(learned, p.ipub, 32);
+	r = handshake_write_msg2(resp, NULL, 0, msg2, sizeof msg2);
+	assert_int_equal(handshake_read_msg2(ini2, msg2, (size_t)r, payload, sizeof payload), 0);
+	handshake_free(resp);
+	handshake_free(ini2);
+}
+
+/* mac2 is checked: any flipped bit, another source's cookie, no mac2. */
+static void test_handshake_mac2_checked(void **state)
+{
+	struct handshake_cookies jar;
+	struct pair p;
+	uint8_t msg1[HANDSHAKE_MSG_MAX], bad[HANDSHAKE_MSG_MAX], cookie[HANDSHAKE_COOKIE_LEN];
+	uint8_t other[HANDSHAKE_COOKIE_LEN];
+	int n, plain;
+
+	(void)state;
+	pair_init(&p, 4);
+	memset(&jar, 0, sizeof jar);
+	handshake_cookies_make(&jar, 0, src_a, sizeof src_a, cookie);
+	handshake_cookies_make(&jar, 0, src_b, sizeof src_b, other);
+	assert_memory_not_equal(cookie, other, sizeof cookie);
+	n = cookie_msg1(&p, cookie, msg1, sizeof msg1, NULL);
+	assert_int_equal(handshake_cookies_check(&jar, 10, src_a, sizeof src_a, msg1, (size_t)n),
+			 0);
+	/* the cookie of 127.0.0.1 does not work from 127.0.0.2 */
+	assert_int_equal(handshake_cookies_check(&jar, 10, src_b, sizeof src_b, msg1, (size_t)n),
+			 WM_ERR_CRYPTO);
+	for (int i = 0; i < n; i++) {
+		memcpy(bad, msg1, (size_t)n);
+		bad[i] ^= 0x01;
+		int rc = handshake_cookies_check(&jar, 10, src_a, sizeof src_a, bad, (size_t)n);
+		if (i < 4)
+			assert_true(rc != 0); /* magic: not a WMX2 any more */
+		else
+			assert_int_equal(rc, WM_ERR_CRYPTO);
+	}
+	/* made with another source's cookie */
+	n = cookie_msg1(&p, other, msg1, sizeof msg1, NULL);
+	assert_int_equal(handshake_cookies_check(&jar, 10, src_a, sizeof src_a, msg1, (size_t)n),
+			 WM_ERR_CRYPTO);
+	/* a WMX1 has no mac2 to check */
+	plain = cookie_msg1(&p, NULL, msg1, sizeof msg1, NULL);
+	assert_int_equal(
+	    handshake_cookies_check(&jar, 10, src_a, sizeof src_a, msg1, (size_t)plain),
+	    WM_ERR_MALFORMED);
+	assert_int_equal(handshake_check_mac2(cookie, msg1, (size_t)plain), WM_ERR_MALFORMED);
+	/* WMX2 cut to a WMX1 length: no room for both MACs */
+	n = cookie_msg1(&p, cookie, msg1, sizeof msg1, NULL);
+	assert_int_equal(handshake_check_msg1(p.mac1_key, msg1, (size_t)n - 1), WM_ERR_CRYPTO);
+}
+
+/* Cookie replies are authenticated and bound to the msg1 they answer. */
+static void test_handshake_cookie_reply_bad_refused(void **state)
+{
+	struct handshake_cookies jar;
+	struct handshake *ini, *ini2, *resp;
+	struct pair p;
+	uint8_t msg1[HANDSHAKE_MSG_MAX], msg1b[HANDSHAKE_MSG_MAX],
+	    reply[HANDSHAKE_COOKIE_REPLY_LEN];
+	uint8_t bad[HANDSHAKE_COOKIE_REPLY_LEN], cookie[16], got[16], cookie_key[32], wrong_key[32];
+	int n;
+
+	(void)state;
+	pair_init(&p, 5);
+	memset(&jar, 0, sizeof jar);
+	handshake_cookie_key(p.rpub, p.psk, cookie_key);
+	handshake_cookie_key(p.rpub, NULL, wrong_key);
+	handshake_cookies_make(&jar, 0, src_a, sizeof src_a, cookie);
+	n = cookie_msg1(&p, NULL, msg1, sizeof msg1, &ini);
+	cookie_msg1(&p, NULL, msg1b, sizeof msg1b, &ini2);
+	assert_int_equal(handshake_write_cookie_reply(cookie_key, cookie, msg1, (size_t)n, reply,
+						      sizeof reply - 1),
+			 WM_ERR_RANGE);
+	assert_int_equal(handshake_write_cookie_reply(cookie_key, cookie, (const uint8_t *)"XXXX",
+						      4, reply, sizeof reply),
+			 WM_ERR_MALFORMED);
+	handshake_write_cookie_reply(cookie_key, cookie, msg1, (size_t)n, reply, sizeof reply);
+	for (size_t i = 0; i < sizeof reply; i++) {
+		memcpy(bad, reply, sizeof reply);
+		bad[i] ^= 0x80;
+		int rc = handshake_read_cookie_reply(ini, bad, sizeof bad, got);
+		assert_int_equal(rc, i < 4 ? WM_ERR_MALFORMED : WM_ERR_CRYPTO);
+	}
+	/* another msg1's initiator cannot use it */
+	assert_int_equal(handshake_read_cookie_reply(ini2, reply, sizeof reply, got),
+			 WM_ERR_CRYPTO);
+	/* nor can one sealed without the PSK be read with it */
+	handshake_write_cookie_reply(wrong_key, cookie, msg1, (size_t)n, bad, sizeof bad);
+	assert_int_equal(handshake_read_cookie_reply(ini, bad, sizeof bad, got), WM_ERR_CRYPTO);
+	/* the genuine one still opens: failures above changed nothing */
+	assert_int_equal(handshake_read_cookie_reply(ini, reply, sizeof reply, got), 0);
+	/* only an initiator that sent msg1 reads cookie replies */
+	resp = handshake_responder_new(p.rpriv, p.psk);
+	assert_int_equal(handshake_read_cookie_reply(resp, reply, sizeof reply, got), WM_ERR_STATE);
+	handshake_free(resp);
+	handshake_free(ini);
+	ini = handshake_initiator_new(p.ipriv, p.rpub, p.psk);
+	assert_int_equal(handshake_read_cookie_reply(ini, reply, sizeof reply, got), WM_ERR_STATE);
+	handshake_free(ini);
+	handshake_free(ini2);
+}
+
+/* Secrets rotate every 2 minutes; a cookie lives through its secret and the
+ * next one, then mac2 made with it is refused. */
+static void test_handshake_cookie_expires(void **state)
+{
+	struct handshake_cookies jar;
+	struct pair p;
+	uint8_t msg1[HANDSHAKE_MSG_MAX], cookie[16], later[16];
+	const uint64_t T = HANDSHAKE_COOKIE_ROTATE_MS;
+	int n;
+
+	(void)state;
+	pair_init(&p, 6);
+	memset(&jar, 0, sizeof jar);
+	handshake_cookies_make(&jar, 5000, src_a, sizeof src_a, cookie);
+	n = cookie_msg1(&p, cookie, msg1, sizeof msg1, NULL);
+	assert_int_equal(
+	    handshake_cookies_check(&jar, 5000 + T - 1, src_a, sizeof src_a, msg1, (size_t)n), 0);
+	/* rotated once: still valid as the previous secret's */
+	assert_int_equal(
+	    handshake_cookies_check(&jar, 5000 + T, src_a, sizeof src_a, msg1, (size_t)n), 0);
+	handshake_cookies_make(&jar, 5000 + T, src_a, sizeof src_a, later);
+	assert_memory_not_equal(cookie, later, sizeof cookie);
+	assert_int_equal(
+	    handshake_cookies_check(&jar, 5000 + 2 * T - 1, src_a, sizeof src_a, msg1, (size_t)n),
+	    0);
+	/* rotated twice: gone */
+	assert_int_equal(
+	    handshake_cookies_check(&jar, 5000 + 2 * T, src_a, sizeof src_a, msg1, (size_t)n),
+	    WM_ERR_CRYPTO);
+	/* an idle server replaces both secrets at once */
+	memset(&jar, 0, sizeof jar);
+	handshake_cookies_make(&jar, 0, src_a, sizeof src_a, cookie);
+	n = cookie_msg1(&p, cookie, msg1, sizeof msg1, NULL);
+	assert_int_equal(handshake_cookies_check(&jar, 3 * T, src_a, sizeof src_a, msg1, (size_t)n),
+			 WM_ERR_CRYPTO);
+}
+
 static void test_handshake_null_is_safe(void **state)
 {
 	uint8_t s[32], r[32];
@@ -885,6 +1103,10 @@ int main(void)
 	    cmocka_unit_test(test_handshake_check_msg1_rejects_garbage_cheaply),
 	    cmocka_unit_test(test_handshake_low_order_points_refused),
 	    cmocka_unit_test(test_handshake_prologue_must_match),
+	    cmocka_unit_test(test_handshake_cookie_reply_round_trip),
+	    cmocka_unit_test(test_handshake_mac2_checked),
+	    cmocka_unit_test(test_handshake_cookie_reply_bad_refused),
+	    cmocka_unit_test(test_handshake_cookie_expires),
 	    cmocka_unit_test(test_handshake_null_is_safe),
 	};
 
