@@ -404,14 +404,20 @@ static int admit(struct tunnel *t, const uint8_t *msg1, size_t len, uint8_t *rep
 	struct server_tunnel *stn = arg;
 	struct server *srv = stn->srv;
 	uint64_t now = limit_now_ms();
+	double rate = srv->limits.max_unauth;
 	if (handshake_msg1_has_mac2(msg1, len)) {
 		if (handshake_cookies_check(&srv->cookies, now, stn->source, stn->source_len, msg1,
-					    len) == WM_OK)
+					    len) == WM_OK) {
+			limit_take(&srv->x25519_budget, rate, rate,
+				   now); /* counts, never refuses */
 			return WM_OK;
+		}
 		limit_hit(&srv->limits.mac2, tunnel_peer_name(t));
 		return WM_ERR_CRYPTO;
 	}
-	if (!under_load(srv))
+	/* Under load: the table is half full, or first messages without a
+	 * cookie used up this second's X25519 budget (--max-unauth per second). */
+	if (!under_load(srv) && limit_take(&srv->x25519_budget, rate, rate, now))
 		return WM_OK;
 	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
 	handshake_cookies_make(&srv->cookies, now, stn->source, stn->source_len, cookie);
@@ -420,17 +426,35 @@ static int admit(struct tunnel *t, const uint8_t *msg1, size_t len, uint8_t *rep
 	return n;
 }
 
-/* A full table: close the oldest unauthenticated connection if it had its
- * time, so that holding slots open costs a flood its slots, not a real
- * client its tunnel. */
-static bool evict_oldest(struct server *srv, uint64_t now)
+/*
+ * A full table and a newcomer from a source that holds nothing in it: make
+ * room by closing the oldest connection of a source that holds two or more
+ * (so many sources share the table, and a source gets in as long as any
+ * other holds more than one), else the oldest of all if it had its time (a
+ * real client is through in a round trip or two). The scan is bounded: a
+ * table of a million costs no more per accept than one of 64.
+ */
+static bool evict_for_newcomer(struct server *srv, uint64_t now)
 {
-	struct server_tunnel *old = TAILQ_FIRST(&srv->unauth_list);
-	if (old == NULL || now - old->accepted_ms < srv->limits.evict_age_ms)
-		return false;
-	limit_hit(&srv->limits.evicted, tunnel_peer_name(old->t));
-	unauth_release(old);
-	tunnel_close(old->t, "unauthenticated table full: oldest connection closed");
+	struct server_tunnel *stn, *victim = NULL;
+	unsigned scanned = 0;
+	TAILQ_FOREACH(stn, &srv->unauth_list, unauth_link)
+	{
+		if (srv->per_source[stn->source_slot] >= 2) {
+			victim = stn;
+			break;
+		}
+		if (++scanned >= SERVER_EVICT_SCAN)
+			break;
+	}
+	if (victim == NULL) {
+		victim = TAILQ_FIRST(&srv->unauth_list);
+		if (victim == NULL || now - victim->accepted_ms < srv->limits.evict_age_ms)
+			return false;
+	}
+	limit_hit(&srv->limits.evicted, tunnel_peer_name(victim->t));
+	unauth_release(victim);
+	tunnel_close(victim->t, "unauthenticated table full: room made for another source");
 	return true;
 }
 
@@ -448,7 +472,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		return;
 	}
-	if (srv->unauth >= srv->limits.max_unauth && !evict_oldest(srv, now)) {
+	if (srv->unauth >= srv->limits.max_unauth &&
+	    (srv->per_source[slot] > 0 || !evict_for_newcomer(srv, now))) {
 		netaddr_format(sa, peer, sizeof(peer));
 		limit_hit(&srv->limits.unauth, peer);
 		close(fd);

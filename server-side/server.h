@@ -59,18 +59,22 @@ struct server_tunnel {
  * hash of the address. Collisions only make the limit stricter. */
 #define SERVER_RATE_BUCKETS 4096
 
-/* Under load (at least this fraction of --max-unauth in use), first messages
- * need a valid mac2 (a cookie round trip) before the server does X25519. */
+/* Under load (at least this fraction of --max-unauth in use, or more than
+ * --max-unauth first messages a second got X25519 work), first messages need
+ * a valid mac2 (a cookie round trip) before the server does X25519. */
 #define SERVER_LOAD_NUM 1
 #define SERVER_LOAD_DEN 2
 /* A source (IPv4 address, IPv6 /64) holds at most max(MIN, max_unauth/DIV)
  * unauthenticated connections, so filling the table takes DIV sources. */
 #define SERVER_SHARE_MIN 4
 #define SERVER_SHARE_DIV 8
-/* A full table makes room by closing its oldest unauthenticated connection
- * if that one is this old (capped at half the handshake timeout): a real
- * client needs one round trip, plus one for a cookie. */
+/* A full table makes room for a source that holds none of it: it closes the
+ * oldest connection of a source holding two or more (among the oldest
+ * SCAN), else the oldest connection if that is AGE old (capped at half the
+ * handshake timeout; a real client needs a round trip, one more for a
+ * cookie). */
 #define SERVER_EVICT_AGE_MS 2000u
+#define SERVER_EVICT_SCAN 64u
 
 struct server_limits {
 	uint32_t max_unauth;   /* connections not yet authenticated */
@@ -120,6 +124,7 @@ struct server {
 	uint16_t per_source[SERVER_RATE_BUCKETS]; /* unauthenticated, same hash */
 	TAILQ_HEAD(, server_tunnel) unauth_list;
 	struct handshake_cookies cookies;
+	struct limit_bucket x25519_budget; /* first messages with X25519 per second */
 	uint8_t cookie_key[32];
 };
 

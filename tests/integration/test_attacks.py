@@ -344,8 +344,9 @@ def attack_half_open(env, srv, w):
     mark = srv.mark()
     held = []
     for i in range(MAX_UNAUTH):
-        # Four per source: exactly each source's share of the table.
-        s = connect_from(srv.port, f"127.0.2.{1 + i // 4}", t(10))
+        # One per source: a newcomer can only make room by closing one of a
+        # source holding two or more, or one older than the eviction age.
+        s = connect_from(srv.port, f"127.0.2.{1 + i}", t(10))
         if i % 4 == 0:
             s.sendall(b"\x00\xb4" + os.urandom(0x5a))  # half a first message
         held.append(s)
