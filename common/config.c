@@ -37,20 +37,6 @@ struct config {
 	size_t positional_cap;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Copies n bytes of s for an error message: one line, printable, cut short. */
 static const char *echo(const char *s, size_t n, char *buf, size_t len)
 {
@@ -217,22 +203,22 @@ static int parse_line(struct config *cfg, const char *line, size_t len, const ch
 	vlen = (size_t)(end - value);
 
 	if (nlen == 6 && strncmp(name, "config", 6) == 0) {
-		set_err(err, errlen, "%s:%u: 'config' cannot be used inside a config file", source,
-			lineno);
+		wm_set_err(err, errlen, "%s:%u: 'config' cannot be used inside a config file",
+			   source, lineno);
 		return WM_ERR_PARSE;
 	}
 	i = find_long(cfg, name, nlen);
 	if (i < 0) {
-		set_err(err, errlen, "%s:%u: unknown option '%s'", source, lineno,
-			echo(name, nlen, tmp, sizeof(tmp)));
+		wm_set_err(err, errlen, "%s:%u: unknown option '%s'", source, lineno,
+			   echo(name, nlen, tmp, sizeof(tmp)));
 		return WM_ERR_PARSE;
 	}
 	const struct config_option *opt = &cfg->opts[i];
 	struct config_values *vals = &cfg->values[i];
 
 	if (!opt->repeatable && vals->line != 0) {
-		set_err(err, errlen, "%s:%u: option '%s' given twice (first on line %u)", source,
-			lineno, opt->name, vals->line);
+		wm_set_err(err, errlen, "%s:%u: option '%s' given twice (first on line %u)", source,
+			   lineno, opt->name, vals->line);
 		return WM_ERR_PARSE;
 	}
 	if (vals->line == 0)
@@ -242,14 +228,15 @@ static int parse_line(struct config *cfg, const char *line, size_t len, const ch
 		int yes = vlen == 0 ? 1 : parse_bool(value, vlen);
 
 		if (yes < 0) {
-			set_err(err, errlen, "%s:%u: option '%s' takes yes or no, not '%s'", source,
-				lineno, opt->name, echo(value, vlen, tmp, sizeof(tmp)));
+			wm_set_err(err, errlen, "%s:%u: option '%s' takes yes or no, not '%s'",
+				   source, lineno, opt->name, echo(value, vlen, tmp, sizeof(tmp)));
 			return WM_ERR_PARSE;
 		}
 		return yes != 0 ? set_value(cfg, (size_t)i, "1", 1) : 0;
 	}
 	if (vlen == 0) {
-		set_err(err, errlen, "%s:%u: option '%s' needs a value", source, lineno, opt->name);
+		wm_set_err(err, errlen, "%s:%u: option '%s' needs a value", source, lineno,
+			   opt->name);
 		return WM_ERR_PARSE;
 	}
 	return set_value(cfg, (size_t)i, value, vlen);
@@ -269,12 +256,12 @@ static int parse_text(struct config *cfg, const char *buf, size_t len, const cha
 
 		lineno++;
 		if (memchr(line, '\0', n) != NULL) {
-			set_err(err, errlen, "%s:%u: NUL byte in line", source, lineno);
+			wm_set_err(err, errlen, "%s:%u: NUL byte in line", source, lineno);
 			return WM_ERR_PARSE;
 		}
 		rc = parse_line(cfg, line, n, source, lineno, err, errlen);
 		if (rc == WM_ERR_NOMEM)
-			set_err(err, errlen, "%s:%u: out of memory", source, lineno);
+			wm_set_err(err, errlen, "%s:%u: out of memory", source, lineno);
 		if (rc < 0)
 			return rc;
 		pos += n + 1;
@@ -291,7 +278,7 @@ int config_parse_buffer(const struct config_option *opts, const char *buf, size_
 	*out = NULL;
 	cfg = config_alloc(opts);
 	if (cfg == NULL) {
-		set_err(err, errlen, "out of memory");
+		wm_set_err(err, errlen, "out of memory");
 		return WM_ERR_NOMEM;
 	}
 	rc = parse_text(cfg, buf, len, source != NULL ? source : "(config)", err, errlen);
@@ -335,7 +322,7 @@ static int read_file(const char *path, char **out, size_t *outlen, char *err, si
 	close(fd);
 	if (len > CONFIG_FILE_MAX) {
 		free(buf);
-		set_err(err, errlen, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+		wm_set_err(err, errlen, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
 		return WM_ERR_PARSE;
 	}
 	*out = buf;
@@ -350,7 +337,7 @@ err1 : {
 	close(fd);
 	errno = saved;
 }
-	set_err(err, errlen, "%s: %s", path, strerror(errno));
+	wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 	return WM_ERR_PARSE;
 }
 
@@ -382,14 +369,14 @@ static int parse_argv(struct config *cfg, int argc, char **argv, char *err, size
 			long i = find_long(cfg, name, nlen);
 
 			if (i < 0) {
-				set_err(err, errlen, "unknown option '--%s'",
-					echo(name, nlen, tmp, sizeof(tmp)));
+				wm_set_err(err, errlen, "unknown option '--%s'",
+					   echo(name, nlen, tmp, sizeof(tmp)));
 				return WM_ERR_PARSE;
 			}
 			if (!cfg->opts[i].has_arg) {
 				if (eq != NULL) {
-					set_err(err, errlen, "option '--%s' takes no value",
-						cfg->opts[i].name);
+					wm_set_err(err, errlen, "option '--%s' takes no value",
+						   cfg->opts[i].name);
 					return WM_ERR_PARSE;
 				}
 				rc = set_value(cfg, (size_t)i, "1", 1);
@@ -399,8 +386,8 @@ static int parse_argv(struct config *cfg, int argc, char **argv, char *err, size
 				ai++;
 				rc = set_value(cfg, (size_t)i, argv[ai], strlen(argv[ai]));
 			} else {
-				set_err(err, errlen, "option '--%s' needs a value",
-					cfg->opts[i].name);
+				wm_set_err(err, errlen, "option '--%s' needs a value",
+					   cfg->opts[i].name);
 				return WM_ERR_PARSE;
 			}
 			continue;
@@ -410,8 +397,8 @@ static int parse_argv(struct config *cfg, int argc, char **argv, char *err, size
 			long i = find_short(cfg, *p);
 
 			if (i < 0) {
-				set_err(err, errlen, "unknown option '-%s'",
-					echo(p, 1, tmp, sizeof(tmp)));
+				wm_set_err(err, errlen, "unknown option '-%s'",
+					   echo(p, 1, tmp, sizeof(tmp)));
 				return WM_ERR_PARSE;
 			}
 			if (!cfg->opts[i].has_arg) {
@@ -424,14 +411,14 @@ static int parse_argv(struct config *cfg, int argc, char **argv, char *err, size
 				ai++;
 				rc = set_value(cfg, (size_t)i, argv[ai], strlen(argv[ai]));
 			} else {
-				set_err(err, errlen, "option '-%c' needs a value", *p);
+				wm_set_err(err, errlen, "option '-%c' needs a value", *p);
 				return WM_ERR_PARSE;
 			}
 			break;
 		}
 	}
 	if (rc < 0)
-		set_err(err, errlen, "out of memory");
+		wm_set_err(err, errlen, "out of memory");
 	return rc;
 }
 
@@ -446,7 +433,7 @@ int config_parse(const struct config_option *opts, int argc, char **argv, struct
 	*out = NULL;
 	cfg = config_alloc(opts);
 	if (cfg == NULL) {
-		set_err(err, errlen, "out of memory");
+		wm_set_err(err, errlen, "out of memory");
 		return WM_ERR_NOMEM;
 	}
 	rc = parse_argv(cfg, argc, argv, err, errlen);

@@ -1,6 +1,9 @@
 /* Text for the WM_ERR_* codes. */
 #include "wanmux/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *wm_strerror(int err)
 {
 	switch (err) {
@@ -36,4 +39,15 @@ const char *wm_strerror(int err)
 		return "limit reached";
 	}
 	return "unknown error";
+}
+
+void wm_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -34,18 +34,6 @@ struct keys_authorized {
 	size_t cap;
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-							  ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Trims ASCII whitespace on both ends of [*text, *text + *len). */
 static void trim(const char **text, size_t *len)
 {
@@ -83,32 +71,33 @@ int keys_open_file(const char *path, bool secret, int *open_errno, char *err, si
 	if (fd < 0) {
 		if (open_errno != NULL)
 			*open_errno = errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return WM_ERR_IO;
 	}
 	/* Checked on the open descriptor: the answer is about the file actually read. */
 	if (fstat(fd, &st) != 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		rc = WM_ERR_IO;
 	} else if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s: not a regular file", path);
+		wm_set_err(err, errlen, "%s: not a regular file", path);
 		rc = WM_ERR_IO;
 	} else if (st.st_uid != geteuid() && st.st_uid != 0) {
 		/* Whoever owns the file can rewrite what the daemon trusts. */
-		set_err(err, errlen,
-			"%s: owned by uid %u, not by this user (uid %u) or root; run chown %u %s",
-			path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+		wm_set_err(
+		    err, errlen,
+		    "%s: owned by uid %u, not by this user (uid %u) or root; run chown %u %s", path,
+		    (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
 		rc = WM_ERR_PERM;
 	} else if ((st.st_mode & (secret ? 077 : 022)) != 0) {
-		set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod %s %s", path,
-			(st.st_mode & 022) != 0 ? "writable" : "readable",
-			(unsigned)(st.st_mode & 07777), secret ? "600" : "go-w", path);
+		wm_set_err(err, errlen, "%s: %s by group or others (mode %04o); run chmod %s %s",
+			   path, (st.st_mode & 022) != 0 ? "writable" : "readable",
+			   (unsigned)(st.st_mode & 07777), secret ? "600" : "go-w", path);
 		rc = WM_ERR_PERM;
 	} else {
 		flags = fcntl(fd, F_GETFL);
 		if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
 			return fd;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		rc = WM_ERR_IO;
 	}
 	close(fd);
@@ -130,7 +119,7 @@ static int read_small_file(const char *path, int secret, char *buf, size_t cap, 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			set_err(err, errlen, "%s: %s", path, strerror(errno));
+			wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 			rc = WM_ERR_IO;
 			goto out;
 		}
@@ -141,7 +130,7 @@ static int read_small_file(const char *path, int secret, char *buf, size_t cap, 
 			char extra;
 
 			if (read(fd, &extra, 1) > 0) {
-				set_err(err, errlen, "%s: file too large for a key", path);
+				wm_set_err(err, errlen, "%s: file too large for a key", path);
 				rc = WM_ERR_PARSE;
 				goto out;
 			}
@@ -164,7 +153,7 @@ static int write_new_file(const char *path, mode_t mode, const char *data, size_
 
 	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOCTTY, mode);
 	if (fd < 0) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return WM_ERR_IO;
 	}
 	/* the umask may have taken bits away, never added; make it exact */
@@ -187,7 +176,7 @@ static int write_new_file(const char *path, mode_t mode, const char *data, size_
 	}
 	return 0;
 fail:
-	set_err(err, errlen, "%s: %s", path, strerror(errno));
+	wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	unlink(path);
@@ -230,13 +219,13 @@ int keys_pair_write(const struct keypair *kp, const char *path, char *err, size_
 	int rc;
 
 	if (kp == NULL || kp->priv == NULL || path == NULL || path[0] == '\0') {
-		set_err(err, errlen, "no key file name given");
+		wm_set_err(err, errlen, "no key file name given");
 		return WM_ERR_IO;
 	}
 	plen = strlen(path) + sizeof ".pub";
 	pub_path = malloc(plen);
 	if (pub_path == NULL) {
-		set_err(err, errlen, "%s: out of memory", path);
+		wm_set_err(err, errlen, "%s: out of memory", path);
 		return WM_ERR_IO;
 	}
 	snprintf(pub_path, plen, "%s.pub", path);
@@ -275,14 +264,15 @@ int keys_pair_load(const char *path, struct keypair **out, char *err, size_t err
 
 	*out = NULL;
 	if (sodium_init() < 0) {
-		set_err(err, errlen, "%s: libsodium failed to initialize", path);
+		wm_set_err(err, errlen, "%s: libsodium failed to initialize", path);
 		return WM_ERR_CRYPTO;
 	}
 	/* A .pub file has the private key's format: loaded as one, its bytes would
 	 * become another identity, so refuse it by name before the mode check
 	 * (whose advice, chmod 600, would lead exactly there). */
 	if (keys_is_public_file_name(path)) {
-		set_err(err, errlen, "%s is a public key file; --key needs the private key", path);
+		wm_set_err(err, errlen, "%s is a public key file; --key needs the private key",
+			   path);
 		return WM_ERR_PARSE;
 	}
 	rc = read_small_file(path, 1, buf, sizeof buf, &len, NULL, err, errlen);
@@ -293,14 +283,15 @@ int keys_pair_load(const char *path, struct keypair **out, char *err, size_t err
 	if (kp != NULL)
 		kp->priv = sodium_malloc(KEYS_LEN);
 	if (kp == NULL || kp->priv == NULL) {
-		set_err(err, errlen, "%s: out of memory", path);
+		wm_set_err(err, errlen, "%s: out of memory", path);
 		rc = WM_ERR_NOMEM;
 		goto out;
 	}
 	if (decode_key(text, len, kp->priv) != 0) {
-		set_err(err, errlen,
-			"%s: not a wanmux private key (expected one line of %d base64 characters)",
-			path, KEYS_B64_CHARS);
+		wm_set_err(
+		    err, errlen,
+		    "%s: not a wanmux private key (expected one line of %d base64 characters)",
+		    path, KEYS_B64_CHARS);
 		rc = WM_ERR_PARSE;
 		goto out;
 	}
@@ -337,21 +328,22 @@ int keys_load_public(const char *arg, uint8_t pub[KEYS_LEN], char *err, size_t e
 	int rc, open_errno = 0;
 
 	if (arg == NULL || arg[0] == '\0') {
-		set_err(err, errlen, "empty public key");
+		wm_set_err(err, errlen, "empty public key");
 		return WM_ERR_PARSE;
 	}
 	if (keys_decode_public(arg, pub) == 0)
 		return 0;
 	rc = read_small_file(arg, 0, buf, sizeof buf, &len, &open_errno, err, errlen);
 	if (rc == WM_ERR_IO && open_errno == ENOENT) {
-		set_err(err, errlen, "%s: neither a base64 public key nor an existing file", arg);
+		wm_set_err(err, errlen, "%s: neither a base64 public key nor an existing file",
+			   arg);
 		return WM_ERR_PARSE;
 	}
 	if (rc != 0)
 		return rc;
 	trim(&text, &len);
 	if (decode_key(text, len, pub) != 0) {
-		set_err(err, errlen, "%s: not a base64 public key", arg);
+		wm_set_err(err, errlen, "%s: not a base64 public key", arg);
 		return WM_ERR_PARSE;
 	}
 	return 0;
@@ -364,7 +356,7 @@ int keys_psk_write(const char *path, char *err, size_t errlen)
 	int rc;
 
 	if (sodium_init() < 0) {
-		set_err(err, errlen, "libsodium failed to initialize");
+		wm_set_err(err, errlen, "libsodium failed to initialize");
 		return WM_ERR_CRYPTO;
 	}
 	randombytes_buf(psk, sizeof psk);
@@ -386,7 +378,7 @@ int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t err
 	int rc;
 
 	if (sodium_init() < 0) {
-		set_err(err, errlen, "%s: libsodium failed to initialize", path);
+		wm_set_err(err, errlen, "%s: libsodium failed to initialize", path);
 		return WM_ERR_CRYPTO;
 	}
 	rc = read_small_file(path, 1, buf, sizeof buf, &len, NULL, err, errlen);
@@ -399,7 +391,7 @@ int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t err
 	 * of safety. The line itself is hashed, as before, so keygen files made
 	 * by earlier versions keep working. */
 	if (decode_key(text, len, raw) != 0) {
-		set_err(
+		wm_set_err(
 		    err, errlen,
 		    "%s: not a wanmux PSK: expected one line of %d base64 characters (32 random "
 		    "bytes, as wanmux-keygen --psk writes); passphrases are refused",
@@ -455,13 +447,13 @@ int keys_authorized_load(const char *path, struct keys_authorized **out, char *e
 		return fd;
 	f = fdopen(fd, "r");
 	if (f == NULL) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		return WM_ERR_IO;
 	}
 	ak = calloc(1, sizeof *ak);
 	if (ak == NULL) {
-		set_err(err, errlen, "%s: out of memory", path);
+		wm_set_err(err, errlen, "%s: out of memory", path);
 		fclose(f);
 		return WM_ERR_NOMEM;
 	}
@@ -479,7 +471,7 @@ int keys_authorized_load(const char *path, struct keys_authorized **out, char *e
 		while (key_len < len && !isspace((unsigned char)key[key_len]))
 			key_len++;
 		if (decode_key(key, key_len, pub) != 0) {
-			set_err(err, errlen, "%s:%zu: not a base64 public key", path, lineno);
+			wm_set_err(err, errlen, "%s:%zu: not a base64 public key", path, lineno);
 			rc = WM_ERR_PARSE;
 			break;
 		}
@@ -488,12 +480,12 @@ int keys_authorized_load(const char *path, struct keys_authorized **out, char *e
 		trim(&comment, &len);
 		rc = authorized_add(ak, pub, comment, len);
 		if (rc != 0) {
-			set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
+			wm_set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
 			break;
 		}
 	}
 	if (rc == 0 && ferror(f)) {
-		set_err(err, errlen, "%s: read error", path);
+		wm_set_err(err, errlen, "%s: read error", path);
 		rc = WM_ERR_IO;
 	}
 	free(line);

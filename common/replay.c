@@ -41,18 +41,6 @@ struct replay {
 	uint8_t floor[REPLAY_TS_LEN];
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-							  ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static const uint8_t zero_ts[REPLAY_TS_LEN];
 
 struct replay *replay_new(void)
@@ -237,33 +225,33 @@ static int save(struct replay *r, char *err, size_t errlen)
 	int fd = -1, dfd = -1, rc = WM_ERR_IO;
 
 	if (buf == NULL) {
-		set_err(err, errlen, "%s: out of memory", r->path);
+		wm_set_err(err, errlen, "%s: out of memory", r->path);
 		return WM_ERR_NOMEM;
 	}
 	if (replay_encode(r, buf, len) < 0) {
-		set_err(err, errlen, "%s: state too large", r->path);
+		wm_set_err(err, errlen, "%s: state too large", r->path);
 		free(buf);
 		return WM_ERR_RANGE;
 	}
 	fd = open(r->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
 		  0600);
 	if (fd < 0 || fchmod(fd, 0600) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
-		set_err(err, errlen, "%s: %s", r->tmp_path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", r->tmp_path, strerror(errno));
 		goto out;
 	}
 	if (close(fd) != 0) {
 		fd = -1;
-		set_err(err, errlen, "%s: %s", r->tmp_path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", r->tmp_path, strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(r->tmp_path, r->path) != 0) {
-		set_err(err, errlen, "%s: %s", r->path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", r->path, strerror(errno));
 		goto out;
 	}
 	dfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) != 0) {
-		set_err(err, errlen, "%s: %s", r->dir, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", r->dir, strerror(errno));
 		goto out;
 	}
 	rc = WM_OK;
@@ -300,14 +288,14 @@ static int load(struct replay *r, char *err, size_t errlen)
 	if (fd < 0)
 		return open_errno == ENOENT ? WM_OK : fd; /* none yet: empty table */
 	if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size > REPLAY_FILE_MAX) {
-		set_err(err, errlen, "%s: not a wanmux state file (size)", r->path);
+		wm_set_err(err, errlen, "%s: not a wanmux state file (size)", r->path);
 		close(fd);
 		return WM_ERR_MALFORMED;
 	}
 	buf = malloc((size_t)st.st_size + 1);
 	if (buf == NULL) {
 		close(fd);
-		set_err(err, errlen, "%s: out of memory", r->path);
+		wm_set_err(err, errlen, "%s: out of memory", r->path);
 		return WM_ERR_NOMEM;
 	}
 	for (;;) {
@@ -325,13 +313,14 @@ static int load(struct replay *r, char *err, size_t errlen)
 	rc = replay_decode(r, buf, got);
 	free(buf);
 	if (rc == WM_ERR_MALFORMED)
-		set_err(err, errlen,
-			"%s: damaged state file (bad format or checksum); move it away to start, "
-			"and know that recorded handshakes older than the restart may then be "
-			"replayed once",
-			r->path);
+		wm_set_err(
+		    err, errlen,
+		    "%s: damaged state file (bad format or checksum); move it away to start, "
+		    "and know that recorded handshakes older than the restart may then be "
+		    "replayed once",
+		    r->path);
 	else if (rc != WM_OK)
-		set_err(err, errlen, "%s: out of memory", r->path);
+		wm_set_err(err, errlen, "%s: out of memory", r->path);
 	return rc;
 }
 
@@ -346,7 +335,7 @@ int replay_open(struct replay *r, const char *dir, char *err, size_t errlen)
 	r->path = join(dir, REPLAY_FILE_NAME);
 	r->tmp_path = join(dir, REPLAY_FILE_NAME ".tmp");
 	if (r->dir == NULL || r->path == NULL || r->tmp_path == NULL) {
-		set_err(err, errlen, "%s: out of memory", dir);
+		wm_set_err(err, errlen, "%s: out of memory", dir);
 		rc = WM_ERR_NOMEM;
 		goto fail;
 	}

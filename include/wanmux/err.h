@@ -6,6 +6,8 @@
 #ifndef WANMUX_ERR_H
 #define WANMUX_ERR_H
 
+#include <stddef.h>
+
 enum wm_err {
 	WM_OK = 0,
 	WM_ERR_AGAIN = -1,	  /* input incomplete: call again with more bytes */
@@ -26,5 +28,10 @@ enum wm_err {
 
 /* A short English description of err (a WM_ERR_* value); never NULL. */
 const char *wm_strerror(int err);
+
+/* Formats a one-line reason into err (errlen bytes, truncated); err may be
+ * NULL or errlen 0, and nothing is written then. */
+void wm_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif
