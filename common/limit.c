@@ -17,19 +17,9 @@ uint64_t limit_now_ms(void)
 
 void limit_hit(struct limit_counter *c, const char *detail)
 {
-	uint64_t now = limit_now_ms();
 	c->hits++;
-	if (c->last_log_ms != 0 && now - c->last_log_ms < 1000)
-		return;
-	uint64_t since = c->hits - c->logged_hits;
-	c->logged_hits = c->hits;
-	c->last_log_ms = now;
-	if (since > 1)
-		log_warn("limit %s hit: %s (%llu times since the last report, %llu in all)",
-			 c->name, detail, (unsigned long long)since, (unsigned long long)c->hits);
-	else
-		log_warn("limit %s hit: %s (%llu in all)", c->name, detail,
-			 (unsigned long long)c->hits);
+	log_throttled(&c->log, LOG_LEVEL_WARN, "limit %s hit: %s (%llu in all)", c->name, detail,
+		      (unsigned long long)c->hits);
 }
 
 bool limit_take(struct limit_bucket *b, double rate, double burst, uint64_t now_ms)

@@ -10,18 +10,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A named limit: how often it was hit, and when it was last logged. */
+#include "wanmux/log.h"
+
+/* A named limit: how often it was hit, and its log throttle. */
 struct limit_counter {
 	const char *name; /* "unauthenticated connections", ... */
 	uint64_t hits;
-	uint64_t logged_hits; /* hits already reported */
-	uint64_t last_log_ms;
+	struct log_throttle log;
 };
 
 /*
- * Counts one hit of c; logs "limit NAME hit: DETAIL (N in all)" unless a line
- * for c went out less than a second ago (the next line then reports the
- * hits in between).
+ * Counts one hit of c; logs "limit NAME hit: DETAIL (N in all)" through c's
+ * log throttle (log_throttled: at most a line a second, the next one says
+ * how many were held back).
  */
 void limit_hit(struct limit_counter *c, const char *detail);
 
