@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "wanmux/err.h"
+#include "wanmux/netaddr.h"
 
 #define ACL_NAME_MAX 253
 #define ACL_LABEL_MAX 63
@@ -508,30 +509,13 @@ int acl_add(struct acl *acl, const char *rule, char *err, size_t errlen)
 static size_t name_len(const char *name)
 {
 	size_t n;
-	size_t label = 0;
 
 	if (name == NULL)
 		return 0;
 	n = strnlen(name, ACL_NAME_MAX + 2);
-	if (n > 0 && name[n - 1] == '.')
-		n--;
-	if (n == 0 || n > ACL_NAME_MAX)
+	if (!netaddr_hostname_valid(name, n))
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-
-		if (c == '.') {
-			if (label == 0)
-				return 0;
-			label = 0;
-		} else if (is_hostname_char(c) || c == '_') {
-			if (++label > ACL_LABEL_MAX)
-				return 0;
-		} else {
-			return 0;
-		}
-	}
-	return label == 0 ? 0 : n;
+	return name[n - 1] == '.' ? n - 1 : n;
 }
 
 static bool name_matches(const struct acl_rule *r, const char *name, size_t n)

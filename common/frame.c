@@ -7,6 +7,7 @@
 
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
+#include "wanmux/netaddr.h"
 
 #define FRAME_DATA_FLAGS (FRAME_FLAG_FIN | FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB)
 #define FRAME_COMPRESSED (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB)
@@ -131,8 +132,12 @@ static int decode_open(const uint8_t *body, uint16_t len, struct frame_addr *a)
 		a->name_len = body[3];
 		if (a->name_len == 0 || len != 3 + 1 + a->name_len)
 			return WM_ERR_MALFORMED;
-		/* An embedded NUL would let "a.example\0evil" pass an allowlist as "a.example". */
-		if (memchr(body + 4, 0, a->name_len) != NULL)
+		/*
+		 * One grammar for every name (netaddr.c): an embedded NUL would let
+		 * "a.example\0evil" pass an allowlist as "a.example", and control bytes
+		 * would reach the logs and the resolver.
+		 */
+		if (!netaddr_hostname_valid((const char *)body + 4, a->name_len))
 			return WM_ERR_MALFORMED;
 		memcpy(a->u.name, body + 4, a->name_len);
 		a->u.name[a->name_len] = '\0';
@@ -228,7 +233,7 @@ static int encoded_body_len(const struct frame *f)
 		case FRAME_ADDR_IPV6:
 			return 3 + 16;
 		case FRAME_ADDR_NAME:
-			if (a->name_len == 0 || memchr(a->u.name, 0, a->name_len) != NULL)
+			if (!netaddr_hostname_valid(a->u.name, a->name_len))
 				return WM_ERR_RANGE;
 			return 3 + 1 + a->name_len;
 		}

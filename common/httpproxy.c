@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "wanmux/err.h"
+#include "wanmux/netaddr.h"
 
 /* user ':' pass, each at most 255 bytes, and its base64 (with padding). */
 #define BASIC_DECODED_MAX (255 + 1 + 255)
@@ -143,21 +144,15 @@ static int parse_host(struct span h, struct frame_addr *a)
 		a->type = FRAME_ADDR_IPV4;
 		return 0;
 	}
+	if (!netaddr_hostname_valid(text, h.len))
+		return WM_ERR_MALFORMED;
 	if (text[end - 1] == '.')
 		end--; /* one trailing dot: a fully qualified name */
-	for (size_t i = 0; i <= end; i++) {
-		if (i == end || text[i] == '.') {
-			if (i == label_start)
-				return WM_ERR_MALFORMED; /* empty label */
-			if (i == end && is_digit((uint8_t)text[label_start]))
-				return WM_ERR_MALFORMED;
+	for (size_t i = 0; i < end; i++)
+		if (text[i] == '.')
 			label_start = i + 1;
-			continue;
-		}
-		if (!((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
-		      is_digit((uint8_t)text[i]) || text[i] == '-' || text[i] == '_'))
-			return WM_ERR_MALFORMED;
-	}
+	if (is_digit((uint8_t)text[label_start]))
+		return WM_ERR_MALFORMED;
 	a->type = FRAME_ADDR_NAME;
 	a->name_len = (uint8_t)h.len;
 	memcpy(a->u.name, text, h.len + 1);

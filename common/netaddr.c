@@ -57,7 +57,36 @@ int netaddr_parse_port(const char *s, uint16_t *out)
 	return 0;
 }
 
-/* Characters of a host name or IPv4 literal outside brackets. */
+#define NETADDR_NAME_MAX 253
+#define NETADDR_LABEL_MAX 63
+
+bool netaddr_hostname_valid(const char *s, size_t n)
+{
+	size_t label = 0;
+
+	if (n > 0 && s[n - 1] == '.')
+		n--; /* fully qualified */
+	if (n == 0 || n > NETADDR_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return false;
+		if (++label > NETADDR_LABEL_MAX)
+			return false;
+	}
+	return label > 0;
+}
+
+/* Characters of an IPv6 zone ("%eth0"). */
 static bool is_name_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -132,11 +161,9 @@ static int parse_host_field(const char *s, size_t n, const char *spec, const cha
 		set_err(err, errlen, "'%s': %s too long", spec, what);
 		return WM_ERR_PARSE;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (!is_name_char(s[i])) {
-			set_err(err, errlen, "'%s': invalid character in %s", spec, what);
-			return WM_ERR_PARSE;
-		}
+	if (!netaddr_hostname_valid(s, n)) {
+		set_err(err, errlen, "'%s': invalid character or label in %s", spec, what);
+		return WM_ERR_PARSE;
 	}
 	memcpy(host, s, n);
 	host[n] = '\0';
@@ -400,7 +427,7 @@ int netaddr_tune(int fd, const struct netaddr_tuning *t)
 	int one = 1;
 
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
-		log_error("fd %d: TCP_NODELAY: %s", fd, strerror(errno));
+		log_peer_error("fd %d: TCP_NODELAY: %s", fd, strerror(errno));
 		return WM_ERR_IO;
 	}
 	if (t == NULL)
@@ -420,13 +447,13 @@ int netaddr_tune(int fd, const struct netaddr_tuning *t)
 		int v = t->notsent_lowat > INT32_MAX ? INT32_MAX : (int)t->notsent_lowat;
 
 		if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) < 0)
-			log_warn("fd %d: TCP_NOTSENT_LOWAT %d: %s", fd, v, strerror(errno));
+			log_peer_warn("fd %d: TCP_NOTSENT_LOWAT %d: %s", fd, v, strerror(errno));
 	}
 	if (t->user_timeout_ms != 0) {
 		unsigned int v = t->user_timeout_ms;
 
 		if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v)) < 0)
-			log_warn("fd %d: TCP_USER_TIMEOUT %u: %s", fd, v, strerror(errno));
+			log_peer_warn("fd %d: TCP_USER_TIMEOUT %u: %s", fd, v, strerror(errno));
 	}
 	if (t->sndbuf != 0) {
 		int v = t->sndbuf > INT32_MAX ? INT32_MAX : (int)t->sndbuf;
@@ -435,7 +462,7 @@ int netaddr_tune(int fd, const struct netaddr_tuning *t)
 		 * caps SO_SNDBUF there (and doubles it either way). */
 		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
 		    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
-			log_warn("fd %d: SO_SNDBUF %d: %s", fd, v, strerror(errno));
+			log_peer_warn("fd %d: SO_SNDBUF %d: %s", fd, v, strerror(errno));
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "wanmux/err.h"
+#include "wanmux/netaddr.h"
 
 int socks5_parse_greeting(const uint8_t *buf, size_t len, size_t *used, bool *offers_none,
 			  bool *offers_userpass)
@@ -40,11 +41,17 @@ int socks5_parse_greeting(const uint8_t *buf, size_t len, size_t *used, bool *of
 	return 0;
 }
 
-/* Copies a length-prefixed field of 1..255 bytes holding no NUL. */
-static int copy_field(const uint8_t *field, size_t field_len, char out[256])
+/*
+ * Copies a length-prefixed field of 1..255 bytes holding no NUL; printable
+ * (no control byte) when it is a name that reaches the logs.
+ */
+static int copy_field(const uint8_t *field, size_t field_len, bool printable, char out[256])
 {
 	if (memchr(field, 0, field_len) != NULL)
 		return WM_ERR_MALFORMED;
+	for (size_t i = 0; printable && i < field_len; i++)
+		if (field[i] < 0x20 || field[i] == 0x7f)
+			return WM_ERR_MALFORMED;
 	memcpy(out, field, field_len);
 	out[field_len] = '\0';
 	return 0;
@@ -72,10 +79,10 @@ int socks5_parse_userpass(const uint8_t *buf, size_t len, size_t *used, char use
 		return WM_ERR_MALFORMED;
 	if (len < 3 + ulen + plen)
 		return WM_ERR_AGAIN;
-	rc = copy_field(buf + 2, ulen, user);
+	rc = copy_field(buf + 2, ulen, true, user);
 	if (rc != 0)
 		return rc;
-	rc = copy_field(buf + 3 + ulen, plen, pass);
+	rc = copy_field(buf + 3 + ulen, plen, false, pass);
 	if (rc != 0)
 		return rc;
 	*used = 3 + ulen + plen;
@@ -136,7 +143,7 @@ int socks5_parse_request(const uint8_t *buf, size_t len, size_t *used, struct so
 	} else if (a.type == FRAME_ADDR_IPV6) {
 		memcpy(a.u.ipv6, addr, 16);
 	} else {
-		if (memchr(addr, 0, addr_len) != NULL)
+		if (!netaddr_hostname_valid((const char *)addr, addr_len))
 			return WM_ERR_MALFORMED;
 		memcpy(a.u.name, addr, addr_len);
 		a.u.name[addr_len] = '\0';

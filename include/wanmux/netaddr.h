@@ -31,6 +31,18 @@ int netaddr_parse_hostport(const char *s, struct netaddr_hostport *out, char *er
 /* "[LADDR:]LPORT:HOST:PORT"; IPv6 addresses in brackets. 0 or WM_ERR_PARSE. */
 int netaddr_parse_forward(const char *s, struct netaddr_forward *out, char *err, size_t errlen);
 
+/*
+ * The one host name grammar, for names from the wire (OPEN, LISTEN), from
+ * SOCKS and HTTP clients, from rules and from the command line: the n bytes
+ * at s (no NUL needed) are 1..253 bytes, plus one optional trailing dot, of
+ * dot-separated labels of 1..63 letters, digits, '-' or '_'. Nothing else
+ * passes: no control bytes, spaces or bytes >= 0x80 (an IDN travels as
+ * punycode), so a name can neither forge a log line nor smuggle a NUL past a
+ * rule. Dotted IPv4 literals pass (digits and dots); callers that must not
+ * take other numeric forms ("127.1") check the last label themselves.
+ */
+bool netaddr_hostname_valid(const char *s, size_t n);
+
 /* Port 1..65535 from decimal text. 0 or WM_ERR_PARSE. */
 int netaddr_parse_port(const char *s, uint16_t *out);
 

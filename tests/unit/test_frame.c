@@ -320,6 +320,8 @@ static uint64_t prng(void)
 	return prng_state * 0x2545f4914f6cdd1dULL;
 }
 
+static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+
 static void random_frame(struct frame *f)
 {
 	static const uint8_t types[] = {FRAME_OPEN, FRAME_OPEN_RESULT, FRAME_WINDOW, FRAME_RESET,
@@ -344,9 +346,13 @@ static void random_frame(struct frame *f)
 			break;
 		default:
 			f->u.open.type = FRAME_ADDR_NAME;
-			f->u.open.name_len = (uint8_t)(1 + prng() % FRAME_NAME_MAX);
+			/* Any name of the grammar (netaddr_hostname_valid): labels of
+			 * up to 49 bytes here, 253 bytes at most. */
+			f->u.open.name_len = (uint8_t)(1 + prng() % 253);
 			for (int i = 0; i < f->u.open.name_len; i++)
-				f->u.open.u.name[i] = (char)(1 + prng() % 255);
+				f->u.open.u.name[i] =
+				    i % 50 == 49 ? '.'
+						 : name_chars[prng() % (sizeof(name_chars) - 1)];
 			break;
 		}
 		break;
@@ -738,18 +744,26 @@ static void test_frame_malformed_address(void **state)
 	n = mk(buf, FRAME_OPEN, 0, 13, 1, body, 13);
 	assert_malformed(buf, n);
 
-	/* The longest name decodes, NUL-terminated. */
+	/* The longest name decodes, NUL-terminated: 253 bytes and a trailing dot. */
 	{
 		struct frame f;
 		size_t used;
 
 		memset(body, 'z', sizeof(body));
 		body[0] = FRAME_ADDR_NAME;
+		for (int i = 63; i < 253; i += 64)
+			body[4 + i] = '.'; /* labels of 63 */
+		body[4 + 253] = '.';
+		body[3] = 254;
+		n = mk(buf, FRAME_OPEN, 0, 3 + 1 + 254, 1, body, 3 + 1 + 254);
+		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
+		assert_int_equal(f.u.open.name_len, 254);
+		assert_int_equal(strlen(f.u.open.u.name), 254);
+		/* 255 bytes are too long for a name, whatever the frame allows. */
+		body[4 + 254] = 'z';
 		body[3] = FRAME_NAME_MAX;
 		n = mk(buf, FRAME_OPEN, 0, 3 + 1 + FRAME_NAME_MAX, 1, body, 3 + 1 + FRAME_NAME_MAX);
-		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
-		assert_int_equal(f.u.open.name_len, FRAME_NAME_MAX);
-		assert_int_equal(strlen(f.u.open.u.name), FRAME_NAME_MAX);
+		assert_malformed(buf, n);
 	}
 }
 
@@ -805,6 +819,73 @@ static void test_frame_encode_refuses_invalid(void **state)
 	assert_int_equal(frame_encode(&f, buf, sizeof(buf)), WM_ERR_RANGE);
 	f.u.open.u.name[1] = '.';
 	assert_int_equal(frame_encode(&f, buf, sizeof(buf)), 8 + 3 + 1 + 3);
+}
+
+/* Names in OPEN and LISTEN follow the one grammar, both ways. */
+static void test_frame_open_name_grammar(void **state)
+{
+	static const struct {
+		const char *name;
+		bool ok;
+	} v[] = {
+	    {"example.com", true},
+	    {"example.com.", true},
+	    {"_srv.under_score-1.example", true},
+	    {"1.2.3.4", true},
+	    {"x", true},
+	    {"a23456789012345678901234567890123456789012345678901234567890123.com", true},
+	    {"a234567890123456789012345678901234567890123456789012345678901234.com", false},
+	    {"evil\n2026-01-01T00:00:00Z wanmux-server info: forged", false},
+	    {"evil\x1b[31m.example", false},
+	    {"caf\xc3\xa9.example", false},
+	    {"tab\there", false},
+	    {"del\x7f", false},
+	    {"a b", false},
+	    {"a..b", false},
+	    {".a", false},
+	    {".", false},
+	    {"a.b..", false},
+	    {"back\\slash", false},
+	    {"a:b", false},
+	    {"a/b", false},
+	};
+	uint8_t buf[FRAME_HEADER_LEN + 3 + 1 + FRAME_NAME_MAX];
+	uint8_t body[3 + 1 + FRAME_NAME_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		size_t len = strlen(v[i].name);
+		uint8_t types[] = {FRAME_OPEN, FRAME_LISTEN};
+
+		for (size_t k = 0; k < 2; k++) {
+			struct frame f, g;
+			size_t used;
+			int n;
+
+			body[0] = FRAME_ADDR_NAME;
+			body[1] = 0;
+			body[2] = 80;
+			body[3] = (uint8_t)len;
+			memcpy(body + 4, v[i].name, len);
+			n = mk(buf, types[k], 0, (uint16_t)(4 + len), 1, body, 4 + len);
+			int rc = frame_decode(buf, (size_t)n, &g, &used);
+			if (rc != (v[i].ok ? WM_OK : WM_ERR_MALFORMED))
+				fail_msg("decode %s '%s': rc %d", frame_type_name(types[k]),
+					 v[i].name, rc);
+
+			memset(&f, 0, sizeof(f));
+			f.type = types[k];
+			f.stream_id = 1;
+			f.u.open.type = FRAME_ADDR_NAME;
+			f.u.open.port = 80;
+			f.u.open.name_len = (uint8_t)len;
+			memcpy(f.u.open.u.name, v[i].name, len + 1);
+			rc = frame_encode(&f, buf, sizeof(buf));
+			if (v[i].ok ? rc != (int)(FRAME_HEADER_LEN + 4 + len) : rc != WM_ERR_RANGE)
+				fail_msg("encode %s '%s': rc %d", frame_type_name(types[k]),
+					 v[i].name, rc);
+		}
+	}
 }
 
 static void test_frame_encode_data_header_rules(void **state)
@@ -892,6 +973,7 @@ int main(void)
 	    cmocka_unit_test(test_frame_encode_refuses_invalid),
 	    cmocka_unit_test(test_frame_encode_data_header_rules),
 	    cmocka_unit_test(test_frame_names),
+	    cmocka_unit_test(test_frame_open_name_grammar),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

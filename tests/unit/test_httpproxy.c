@@ -177,6 +177,12 @@ static const char *const malformed[] = {
     "CONNECT a..b:443 HTTP/1.1\r\n\r\n",
     "CONNECT .a:443 HTTP/1.1\r\n\r\n",
     "CONNECT .:443 HTTP/1.1\r\n\r\n",
+    /* The one host name grammar (netaddr_hostname_valid): labels of 63 at most. */
+    "CONNECT a234567890123456789012345678901234567890123456789012345678901234.com:443 "
+    "HTTP/1.1\r\n\r\n",
+    "CONNECT ex\x1b" "ample.com:443 HTTP/1.1\r\n\r\n",
+    "CONNECT ex\\ample.com:443 HTTP/1.1\r\n\r\n",
+    "GET http://ex\x1b[2Jample.com/ HTTP/1.1\r\n\r\n",
     "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n",
     "GET https://example.com/ HTTP/1.1\r\n\r\n",
     "GET ftp://example.com/ HTTP/1.1\r\n\r\n",

@@ -56,6 +56,46 @@ static void test_netaddr_parse_port(void **state)
 	assert_int_equal(netaddr_parse_port(NULL, NULL), WM_ERR_PARSE);
 }
 
+static void test_netaddr_hostname_valid(void **state)
+{
+	static const struct {
+		const char *s;
+		bool ok;
+	} v[] = {
+	    {"example.com", true}, {"example.com.", true},
+	    {"EXAMPLE.com", true}, {"a-b_c.d", true},
+	    {"127.0.0.1", true},   {"x", true},
+	    {"", false},	   {".", false},
+	    {"..", false},	   {"a..b", false},
+	    {".a", false},	   {"a.b..", false},
+	    {"a b", false},	   {"a\nb", false},
+	    {"a\rb", false},	   {"\x1b[2J", false},
+	    {"a\x7f", false},	   {"caf\xc3\xa9", false},
+	    {"a\\b", false},	   {"a%b", false},
+	    {"[::1]", false},	   {"*.example.com", false},
+	};
+	char name[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (netaddr_hostname_valid(v[i].s, strlen(v[i].s)) != v[i].ok)
+			fail_msg("'%s': want %d", v[i].s, v[i].ok);
+	/* Only n bytes count: what follows is not looked at. */
+	assert_true(netaddr_hostname_valid("ab\n", 2));
+	/* Labels of up to 63; names of up to 253 (254 with the trailing dot). */
+	memset(name, 'a', sizeof(name));
+	assert_true(netaddr_hostname_valid(name, 63));
+	assert_false(netaddr_hostname_valid(name, 64));
+	for (int i = 63; i < 300; i += 64)
+		name[i] = '.';
+	assert_true(netaddr_hostname_valid(name, 253));
+	assert_false(netaddr_hostname_valid(name, 254 + 1));
+	name[253] = '.';
+	assert_true(netaddr_hostname_valid(name, 254));
+	name[253] = 'a';
+	assert_false(netaddr_hostname_valid(name, 254));
+}
+
 static void test_netaddr_parse_hostport_good(void **state)
 {
 	static const struct {
@@ -112,6 +152,10 @@ static void test_netaddr_parse_hostport_bad(void **state)
 	    {"[1.2.3.4]:80", "not an IPv6 address"},
 	    {"[[::1]]:80", "brackets"},
 	    {"exa mple.com:80", "invalid character"},
+	    {"a..b:80", "invalid character or label"},
+	    {".a:80", "invalid character or label"},
+	    {"ex\x1b" "ample.com:80", "invalid character"},
+	    {"caf\xc3\xa9.example:80", "invalid character"},
 	    {"host/24:80", "invalid character"},
 	    {"[::1]x:80", "invalid characters after"},
 	};
@@ -136,11 +180,17 @@ static void test_netaddr_parse_hostport_long_host(void **state)
 	struct netaddr_hostport hp;
 	char err[512];
 
-	/* NETADDR_HOST_MAX - 1 characters fit, one more does not. */
-	memset(s, 'a', NETADDR_HOST_MAX - 1);
-	snprintf(s + NETADDR_HOST_MAX - 1, sizeof(s) - (NETADDR_HOST_MAX - 1), ":80");
+	/* The longest DNS name (253 bytes in labels of 63, a trailing dot) fits. */
+	memset(s, 'a', 253);
+	for (int i = 63; i < 253; i += 64)
+		s[i] = '.';
+	snprintf(s + 253, sizeof(s) - 253, ".:80");
 	assert_int_equal(netaddr_parse_hostport(s, &hp, err, sizeof(err)), 0);
-	assert_int_equal(strlen(hp.host), NETADDR_HOST_MAX - 1);
+	assert_int_equal(strlen(hp.host), 254);
+	/* A label of 64 does not. */
+	s[63] = 'a';
+	assert_int_equal(netaddr_parse_hostport(s, &hp, err, sizeof(err)), WM_ERR_PARSE);
+	assert_non_null(strstr(err, "invalid character or label"));
 	memset(s, 'a', NETADDR_HOST_MAX);
 	snprintf(s + NETADDR_HOST_MAX, sizeof(s) - NETADDR_HOST_MAX, ":80");
 	assert_int_equal(netaddr_parse_hostport(s, &hp, err, sizeof(err)), WM_ERR_PARSE);
@@ -482,6 +532,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_netaddr_parse_port),
+	    cmocka_unit_test(test_netaddr_hostname_valid),
 	    cmocka_unit_test(test_netaddr_parse_hostport_good),
 	    cmocka_unit_test(test_netaddr_parse_hostport_bad),
 	    cmocka_unit_test(test_netaddr_parse_hostport_long_host),

@@ -137,7 +137,28 @@ static const struct bad_vector bad_userpass[] = {
     {"empty password", B(1, 1, 'a', 0)},
     {"NUL in user", B(1, 2, 'a', 0, 1, 'b')},
     {"NUL in password", B(1, 1, 'a', 2, 0, 'b')},
+    /* User names reach the logs: no control bytes. */
+    {"newline in user", B(1, 3, 'a', '\n', 'b', 1, 'p')},
+    {"CR in user", B(1, 2, 'a', '\r', 1, 'p')},
+    {"ESC in user", B(1, 4, 0x1b, '[', '2', 'J', 1, 'p')},
+    {"DEL in user", B(1, 1, 0x7f, 1, 'p')},
+    {"tab in user", B(1, 2, 'a', '\t', 1, 'p')},
 };
+
+static void test_socks5_userpass_utf8_user_any_password(void **state)
+{
+	/* "jos\xc3\xa9": a UTF-8 user name is fine (the logger escapes it);
+	 * a password never reaches a log and may hold any byte but NUL. */
+	const uint8_t buf[] = {1, 5, 'j', 'o', 's', 0xc3, 0xa9, 3, '\n', 0x1b, 0x7f};
+	char user[256], pass[256];
+	size_t used = 0;
+
+	(void)state;
+	assert_int_equal(socks5_parse_userpass(buf, sizeof buf, &used, user, pass), 0);
+	assert_int_equal(used, sizeof buf);
+	assert_string_equal(user, "jos\xc3\xa9");
+	assert_string_equal(pass, "\n\x1b\x7f");
+}
 
 static void test_socks5_userpass_invalid(void **state)
 {
@@ -238,23 +259,33 @@ static void test_socks5_request_truncated(void **state)
 	}
 }
 
-static void test_socks5_request_name_255(void **state)
+static void test_socks5_request_name_longest(void **state)
 {
 	uint8_t buf[5 + 255 + 2];
 	struct socks5_request r;
 	size_t used = 0;
 
-	memcpy(buf, (const uint8_t[]){5, 1, 0, 3, 255}, 5);
+	/* 253 bytes in labels of 63 and a trailing dot: the longest DNS name. */
+	memcpy(buf, (const uint8_t[]){5, 1, 0, 3, 254}, 5);
 	memset(buf + 5, 'a', 255);
-	buf[260] = 0x1f;
-	buf[261] = 0x90;
-	assert_int_equal(socks5_parse_request(buf, sizeof buf, &used, &r), 0);
-	assert_int_equal(used, sizeof buf);
-	assert_int_equal(r.target.name_len, 255);
-	assert_int_equal(strlen(r.target.u.name), 255);
+	for (int i = 63; i < 253; i += 64)
+		buf[5 + i] = '.';
+	buf[5 + 253] = '.';
+	buf[5 + 254] = 0x1f;
+	buf[5 + 255] = 0x90;
+	assert_int_equal(socks5_parse_request(buf, sizeof buf - 1, &used, &r), 0);
+	assert_int_equal(used, sizeof buf - 1);
+	assert_int_equal(r.target.name_len, 254);
+	assert_int_equal(strlen(r.target.u.name), 254);
 	assert_int_equal(r.target.port, 8080);
-	for (size_t n = 0; n < sizeof buf; n++)
+	for (size_t n = 0; n < sizeof buf - 1; n++)
 		assert_int_equal(socks5_parse_request(buf, n, &used, &r), WM_ERR_AGAIN);
+	/* One byte more is too long for a name, though its length byte allows it. */
+	buf[4] = 255;
+	buf[5 + 254] = 'a';
+	buf[5 + 255] = 0x1f;
+	buf[5 + 256] = 0x90;
+	assert_int_equal(socks5_parse_request(buf, sizeof buf, &used, &r), WM_ERR_MALFORMED);
 }
 
 static const struct bad_vector bad_requests[] = {
@@ -265,6 +296,14 @@ static const struct bad_vector bad_requests[] = {
     {"empty name", B(5, 1, 0, 3, 0, 0, 80)},
     {"empty name, short", B(5, 1, 0, 3, 0)},
     {"NUL in name", B(5, 1, 0, 3, 3, 'a', 0, 'b', 0, 80)},
+    /* One host name grammar (netaddr_hostname_valid): names reach the logs. */
+    {"newline in name", B(5, 1, 0, 3, 3, 'a', '\n', 'b', 0, 80)},
+    {"ESC in name", B(5, 1, 0, 3, 5, 'a', 0x1b, '[', '2', 'J', 0, 80)},
+    {"byte 0xe9 in name", B(5, 1, 0, 3, 3, 'c', 0xe9, 'a', 0, 80)},
+    {"space in name", B(5, 1, 0, 3, 3, 'a', ' ', 'b', 0, 80)},
+    {"backslash in name", B(5, 1, 0, 3, 3, 'a', '\\', 'b', 0, 80)},
+    {"empty label", B(5, 1, 0, 3, 4, 'a', '.', '.', 'b', 0, 80)},
+    {"leading dot", B(5, 1, 0, 3, 2, '.', 'a', 0, 80)},
     {"port 0 ipv4", B(5, 1, 0, 1, 1, 2, 3, 4, 0, 0)},
     {"port 0 name", B(5, 1, 0, 3, 1, 'a', 0, 0)},
     {"port 0 ipv6", B(5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0)},
@@ -374,7 +413,8 @@ int main(void)
 	    cmocka_unit_test(test_socks5_userpass_invalid),
 	    cmocka_unit_test(test_socks5_request_table),
 	    cmocka_unit_test(test_socks5_request_truncated),
-	    cmocka_unit_test(test_socks5_request_name_255),
+	    cmocka_unit_test(test_socks5_request_name_longest),
+	    cmocka_unit_test(test_socks5_userpass_utf8_user_any_password),
 	    cmocka_unit_test(test_socks5_request_invalid),
 	    cmocka_unit_test(test_socks5_request_unknown_atyp_is_range),
 	    cmocka_unit_test(test_socks5_format_reply_bytes),
