@@ -60,12 +60,12 @@ static void on_read(struct relay *r, struct evbuffer *in, void *arg)
 	if (rc == WM_ERR_AGAIN)
 		return;
 	if (rc == WM_ERR_RANGE) {
-		log_warn("http %s: request head too large; answered 431", c->peer);
+		log_peer_warn("http %s: request head too large; answered 431", c->peer);
 		respond(c, 431, NULL, true);
 		return;
 	}
 	if (rc != WM_OK) {
-		log_warn("http %s: malformed request; answered 400", c->peer);
+		log_peer_warn("http %s: malformed request; answered 400", c->peer);
 		respond(c, 400, NULL, true);
 		return;
 	}
@@ -74,11 +74,12 @@ static void on_read(struct relay *r, struct evbuffer *in, void *arg)
 		bool ok = req.has_auth && userpass_check(auth, req.user, req.pass);
 		if (!ok) {
 			if (req.has_auth)
-				log_warn(
+				log_peer_warn(
 				    "http %s: authentication failed for user '%s'; answered 407",
 				    c->peer, req.user);
 			else
-				log_info("http %s: no proxy credentials; answered 407", c->peer);
+				log_peer_info("http %s: no proxy credentials; answered 407",
+					      c->peer);
 			sodium_memzero(req.pass, sizeof(req.pass));
 			respond(c, 407, "Proxy-Authenticate: Basic realm=\"wanmux\"\r\n", true);
 			return;
@@ -120,9 +121,9 @@ static bool on_open_failed(struct relay *r, uint32_t error, void *arg)
 	if (c->state != HTTP_WAIT_OPEN)
 		return false;
 	int status = http_status_for_error(error);
-	log_warn("http %s: %s %s failed: %s; answered %d", c->peer, c->method,
-		 client_target_name(&c->target, name, sizeof(name)), frame_error_name(error),
-		 status);
+	log_peer_warn("http %s: %s %s failed: %s; answered %d", c->peer, c->method,
+		      client_target_name(&c->target, name, sizeof(name)), frame_error_name(error),
+		      status);
 	/* Bytes of the request still queued must not follow the answer. */
 	evbuffer_drain(relay_source(r), evbuffer_get_length(relay_source(r)));
 	respond(c, status, NULL, false);
@@ -132,8 +133,8 @@ static bool on_open_failed(struct relay *r, uint32_t error, void *arg)
 static void on_deadline(struct relay *r, void *arg)
 {
 	struct http_conn *c = arg;
-	log_warn("http %s: no complete request head within %u ms; closing", c->peer,
-		 CLIENT_REQUEST_DEADLINE_MS);
+	log_peer_warn("http %s: no complete request head within %u ms; closing", c->peer,
+		      CLIENT_REQUEST_DEADLINE_MS);
 	relay_close(r, false);
 }
 

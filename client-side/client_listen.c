@@ -59,10 +59,10 @@ void client_frame_addr(const struct netaddr_hostport *hp, struct frame_addr *fa)
 static bool forward_open_failed(struct relay *r, uint32_t error, void *arg)
 {
 	if (error == FRAME_ERR_TUNNEL_LOST || error == FRAME_ERR_CANCEL)
-		log_info("%s: connection closed: %s", relay_name(r), frame_error_name(error));
+		log_peer_info("%s: connection closed: %s", relay_name(r), frame_error_name(error));
 	else
-		log_warn("%s: server refused the stream: %s", relay_name(r),
-			 frame_error_name(error));
+		log_peer_warn("%s: server refused the stream: %s", relay_name(r),
+			      frame_error_name(error));
 	return false;
 }
 
@@ -90,7 +90,7 @@ static void start_relayed(struct listener *l, int fd, const char *peer,
 		 client_target_name(target, tname, sizeof(tname)));
 	struct relay *r = relay_new(l->cl->base, fd, name);
 	if (r == NULL) {
-		log_error("%s: out of memory", peer);
+		log_peer_error("%s: out of memory", peer);
 		return;
 	}
 	struct relay_frontend fe = {.on_open_failed = forward_open_failed};
@@ -134,16 +134,16 @@ static bool original_destination(struct listener *l, int fd, const char *peer,
 	socklen_t dlen = sizeof(dst), llen = sizeof(local);
 	memset(&dst, 0, sizeof(dst));
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) != 0) {
-		log_warn("%s: getsockname: %s", peer, strerror(errno));
+		log_peer_warn("%s: getsockname: %s", peer, strerror(errno));
 		return false;
 	}
 	int rc = local.ss_family == AF_INET6
 		     ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dlen)
 		     : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen);
 	if (rc != 0) {
-		log_warn("%s: transparent connection without an original destination (%s): is "
-			 "the nftables/iptables REDIRECT rule in place?",
-			 peer, strerror(errno));
+		log_peer_warn("%s: transparent connection without an original destination (%s): is "
+			      "the nftables/iptables REDIRECT rule in place?",
+			      peer, strerror(errno));
 		return false;
 	}
 	bool same;
@@ -158,9 +158,9 @@ static bool original_destination(struct listener *l, int fd, const char *peer,
 		       ((struct sockaddr_in6 *)&dst)->sin6_port ==
 			   ((struct sockaddr_in6 *)&local)->sin6_port;
 	if (same) {
-		log_warn("%s: connection was made to the transparent port itself, not "
-			 "redirected; refusing (it would loop)",
-			 peer);
+		log_peer_warn("%s: connection was made to the transparent port itself, not "
+			      "redirected; refusing (it would loop)",
+			      peer);
 		return false;
 	}
 	memset(out, 0, sizeof(*out));
@@ -188,8 +188,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if ((l->cl->source_allow != NULL && !acl_matches_source(l->cl->source_allow, sa)) ||
 	    (l->cl->source_deny != NULL && acl_matches_source(l->cl->source_deny, sa))) {
 		l->cl->refused_sources++;
-		log_warn("%s:%u: connection from %s refused by --source-allow/--source-deny",
-			 l->local.host, l->local.port, peer);
+		log_peer_warn("%s:%u: connection from %s refused by --source-allow/--source-deny",
+			      l->local.host, l->local.port, peer);
 		close(fd);
 		return;
 	}
@@ -226,8 +226,8 @@ static void on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
 	/* EMFILE and friends: keep serving what we have. */
-	log_error("accept on %s:%u: %s", l->local.host, l->local.port,
-		  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	log_peer_error("accept on %s:%u: %s", l->local.host, l->local.port,
+		       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
 static const char *kind_name(enum listener_kind k)

@@ -57,8 +57,8 @@ static void open_now(struct client *cl, struct tunnel *t, struct relay *r,
 	struct session_stream *st =
 	    session_stream_open(tunnel_session(t), target, relay_source(r), r);
 	if (st == NULL) {
-		log_warn("%s: stream limit reached on tunnel %s", relay_name(r),
-			 tunnel_peer_name(t));
+		log_peer_warn("%s: stream limit reached on tunnel %s", relay_name(r),
+			      tunnel_peer_name(t));
 		relay_fail(r, FRAME_ERR_STREAM_LIMIT);
 		return;
 	}
@@ -87,8 +87,8 @@ void client_open(struct client *cl, struct relay *r, const struct frame_addr *ta
 	 * application sends) until one comes up or the wait times out. */
 	struct pending *p = cl->npending < CLIENT_PENDING_MAX ? calloc(1, sizeof(*p)) : NULL;
 	if (p == NULL) {
-		log_warn("%s: no tunnel to the server and too many waiting; closing",
-			 relay_name(r));
+		log_peer_warn("%s: no tunnel to the server and too many waiting; closing",
+			      relay_name(r));
 		relay_fail(r, FRAME_ERR_TUNNEL_LOST);
 		return;
 	}
@@ -124,8 +124,8 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 	       now - p->since >= CLIENT_PENDING_TIMEOUT_S) {
 		TAILQ_REMOVE(&cl->pending, p, link);
 		cl->npending--;
-		log_warn("%s: no tunnel to the server for %d s; closing", relay_name(p->r),
-			 CLIENT_PENDING_TIMEOUT_S);
+		log_peer_warn("%s: no tunnel to the server for %d s; closing", relay_name(p->r),
+			      CLIENT_PENDING_TIMEOUT_S);
 		relay_fail(p->r, FRAME_ERR_TUNNEL_LOST);
 		free(p);
 	}

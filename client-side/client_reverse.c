@@ -69,8 +69,8 @@ int client_reverse_on_open(struct session *s, struct session_stream *st,
 		};
 		return connect_stream(cl->base, cl->dns, st, &dst, &policy);
 	}
-	log_warn("server opened stream %u for %s, which no --reverse names; refused",
-		 session_stream_id(st), client_target_name(target, name, sizeof(name)));
+	log_peer_warn("server opened stream %u for %s, which no --reverse names; refused",
+		      session_stream_id(st), client_target_name(target, name, sizeof(name)));
 	return FRAME_ERR_NOT_ALLOWED;
 }
 
@@ -79,8 +79,8 @@ int client_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	struct slot *sl = arg;
 	struct client *cl = sl->cl;
 	if (f->type != FRAME_LISTEN_RESULT || f->stream_id == 0 || f->stream_id > cl->nreverses) {
-		log_warn("server sent %s for request %u, which this client never made",
-			 frame_type_name(f->type), f->stream_id);
+		log_peer_warn("server sent %s for request %u, which this client never made",
+			      frame_type_name(f->type), f->stream_id);
 		return -1;
 	}
 	struct reverse *rv = &cl->reverses[f->stream_id - 1];

@@ -60,7 +60,7 @@ static void reply_and_close(struct socks_conn *c, const uint8_t *msg, size_t len
 static void fail_request(struct socks_conn *c, uint8_t rep, const char *why)
 {
 	uint8_t out[SOCKS5_REPLY_MAX];
-	log_warn("socks %s: %s", c->peer, why);
+	log_peer_warn("socks %s: %s", c->peer, why);
 	reply_and_close(c, out, socks5_format_reply(out, rep, NULL));
 }
 
@@ -85,14 +85,14 @@ static bool step(struct socks_conn *c, struct evbuffer *in)
 		if (rc == WM_ERR_AGAIN)
 			return false;
 		if (rc != WM_OK) {
-			log_warn("socks %s: not a SOCKS5 greeting; closing", c->peer);
+			log_peer_warn("socks %s: not a SOCKS5 greeting; closing", c->peer);
 			relay_close(c->r, false);
 			return false;
 		}
 		evbuffer_drain(in, used);
 		bool need_auth = c->l->cl->socks_auth != NULL;
 		if (need_auth ? !userpass : !none) {
-			log_warn(
+			log_peer_warn(
 			    "socks %s: no acceptable authentication method offered (%s needed)",
 			    c->peer, need_auth ? "username/password" : "none");
 			reply_and_close(c, out,
@@ -116,10 +116,11 @@ static bool step(struct socks_conn *c, struct evbuffer *in)
 		sodium_memzero(pass, sizeof(pass));
 		if (!ok) {
 			if (rc == WM_OK)
-				log_warn("socks %s: authentication failed for user '%s'", c->peer,
-					 user);
+				log_peer_warn("socks %s: authentication failed for user '%s'",
+					      c->peer, user);
 			else
-				log_warn("socks %s: malformed authentication request", c->peer);
+				log_peer_warn("socks %s: malformed authentication request",
+					      c->peer);
 			reply_and_close(c, out, socks5_format_userpass_status(out, false));
 			return false;
 		}
@@ -186,8 +187,8 @@ static bool on_open_failed(struct relay *r, uint32_t error, void *arg)
 	char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 	if (c->state != SOCKS_WAIT_OPEN)
 		return false;
-	log_warn("socks %s: CONNECT %s failed: %s", c->peer,
-		 client_target_name(&c->target, name, sizeof(name)), frame_error_name(error));
+	log_peer_warn("socks %s: CONNECT %s failed: %s", c->peer,
+		      client_target_name(&c->target, name, sizeof(name)), frame_error_name(error));
 	relay_write_local(r, out, socks5_format_reply(out, socks5_rep_for_error(error), NULL));
 	return true;
 }
@@ -195,8 +196,8 @@ static bool on_open_failed(struct relay *r, uint32_t error, void *arg)
 static void on_deadline(struct relay *r, void *arg)
 {
 	struct socks_conn *c = arg;
-	log_warn("socks %s: no complete request within %u ms (stuck in %s); closing", c->peer,
-		 CLIENT_REQUEST_DEADLINE_MS, socks_state_name(c->state));
+	log_peer_warn("socks %s: no complete request within %u ms (stuck in %s); closing", c->peer,
+		      CLIENT_REQUEST_DEADLINE_MS, socks_state_name(c->state));
 	relay_close(r, false);
 }
 

@@ -82,11 +82,11 @@ static void fail(struct target *tg, uint32_t error, const char *why, bool by_pol
 	if (by_policy) {
 		if (tg->policy.refusals != NULL)
 			(*tg->policy.refusals)++;
-		log_warn("refused stream %u from %s to %s: %s", session_stream_id(tg->st), tg->who,
-			 tg->desc, why);
+		log_peer_warn("refused stream %u from %s to %s: %s", session_stream_id(tg->st),
+			      tg->who, tg->desc, why);
 	} else {
-		log_info("stream %u from %s: %s: %s", session_stream_id(tg->st), tg->who, tg->desc,
-			 why);
+		log_peer_info("stream %u from %s: %s: %s", session_stream_id(tg->st), tg->who,
+			      tg->desc, why);
 	}
 	struct session_stream *st = tg->st;
 	struct relay *r = tg->r;
@@ -180,8 +180,8 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 		/* Refused before any connection attempt. */
 		if (policy->refusals != NULL)
 			(*policy->refusals)++;
-		log_warn("refused stream %u from %s to %s: no rule permits it",
-			 session_stream_id(st), policy->who, desc);
+		log_peer_warn("refused stream %u from %s to %s: no rule permits it",
+			      session_stream_id(st), policy->who, desc);
 		connect_log_refused(st, policy, desc);
 		return FRAME_ERR_NOT_ALLOWED;
 	}

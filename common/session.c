@@ -467,7 +467,7 @@ static int on_open(struct session *s, const struct frame *f)
 {
 	/* Clients open odd ids, servers even ones (reverse forwards). */
 	if (id_is_local(s, f->stream_id) || f->stream_id <= s->last_peer_id) {
-		log_warn("session: OPEN reuses or skips back to stream id %u", f->stream_id);
+		log_peer_warn("session: OPEN reuses or skips back to stream id %u", f->stream_id);
 		return WM_ERR_MALFORMED;
 	}
 	s->last_peer_id = f->stream_id;
@@ -508,30 +508,32 @@ static int on_data(struct session *s, const struct frame *f)
 	uint64_t raw_len = f->u.data.raw_len;
 
 	if (s->received + raw_len > s->recv_max) {
-		log_warn("session: peer exceeded the session window (%llu > %llu)",
-			 (unsigned long long)(s->received + raw_len),
-			 (unsigned long long)s->recv_max);
+		log_peer_warn("session: peer exceeded the session window (%llu > %llu)",
+			      (unsigned long long)(s->received + raw_len),
+			      (unsigned long long)s->recv_max);
 		return WM_ERR_FLOW;
 	}
 	if (st == NULL) {
 		if (!id_was_used(s, f->stream_id)) {
-			log_warn("session: DATA for stream %u that was never opened", f->stream_id);
+			log_peer_warn("session: DATA for stream %u that was never opened",
+				      f->stream_id);
 			return WM_ERR_MALFORMED;
 		}
 		absorb_orphan_data(s, raw_len);
 		return WM_OK;
 	}
 	if (st->fin_received) {
-		log_warn("session: DATA after FIN on stream %u", st->id);
+		log_peer_warn("session: DATA after FIN on stream %u", st->id);
 		return WM_ERR_MALFORMED;
 	}
 	if (f->u.data.offset != st->recv_offset) {
-		log_warn("session: stream %u DATA at offset %llu, expected %llu", st->id,
-			 (unsigned long long)f->u.data.offset, (unsigned long long)st->recv_offset);
+		log_peer_warn("session: stream %u DATA at offset %llu, expected %llu", st->id,
+			      (unsigned long long)f->u.data.offset,
+			      (unsigned long long)st->recv_offset);
 		return WM_ERR_MALFORMED;
 	}
 	if (st->recv_offset + raw_len > st->recv_max) {
-		log_warn("session: peer exceeded the window of stream %u", st->id);
+		log_peer_warn("session: peer exceeded the window of stream %u", st->id);
 		return WM_ERR_FLOW;
 	}
 
@@ -541,7 +543,7 @@ static int on_data(struct session *s, const struct frame *f)
 		int rc = decompress_frame(s->cctx, comp, f->u.data.payload, f->u.data.payload_len,
 					  s->inflate_buf, raw_len);
 		if (rc != WM_OK) {
-			log_warn("session: stream %u: corrupt compressed DATA", st->id);
+			log_peer_warn("session: stream %u: corrupt compressed DATA", st->id);
 			return WM_ERR_MALFORMED;
 		}
 		data = s->inflate_buf;

@@ -492,9 +492,10 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 
 	/* Cheap checks first: junk and strangers cost a hash, not an X25519. */
 	if (handshake_check_msg1(t->cfg.mac1_key, msg, len) != WM_OK) {
-		log_info("tunnel %s: refused: first message fails its MAC (not a wanmux client "
-			 "for this server key/PSK)",
-			 t->peer);
+		log_peer_info(
+		    "tunnel %s: refused: first message fails its MAC (not a wanmux client "
+		    "for this server key/PSK)",
+		    t->peer);
 		counters.bad_mac++;
 		tunnel_close(t, "bad first message");
 		return;
@@ -524,14 +525,14 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 	}
 	int n = handshake_read_msg1(t->hs, msg, len, payload, sizeof(payload), t->peer_pub);
 	if (n < 0) {
-		log_info("tunnel %s: refused: handshake failed (%s)", t->peer, wm_strerror(n));
+		log_peer_info("tunnel %s: refused: handshake failed (%s)", t->peer, wm_strerror(n));
 		counters.bad_handshake++;
 		tunnel_close(t, "handshake failed");
 		return;
 	}
 	if (n < TUNNEL_HELLO_CLIENT_LEN || payload[0] != HELLO_VERSION ||
 	    decode_params(payload + 32, &peer) != WM_OK) {
-		log_info("tunnel %s: refused: unsupported client hello", t->peer);
+		log_peer_info("tunnel %s: refused: unsupported client hello", t->peer);
 		counters.bad_handshake++;
 		tunnel_close(t, "bad hello");
 		return;
@@ -591,9 +592,10 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 	struct session_params peer;
 	int n = handshake_read_msg2(t->hs, msg, len, payload, sizeof(payload));
 	if (n < 0) {
-		log_warn("tunnel %s: handshake failed: %s (wrong --server-key or --psk, or this "
-			 "client's key is not authorized?)",
-			 t->peer, wm_strerror(n));
+		log_peer_warn(
+		    "tunnel %s: handshake failed: %s (wrong --server-key or --psk, or this "
+		    "client's key is not authorized?)",
+		    t->peer, wm_strerror(n));
 		tunnel_close(t, "handshake failed");
 		return;
 	}
@@ -654,7 +656,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 {
 	int n = record_open(t->rx, rec, rec_len, rec + RECORD_HEADER_LEN);
 	if (n < 0) {
-		log_warn("tunnel %s: record fails authentication; closing", t->peer);
+		log_peer_warn("tunnel %s: record fails authentication; closing", t->peer);
 		counters.bad_record++;
 		tunnel_close(t, "bad record");
 		return;
@@ -669,7 +671,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 		size_t used;
 		int rc = frame_decode(p, left, &f, &used);
 		if (rc != WM_OK) {
-			log_warn("tunnel %s: malformed frame in record; closing", t->peer);
+			log_peer_warn("tunnel %s: malformed frame in record; closing", t->peer);
 			counters.protocol_error++;
 			tunnel_close(t, "protocol error");
 			return;
@@ -699,8 +701,9 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 				return;
 			}
 			if (rc != WM_OK) {
-				log_warn("tunnel %s: %s frame on stream %u: %s; closing", t->peer,
-					 frame_type_name(f.type), f.stream_id, wm_strerror(rc));
+				log_peer_warn("tunnel %s: %s frame on stream %u: %s; closing",
+					      t->peer, frame_type_name(f.type), f.stream_id,
+					      wm_strerror(rc));
 				counters.protocol_error++;
 				tunnel_close(t, "protocol error");
 				return;
@@ -727,7 +730,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		evbuffer_copyout(in, hdr, 2);
 		size_t len = ((size_t)hdr[0] << 8) | hdr[1];
 		if (t->state == TUNNEL_HANDSHAKE && len > HANDSHAKE_MSG_MAX) {
-			log_info("tunnel %s: refused: oversized handshake message", t->peer);
+			log_peer_info("tunnel %s: refused: oversized handshake message", t->peer);
 			counters.bad_handshake++;
 			tunnel_close(t, "bad handshake size");
 			return;
@@ -752,7 +755,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			else
 				server_on_msg1(t, p + 2, len);
 		} else if (record_peek(p, 2 + len) < 0) {
-			log_warn("tunnel %s: record shorter than its tag; closing", t->peer);
+			log_peer_warn("tunnel %s: record shorter than its tag; closing", t->peer);
 			counters.bad_record++;
 			tunnel_close(t, "bad record length");
 		} else {
@@ -827,8 +830,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (t->state == TUNNEL_CONNECTING || t->state == TUNNEL_HANDSHAKE) {
 		if (now - t->started_ms > t->cfg.handshake_timeout_ms) {
 			if (!t->is_client) {
-				log_info("tunnel %s: refused: no handshake within %u ms", t->peer,
-					 t->cfg.handshake_timeout_ms);
+				log_peer_info("tunnel %s: refused: no handshake within %u ms",
+					      t->peer, t->cfg.handshake_timeout_ms);
 				counters.handshake_timeout++;
 			}
 			tunnel_close(t, "handshake timed out");
@@ -846,8 +849,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (now - t->last_rx_ms > t->cfg.dead_after_ms) {
-		log_warn("tunnel %s: nothing heard for %llu ms; closing", t->peer,
-			 (unsigned long long)(now - t->last_rx_ms));
+		log_peer_warn("tunnel %s: nothing heard for %llu ms; closing", t->peer,
+			      (unsigned long long)(now - t->last_rx_ms));
 		counters.silent++;
 		tunnel_close(t, "peer silent");
 		return;

@@ -243,8 +243,8 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 		/* Refused before any DNS query or connection attempt. */
 		char desc[FRAME_NAME_MAX + 8];
 		srv->refused_targets++;
-		log_warn("refused stream %u from %s to %s:%u: no --allow rule permits it",
-			 session_stream_id(st), who, target->u.name, target->port);
+		log_peer_warn("refused stream %u from %s to %s:%u: no --allow rule permits it",
+			      session_stream_id(st), who, target->u.name, target->port);
 		snprintf(desc, sizeof(desc), "%s:%u", target->u.name, target->port);
 		connect_log_refused(st, &policy, desc);
 		return FRAME_ERR_NOT_ALLOWED;
@@ -306,8 +306,8 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	memcpy(stn->client_pub, client_pub, KEYS_LEN);
 	if (!keys_authorized_find(srv->authorized, client_pub, &comment, &index)) {
 		srv->refused_tunnels++;
-		log_warn("tunnel from %s refused: client key %s is not in the authorized keys",
-			 tunnel_peer_name(t), b64);
+		log_peer_warn("tunnel from %s refused: client key %s is not in the authorized keys",
+			      tunnel_peer_name(t), b64);
 		return WM_ERR_UNAUTHORIZED;
 	}
 	if (comment != NULL && comment[0] != '\0')
@@ -324,15 +324,16 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 	if (rc != WM_OK) {
 		srv->refused_tunnels++;
 		if (rc == WM_ERR_RANGE)
-			log_warn("tunnel from %s refused: first handshake from client %s since the "
-				 "server started is older than %u s before the start (a replay, or "
-				 "a client clock that is behind; no --state-dir)",
-				 tunnel_peer_name(t), stn->client, SERVER_CLOCK_WINDOW_S);
+			log_peer_warn(
+			    "tunnel from %s refused: first handshake from client %s since the "
+			    "server started is older than %u s before the start (a replay, or "
+			    "a client clock that is behind; no --state-dir)",
+			    tunnel_peer_name(t), stn->client, SERVER_CLOCK_WINDOW_S);
 		else if (rc == WM_ERR_IO)
-			log_error("tunnel from %s refused: cannot record its handshake: %s",
-				  tunnel_peer_name(t), why);
+			log_peer_error("tunnel from %s refused: cannot record its handshake: %s",
+				       tunnel_peer_name(t), why);
 		else
-			log_warn(
+			log_peer_warn(
 			    "tunnel from %s refused: replayed or stale handshake from client %s",
 			    tunnel_peer_name(t), stn->client);
 		stn->client[0] = '\0';
@@ -525,7 +526,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	int err = EVUTIL_SOCKET_ERROR();
 	/* EMFILE and friends: keep serving what we have. */
-	log_error("accept: %s", evutil_socket_error_to_string(err));
+	log_peer_error("accept: %s", evutil_socket_error_to_string(err));
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

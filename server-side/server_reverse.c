@@ -54,8 +54,8 @@ static struct server_tunnel *pick(struct reverse_listener *rl)
 
 static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
 {
-	log_warn("%s: client refused the reverse stream: %s", relay_name(r),
-		 frame_error_name(error));
+	log_peer_warn("%s: client refused the reverse stream: %s", relay_name(r),
+		      frame_error_name(error));
 	return false;
 }
 
@@ -67,8 +67,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct server_tunnel *stn = pick(rl);
 	netaddr_format(sa, peer, sizeof(peer));
 	if (stn == NULL) {
-		log_warn("reverse %s: connection from %s but no tunnel of client %s is up",
-			 rl->name, peer, rl->client);
+		log_peer_warn("reverse %s: connection from %s but no tunnel of client %s is up",
+			      rl->name, peer, rl->client);
 		close(fd);
 		return;
 	}
@@ -85,7 +85,7 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	struct session_stream *st =
 	    session_stream_open(tunnel_session(stn->t), &rl->addr, relay_source(r), r);
 	if (st == NULL) {
-		log_warn("%s: stream limit reached on the client's tunnel", name);
+		log_peer_warn("%s: stream limit reached on the client's tunnel", name);
 		relay_set_result(r, FRAME_ERR_STREAM_LIMIT);
 		relay_close(r, true);
 		return;
@@ -146,24 +146,24 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	char err[256], name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 
 	if (f->type != FRAME_LISTEN) {
-		log_warn("client %s sent %s; closing the tunnel", stn->client,
-			 frame_type_name(f->type));
+		log_peer_warn("client %s sent %s; closing the tunnel", stn->client,
+			      frame_type_name(f->type));
 		return -1;
 	}
 	connect_target_name(&f->u.open, name, sizeof(name));
 	socklen_t salen = connect_target_sockaddr(&f->u.open, &ss);
 	if (salen == 0) {
 		srv->refused_listens++;
-		log_warn("client %s asked to listen on %s: not an address; refused", stn->client,
-			 name);
+		log_peer_warn("client %s asked to listen on %s: not an address; refused",
+			      stn->client, name);
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
 	if (srv->allow_listen == NULL ||
 	    !acl_permits(srv->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
 		srv->refused_listens++;
-		log_warn("client %s asked to listen on %s: no --allow-listen rule permits it",
-			 stn->client, name);
+		log_peer_warn("client %s asked to listen on %s: no --allow-listen rule permits it",
+			      stn->client, name);
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
@@ -173,9 +173,10 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		if (same_addr(&rl->addr, &f->u.open)) {
 			if (memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) != 0) {
 				srv->refused_listens++;
-				log_warn("client %s asked to listen on %s, which client %s holds; "
-					 "refused",
-					 stn->client, name, rl->client);
+				log_peer_warn(
+				    "client %s asked to listen on %s, which client %s holds; "
+				    "refused",
+				    stn->client, name, rl->client);
 				answer(s, f->stream_id, FRAME_ERR_REFUSED);
 				return 0;
 			}
@@ -211,8 +212,8 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	if (fd < 0 || rl->evl == NULL || add_tunnel(rl, stn) != 0) {
 		if (fd >= 0 && rl->evl == NULL)
 			close(fd);
-		log_warn("client %s asked to listen on %s: %s", stn->client, name,
-			 fd < 0 ? err : "cannot listen");
+		log_peer_warn("client %s asked to listen on %s: %s", stn->client, name,
+			      fd < 0 ? err : "cannot listen");
 		listener_free(rl);
 		answer(s, f->stream_id, FRAME_ERR_CONNECT_FAILED);
 		return 0;

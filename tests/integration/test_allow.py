@@ -52,6 +52,7 @@ def test_target_not_allowed(env):
     cli = env.start_client(srv.port, [(l_bad, "127.0.0.1", recorder.port),
                                       (l_ok, "127.0.0.1", sink.port)])
     for i in range(3):
+        time.sleep(h.LOG_THROTTLE_S)  # one refusal line a second
         mark = srv.mark()
         closes_promptly(l_bad, f"not allowed #{i}")
         m = srv.wait_log(refusal_re(env, f"127.0.0.1:{recorder.port}"), t(5), since=mark)
@@ -65,10 +66,10 @@ def test_target_not_allowed(env):
     time.sleep(0.5)
     check(recorder.accepts == 0,
           f"the refused target's listener saw {recorder.accepts} connections")
-    check(srv.count(refusal_re(env, f"127.0.0.1:{recorder.port}")) == 11,
-          f"expected 11 refusals in the server log, got "
-          f"{srv.count(refusal_re(env, f'127.0.0.1:{recorder.port}'))}")
     check(cli.count(r"tunnel \d+ to \S+ down") == 0, "a refusal took a tunnel down")
+    srv.stop()
+    refused = srv.summary()["targets"]
+    check(refused == 11, f"expected 11 refused targets in the server's summary, got {refused}")
 
 
 def test_hostname_rule(env):
@@ -99,6 +100,7 @@ def test_target_refuses(env):
     cli = env.start_client(srv.port, [(l_closed, "127.0.0.1", closed.port),
                                       (l_ok, "127.0.0.1", sink.port)])
     for i in range(3):
+        time.sleep(h.LOG_THROTTLE_S)  # one line a second per kind
         mark = srv.mark()
         closes_promptly(l_closed, f"target refuses #{i}")
         srv.wait_log(r"stream \d+ from client %s.*127\.0\.0\.1:%d.*[Rr]efused"

@@ -332,9 +332,10 @@ def attack_garbage(env, srv, w):
     big = srv.count(OVERSIZED_HS, mark)
     print(f"     garbage: {mac} refused by MAC, {big} oversized, "
           f"{srv.count(UNAUTH_LIMIT, mark)} max-unauth lines")
-    check(mac >= GARBAGE_CONNECTIONS // 4, f"only {mac} MAC refusals logged for "
-                                           f"{GARBAGE_CONNECTIONS} junk connections")
-    check(big >= GARBAGE_CONNECTIONS // 8, f"only {big} oversized-handshake refusals")
+    # Refusal lines are throttled (one a second per kind): the counts are
+    # checked in the summary at the end.
+    check(mac >= 1, f"no MAC refusal logged for {GARBAGE_CONNECTIONS} junk connections")
+    check(big >= 1, "no oversized-handshake refusal logged")
     check(srv.count(r"tunnel from \S+ up", mark) == 0, "junk brought a tunnel up")
     w.after("1000 garbage connections")
 
@@ -361,8 +362,7 @@ def attack_half_open(env, srv, w):
     print(f"     half-open: {refused} refused at accept; {len(held)} held ones closed "
           f"{time.monotonic() - t_full:.1f} s after the table was full")
     n = srv.count(NO_HANDSHAKE, mark)
-    check(n >= MAX_UNAUTH - 2, f"{n} 'no handshake within' refusals for {MAX_UNAUTH} "
-                               "half-open connections")
+    check(n >= 1, f"no 'no handshake within' refusal for {MAX_UNAUTH} half-open connections")
     w.after("half-open handshakes")
 
 
@@ -396,6 +396,7 @@ def attack_records(env, srv, w, atk):
         "open-backwards": r"OPEN reuses or skips back to stream id 3",
     }
     for kind, rx in expected.items():
+        time.sleep(h.LOG_THROTTLE_S)  # the same kind of line again needs a second
         mark = srv.mark()
         res = atk.run("badframe", "--kind", kind, "--wait", t(10))
         srv.wait_log(rx, t(10), since=mark)
@@ -561,6 +562,16 @@ def test_attacks_while_transferring(env):
     check(tunnels >= 2, "summary counts fewer than 2 refused tunnels (replay, unknown key)")
     check(unauth > 0, "summary counts no --max-unauth refusals")
     check(opens > 0, "summary counts no --open-rate refusals")
+    closed = srv.summary()
+    check(closed["bad_mac"] >= GARBAGE_CONNECTIONS // 4,
+          f"only {closed['bad_mac']} MAC refusals for {GARBAGE_CONNECTIONS} junk connections")
+    check(closed["bad_handshake"] >= GARBAGE_CONNECTIONS // 8,
+          f"only {closed['bad_handshake']} failed handshakes (oversized ones among them)")
+    check(closed["handshake_timeout"] >= MAX_UNAUTH - 2,
+          f"{closed['handshake_timeout']} handshake timeouts for {MAX_UNAUTH} half-open "
+          "connections")
+    print(f"     closed: {closed}; log lines held back by the throttle are counted "
+          "in '[N similar lines suppressed]'")
 
 
 def test_never_reading_peer_cannot_starve_others(env):

@@ -293,8 +293,9 @@ def test_slowloris(env):
               f"a slow request was closed after {took:.1f} s, expected about {DEADLINE:.0f} s")
     print("     3 slowloris + 2 silent clients: closed after "
           + ", ".join(f"{x:.1f}" for x in res) + " s")
-    check(cli.count(r"no complete request head", since=mark) >= 5,
-          "the client did not log the request deadline for each slow client")
+    # One line a second per kind: the five deadlines fall in the same second.
+    check(cli.count(r"no complete request head", since=mark) >= 1,
+          "the client did not log the request deadline")
     check(cli.alive(), "the client died")
     good_request_works(env, hport, origin)
 

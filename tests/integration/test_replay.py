@@ -10,6 +10,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmharness as h  # noqa: E402
@@ -104,6 +105,7 @@ def test_replayed_first_message_is_refused(env):
             captured = list(proxy.first_messages)
         check(len(captured) >= 2, f"proxy recorded {len(captured)} handshakes, wanted 2")
         for i, msg in enumerate(captured):
+            time.sleep(h.LOG_THROTTLE_S)  # one refusal line a second
             mark = srv.mark()
             got = replay(srv.port, msg, t(10))
             check(got == b"", f"replay {i}: server answered {len(got)} bytes")
@@ -136,6 +138,7 @@ def test_tampered_first_message_is_refused_cheaply(env):
         for pos in (2, 10, 50, len(msg) - 20, len(msg) - 1):
             bad = bytearray(msg)
             bad[pos] ^= 0x01
+            time.sleep(h.LOG_THROTTLE_S)  # one refusal line a second
             mark = srv.mark()
             check(replay(srv.port, bytes(bad), t(10)) == b"",
                   f"tampered byte {pos}: server answered")

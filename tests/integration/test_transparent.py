@@ -198,6 +198,7 @@ def test_redirected_ipv6(env):
 def test_direct_connection_refused(env):
     srv, cli, _, tport = pair(env, with_v6=False)
     for i in range(3):
+        time.sleep(h.LOG_THROTTLE_S)  # one line a second per kind
         mark = cli.mark()
         s = h.connect(tport, timeout=t(5))
         try:

@@ -26,6 +26,10 @@ import time
 import traceback
 
 MB = 1 << 20
+# Log lines a peer can cause are throttled to one a second per kind
+# (common/log.c); a test that must see the same kind of line again waits this
+# long first.
+LOG_THROTTLE_S = 1.1
 SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
                           r"SUMMARY: (Address|Undefined|Leak)Sanitizer")
 
@@ -191,6 +195,29 @@ class Daemon:
                 raise TestFailure(f"{self} did not log {regex!r} x{count} within "
                                   f"{timeout:.1f} s (got {len(matches)})")
             time.sleep(0.05)
+
+    def summary(self):
+        """The server's counters from its summary lines at SIGTERM (call after
+        stop()): refused targets/tunnels/listens, limits, and the closes by
+        kind. Refusal lines are throttled (LOG_THROTTLE_S), so counts come from
+        here, not from counting lines."""
+        text = self.log_text()
+        out = {}
+        m = re.search(r"refused so far: (\d+) targets, (\d+) tunnels, (\d+) listens, (\d+) "
+                      r"over --max-unauth, (\d+) over --handshake-rate, (\d+) over "
+                      r"--open-rate", text)
+        if m:
+            out.update(zip(("targets", "tunnels", "listens", "unauth", "handshake_rate",
+                            "open_rate"), (int(x) for x in m.groups())))
+        m = re.search(r"closed so far: (\d+) bad MACs, (\d+) failed handshakes, (\d+) "
+                      r"handshake timeouts, (\d+) bad records, (\d+) protocol errors, "
+                      r"(\d+) silent peers", text)
+        if m:
+            out.update(zip(("bad_mac", "bad_handshake", "handshake_timeout", "bad_record",
+                            "protocol_error", "silent"), (int(x) for x in m.groups())))
+        if not out:
+            raise TestFailure(f"{self} logged no summary counters")
+        return out
 
     def cpu(self):
         return cpu_seconds(self.pid)
