@@ -282,7 +282,7 @@ def main():
     if why:
         print(f"SKIPPED: {why}")
         print("0 passed, 0 failed")
-        sys.exit(0)
+        sys.exit(h.SKIP_RC)
     for prog in ("ip", "nft", "curl"):
         if shutil.which(prog) is None:
             print(f"FAIL: {prog} not found; as root this test needs it "

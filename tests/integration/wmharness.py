@@ -30,6 +30,9 @@ MB = 1 << 20
 # (common/log.c); a test that must see the same kind of line again waits this
 # long first.
 LOG_THROTTLE_S = 1.1
+# Exit code of a test that cannot run here (ctest SKIP_RETURN_CODE): a skip
+# must show as a skip, not as a pass.
+SKIP_RC = 77
 SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
                           r"SUMMARY: (Address|Undefined|Leak)Sanitizer")
 
