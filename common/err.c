@@ -1,4 +1,4 @@
-/* Text for the WM_ERR_* codes. */
+/* Text for the WM_ERR_* codes, and the one formatter of error reasons. */
 #include "wanmux/err.h"
 
 #include <stdarg.h>

@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "wanmux/bytes.h"
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/netaddr.h"
@@ -12,47 +13,12 @@
 #define FRAME_DATA_FLAGS (FRAME_FLAG_FIN | FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB)
 #define FRAME_COMPRESSED (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB)
 
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
 static void put_header(uint8_t *p, uint8_t type, uint8_t flags, uint16_t len, uint32_t stream_id)
 {
 	p[0] = type;
 	p[1] = flags;
-	put16(p + 2, len);
-	put32(p + 4, stream_id);
+	bytes_store_be16(p + 2, len);
+	bytes_store_be32(p + 4, stream_id);
 }
 
 /* Body length of each REKEY step; -1 for a step that does not exist. */
@@ -116,7 +82,7 @@ static int check_header(uint8_t type, uint8_t flags, uint16_t len, uint32_t stre
 static int decode_open(const uint8_t *body, uint16_t len, struct frame_addr *a)
 {
 	a->type = body[0];
-	a->port = get16(body + 1);
+	a->port = bytes_load_be16(body + 1);
 	switch (a->type) {
 	case FRAME_ADDR_IPV4:
 		if (len != 3 + 4)
@@ -158,8 +124,8 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 		return WM_ERR_AGAIN;
 	type = buf[0];
 	flags = buf[1];
-	body_len = get16(buf + 2);
-	stream_id = get32(buf + 4);
+	body_len = bytes_load_be16(buf + 2);
+	stream_id = bytes_load_be32(buf + 4);
 	rc = check_header(type, flags, body_len, stream_id);
 	if (rc < 0)
 		return rc;
@@ -181,12 +147,12 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 	case FRAME_OPEN_RESULT:
 	case FRAME_LISTEN_RESULT:
 	case FRAME_GOAWAY:
-		out->u.error = get32(body);
+		out->u.error = bytes_load_be32(body);
 		break;
 	case FRAME_DATA:
-		out->u.data.offset = get64(body);
+		out->u.data.offset = bytes_load_be64(body);
 		if (flags & FRAME_COMPRESSED) {
-			out->u.data.raw_len = get32(body + 8);
+			out->u.data.raw_len = bytes_load_be32(body + 8);
 			if (out->u.data.raw_len == 0 || out->u.data.raw_len > FRAME_DATA_RAW_MAX)
 				return WM_ERR_MALFORMED;
 			out->u.data.payload = body + 12;
@@ -198,18 +164,18 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 		}
 		break;
 	case FRAME_WINDOW:
-		out->u.max_offset = get64(body);
+		out->u.max_offset = bytes_load_be64(body);
 		break;
 	case FRAME_RESET:
-		out->u.reset.error = get32(body);
-		out->u.reset.final_offset = get64(body + 4);
+		out->u.reset.error = bytes_load_be32(body);
+		out->u.reset.final_offset = bytes_load_be64(body + 4);
 		break;
 	case FRAME_PING:
 	case FRAME_PONG:
-		out->u.opaque = get64(body);
+		out->u.opaque = bytes_load_be64(body);
 		break;
 	case FRAME_RESUME:
-		out->u.recv_offset = get64(body);
+		out->u.recv_offset = bytes_load_be64(body);
 		break;
 	case FRAME_REKEY:
 		memcpy(out->u.rekey_key, body, body_len);
@@ -276,7 +242,7 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 	case FRAME_OPEN:
 	case FRAME_LISTEN:
 		body[0] = f->u.open.type;
-		put16(body + 1, f->u.open.port);
+		bytes_store_be16(body + 1, f->u.open.port);
 		if (f->u.open.type == FRAME_ADDR_IPV4) {
 			memcpy(body + 3, f->u.open.u.ipv4, 4);
 		} else if (f->u.open.type == FRAME_ADDR_IPV6) {
@@ -289,21 +255,21 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 	case FRAME_OPEN_RESULT:
 	case FRAME_LISTEN_RESULT:
 	case FRAME_GOAWAY:
-		put32(body, f->u.error);
+		bytes_store_be32(body, f->u.error);
 		break;
 	case FRAME_WINDOW:
-		put64(body, f->u.max_offset);
+		bytes_store_be64(body, f->u.max_offset);
 		break;
 	case FRAME_RESET:
-		put32(body, f->u.reset.error);
-		put64(body + 4, f->u.reset.final_offset);
+		bytes_store_be32(body, f->u.reset.error);
+		bytes_store_be64(body + 4, f->u.reset.final_offset);
 		break;
 	case FRAME_PING:
 	case FRAME_PONG:
-		put64(body, f->u.opaque);
+		bytes_store_be64(body, f->u.opaque);
 		break;
 	case FRAME_RESUME:
-		put64(body, f->u.recv_offset);
+		bytes_store_be64(body, f->u.recv_offset);
 		break;
 	case FRAME_REKEY:
 		memcpy(body, f->u.rekey_key, (size_t)body_len);
@@ -336,9 +302,9 @@ int frame_encode_data_header(uint8_t *buf, size_t cap, uint32_t stream_id, uint8
 		return WM_ERR_RANGE;
 
 	put_header(buf, FRAME_DATA, flags, (uint16_t)body_len, stream_id);
-	put64(buf + FRAME_HEADER_LEN, offset);
+	bytes_store_be64(buf + FRAME_HEADER_LEN, offset);
 	if (flags & FRAME_COMPRESSED)
-		put32(buf + FRAME_HEADER_LEN + 8, raw_len);
+		bytes_store_be32(buf + FRAME_HEADER_LEN + 8, raw_len);
 	return (int)hlen;
 }
 

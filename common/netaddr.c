@@ -23,20 +23,6 @@
 
 #define NETADDR_LISTEN_BACKLOG 1024
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int netaddr_parse_port(const char *s, uint16_t *out)
 {
 	uint32_t v = 0;
@@ -123,46 +109,46 @@ static int parse_host_field(const char *s, size_t n, const char *spec, const cha
 			    char *err, size_t errlen)
 {
 	if (n == 0) {
-		set_err(err, errlen, "'%s': empty %s", spec, what);
+		wm_set_err(err, errlen, "'%s': empty %s", spec, what);
 		return WM_ERR_PARSE;
 	}
 	if (s[0] == '[') {
 		const char *close_br = memchr(s, ']', n);
 
 		if (close_br == NULL) {
-			set_err(err, errlen, "'%s': missing ']' after IPv6 %s", spec, what);
+			wm_set_err(err, errlen, "'%s': missing ']' after IPv6 %s", spec, what);
 			return WM_ERR_PARSE;
 		}
 		if (close_br != s + n - 1) {
-			set_err(err, errlen, "'%s': invalid characters after ']' in %s", spec,
-				what);
+			wm_set_err(err, errlen, "'%s': invalid characters after ']' in %s", spec,
+				   what);
 			return WM_ERR_PARSE;
 		}
 		s++;
 		n -= 2;
 		if (n == 0) {
-			set_err(err, errlen, "'%s': empty %s in brackets", spec, what);
+			wm_set_err(err, errlen, "'%s': empty %s in brackets", spec, what);
 			return WM_ERR_PARSE;
 		}
 		if (n >= NETADDR_HOST_MAX) {
-			set_err(err, errlen, "'%s': %s too long", spec, what);
+			wm_set_err(err, errlen, "'%s': %s too long", spec, what);
 			return WM_ERR_PARSE;
 		}
 		memcpy(host, s, n);
 		host[n] = '\0';
 		if (!is_v6_literal(host)) {
-			set_err(err, errlen, "'%s': '%s' in brackets is not an IPv6 address", spec,
-				host);
+			wm_set_err(err, errlen, "'%s': '%s' in brackets is not an IPv6 address",
+				   spec, host);
 			return WM_ERR_PARSE;
 		}
 		return 0;
 	}
 	if (n >= NETADDR_HOST_MAX) {
-		set_err(err, errlen, "'%s': %s too long", spec, what);
+		wm_set_err(err, errlen, "'%s': %s too long", spec, what);
 		return WM_ERR_PARSE;
 	}
 	if (!netaddr_hostname_valid(s, n)) {
-		set_err(err, errlen, "'%s': invalid character or label in %s", spec, what);
+		wm_set_err(err, errlen, "'%s': invalid character or label in %s", spec, what);
 		return WM_ERR_PARSE;
 	}
 	memcpy(host, s, n);
@@ -176,23 +162,23 @@ static int parse_port_field(const char *s, size_t n, const char *spec, uint16_t 
 	char tmp[8];
 
 	if (n == 0) {
-		set_err(err, errlen, "'%s': missing port", spec);
+		wm_set_err(err, errlen, "'%s': missing port", spec);
 		return WM_ERR_PARSE;
 	}
 	if (n >= sizeof(tmp)) {
-		set_err(err, errlen, "'%s': port out of range (1-65535)", spec);
+		wm_set_err(err, errlen, "'%s': port out of range (1-65535)", spec);
 		return WM_ERR_PARSE;
 	}
 	memcpy(tmp, s, n);
 	tmp[n] = '\0';
 	for (size_t i = 0; i < n; i++) {
 		if (tmp[i] < '0' || tmp[i] > '9') {
-			set_err(err, errlen, "'%s': port '%s' is not a number", spec, tmp);
+			wm_set_err(err, errlen, "'%s': port '%s' is not a number", spec, tmp);
 			return WM_ERR_PARSE;
 		}
 	}
 	if (netaddr_parse_port(tmp, out) < 0) {
-		set_err(err, errlen, "'%s': port %s out of range (1-65535)", spec, tmp);
+		wm_set_err(err, errlen, "'%s': port %s out of range (1-65535)", spec, tmp);
 		return WM_ERR_PARSE;
 	}
 	return 0;
@@ -238,25 +224,26 @@ int netaddr_parse_hostport(const char *s, struct netaddr_hostport *out, char *er
 	int rc;
 
 	if (s == NULL || s[0] == '\0') {
-		set_err(err, errlen, "empty address (expected HOST:PORT)");
+		wm_set_err(err, errlen, "empty address (expected HOST:PORT)");
 		return WM_ERR_PARSE;
 	}
 	nf = split_fields(s, start, len, 2);
 	if (nf < 0) {
-		set_err(err, errlen, "'%s': unbalanced brackets", s);
+		wm_set_err(err, errlen, "'%s': unbalanced brackets", s);
 		return WM_ERR_PARSE;
 	}
 	if (nf == 1) {
-		set_err(err, errlen, "'%s': missing port (expected HOST:PORT)", s);
+		wm_set_err(err, errlen, "'%s': missing port (expected HOST:PORT)", s);
 		return WM_ERR_PARSE;
 	}
 	if (nf > 2) {
 		/* "::1:80" could be [::1]:80 or [::1:80] without a port. */
 		const char *last = strrchr(s, ':');
 
-		set_err(err, errlen,
-			"'%s': IPv6 addresses need brackets, e.g. [%.*s]:%s (expected HOST:PORT)",
-			s, (int)(last - s), s, last + 1);
+		wm_set_err(
+		    err, errlen,
+		    "'%s': IPv6 addresses need brackets, e.g. [%.*s]:%s (expected HOST:PORT)", s,
+		    (int)(last - s), s, last + 1);
 		return WM_ERR_PARSE;
 	}
 	rc = parse_host_field(start[0], len[0], s, "host", out->host, err, errlen);
@@ -274,17 +261,17 @@ int netaddr_parse_forward(const char *s, struct netaddr_forward *out, char *err,
 	int i = 0;
 
 	if (s == NULL || s[0] == '\0') {
-		set_err(err, errlen, "empty forward (expected [LADDR:]LPORT:HOST:PORT)");
+		wm_set_err(err, errlen, "empty forward (expected [LADDR:]LPORT:HOST:PORT)");
 		return WM_ERR_PARSE;
 	}
 	nf = split_fields(s, start, len, 4);
 	if (nf < 0) {
-		set_err(err, errlen, "'%s': unbalanced brackets", s);
+		wm_set_err(err, errlen, "'%s': unbalanced brackets", s);
 		return WM_ERR_PARSE;
 	}
 	if (nf < 3 || nf > 4) {
-		set_err(err, errlen, "'%s': expected [LADDR:]LPORT:HOST:PORT%s", s,
-			nf > 4 ? " (IPv6 addresses need brackets)" : "");
+		wm_set_err(err, errlen, "'%s': expected [LADDR:]LPORT:HOST:PORT%s", s,
+			   nf > 4 ? " (IPv6 addresses need brackets)" : "");
 		return WM_ERR_PARSE;
 	}
 	if (nf == 4) {
@@ -386,8 +373,8 @@ int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen)
 	snprintf(port, sizeof(port), "%u", (unsigned)hp->port);
 	gai = getaddrinfo(hp->host[0] != '\0' ? hp->host : NULL, port, &hints, &res);
 	if (gai != 0) {
-		set_err(err, errlen, "%s: %s", text,
-			gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+		wm_set_err(err, errlen, "%s: %s", text,
+			   gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
 		return -1;
 	}
 	/* Take the first address that works; report the first failure otherwise. */
@@ -418,7 +405,7 @@ int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen)
 		fd = -1;
 	}
 	freeaddrinfo(res);
-	set_err(err, errlen, "%s: %s", text, strerror(saved != 0 ? saved : EADDRNOTAVAIL));
+	wm_set_err(err, errlen, "%s: %s", text, strerror(saved != 0 ? saved : EADDRNOTAVAIL));
 	return -1;
 }
 

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "wanmux/bytes.h"
 #include "wanmux/err.h"
 
 /* Lives in sodium_malloc memory: the key is guarded and wiped on free. */
@@ -90,8 +91,7 @@ int record_seal(struct record_cipher *c, const uint8_t *plain, size_t plain_len,
 	 * tunnel whose rekey did not happen dies here instead. */
 	if (c->counter >= c->limit)
 		return WM_ERR_CRYPTO;
-	out[0] = (uint8_t)(ct_len >> 8);
-	out[1] = (uint8_t)ct_len;
+	bytes_store_be16(out, (uint16_t)ct_len);
 	make_nonce(nonce, c->counter);
 	/* libsodium allows out + 2 == plain: that is sealing in place. */
 	crypto_aead_chacha20poly1305_ietf_encrypt(out + RECORD_HEADER_LEN, &clen, plain, plain_len,
@@ -106,7 +106,7 @@ int record_peek(const uint8_t *buf, size_t len)
 
 	if (buf == NULL || len < RECORD_HEADER_LEN)
 		return WM_ERR_AGAIN;
-	ct_len = ((size_t)buf[0] << 8) | buf[1];
+	ct_len = bytes_load_be16(buf);
 	if (ct_len < RECORD_TAG_LEN)
 		return WM_ERR_MALFORMED;
 	return (int)(RECORD_HEADER_LEN + ct_len);

@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 
+#include "wanmux/bytes.h"
 #include "wanmux/err.h"
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
@@ -682,7 +683,7 @@ static size_t fill_ctrl(struct session *s, uint8_t *buf, size_t cap)
 	}
 	while (evbuffer_get_length(s->ctrl) >= FRAME_HEADER_LEN) {
 		evbuffer_copyout(s->ctrl, hdr, sizeof(hdr));
-		size_t flen = FRAME_HEADER_LEN + (((size_t)hdr[2] << 8) | hdr[3]);
+		size_t flen = FRAME_HEADER_LEN + (size_t)bytes_load_be16(hdr + 2);
 		if (used + flen > cap)
 			break;
 		evbuffer_remove(s->ctrl, buf + used, flen);

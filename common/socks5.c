@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "wanmux/bytes.h"
 #include "wanmux/err.h"
 #include "wanmux/netaddr.h"
 
@@ -135,7 +136,7 @@ int socks5_parse_request(const uint8_t *buf, size_t len, size_t *used, struct so
 
 	a.type = buf[3];
 	addr = buf + need - 2 - addr_len;
-	a.port = (uint16_t)((buf[need - 2] << 8) | buf[need - 1]);
+	a.port = bytes_load_be16(buf + need - 2);
 	if (a.port == 0)
 		return WM_ERR_MALFORMED;
 	if (a.type == FRAME_ADDR_IPV4) {

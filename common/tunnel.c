@@ -22,6 +22,7 @@
 #include <event2/util.h>
 #include <sodium.h>
 
+#include "wanmux/bytes.h"
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
@@ -134,19 +135,6 @@ static uint64_t now_ms(void)
 	return now_us() / 1000u;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* TAI64N, forced strictly increasing within this process so that tunnels
  * opened in the same nanosecond still pass the server's replay check. */
 static void tai64n_now(uint8_t out[12])
@@ -167,9 +155,8 @@ static void tai64n_now(uint8_t out[12])
 	}
 	last_sec = sec;
 	last_nsec = nsec;
-	for (int i = 0; i < 8; i++)
-		out[i] = (uint8_t)(sec >> (56 - 8 * i));
-	put32(out + 8, nsec);
+	bytes_store_be64(out, sec);
+	bytes_store_be32(out + 8, nsec);
 }
 
 void tunnel_config_defaults(struct tunnel_config *c)
@@ -350,24 +337,25 @@ static void on_write(struct bufferevent *bev, void *arg)
 /* Sends one handshake message framed as u16 length | message. */
 static void send_handshake(struct tunnel *t, const uint8_t *msg, size_t len)
 {
-	uint8_t hdr[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+	uint8_t hdr[2];
+	bytes_store_be16(hdr, (uint16_t)len);
 	bufferevent_write(t->bev, hdr, 2);
 	bufferevent_write(t->bev, msg, len);
 }
 
 static void encode_params(uint8_t *p, const struct session_params *sp)
 {
-	put32(p, sp->stream_window);
-	put32(p + 4, sp->session_window);
-	put32(p + 8, sp->max_streams);
+	bytes_store_be32(p, sp->stream_window);
+	bytes_store_be32(p + 4, sp->session_window);
+	bytes_store_be32(p + 8, sp->max_streams);
 }
 
 /* Peer windows below the minimum would crawl; above 1 GiB they are absurd. */
 static int decode_params(const uint8_t *p, struct session_params *sp)
 {
-	sp->stream_window = get32(p);
-	sp->session_window = get32(p + 4);
-	sp->max_streams = get32(p + 8);
+	sp->stream_window = bytes_load_be32(p);
+	sp->session_window = bytes_load_be32(p + 4);
+	sp->max_streams = bytes_load_be32(p + 8);
 	if (sp->stream_window < SESSION_MIN_WINDOW || sp->session_window < SESSION_MIN_WINDOW ||
 	    sp->stream_window > (1u << 30) || sp->session_window > (1u << 30) ||
 	    sp->max_streams == 0)
@@ -728,7 +716,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (avail < 2)
 			break;
 		evbuffer_copyout(in, hdr, 2);
-		size_t len = ((size_t)hdr[0] << 8) | hdr[1];
+		size_t len = bytes_load_be16(hdr);
 		if (t->state == TUNNEL_HANDSHAKE && len > HANDSHAKE_MSG_MAX) {
 			log_peer_info("tunnel %s: refused: oversized handshake message", t->peer);
 			counters.bad_handshake++;

@@ -34,18 +34,6 @@ struct userpass {
 	size_t cap;
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-							  ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A domain byte keeps a user's hash from ever equalling a password's. */
 static void hash_field(const struct userpass *db, uint8_t domain, const char *s, size_t len,
 		       uint8_t out[USERPASS_HASH_LEN])
@@ -103,28 +91,28 @@ static int parse_line(struct userpass *db, char *line, size_t len, const char *p
 		return 0;
 	colon = memchr(line, ':', len);
 	if (colon == NULL) {
-		set_err(err, errlen, "%s:%zu: expected user:password", path, lineno);
+		wm_set_err(err, errlen, "%s:%zu: expected user:password", path, lineno);
 		return WM_ERR_PARSE;
 	}
 	ulen = (size_t)(colon - line);
 	if (!field_ok(line, ulen)) {
-		set_err(err, errlen,
-			"%s:%zu: user must be 1 to 255 bytes without control characters", path,
-			lineno);
+		wm_set_err(err, errlen,
+			   "%s:%zu: user must be 1 to 255 bytes without control characters", path,
+			   lineno);
 		return WM_ERR_PARSE;
 	}
 	if (!field_ok(colon + 1, len - ulen - 1)) {
-		set_err(err, errlen,
-			"%s:%zu: password must be 1 to 255 bytes without control characters", path,
-			lineno);
+		wm_set_err(err, errlen,
+			   "%s:%zu: password must be 1 to 255 bytes without control characters",
+			   path, lineno);
 		return WM_ERR_PARSE;
 	}
 	hash_field(db, 'u', line, ulen, e.user);
 	hash_field(db, 'p', colon + 1, len - ulen - 1, e.pass);
 	for (i = 0; i < db->count; i++) {
 		if (sodium_memcmp(db->entries[i].user, e.user, USERPASS_HASH_LEN) == 0) {
-			set_err(err, errlen, "%s:%zu: duplicate user \"%.*s\"", path, lineno,
-				(int)ulen, line);
+			wm_set_err(err, errlen, "%s:%zu: duplicate user \"%.*s\"", path, lineno,
+				   (int)ulen, line);
 			sodium_memzero(&e, sizeof e);
 			return WM_ERR_PARSE;
 		}
@@ -132,7 +120,7 @@ static int parse_line(struct userpass *db, char *line, size_t len, const char *p
 	rc = add_entry(db, &e);
 	sodium_memzero(&e, sizeof e);
 	if (rc != 0) {
-		set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
+		wm_set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
 		return rc;
 	}
 	return 1;
@@ -153,13 +141,13 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
 		return fd;
 	f = fdopen(fd, "r");
 	if (f == NULL) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		wm_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);
 		return WM_ERR_IO;
 	}
 	db = calloc(1, sizeof *db);
 	if (db == NULL) {
-		set_err(err, errlen, "%s: out of memory", path);
+		wm_set_err(err, errlen, "%s: out of memory", path);
 		fclose(f);
 		return WM_ERR_NOMEM;
 	}
@@ -171,7 +159,7 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
 		if (len > 0 && line[len - 1] == '\n')
 			len--;
 		if (memchr(line, '\0', len) != NULL) {
-			set_err(err, errlen, "%s:%zu: NUL byte", path, lineno);
+			wm_set_err(err, errlen, "%s:%zu: NUL byte", path, lineno);
 			rc = WM_ERR_PARSE;
 		} else {
 			rc = parse_line(db, line, len, path, lineno, err, errlen);
@@ -182,11 +170,11 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
 		rc = 0;
 	}
 	if (rc == 0 && ferror(f)) {
-		set_err(err, errlen, "%s: read error", path);
+		wm_set_err(err, errlen, "%s: read error", path);
 		rc = WM_ERR_IO;
 	}
 	if (rc == 0 && db->count == 0) {
-		set_err(err, errlen, "%s: no user:password line", path);
+		wm_set_err(err, errlen, "%s: no user:password line", path);
 		rc = WM_ERR_PARSE;
 	}
 	if (line != NULL)

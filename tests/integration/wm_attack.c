@@ -26,6 +26,7 @@
 
 #include <sodium.h>
 
+#include "wanmux/bytes.h"
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
@@ -142,20 +143,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
 static void split_hostport(const char *spec, char *host, size_t hcap, char *port, size_t pcap)
 {
 	const char *colon = strrchr(spec, ':');
@@ -249,8 +236,8 @@ static void tai64n_now(uint8_t out[12], double age_s)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	put64(out, 0x400000000000000aULL + (uint64_t)ts.tv_sec - (uint64_t)age_s);
-	put32(out + 8, (uint32_t)ts.tv_nsec);
+	bytes_store_be64(out, 0x400000000000000aULL + (uint64_t)ts.tv_sec - (uint64_t)age_s);
+	bytes_store_be32(out + 8, (uint32_t)ts.tv_nsec);
 }
 
 /*
@@ -280,9 +267,9 @@ again:
 	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no, o->rekey_hello ? 1 : 0};
 	tai64n_now(hello + 4, o->age_s);
 	randombytes_buf(hello + 16, TUNNEL_SESSION_ID_LEN);
-	put32(hello + 32, o->stream_window);
-	put32(hello + 36, o->session_window);
-	put32(hello + 40, 1024);
+	bytes_store_be32(hello + 32, o->stream_window);
+	bytes_store_be32(hello + 36, o->session_window);
+	bytes_store_be32(hello + 40, 1024);
 	int n = handshake_write_msg1(hs, hello, sizeof(hello), c->msg1 + 2, HANDSHAKE_MSG_MAX);
 	if (n < 0)
 		die("handshake_write_msg1: %s", wm_strerror(n));
@@ -534,7 +521,7 @@ static int cmd_badframe(const struct opts *o)
 	need_up(handshake(o, &c));
 	if (strcmp(o->kind, "unknown-type") == 0) {
 		buf[0] = 0x7f;
-		put32(buf + 4, 1);
+		bytes_store_be32(buf + 4, 1);
 		len = FRAME_HEADER_LEN;
 	} else if (strcmp(o->kind, "bad-flags") == 0) {
 		struct frame f = {.type = FRAME_WINDOW, .stream_id = 0};
@@ -573,7 +560,7 @@ static int cmd_badframe(const struct opts *o)
 		/* A RESET whose length says 2 bytes: too short for its body. */
 		buf[0] = FRAME_RESET;
 		buf[3] = 2;
-		put32(buf + 4, 1);
+		bytes_store_be32(buf + 4, 1);
 		len = FRAME_HEADER_LEN + 2;
 	} else {
 		die("unknown --kind '%s'", o->kind);
