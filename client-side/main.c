@@ -214,7 +214,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct client *cl = arg;
 	notify_stopping();
-	log_info("signal %d: stopping", (int)sig);
+	log_throttle_flush();
+	log_info("signal %d: stopping; log lines so far: %llu held back by the throttle, %llu lost "
+		 "to a full output",
+		 (int)sig, (unsigned long long)log_suppressed_total(),
+		 (unsigned long long)log_dropped_total());
 	client_listen_stop(cl);
 	client_pool_stop(cl);
 	/* Let the closes run, then leave the loop. */

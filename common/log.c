@@ -39,6 +39,8 @@ static bool log_journal;
 static uint64_t log_dropped;	    /* lines lost since the last line that got out */
 static uint64_t log_dropped_all;    /* for log_dropped_total */
 static uint64_t log_suppressed_all; /* for log_suppressed_total */
+/* Throttles holding lines back, for log_throttle_flush. */
+static struct log_throttle *log_throttles;
 /* The tail of a line the fd took only part of; it goes first so lines stay whole. */
 static char log_pending[LOG_LINE_MAX];
 static size_t log_pending_len;
@@ -212,6 +214,9 @@ static bool emit(const char *line, size_t len)
 
 /* Formats, escapes and writes one line; suppressed is the throttle's count. */
 static void write_line(enum log_level level, uint64_t suppressed, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void write_line(enum log_level level, uint64_t suppressed, const char *fmt, va_list ap)
 {
 	static const char *tags[] = {"error", "warn", "info", "debug"};
 	static const char *priorities[] = {"<3>", "<4>", "<6>", "<7>"};
@@ -290,9 +295,34 @@ void log_throttled(struct log_throttle *t, enum log_level level, const char *fmt
 	if (!log_throttle_pass(t, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + 1,
 			       &suppressed)) {
 		log_suppressed_all++;
+		t->fmt = fmt;
+		t->level = level;
+		if (!t->listed) {
+			t->listed = true;
+			t->next = log_throttles;
+			log_throttles = t;
+		}
 		return;
 	}
 	va_start(ap, fmt);
 	write_line(level, suppressed, fmt, ap);
 	va_end(ap);
+}
+
+void log_throttle_flush(void)
+{
+	struct log_throttle *t = log_throttles;
+
+	log_throttles = NULL;
+	while (t != NULL) {
+		struct log_throttle *next = t->next;
+
+		if (t->suppressed > 0)
+			log_msg(t->level, "%" PRIu64 " more lines like \"%s\" suppressed",
+				t->suppressed, t->fmt);
+		t->suppressed = 0;
+		t->listed = false;
+		t->next = NULL;
+		t = next;
+	}
 }

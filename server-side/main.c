@@ -533,6 +533,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	notify_stopping();
+	log_throttle_flush();
+	log_info("log lines so far: %llu held back by the throttle, %llu lost to a full output",
+		 (unsigned long long)log_suppressed_total(),
+		 (unsigned long long)log_dropped_total());
 	log_info("signal %d: stopping; refused so far: %llu targets, %llu tunnels, %llu "
 		 "listens, %llu over --max-unauth, %llu over --handshake-rate, %llu over "
 		 "--open-rate",

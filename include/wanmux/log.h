@@ -65,10 +65,18 @@ size_t log_escape(const char *s, size_t n, char *out, size_t cap);
 uint64_t log_suppressed_total(void);
 uint64_t log_dropped_total(void);
 
-/* One kind of line a peer can cause: when the last one went out, how many since. */
+/*
+ * One kind of line a peer can cause: when the last one went out, how many
+ * since. Zero-initialized (a static) is ready; the logger links a throttle
+ * that holds lines back into its list for log_throttle_flush.
+ */
 struct log_throttle {
 	uint64_t last_ms;    /* CLOCK_MONOTONIC ms of the last line out; 0 = none yet */
 	uint64_t suppressed; /* lines held back since then */
+	const char *fmt;     /* of the last line held back, for log_throttle_flush */
+	enum log_level level;
+	bool listed;
+	struct log_throttle *next;
 };
 
 /*
@@ -85,6 +93,13 @@ bool log_throttle_pass(struct log_throttle *t, uint64_t now_ms, uint64_t *suppre
  */
 void log_throttled(struct log_throttle *t, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Reports what every throttle holds back ("N more lines like \"FMT\"
+ * suppressed"), so that the end of a burst is not lost; for the summary at
+ * exit.
+ */
+void log_throttle_flush(void);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -79,7 +79,7 @@ static void test_log_throttle_pass_table(void **state)
 	    {6000, false, 0}, {6999, false, 0}, {9000, true, 2},  {9500, false, 0},
 	    {20000, true, 1}, {21000, true, 0},
 	};
-	struct log_throttle t = {0, 0};
+	struct log_throttle t = {0};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -97,7 +97,7 @@ static void test_log_throttle_pass_table(void **state)
 static void test_log_throttled_1000_calls_one_line(void **state)
 {
 	static char buf[65536];
-	struct log_throttle t = {0, 0};
+	struct log_throttle t = {0};
 	int p[2];
 	double start;
 
@@ -128,9 +128,25 @@ static void test_log_throttled_1000_calls_one_line(void **state)
 	assert_int_equal(count_lines(buf), 1);
 	assert_non_null(strstr(buf, "bad MAC from 127.0.0.2:2\n"));
 
+	/* The end of a burst is reported by the flush, once. */
+	for (int i = 0; i < 5; i++)
+		log_throttled(&t, LOG_LEVEL_WARN, "refused stream %d from 127.0.0.1:1", i);
+	drain(p[0], buf, sizeof(buf));
+	assert_int_equal(count_lines(buf), 0);
+	log_throttle_flush();
+	drain(p[0], buf, sizeof(buf));
+	assert_int_equal(count_lines(buf), 2); /* this kind and the bad MAC one */
+	assert_non_null(strstr(buf, "warn: 5 more lines like \"refused stream %d from "
+				    "127.0.0.1:1\" suppressed\n"));
+	assert_non_null(strstr(buf, "warn: 2 more lines like \"bad MAC from 127.0.0.2:%d\" "
+				    "suppressed\n"));
+	log_throttle_flush();
+	drain(p[0], buf, sizeof(buf));
+	assert_int_equal(count_lines(buf), 0);
+
 	/* A level not kept is neither written nor counted. */
 	log_init("test_log", LOG_LEVEL_INFO);
-	struct log_throttle quiet = {0, 0};
+	struct log_throttle quiet = {0};
 	log_throttled(&quiet, LOG_LEVEL_DEBUG, "debug %d", 1);
 	assert_int_equal(quiet.last_ms, 0);
 	assert_int_equal(quiet.suppressed, 0);
