@@ -180,7 +180,8 @@ static const char *const malformed[] = {
     /* The one host name grammar (netaddr_hostname_valid): labels of 63 at most. */
     "CONNECT a234567890123456789012345678901234567890123456789012345678901234.com:443 "
     "HTTP/1.1\r\n\r\n",
-    "CONNECT ex\x1b" "ample.com:443 HTTP/1.1\r\n\r\n",
+    "CONNECT ex\x1b"
+    "ample.com:443 HTTP/1.1\r\n\r\n",
     "CONNECT ex\\ample.com:443 HTTP/1.1\r\n\r\n",
     "GET http://ex\x1b[2Jample.com/ HTTP/1.1\r\n\r\n",
     "GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n",

@@ -154,7 +154,9 @@ static void test_netaddr_parse_hostport_bad(void **state)
 	    {"exa mple.com:80", "invalid character"},
 	    {"a..b:80", "invalid character or label"},
 	    {".a:80", "invalid character or label"},
-	    {"ex\x1b" "ample.com:80", "invalid character"},
+	    {"ex\x1b"
+	     "ample.com:80",
+	     "invalid character"},
 	    {"caf\xc3\xa9.example:80", "invalid character"},
 	    {"host/24:80", "invalid character"},
 	    {"[::1]x:80", "invalid characters after"},
