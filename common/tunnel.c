@@ -387,8 +387,8 @@ static int tick_rekey(struct tunnel *t)
 		return WM_OK;
 	int rc = rekey_tick(t->rekey, now_ms(), wire_bytes(t));
 	if (rc != WM_OK) {
-		log_warn("tunnel %s: rekey unanswered for %u ms (%s); closing", t->peer,
-			 t->cfg.dead_after_ms, rekey_state_name(t->rekey));
+		log_peer_warn("tunnel %s: rekey unanswered for %u ms (%s); closing", t->peer,
+			      t->cfg.dead_after_ms, rekey_state_name(t->rekey));
 		counters.rekey_timeout++;
 		tunnel_close(t, "rekey unanswered");
 	}
@@ -428,8 +428,8 @@ static int on_rekey_frame(struct tunnel *t, const struct frame *f, bool last)
 	/* A peer that did not announce rekeying has no business sending REKEY. */
 	int rc = t->rekey != NULL ? rekey_on_frame(t->rekey, f, last, now_ms()) : WM_ERR_MALFORMED;
 	if (rc != WM_OK) {
-		log_warn("tunnel %s: REKEY step %u %s; closing", t->peer, f->flags,
-			 rc == WM_ERR_LIMIT ? "faster than allowed" : "out of turn");
+		log_peer_warn("tunnel %s: REKEY step %u %s; closing", t->peer, f->flags,
+			      rc == WM_ERR_LIMIT ? "faster than allowed" : "out of turn");
 		counters.protocol_error++;
 		tunnel_close(t, "protocol error");
 		return rc;
