@@ -40,10 +40,18 @@ struct acl_rule {
 	char name[ACL_NAME_MAX + 1];
 };
 
+/* One of the server's own interface addresses (acl_set_own_addresses). */
+struct acl_own {
+	enum acl_kind kind; /* V4 or V6; IPv4-mapped addresses are stored as V4 */
+	uint8_t addr[16];
+};
+
 struct acl {
 	struct acl_rule *rules;
 	size_t count;
 	size_t cap;
+	struct acl_own *own;
+	size_t own_count;
 };
 
 /*
@@ -66,6 +74,32 @@ static const struct acl_range acl_special[] = {
     {AF_INET6, {[15] = 1}, 128},	 /* ::1 */
     {AF_INET6, {0xfe, 0x80}, 10},	 /* link-local */
     {AF_INET6, {0xfd, 0x00, 0x0e, 0xc2, [14] = 0x02, [15] = 0x54}, 128}, /* fd00:ec2::254 */
+    /* Local-use NAT64 (RFC 8215): where the IPv4 address sits depends on the
+     * prefix length the operator chose, so the whole range needs a rule. */
+    {AF_INET6, {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48},
+};
+
+/*
+ * IPv6 ranges that carry an IPv4 address a gateway or the kernel may turn
+ * back into IPv4: 64:ff9b::7f00:1 through a NAT64 is 127.0.0.1 on the
+ * translator, 2002:a9fe:a9fe:: is 6to4 for 169.254.169.254. For the special
+ * check such an address is also judged by the IPv4 address inside it, so
+ * [::/0] opens no more than 0.0.0.0/0 does. (IPv4-mapped addresses are
+ * converted to IPv4 outright, before any matching.)
+ */
+struct acl_embedding {
+	uint8_t prefix[16];
+	unsigned int prefix_len;
+	unsigned int offset; /* byte where the IPv4 address starts */
+	bool inverted;	     /* stored with every bit flipped (Teredo client) */
+};
+
+static const struct acl_embedding acl_embeddings[] = {
+    {{0}, 96, 12, false},		       /* ::/96 IPv4-compatible (RFC 4291) */
+    {{0x00, 0x64, 0xff, 0x9b}, 96, 12, false}, /* 64:ff9b::/96 NAT64 (RFC 6052) */
+    {{0x20, 0x02}, 16, 2, false},	       /* 2002::/16 6to4 (RFC 3056) */
+    {{0x20, 0x01, 0x00, 0x00}, 32, 4, false},  /* Teredo server (RFC 4380) */
+    {{0x20, 0x01, 0x00, 0x00}, 32, 12, true},  /* Teredo client, obfuscated */
 };
 
 static const uint8_t acl_v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -79,6 +113,7 @@ void acl_free(struct acl *acl)
 {
 	if (acl == NULL)
 		return;
+	free(acl->own);
 	free(acl->rules);
 	free(acl);
 }
@@ -117,6 +152,11 @@ static bool host_bits_set(const uint8_t *a, size_t len, unsigned int bits)
 	return false;
 }
 
+/*
+ * Whether a range of min_prefix bits at addr lies inside a special range
+ * (min_prefix 32 or 128: whether the address is special). IPv6 is also
+ * judged by an IPv4 address it embeds, as far as the range fixes its bits.
+ */
 static bool in_special(int family, const uint8_t *addr, unsigned int min_prefix)
 {
 	for (size_t i = 0; i < sizeof(acl_special) / sizeof(acl_special[0]); i++) {
@@ -126,6 +166,59 @@ static bool in_special(int family, const uint8_t *addr, unsigned int min_prefix)
 		    prefix_equal(addr, r->net, r->prefix))
 			return true;
 	}
+	if (family != AF_INET6)
+		return false;
+	for (size_t i = 0; i < sizeof(acl_embeddings) / sizeof(acl_embeddings[0]); i++) {
+		const struct acl_embedding *e = &acl_embeddings[i];
+		unsigned int start = e->offset * 8;
+		uint8_t v4[4];
+
+		if (min_prefix <= start || min_prefix < e->prefix_len ||
+		    !prefix_equal(addr, e->prefix, e->prefix_len))
+			continue;
+		for (size_t b = 0; b < 4; b++)
+			v4[b] = e->inverted ? (uint8_t)~addr[e->offset + b] : addr[e->offset + b];
+		if (in_special(AF_INET, v4, min_prefix - start > 32 ? 32 : min_prefix - start))
+			return true;
+	}
+	return false;
+}
+
+/* 127.0.0.0/8 or ::1 itself: what a "localhost" name may lead to. */
+static bool is_loopback(enum acl_kind kind, const uint8_t *addr)
+{
+	static const uint8_t v6_loopback[16] = {[15] = 1};
+
+	if (kind == ACL_KIND_V4)
+		return addr[0] == 127;
+	return kind == ACL_KIND_V6 && memcmp(addr, v6_loopback, 16) == 0;
+}
+
+/* Fills bytes from an AF_INET or AF_INET6 sockaddr, IPv4-mapped as IPv4. */
+static enum acl_kind address_bytes(const struct sockaddr *addr, uint8_t bytes[16])
+{
+	if (addr != NULL && addr->sa_family == AF_INET) {
+		memcpy(bytes, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+		return ACL_KIND_V4;
+	}
+	if (addr != NULL && addr->sa_family == AF_INET6) {
+		memcpy(bytes, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
+		if (memcmp(bytes, acl_v4mapped_prefix, sizeof(acl_v4mapped_prefix)) == 0) {
+			memmove(bytes, bytes + 12, 4);
+			return ACL_KIND_V4;
+		}
+		return ACL_KIND_V6;
+	}
+	return ACL_KIND_NAME; /* no usable address */
+}
+
+static bool is_own(const struct acl *acl, enum acl_kind kind, const uint8_t *addr)
+{
+	size_t len = kind == ACL_KIND_V4 ? 4 : 16;
+
+	for (size_t i = 0; i < acl->own_count; i++)
+		if (acl->own[i].kind == kind && memcmp(acl->own[i].addr, addr, len) == 0)
+			return true;
 	return false;
 }
 
@@ -530,9 +623,10 @@ static bool name_matches(const struct acl_rule *r, const char *name, size_t n)
 }
 
 /* A name rule may lead to loopback only when it says so: "localhost" or a
- * name under ".localhost" (RFC 6761). Other names that resolve to special
- * addresses (rebinding, a hostile resolver) need a CIDR rule. */
-static bool name_rule_may_reach_special(const struct acl_rule *r)
+ * name under ".localhost" (RFC 6761), and then only to loopback itself, never
+ * to link-local or metadata. Other names that resolve to special addresses
+ * (rebinding, a hostile resolver) need a CIDR rule. */
+static bool name_rule_may_reach_loopback(const struct acl_rule *r)
 {
 	size_t len = strlen(r->name);
 	return strcmp(r->name, "localhost") == 0 ||
@@ -544,34 +638,40 @@ static bool port_in(const struct acl_rule *r, uint16_t port)
 	return port >= r->port_lo && port <= r->port_hi;
 }
 
+/*
+ * Whether CIDR rule r, which covers a guarded address, may open it: a special
+ * address needs a rule inside a special range; one of the server's own
+ * addresses needs a rule for exactly that address (/32, /128), so that
+ * 0.0.0.0/0 or the server's own subnet does not reach its local-only services.
+ */
+static bool cidr_rule_opens(const struct acl_rule *r, bool special, bool own)
+{
+	if (special)
+		return r->special;
+	if (own)
+		return r->prefix == (r->kind == ACL_KIND_V4 ? 32u : 128u);
+	return true;
+}
+
 bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr *addr,
 		 uint16_t port)
 {
 	uint8_t bytes[16];
-	enum acl_kind kind = ACL_KIND_NAME; /* NAME: no usable address */
+	enum acl_kind kind;
 	size_t n = name_len(name);
 	bool special = false;
+	bool own = false;
+	bool loopback = false;
 
 	if (acl == NULL)
 		return false;
-	if (addr != NULL && addr->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
-
-		memcpy(bytes, &sin->sin_addr, 4);
-		kind = ACL_KIND_V4;
-	} else if (addr != NULL && addr->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
-
-		memcpy(bytes, &sin6->sin6_addr, 16);
-		kind = ACL_KIND_V6;
-		if (memcmp(bytes, acl_v4mapped_prefix, sizeof(acl_v4mapped_prefix)) == 0) {
-			memmove(bytes, bytes + 12, 4);
-			kind = ACL_KIND_V4;
-		}
-	}
-	if (kind != ACL_KIND_NAME)
+	kind = address_bytes(addr, bytes);
+	if (kind != ACL_KIND_NAME) {
 		special = in_special(kind == ACL_KIND_V4 ? AF_INET : AF_INET6, bytes,
 				     kind == ACL_KIND_V4 ? 32 : 128);
+		own = is_own(acl, kind, bytes);
+		loopback = is_loopback(kind, bytes);
+	}
 	for (size_t i = 0; i < acl->count; i++) {
 		const struct acl_rule *r = &acl->rules[i];
 
@@ -579,14 +679,37 @@ bool acl_permits(const struct acl *acl, const char *name, const struct sockaddr 
 			continue;
 		if (r->kind == ACL_KIND_NAME) {
 			if (n > 0 && name_matches(r, name, n) &&
-			    (!special || name_rule_may_reach_special(r)))
+			    ((!special && !own) || (loopback && name_rule_may_reach_loopback(r))))
 				return true;
-		} else if (r->kind == kind && (!special || r->special) &&
-			   prefix_equal(bytes, r->net, r->prefix)) {
+		} else if (r->kind == kind && prefix_equal(bytes, r->net, r->prefix) &&
+			   cidr_rule_opens(r, special, own)) {
 			return true;
 		}
 	}
 	return false;
+}
+
+int acl_set_own_addresses(struct acl *acl, const struct sockaddr *const *addrs, size_t n)
+{
+	struct acl_own *own = NULL;
+	size_t count = 0;
+
+	if (n > 0) {
+		own = calloc(n, sizeof(*own));
+		if (own == NULL)
+			return WM_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		enum acl_kind kind = address_bytes(addrs[i], own[count].addr);
+
+		if (kind == ACL_KIND_NAME)
+			continue;
+		own[count++].kind = kind;
+	}
+	free(acl->own);
+	acl->own = own;
+	acl->own_count = count;
+	return 0;
 }
 
 bool acl_matches_source(const struct acl *acl, const struct sockaddr *addr)
@@ -594,21 +717,11 @@ bool acl_matches_source(const struct acl *acl, const struct sockaddr *addr)
 	uint8_t bytes[16];
 	enum acl_kind kind;
 
-	if (acl == NULL || addr == NULL)
+	if (acl == NULL)
 		return false;
-	if (addr->sa_family == AF_INET) {
-		memcpy(bytes, &((const struct sockaddr_in *)addr)->sin_addr, 4);
-		kind = ACL_KIND_V4;
-	} else if (addr->sa_family == AF_INET6) {
-		memcpy(bytes, &((const struct sockaddr_in6 *)addr)->sin6_addr, 16);
-		kind = ACL_KIND_V6;
-		if (memcmp(bytes, acl_v4mapped_prefix, sizeof(acl_v4mapped_prefix)) == 0) {
-			memmove(bytes, bytes + 12, 4);
-			kind = ACL_KIND_V4;
-		}
-	} else {
+	kind = address_bytes(addr, bytes);
+	if (kind == ACL_KIND_NAME)
 		return false;
-	}
 	for (size_t i = 0; i < acl->count; i++) {
 		const struct acl_rule *r = &acl->rules[i];
 		if (r->kind == kind && prefix_equal(bytes, r->net, r->prefix))

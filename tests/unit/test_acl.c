@@ -113,6 +113,36 @@ static const struct permit_vector permit_vectors[] = {
     {{"[::/0]"}, NULL, "fd00:ec2::253", 80, true},
     {{"[::1]"}, NULL, "::1", 22, true},
     {{"[fe80::/10]"}, NULL, "fe80::1", 22, true},
+    /* IPv6 that embeds a special IPv4 address is special: NAT64, 6to4,
+     * IPv4-compatible, Teredo (server, and client with its bits flipped). */
+    {{"[::/0]"}, NULL, "64:ff9b::7f00:1", 22, false},
+    {{"[::/0]"}, NULL, "64:ff9b::a9fe:a9fe", 80, false},
+    {{"[::/0]"}, NULL, "64:ff9b::6464:64c8", 80, false},
+    {{"[::/0]"}, NULL, "64:ff9b::c000:201", 80, true},
+    {{"[::/0]"}, NULL, "64:ff9b:1::7f00:1", 22, false},
+    {{"[::/0]"}, NULL, "64:ff9b:1:abcd::c000:201", 22, false},
+    {{"[::/0]"}, NULL, "2002:a9fe:a9fe::", 80, false},
+    {{"[::/0]"}, NULL, "2002:7f00:1::1", 22, false},
+    {{"[::/0]"}, NULL, "2002:0:1::1", 22, false},
+    {{"[::/0]"}, NULL, "2002:c000:201::1", 80, true},
+    {{"[::/0]"}, NULL, "::127.0.0.1", 22, false},
+    {{"[::/0]"}, NULL, "::169.254.169.254", 80, false},
+    {{"[::/0]"}, NULL, "::198.18.0.1", 80, true},
+    {{"[::/0]"}, NULL, "2001:0:7f00:1::1", 80, false},
+    {{"[::/0]"}, NULL, "2001:0:c000:201::5601:5601", 80, false},
+    {{"[::/0]"}, NULL, "2001:0:c000:201::3f57:fefc", 80, true},
+    {{"[2000::/3]"}, NULL, "2002:a9fe:a9fe::1", 80, false},
+    {{"[2002::/16]"}, NULL, "2002:a9fe:a9fe::", 80, false},
+    {{"[64:ff9b::/96]"}, NULL, "64:ff9b::7f00:1", 22, false},
+    {{"[64:ff9b::/96]"}, NULL, "64:ff9b::c000:201", 22, true},
+    /* ...unless a rule names them. */
+    {{"[64:ff9b::7f00:1]:22"}, NULL, "64:ff9b::7f00:1", 22, true},
+    {{"[64:ff9b::7f00:0/104]"}, NULL, "64:ff9b::7f00:1", 22, true},
+    {{"[2002:a9fe:a9fe::/48]"}, NULL, "2002:a9fe:a9fe::", 80, true},
+    {{"[64:ff9b:1::/48]"}, NULL, "64:ff9b:1::7f00:1", 22, true},
+    {{"[::127.0.0.1]"}, NULL, "::127.0.0.1", 22, true},
+    /* A localhost name never leads to loopback behind a translator. */
+    {{"localhost"}, "localhost", "64:ff9b::7f00:1", 22, false},
     /* Hostname rules: exact, case-insensitive, trailing dot. */
     {{"db.internal:5432"}, "db.internal", "10.9.9.9", 5432, true},
     {{"db.internal:5432"}, "DB.Internal", "10.9.9.9", 5432, true},
@@ -137,6 +167,16 @@ static const struct permit_vector permit_vectors[] = {
     {{"db.internal:80"}, "db.internal", "169.254.169.254", 80, false},
     {{"*.example.com:80"}, "x.example.com", "::1", 80, false},
     {{"db.internal:5432", "127.0.0.1:5432"}, "db.internal", "127.0.0.1", 5432, true},
+    /* A localhost rule reaches loopback, never link-local or metadata. */
+    {{"localhost:80"}, "localhost", "127.0.0.53", 80, true},
+    {{"localhost:80"}, "localhost", "169.254.169.254", 80, false},
+    {{"*.localhost:80"}, "app.localhost", "169.254.169.254", 80, false},
+    {{"localhost"}, "localhost", "fd00:ec2::254", 80, false},
+    {{"localhost"}, "localhost", "100.100.100.200", 80, false},
+    {{"localhost"}, "localhost", "0.0.0.0", 80, false},
+    {{"localhost"}, "localhost", "fe80::1", 80, false},
+    {{"localhost"}, "localhost", "::", 80, false},
+    {{"*.localhost"}, "x.localhost", "::ffff:169.254.169.254", 80, false},
     {{"db.internal"}, "db.internal", "2001:db8::1", 1, true},
     {{"db.internal"}, "db.internal", NULL, 65535, true},
     /* Wildcards: any depth of subdomain, never the bare domain. */
@@ -166,6 +206,27 @@ static const struct permit_vector permit_vectors[] = {
     {{NULL}, NULL, "10.0.0.1", 80, false},
 };
 
+/* The server's own addresses need a rule for exactly that address. */
+static const struct {
+	const char *own; /* what acl_set_own_addresses is given */
+	struct permit_vector v;
+} own_vectors[] = {
+    {"203.0.113.5", {{"0.0.0.0/0"}, NULL, "203.0.113.5", 22, false}},
+    {"203.0.113.5", {{"203.0.113.0/24"}, NULL, "203.0.113.5", 22, false}},
+    {"203.0.113.5", {{"203.0.113.0/24"}, NULL, "203.0.113.6", 22, true}},
+    {"203.0.113.5", {{"203.0.113.5:22"}, NULL, "203.0.113.5", 22, true}},
+    {"203.0.113.5", {{"203.0.113.5:22"}, NULL, "203.0.113.5", 23, false}},
+    {"203.0.113.5", {{"0.0.0.0/0"}, NULL, "::ffff:203.0.113.5", 22, false}},
+    {"::ffff:203.0.113.5", {{"0.0.0.0/0"}, NULL, "203.0.113.5", 22, false}},
+    {"2001:db8::5", {{"[::/0]"}, NULL, "2001:db8::5", 22, false}},
+    {"2001:db8::5", {{"[2001:db8::/64]"}, NULL, "2001:db8::5", 22, false}},
+    {"2001:db8::5", {{"[2001:db8::5]:22"}, NULL, "2001:db8::5", 22, true}},
+    {"203.0.113.5", {{"db.internal"}, "db.internal", "203.0.113.5", 22, false}},
+    {"203.0.113.5", {{"db.internal"}, "db.internal", "203.0.113.6", 22, true}},
+    {"127.0.0.1", {{"0.0.0.0/0"}, NULL, "127.0.0.1", 22, false}},
+    {"127.0.0.1", {{"127.0.0.0/8"}, NULL, "127.0.0.1", 22, true}},
+};
+
 static void make_addr(const char *text, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -191,30 +252,48 @@ static struct acl *build(const char *const *rules)
 	return acl;
 }
 
+/* 1 when v gives the wrong answer (printed), with own as the server's address. */
+static int check_vector(size_t i, const struct permit_vector *v, const char *own_text)
+{
+	struct acl *acl = build(v->rules);
+	struct sockaddr_storage ss;
+	struct sockaddr_storage own;
+	const struct sockaddr *own_list[1] = {(struct sockaddr *)&own};
+	bool got;
+
+	if (own_text != NULL) {
+		make_addr(own_text, &own);
+		assert_int_equal(acl_set_own_addresses(acl, own_list, 1), 0);
+	}
+	if (v->addr != NULL)
+		make_addr(v->addr, &ss);
+	got = acl_permits(acl, v->name, v->addr != NULL ? (struct sockaddr *)&ss : NULL, v->port);
+	acl_free(acl);
+	if (got == v->want)
+		return 0;
+	print_error("vector %zu: rules '%s'%s, name %s, addr %s, port %u, own %s: got %d\n", i,
+		    v->rules[0] != NULL ? v->rules[0] : "(none)",
+		    v->rules[0] != NULL && v->rules[1] != NULL ? " ..." : "",
+		    v->name != NULL ? v->name : "NULL", v->addr != NULL ? v->addr : "NULL",
+		    (unsigned)v->port, own_text != NULL ? own_text : "-", got);
+	return 1;
+}
+
 static void test_acl_permits_table(void **state)
 {
 	int failures = 0;
 
-	for (size_t i = 0; i < sizeof(permit_vectors) / sizeof(permit_vectors[0]); i++) {
-		const struct permit_vector *v = &permit_vectors[i];
-		struct acl *acl = build(v->rules);
-		struct sockaddr_storage ss;
-		bool got;
+	for (size_t i = 0; i < sizeof(permit_vectors) / sizeof(permit_vectors[0]); i++)
+		failures += check_vector(i, &permit_vectors[i], NULL);
+	assert_int_equal(failures, 0);
+}
 
-		if (v->addr != NULL)
-			make_addr(v->addr, &ss);
-		got = acl_permits(acl, v->name, v->addr != NULL ? (struct sockaddr *)&ss : NULL,
-				  v->port);
-		if (got != v->want) {
-			print_error("vector %zu: rules '%s'%s, name %s, addr %s, port %u: got %d\n",
-				    i, v->rules[0] != NULL ? v->rules[0] : "(none)",
-				    v->rules[0] != NULL && v->rules[1] != NULL ? " ..." : "",
-				    v->name != NULL ? v->name : "NULL",
-				    v->addr != NULL ? v->addr : "NULL", (unsigned)v->port, got);
-			failures++;
-		}
-		acl_free(acl);
-	}
+static void test_acl_own_addresses_table(void **state)
+{
+	int failures = 0;
+
+	for (size_t i = 0; i < sizeof(own_vectors) / sizeof(own_vectors[0]); i++)
+		failures += check_vector(i, &own_vectors[i].v, own_vectors[i].own);
 	assert_int_equal(failures, 0);
 }
 
@@ -447,6 +526,30 @@ static void test_acl_null_and_unknown_family(void **state)
 	acl_free(NULL);
 }
 
+/* The own-address list is replaced, not added to; an empty list guards nothing. */
+static void test_acl_own_addresses_replaced(void **state)
+{
+	struct acl *acl = build((const char *const[MAX_RULES]){"0.0.0.0/0"});
+	struct sockaddr_storage a, b, unix_sa;
+	const struct sockaddr *list[3] = {(struct sockaddr *)&a, (struct sockaddr *)&unix_sa,
+					  (struct sockaddr *)&b};
+
+	make_addr("203.0.113.5", &a);
+	make_addr("198.51.100.7", &b);
+	memset(&unix_sa, 0, sizeof(unix_sa));
+	unix_sa.ss_family = AF_UNIX;
+	assert_true(acl_permits(acl, NULL, (struct sockaddr *)&a, 22));
+	assert_int_equal(acl_set_own_addresses(acl, list, 3), 0);
+	assert_false(acl_permits(acl, NULL, (struct sockaddr *)&a, 22));
+	assert_false(acl_permits(acl, NULL, (struct sockaddr *)&b, 22));
+	assert_int_equal(acl_set_own_addresses(acl, list + 2, 1), 0);
+	assert_true(acl_permits(acl, NULL, (struct sockaddr *)&a, 22));
+	assert_false(acl_permits(acl, NULL, (struct sockaddr *)&b, 22));
+	assert_int_equal(acl_set_own_addresses(acl, NULL, 0), 0);
+	assert_true(acl_permits(acl, NULL, (struct sockaddr *)&b, 22));
+	acl_free(acl);
+}
+
 /* Source filters: plain CIDR matching, no ports, no loopback guard. */
 static void test_acl_matches_source(void **state)
 {
@@ -501,6 +604,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_acl_permits_table),
+	    cmocka_unit_test(test_acl_own_addresses_table),
 	    cmocka_unit_test(test_acl_may_permit_name_table),
 	    cmocka_unit_test(test_acl_add_rejects),
 	    cmocka_unit_test(test_acl_add_accepts),
@@ -509,6 +613,7 @@ int main(void)
 	    cmocka_unit_test(test_acl_null_and_unknown_family),
 	    cmocka_unit_test(test_acl_many_rules),
 	    cmocka_unit_test(test_acl_matches_source),
+	    cmocka_unit_test(test_acl_own_addresses_replaced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
