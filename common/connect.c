@@ -12,6 +12,7 @@
 #include <event2/util.h>
 
 #include "wanmux/connect.h"
+#include "wanmux/dns.h"
 #include "wanmux/log.h"
 #include "wanmux/netaddr.h"
 #include "wanmux/relay.h"
@@ -25,7 +26,7 @@ struct target {
 	char name[FRAME_NAME_MAX + 1]; /* "" for address targets */
 	char desc[NETADDR_STR_MAX + FRAME_NAME_MAX];
 	uint16_t port;
-	bool in_lookup_call; /* inside evdns_getaddrinfo, which may answer at once */
+	bool in_lookup_call; /* inside dns_getaddrinfo, which may answer at once */
 	bool closed_in_call;
 };
 
@@ -221,10 +222,10 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 	hints.ai_protocol = IPPROTO_TCP;
 	char port[8];
 	snprintf(port, sizeof(port), "%u", target->port);
-	/* The callback may run before this returns (/etc/hosts, errors). */
+	/* The callback may run before this returns (localhost, /etc/hosts, errors). */
 	tg->in_lookup_call = true;
 	struct evdns_getaddrinfo_request *req =
-	    evdns_getaddrinfo(dns, tg->name, port, &hints, on_resolved, tg);
+	    dns_getaddrinfo(dns, tg->name, port, &hints, on_resolved, tg);
 	tg->in_lookup_call = false;
 	if (tg->closed_in_call)
 		free(tg);
