@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <stdarg.h>
 #include <net/if.h>
 #include <netdb.h>
@@ -504,4 +505,26 @@ bool netaddr_literal(const char *s, uint16_t port, struct sockaddr_storage *sa, 
 		return true;
 	}
 	return false;
+}
+
+int netaddr_interface_addresses(struct sockaddr_storage *out, size_t max)
+{
+	struct ifaddrs *list;
+	size_t n = 0;
+
+	if (getifaddrs(&list) != 0)
+		return WM_ERR_IO;
+	for (struct ifaddrs *ifa = list; ifa != NULL && n < max; ifa = ifa->ifa_next) {
+		const struct sockaddr *sa = ifa->ifa_addr;
+
+		if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+			continue;
+		memset(&out[n], 0, sizeof(out[n]));
+		memcpy(&out[n], sa,
+		       sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+						: sizeof(struct sockaddr_in6));
+		n++;
+	}
+	freeifaddrs(list);
+	return (int)n;
 }

@@ -209,9 +209,40 @@ static void fatal(const char *msg)
 	exit(1);
 }
 
+/*
+ * The server's own addresses are guarded like loopback: a target that
+ * resolves to the server's public IP would otherwise reach services that
+ * listen on all interfaces but mean to be local. Addresses change (DHCP, an
+ * alias added), so the list is re-read when a target is checked and the copy
+ * is older than SERVER_OWN_REFRESH_MS.
+ */
+#define SERVER_OWN_MAX 256
+#define SERVER_OWN_REFRESH_MS 10000
+
+static void refresh_own_addresses(struct server *srv, uint64_t now)
+{
+	struct sockaddr_storage addrs[SERVER_OWN_MAX];
+	const struct sockaddr *list[SERVER_OWN_MAX];
+	int n;
+
+	if (srv->own_checked_ms != 0 && now - srv->own_checked_ms < SERVER_OWN_REFRESH_MS)
+		return;
+	srv->own_checked_ms = now;
+	n = netaddr_interface_addresses(addrs, SERVER_OWN_MAX);
+	if (n < 0) {
+		log_warn("cannot list the interface addresses (getifaddrs): %s", strerror(errno));
+		return; /* keep the previous list */
+	}
+	for (int i = 0; i < n; i++)
+		list[i] = (const struct sockaddr *)&addrs[i];
+	if (acl_set_own_addresses(srv->acl, list, (size_t)n) != 0)
+		log_warn("out of memory for the list of interface addresses");
+}
+
 static bool server_permits(void *arg, const char *name, const struct sockaddr *addr, uint16_t port)
 {
 	struct server *srv = arg;
+	refresh_own_addresses(srv, limit_now_ms());
 	return acl_permits(srv->acl, name, addr, port);
 }
 
@@ -754,6 +785,7 @@ int main(int argc, char **argv)
 	configure(&srv, cfg, &listen_at);
 	if (acl_count(srv.acl) == 0)
 		log_warn("no --allow rules: every stream will be refused");
+	refresh_own_addresses(&srv, limit_now_ms());
 
 	srv.base = event_base_new();
 	if (srv.base == NULL)

@@ -103,6 +103,7 @@ struct server {
 	struct replay *replay; /* newest timestamp per client key and slot */
 	struct acl *acl;
 	struct acl *allow_listen; /* where clients may ask for reverse listeners */
+	uint64_t own_checked_ms;  /* when the interface addresses were last read */
 	uint8_t psk[KEYS_LEN];
 	bool have_psk;
 	uint8_t mac1_key[32];

@@ -77,4 +77,10 @@ const char *netaddr_congestion(int fd, char *buf, size_t len);
 /* Whether s is a literal IPv4 or IPv6 address; fills sa/salen with port. */
 bool netaddr_literal(const char *s, uint16_t port, struct sockaddr_storage *sa, socklen_t *salen);
 
+/*
+ * The IPv4 and IPv6 addresses of this machine's interfaces (getifaddrs), at
+ * most max of them, into out. Returns how many, or WM_ERR_IO.
+ */
+int netaddr_interface_addresses(struct sockaddr_storage *out, size_t max);
+
 #endif

@@ -92,6 +92,31 @@ def test_hostname_rule(env):
     check(sink.accepts == 1, f"sink accepts {sink.accepts} after the refused stream")
 
 
+def test_localhost_names_resolved_locally(env):
+    """RFC 6761: a name under .localhost is loopback, answered by the server
+    itself (never sent to DNS, where it would not resolve or, worse, would
+    resolve to whatever a resolver says). A CIDR rule for the port that does
+    not cover loopback still refuses it."""
+    sink = env.target(h.SinkServer())
+    srv = env.start_server(allow=[f"*.localhost:{sink.port}", f"198.18.0.0/15:{sink.port + 1}"])
+    l_sub, l_other = h.free_port(), h.free_port()
+    env.start_client(srv.port, [(l_sub, "App.Localhost.", sink.port),
+                                (l_other, "x.localhost", sink.port + 1)])
+    data = h.make_random(1 << 20, seed=12)
+    reply = h.upload(l_sub, data, timeout=t(20))
+    check(reply == h.sha(data), f"via App.Localhost.:{sink.port}: sink hash {reply}")
+    m = srv.wait_log(r"connected to App\.Localhost\.:%d \((127\.0\.0\.1|\[::1\]):%d\)"
+                     % (sink.port, sink.port), t(5))
+    print(f"     server: {m.group(0)}")
+    mark = srv.mark()
+    closes_promptly(l_other, "x.localhost under a CIDR rule")
+    m = srv.wait_log(r"refused stream \d+ .* to x\.localhost:%d.*: no rule permits"
+                     % (sink.port + 1), t(5), since=mark)
+    print(f"     server: {m.group(0)}")
+    check(srv.count(r"host unknown|not known|nodename") == 0,
+          "a localhost name went to a resolver")
+
+
 def test_target_refuses(env):
     closed = env.target(h.RefusingPort())
     sink = env.target(h.SinkServer())
@@ -112,4 +137,5 @@ def test_target_refuses(env):
 
 
 if __name__ == "__main__":
-    h.main([test_target_not_allowed, test_hostname_rule, test_target_refuses], __doc__)
+    h.main([test_target_not_allowed, test_hostname_rule, test_localhost_names_resolved_locally,
+            test_target_refuses], __doc__)
