@@ -29,6 +29,7 @@ struct http_conn {
 	struct relay *r;
 	enum http_state state;
 	enum http_kind kind;
+	struct http_head_scan scan; /* a slow head is examined once, not per read */
 	struct frame_addr target;
 	char method[16];
 	char peer[NETADDR_STR_MAX];
@@ -56,7 +57,9 @@ static void on_read(struct relay *r, struct evbuffer *in, void *arg)
 	size_t avail = evbuffer_get_length(in);
 	size_t want = avail < HTTP_HEAD_MAX + 1 ? avail : HTTP_HEAD_MAX + 1;
 	const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want);
-	int rc = http_parse_request(p, want, &req, rewritten, sizeof(rewritten), &rlen);
+	int rc = http_scan_head(&c->scan, p, want);
+	if (rc == WM_OK)
+		rc = http_parse_request(p, want, &req, rewritten, sizeof(rewritten), &rlen);
 	if (rc == WM_ERR_AGAIN)
 		return;
 	if (rc == WM_ERR_RANGE) {

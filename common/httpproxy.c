@@ -75,15 +75,19 @@ static bool span_starts(struct span s, const char *prefix)
 }
 
 /*
- * Finds the line starting at pos in buf[0..lim). Returns 1 with the line (CR
- * LF or LF excluded) and the offset after it, 0 when no line end is in reach
- * yet, or WM_ERR_MALFORMED at the first byte no head may hold: a control
- * character other than HTAB, NUL, DEL, or a CR not followed by LF. A CR as
- * the last available byte may still get its LF, so it waits.
+ * Finds the line starting at pos in buf[0..lim), examining bytes from
+ * "from" on (pos <= from: the bytes before it are known to hold no line end
+ * and nothing invalid). Returns 1 with the line (CR LF or LF excluded) and
+ * the offset after it, 0 when no line end is in reach yet (then *checked, if
+ * not NULL, is where a later call may resume), or WM_ERR_MALFORMED at the
+ * first byte no head may hold: a control character other than HTAB, NUL,
+ * DEL, or a CR not followed by LF. A CR as the last available byte may still
+ * get its LF, so it waits, and is examined again.
  */
-static int next_line(const uint8_t *buf, size_t lim, size_t pos, struct span *line, size_t *next)
+static int next_line_from(const uint8_t *buf, size_t lim, size_t pos, size_t from,
+			  struct span *line, size_t *next, size_t *checked)
 {
-	for (size_t i = pos; i < lim; i++) {
+	for (size_t i = from; i < lim; i++) {
 		uint8_t c = buf[i];
 
 		if (c == '\n') {
@@ -104,7 +108,14 @@ static int next_line(const uint8_t *buf, size_t lim, size_t pos, struct span *li
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			return WM_ERR_MALFORMED;
 	}
+	if (checked != NULL)
+		*checked = lim > from && buf[lim - 1] == '\r' ? lim - 1 : lim;
 	return 0;
+}
+
+static int next_line(const uint8_t *buf, size_t lim, size_t pos, struct span *line, size_t *next)
+{
+	return next_line_from(buf, lim, pos, pos, line, next, NULL);
 }
 
 /* Decimal port 1..65535, 1 to 5 digits. */
@@ -368,6 +379,54 @@ static int parse_header(struct span l, struct span *name, struct span *value)
 	       (value->p[value->len - 1] == ' ' || value->p[value->len - 1] == '\t'))
 		value->len--;
 	return 0;
+}
+
+int http_scan_head(struct http_head_scan *scan, const uint8_t *buf, size_t len)
+{
+	size_t lim = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
+	int incomplete = len < HTTP_HEAD_MAX ? WM_ERR_AGAIN : WM_ERR_RANGE;
+
+	if (scan->done)
+		return 0;
+	if (scan->checked < scan->line_start)
+		scan->checked = scan->line_start;
+	for (;;) {
+		struct span line;
+		size_t next = 0;
+		int rc = next_line_from(buf, lim, scan->line_start, scan->checked, &line, &next,
+					&scan->checked);
+
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return incomplete;
+		scan->line_start = next;
+		scan->checked = next;
+		/* Each line is judged once, when it is complete, with the checks
+		 * http_parse_request makes, so a bad line is refused as early. */
+		if (scan->lines++ == 0) {
+			struct request_line rl;
+			struct http_request scratch;
+
+			memset(&rl, 0, sizeof rl);
+			memset(&scratch, 0, sizeof scratch);
+			rc = parse_request_line(line, &rl, &scratch);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		if (line.len == 0) {
+			scan->done = true;
+			return 0;
+		}
+		if (scan->lines - 1 > HTTP_HEADERS_MAX)
+			return WM_ERR_RANGE;
+		struct span name, value;
+
+		rc = parse_header(line, &name, &value);
+		if (rc != 0)
+			return rc;
+	}
 }
 
 int http_parse_request(const uint8_t *buf, size_t len, struct http_request *out, uint8_t *rewritten,

@@ -88,6 +88,31 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_request *out,
 		       size_t cap, size_t *rewritten_len);
 
 /*
+ * Where the scan of a head that arrives in pieces got to. Zero it before the
+ * first call; it belongs to one connection's buffer.
+ */
+struct http_head_scan {
+	size_t line_start; /* offset of the first line not yet complete */
+	size_t checked;	   /* bytes before this offset have been examined */
+	size_t lines;	   /* complete lines so far, the request line included */
+	bool done;	   /* the blank line has been seen */
+};
+
+/*
+ * Incremental front of http_parse_request, for a head that arrives a few
+ * bytes at a time: buf[0..len) is everything received so far (the same
+ * bytes as last call, plus what came since). Only bytes not examined before
+ * are looked at, and each line is checked once, when its end arrives, with
+ * the checks http_parse_request makes, so the total work for a head is
+ * linear in its size however it is split. Returns 0 once the blank line is
+ * in buf (then call http_parse_request on it, once), WM_ERR_AGAIN while the
+ * head is incomplete and len < HTTP_HEAD_MAX, or the error
+ * http_parse_request would return for those bytes (WM_ERR_MALFORMED,
+ * WM_ERR_RANGE).
+ */
+int http_scan_head(struct http_head_scan *scan, const uint8_t *buf, size_t len);
+
+/*
  * Formats the proxy's own response into out (cap bytes, NUL-terminated) and
  * returns its length without the NUL, or 0 when it does not fit.
  *   200: "HTTP/1.1 200 Connection established", extra_headers, blank line.

@@ -331,6 +331,93 @@ static void test_httpproxy_long_head_is_range(void **state)
 	free(buf);
 }
 
+/*
+ * Feeds head[0..len) to http_scan_head step bytes at a time and checks every
+ * answer against what http_parse_request says about the same prefix: AGAIN
+ * while it says AGAIN, 0 once it parses, the same error otherwise.
+ */
+static void check_scan(const char *what, const char *head, size_t len, size_t step)
+{
+	struct http_head_scan scan;
+	size_t n = 0;
+
+	memset(&scan, 0, sizeof scan);
+	while (n < len) {
+		struct http_request r;
+		size_t rlen;
+		int want, got;
+
+		n = n + step < len ? n + step : len;
+		want = parse(head, n, &r, &rlen);
+		got = http_scan_head(&scan, (const uint8_t *)head, n);
+		if (want == WM_ERR_RANGE && rlen == 0 && got == 0)
+			want = 0; /* rewrite buffer too small: the scan does not rewrite */
+		if (got != want)
+			fail_msg("%s, step %zu, prefix %zu: scan %d, parse %d", what, step, n, got,
+				 want);
+		if (got != WM_ERR_AGAIN)
+			return;
+	}
+}
+
+static void check_scan_steps(const char *what, const char *head, size_t len)
+{
+	static const size_t steps[] = {1, 2, 3, 7, 64, 100000};
+
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+		check_scan(what, head, len, steps[i]);
+}
+
+static void test_httpproxy_scan_matches_parse(void **state)
+{
+	static const char nul[] = "GET http://example.com/ HTTP/1.1\r\nA: b\0c\r\n\r\n";
+	static const char *const more[] = {
+	    "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+	    "GET /x HTTP/1.1\r\n",
+	    "CONNECT a:1 HTTP/1.1\r\nA: b\r",
+	    "CONNECT a:1 HTTP/1.1\r\nA: b\r\r\n\r\n",
+	    "CONNECT a:1 HTTP/1.1\r\r\n\r\n",
+	    "CONNECT a:1 HTTP/1.1\n\r\n",
+	    "CONNECT a:1 HTTP/1.1\r\n\r",
+	};
+	size_t len;
+	char *buf;
+
+	for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+		check_scan_steps(valid[i].what, valid[i].head, strlen(valid[i].head));
+	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+		check_scan_steps(malformed[i], malformed[i], strlen(malformed[i]));
+	for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+		check_scan_steps(more[i], more[i], strlen(more[i]));
+	check_scan_steps("NUL", nul, sizeof nul - 1);
+	buf = flood(HTTP_HEADERS_MAX, &len);
+	check_scan_steps("100 headers", buf, len);
+	free(buf);
+	buf = flood(HTTP_HEADERS_MAX + 1, &len);
+	check_scan_steps("101 headers", buf, len);
+	free(buf);
+	buf = sized_head(HTTP_HEAD_MAX);
+	check_scan_steps("head of HTTP_HEAD_MAX", buf, HTTP_HEAD_MAX + 4);
+	free(buf);
+	buf = sized_head(HTTP_HEAD_MAX + 1);
+	check_scan_steps("head of HTTP_HEAD_MAX + 1", buf, HTTP_HEAD_MAX + 5);
+	free(buf);
+}
+
+/* Once complete, the scan keeps saying so without looking again. */
+static void test_httpproxy_scan_done_stays_done(void **state)
+{
+	static const char head[] = "CONNECT a.example:443 HTTP/1.1\r\n\r\n\x16\x03";
+	struct http_head_scan scan;
+
+	memset(&scan, 0, sizeof scan);
+	assert_int_equal(http_scan_head(&scan, (const uint8_t *)head, 10), WM_ERR_AGAIN);
+	assert_int_equal(http_scan_head(&scan, (const uint8_t *)head, sizeof head - 1), 0);
+	assert_true(scan.done);
+	assert_int_equal(scan.line_start, sizeof head - 3);
+	assert_int_equal(http_scan_head(&scan, (const uint8_t *)head, sizeof head - 1), 0);
+}
+
 static void test_httpproxy_rewrite_cap(void **state)
 {
 	static const char head[] = "GET http://example.com/x HTTP/1.1\r\nA: b\r\n\r\n";
@@ -534,6 +621,8 @@ int main(void)
 	    cmocka_unit_test(test_httpproxy_garbage_rejected_before_head_ends),
 	    cmocka_unit_test(test_httpproxy_header_flood_is_range),
 	    cmocka_unit_test(test_httpproxy_long_head_is_range),
+	    cmocka_unit_test(test_httpproxy_scan_matches_parse),
+	    cmocka_unit_test(test_httpproxy_scan_done_stays_done),
 	    cmocka_unit_test(test_httpproxy_rewrite_cap),
 	    cmocka_unit_test(test_httpproxy_connect_needs_no_buffer),
 	    cmocka_unit_test(test_httpproxy_basic_auth),
