@@ -26,6 +26,7 @@
 /* A SOCKS or HTTP client must finish its request within this. */
 #define CLIENT_REQUEST_DEADLINE_MS 10000
 
+struct authlimit;
 struct client;
 struct userpass;
 
@@ -102,6 +103,9 @@ struct client {
 	struct limit_counter connections_limit;
 	struct userpass *socks_auth; /* NULL: no authentication */
 	struct userpass *http_auth;
+	struct authlimit *auth_limit;	   /* failed logins per source, both front ends */
+	struct limit_counter auth_refused; /* logins refused while their source is blocked */
+	struct limit_counter auth_blocked; /* sources put under the penalty */
 	TAILQ_HEAD(, pending) pending;
 	size_t npending;
 	struct event *pending_timer;
@@ -141,6 +145,22 @@ void client_socks_accept(struct listener *l, int fd, const char *peer);
 struct relay *client_frontend_start(struct listener *l, int fd, const char *peer,
 				    const struct relay_frontend *fe);
 void client_http_accept(struct listener *l, int fd, const char *peer);
+
+/* Proxy logins (client_auth.c). */
+enum client_auth {
+	CLIENT_AUTH_OK,
+	CLIENT_AUTH_FAILED,    /* wrong user or password (counted against src) */
+	CLIENT_AUTH_THROTTLED, /* src is under the penalty; credentials not checked */
+};
+
+/*
+ * Checks user and pass from src (peer: its text, for logs) against db,
+ * unless src is under the failed-login penalty; a failure counts against src
+ * and may start the penalty (logged, throttled, like every refusal).
+ */
+enum client_auth client_auth_login(struct client *cl, struct userpass *db,
+				   const struct sockaddr *src, const char *peer, const char *user,
+				   const char *pass);
 
 /* "host:port" of a frame address for logs. */
 const char *client_target_name(const struct frame_addr *a, char *buf, size_t len);

@@ -2,17 +2,20 @@
  * HTTP proxy front end: CONNECT host:port (answered 200 once the server has
  * connected, then raw bytes), and absolute-form requests (GET http://host/)
  * forwarded in origin-form with "Connection: close". Errors in HTTP: 400
- * malformed, 407 authentication (--http-auth), 403 not allowed by the
- * server, 502 unreachable, 504 timed out, 431 head too large.
+ * malformed, 407 authentication (--http-auth), 429 too many failed logins
+ * from this source, 403 not allowed by the server, 502 unreachable, 504
+ * timed out, 431 head too large.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <sodium.h>
 
 #include "client.h"
+#include "wanmux/authlimit.h"
 #include "wanmux/err.h"
 #include "wanmux/httpproxy.h"
 #include "wanmux/log.h"
@@ -31,6 +34,7 @@ struct http_conn {
 	enum http_kind kind;
 	struct http_head_scan scan; /* a slow head is examined once, not per read */
 	struct frame_addr target;
+	struct sockaddr_storage source; /* for the failed-login throttle */
 	char method[16];
 	char peer[NETADDR_STR_MAX];
 };
@@ -74,8 +78,19 @@ static void on_read(struct relay *r, struct evbuffer *in, void *arg)
 	}
 	struct userpass *auth = c->l->cl->http_auth;
 	if (auth != NULL) {
-		bool ok = req.has_auth && userpass_check(auth, req.user, req.pass);
-		if (!ok) {
+		enum client_auth res = CLIENT_AUTH_FAILED;
+		if (req.has_auth)
+			res = client_auth_login(c->l->cl, auth, (struct sockaddr *)&c->source,
+						c->peer, req.user, req.pass);
+		if (res == CLIENT_AUTH_THROTTLED) {
+			char retry[40];
+			snprintf(retry, sizeof(retry), "Retry-After: %u\r\n",
+				 AUTHLIMIT_PENALTY_MS / 1000);
+			sodium_memzero(req.pass, sizeof(req.pass));
+			respond(c, 429, retry, true);
+			return;
+		}
+		if (res != CLIENT_AUTH_OK) {
 			if (req.has_auth)
 				log_peer_warn(
 				    "http %s: authentication failed for user '%s'; answered 407",
@@ -149,6 +164,9 @@ void client_http_accept(struct listener *l, int fd, const char *peer)
 		return;
 	}
 	c->l = l;
+	socklen_t slen = sizeof(c->source);
+	if (getpeername(fd, (struct sockaddr *)&c->source, &slen) != 0)
+		c->source.ss_family = AF_UNSPEC; /* not throttled: no address to count */
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	struct relay_frontend fe = {
 	    .on_read = on_read,

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -31,6 +32,7 @@ struct socks_conn {
 	struct relay *r;
 	enum socks_state state;
 	struct frame_addr target;
+	struct sockaddr_storage source; /* for the failed-login throttle */
 	char peer[NETADDR_STR_MAX];
 };
 
@@ -112,15 +114,18 @@ static bool step(struct socks_conn *c, struct evbuffer *in)
 			sodium_memzero(pass, sizeof(pass));
 			return false;
 		}
-		bool ok = rc == WM_OK && userpass_check(c->l->cl->socks_auth, user, pass);
+		enum client_auth res = CLIENT_AUTH_FAILED;
+		if (rc == WM_OK)
+			res = client_auth_login(c->l->cl, c->l->cl->socks_auth,
+						(struct sockaddr *)&c->source, c->peer, user, pass);
 		sodium_memzero(pass, sizeof(pass));
-		if (!ok) {
-			if (rc == WM_OK)
-				log_peer_warn("socks %s: authentication failed for user '%s'",
-					      c->peer, user);
-			else
+		if (res != CLIENT_AUTH_OK) {
+			if (rc != WM_OK)
 				log_peer_warn("socks %s: malformed authentication request",
 					      c->peer);
+			else if (res == CLIENT_AUTH_FAILED)
+				log_peer_warn("socks %s: authentication failed for user '%s'",
+					      c->peer, user);
 			reply_and_close(c, out, socks5_format_userpass_status(out, false));
 			return false;
 		}
@@ -209,6 +214,9 @@ void client_socks_accept(struct listener *l, int fd, const char *peer)
 		return;
 	}
 	c->l = l;
+	socklen_t slen = sizeof(c->source);
+	if (getpeername(fd, (struct sockaddr *)&c->source, &slen) != 0)
+		c->source.ss_family = AF_UNSPEC; /* not throttled: no address to count */
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	struct relay_frontend fe = {
 	    .on_read = on_read,

@@ -1,14 +1,18 @@
 /*
  * wanmux-keygen: writes a fresh X25519 key pair (FILE mode 0600, FILE.pub)
  * and prints the public key, or with --psk writes a random pre-shared key, or
- * with --pub prints the public key of an existing private key. Never
+ * with --pub prints the public key of an existing private key, or with
+ * --hash-password prints the Argon2id hash of a proxy password. Never
  * overwrites an existing file; missing parent directories are made 0700.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -22,13 +26,16 @@ static void usage(FILE *out)
 		"usage: " PROG " FILE\n"
 		"       " PROG " --psk FILE\n"
 		"       " PROG " --pub FILE\n"
+		"       " PROG " --hash-password < PASSWORD\n"
 		"\n"
 		"Without options: writes a new X25519 private key to FILE (mode 0600) and its\n"
 		"public key to FILE.pub, and prints the public key (base64) on stdout.\n"
 		"With --psk: writes a new random 32-byte pre-shared key, base64, to FILE\n"
 		"(mode 0600). Existing files are never overwritten; missing parent\n"
 		"directories are created with mode 0700.\n"
-		"With --pub: prints the public key of the existing private key FILE.\n");
+		"With --pub: prints the public key of the existing private key FILE.\n"
+		"With --hash-password: reads one password line from stdin and prints its\n"
+		"Argon2id hash, for a USER:HASH line of a --socks-auth/--http-auth file.\n");
 }
 
 /*
@@ -127,6 +134,58 @@ static int write_pair(const char *path)
 	return 0;
 }
 
+/*
+ * --hash-password: one line from stdin (echo off on a terminal) to an
+ * Argon2id string with libsodium's interactive limits, which keeps one
+ * verification in the client at tens of milliseconds; the client throttles
+ * failed logins so a guesser cannot make it verify often.
+ */
+static int hash_password(void)
+{
+	char *pw = sodium_malloc(258); /* 255 bytes, newline, NUL, one to spot overlong */
+	char out[crypto_pwhash_STRBYTES];
+	struct termios saved, quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+	int rc = 1;
+	size_t len;
+
+	if (pw == NULL) {
+		fprintf(stderr, PROG ": out of memory\n");
+		return 1;
+	}
+	if (tty) {
+		fprintf(stderr, "Password: ");
+		quiet = saved;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	bool got = fgets(pw, 258, stdin) != NULL;
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+		fprintf(stderr, "\n");
+	}
+	len = got ? strlen(pw) : 0;
+	if (len > 0 && pw[len - 1] == '\n')
+		pw[--len] = '\0';
+	if (len > 0 && pw[len - 1] == '\r')
+		pw[--len] = '\0';
+	bool ok = len > 0 && len <= 255;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = (unsigned char)pw[i] >= 0x20 && pw[i] != 0x7f;
+	if (!ok)
+		fprintf(stderr, PROG ": the password must be one line of 1 to 255 bytes without "
+				     "control characters\n");
+	else if (crypto_pwhash_str(out, pw, len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				   crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+		fprintf(stderr, PROG ": out of memory for Argon2id\n");
+	else if (printf("%s\n", out) < 0 || fflush(stdout) != 0)
+		fprintf(stderr, PROG ": cannot write to stdout: %s\n", strerror(errno));
+	else
+		rc = 0;
+	sodium_free(pw); /* wipes */
+	return rc;
+}
+
 static int bad_usage(const char *why, const char *arg)
 {
 	fprintf(stderr, PROG ": %s%s%s (try '" PROG " --help')\n", why, arg ? ": " : "",
@@ -142,6 +201,15 @@ int main(int argc, char **argv)
 	}
 	if (argc < 2)
 		return bad_usage("missing FILE", NULL);
+	if (strcmp(argv[1], "--hash-password") == 0) {
+		if (argc != 2)
+			return bad_usage("--hash-password takes no FILE (it reads stdin)", NULL);
+		if (sodium_init() < 0) {
+			fprintf(stderr, PROG ": libsodium failed to initialize\n");
+			return 1;
+		}
+		return hash_password();
+	}
 	if (strcmp(argv[1], "--psk") == 0) {
 		if (argc != 3 || argv[2][0] == '\0')
 			return bad_usage("--psk takes exactly one FILE", NULL);

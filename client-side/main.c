@@ -19,6 +19,7 @@
 
 #include "client.h"
 #include "wanmux/acl.h"
+#include "wanmux/authlimit.h"
 #include "wanmux/cli.h"
 #include "wanmux/config.h"
 #include "wanmux/dns.h"
@@ -269,6 +270,32 @@ static struct acl *source_acl(const struct config *cfg, int id, const char *opt)
 	return acl;
 }
 
+/* The failed-login throttle both proxy front ends share, and a warning for
+ * each credentials file that still holds plain-text passwords. */
+static void proxy_auth_setup(struct client *cl, const struct config *cfg)
+{
+	const struct {
+		struct userpass *db;
+		int opt;
+	} files[] = {{cl->socks_auth, OPT_SOCKS_AUTH}, {cl->http_auth, OPT_HTTP_AUTH}};
+
+	if (cl->socks_auth == NULL && cl->http_auth == NULL)
+		return;
+	cl->auth_limit = authlimit_new();
+	if (cl->auth_limit == NULL)
+		fatal("out of memory");
+	cl->auth_refused.name = "proxy logins from a source under the failed-login penalty";
+	cl->auth_blocked.name = "failed proxy logins per source";
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		size_t plain = userpass_plain_count(files[i].db);
+
+		if (plain > 0)
+			log_warn("%s: %zu of %zu passwords in plain text; replace them with "
+				 "hashes from 'wanmux-keygen --hash-password'",
+				 config_get(cfg, files[i].opt), plain, userpass_count(files[i].db));
+	}
+}
+
 static void configure(struct client *cl, const struct config *cfg)
 {
 	char err[512];
@@ -372,6 +399,7 @@ static void configure(struct client *cl, const struct config *cfg)
 		if (userpass_load(v, &cl->http_auth, err, sizeof(err)) != 0)
 			fatal(err);
 	}
+	proxy_auth_setup(cl, cfg);
 
 	if (keys_load_public(config_get(cfg, OPT_SERVER_KEY), cl->tcfg.server_pub, err,
 			     sizeof(err)) != 0)
@@ -467,6 +495,7 @@ int main(int argc, char **argv)
 	free(cl.reverses);
 	acl_free(cl.source_allow);
 	acl_free(cl.source_deny);
+	authlimit_free(cl.auth_limit);
 	userpass_free(cl.socks_auth);
 	userpass_free(cl.http_auth);
 	keys_pair_free(cl.key);

@@ -1,7 +1,9 @@
 /*
  * Credentials files: reading with the same permission check as key files,
  * and constant-time lookups. The file's text is wiped as soon as each line is
- * hashed; only keyed hashes of users and passwords stay in memory.
+ * hashed; only keyed hashes of users and plain passwords stay in memory, and
+ * Argon2id strings ("$argon2id$...") for hashed ones, verified with
+ * crypto_pwhash_str_verify.
  */
 #include "wanmux/keys.h"
 #include "wanmux/userpass.h"
@@ -23,7 +25,14 @@
 
 struct userpass_entry {
 	uint8_t user[USERPASS_HASH_LEN];
+	/* Plain entries: the keyed hash of the password. Hashed entries: the
+	 * keyed hash of the last password that passed verification, so a client
+	 * that opens many connections pays for Argon2id once, not per
+	 * connection (verified is then true). */
 	uint8_t pass[USERPASS_HASH_LEN];
+	bool hashed;
+	bool verified;
+	char pwhash[crypto_pwhash_STRBYTES]; /* hashed entries: NUL-terminated */
 };
 
 struct userpass {
@@ -32,7 +41,22 @@ struct userpass {
 	struct userpass_entry *entries;
 	size_t count;
 	size_t cap;
+	size_t hashed;
+	uint64_t verifications; /* Argon2id verifications run, decoys included */
+	/* Verified when no hashed entry's user matched, so that an unknown user
+	 * costs as much time as a known one with a wrong password. */
+	char decoy[crypto_pwhash_STRBYTES];
 };
+
+/* Whether a password field holds an Argon2 hash string rather than a password. */
+static bool is_pwhash(const char *s, size_t len)
+{
+	static const char id[] = crypto_pwhash_argon2id_STRPREFIX;
+	static const char i[] = crypto_pwhash_argon2i_STRPREFIX;
+
+	return (len > sizeof id - 1 && memcmp(s, id, sizeof id - 1) == 0) ||
+	       (len > sizeof i - 1 && memcmp(s, i, sizeof i - 1) == 0);
+}
 
 /* A domain byte keeps a user's hash from ever equalling a password's. */
 static void hash_field(const struct userpass *db, uint8_t domain, const char *s, size_t len,
@@ -107,8 +131,31 @@ static int parse_line(struct userpass *db, char *line, size_t len, const char *p
 			   path, lineno);
 		return WM_ERR_PARSE;
 	}
+	memset(&e, 0, sizeof e);
 	hash_field(db, 'u', line, ulen, e.user);
-	hash_field(db, 'p', colon + 1, len - ulen - 1, e.pass);
+	if (is_pwhash(colon + 1, len - ulen - 1)) {
+		size_t hlen = len - ulen - 1;
+
+		/* needs_rehash parses the string: -1 means it is not one libsodium
+		 * can verify, better known now than at the first login. */
+		if (hlen >= sizeof e.pwhash) {
+			wm_set_err(err, errlen, "%s:%zu: password hash longer than %zu bytes", path,
+				   lineno, sizeof e.pwhash - 1);
+			return WM_ERR_PARSE;
+		}
+		memcpy(e.pwhash, colon + 1, hlen);
+		if (crypto_pwhash_str_needs_rehash(e.pwhash, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+						   crypto_pwhash_MEMLIMIT_INTERACTIVE) < 0) {
+			wm_set_err(err, errlen,
+				   "%s:%zu: malformed password hash (make one with wanmux-keygen "
+				   "--hash-password)",
+				   path, lineno);
+			return WM_ERR_PARSE;
+		}
+		e.hashed = true;
+	} else {
+		hash_field(db, 'p', colon + 1, len - ulen - 1, e.pass);
+	}
 	for (i = 0; i < db->count; i++) {
 		if (sodium_memcmp(db->entries[i].user, e.user, USERPASS_HASH_LEN) == 0) {
 			wm_set_err(err, errlen, "%s:%zu: duplicate user \"%.*s\"", path, lineno,
@@ -123,6 +170,8 @@ static int parse_line(struct userpass *db, char *line, size_t len, const char *p
 		wm_set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
 		return rc;
 	}
+	if (db->entries[db->count - 1].hashed)
+		db->hashed++;
 	return 1;
 }
 
@@ -177,6 +226,17 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
 		wm_set_err(err, errlen, "%s: no user:password line", path);
 		rc = WM_ERR_PARSE;
 	}
+	if (rc == 0 && db->hashed > 0) {
+		uint8_t random[16];
+
+		randombytes_buf(random, sizeof random);
+		if (crypto_pwhash_str(db->decoy, (const char *)random, sizeof random,
+				      crypto_pwhash_OPSLIMIT_INTERACTIVE,
+				      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+			wm_set_err(err, errlen, "%s: out of memory for Argon2id", path);
+			rc = WM_ERR_NOMEM;
+		}
+	}
 	if (line != NULL)
 		sodium_memzero(line, line_cap);
 	free(line);
@@ -189,9 +249,10 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
 	return 0;
 }
 
-bool userpass_check(const struct userpass *db, const char *user, const char *pass)
+bool userpass_check(struct userpass *db, const char *user, const char *pass)
 {
 	uint8_t user_hash[USERPASS_HASH_LEN], pass_hash[USERPASS_HASH_LEN];
+	struct userpass_entry *hashed_match = NULL;
 	size_t ulen, plen;
 	int match = 0;
 
@@ -203,10 +264,30 @@ bool userpass_check(const struct userpass *db, const char *user, const char *pas
 	hash_field(db, 'p', pass, plen, pass_hash);
 	/* No early exit: the time taken does not tell which user exists. */
 	for (size_t i = 0; i < db->count; i++) {
-		int u = sodium_memcmp(db->entries[i].user, user_hash, USERPASS_HASH_LEN) == 0;
-		int p = sodium_memcmp(db->entries[i].pass, pass_hash, USERPASS_HASH_LEN) == 0;
+		struct userpass_entry *e = &db->entries[i];
+		int u = sodium_memcmp(e->user, user_hash, USERPASS_HASH_LEN) == 0;
+		int p = sodium_memcmp(e->pass, pass_hash, USERPASS_HASH_LEN) == 0;
 
-		match |= u & p;
+		if (!e->hashed)
+			match |= u & p;
+		else if (u)
+			hashed_match = e;
+	}
+	if (hashed_match != NULL && hashed_match->verified &&
+	    sodium_memcmp(hashed_match->pass, pass_hash, USERPASS_HASH_LEN) == 0) {
+		match = 1;
+	} else if (hashed_match != NULL) {
+		db->verifications++;
+		if (crypto_pwhash_str_verify(hashed_match->pwhash, pass, plen) == 0) {
+			memcpy(hashed_match->pass, pass_hash, USERPASS_HASH_LEN);
+			hashed_match->verified = true;
+			match = 1;
+		}
+	} else if (db->hashed > 0 && match == 0) {
+		db->verifications++;
+		/* The decoy's password is 16 random bytes: it never verifies. */
+		if (crypto_pwhash_str_verify(db->decoy, pass, plen) == 0)
+			match = 0;
 	}
 	sodium_memzero(user_hash, sizeof user_hash);
 	sodium_memzero(pass_hash, sizeof pass_hash);
@@ -219,11 +300,22 @@ size_t userpass_count(const struct userpass *db)
 	return db != NULL ? db->count : 0;
 }
 
+size_t userpass_plain_count(const struct userpass *db)
+{
+	return db != NULL ? db->count - db->hashed : 0;
+}
+
+uint64_t userpass_verifications(const struct userpass *db)
+{
+	return db != NULL ? db->verifications : 0;
+}
+
 void userpass_free(struct userpass *db)
 {
 	if (db == NULL)
 		return;
 	sodium_free(db->entries); /* wipes */
 	sodium_memzero(db->key, sizeof db->key);
+	sodium_memzero(db->decoy, sizeof db->decoy);
 	free(db);
 }

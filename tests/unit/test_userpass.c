@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -183,6 +184,113 @@ static void test_userpass_unreadable(void **state)
 	assert_non_null(strstr(err, "not a regular file"));
 }
 
+/* A hash string for password, at libsodium's lowest cost so the test is quick
+ * (the file may hold any cost; keygen uses the interactive limits). */
+static void make_hash(const char *password, char out[crypto_pwhash_STRBYTES])
+{
+	assert_int_equal(crypto_pwhash_str(out, password, strlen(password),
+					   crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN),
+			 0);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_userpass_hashed_entries(void **state)
+{
+	char h1[crypto_pwhash_STRBYTES], h2[crypto_pwhash_STRBYTES], text[512];
+	struct userpass *db = NULL;
+	char err[256] = "";
+
+	make_hash("s3cret", h1);
+	make_hash("pa:ss word", h2);
+	snprintf(text, sizeof text, "alice:%s\nbob:%s\ncarol:plain\n", h1, h2);
+	write_file(text, strlen(text), 0600);
+	assert_int_equal(userpass_load(path, &db, err, sizeof err), 0);
+	assert_int_equal(userpass_count(db), 3);
+	assert_int_equal(userpass_plain_count(db), 1);
+	assert_true(userpass_check(db, "alice", "s3cret"));
+	assert_true(userpass_check(db, "bob", "pa:ss word"));
+	assert_true(userpass_check(db, "carol", "plain"));
+	assert_false(userpass_check(db, "alice", "s3cre"));
+	assert_false(userpass_check(db, "alice", "pa:ss word"));
+	assert_false(userpass_check(db, "bob", "s3cret"));
+	/* The hash string itself is not the password. */
+	assert_false(userpass_check(db, "alice", h1));
+	assert_false(userpass_check(db, "mallory", "s3cret"));
+	assert_false(userpass_check(db, "carol", "s3cret"));
+	/* A wrong password after a right one does not ride on what was remembered. */
+	assert_true(userpass_check(db, "alice", "s3cret"));
+	assert_false(userpass_check(db, "alice", "s3cretX"));
+	assert_true(userpass_check(db, "alice", "s3cret"));
+	userpass_free(db);
+}
+
+/*
+ * A client that logs in over and over with the right password pays for
+ * Argon2id once; wrong passwords and unknown users pay every time (the
+ * decoy), so their cost is bounded only by the callers' throttle.
+ */
+static void test_userpass_hashed_verified_once(void **state)
+{
+	char h1[crypto_pwhash_STRBYTES], text[256];
+	struct userpass *db = NULL;
+	char err[256] = "";
+	double t0, fast, slow;
+
+	make_hash("s3cret", h1);
+	snprintf(text, sizeof text, "alice:%s\n", h1);
+	write_file(text, strlen(text), 0600);
+	assert_int_equal(userpass_load(path, &db, err, sizeof err), 0);
+	assert_int_equal(userpass_verifications(db), 0);
+	t0 = now_s();
+	assert_true(userpass_check(db, "alice", "s3cret"));
+	slow = now_s() - t0;
+	assert_int_equal(userpass_verifications(db), 1);
+	t0 = now_s();
+	for (int i = 0; i < 1000; i++)
+		assert_true(userpass_check(db, "alice", "s3cret"));
+	fast = (now_s() - t0) / 1000;
+	assert_int_equal(userpass_verifications(db), 1);
+	print_message("first login %.3f ms (Argon2id, lowest cost), then %.4f ms per login\n",
+		      slow * 1e3, fast * 1e3);
+	assert_false(userpass_check(db, "alice", "wrong"));
+	assert_int_equal(userpass_verifications(db), 2);
+	assert_false(userpass_check(db, "nobody", "s3cret"));
+	assert_int_equal(userpass_verifications(db), 3);
+	userpass_free(db);
+}
+
+static void test_userpass_bad_hashes(void **state)
+{
+	static const char *const bad[] = {
+	    "alice:$argon2id$v=19$m=65536,t=2,p=1$short\n",
+	    "alice:$argon2id$garbage\n",
+	    "alice:$argon2i$v=19$m=4096,t=3,p=1$$\n",
+	};
+	struct userpass *db = NULL;
+	char err[512] = "";
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		write_file(bad[i], strlen(bad[i]), 0600);
+		assert_int_equal(userpass_load(path, &db, err, sizeof err), WM_ERR_PARSE);
+		assert_null(db);
+		if (strstr(err, ":1: malformed password hash") == NULL)
+			fail_msg("#%zu: \"%s\"", i, err);
+	}
+	/* Passwords that only look a bit like hashes stay passwords. */
+	write_file("alice:$argon2\nbob:argon2id$x\n", 29, 0600);
+	assert_int_equal(userpass_load(path, &db, err, sizeof err), 0);
+	assert_int_equal(userpass_plain_count(db), 2);
+	assert_true(userpass_check(db, "alice", "$argon2"));
+	userpass_free(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +300,9 @@ int main(void)
 	    cmocka_unit_test(test_userpass_bad_lines),
 	    cmocka_unit_test(test_userpass_permissions),
 	    cmocka_unit_test(test_userpass_unreadable),
+	    cmocka_unit_test(test_userpass_hashed_entries),
+	    cmocka_unit_test(test_userpass_hashed_verified_once),
+	    cmocka_unit_test(test_userpass_bad_hashes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
