@@ -4,7 +4,9 @@
  * blank line, strings are NUL-terminated, the rewritten head fits its buffer,
  * ends in CRLF CRLF and carries no proxy credentials, the bytes after the head
  * change nothing, and each shorter prefix of an accepted head is incomplete,
- * never accepted or refused.
+ * never accepted or refused. Also feeds the input to http_scan_head in pieces
+ * (sizes taken from the first byte) and checks that it answers what
+ * http_parse_request answers for each prefix.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,12 +37,38 @@ static void check_strings(const struct http_request *r)
 		__builtin_trap();
 }
 
+/* The incremental scan agrees with a full parse of every prefix it is shown. */
+static void check_scan(const uint8_t *data, size_t size)
+{
+	struct http_head_scan scan;
+	size_t step = size > 0 ? 1 + data[0] % 17 : 1;
+	size_t n = 0;
+
+	if (size > 4096)
+		size = 4096; /* a parse per step: keep each input quick */
+	memset(&scan, 0, sizeof scan);
+	while (n < size) {
+		struct http_request r;
+		size_t rlen;
+		int want, got;
+
+		n = n + step < size ? n + step : size;
+		want = http_parse_request(data, n, &r, rewritten, sizeof rewritten, &rlen);
+		got = http_scan_head(&scan, data, n);
+		if (got != want)
+			__builtin_trap();
+		if (got != WM_ERR_AGAIN)
+			return;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct http_request r, r2;
 	size_t rlen = 1, rlen2 = 1;
 	int rc;
 
+	check_scan(data, size);
 	rc = http_parse_request(data, size, &r, rewritten, sizeof rewritten, &rlen);
 	if (rc != WM_OK && rc != WM_ERR_AGAIN && rc != WM_ERR_MALFORMED && rc != WM_ERR_RANGE)
 		__builtin_trap();
