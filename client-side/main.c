@@ -484,6 +484,13 @@ int main(int argc, char **argv)
 	event_base_dispatch(cl.base);
 
 	log_totals(&cl);
+	if (cl.auth_limit != NULL) {
+		struct authlimit_stats as = authlimit_stats(cl.auth_limit);
+		log_info(
+		    "proxy logins: failed=%llu sources_blocked=%llu refused_while_blocked=%llu",
+		    (unsigned long long)as.failures, (unsigned long long)as.blocks,
+		    (unsigned long long)as.refused);
+	}
 	client_listen_stop(&cl);
 	client_pool_free(&cl);
 	admin_free(cl.admin);

@@ -10,6 +10,7 @@ Sources other than 127.0.0.1 are other loopback addresses (127.0.0.2, ...)."""
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -81,6 +82,14 @@ def http_login(port, source, target_port, auth):
     return int(buf.split(b" ", 2)[1])
 
 
+def login_counters(cli):
+    """Stop the client; its 'proxy logins:' counters as a dict."""
+    cli.stop()
+    m = re.search(r"proxy logins: (.*)$", cli.log_text(), re.M)
+    check(m is not None, "client logged no 'proxy logins:' counters")
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
 def test_socks_guessing_throttled(env):
     origin = env.target(h.HttpOrigin(files={"index.html": b"hello via socks\n"}))
     srv = env.start_server(allow=[f"localhost:{origin.port}"])
@@ -110,6 +119,9 @@ def test_socks_guessing_throttled(env):
     print(f"     client: {m.group(0)}")
     check(cli.count(r"limit failed proxy logins per source hit: 127\.0\.0\.1:\d+ refused") == 1,
           "expected one 'source refused' line for 127.0.0.1")
+    c = login_counters(cli)
+    check(c == {"failed": BURST, "sources_blocked": 1, "refused_while_blocked": 1},
+          f"login counters {c}")
 
 
 def test_http_guessing_throttled(env):
@@ -134,6 +146,9 @@ def test_http_guessing_throttled(env):
     check(rc == 0 and body == origin.files["index.html"],
           f"curl -x from 127.0.0.3: rc {rc}, {err.strip()}")
     check(cli.alive(), "client died")
+    c = login_counters(cli)
+    check(c == {"failed": BURST, "sources_blocked": 1, "refused_while_blocked": 1},
+          f"login counters {c}")
 
 
 def test_hashed_entries_with_curl(env):
