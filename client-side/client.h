@@ -103,9 +103,11 @@ struct client {
 	struct limit_counter connections_limit;
 	struct userpass *socks_auth; /* NULL: no authentication */
 	struct userpass *http_auth;
-	struct authlimit *auth_limit;	   /* failed logins per source, both front ends */
-	struct limit_counter auth_refused; /* logins refused while their source is blocked */
-	struct limit_counter auth_blocked; /* sources put under the penalty */
+	struct authlimit *auth_limit;		/* failed logins per source, both front ends */
+	struct limit_counter auth_refused;	/* logins refused while their source is blocked */
+	struct limit_counter auth_blocked;	/* sources put under the penalty */
+	struct limit_bucket auth_verify_budget; /* Argon2id verifications, all sources */
+	struct limit_counter auth_busy;		/* logins refused for want of that budget */
 	TAILQ_HEAD(, pending) pending;
 	size_t npending;
 	struct event *pending_timer;
@@ -146,7 +148,10 @@ struct relay *client_frontend_start(struct listener *l, int fd, const char *peer
 				    const struct relay_frontend *fe);
 void client_http_accept(struct listener *l, int fd, const char *peer);
 
-/* Proxy logins (client_auth.c). */
+/* Proxy logins (client_auth.c). Argon2id verifications (a hashed entry and a
+ * password not seen before) at most this often, from all sources together. */
+#define CLIENT_AUTH_VERIFY_RATE 2.0 /* per second */
+#define CLIENT_AUTH_VERIFY_BURST 4.0
 enum client_auth {
 	CLIENT_AUTH_OK,
 	CLIENT_AUTH_FAILED,    /* wrong user or password (counted against src) */
@@ -155,8 +160,10 @@ enum client_auth {
 
 /*
  * Checks user and pass from src (peer: its text, for logs) against db,
- * unless src is under the failed-login penalty; a failure counts against src
- * and may start the penalty (logged, throttled, like every refusal).
+ * unless src is under the failed-login penalty or the check needs an
+ * Argon2id verification and the shared budget for those is spent (then
+ * THROTTLED, not counted against src); a failure counts against src and may
+ * start the penalty (logged, throttled, like every refusal).
  */
 enum client_auth client_auth_login(struct client *cl, struct userpass *db,
 				   const struct sockaddr *src, const char *peer, const char *user,

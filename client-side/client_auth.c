@@ -22,6 +22,15 @@ enum client_auth client_auth_login(struct client *cl, struct userpass *db,
 		limit_hit(&cl->auth_refused, peer);
 		return CLIENT_AUTH_THROTTLED;
 	}
+	/* Argon2id blocks the loop for tens of milliseconds: ration it across
+	 * all sources, so that many guessers at once cannot stall every stream.
+	 * Logins with a remembered password and plain entries do not need it. */
+	if (userpass_check_is_slow(db, user, pass) &&
+	    !limit_take(&cl->auth_verify_budget, CLIENT_AUTH_VERIFY_RATE, CLIENT_AUTH_VERIFY_BURST,
+			now)) {
+		limit_hit(&cl->auth_busy, peer);
+		return CLIENT_AUTH_THROTTLED;
+	}
 	if (userpass_check(db, user, pass))
 		return CLIENT_AUTH_OK;
 	if (authlimit_failed(cl->auth_limit, src, now)) {

@@ -286,6 +286,7 @@ static void proxy_auth_setup(struct client *cl, const struct config *cfg)
 		fatal("out of memory");
 	cl->auth_refused.name = "proxy logins from a source under the failed-login penalty";
 	cl->auth_blocked.name = "failed proxy logins per source";
+	cl->auth_busy.name = "Argon2id verifications of proxy logins, all sources";
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		size_t plain = userpass_plain_count(files[i].db);
 
@@ -487,9 +488,13 @@ int main(int argc, char **argv)
 	if (cl.auth_limit != NULL) {
 		struct authlimit_stats as = authlimit_stats(cl.auth_limit);
 		log_info(
-		    "proxy logins: failed=%llu sources_blocked=%llu refused_while_blocked=%llu",
+		    "proxy logins: failed=%llu sources_blocked=%llu refused_while_blocked=%llu "
+		    "verifications=%llu refused_busy=%llu",
 		    (unsigned long long)as.failures, (unsigned long long)as.blocks,
-		    (unsigned long long)as.refused);
+		    (unsigned long long)as.refused,
+		    (unsigned long long)(userpass_verifications(cl.socks_auth) +
+					 userpass_verifications(cl.http_auth)),
+		    (unsigned long long)cl.auth_busy.hits);
 	}
 	client_listen_stop(&cl);
 	client_pool_free(&cl);

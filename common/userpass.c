@@ -295,6 +295,35 @@ bool userpass_check(struct userpass *db, const char *user, const char *pass)
 	return match != 0 && field_ok(user, ulen) && field_ok(pass, plen);
 }
 
+bool userpass_check_is_slow(const struct userpass *db, const char *user, const char *pass)
+{
+	uint8_t user_hash[USERPASS_HASH_LEN], pass_hash[USERPASS_HASH_LEN];
+	const struct userpass_entry *hashed_match = NULL;
+	bool plain_match = false;
+
+	if (db == NULL || db->hashed == 0)
+		return false;
+	hash_field(db, 'u', user, strlen(user), user_hash);
+	hash_field(db, 'p', pass, strlen(pass), pass_hash);
+	for (size_t i = 0; i < db->count; i++) {
+		const struct userpass_entry *e = &db->entries[i];
+
+		if (sodium_memcmp(e->user, user_hash, USERPASS_HASH_LEN) != 0)
+			continue;
+		if (e->hashed)
+			hashed_match = e;
+		else
+			plain_match = true;
+	}
+	bool slow = hashed_match != NULL
+			? !(hashed_match->verified &&
+			    sodium_memcmp(hashed_match->pass, pass_hash, USERPASS_HASH_LEN) == 0)
+			: !plain_match; /* an unknown user: the decoy */
+	sodium_memzero(user_hash, sizeof user_hash);
+	sodium_memzero(pass_hash, sizeof pass_hash);
+	return slow;
+}
+
 size_t userpass_count(const struct userpass *db)
 {
 	return db != NULL ? db->count : 0;

@@ -47,6 +47,13 @@ int userpass_load(const char *path, struct userpass **out, char *err, size_t err
  */
 bool userpass_check(struct userpass *db, const char *user, const char *pass);
 
+/*
+ * Whether userpass_check(db, user, pass) would run Argon2id (a hashed entry
+ * whose remembered password is not pass, or an unknown user when the file
+ * has hashed entries), so that the caller can ration that work.
+ */
+bool userpass_check_is_slow(const struct userpass *db, const char *user, const char *pass);
+
 /* Number of users loaded. */
 size_t userpass_count(const struct userpass *db);
 

@@ -217,6 +217,8 @@ static void test_userpass_hashed_entries(void **state)
 	assert_true(userpass_check(db, "alice", "s3cret"));
 	assert_true(userpass_check(db, "bob", "pa:ss word"));
 	assert_true(userpass_check(db, "carol", "plain"));
+	assert_false(userpass_check_is_slow(db, "carol", "plain"));
+	assert_false(userpass_check_is_slow(db, "carol", "wrong"));
 	assert_false(userpass_check(db, "alice", "s3cre"));
 	assert_false(userpass_check(db, "alice", "pa:ss word"));
 	assert_false(userpass_check(db, "bob", "s3cret"));
@@ -248,6 +250,7 @@ static void test_userpass_hashed_verified_once(void **state)
 	write_file(text, strlen(text), 0600);
 	assert_int_equal(userpass_load(path, &db, err, sizeof err), 0);
 	assert_int_equal(userpass_verifications(db), 0);
+	assert_true(userpass_check_is_slow(db, "alice", "s3cret"));
 	t0 = now_s();
 	assert_true(userpass_check(db, "alice", "s3cret"));
 	slow = now_s() - t0;
@@ -259,6 +262,11 @@ static void test_userpass_hashed_verified_once(void **state)
 	assert_int_equal(userpass_verifications(db), 1);
 	print_message("first login %.3f ms (Argon2id, lowest cost), then %.4f ms per login\n",
 		      slow * 1e3, fast * 1e3);
+	/* What is slow is known before doing it. */
+	assert_false(userpass_check_is_slow(db, "alice", "s3cret"));
+	assert_true(userpass_check_is_slow(db, "alice", "wrong"));
+	assert_true(userpass_check_is_slow(db, "nobody", "s3cret"));
+	assert_false(userpass_check_is_slow(NULL, "alice", "s3cret"));
 	assert_false(userpass_check(db, "alice", "wrong"));
 	assert_int_equal(userpass_verifications(db), 2);
 	assert_false(userpass_check(db, "nobody", "s3cret"));
