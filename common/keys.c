@@ -12,12 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "wanmux/acl.h"
 #include "wanmux/err.h"
+#include "wanmux/netaddr.h"
 
 #define KEYS_B64_CHARS (KEYS_B64_LEN - 1)
 /* Key and PSK files are tiny; anything bigger is not one of ours. */
@@ -26,6 +29,7 @@
 struct authorized_entry {
 	uint8_t pub[KEYS_LEN];
 	char *comment; /* NULL when the line has none */
+	struct keys_options opts;
 };
 
 struct keys_authorized {
@@ -406,8 +410,17 @@ out:
 	return rc;
 }
 
+static void options_free(struct keys_options *o)
+{
+	acl_free(o->allow);
+	acl_free(o->allow_listen);
+	acl_free(o->from);
+	memset(o, 0, sizeof *o);
+}
+
+/* Takes over opts (cleared in the caller's copy either way). */
 static int authorized_add(struct keys_authorized *ak, const uint8_t pub[KEYS_LEN],
-			  const char *comment, size_t comment_len)
+			  const char *comment, size_t comment_len, struct keys_options *opts)
 {
 	struct authorized_entry *e;
 
@@ -415,21 +428,223 @@ static int authorized_add(struct keys_authorized *ak, const uint8_t pub[KEYS_LEN
 		size_t ncap = ak->cap == 0 ? 8 : ak->cap * 2;
 		struct authorized_entry *n = realloc(ak->entries, ncap * sizeof *n);
 
-		if (n == NULL)
+		if (n == NULL) {
+			options_free(opts);
 			return WM_ERR_NOMEM;
+		}
 		ak->entries = n;
 		ak->cap = ncap;
 	}
 	e = &ak->entries[ak->count];
 	memcpy(e->pub, pub, KEYS_LEN);
 	e->comment = NULL;
+	e->opts = *opts;
+	memset(opts, 0, sizeof *opts);
+	ak->count++; /* counted now so that keys_authorized_free frees its options */
 	if (comment_len > 0) {
 		e->comment = strndup(comment, comment_len);
 		if (e->comment == NULL)
 			return WM_ERR_NOMEM;
 	}
-	ak->count++;
 	return 0;
+}
+
+/* The option names, matched case-insensitively as sshd does. */
+enum key_option { KEY_OPT_ALLOW, KEY_OPT_ALLOW_LISTEN, KEY_OPT_FROM };
+
+static const struct {
+	const char *name;
+	enum key_option id;
+} key_option_names[] = {
+    {"allow", KEY_OPT_ALLOW},
+    {"allow-listen", KEY_OPT_ALLOW_LISTEN},
+    {"from", KEY_OPT_FROM},
+};
+
+/* Adds one rule to *acl, creating it on first use. */
+static int option_rule(struct acl **acl, const char *rule, char *why, size_t whylen)
+{
+	if (*acl == NULL) {
+		*acl = acl_new();
+		if (*acl == NULL) {
+			wm_set_err(why, whylen, "out of memory");
+			return WM_ERR_NOMEM;
+		}
+	}
+	return acl_add(*acl, rule, why, whylen) == 0 ? 0 : WM_ERR_PARSE;
+}
+
+/*
+ * from="CIDR,CIDR,...": addresses and CIDRs only. Names would need DNS at
+ * every handshake and '!' patterns a second meaning; neither is offered.
+ */
+static int option_from(struct keys_options *o, char *list, char *why, size_t whylen)
+{
+	char *save = NULL;
+	int rc = 0;
+
+	if (o->from != NULL) {
+		wm_set_err(why, whylen,
+			   "from= given twice; list the addresses in one from=\"A,B\"");
+		return WM_ERR_PARSE;
+	}
+	for (char *item = strtok_r(list, ",", &save); item != NULL;
+	     item = strtok_r(NULL, ",", &save)) {
+		char addr[NETADDR_HOST_MAX], rule[NETADDR_HOST_MAX + 8];
+		size_t n = strlen(item);
+		struct sockaddr_storage ss;
+		socklen_t sl;
+
+		/* "[V6]" and "[V6/N]" are accepted too, as in --allow rules. */
+		if (n >= 2 && item[0] == '[' && item[n - 1] == ']') {
+			item[n - 1] = '\0';
+			item++;
+		}
+		snprintf(addr, sizeof addr, "%s", item);
+		addr[strcspn(addr, "/")] = '\0';
+		if (!netaddr_literal(addr, 0, &ss, &sl)) {
+			wm_set_err(why, whylen,
+				   "from=: '%s' is not an address or CIDR (no names, no ports)",
+				   item);
+			return WM_ERR_PARSE;
+		}
+		snprintf(rule, sizeof rule, ss.ss_family == AF_INET6 ? "[%s]" : "%s", item);
+		rc = option_rule(&o->from, rule, why, whylen);
+		if (rc != 0)
+			return rc;
+	}
+	if (o->from == NULL) {
+		wm_set_err(why, whylen, "from= needs at least one address or CIDR");
+		return WM_ERR_PARSE;
+	}
+	return 0;
+}
+
+/*
+ * Parses the options at the start of a line: name="value" pairs separated
+ * by commas, ending at the first unquoted space or tab. Inside the quotes
+ * only \" is an escape (a literal quote); other backslashes stay, as in
+ * sshd. On success *consumed is the length of the options text.
+ */
+static int parse_options(const char *p, size_t len, struct keys_options *o, size_t *consumed,
+			 char *why, size_t whylen)
+{
+	size_t i = 0;
+
+	for (;;) {
+		size_t name_start = i, value_len = 0, n;
+		char *value;
+		int rc = WM_ERR_PARSE;
+		long id = -1;
+
+		while (i < len && p[i] != '=' && p[i] != ',' && !isspace((unsigned char)p[i]))
+			i++;
+		n = i - name_start;
+		for (size_t k = 0; k < sizeof key_option_names / sizeof key_option_names[0]; k++)
+			if (strlen(key_option_names[k].name) == n &&
+			    strncasecmp(p + name_start, key_option_names[k].name, n) == 0)
+				id = (long)key_option_names[k].id;
+		if (id < 0) {
+			wm_set_err(why, whylen,
+				   "unknown option '%.*s' (known: allow, allow-listen, from)",
+				   (int)(n > 64 ? 64 : n), p + name_start);
+			return WM_ERR_PARSE;
+		}
+		if (i + 1 >= len || p[i] != '=' || p[i + 1] != '"') {
+			wm_set_err(why, whylen, "option %.*s needs a quoted value: %.*s=\"...\"",
+				   (int)n, p + name_start, (int)n, p + name_start);
+			return WM_ERR_PARSE;
+		}
+		i += 2;
+		value = malloc(len - i + 1);
+		if (value == NULL) {
+			wm_set_err(why, whylen, "out of memory");
+			return WM_ERR_NOMEM;
+		}
+		while (i < len && p[i] != '"') {
+			if (p[i] == '\\' && i + 1 < len && p[i + 1] == '"')
+				i++;
+			value[value_len++] = p[i++];
+		}
+		value[value_len] = '\0';
+		if (i >= len) {
+			wm_set_err(why, whylen, "unterminated quote in option %.*s", (int)n,
+				   p + name_start);
+		} else if (value_len == 0) {
+			wm_set_err(why, whylen, "option %.*s has an empty value", (int)n,
+				   p + name_start);
+		} else if (id == KEY_OPT_FROM) {
+			rc = option_from(o, value, why, whylen);
+		} else {
+			char rule_why[200];
+
+			rc = option_rule(id == KEY_OPT_ALLOW ? &o->allow : &o->allow_listen, value,
+					 rule_why, sizeof rule_why);
+			if (rc != 0)
+				wm_set_err(why, whylen, "%s=: %s",
+					   id == KEY_OPT_ALLOW ? "allow" : "allow-listen",
+					   rule_why);
+		}
+		free(value);
+		if (rc != 0)
+			return rc;
+		i++; /* the closing quote */
+		if (i >= len || isspace((unsigned char)p[i])) {
+			*consumed = i;
+			return 0;
+		}
+		if (p[i] != ',') {
+			wm_set_err(why, whylen, "expected ',' or a space after an option, got '%c'",
+				   isprint((unsigned char)p[i]) ? p[i] : '?');
+			return WM_ERR_PARSE;
+		}
+		i++;
+	}
+}
+
+/* One non-empty, non-comment line: [options] key [comment]. */
+static int parse_authorized_line(struct keys_authorized *ak, const char *p, size_t len, char *why,
+				 size_t whylen)
+{
+	struct keys_options opts;
+	uint8_t pub[KEYS_LEN];
+	const char *key = p, *comment;
+	size_t key_len = 0;
+	int rc;
+
+	memset(&opts, 0, sizeof opts);
+	while (key_len < len && !isspace((unsigned char)key[key_len]))
+		key_len++;
+	/* As sshd: a line that starts with a key has no options. */
+	if (decode_key(key, key_len, pub) != 0) {
+		size_t used = 0;
+
+		rc = parse_options(p, len, &opts, &used, why, whylen);
+		if (rc != 0) {
+			options_free(&opts);
+			return rc;
+		}
+		key = p + used;
+		len -= used;
+		trim(&key, &len);
+		key_len = 0;
+		while (key_len < len && !isspace((unsigned char)key[key_len]))
+			key_len++;
+		if (decode_key(key, key_len, pub) != 0) {
+			wm_set_err(why, whylen, "%s",
+				   key_len == 0 ? "options but no public key after them"
+						: "not a base64 public key");
+			options_free(&opts);
+			return WM_ERR_PARSE;
+		}
+	}
+	comment = key + key_len;
+	len -= key_len;
+	trim(&comment, &len);
+	rc = authorized_add(ak, pub, comment, len, &opts);
+	if (rc != 0)
+		wm_set_err(why, whylen, "out of memory");
+	return rc;
 }
 
 int keys_authorized_load(const char *path, struct keys_authorized **out, char *err, size_t errlen)
@@ -458,29 +673,17 @@ int keys_authorized_load(const char *path, struct keys_authorized **out, char *e
 		return WM_ERR_NOMEM;
 	}
 	while ((n = getline(&line, &line_cap, f)) >= 0) {
-		const char *p = line, *key, *comment;
-		size_t len = (size_t)n, key_len;
-		uint8_t pub[KEYS_LEN];
+		const char *p = line;
+		size_t len = (size_t)n;
+		char why[256];
 
 		lineno++;
 		trim(&p, &len);
 		if (len == 0 || p[0] == '#')
 			continue;
-		key = p;
-		key_len = 0;
-		while (key_len < len && !isspace((unsigned char)key[key_len]))
-			key_len++;
-		if (decode_key(key, key_len, pub) != 0) {
-			wm_set_err(err, errlen, "%s:%zu: not a base64 public key", path, lineno);
-			rc = WM_ERR_PARSE;
-			break;
-		}
-		comment = key + key_len;
-		len -= key_len;
-		trim(&comment, &len);
-		rc = authorized_add(ak, pub, comment, len);
+		rc = parse_authorized_line(ak, p, len, why, sizeof why);
 		if (rc != 0) {
-			wm_set_err(err, errlen, "%s:%zu: out of memory", path, lineno);
+			wm_set_err(err, errlen, "%s:%zu: %s", path, lineno, why);
 			break;
 		}
 	}
@@ -504,8 +707,10 @@ void keys_authorized_free(struct keys_authorized *ak)
 
 	if (ak == NULL)
 		return;
-	for (i = 0; i < ak->count; i++)
+	for (i = 0; i < ak->count; i++) {
 		free(ak->entries[i].comment);
+		options_free(&ak->entries[i].opts);
+	}
 	free(ak->entries);
 	free(ak);
 }
@@ -540,4 +745,13 @@ bool keys_authorized_find(const struct keys_authorized *ak, const uint8_t pub[KE
 size_t keys_authorized_count(const struct keys_authorized *ak)
 {
 	return ak == NULL ? 0 : ak->count;
+}
+
+const struct keys_options *keys_authorized_options(const struct keys_authorized *ak, size_t index)
+{
+	static const struct keys_options none;
+
+	if (ak == NULL || index >= ak->count)
+		return &none;
+	return &ak->entries[index].opts;
 }

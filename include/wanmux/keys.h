@@ -9,7 +9,20 @@
  *   FILE      private X25519 key (32 bytes), mode 0600
  *   FILE.pub  public key
  *   authorized keys: one public key per line, optional comment after
- *             whitespace; blank lines and lines starting with '#' ignored
+ *             whitespace; blank lines and lines starting with '#' ignored.
+ *             A line may start with options, as in sshd's authorized_keys:
+ *               allow="RULE"          repeatable; this key may reach only
+ *                                     these targets (--allow syntax), not
+ *                                     the server's --allow rules
+ *               allow-listen="RULE"   repeatable; likewise for reverse
+ *                                     listeners (--allow-listen syntax)
+ *               from="CIDR[,CIDR...]" once; the key may connect only from
+ *                                     these addresses (no names, no '!')
+ *             e.g. allow="10.1.0.0/16:443",from="198.18.0.0/24" KEY comment.
+ *             Names are case-insensitive, values must be double-quoted (\"
+ *             is a quote inside, other backslashes are literal), options are
+ *             separated by commas without spaces. An unknown option, a bad
+ *             value or a second from= makes the whole file an error.
  *   PSK file: one line of 44 base64 characters (32 random bytes, as
  *             wanmux-keygen --psk writes; surrounding whitespace trimmed),
  *             hashed as text with BLAKE2b-256 into the 32-byte Noise PSK;
@@ -91,6 +104,14 @@ int keys_psk_write(const char *path, char *err, size_t errlen);
 int keys_load_psk(const char *path, uint8_t psk[KEYS_LEN], char *err, size_t errlen);
 
 struct keys_authorized;
+struct acl;
+
+/* The options of one authorized key; NULL: the option was not given. */
+struct keys_options {
+	struct acl *allow;	  /* targets; NULL: the server's --allow rules */
+	struct acl *allow_listen; /* reverse listeners; NULL: --allow-listen */
+	struct acl *from;	  /* source CIDRs (acl_matches_source); NULL: any */
+};
 
 /*
  * Loads an authorized-keys file. A malformed line is an error naming the line
@@ -108,5 +129,12 @@ bool keys_authorized_find(const struct keys_authorized *ak, const uint8_t pub[KE
 			  const char **comment, size_t *index);
 
 size_t keys_authorized_count(const struct keys_authorized *ak);
+
+/*
+ * The options of the entry at index (as keys_authorized_find gives it); an
+ * index out of range gets an all-NULL set. Owned by ak: valid until
+ * keys_authorized_free(ak).
+ */
+const struct keys_options *keys_authorized_options(const struct keys_authorized *ak, size_t index);
 
 #endif

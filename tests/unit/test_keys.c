@@ -17,6 +17,10 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "wanmux/acl.h"
 #include "wanmux/err.h"
 #include "wanmux/keys.h"
 
@@ -565,6 +569,201 @@ static void test_keys_authorized_empty_and_missing(void **state)
 	assert_non_null(strstr(err, "auth_missing"));
 }
 
+#define KEY_A "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+
+static struct sockaddr_in v4(const char *a, uint16_t port)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	assert_int_equal(inet_pton(AF_INET, a, &sin.sin_addr), 1);
+	return sin;
+}
+
+static struct sockaddr_in6 v6(const char *a)
+{
+	struct sockaddr_in6 sin6;
+
+	memset(&sin6, 0, sizeof sin6);
+	sin6.sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, a, &sin6.sin6_addr), 1);
+	return sin6;
+}
+
+/* Loads one line; returns the list (options of entry 0 in *o) or NULL with err. */
+static struct keys_authorized *load_line(const char *line, const struct keys_options **o, char *err,
+					 size_t errlen)
+{
+	struct keys_authorized *ak = NULL;
+	char text[1024];
+
+	snprintf(text, sizeof text, "# options\n%s\n", line);
+	write_file(tpath("auth_opts"), text, 0644);
+	if (keys_authorized_load(tpath("auth_opts"), &ak, err, errlen) != 0)
+		return NULL;
+	*o = keys_authorized_options(ak, 0);
+	return ak;
+}
+
+/* Lines with options: what each option permits afterwards, and the comment. */
+static void test_keys_authorized_options_parsed(void **state)
+{
+	static const struct {
+		const char *line;
+		const char *comment;
+		const char *allowed;	 /* an IPv4 address:port allow= permits, or NULL */
+		const char *not_allowed; /* one it does not */
+		const char *from_ok;	 /* a source from= admits, or NULL: no from= */
+		const char *from_bad;
+		bool listen; /* has allow-listen= (127.0.0.1:8000 permitted) */
+	} cases[] = {
+	    {KEY_A " plain", "plain", NULL, NULL, NULL, NULL, false},
+	    {"allow=\"10.1.0.0/16:443\",allow=\"198.18.0.5\" " KEY_A " branch 1", "branch 1",
+	     "10.1.2.3:443", "10.2.0.1:443", NULL, NULL, false},
+	    {"ALLOW=\"10.1.0.0/16:443\",From=\"198.18.0.0/24\" " KEY_A, "", "10.1.0.1:443",
+	     "10.1.0.1:80", "198.18.0.9", "198.18.1.9", false},
+	    {"from=\"127.0.0.2/32,198.18.0.0/15\"\t" KEY_A "\tc", "c", NULL, NULL, "198.19.1.1",
+	     "127.0.0.1", false},
+	    {"from=\"127.0.0.2\" " KEY_A, "", NULL, NULL, "127.0.0.2", "127.0.0.3", false},
+	    {"allow-listen=\"127.0.0.1:8000-8099\" " KEY_A " rev", "rev", NULL, NULL, NULL, NULL,
+	     true},
+	    /* a quote inside a value ends nothing when escaped; the rule then fails
+	     * only if used, so check it through an error case below instead */
+	    {"allow=\"127.0.0.1:22\",allow-listen=\"127.0.0.1:8000\",from=\"[::1]\" " KEY_A
+	     " all three",
+	     "all three", "127.0.0.1:22", "127.0.0.1:23", NULL, NULL, true},
+	};
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const struct keys_options *o = NULL;
+		struct keys_authorized *ak = load_line(cases[i].line, &o, err, sizeof err);
+		const char *comment = NULL;
+		uint8_t pub[KEYS_LEN];
+
+		if (ak == NULL)
+			fail_msg("case %zu '%s': %s", i, cases[i].line, err);
+		assert_int_equal(keys_authorized_count(ak), 1);
+		assert_int_equal(keys_decode_public(KEY_A, pub), 0);
+		assert_true(keys_authorized_find(ak, pub, &comment, NULL));
+		assert_string_equal(comment, cases[i].comment);
+		if (cases[i].allowed == NULL) {
+			assert_null(o->allow);
+		} else {
+			char a[64];
+			unsigned port;
+			assert_non_null(o->allow);
+			for (int k = 0; k < 2; k++) {
+				const char *spec = k == 0 ? cases[i].allowed : cases[i].not_allowed;
+				snprintf(a, sizeof a, "%s", spec);
+				*strchr(a, ':') = '\0';
+				port = (unsigned)atoi(strchr(spec, ':') + 1);
+				struct sockaddr_in sin = v4(a, (uint16_t)port);
+				assert_int_equal(acl_permits(o->allow, NULL,
+							     (struct sockaddr *)&sin,
+							     (uint16_t)port),
+						 k == 0);
+			}
+		}
+		if (cases[i].from_ok == NULL && strstr(cases[i].line, "[::1]") == NULL) {
+			assert_null(o->from);
+		} else if (cases[i].from_ok != NULL) {
+			struct sockaddr_in ok = v4(cases[i].from_ok, 0),
+					   bad = v4(cases[i].from_bad, 0);
+			assert_true(acl_matches_source(o->from, (struct sockaddr *)&ok));
+			assert_false(acl_matches_source(o->from, (struct sockaddr *)&bad));
+		} else {
+			struct sockaddr_in6 ok = v6("::1"), bad = v6("::2");
+			struct sockaddr_in lo = v4("127.0.0.1", 0);
+			assert_true(acl_matches_source(o->from, (struct sockaddr *)&ok));
+			assert_false(acl_matches_source(o->from, (struct sockaddr *)&bad));
+			assert_false(acl_matches_source(o->from, (struct sockaddr *)&lo));
+		}
+		if (cases[i].listen) {
+			struct sockaddr_in l = v4("127.0.0.1", 8000);
+			assert_non_null(o->allow_listen);
+			assert_true(
+			    acl_permits(o->allow_listen, NULL, (struct sockaddr *)&l, 8000));
+		} else {
+			assert_null(o->allow_listen);
+		}
+		keys_authorized_free(ak);
+	}
+	/* Out of range: no options at all. */
+	assert_null(keys_authorized_options(NULL, 0)->allow);
+}
+
+/* Quotes: \" is a quote inside a value, other backslashes stay literal. */
+static void test_keys_authorized_options_quoting(void **state)
+{
+	const struct keys_options *o = NULL;
+	struct keys_authorized *ak;
+	char err[256];
+
+	(void)state;
+	/* The value reaches acl_add with the quote in it, which refuses it and
+	 * names it: proof the escape was taken as a character, not an end. */
+	ak = load_line("allow=\"db\\\"x:5432\" " KEY_A, &o, err, sizeof err);
+	assert_null(ak);
+	assert_non_null(strstr(err, "db\"x"));
+	ak = load_line("allow=\"a\\b:1\" " KEY_A, &o, err, sizeof err);
+	assert_null(ak);
+	assert_non_null(strstr(err, "a\\b"));
+	/* A name rule with a space-free value followed by the key. */
+	ak = load_line("allow=\"db.branch1.example:5432\" " KEY_A " db", &o, err, sizeof err);
+	assert_non_null(ak);
+	assert_true(acl_may_permit_name(o->allow, "db.branch1.example", 5432));
+	assert_false(acl_may_permit_name(o->allow, "db.branch2.example", 5432));
+	keys_authorized_free(ak);
+	/* A space inside quotes belongs to the value (and is then a bad rule). */
+	ak = load_line("allow=\"10.0.0.1 :1\" " KEY_A, &o, err, sizeof err);
+	assert_null(ak);
+	assert_non_null(strstr(err, "allow="));
+}
+
+/* Bad options: the load fails with one line naming file:line and the problem. */
+static void test_keys_authorized_options_errors(void **state)
+{
+	static const struct {
+		const char *line;
+		const char *needle;
+	} cases[] = {
+	    {"permitopen=\"10.0.0.1:22\" " KEY_A, "unknown option 'permitopen'"},
+	    {"allow=10.0.0.1 " KEY_A, "quoted value"},
+	    {"allow \"10.0.0.1\" " KEY_A, "quoted value"},
+	    {"allow=\"10.0.0.1 " KEY_A, "unterminated quote"},
+	    {"allow=\"\" " KEY_A, "empty value"},
+	    {"allow=\"300.0.0.1\" " KEY_A, "300.0.0.1"},
+	    {"allow-listen=\"10.0.0.0/99\" " KEY_A, "allow-listen="},
+	    {"from=\"db.example\" " KEY_A, "not an address or CIDR"},
+	    {"from=\"10.0.0.1:22\" " KEY_A, "not an address or CIDR"},
+	    {"from=\"10.0.0.0/33\" " KEY_A, "10.0.0.0/33"},
+	    {"from=\"10.0.0.1\",from=\"10.0.0.2\" " KEY_A, "from= given twice"},
+	    {"from=\",\" " KEY_A, "at least one"},
+	    {"allow=\"10.0.0.1\";from=\"10.0.0.2\" " KEY_A, "expected ','"},
+	    {"allow=\"10.0.0.1\", " KEY_A, "unknown option ''"},
+	    {"allow=\"10.0.0.1\"", "no public key"},
+	    {"allow=\"10.0.0.1\" notakey", "not a base64 public key"},
+	};
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const struct keys_options *o = NULL;
+		struct keys_authorized *ak = load_line(cases[i].line, &o, err, sizeof err);
+
+		if (ak != NULL)
+			fail_msg("case %zu '%s' loaded", i, cases[i].line);
+		if (strstr(err, cases[i].needle) == NULL || strstr(err, ":2: ") == NULL ||
+		    strstr(err, tpath("auth_opts")) == NULL || strchr(err, '\n') != NULL)
+			fail_msg("case %zu '%s': error '%s' lacks file:2: and '%s'", i,
+				 cases[i].line, err, cases[i].needle);
+	}
+}
+
 /* keys_psk_write: a fresh 0600 file that loads, differs each time, never overwritten. */
 static void test_keys_psk_write(void **state)
 {
@@ -639,6 +838,9 @@ int main(void)
 	    cmocka_unit_test(test_keys_authorized_list),
 	    cmocka_unit_test(test_keys_authorized_bad_line_number),
 	    cmocka_unit_test(test_keys_authorized_empty_and_missing),
+	    cmocka_unit_test(test_keys_authorized_options_parsed),
+	    cmocka_unit_test(test_keys_authorized_options_quoting),
+	    cmocka_unit_test(test_keys_authorized_options_errors),
 	};
 
 	if (sodium_init() < 0)
