@@ -213,37 +213,44 @@ static void fatal(const char *msg)
  * The server's own addresses are guarded like loopback: a target that
  * resolves to the server's public IP would otherwise reach services that
  * listen on all interfaces but mean to be local. Addresses change (DHCP, an
- * alias added), so the list is re-read when a target is checked and the copy
- * is older than SERVER_OWN_REFRESH_MS.
+ * alias added), so the list is re-read every SERVER_OWN_REFRESH_MS and given
+ * to every rule set a target may be checked against (--allow and each key's
+ * allow=).
  */
 #define SERVER_OWN_MAX 256
 #define SERVER_OWN_REFRESH_MS 10000
 
-static void refresh_own_addresses(struct server *srv, uint64_t now)
+static void refresh_own_addresses(struct server *srv)
 {
 	struct sockaddr_storage addrs[SERVER_OWN_MAX];
 	const struct sockaddr *list[SERVER_OWN_MAX];
-	int n;
-
-	if (srv->own_checked_ms != 0 && now - srv->own_checked_ms < SERVER_OWN_REFRESH_MS)
-		return;
-	srv->own_checked_ms = now;
-	n = netaddr_interface_addresses(addrs, SERVER_OWN_MAX);
+	int n = netaddr_interface_addresses(addrs, SERVER_OWN_MAX);
 	if (n < 0) {
 		log_warn("cannot list the interface addresses (getifaddrs): %s", strerror(errno));
 		return; /* keep the previous list */
 	}
 	for (int i = 0; i < n; i++)
 		list[i] = (const struct sockaddr *)&addrs[i];
-	if (acl_set_own_addresses(srv->acl, list, (size_t)n) != 0)
+	bool ok = acl_set_own_addresses(srv->acl, list, (size_t)n) == 0;
+	for (size_t i = 0; i < keys_authorized_count(srv->authorized); i++) {
+		const struct keys_options *ko = keys_authorized_options(srv->authorized, i);
+		if (ko->allow != NULL && acl_set_own_addresses(ko->allow, list, (size_t)n) != 0)
+			ok = false;
+	}
+	if (!ok)
 		log_warn("out of memory for the list of interface addresses");
 }
 
+static void on_own_timer(evutil_socket_t fd, short what, void *arg)
+{
+	refresh_own_addresses(arg);
+}
+
+/* arg is the tunnel's acl (the key's allow= or the server's --allow), which
+ * outlives the stream: it belongs to srv or srv->authorized. */
 static bool server_permits(void *arg, const char *name, const struct sockaddr *addr, uint16_t port)
 {
-	struct server *srv = arg;
-	refresh_own_addresses(srv, limit_now_ms());
-	return acl_permits(srv->acl, name, addr, port);
+	return acl_permits(arg, name, addr, port);
 }
 
 static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
@@ -263,19 +270,20 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	access_short_key(stn->client, client, sizeof(client));
 	struct connect_policy policy = {
 	    .permits = server_permits,
-	    .arg = srv,
+	    .arg = stn->acl,
 	    .who = who,
 	    .refusals = &srv->refused_targets,
 	    .client = client,
 	    .src = tunnel_peer_name(stn->t),
 	};
 	if (target->type == FRAME_ADDR_NAME &&
-	    !acl_may_permit_name(srv->acl, target->u.name, target->port)) {
+	    !acl_may_permit_name(stn->acl, target->u.name, target->port)) {
 		/* Refused before any DNS query or connection attempt. */
 		char desc[FRAME_NAME_MAX + 8];
 		srv->refused_targets++;
-		log_peer_warn("refused stream %u from %s to %s:%u: no --allow rule permits it",
-			      session_stream_id(st), who, target->u.name, target->port);
+		log_peer_warn("refused stream %u from %s to %s:%u: no %s permits it",
+			      session_stream_id(st), who, target->u.name, target->port,
+			      stn->own_acl ? "allow= option of its key" : "--allow rule");
 		snprintf(desc, sizeof(desc), "%s:%u", target->u.name, target->port);
 		connect_log_refused(st, &policy, desc);
 		return FRAME_ERR_NOT_ALLOWED;
@@ -345,6 +353,23 @@ static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
 		snprintf(stn->client, sizeof(stn->client), "%s (%s)", b64, comment);
 	else
 		snprintf(stn->client, sizeof(stn->client), "%s", b64);
+
+	/* from=: checked before the replay state moves, so a key used from the
+	 * wrong place cannot spend its timestamps. No answer, throttled log. */
+	const struct keys_options *ko = keys_authorized_options(srv->authorized, index);
+	if (ko->from != NULL && !acl_matches_source(ko->from, (struct sockaddr *)&stn->peer)) {
+		char detail[sizeof(stn->client) + NETADDR_STR_MAX + 16];
+		srv->refused_tunnels++;
+		snprintf(detail, sizeof(detail), "client %s from %s", stn->client,
+			 tunnel_peer_name(t));
+		limit_hit(&srv->refused_from, detail);
+		stn->client[0] = '\0'; /* on_down: no per-connection info line */
+		return WM_ERR_UNAUTHORIZED;
+	}
+	stn->own_acl = ko->allow != NULL;
+	stn->acl = stn->own_acl ? ko->allow : srv->acl;
+	stn->own_allow_listen = ko->allow_listen != NULL;
+	stn->allow_listen = stn->own_allow_listen ? ko->allow_listen : srv->allow_listen;
 
 	/* IK's first message can be replayed: demand a newer timestamp than the
 	 * last one this key sent for this tunnel slot (Noise §7.7), durable
@@ -528,6 +553,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	stn->srv = srv;
 	stn->source_len = source_bytes(sa, stn->source);
+	if ((size_t)salen <= sizeof(stn->peer))
+		memcpy(&stn->peer, sa, (size_t)salen);
 	struct tunnel_handlers h;
 	memset(&h, 0, sizeof(h));
 	h.on_up = on_tunnel_up;
@@ -785,7 +812,7 @@ int main(int argc, char **argv)
 	configure(&srv, cfg, &listen_at);
 	if (acl_count(srv.acl) == 0)
 		log_warn("no --allow rules: every stream will be refused");
-	refresh_own_addresses(&srv, limit_now_ms());
+	refresh_own_addresses(&srv);
 
 	srv.base = event_base_new();
 	if (srv.base == NULL)
@@ -804,6 +831,7 @@ int main(int argc, char **argv)
 	srv.limits.share.name = "unauthenticated connections per source (share of --max-unauth)";
 	srv.limits.evicted.name = "full unauthenticated table (oldest connection closed)";
 	srv.limits.mac2.name = "cookie MAC (mac2) missing or bad";
+	srv.refused_from.name = "client key source address (from=)";
 	srv.listener = evconnlistener_new(srv.base, on_accept, &srv,
 					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (srv.listener == NULL)
@@ -820,6 +848,11 @@ int main(int argc, char **argv)
 	LIST_INIT(&srv.reverse_listeners);
 	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
 	srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+	srv.own_timer = event_new(srv.base, -1, EV_PERSIST, on_own_timer, &srv);
+	if (srv.own_timer == NULL)
+		fatal("out of memory");
+	struct timeval own_every = {SERVER_OWN_REFRESH_MS / 1000, 0};
+	event_add(srv.own_timer, &own_every);
 	event_add(srv.sigint, NULL);
 	event_add(srv.sigterm, NULL);
 
@@ -834,6 +867,7 @@ int main(int argc, char **argv)
 
 	event_free(srv.sigint);
 	event_free(srv.sigterm);
+	event_free(srv.own_timer);
 	if (srv.listener != NULL)
 		evconnlistener_free(srv.listener);
 	admin_free(srv.admin);

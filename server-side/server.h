@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include "wanmux/acl.h"
 #include "wanmux/admin.h"
@@ -53,6 +54,14 @@ struct server_tunnel {
 	uint32_t source_slot; /* index into srv->per_source */
 	uint8_t source[17];   /* family byte | address: what a cookie is bound to */
 	size_t source_len;
+	struct sockaddr_storage peer; /* where it connected from (from=) */
+	/* Set by authorize: the key's allow= / allow-listen= rules when its
+	 * authorized-keys line has them, else the server's --allow and
+	 * --allow-listen (NULL: none). Borrowed from srv->authorized or srv. */
+	struct acl *acl;
+	struct acl *allow_listen;
+	bool own_acl;	       /* acl is the key's allow= */
+	bool own_allow_listen; /* allow_listen is the key's allow-listen= */
 };
 
 /* Handshakes per second per source address: buckets indexed by a keyed
@@ -103,7 +112,6 @@ struct server {
 	struct replay *replay; /* newest timestamp per client key and slot */
 	struct acl *acl;
 	struct acl *allow_listen; /* where clients may ask for reverse listeners */
-	uint64_t own_checked_ms;  /* when the interface addresses were last read */
 	uint8_t psk[KEYS_LEN];
 	bool have_psk;
 	uint8_t mac1_key[32];
@@ -112,9 +120,11 @@ struct server {
 	LIST_HEAD(, reverse_listener) reverse_listeners;
 	struct event *sigint;
 	struct event *sigterm;
+	struct event *own_timer; /* re-reads the interface addresses */
 	uint64_t refused_targets;
 	uint64_t refused_tunnels;
 	uint64_t refused_listens;
+	struct limit_counter refused_from; /* keys used from outside their from= */
 	struct server_limits limits;
 	uint32_t unauth;
 	uint32_t tunnels_authorized; /* tunnels counted against --max-tunnels */

@@ -159,11 +159,14 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
-	if (srv->allow_listen == NULL ||
-	    !acl_permits(srv->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
+	/* stn->allow_listen: the key's allow-listen= options if it has any,
+	 * else the server's --allow-listen rules (set at authorization). */
+	if (stn->allow_listen == NULL ||
+	    !acl_permits(stn->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
 		srv->refused_listens++;
-		log_peer_warn("client %s asked to listen on %s: no --allow-listen rule permits it",
-			      stn->client, name);
+		log_peer_warn(
+		    "client %s asked to listen on %s: no %s permits it", stn->client, name,
+		    stn->own_allow_listen ? "allow-listen= option of its key" : "--allow-listen");
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}

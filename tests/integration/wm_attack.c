@@ -49,6 +49,8 @@ static const char usage_text[] =
     "  --session-window N     (default 16777216)\n"
     "  --wait SECS            how long to wait for the server's reaction (10)\n"
     "  --age SECS             stamp msg1 this long in the past (a recorded one)\n"
+    "  --bind ADDR            connect from this local address (e.g. 127.0.0.2,\n"
+    "                         to test a key's from= option)\n"
     "\n"
     "Commands (each prints one 'result: ...' line):\n"
     "  handshake              handshake; exit 0 if the tunnel came up, 3 if the\n"
@@ -93,6 +95,7 @@ struct opts {
 	const char *server_key;
 	const char *key;
 	const char *psk;
+	const char *bind;
 	const char *target;
 	const char *kind;
 	unsigned tunnel_no;
@@ -157,7 +160,7 @@ static void split_hostport(const char *spec, char *host, size_t hcap, char *port
 	snprintf(port, pcap, "%s", colon + 1);
 }
 
-static int tcp_connect(const char *spec)
+static int tcp_connect(const char *spec, const char *bind_addr)
 {
 	char host[256], port[16];
 	struct addrinfo hints, *res;
@@ -168,6 +171,17 @@ static int tcp_connect(const char *spec)
 	if (rc != 0)
 		die("%s: %s", spec, gai_strerror(rc));
 	int fd = socket(res->ai_family, SOCK_STREAM, 0);
+	if (fd >= 0 && bind_addr != NULL) {
+		struct addrinfo *local;
+		hints.ai_family = res->ai_family;
+		hints.ai_flags = AI_NUMERICHOST;
+		rc = getaddrinfo(bind_addr, "0", &hints, &local);
+		if (rc != 0)
+			die("--bind %s: %s", bind_addr, gai_strerror(rc));
+		if (bind(fd, local->ai_addr, local->ai_addrlen) != 0)
+			die("bind %s: %s", bind_addr, strerror(errno));
+		freeaddrinfo(local);
+	}
 	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
 		die("connect %s: %s", spec, strerror(errno));
 	freeaddrinfo(res);
@@ -253,7 +267,7 @@ static int handshake(const struct opts *o, struct conn *c)
 
 	memset(c, 0, sizeof(*c));
 	c->next_id = 1;
-	c->fd = tcp_connect(o->server);
+	c->fd = tcp_connect(o->server, o->bind);
 	uint8_t cookie[HANDSHAKE_COOKIE_LEN];
 	bool have_cookie = false;
 	struct handshake *hs;
@@ -464,7 +478,7 @@ static int cmd_replay(const struct opts *o)
 	need_up(handshake(o, &c));
 	/* Keep the genuine tunnel open while the copy goes in. */
 	memset(&r, 0, sizeof(r));
-	r.fd = tcp_connect(o->server);
+	r.fd = tcp_connect(o->server, o->bind);
 	send_all(r.fd, c.msg1, c.msg1_len);
 	double t0 = now_s();
 	int rc = fill(&r, 1, t0 + o->wait_s);
@@ -1051,6 +1065,8 @@ int main(int argc, char **argv)
 			o.key = v;
 		} else if (strcmp(a, "--psk") == 0) {
 			o.psk = v;
+		} else if (strcmp(a, "--bind") == 0) {
+			o.bind = v;
 		} else if (strcmp(a, "--target") == 0) {
 			o.target = v;
 		} else if (strcmp(a, "--kind") == 0) {
