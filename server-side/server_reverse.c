@@ -164,9 +164,10 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	if (stn->allow_listen == NULL ||
 	    !acl_permits(stn->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
 		srv->refused_listens++;
-		log_peer_warn(
-		    "client %s asked to listen on %s: no %s permits it", stn->client, name,
-		    stn->own_allow_listen ? "allow-listen= option of its key" : "--allow-listen");
+		log_peer_warn("client %s asked to listen on %s: no %s permits it", stn->client,
+			      name,
+			      stn->own_allow_listen ? "allow-listen= option of its key"
+						    : "--allow-listen rule");
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
