@@ -57,6 +57,7 @@ enum opt_id {
 	OPT_REKEY_BYTES,
 	OPT_ADMIN,
 	OPT_ADMIN_ALLOW,
+	OPT_CHECK_CONFIG,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -66,11 +67,11 @@ static const struct config_option options[] = {
     {"key", 'k', true, false, OPT_KEY},
     {"server-key", 'K', true, false, OPT_SERVER_KEY},
     {"forward", 'L', true, true, OPT_FORWARD},
-    {"socks", 'D', true, false, OPT_SOCKS},
+    {"socks", 'D', true, true, OPT_SOCKS},
     {"socks-auth", 0, true, false, OPT_SOCKS_AUTH},
-    {"http-proxy", 0, true, false, OPT_HTTP_PROXY},
+    {"http-proxy", 0, true, true, OPT_HTTP_PROXY},
     {"http-auth", 0, true, false, OPT_HTTP_AUTH},
-    {"transparent", 0, true, false, OPT_TRANSPARENT},
+    {"transparent", 0, true, true, OPT_TRANSPARENT},
     {"reverse", 'R', true, true, OPT_REVERSE},
     {"source-allow", 0, true, true, OPT_SOURCE_ALLOW},
     {"source-deny", 0, true, true, OPT_SOURCE_DENY},
@@ -88,6 +89,7 @@ static const struct config_option options[] = {
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
     {"admin", 0, true, false, OPT_ADMIN},
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
+    {"check-config", 0, false, false, OPT_CHECK_CONFIG},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -127,7 +129,9 @@ static const char usage_text[] =
     "                             HOST:PORT as seen from the server, like ssh -L.\n"
     "                             IPv6 in brackets. Repeatable.\n"
     "    -D, --socks [LADDR:]PORT SOCKS5 proxy (RFC 1928, CONNECT; names are\n"
-    "                             resolved by the server)\n"
+    "                             resolved by the server). Repeatable, as are\n"
+    "                             --http-proxy and --transparent (e.g. one on\n"
+    "                             127.0.0.1 and one on [::1])\n"
     "    --socks-auth FILE        require SOCKS5 username/password (RFC 1929);\n"
     "                             FILE has 'user:password' lines, mode 0600\n"
     "    --http-proxy [LADDR:]PORT\n"
@@ -176,6 +180,11 @@ static const char usage_text[] =
     "                             a status page on ADDR (default 127.0.0.1)\n"
     "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
     "                             loopback only); others get 403\n"
+    "    --check-config           load and check everything a start would\n"
+    "                             (options, files and their modes, keys,\n"
+    "                             credentials), print 'configuration ok' and\n"
+    "                             exit 0, or name the problem and exit 2;\n"
+    "                             binds, connects and resolves nothing\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -186,7 +195,11 @@ static const char usage_text[] =
     "\n"
     "EXIT STATUS\n"
     "    0 after SIGTERM or SIGINT (a summary of the traffic is logged), 1 on a\n"
-    "    runtime failure (unreadable key, port in use), 2 on a usage error.\n";
+    "    runtime failure (unreadable key, port in use), 2 on a usage error.\n"
+    "    --check-config: 0 when the configuration is good, 2 for any problem.\n";
+
+/* --check-config: every problem is one line on stderr and exit status 2. */
+static bool check_only;
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -197,7 +210,10 @@ static void usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
+	if (check_only)
+		fputc('\n', stderr);
+	else
+		fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
 	exit(2);
 }
 
@@ -206,7 +222,7 @@ static void fatal(const char *msg) __attribute__((noreturn));
 static void fatal(const char *msg)
 {
 	fprintf(stderr, PROG ": %s\n", msg);
-	exit(1);
+	exit(check_only ? 2 : 1);
 }
 
 static struct event *sigint_ev, *sigterm_ev;
@@ -332,7 +348,8 @@ static void configure(struct client *cl, const struct config *cfg)
 	}
 
 	size_t nforward = config_count(cfg, OPT_FORWARD);
-	size_t nmax = nforward + 3;
+	size_t nmax = nforward + config_count(cfg, OPT_SOCKS) + config_count(cfg, OPT_HTTP_PROXY) +
+		      config_count(cfg, OPT_TRANSPARENT);
 	cl->listeners = calloc(nmax, sizeof(*cl->listeners));
 	cl->nreverses = config_count(cfg, OPT_REVERSE);
 	cl->reverses = calloc(cl->nreverses + 1, sizeof(*cl->reverses));
@@ -350,12 +367,22 @@ static void configure(struct client *cl, const struct config *cfg)
 		l->target = fw.target;
 		client_frame_addr(&l->target, &l->target_addr);
 	}
-	if ((v = config_get(cfg, OPT_SOCKS)) != NULL)
-		proxy_listener(cl, v, LISTENER_SOCKS, "socks");
-	if ((v = config_get(cfg, OPT_HTTP_PROXY)) != NULL)
-		proxy_listener(cl, v, LISTENER_HTTP, "http-proxy");
-	if ((v = config_get(cfg, OPT_TRANSPARENT)) != NULL)
-		proxy_listener(cl, v, LISTENER_TRANSPARENT, "transparent");
+	for (size_t i = 0; i < config_count(cfg, OPT_SOCKS); i++)
+		proxy_listener(cl, config_get_nth(cfg, OPT_SOCKS, i), LISTENER_SOCKS, "socks");
+	for (size_t i = 0; i < config_count(cfg, OPT_HTTP_PROXY); i++)
+		proxy_listener(cl, config_get_nth(cfg, OPT_HTTP_PROXY, i), LISTENER_HTTP,
+			       "http-proxy");
+	for (size_t i = 0; i < config_count(cfg, OPT_TRANSPARENT); i++)
+		proxy_listener(cl, config_get_nth(cfg, OPT_TRANSPARENT, i), LISTENER_TRANSPARENT,
+			       "transparent");
+	/* Two listeners on one address would fail at bind; say so before. */
+	for (size_t i = 0; i < cl->nlisteners; i++)
+		for (size_t j = 0; j < i; j++)
+			if (cl->listeners[i].local.port == cl->listeners[j].local.port &&
+			    strcmp(cl->listeners[i].local.host, cl->listeners[j].local.host) == 0)
+				usage_error("%s:%u is given to two listeners",
+					    cl->listeners[i].local.host,
+					    cl->listeners[i].local.port);
 	for (size_t i = 0; i < cl->nreverses; i++) {
 		struct reverse *rv = &cl->reverses[i];
 		struct netaddr_forward fw;
@@ -440,6 +467,11 @@ int main(int argc, char **argv)
 
 	memset(&cl, 0, sizeof(cl));
 	log_init(PROG, LOG_LEVEL_INFO);
+	/* Known before parsing, so that a bad option or config line is already
+	 * reported the --check-config way. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--check-config") == 0)
+			check_only = true;
 	if (config_parse(options, argc, argv, &cfg, err, sizeof(err)) != 0)
 		usage_error("%s", err);
 	if (config_get(cfg, OPT_HELP) != NULL || config_get(cfg, OPT_VERSION) != NULL) {
@@ -453,7 +485,24 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0)
 		fatal("cannot initialise libsodium");
 	signal(SIGPIPE, SIG_IGN);
+	check_only = check_only || config_get(cfg, OPT_CHECK_CONFIG) != NULL;
 	configure(&cl, cfg);
+	if (check_only) {
+		/* Everything a start reads has been read; listening, the
+		 * resolver and the tunnels are left out. */
+		puts("configuration ok");
+		acl_free(cl.admin_opt.allow);
+		free(cl.listeners);
+		free(cl.reverses);
+		acl_free(cl.source_allow);
+		acl_free(cl.source_deny);
+		userpass_free(cl.socks_auth);
+		userpass_free(cl.http_auth);
+		keys_pair_free(cl.key);
+		config_free(cfg);
+		sodium_memzero(cl.psk, sizeof(cl.psk));
+		return 0;
+	}
 
 	cl.base = event_base_new();
 	if (cl.base == NULL)

@@ -65,12 +65,13 @@ enum opt_id {
 	OPT_ADMIN,
 	OPT_ADMIN_ALLOW,
 	OPT_STATE_DIR,
+	OPT_CHECK_CONFIG,
 	OPT_HELP,
 	OPT_VERSION,
 };
 
 static const struct config_option options[] = {
-    {"listen", 'l', true, false, OPT_LISTEN},
+    {"listen", 'l', true, true, OPT_LISTEN},
     {"key", 'k', true, false, OPT_KEY},
     {"authorized-keys", 'a', true, false, OPT_AUTHORIZED_KEYS},
     {"allow", 0, true, true, OPT_ALLOW},
@@ -95,6 +96,7 @@ static const struct config_option options[] = {
     {"admin", 0, true, false, OPT_ADMIN},
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"state-dir", 0, true, false, OPT_STATE_DIR},
+    {"check-config", 0, false, false, OPT_CHECK_CONFIG},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -116,7 +118,8 @@ static const char usage_text[] =
     "    logged with the client's key; the server is never an open proxy.\n"
     "\n"
     "OPTIONS\n"
-    "    -l, --listen ADDR:PORT   where clients connect (IPv6 as [ADDR]:PORT)\n"
+    "    -l, --listen ADDR:PORT   where clients connect (IPv6 as [ADDR]:PORT);\n"
+    "                             repeatable, e.g. 0.0.0.0:7700 and [::]:7700\n"
     "    -k, --key FILE           this server's private key (wanmux-keygen FILE);\n"
     "                             must not be readable by group or others\n"
     "    -a, --authorized-keys FILE\n"
@@ -175,6 +178,11 @@ static const char usage_text[] =
     "                             buffers (64M)\n"
     "    --max-tunnels N          authenticated tunnels, all clients (1024)\n"
     "    --max-tunnels-per-key N  authenticated tunnels per client key (16)\n"
+    "    --check-config           load and check everything a start would\n"
+    "                             (options, files and their modes, authorized\n"
+    "                             keys, allow rules), print 'configuration ok'\n"
+    "                             and exit 0, or name the problem and exit 2;\n"
+    "                             binds and resolves nothing\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -186,7 +194,11 @@ static const char usage_text[] =
     "\n"
     "EXIT STATUS\n"
     "    0 after SIGTERM or SIGINT, 1 on a runtime failure (unreadable key, port\n"
-    "    in use), 2 on a usage error.\n";
+    "    in use), 2 on a usage error. --check-config: 0 when the configuration\n"
+    "    is good, 2 for any problem.\n";
+
+/* --check-config: every problem is one line on stderr and exit status 2. */
+static bool check_only;
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -197,7 +209,10 @@ static void usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
+	if (check_only)
+		fputc('\n', stderr);
+	else
+		fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
 	exit(2);
 }
 
@@ -206,7 +221,7 @@ static void fatal(const char *msg) __attribute__((noreturn));
 static void fatal(const char *msg)
 {
 	fprintf(stderr, PROG ": %s\n", msg);
-	exit(1);
+	exit(check_only ? 2 : 1);
 }
 
 /*
@@ -626,10 +641,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("handshake work so far: %llu first messages with X25519, %llu answered "
 		 "with a cookie instead",
 		 (unsigned long long)tc->responder_x25519, (unsigned long long)tc->cookie_replies);
-	if (srv->listener != NULL) {
-		evconnlistener_free(srv->listener);
-		srv->listener = NULL;
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_free(srv->listeners[i]);
+		srv->listeners[i] = NULL;
 	}
+	srv->nlisteners = 0;
 	server_reverse_close_all(srv);
 	struct server_tunnel *stn;
 	LIST_FOREACH(stn, &srv->tunnels, link)
@@ -668,6 +684,25 @@ static void setup_replay(struct server *srv, const char *dir)
 		fatal("out of memory");
 	if (dir == NULL && access(SERVER_STATE_DIR, W_OK) == 0)
 		dir = SERVER_STATE_DIR;
+	if (check_only) {
+		/* replay_open rewrites the file, which a running server also
+		 * writes: check the directory and the file's mode, change nothing. */
+		if (explicit_dir && strcmp(dir, "none") != 0 && access(dir, W_OK | X_OK) != 0) {
+			snprintf(err, sizeof(err), "--state-dir %s: %s", dir, strerror(errno));
+			fatal(err);
+		}
+		if (dir != NULL && strcmp(dir, "none") != 0) {
+			char path[4096];
+			int fd, open_errno = 0;
+			snprintf(path, sizeof(path), "%s/" REPLAY_FILE_NAME, dir);
+			fd = keys_open_file(path, true, &open_errno, err, sizeof(err));
+			if (fd >= 0)
+				close(fd);
+			else if (open_errno != ENOENT && explicit_dir)
+				fatal(err);
+		}
+		return;
+	}
 	if (dir != NULL && strcmp(dir, "none") != 0) {
 		if (replay_open(srv->replay, dir, err, sizeof(err)) != WM_OK) {
 			if (explicit_dir)
@@ -690,7 +725,8 @@ static void setup_replay(struct server *srv, const char *dir)
 		 SERVER_CLOCK_WINDOW_S);
 }
 
-static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen)
+static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen,
+		      size_t *nlisten)
 {
 	char err[512];
 	const char *v;
@@ -713,8 +749,19 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 		usage_error("%s", "missing --key FILE (create one with wanmux-keygen FILE)");
 	if (config_get(cfg, OPT_AUTHORIZED_KEYS) == NULL)
 		usage_error("%s", "missing --authorized-keys FILE");
-	if (netaddr_parse_hostport(config_get(cfg, OPT_LISTEN), listen, err, sizeof(err)) != 0)
-		usage_error("--listen: %s", err);
+	*nlisten = config_count(cfg, OPT_LISTEN);
+	if (*nlisten > SERVER_LISTEN_MAX)
+		usage_error("too many --listen addresses (%zu, at most %d)", *nlisten,
+			    SERVER_LISTEN_MAX);
+	for (size_t i = 0; i < *nlisten; i++) {
+		const char *spec = config_get_nth(cfg, OPT_LISTEN, i);
+		if (netaddr_parse_hostport(spec, &listen[i], err, sizeof(err)) != 0)
+			usage_error("--listen: %s", err);
+		for (size_t j = 0; j < i; j++)
+			if (listen[j].port == listen[i].port &&
+			    strcmp(listen[j].host, listen[i].host) == 0)
+				usage_error("--listen %s given twice", spec);
+	}
 
 	if ((v = config_get(cfg, OPT_MAX_STREAMS)) != NULL) {
 		uint64_t n;
@@ -791,11 +838,17 @@ int main(int argc, char **argv)
 {
 	struct server srv;
 	struct config *cfg = NULL;
-	struct netaddr_hostport listen_at;
+	struct netaddr_hostport listen_at[SERVER_LISTEN_MAX];
+	size_t nlisten = 0;
 	char err[512];
 
 	memset(&srv, 0, sizeof(srv));
 	log_init(PROG, LOG_LEVEL_INFO);
+	/* Known before parsing, so that a bad option or config line is already
+	 * reported the --check-config way. */
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--check-config") == 0)
+			check_only = true;
 	if (config_parse(options, argc, argv, &cfg, err, sizeof(err)) != 0)
 		usage_error("%s", err);
 	if (config_get(cfg, OPT_HELP) != NULL || config_get(cfg, OPT_VERSION) != NULL) {
@@ -809,9 +862,24 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0)
 		fatal("cannot initialise libsodium");
 	signal(SIGPIPE, SIG_IGN);
-	configure(&srv, cfg, &listen_at);
+	check_only = check_only || config_get(cfg, OPT_CHECK_CONFIG) != NULL;
+	configure(&srv, cfg, listen_at, &nlisten);
 	if (acl_count(srv.acl) == 0)
 		log_warn("no --allow rules: every stream will be refused");
+	if (check_only) {
+		/* Everything a start reads has been read; binding is left out. */
+		puts("configuration ok");
+		acl_free(srv.admin_opt.allow);
+		replay_free(srv.replay);
+		free(srv.key_tunnels);
+		keys_authorized_free(srv.authorized);
+		keys_pair_free(srv.key);
+		acl_free(srv.acl);
+		acl_free(srv.allow_listen);
+		config_free(cfg);
+		sodium_memzero(srv.psk, sizeof(srv.psk));
+		return 0;
+	}
 	refresh_own_addresses(&srv);
 
 	srv.base = event_base_new();
@@ -820,9 +888,25 @@ int main(int argc, char **argv)
 	srv.dns = dns_new(srv.base);
 	if (srv.dns == NULL)
 		fatal("cannot set up DNS resolution");
-	int fd = netaddr_listen(&listen_at, err, sizeof(err));
-	if (fd < 0)
-		fatal(err);
+	char listen_text[SERVER_LISTEN_MAX * (NETADDR_HOST_MAX + 10)] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < nlisten; i++) {
+		int fd = netaddr_listen(&listen_at[i], err, sizeof(err));
+		if (fd < 0)
+			fatal(err);
+		srv.listeners[i] =
+		    evconnlistener_new(srv.base, on_accept, &srv,
+				       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (srv.listeners[i] == NULL)
+			fatal("cannot listen");
+		srv.nlisteners++;
+		evconnlistener_set_error_cb(srv.listeners[i], on_accept_error);
+		int n = snprintf(listen_text + used, sizeof(listen_text) - used,
+				 strchr(listen_at[i].host, ':') != NULL ? "%s[%s]:%u" : "%s%s:%u",
+				 i > 0 ? ", " : "", listen_at[i].host, listen_at[i].port);
+		if (n > 0 && (size_t)n < sizeof(listen_text) - used)
+			used += (size_t)n;
+	}
 	srv.limits.unauth.name = "unauthenticated connections (--max-unauth)";
 	srv.limits.handshakes.name = "handshakes per source (--handshake-rate)";
 	srv.limits.opens.name = "stream opens per tunnel (--open-rate)";
@@ -832,11 +916,6 @@ int main(int argc, char **argv)
 	srv.limits.evicted.name = "full unauthenticated table (oldest connection closed)";
 	srv.limits.mac2.name = "cookie MAC (mac2) missing or bad";
 	srv.refused_from.name = "client key source address (from=)";
-	srv.listener = evconnlistener_new(srv.base, on_accept, &srv,
-					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (srv.listener == NULL)
-		fatal("cannot listen");
-	evconnlistener_set_error_cb(srv.listener, on_accept_error);
 	if (srv.admin_opt.enabled) {
 		srv.admin = admin_start(srv.base, &srv.admin_opt, ADMIN_SERVER, PROG,
 					server_admin_collect, &srv, err, sizeof(err));
@@ -858,9 +937,8 @@ int main(int argc, char **argv)
 
 	char b64[KEYS_B64_LEN];
 	keys_encode_public(srv.key->pub, b64);
-	log_info("listening on %s:%u, server key %s, %zu authorized client keys, %zu allow rules",
-		 listen_at.host, listen_at.port, b64, keys_authorized_count(srv.authorized),
-		 acl_count(srv.acl));
+	log_info("listening on %s, server key %s, %zu authorized client keys, %zu allow rules",
+		 listen_text, b64, keys_authorized_count(srv.authorized), acl_count(srv.acl));
 	notify_ready();
 
 	event_base_dispatch(srv.base);
@@ -868,8 +946,8 @@ int main(int argc, char **argv)
 	event_free(srv.sigint);
 	event_free(srv.sigterm);
 	event_free(srv.own_timer);
-	if (srv.listener != NULL)
-		evconnlistener_free(srv.listener);
+	for (size_t i = 0; i < srv.nlisteners; i++)
+		evconnlistener_free(srv.listeners[i]);
 	admin_free(srv.admin);
 	dns_free(srv.dns);
 	event_base_free(srv.base);

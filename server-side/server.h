@@ -22,6 +22,7 @@
 #define SERVER_STATE_DIR "/var/lib/wanmux"
 /* Without a state dir: first messages older than this before start are refused. */
 #define SERVER_CLOCK_WINDOW_S 120u
+#define SERVER_LISTEN_MAX 16 /* --listen addresses */
 
 /* Authenticated tunnels. Per key: a client keeps --tunnels (default 4) open
  * and briefly more while reconnecting. In all: 64 clients at the per-key
@@ -106,7 +107,8 @@ struct server_limits {
 struct server {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct evconnlistener *listener;
+	struct evconnlistener *listeners[SERVER_LISTEN_MAX]; /* --listen, in order */
+	size_t nlisteners;
 	struct keypair *key;
 	struct keys_authorized *authorized;
 	struct replay *replay; /* newest timestamp per client key and slot */
