@@ -626,11 +626,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	const struct tunnel_counters *tc = tunnel_get_counters();
 	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
 		 "--max-session-buffer, %llu over --max-tunnels, %llu over "
-		 "--max-tunnels-per-key, %llu LISTENs over the rate, %llu credit grants shrunk",
+		 "--max-tunnels-per-key, %llu LISTENs over the rate, %llu credit grants shrunk, "
+		 "%llu tunnels from outside their key's from=",
 		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits(),
 		 (unsigned long long)srv->limits.tunnels.hits,
 		 (unsigned long long)srv->limits.tunnels_per_key.hits,
-		 (unsigned long long)tc->listen_limited, (unsigned long long)session_credit_hits());
+		 (unsigned long long)tc->listen_limited, (unsigned long long)session_credit_hits(),
+		 (unsigned long long)srv->refused_from.hits);
 	log_info("closed so far: %llu bad MACs, %llu failed handshakes, %llu handshake "
 		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers, %llu "
 		 "unanswered rekeys, %llu peers not reading their output",

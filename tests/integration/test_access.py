@@ -169,6 +169,12 @@ def test_key_from(env):
           f"key C from 127.0.0.2 (wm_attack flood of 1 stream): {res!r}; expected ok=1")
     srv.wait_log(r"tunnel from 127\.0\.0\.2:\d+ up: client %s" % re.escape(pub_c), t(5))
     print(f"     key C (from=127.0.0.2/32): from 127.0.0.1 refused, from 127.0.0.2 {res}")
+    refused = int(re.findall(r"\((?:.*, )?(\d+) in all\)", srv.log_text())[-1])
+    srv.stop()
+    m = re.search(r"(\d+) tunnels from outside their key's from=", srv.log_text())
+    check(m is not None and int(m.group(1)) >= refused >= 2,
+          f"shutdown summary: {m and m.group(0)!r}; expected at least {refused} from= refusals")
+    print(f"     shutdown summary: {m.group(0)}")
 
 
 if __name__ == "__main__":
