@@ -89,6 +89,7 @@ def test_server_check_config(env):
     expect_bad("bad option value", argv("--max-streams", "0"), "--max-streams")
     expect_bad("unknown option", argv("--frobnicate"), "--frobnicate")
     expect_bad("bad --listen", argv("--listen", "127.0.0.1:99999"), "--listen")
+    expect_bad("bad --admin", argv("--admin", "nonsense:port"), "admin")
     expect_bad("missing key file", argv(key=env.path("missing.key")), "missing.key")
     expect_bad("key mode 0644", argv(key=loose), "loose.key")
     expect_bad("bad allow rule", argv("--allow", "10.0.0.0/99"), "10.0.0.0/99")
