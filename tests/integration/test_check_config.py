@@ -86,6 +86,11 @@ def test_server_check_config(env):
                 "--authorized-keys", authk, "--allow", "10.0.0.0/8"] + list(extra)
 
     expect_ok("server command line", argv())
+    state = env.path("state")
+    os.mkdir(state, 0o700)
+    expect_ok("server --state-dir (nothing written to it)", argv("--state-dir", state))
+    check(os.listdir(state) == [], f"--check-config wrote into --state-dir: {os.listdir(state)}")
+    expect_bad("missing --state-dir", argv("--state-dir", env.path("nostate")), "nostate")
     expect_bad("bad option value", argv("--max-streams", "0"), "--max-streams")
     expect_bad("unknown option", argv("--frobnicate"), "--frobnicate")
     expect_bad("bad --listen", argv("--listen", "127.0.0.1:99999"), "--listen")
