@@ -65,10 +65,14 @@ struct reverse {
 	bool logged;
 };
 
-/* A local connection whose target is known, waiting for a tunnel. */
+/* A local connection whose target is known, waiting for a tunnel. The
+ * relay may close while it waits (the local client resets): the watch then
+ * takes the entry out of the queue and frees it. */
 struct pending {
 	TAILQ_ENTRY(pending) link;
+	struct client *cl;
 	struct relay *r;
+	struct relay_watch watch;
 	struct frame_addr target;
 	time_t since;
 };

@@ -17,6 +17,7 @@
 #define BACKOFF_MAX_MS 30000
 
 static void slot_connect(struct slot *sl);
+static void pending_on_close(void *arg);
 
 static void add_tunnel_totals(struct client_totals *tot, struct tunnel *t)
 {
@@ -39,10 +40,13 @@ static struct tunnel *pick_tunnel(struct client *cl)
 	size_t best_q = 0;
 	for (unsigned i = 0; i < cl->nslots; i++) {
 		struct slot *sl = &cl->slots[i];
-		if (!sl->up)
+		/* sl->up stays set until on_down, which runs from the loop after
+		 * tunnel_close; the tunnel has no session from tunnel_close on, so
+		 * a tunnel closed earlier in this loop pass is not up any more. */
+		struct session *s = sl->up ? tunnel_session(sl->t) : NULL;
+		if (s == NULL)
 			continue;
-		size_t q =
-		    tunnel_queued(sl->t) + session_stream_count(tunnel_session(sl->t)) * 1024;
+		size_t q = tunnel_queued(sl->t) + session_stream_count(s) * 1024;
 		if (best == NULL || q < best_q) {
 			best = sl->t;
 			best_q = q;
@@ -92,26 +96,48 @@ void client_open(struct client *cl, struct relay *r, const struct frame_addr *ta
 		relay_fail(r, FRAME_ERR_TUNNEL_LOST);
 		return;
 	}
-	/* Nothing may fire on a waiting relay (it would close under the queue):
-	 * stop reading; EOF and data wait in the kernel. */
+	/* Reading stops (EOF and data wait in the kernel), but a reply the
+	 * front end wrote may still be going out, and that write can fail
+	 * (the client reset): the relay then closes while it waits, and the
+	 * watch takes it out of the queue. */
 	relay_pause(r);
 	relay_clear_deadline(r);
+	p->cl = cl;
 	p->r = r;
 	p->target = *target;
 	p->since = time(NULL);
+	relay_watch(r, &p->watch, pending_on_close, p);
 	TAILQ_INSERT_TAIL(&cl->pending, p, link);
 	cl->npending++;
 }
 
+/* Takes p out of the queue and frees it; returns its relay (still open
+ * unless the relay closing is what removes p). */
+static struct relay *pending_remove(struct pending *p)
+{
+	struct relay *r = p->r;
+	relay_unwatch(&p->watch);
+	TAILQ_REMOVE(&p->cl->pending, p, link);
+	p->cl->npending--;
+	free(p);
+	return r;
+}
+
+static void pending_on_close(void *arg)
+{
+	pending_remove(arg);
+}
+
 static void drain_pending(struct client *cl)
 {
-	struct pending *p;
-	struct tunnel *t;
-	while ((t = pick_tunnel(cl)) != NULL && (p = TAILQ_FIRST(&cl->pending)) != NULL) {
-		TAILQ_REMOVE(&cl->pending, p, link);
-		cl->npending--;
-		open_now(cl, t, p->r, &p->target);
-		free(p);
+	while (!TAILQ_EMPTY(&cl->pending)) {
+		struct tunnel *t = pick_tunnel(cl);
+		if (t == NULL)
+			return;
+		struct pending *p = TAILQ_FIRST(&cl->pending);
+		struct frame_addr target = p->target;
+		struct relay *r = pending_remove(p);
+		open_now(cl, t, r, &target);
 	}
 }
 
@@ -119,15 +145,14 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *cl = arg;
 	time_t now = time(NULL);
-	struct pending *p;
-	while ((p = TAILQ_FIRST(&cl->pending)) != NULL &&
-	       now - p->since >= CLIENT_PENDING_TIMEOUT_S) {
-		TAILQ_REMOVE(&cl->pending, p, link);
-		cl->npending--;
-		log_peer_warn("%s: no tunnel to the server for %d s; closing", relay_name(p->r),
+	while (!TAILQ_EMPTY(&cl->pending)) {
+		struct pending *p = TAILQ_FIRST(&cl->pending);
+		if (now - p->since < CLIENT_PENDING_TIMEOUT_S)
+			return;
+		struct relay *r = pending_remove(p);
+		log_peer_warn("%s: no tunnel to the server for %d s; closing", relay_name(r),
 			      CLIENT_PENDING_TIMEOUT_S);
-		relay_fail(p->r, FRAME_ERR_TUNNEL_LOST);
-		free(p);
+		relay_fail(r, FRAME_ERR_TUNNEL_LOST);
 	}
 }
 
@@ -221,14 +246,9 @@ void client_pool_start(struct client *cl)
 
 void client_pool_stop(struct client *cl)
 {
-	struct pending *p;
 	cl->stopping = true;
-	while ((p = TAILQ_FIRST(&cl->pending)) != NULL) {
-		TAILQ_REMOVE(&cl->pending, p, link);
-		cl->npending--;
-		relay_close(p->r, true);
-		free(p);
-	}
+	while (!TAILQ_EMPTY(&cl->pending))
+		relay_close(pending_remove(TAILQ_FIRST(&cl->pending)), true);
 	for (unsigned i = 0; i < cl->nslots; i++) {
 		struct slot *sl = &cl->slots[i];
 		if (sl->retry_ev != NULL)

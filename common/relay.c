@@ -53,6 +53,7 @@ struct relay {
 	bool tracked;		  /* has an access record: logged when it closes */
 	bool result_set;	  /* acc.result says why it ends */
 	TAILQ_ENTRY(relay) access_link;
+	LIST_HEAD(, relay_watch) watches;
 };
 
 /*
@@ -298,6 +299,11 @@ void relay_close(struct relay *r, bool abort)
 	}
 	if (r->close_hook != NULL)
 		r->close_hook(r->close_hook_arg);
+	while (!LIST_EMPTY(&r->watches)) {
+		struct relay_watch *w = LIST_FIRST(&r->watches);
+		relay_unwatch(w);
+		w->on_close(w->arg);
+	}
 	bufferevent_setcb(r->bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(r->bev, EV_READ | EV_WRITE);
 	if (r->drain_cb != NULL) {
@@ -462,6 +468,7 @@ struct relay *relay_new(struct event_base *base, int fd, const char *name)
 		return NULL;
 	}
 	r->base = base;
+	LIST_INIT(&r->watches);
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (r->bev == NULL) {
@@ -553,6 +560,22 @@ void relay_set_close_hook(struct relay *r, void (*hook)(void *arg), void *arg)
 {
 	r->close_hook = hook;
 	r->close_hook_arg = arg;
+}
+
+void relay_watch(struct relay *r, struct relay_watch *w, void (*on_close)(void *arg), void *arg)
+{
+	w->r = r;
+	w->on_close = on_close;
+	w->arg = arg;
+	LIST_INSERT_HEAD(&r->watches, w, link);
+}
+
+void relay_unwatch(struct relay_watch *w)
+{
+	if (w->r == NULL)
+		return;
+	LIST_REMOVE(w, link);
+	w->r = NULL;
 }
 
 struct session_stream *relay_stream(const struct relay *r)

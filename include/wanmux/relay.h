@@ -11,6 +11,7 @@
 #define WANMUX_RELAY_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "wanmux/access.h"
@@ -71,6 +72,26 @@ void relay_close(struct relay *r, bool abort);
  * must cancel work tied to r (a DNS query in flight).
  */
 void relay_set_close_hook(struct relay *r, void (*hook)(void *arg), void *arg);
+
+/*
+ * A list that holds relays it does not own (connections waiting for a
+ * tunnel, a listener's open connections) links each through a watch, so
+ * that the relay leaves the list when it closes, whoever closes it: the
+ * list never points at a freed relay. w is the caller's memory, linked to r
+ * until on_close(arg) runs (once, from relay_close, before r is freed; w is
+ * already detached and may be freed there) or relay_unwatch(w).
+ */
+struct relay_watch {
+	LIST_ENTRY(relay_watch) link;
+	struct relay *r; /* NULL once detached */
+	void (*on_close)(void *arg);
+	void *arg;
+};
+
+void relay_watch(struct relay *r, struct relay_watch *w, void (*on_close)(void *arg), void *arg);
+
+/* Detaches w (no-op when already detached): on_close will not run. */
+void relay_unwatch(struct relay_watch *w);
 
 /* The relay's stream, NULL once it ended. */
 struct session_stream *relay_stream(const struct relay *r);

@@ -1,0 +1,319 @@
+/*
+ * The client's tunnel pool (client-side/client_pool.c), in-process: a real
+ * pool of tunnels to a loopback server tunnel_accept()s in the same
+ * event_base, and local connections on socketpairs. Covers the orderings a
+ * loop pass can produce: a tunnel closed just before a new connection picks
+ * one, and a waiting connection that closes while it is queued.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "client.h"
+#include "wanmux/frame.h"
+#include "wanmux/handshake.h"
+#include "wanmux/keys.h"
+#include "wanmux/log.h"
+#include "wanmux/netaddr.h"
+#include "wanmux/relay.h"
+#include "wanmux/session.h"
+#include "wanmux/tunnel.h"
+
+#define DEADLINE_MS 5000
+
+struct world {
+	struct event_base *base;
+	int listen_fd;
+	struct event *accept_ev;
+	struct keypair *server_kp;
+	uint8_t mac1_key[32];
+	struct tunnel_config scfg;
+	struct tunnel_handlers sh;
+	int server_up;
+	int server_live;
+	struct client cl;
+};
+
+static int server_authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
+			    const struct tunnel_hello *hello, void *arg)
+{
+	return 0;
+}
+
+static void server_up(struct tunnel *t, void *arg)
+{
+	struct world *w = arg;
+	w->server_up++;
+}
+
+static void server_down(struct tunnel *t, const char *reason, void *arg)
+{
+	struct world *w = arg;
+	w->server_live--;
+}
+
+/* The server refuses every stream: the tests look at the client's choice
+ * of tunnel, not at data. */
+static int server_open(struct session *s, struct session_stream *st,
+		       const struct frame_addr *target, void *arg)
+{
+	return FRAME_ERR_NOT_ALLOWED;
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct world *w = arg;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int c = accept4((int)fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (c < 0)
+		return;
+	struct tunnel *t = tunnel_accept(w->base, c, (struct sockaddr *)&ss, &w->scfg, &w->sh);
+	assert_non_null(t);
+	w->server_live++;
+}
+
+/* A pool of nslots tunnels to the world's server (nslots 0: never a tunnel). */
+static struct world *world_new(unsigned nslots)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	assert_non_null(w);
+	w->base = event_base_new();
+	assert_non_null(w->base);
+	w->server_kp = keys_pair_generate();
+	assert_non_null(w->server_kp);
+	handshake_mac1_key(w->server_kp->pub, NULL, w->mac1_key);
+
+	struct netaddr_hostport hp = {"127.0.0.1", 0};
+	char err[128];
+	w->listen_fd = netaddr_listen(&hp, err, sizeof(err));
+	assert_true(w->listen_fd >= 0);
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	assert_int_equal(getsockname(w->listen_fd, (struct sockaddr *)&sin, &sl), 0);
+	w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
+	event_add(w->accept_ev, NULL);
+
+	tunnel_config_defaults(&w->scfg);
+	w->scfg.local = w->server_kp;
+	w->scfg.mac1_key = w->mac1_key;
+	relay_stream_callbacks(&w->sh.streams);
+	w->sh.streams.on_open = server_open;
+	w->sh.on_up = server_up;
+	w->sh.on_down = server_down;
+	w->sh.authorize = server_authorize;
+	w->sh.arg = w;
+
+	struct client *cl = &w->cl;
+	cl->base = w->base;
+	cl->key = keys_pair_generate();
+	assert_non_null(cl->key);
+	snprintf(cl->server.host, sizeof(cl->server.host), "127.0.0.1");
+	cl->server.port = ntohs(sin.sin_port);
+	tunnel_config_defaults(&cl->tcfg);
+	cl->tcfg.local = cl->key;
+	memcpy(cl->tcfg.server_pub, w->server_kp->pub, KEYS_LEN);
+	randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
+	cl->nslots = nslots;
+	client_pool_start(cl);
+	return w;
+}
+
+struct run_ctx {
+	struct world *w;
+	bool (*pred)(struct world *w);
+	bool ok;
+};
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct run_ctx *rc = arg;
+	if (rc->pred(rc->w)) {
+		rc->ok = true;
+		event_base_loopbreak(rc->w->base);
+	}
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct run_ctx *rc = arg;
+	event_base_loopbreak(rc->w->base);
+}
+
+/* Runs the loop until pred holds (checked every 2 ms) or ms pass. */
+static bool run_until(struct world *w, bool (*pred)(struct world *w), int ms)
+{
+	struct run_ctx rc = {w, pred, pred(w)};
+	if (rc.ok)
+		return true;
+	struct event *dl = evtimer_new(w->base, deadline_cb, &rc);
+	struct event *tick = event_new(w->base, -1, EV_PERSIST, tick_cb, &rc);
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct timeval tk = {0, 2000};
+	evtimer_add(dl, &tv);
+	event_add(tick, &tk);
+	event_base_loop(w->base, 0);
+	event_free(dl);
+	event_free(tick);
+	return rc.ok || pred(w);
+}
+
+static bool never(struct world *w)
+{
+	return false;
+}
+
+static bool all_up(struct world *w)
+{
+	for (unsigned i = 0; i < w->cl.nslots; i++)
+		if (!w->cl.slots[i].up)
+			return false;
+	return w->server_up == (int)w->cl.nslots;
+}
+
+static bool all_gone(struct world *w)
+{
+	for (unsigned i = 0; i < w->cl.nslots; i++)
+		if (w->cl.slots[i].t != NULL)
+			return false;
+	return w->server_live == 0;
+}
+
+static void world_free(struct world *w)
+{
+	client_pool_stop(&w->cl);
+	assert_true(run_until(w, all_gone, DEADLINE_MS));
+	run_until(w, never, 50); /* relays and tunnels free themselves from the loop */
+	client_pool_free(&w->cl);
+	keys_pair_free(w->cl.key);
+	event_free(w->accept_ev);
+	close(w->listen_fd);
+	keys_pair_free(w->server_kp);
+	event_base_free(w->base);
+	free(w);
+}
+
+/* A local connection: the relay on one end of a socketpair; *peer gets the
+ * other end (the "application"). */
+static struct relay *local_relay(struct world *w, int *peer)
+{
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	struct relay *r = relay_new(w->base, sv[0], "user");
+	assert_non_null(r);
+	*peer = sv[1];
+	return r;
+}
+
+static const struct frame_addr target = {
+    .type = FRAME_ADDR_IPV4, .port = 9, .u.ipv4 = {127, 0, 0, 1}};
+
+/*
+ * Tunnel 0 is closed and, in the same loop pass (no event runs in
+ * between), a new connection asks for a tunnel. tunnel_close ends the
+ * session at once while the pool hears of it (on_down) only from the loop:
+ * the old pick_tunnel counted tunnel 0 as up and dereferenced its NULL
+ * session (SIGSEGV). The connection must go to tunnel 1.
+ */
+static void test_client_pool_skips_tunnel_closed_in_same_pass(void **state)
+{
+	struct world *w = world_new(2);
+	assert_true(run_until(w, all_up, DEADLINE_MS));
+	struct tunnel *live = w->cl.slots[1].t;
+	tunnel_close(w->cl.slots[0].t, "test: closed in this pass");
+	int peer;
+	struct relay *r = local_relay(w, &peer);
+	client_open(&w->cl, r, &target);
+	assert_non_null(relay_stream(r));
+	assert_ptr_equal(session_stream_session(relay_stream(r)), tunnel_session(live));
+	assert_int_equal(w->cl.npending, 0);
+	close(peer);
+	world_free(w);
+}
+
+/* Every tunnel closed in this pass: the connection waits, it does not crash. */
+static void test_client_pool_queues_when_all_closed_in_same_pass(void **state)
+{
+	struct world *w = world_new(2);
+	assert_true(run_until(w, all_up, DEADLINE_MS));
+	tunnel_close(w->cl.slots[0].t, "test");
+	tunnel_close(w->cl.slots[1].t, "test");
+	int peer;
+	struct relay *r = local_relay(w, &peer);
+	client_open(&w->cl, r, &target);
+	assert_null(relay_stream(r));
+	assert_int_equal(w->cl.npending, 1);
+	close(peer);
+	world_free(w);
+}
+
+/*
+ * A queued connection whose relay closes (the local client reset it and a
+ * reply write failed) leaves the queue at once. The old queue kept the
+ * freed relay and used it on timeout, on drain and on stop (use-after-free;
+ * here npending stays 1).
+ */
+static void test_client_pool_closed_relay_leaves_queue(void **state)
+{
+	struct world *w = world_new(0);
+	int peer1, peer2;
+	struct relay *r1 = local_relay(w, &peer1);
+	struct relay *r2 = local_relay(w, &peer2);
+	client_open(&w->cl, r1, &target);
+	client_open(&w->cl, r2, &target);
+	assert_int_equal(w->cl.npending, 2);
+	relay_close(r1, true);
+	assert_int_equal(w->cl.npending, 1);
+	assert_ptr_equal(TAILQ_FIRST(&w->cl.pending)->r, r2);
+	run_until(w, never, 20); /* r1 is freed now */
+	close(peer1);
+	close(peer2);
+	world_free(w); /* closes r2 through the queue, never touches r1 */
+}
+
+/* A waiting connection whose application resets gets freed by the relay's
+ * own error path (write of a front-end reply fails) and leaves the queue. */
+static void test_client_pool_reset_while_queued(void **state)
+{
+	struct world *w = world_new(0);
+	int peer;
+	struct relay *r = local_relay(w, &peer);
+	client_open(&w->cl, r, &target);
+	assert_int_equal(w->cl.npending, 1);
+	/* A reply the front end wrote before queueing, to a peer that is gone. */
+	close(peer);
+	assert_int_equal(relay_write_local(r, "\x05\x00", 2), 0);
+	for (int i = 0; i < 100 && w->cl.npending > 0; i++)
+		run_until(w, never, 10);
+	assert_int_equal(w->cl.npending, 0);
+	world_free(w);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	log_init("test_client_pool", LOG_LEVEL_WARN);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_client_pool_skips_tunnel_closed_in_same_pass),
+	    cmocka_unit_test(test_client_pool_queues_when_all_closed_in_same_pass),
+	    cmocka_unit_test(test_client_pool_closed_relay_leaves_queue),
+	    cmocka_unit_test(test_client_pool_reset_while_queued),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
