@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "wanmux/acceptor.h"
 #include "wanmux/admin.h"
 #include "wanmux/frame.h"
 #include "wanmux/keys.h"
@@ -52,7 +53,7 @@ struct listener {
 	struct netaddr_hostport local;
 	struct netaddr_hostport target; /* forward only */
 	struct frame_addr target_addr;	/* forward only */
-	struct evconnlistener *evl;
+	struct acceptor *acc;
 	size_t active; /* open connections (relay_set_counter) */
 };
 

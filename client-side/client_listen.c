@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/listener.h>
 #include <event2/util.h>
 
 #include "client.h"
@@ -24,6 +23,7 @@
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
+#include "wanmux/acceptor.h"
 #include "wanmux/acl.h"
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
@@ -178,8 +178,7 @@ static bool original_destination(struct listener *l, int fd, const char *peer,
 	return true;
 }
 
-static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 {
 	struct listener *l = arg;
 	char peer[NETADDR_STR_MAX];
@@ -222,14 +221,6 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	}
 }
 
-static void on_accept_error(struct evconnlistener *evl, void *arg)
-{
-	struct listener *l = arg;
-	/* EMFILE and friends: keep serving what we have. */
-	log_peer_error("accept on %s:%u: %s", l->local.host, l->local.port,
-		       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-}
-
 static const char *kind_name(enum listener_kind k)
 {
 	switch (k) {
@@ -252,14 +243,13 @@ int client_listen_start(struct client *cl, char *err, size_t errlen)
 		int fd = netaddr_listen(&l->local, err, errlen);
 		if (fd < 0)
 			return -1;
-		l->evl = evconnlistener_new(cl->base, on_accept, l,
-					    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-		if (l->evl == NULL) {
-			close(fd);
+		char name[NETADDR_STR_MAX + 8];
+		snprintf(name, sizeof(name), "%s:%u", l->local.host, l->local.port);
+		l->acc = acceptor_new(cl->base, fd, on_accept, l, name);
+		if (l->acc == NULL) {
 			snprintf(err, errlen, "%s:%u: cannot listen", l->local.host, l->local.port);
 			return -1;
 		}
-		evconnlistener_set_error_cb(l->evl, on_accept_error);
 		if (l->kind == LISTENER_FORWARD)
 			log_info("forwarding %s:%u to %s:%u", l->local.host, l->local.port,
 				 l->target.host, l->target.port);
@@ -272,9 +262,7 @@ int client_listen_start(struct client *cl, char *err, size_t errlen)
 void client_listen_stop(struct client *cl)
 {
 	for (size_t i = 0; i < cl->nlisteners; i++) {
-		if (cl->listeners[i].evl != NULL) {
-			evconnlistener_free(cl->listeners[i].evl);
-			cl->listeners[i].evl = NULL;
-		}
+		acceptor_free(cl->listeners[i].acc);
+		cl->listeners[i].acc = NULL;
 	}
 }

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "client.h"
+#include "wanmux/acceptor.h"
 #include "wanmux/acl.h"
 #include "wanmux/authlimit.h"
 #include "wanmux/cli.h"
@@ -487,6 +488,15 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	check_only = check_only || config_get(cfg, OPT_CHECK_CONFIG) != NULL;
 	configure(&cl, cfg);
+	/* A local connection holds a descriptor, as does each tunnel and each
+	 * reverse stream's connection to its target. */
+	if (!check_only)
+		acceptor_fd_budget(
+		    (uint64_t)cl.nlisteners * cl.max_connections + cl.nslots +
+			(cl.nreverses > 0 ? (uint64_t)cl.nslots * cl.tcfg.params.max_streams : 0) +
+			32,
+		    "--max-connections per listener (and --max-streams per tunnel for "
+		    "--reverse)");
 	if (check_only) {
 		/* Everything a start reads has been read; listening, the
 		 * resolver and the tunnels are left out. */

@@ -17,7 +17,6 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/util.h>
 #include <sodium.h>
 
@@ -66,6 +65,9 @@ enum opt_id {
 	OPT_ADMIN_ALLOW,
 	OPT_STATE_DIR,
 	OPT_CHECK_CONFIG,
+	OPT_REVERSE_GRACE,
+	OPT_REVERSE_MAX_CONNECTIONS,
+	OPT_REVERSE_OPEN_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -97,6 +99,9 @@ static const struct config_option options[] = {
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"state-dir", 0, true, false, OPT_STATE_DIR},
     {"check-config", 0, false, false, OPT_CHECK_CONFIG},
+    {"reverse-grace", 0, true, false, OPT_REVERSE_GRACE},
+    {"reverse-max-connections", 0, true, false, OPT_REVERSE_MAX_CONNECTIONS},
+    {"reverse-open-timeout", 0, true, false, OPT_REVERSE_OPEN_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -176,6 +181,14 @@ static const char usage_text[] =
     "    --max-session-buffer SIZE\n"
     "                             bytes the streams of one tunnel may hold in\n"
     "                             buffers (64M)\n"
+    "    --reverse-max-connections N\n"
+    "                             connections one reverse listener holds (256)\n"
+    "    --reverse-open-timeout DUR\n"
+    "                             time the client has to answer a reverse\n"
+    "                             connection's OPEN (30s)\n"
+    "    --reverse-grace DUR      a reverse listener whose tunnels are all gone\n"
+    "                             stays reserved for its client key this long\n"
+    "                             (60s); other keys are refused\n"
     "    --max-tunnels N          authenticated tunnels, all clients (1024)\n"
     "    --max-tunnels-per-key N  authenticated tunnels per client key (16)\n"
     "    --check-config           load and check everything a start would\n"
@@ -533,8 +546,7 @@ static bool evict_for_newcomer(struct server *srv, uint64_t now)
 	return true;
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 {
 	struct server *srv = arg;
 	char peer[NETADDR_STR_MAX];
@@ -595,13 +607,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	TAILQ_INSERT_TAIL(&srv->unauth_list, stn, unauth_link);
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	int err = EVUTIL_SOCKET_ERROR();
-	/* EMFILE and friends: keep serving what we have. */
-	log_peer_error("accept: %s", evutil_socket_error_to_string(err));
-}
-
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -644,7 +649,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		 "with a cookie instead",
 		 (unsigned long long)tc->responder_x25519, (unsigned long long)tc->cookie_replies);
 	for (size_t i = 0; i < srv->nlisteners; i++) {
-		evconnlistener_free(srv->listeners[i]);
+		acceptor_free(srv->listeners[i]);
 		srv->listeners[i] = NULL;
 	}
 	srv->nlisteners = 0;
@@ -727,6 +732,18 @@ static void setup_replay(struct server *srv, const char *dir)
 		 SERVER_CLOCK_WINDOW_S);
 }
 
+static uint32_t duration_option(const struct config *cfg, int id, uint32_t def, uint64_t min,
+				uint64_t max, const char *name, const char *range)
+{
+	const char *v = config_get(cfg, id);
+	uint64_t ms;
+	if (v == NULL)
+		return def;
+	if (config_parse_duration_ms(v, &ms) != WM_OK || ms < min || ms > max)
+		usage_error("bad --%s '%s': expected %s", name, v, range);
+	return (uint32_t)ms;
+}
+
 static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen,
 		      size_t *nlisten)
 {
@@ -785,6 +802,15 @@ static void configure(struct server *srv, const struct config *cfg, struct netad
 	srv->limits.max_tunnels_per_key =
 	    (uint32_t)count_option(cfg, OPT_MAX_TUNNELS_PER_KEY, SERVER_MAX_TUNNELS_PER_KEY, 1,
 				   REPLAY_SLOTS, "max-tunnels-per-key");
+	server_reverse_init(srv);
+	srv->reverse.max_connections =
+	    (uint32_t)count_option(cfg, OPT_REVERSE_MAX_CONNECTIONS, SERVER_REVERSE_MAX_CONNECTIONS,
+				   1, 1u << 20, "reverse-max-connections");
+	srv->reverse.grace_ms = duration_option(cfg, OPT_REVERSE_GRACE, SERVER_REVERSE_GRACE_MS, 0,
+						3600000, "reverse-grace", "0 to 1h");
+	srv->reverse.open_timeout_ms =
+	    duration_option(cfg, OPT_REVERSE_OPEN_TIMEOUT, SERVER_REVERSE_OPEN_TIMEOUT_MS, 100,
+			    600000, "reverse-open-timeout", "100ms to 10m");
 	if ((v = config_get(cfg, OPT_HANDSHAKE_TIMEOUT)) != NULL) {
 		uint64_t ms;
 		if (config_parse_duration_ms(v, &ms) != WM_OK || ms < 100 || ms > 600000)
@@ -882,6 +908,12 @@ int main(int argc, char **argv)
 		sodium_memzero(srv.psk, sizeof(srv.psk));
 		return 0;
 	}
+	/* Every unauthenticated connection, every tunnel and every stream's
+	 * target holds a descriptor; all tunnels full at once is far beyond any
+	 * limit, so ask that one full tunnel fits besides the others. */
+	acceptor_fd_budget((uint64_t)srv.limits.max_unauth + srv.limits.max_tunnels +
+			       srv.tcfg.params.max_streams + 32,
+			   "--max-unauth, --max-tunnels and one tunnel's --max-streams");
 	refresh_own_addresses(&srv);
 
 	srv.base = event_base_new();
@@ -896,13 +928,14 @@ int main(int argc, char **argv)
 		int fd = netaddr_listen(&listen_at[i], err, sizeof(err));
 		if (fd < 0)
 			fatal(err);
-		srv.listeners[i] =
-		    evconnlistener_new(srv.base, on_accept, &srv,
-				       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		char lname[NETADDR_HOST_MAX + 10];
+		snprintf(lname, sizeof(lname),
+			 strchr(listen_at[i].host, ':') != NULL ? "[%s]:%u" : "%s:%u",
+			 listen_at[i].host, listen_at[i].port);
+		srv.listeners[i] = acceptor_new(srv.base, fd, on_accept, &srv, lname);
 		if (srv.listeners[i] == NULL)
 			fatal("cannot listen");
 		srv.nlisteners++;
-		evconnlistener_set_error_cb(srv.listeners[i], on_accept_error);
 		int n = snprintf(listen_text + used, sizeof(listen_text) - used,
 				 strchr(listen_at[i].host, ':') != NULL ? "%s[%s]:%u" : "%s%s:%u",
 				 i > 0 ? ", " : "", listen_at[i].host, listen_at[i].port);
@@ -949,7 +982,7 @@ int main(int argc, char **argv)
 	event_free(srv.sigterm);
 	event_free(srv.own_timer);
 	for (size_t i = 0; i < srv.nlisteners; i++)
-		evconnlistener_free(srv.listeners[i]);
+		acceptor_free(srv.listeners[i]);
 	admin_free(srv.admin);
 	dns_free(srv.dns);
 	event_base_free(srv.base);

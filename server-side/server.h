@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "wanmux/acceptor.h"
 #include "wanmux/acl.h"
 #include "wanmux/admin.h"
 #include "wanmux/handshake.h"
@@ -104,10 +105,29 @@ struct server_limits {
 	struct limit_counter mac2;    /* no or bad mac2 under load */
 };
 
+/* Reverse listeners' limits (server_reverse.c). The grace period covers a
+ * few of the client's reconnect attempts (its backoff tops out at 30 s
+ * plus jitter), so a client that lost its tunnels for a minute keeps its
+ * listeners. */
+#define SERVER_REVERSE_GRACE_MS 60000
+#define SERVER_REVERSE_MAX_CONNECTIONS 256
+#define SERVER_REVERSE_OPEN_TIMEOUT_MS 30000
+
+struct server_reverse_limits {
+	uint32_t grace_ms;	  /* --reverse-grace: reserved for the key after its last tunnel */
+	uint32_t max_connections; /* --reverse-max-connections, per listener */
+	uint32_t open_timeout_ms; /* --reverse-open-timeout: client must answer the OPEN */
+	struct limit_counter taken;	/* LISTEN for an address another key holds */
+	struct limit_counter full;	/* connection over max_connections (closed) */
+	struct limit_counter no_tunnel; /* connection while no tunnel is up (closed) */
+	struct limit_counter timeouts;	/* OPEN unanswered (reset) */
+	struct limit_counter refused;	/* the client refused the stream */
+};
+
 struct server {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct evconnlistener *listeners[SERVER_LISTEN_MAX]; /* --listen, in order */
+	struct acceptor *listeners[SERVER_LISTEN_MAX]; /* --listen, in order */
 	size_t nlisteners;
 	struct keypair *key;
 	struct keys_authorized *authorized;
@@ -139,7 +159,12 @@ struct server {
 	struct handshake_cookies cookies;
 	struct limit_bucket x25519_budget; /* first messages with X25519 per second */
 	uint8_t cookie_key[32];
+	struct server_reverse_limits reverse;
 };
+
+/* Sets the reverse-listener limits to their defaults, names their
+ * counters and empties the listener list. */
+void server_reverse_init(struct server *srv);
 
 /* A client asked (LISTEN) for a reverse listener. Returns 0 or an error
  * that closes the tunnel (a malformed request). */

@@ -3,9 +3,12 @@
  * an address its key may use (--allow-listen). One listener per client key
  * and address, served by every tunnel of that client that asked for it;
  * connections accepted there become streams the server opens toward the
- * client (least busy tunnel), addressed to the listening address. The
- * listener closes when its last tunnel is gone; the client's tunnels ask
- * again when they come back.
+ * client (least busy tunnel), addressed to the listening address. When the
+ * last tunnel is gone the listener stays reserved for its key for
+ * --reverse-grace (other keys are refused), so that a client that
+ * reconnects gets it back; then it closes. Each listener holds at most
+ * --reverse-max-connections connections, and one the client does not
+ * answer within --reverse-open-timeout is reset.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,19 +16,27 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/listener.h>
+#include <event2/event.h>
 #include <event2/util.h>
 
 #include "server.h"
+#include "wanmux/acceptor.h"
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
 #include "wanmux/netaddr.h"
 #include "wanmux/relay.h"
 
+struct reverse_conn {
+	LIST_ENTRY(reverse_conn) link;
+	struct reverse_listener *rl;
+	struct relay_watch watch; /* leaves rl->conns when the relay closes */
+};
+
 struct reverse_listener {
 	LIST_ENTRY(reverse_listener) link;
 	struct server *srv;
-	struct evconnlistener *evl;
+	struct acceptor *acc;
+	struct event *grace_ev; /* pending while no tunnel serves the listener */
 	uint8_t client_pub[KEYS_LEN];
 	char client[KEYS_B64_LEN + 64];
 	struct frame_addr addr; /* as the client asked, sent back in OPEN */
@@ -33,7 +44,24 @@ struct reverse_listener {
 	struct server_tunnel **tunnels;
 	size_t ntunnels;
 	size_t cap;
+	LIST_HEAD(, reverse_conn) conns;
+	size_t nconns;
 };
+
+void server_reverse_init(struct server *srv)
+{
+	struct server_reverse_limits *lim = &srv->reverse;
+	lim->grace_ms = SERVER_REVERSE_GRACE_MS;
+	lim->max_connections = SERVER_REVERSE_MAX_CONNECTIONS;
+	lim->open_timeout_ms = SERVER_REVERSE_OPEN_TIMEOUT_MS;
+	lim->taken.name = "reverse listeners held by another key";
+	lim->full.name = "connections per reverse listener (--reverse-max-connections)";
+	lim->no_tunnel.name = "reverse connections while no tunnel of the client is up";
+	lim->timeouts.name = "reverse connections the client did not answer "
+			     "(--reverse-open-timeout)";
+	lim->refused.name = "reverse streams the client refused";
+	LIST_INIT(&srv->reverse_listeners);
+}
 
 static struct server_tunnel *pick(struct reverse_listener *rl)
 {
@@ -54,29 +82,69 @@ static struct server_tunnel *pick(struct reverse_listener *rl)
 
 static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
 {
-	log_peer_warn("%s: client refused the reverse stream: %s", relay_name(r),
-		      frame_error_name(error));
+	struct reverse_conn *c = arg;
+	char detail[sizeof(c->rl->name) + 96];
+	snprintf(detail, sizeof(detail), "%s: %s", relay_name(r), frame_error_name(error));
+	if (error == FRAME_ERR_TIMEOUT && c->rl != NULL)
+		limit_hit(&c->rl->srv->reverse.timeouts, detail);
+	else if (c->rl != NULL)
+		limit_hit(&c->rl->srv->reverse.refused, detail);
 	return false;
 }
 
-static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
+/* The client answered: the connection is a stream like any other now. */
+static void reverse_open_result(struct relay *r, void *arg)
+{
+	relay_clear_deadline(r);
+}
+
+/* The client did not answer the OPEN in time: reset the stream (not just
+ * the socket: the stream still points at the relay). */
+static void reverse_open_timeout(struct relay *r, void *arg)
+{
+	relay_fail(r, FRAME_ERR_TIMEOUT);
+}
+
+static void conn_on_close(void *arg)
+{
+	struct reverse_conn *c = arg;
+	if (c->rl != NULL) {
+		LIST_REMOVE(c, link);
+		c->rl->nconns--;
+	}
+	free(c);
+}
+
+static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 {
 	struct reverse_listener *rl = arg;
+	struct server *srv = rl->srv;
 	char peer[NETADDR_STR_MAX], name[sizeof(rl->name) + NETADDR_STR_MAX + 16];
-	struct server_tunnel *stn = pick(rl);
+	char detail[sizeof(name) + sizeof(rl->client) + 16];
 	netaddr_format(sa, peer, sizeof(peer));
+	snprintf(name, sizeof(name), "reverse %s from %s", rl->name, peer);
+	struct server_tunnel *stn = pick(rl);
 	if (stn == NULL) {
-		log_peer_warn("reverse %s: connection from %s but no tunnel of client %s is up",
-			      rl->name, peer, rl->client);
+		snprintf(detail, sizeof(detail), "%s, client %s", name, rl->client);
+		limit_hit(&srv->reverse.no_tunnel, detail);
 		close(fd);
 		return;
 	}
-	evutil_make_socket_nonblocking(fd);
-	snprintf(name, sizeof(name), "reverse %s from %s", rl->name, peer);
-	struct relay *r = relay_new(rl->srv->base, fd, name);
-	if (r == NULL)
+	if (rl->nconns >= srv->reverse.max_connections) {
+		limit_hit(&srv->reverse.full, name);
+		close(fd);
 		return;
+	}
+	struct reverse_conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	struct relay *r = relay_new(srv->base, fd, name);
+	if (r == NULL) {
+		free(c);
+		return;
+	}
 	char client[16];
 	access_short_key(rl->client, client, sizeof(client));
 	relay_set_access(r, ACCESS_REVERSE, ACCESS_SIDE_USER, client, peer);
@@ -87,12 +155,21 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	if (st == NULL) {
 		log_peer_warn("%s: stream limit reached on the client's tunnel", name);
 		relay_set_result(r, FRAME_ERR_STREAM_LIMIT);
+		free(c);
 		relay_close(r, true);
 		return;
 	}
-	struct relay_frontend fe = {.on_open_failed = reverse_open_failed};
+	c->rl = rl;
+	LIST_INSERT_HEAD(&rl->conns, c, link);
+	rl->nconns++;
+	relay_watch(r, &c->watch, conn_on_close, c);
+	struct relay_frontend fe = {.on_open_failed = reverse_open_failed,
+				    .on_open_result = reverse_open_result,
+				    .on_deadline = reverse_open_timeout,
+				    .arg = c};
 	relay_set_frontend(r, &fe);
 	relay_bind(r, st);
+	relay_set_deadline(r, srv->reverse.open_timeout_ms);
 	relay_start(r);
 	log_debug("%s: stream %u to client %s", name, session_stream_id(st), rl->client);
 }
@@ -100,10 +177,26 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 static void listener_free(struct reverse_listener *rl)
 {
 	LIST_REMOVE(rl, link);
-	if (rl->evl != NULL)
-		evconnlistener_free(rl->evl);
+	acceptor_free(rl->acc);
+	if (rl->grace_ev != NULL)
+		event_free(rl->grace_ev);
+	/* Open connections outlive the listener (their streams end with their
+	 * tunnels); they only stop counting against it. */
+	while (!LIST_EMPTY(&rl->conns)) {
+		struct reverse_conn *c = LIST_FIRST(&rl->conns);
+		LIST_REMOVE(c, link);
+		c->rl = NULL;
+	}
 	free(rl->tunnels);
 	free(rl);
+}
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct reverse_listener *rl = arg;
+	log_info("reverse forward for client %s: no tunnel came back within %u s; closed %s",
+		 rl->client, rl->srv->reverse.grace_ms / 1000, rl->name);
+	listener_free(rl);
 }
 
 static bool same_addr(const struct frame_addr *a, const struct frame_addr *b)
@@ -176,16 +269,25 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	{
 		if (same_addr(&rl->addr, &f->u.open)) {
 			if (memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) != 0) {
+				/* Held, or reserved while its owner reconnects: a key
+				 * must not take over another's listener. */
+				char detail[sizeof(name) + 2 * sizeof(stn->client) + 48];
 				srv->refused_listens++;
-				log_peer_warn(
-				    "client %s asked to listen on %s, which client %s holds; "
-				    "refused",
-				    stn->client, name, rl->client);
+				snprintf(detail, sizeof(detail),
+					 "client %s asked to listen on %s, which client %s %s",
+					 stn->client, name, rl->client,
+					 rl->ntunnels > 0 ? "holds" : "reconnects to");
+				limit_hit(&srv->reverse.taken, detail);
 				answer(s, f->stream_id, FRAME_ERR_REFUSED);
 				return 0;
 			}
-			answer(s, f->stream_id,
-			       add_tunnel(rl, stn) == 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
+			int rc = add_tunnel(rl, stn);
+			if (rc == 0 && evtimer_pending(rl->grace_ev, NULL)) {
+				event_del(rl->grace_ev);
+				log_info("reverse forward for client %s: back on %s", stn->client,
+					 name);
+			}
+			answer(s, f->stream_id, rc == 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
 			return 0;
 		}
 	}
@@ -195,6 +297,7 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		return 0;
 	}
 	rl->srv = srv;
+	LIST_INIT(&rl->conns);
 	rl->addr = f->u.open;
 	memcpy(rl->client_pub, stn->client_pub, KEYS_LEN);
 	snprintf(rl->client, sizeof(rl->client), "%s", stn->client);
@@ -209,13 +312,13 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		evutil_inet_ntop(AF_INET6, f->u.open.u.ipv6, host, sizeof(host));
 	snprintf(hp.host, sizeof(hp.host), "%s", host);
 	hp.port = f->u.open.port;
-	int fd = netaddr_listen(&hp, err, sizeof(err));
+	rl->grace_ev = evtimer_new(srv->base, on_grace_over, rl);
+	int fd = rl->grace_ev != NULL ? netaddr_listen(&hp, err, sizeof(err)) : -1;
+	if (rl->grace_ev == NULL)
+		snprintf(err, sizeof(err), "out of memory");
 	if (fd >= 0)
-		rl->evl = evconnlistener_new(srv->base, on_accept, rl,
-					     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (fd < 0 || rl->evl == NULL || add_tunnel(rl, stn) != 0) {
-		if (fd >= 0 && rl->evl == NULL)
-			close(fd);
+		rl->acc = acceptor_new(srv->base, fd, on_accept, rl, name);
+	if (fd < 0 || rl->acc == NULL || add_tunnel(rl, stn) != 0) {
 		log_peer_warn("client %s asked to listen on %s: %s", stn->client, name,
 			      fd < 0 ? err : "cannot listen");
 		listener_free(rl);
@@ -238,10 +341,13 @@ void server_reverse_tunnel_down(struct server_tunnel *stn)
 				break;
 			}
 		}
-		if (rl->ntunnels == 0) {
-			log_info("reverse forward for client %s: no tunnel left; closed %s",
-				 rl->client, rl->name);
-			listener_free(rl);
+		if (rl->ntunnels == 0 && !evtimer_pending(rl->grace_ev, NULL)) {
+			struct timeval tv = {rl->srv->reverse.grace_ms / 1000,
+					     (rl->srv->reverse.grace_ms % 1000) * 1000};
+			log_info("reverse forward for client %s: no tunnel left; %s kept for this "
+				 "key for %u s",
+				 rl->client, rl->name, rl->srv->reverse.grace_ms / 1000);
+			evtimer_add(rl->grace_ev, &tv);
 		}
 		rl = next;
 	}
