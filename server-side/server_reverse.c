@@ -271,7 +271,7 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 			if (memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) != 0) {
 				/* Held, or reserved while its owner reconnects: a key
 				 * must not take over another's listener. */
-				char detail[sizeof(name) + 2 * sizeof(stn->client) + 48];
+				char detail[sizeof(name) + 2 * sizeof(stn->client) + 64];
 				srv->refused_listens++;
 				snprintf(detail, sizeof(detail),
 					 "client %s asked to listen on %s, which client %s %s",
