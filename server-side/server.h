@@ -176,7 +176,7 @@ void server_reverse_tunnel_down(struct server_tunnel *stn);
 /* Fills an admin report (server_admin.c): admin_start's collect callback. */
 void server_admin_collect(struct admin_report *rep, void *arg);
 
-/* Closes every reverse listener (shutdown). */
+/* Closes every reverse listener (shutdown) and logs their refusal counts. */
 void server_reverse_close_all(struct server *srv);
 
 #endif

@@ -28,8 +28,9 @@
 
 struct reverse_conn {
 	LIST_ENTRY(reverse_conn) link;
-	struct reverse_listener *rl;
-	struct relay_watch watch; /* leaves rl->conns when the relay closes */
+	struct reverse_listener *rl; /* NULL once the listener is gone */
+	struct relay_watch watch;    /* leaves rl->conns when the relay closes */
+	bool timed_out;		     /* the client did not answer the OPEN */
 };
 
 struct reverse_listener {
@@ -85,10 +86,10 @@ static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
 	struct reverse_conn *c = arg;
 	char detail[sizeof(c->rl->name) + 96];
 	snprintf(detail, sizeof(detail), "%s: %s", relay_name(r), frame_error_name(error));
-	if (error == FRAME_ERR_TIMEOUT && c->rl != NULL)
-		limit_hit(&c->rl->srv->reverse.timeouts, detail);
-	else if (c->rl != NULL)
-		limit_hit(&c->rl->srv->reverse.refused, detail);
+	if (c->rl == NULL)
+		return false;
+	struct server_reverse_limits *lim = &c->rl->srv->reverse;
+	limit_hit(c->timed_out ? &lim->timeouts : &lim->refused, detail);
 	return false;
 }
 
@@ -102,6 +103,8 @@ static void reverse_open_result(struct relay *r, void *arg)
  * the socket: the stream still points at the relay). */
 static void reverse_open_timeout(struct relay *r, void *arg)
 {
+	struct reverse_conn *c = arg;
+	c->timed_out = true;
 	relay_fail(r, FRAME_ERR_TIMEOUT);
 }
 
@@ -355,6 +358,13 @@ void server_reverse_tunnel_down(struct server_tunnel *stn)
 
 void server_reverse_close_all(struct server *srv)
 {
+	const struct server_reverse_limits *lim = &srv->reverse;
+	log_info("reverse forwards so far: %llu listens refused as held by another key, "
+		 "%llu connections over --reverse-max-connections, %llu with no tunnel up, %llu "
+		 "unanswered (--reverse-open-timeout), %llu refused by the client",
+		 (unsigned long long)lim->taken.hits, (unsigned long long)lim->full.hits,
+		 (unsigned long long)lim->no_tunnel.hits, (unsigned long long)lim->timeouts.hits,
+		 (unsigned long long)lim->refused.hits);
 	while (!LIST_EMPTY(&srv->reverse_listeners))
 		listener_free(LIST_FIRST(&srv->reverse_listeners));
 }
