@@ -15,7 +15,6 @@ and 13), against the real daemons on loopback:
 """
 
 import os
-import resource
 import socket
 import struct
 import sys
@@ -128,29 +127,6 @@ def test_pending_reset_then_tunnel_up(env):
 # --------------------------------------------------------------------------
 # Point 4: file-descriptor exhaustion on a listener
 
-class LimitedDaemon(h.Daemon):
-    """A daemon started with RLIMIT_NOFILE set to (soft, hard)."""
-
-    def __init__(self, name, argv, logpath, nofile):
-        self.name = name
-        self.argv = argv
-        self.logpath = logpath
-        self.rc = None
-        self.stats_line = None
-
-        def preexec():
-            h._die_with_parent()
-            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
-
-        with open(logpath, "ab") as log:
-            log.write(("$ " + " ".join(argv) + "\n").encode())
-            log.flush()
-            self.proc = h.subprocess.Popen(argv, stdin=h.subprocess.DEVNULL, stdout=log,
-                                           stderr=log, preexec_fn=preexec)
-        self.pid = self.proc.pid
-        h._all_daemons.append(self)
-
-
 def nofile_limits(pid):
     with open(f"/proc/{pid}/limits") as f:
         for line in f:
@@ -199,7 +175,7 @@ def test_emfile_client_listener_backs_off(env):
     argv = [env.bins.client, "--server", f"127.0.0.1:{srv.port}", "--key", env.client_key,
             "--server-key", env.server_key + ".pub", "--tunnels", "1",
             "--forward", f"{lport}:127.0.0.1:{echo.port}", "--log-level", "info"]
-    cli = LimitedDaemon("client", argv, env.path("client.log"), (48, 48))
+    cli = h.Daemon("client", argv, env.path("client.log"), nofile=(48, 48))
     env.daemons.append(cli)
     cli.wait_log(r"tunnel \d+ to \S+ up", t(10))
     held = hold_connections(lport, 60)  # more than fit: the rest wait in the backlog
@@ -232,7 +208,7 @@ def test_emfile_server_listener_backs_off(env):
     argv = [env.bins.server, "--listen", f"127.0.0.1:{port}", "--key", env.server_key,
             "--authorized-keys", auth, "--allow", "127.0.0.1:9", "--log-level", "info",
             "--handshake-rate", "100000", "--handshake-timeout", "60s"]
-    srv = LimitedDaemon("server", argv, env.path("server.log"), (40, 160))
+    srv = h.Daemon("server", argv, env.path("server.log"), nofile=(40, 160))
     env.daemons.append(srv)
     srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
     # Unauthenticated connections each hold a descriptor (handshake timeout 60 s).

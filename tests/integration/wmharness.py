@@ -15,6 +15,7 @@ import itertools
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -143,17 +144,24 @@ def cpu_seconds(pid):
 class Daemon:
     """A daemon we started; stderr (and stdout) go to a log file."""
 
-    def __init__(self, name, argv, logpath):
+    def __init__(self, name, argv, logpath, nofile=None):
+        """nofile: (soft, hard) RLIMIT_NOFILE for the daemon, or None."""
         self.name = name
         self.argv = argv
         self.logpath = logpath
         self.rc = None
         self.stats_line = None
+
+        def preexec():
+            _die_with_parent()
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
         with open(logpath, "ab") as log:
             log.write(("$ " + " ".join(argv) + "\n").encode())
             log.flush()
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, preexec_fn=_die_with_parent)
+                                         stderr=log, preexec_fn=preexec)
         self.pid = self.proc.pid
         _all_daemons.append(self)
 
