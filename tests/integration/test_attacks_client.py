@@ -228,7 +228,7 @@ def test_emfile_server_listener_backs_off(env):
     check(soft == hard == 160, f"server RLIMIT_NOFILE {soft}/{hard}, expected the soft "
           f"limit raised to the hard one (160/160)")
     check(srv.count(r"open-file limit \(160\) is below") == 1,
-          "server did not warn that --max-unauth/--max-streams do not fit")
+          "server did not warn that --max-unauth/--max-tunnels/--max-streams do not fit")
 
 
 # --------------------------------------------------------------------------
