@@ -46,6 +46,18 @@ void server_admin_collect(struct admin_report *rep, void *arg)
 		     (double)srv->limits.handshakes.hits, "limit", "handshake_rate", NULL, NULL);
 	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help,
 		     (double)srv->limits.opens.hits, "limit", "open_rate", NULL, NULL);
+	const struct server_reverse_limits *rv = &srv->reverse;
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->taken.hits,
+		     "limit", "reverse_held_by_other_key", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->full.hits,
+		     "limit", "reverse_max_connections", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->no_tunnel.hits,
+		     "limit", "reverse_no_tunnel", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->timeouts.hits,
+		     "limit", "reverse_open_timeout", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help,
+		     srv->listener != NULL ? (double)acceptor_failures(srv->listener) : 0.0,
+		     "limit", "accept_backoff", NULL, NULL);
 
 	admin_limit(rep, "connections in their handshake", "--max-unauth", (double)srv->unauth,
 		    (double)srv->limits.max_unauth);
