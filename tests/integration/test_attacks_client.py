@@ -136,12 +136,17 @@ def nofile_limits(pid):
     raise h.TestFailure("no 'Max open files' in /proc/PID/limits")
 
 
-def hold_connections(port, n):
-    """Open up to n connections (kept open); stops early on error."""
+def hold_connections(port, n, many_sources=False):
+    """Open up to n connections (kept open); stops early on error. With
+    many_sources each comes from its own loopback address (127.0.0.2 and
+    up), so that the server's per-source share of --max-unauth does not
+    refuse them before descriptors run out."""
     socks = []
-    for _ in range(n):
+    for i in range(n):
+        src = (f"127.0.0.{2 + i % 250}", 0) if many_sources else None
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=t(2))
+            s = socket.create_connection(("127.0.0.1", port), timeout=t(2),
+                                         source_address=src)
         except OSError:
             break
         socks.append(s)
@@ -212,7 +217,7 @@ def test_emfile_server_listener_backs_off(env):
     env.daemons.append(srv)
     srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
     # Unauthenticated connections each hold a descriptor (handshake timeout 60 s).
-    held = hold_connections(port, 200)
+    held = hold_connections(port, 200, many_sources=True)
     srv.wait_log(r"accept( on 127\.0\.0\.1:%d)?: Too many open files" % port, t(10))
     secs = 3
     cpu, lines = measure_flood(srv, secs)
