@@ -55,8 +55,11 @@ void server_admin_collect(struct admin_report *rep, void *arg)
 		     "limit", "reverse_no_tunnel", NULL, NULL);
 	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->timeouts.hits,
 		     "limit", "reverse_open_timeout", NULL, NULL);
-	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help,
-		     srv->listener != NULL ? (double)acceptor_failures(srv->listener) : 0.0,
+	uint64_t accept_failures = 0;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i] != NULL)
+			accept_failures += acceptor_failures(srv->listeners[i]);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)accept_failures,
 		     "limit", "accept_backoff", NULL, NULL);
 
 	admin_limit(rep, "connections in their handshake", "--max-unauth", (double)srv->unauth,
