@@ -27,7 +27,13 @@ struct acceptor {
 	char name[96];
 	char counter_name[128];
 	struct limit_counter failures;
+	bool borrowed;		     /* acceptor_guard: evl is its owner's */
+	struct acceptor *next_guard; /* in guards */
 };
+
+/* Listeners guarded with acceptor_guard: their error callback gets their
+ * owner's argument, so the acceptor is looked up (a daemon has one or two). */
+static struct acceptor *guards;
 
 static void on_evl_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
@@ -42,10 +48,8 @@ static bool out_of_resources(int err)
 	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
-static void on_evl_error(struct evconnlistener *evl, void *arg)
+static void back_off(struct acceptor *a, int err)
 {
-	struct acceptor *a = arg;
-	int err = EVUTIL_SOCKET_ERROR();
 	char detail[256];
 	/* Any other error that libevent reports (it retries EAGAIN, EINTR and
 	 * ECONNABORTED itself) would spin the same way; pause for it too. */
@@ -59,6 +63,22 @@ static void on_evl_error(struct evconnlistener *evl, void *arg)
 	a->backoff_ms *= 2;
 	if (a->backoff_ms > ACCEPTOR_BACKOFF_MAX_MS)
 		a->backoff_ms = ACCEPTOR_BACKOFF_MAX_MS;
+}
+
+static void on_evl_error(struct evconnlistener *evl, void *arg)
+{
+	back_off(arg, EVUTIL_SOCKET_ERROR());
+}
+
+static void on_guarded_error(struct evconnlistener *evl, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	for (struct acceptor *a = guards; a != NULL; a = a->next_guard) {
+		if (a->evl == evl) {
+			back_off(a, err);
+			return;
+		}
+	}
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -98,11 +118,42 @@ err0:
 	return NULL;
 }
 
+struct acceptor *acceptor_guard(struct event_base *base, struct evconnlistener *evl,
+				const char *name)
+{
+	struct acceptor *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	a->evl = evl;
+	a->borrowed = true;
+	a->backoff_ms = ACCEPTOR_BACKOFF_MIN_MS;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	snprintf(a->counter_name, sizeof(a->counter_name), "accept failures on %s", a->name);
+	a->failures.name = a->counter_name;
+	a->retry = evtimer_new(base, on_retry, a);
+	if (a->retry == NULL) {
+		free(a);
+		return NULL;
+	}
+	a->next_guard = guards;
+	guards = a;
+	evconnlistener_set_error_cb(evl, on_guarded_error);
+	return a;
+}
+
 void acceptor_free(struct acceptor *a)
 {
 	if (a == NULL)
 		return;
-	evconnlistener_free(a->evl);
+	if (a->borrowed) {
+		struct acceptor **pp = &guards;
+		while (*pp != a)
+			pp = &(*pp)->next_guard;
+		*pp = a->next_guard;
+		evconnlistener_set_error_cb(a->evl, NULL);
+	} else {
+		evconnlistener_free(a->evl);
+	}
 	event_free(a->retry);
 	free(a);
 }

@@ -17,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "wanmux/acceptor.h"
 #include "wanmux/acl.h"
 #include "wanmux/admin.h"
 #include "wanmux/err.h"
@@ -79,6 +80,7 @@ struct admin {
 	struct history_sample history[ADMIN_HISTORY];
 	size_t hist_next, hist_len;
 	struct evhttp *http;
+	struct acceptor *guard; /* backs evhttp's listener off on EMFILE */
 	struct acl *allow;
 	enum admin_role role;
 	const char *prog;
@@ -855,10 +857,18 @@ struct admin *admin_start(struct event_base *base, struct admin_options *opt, en
 	}
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
-	if (evhttp_accept_socket_with_handle(a->http, fd) == NULL) {
+	struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(a->http, fd);
+	if (bound == NULL) {
 		close(fd);
 		snprintf(err, errlen, "--admin: cannot serve %s:%u", opt->bind.host,
 			 opt->bind.port);
+		goto fail;
+	}
+	/* evhttp's listener has no error callback: on EMFILE it would wake the
+	 * loop again at once, forever, and libevent would log every try. */
+	a->guard = acceptor_guard(base, evhttp_bound_socket_get_listener(bound), "--admin");
+	if (a->guard == NULL) {
+		snprintf(err, errlen, "--admin: out of memory");
 		goto fail;
 	}
 	a->tick = event_new(base, -1, EV_PERSIST, on_tick, a);
@@ -884,6 +894,7 @@ void admin_free(struct admin *a)
 		return;
 	if (a->tick != NULL)
 		event_free(a->tick);
+	acceptor_free(a->guard);
 	if (a->http != NULL)
 		evhttp_free(a->http);
 	acl_free(a->allow);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 struct event_base;
+struct evconnlistener;
 struct acceptor;
 
 #define ACCEPTOR_BACKOFF_MIN_MS 100
@@ -31,7 +32,16 @@ typedef void (*acceptor_cb)(int fd, const struct sockaddr *peer, int peerlen, vo
 struct acceptor *acceptor_new(struct event_base *base, int fd, acceptor_cb on_accept, void *arg,
 			      const char *name);
 
-/* Closes the socket; acceptor_free(NULL) is a no-op. */
+/*
+ * Guards a listener someone else made and accepts on (evhttp's, from
+ * evhttp_bound_socket_get_listener): installs its error callback with the
+ * same backoff. evl stays its owner's; free the acceptor before evl.
+ */
+struct acceptor *acceptor_guard(struct event_base *base, struct evconnlistener *evl,
+				const char *name);
+
+/* Closes the socket (not a guarded listener's); acceptor_free(NULL) is a
+ * no-op. */
 void acceptor_free(struct acceptor *a);
 
 /* Times accept failed (each pauses the acceptor for the backoff). */

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 
 #include "wanmux/acceptor.h"
 #include "wanmux/log.h"
@@ -106,6 +107,61 @@ static void test_acceptor_backs_off_on_emfile(void **state)
 	event_base_free(base);
 }
 
+static void on_owner_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+			    int salen, void *arg)
+{
+	on_accept(fd, sa, salen, arg);
+}
+
+/* A listener someone else owns (evhttp's, for --admin): guarded, it backs
+ * off the same way and stays its owner's to free. */
+static void test_acceptor_guard_backs_off_borrowed_listener(void **state)
+{
+	accepted = 0;
+	accepted_fd = -1; /* the test before closed its own */
+	struct event_base *base = event_base_new();
+	assert_non_null(base);
+	struct netaddr_hostport hp = {"127.0.0.1", 0};
+	char err[128];
+	int lfd = netaddr_listen(&hp, err, sizeof(err));
+	assert_true(lfd >= 0);
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+	struct evconnlistener *evl =
+	    evconnlistener_new(base, on_owner_accept, NULL, LEV_OPT_CLOSE_ON_FREE, -1, lfd);
+	assert_non_null(evl);
+	struct acceptor *a = acceptor_guard(base, evl, "borrowed");
+	assert_non_null(a);
+
+	int c1 = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(c1 >= 0);
+	assert_int_equal(connect(c1, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	struct rlimit saved, tight;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	tight.rlim_cur = (rlim_t)first_free_fd();
+	tight.rlim_max = saved.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+
+	run_for(base, 500);
+	uint64_t failures = acceptor_failures(a);
+	assert_true(failures >= 1);
+	assert_true(failures <= 6);
+	assert_int_equal(accepted, 0);
+
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	run_for(base, 1200);
+	assert_int_equal(accepted, 1);
+
+	close(c1);
+	if (accepted_fd >= 0)
+		close(accepted_fd);
+	accepted_fd = -1;
+	acceptor_free(a);
+	evconnlistener_free(evl); /* still valid: the guard did not own it */
+	event_base_free(base);
+}
+
 static void test_acceptor_fd_budget_raises_soft_limit(void **state)
 {
 	struct rlimit saved, low, now;
@@ -127,6 +183,7 @@ int main(void)
 	log_init("test_acceptor", LOG_LEVEL_ERROR);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_acceptor_backs_off_on_emfile),
+	    cmocka_unit_test(test_acceptor_guard_backs_off_borrowed_listener),
 	    cmocka_unit_test(test_acceptor_fd_budget_raises_soft_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
