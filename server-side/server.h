@@ -154,7 +154,9 @@ struct server {
 	struct limit_bucket rate[SERVER_RATE_BUCKETS];
 	struct admin_options admin_opt;
 	struct admin *admin;
-	uint16_t per_source[SERVER_RATE_BUCKETS]; /* unauthenticated, same hash */
+	/* Unauthenticated, same hash; 32 bits: a share can exceed 65535
+	 * (--max-unauth goes to 2^20). */
+	uint32_t per_source[SERVER_RATE_BUCKETS];
 	TAILQ_HEAD(, server_tunnel) unauth_list;
 	struct handshake_cookies cookies;
 	struct limit_bucket x25519_budget; /* first messages with X25519 per second */
