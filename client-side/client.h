@@ -22,6 +22,7 @@
 #include "wanmux/tunnel.h"
 
 #define CLIENT_TUNNELS_MAX 64
+#define CLIENT_DRAIN_TIMEOUT_MS 30000 /* --drain-timeout default */
 #define CLIENT_PENDING_MAX 4096
 #define CLIENT_PENDING_TIMEOUT_S 15
 /* A SOCKS or HTTP client must finish its request within this. */
@@ -34,6 +35,9 @@ struct userpass;
 struct slot {
 	struct client *cl;
 	struct tunnel *t;
+	/* The slot's previous tunnel after the server's GOAWAY: its streams run
+	 * on while t (a new tunnel) takes new ones. */
+	struct tunnel *old;
 	bool up;
 	unsigned attempts;
 	struct event *retry_ev;
@@ -97,8 +101,18 @@ struct client {
 	struct tunnel_config tcfg;
 	struct slot slots[CLIENT_TUNNELS_MAX];
 	unsigned nslots;
-	struct listener *listeners;
+	struct listener **listeners; /* each on the heap: relays point into it */
 	size_t nlisteners;
+	/* Listeners a reload removed, kept while connections they accepted
+	 * are open (socks/http state and the counter point into them). */
+	struct listener **retired;
+	size_t nretired;
+	int argc; /* kept to read the same options again on SIGHUP */
+	char **argv;
+	uint64_t drain_timeout_ms;
+	bool draining;
+	uint64_t drain_cut; /* streams still open when the drain was cut short */
+	uint64_t reloads, reloads_failed;
 	struct reverse *reverses;
 	size_t nreverses;
 	struct acl *source_allow; /* NULL: any source may use the listeners */
@@ -118,6 +132,7 @@ struct client {
 	struct event *pending_timer;
 	bool stopping;
 	bool ever_up;
+	uint64_t goaways; /* tunnels replaced after the server's GOAWAY */
 	struct client_totals totals;
 	struct admin_options admin_opt;
 	struct admin *admin;
@@ -129,6 +144,20 @@ void client_admin_collect(struct admin_report *rep, void *arg);
 /* Pool (client_pool.c). */
 void client_pool_start(struct client *cl);
 void client_pool_stop(struct client *cl);
+
+/*
+ * Drain: no reconnects, waiting connections fail, GOAWAY on every tunnel that
+ * is up (the server opens no more reverse streams), tunnels still in their
+ * handshake close.
+ */
+void client_pool_drain(struct client *cl);
+
+/*
+ * Closes each GOAWAY tunnel (ours or the server's) whose streams are done
+ * and whose records have left; during a drain every tunnel. Returns the
+ * tunnels still open and adds their streams to *streams.
+ */
+size_t client_pool_reap(struct client *cl, size_t *streams);
 void client_pool_free(struct client *cl);
 
 /*
@@ -141,6 +170,15 @@ void client_open(struct client *cl, struct relay *r, const struct frame_addr *ta
 /* Front ends (client_listen.c, client_socks.c, client_http.c). */
 int client_listen_start(struct client *cl, char *err, size_t errlen);
 void client_listen_stop(struct client *cl);
+
+/* Binds one listener and starts accepting on it (logged); 0 or -1 with err. */
+int client_listen_open(struct client *cl, struct listener *l, char *err, size_t errlen);
+
+/* Stops accepting on l (its open connections run on); l stays allocated. */
+void client_listen_close(struct listener *l);
+
+/* "forwarding A to B" / "SOCKS5 proxy on A", after the prefix what. */
+void client_listen_log(const struct listener *l, const char *what);
 void client_socks_accept(struct listener *l, int fd, const char *peer);
 
 /*

@@ -32,13 +32,13 @@ void client_admin_collect(struct admin_report *rep, void *arg)
 		     (double)cl->connections_limit.hits, "limit", "max_connections", NULL, NULL);
 	uint64_t accept_failures = 0;
 	for (size_t i = 0; i < cl->nlisteners; i++)
-		if (cl->listeners[i].acc != NULL)
-			accept_failures += acceptor_failures(cl->listeners[i].acc);
+		if (cl->listeners[i]->acc != NULL)
+			accept_failures += acceptor_failures(cl->listeners[i]->acc);
 	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", "Times a limit was hit, by limit.",
 		     (double)accept_failures, "limit", "accept_backoff", NULL, NULL);
 	for (size_t i = 0; i < cl->nlisteners; i++) {
-		if (cl->listeners[i].active > busiest)
-			busiest = cl->listeners[i].active;
+		if (cl->listeners[i]->active > busiest)
+			busiest = cl->listeners[i]->active;
 	}
 	admin_limit(rep, "connections on the busiest listener", "--max-connections",
 		    (double)busiest, (double)cl->max_connections);

@@ -236,33 +236,48 @@ static const char *kind_name(enum listener_kind k)
 	return "?";
 }
 
+int client_listen_open(struct client *cl, struct listener *l, char *err, size_t errlen)
+{
+	int fd = netaddr_listen(&l->local, err, errlen);
+	if (fd < 0)
+		return -1;
+	char name[NETADDR_STR_MAX + 8];
+	snprintf(name, sizeof(name), "%s:%u", l->local.host, l->local.port);
+	/* acceptor_new closes fd itself when it fails. */
+	l->acc = acceptor_new(cl->base, fd, on_accept, l, name);
+	if (l->acc == NULL) {
+		snprintf(err, errlen, "%s:%u: cannot listen", l->local.host, l->local.port);
+		return -1;
+	}
+	client_listen_log(l, "");
+	return 0;
+}
+
+void client_listen_log(const struct listener *l, const char *what)
+{
+	if (l->kind == LISTENER_FORWARD)
+		log_info("%sforwarding %s:%u to %s:%u", what, l->local.host, l->local.port,
+			 l->target.host, l->target.port);
+	else
+		log_info("%s%s on %s:%u", what, kind_name(l->kind), l->local.host, l->local.port);
+}
+
+void client_listen_close(struct listener *l)
+{
+	acceptor_free(l->acc);
+	l->acc = NULL;
+}
+
 int client_listen_start(struct client *cl, char *err, size_t errlen)
 {
-	for (size_t i = 0; i < cl->nlisteners; i++) {
-		struct listener *l = &cl->listeners[i];
-		int fd = netaddr_listen(&l->local, err, errlen);
-		if (fd < 0)
+	for (size_t i = 0; i < cl->nlisteners; i++)
+		if (client_listen_open(cl, cl->listeners[i], err, errlen) != 0)
 			return -1;
-		char name[NETADDR_STR_MAX + 8];
-		snprintf(name, sizeof(name), "%s:%u", l->local.host, l->local.port);
-		l->acc = acceptor_new(cl->base, fd, on_accept, l, name);
-		if (l->acc == NULL) {
-			snprintf(err, errlen, "%s:%u: cannot listen", l->local.host, l->local.port);
-			return -1;
-		}
-		if (l->kind == LISTENER_FORWARD)
-			log_info("forwarding %s:%u to %s:%u", l->local.host, l->local.port,
-				 l->target.host, l->target.port);
-		else
-			log_info("%s on %s:%u", kind_name(l->kind), l->local.host, l->local.port);
-	}
 	return 0;
 }
 
 void client_listen_stop(struct client *cl)
 {
-	for (size_t i = 0; i < cl->nlisteners; i++) {
-		acceptor_free(cl->listeners[i].acc);
-		cl->listeners[i].acc = NULL;
-	}
+	for (size_t i = 0; i < cl->nlisteners; i++)
+		client_listen_close(cl->listeners[i]);
 }

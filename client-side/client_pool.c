@@ -42,9 +42,10 @@ static struct tunnel *pick_tunnel(struct client *cl)
 		struct slot *sl = &cl->slots[i];
 		/* sl->up stays set until on_down, which runs from the loop after
 		 * tunnel_close; the tunnel has no session from tunnel_close on, so
-		 * a tunnel closed earlier in this loop pass is not up any more. */
+		 * a tunnel closed earlier in this loop pass is not up any more. A
+		 * tunnel whose server sent GOAWAY takes no new streams. */
 		struct session *s = sl->up ? tunnel_session(sl->t) : NULL;
-		if (s == NULL)
+		if (s == NULL || session_goaway_received(s))
 			continue;
 		size_t q = tunnel_queued(sl->t) + session_stream_count(s) * 1024;
 		if (best == NULL || q < best_q) {
@@ -145,6 +146,8 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *cl = arg;
 	time_t now = time(NULL);
+	size_t streams = 0;
+	client_pool_reap(cl, &streams);
 	while (!TAILQ_EMPTY(&cl->pending)) {
 		struct pending *p = TAILQ_FIRST(&cl->pending);
 		if (now - p->since < CLIENT_PENDING_TIMEOUT_S)
@@ -172,10 +175,47 @@ static void on_tunnel_up(struct tunnel *t, void *arg)
 	drain_pending(cl);
 }
 
+/*
+ * The slot's tunnel moves aside to drain and a new one is dialled for new
+ * streams; connections arriving meanwhile wait in the pending queue. One
+ * draining tunnel per slot: a second GOAWAY waits for the first to finish.
+ */
+static void replace_draining(struct slot *sl)
+{
+	struct client *cl = sl->cl;
+	/* A tunnel closed earlier in this loop pass has no session any more. */
+	struct session *s = sl->t != NULL && sl->up ? tunnel_session(sl->t) : NULL;
+	if (cl->stopping || sl->old != NULL || s == NULL || !session_goaway_received(s))
+		return;
+	log_info("tunnel %u to %s: server sent GOAWAY; its %zu streams finish there, new "
+		 "streams wait for a new tunnel",
+		 sl->no, tunnel_peer_name(sl->t), session_stream_count(s));
+	sl->old = sl->t;
+	sl->t = NULL;
+	sl->up = false;
+	sl->attempts = 0;
+	cl->goaways++;
+	slot_connect(sl);
+}
+
+static void on_goaway(struct session *s, void *arg)
+{
+	replace_draining(arg);
+}
+
 static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 {
 	struct slot *sl = arg;
 	struct client *cl = sl->cl;
+	if (t == sl->old) {
+		add_tunnel_totals(&cl->totals, t);
+		sl->old = NULL;
+		if (!cl->stopping)
+			log_info("tunnel %u to %s down after GOAWAY: %s", sl->no,
+				 tunnel_peer_name(t), reason);
+		replace_draining(sl);
+		return;
+	}
 	bool was_up = sl->up;
 	if (was_up) {
 		add_tunnel_totals(&cl->totals, t);
@@ -217,6 +257,7 @@ static void slot_connect(struct slot *sl)
 	relay_stream_callbacks(&h.streams);
 	h.streams.on_open = client_reverse_on_open;
 	h.streams.on_control = client_reverse_on_control;
+	h.streams.on_goaway = on_goaway;
 	h.arg = sl;
 	struct tunnel_config cfg = cl->tcfg;
 	cfg.tunnel_no = sl->no;
@@ -244,11 +285,12 @@ void client_pool_start(struct client *cl)
 		event_add(cl->pending_timer, &one);
 }
 
+static void fail_pending(struct client *cl);
+
 void client_pool_stop(struct client *cl)
 {
 	cl->stopping = true;
-	while (!TAILQ_EMPTY(&cl->pending))
-		relay_close(pending_remove(TAILQ_FIRST(&cl->pending)), true);
+	fail_pending(cl);
 	for (unsigned i = 0; i < cl->nslots; i++) {
 		struct slot *sl = &cl->slots[i];
 		if (sl->retry_ev != NULL)
@@ -260,7 +302,64 @@ void client_pool_stop(struct client *cl)
 			}
 			tunnel_close(sl->t, "client stopping");
 		}
+		if (sl->old != NULL)
+			tunnel_close(sl->old, "client stopping");
 	}
+}
+
+static void fail_pending(struct client *cl)
+{
+	while (!TAILQ_EMPTY(&cl->pending))
+		relay_close(pending_remove(TAILQ_FIRST(&cl->pending)), true);
+}
+
+void client_pool_drain(struct client *cl)
+{
+	cl->stopping = true;
+	fail_pending(cl);
+	for (unsigned i = 0; i < cl->nslots; i++) {
+		struct slot *sl = &cl->slots[i];
+		struct tunnel *ts[2] = {sl->t, sl->old};
+		if (sl->retry_ev != NULL)
+			event_del(sl->retry_ev);
+		for (size_t k = 0; k < 2; k++) {
+			if (ts[k] == NULL)
+				continue;
+			if (tunnel_session(ts[k]) != NULL)
+				session_goaway(tunnel_session(ts[k]));
+			else
+				tunnel_close(ts[k], "client stopping");
+		}
+	}
+}
+
+/* Streams done and records gone: closing now cuts nothing. */
+static bool reap_one(struct tunnel *t, bool draining, size_t *streams)
+{
+	struct session *s = tunnel_session(t);
+	if (s == NULL)
+		return !draining;
+	size_t n = session_stream_count(s);
+	*streams += n;
+	if (!draining && !session_goaway_received(s) && !session_goaway_sent(s))
+		return true;
+	if (n > 0 || tunnel_queued(t) > 0)
+		return true;
+	tunnel_close(t, "drained");
+	return false;
+}
+
+size_t client_pool_reap(struct client *cl, size_t *streams)
+{
+	size_t open = 0;
+	for (unsigned i = 0; i < cl->nslots; i++) {
+		struct slot *sl = &cl->slots[i];
+		if (sl->t != NULL && reap_one(sl->t, cl->draining, streams))
+			open++;
+		if (sl->old != NULL && reap_one(sl->old, cl->draining, streams))
+			open++;
+	}
+	return open;
 }
 
 void client_pool_free(struct client *cl)

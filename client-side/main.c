@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -59,6 +60,7 @@ enum opt_id {
 	OPT_ADMIN,
 	OPT_ADMIN_ALLOW,
 	OPT_CHECK_CONFIG,
+	OPT_DRAIN_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -91,6 +93,7 @@ static const struct config_option options[] = {
     {"admin", 0, true, false, OPT_ADMIN},
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"check-config", 0, false, false, OPT_CHECK_CONFIG},
+    {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -186,6 +189,8 @@ static const char usage_text[] =
     "                             credentials), print 'configuration ok' and\n"
     "                             exit 0, or name the problem and exit 2;\n"
     "                             binds, connects and resolves nothing\n"
+    "    --drain-timeout SECONDS  on SIGTERM/SIGINT, how long open streams may\n"
+    "                             run on after GOAWAY (30; 0 = close at once)\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -193,6 +198,15 @@ static const char usage_text[] =
     "    wanmux-keygen ~/.wanmux/client.key\n"
     "    wanmux-client --server dc.example.net:7700 --key ~/.wanmux/client.key \\\n"
     "        --server-key server.key.pub --forward 8443:intranet.example:443\n"
+    "\n"
+    "SIGNALS\n"
+    "    SIGHUP re-reads the config file and every file it names; listeners\n"
+    "    (--forward, --socks, --http-proxy, --transparent) added start, removed\n"
+    "    ones stop accepting while their connections run on. A configuration\n"
+    "    with any error is refused and the running one stays. --server,\n"
+    "    --server-key, --key, --psk, --tunnels and --reverse change only at a\n"
+    "    restart. SIGTERM/SIGINT drain (see --drain-timeout); a second one\n"
+    "    stops at once.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 after SIGTERM or SIGINT (a summary of the traffic is logged), 1 on a\n"
@@ -226,17 +240,15 @@ static void fatal(const char *msg)
 	exit(check_only ? 2 : 1);
 }
 
-static struct event *sigint_ev, *sigterm_ev;
+static struct event *sigint_ev, *sigterm_ev, *sighup_ev, *drain_tick_ev, *drain_deadline_ev;
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void stop_now(struct client *cl)
 {
-	struct client *cl = arg;
-	notify_stopping();
-	log_throttle_flush();
-	log_info("signal %d: stopping; log lines so far: %llu held back by the throttle, %llu lost "
-		 "to a full output",
-		 (int)sig, (unsigned long long)log_suppressed_total(),
-		 (unsigned long long)log_dropped_total());
+	event_del(drain_tick_ev);
+	event_del(drain_deadline_ev);
+	size_t streams = 0;
+	client_pool_reap(cl, &streams);
+	cl->drain_cut += streams;
 	client_listen_stop(cl);
 	client_pool_stop(cl);
 	/* Let the closes run, then leave the loop. */
@@ -244,33 +256,167 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(cl->base, &tv);
 }
 
-/* "[LADDR:]PORT" for the proxy listeners; LADDR defaults to loopback. */
-static void proxy_listener(struct client *cl, const char *spec, enum listener_kind kind,
-			   const char *opt)
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
-	char err[256];
-	struct listener *l = &cl->listeners[cl->nlisteners++];
-	memset(l, 0, sizeof(*l));
-	l->cl = cl;
-	l->kind = kind;
-	if (netaddr_parse_port(spec, &l->local.port) == 0) {
-		snprintf(l->local.host, sizeof(l->local.host), "127.0.0.1");
+	struct client *cl = arg;
+	size_t streams = 0;
+	if (client_pool_reap(cl, &streams) > 0)
+		return;
+	event_del(drain_tick_ev);
+	event_del(drain_deadline_ev);
+	struct timeval tv = {0, 200000};
+	event_base_loopexit(cl->base, &tv);
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *cl = arg;
+	size_t streams = 0;
+	client_pool_reap(cl, &streams);
+	log_warn("--drain-timeout passed: cutting %zu open streams", streams);
+	stop_now(cl);
+}
+
+/* First SIGTERM/SIGINT: stop accepting, GOAWAY, let open streams finish for
+ * up to --drain-timeout. A second signal stops at once. */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct client *cl = arg;
+	if (cl->draining) {
+		log_info("signal %d while draining: stopping now", (int)sig);
+		stop_now(cl);
 		return;
 	}
-	if (netaddr_parse_hostport(spec, &l->local, err, sizeof(err)) != 0)
-		usage_error("--%s: %s", opt, err);
+	cl->draining = true;
+	notify_stopping();
+	log_throttle_flush();
+	log_info("signal %d: stopping; log lines so far: %llu held back by the throttle, %llu lost "
+		 "to a full output",
+		 (int)sig, (unsigned long long)log_suppressed_total(),
+		 (unsigned long long)log_dropped_total());
+	client_listen_stop(cl);
+	client_pool_drain(cl);
+	size_t streams = 0;
+	size_t tunnels = client_pool_reap(cl, &streams);
+	log_info("signal %d: draining: listeners closed, GOAWAY sent on %zu tunnels, waiting up "
+		 "to %llu ms (--drain-timeout) for %zu open streams; a second signal stops at "
+		 "once",
+		 (int)sig, tunnels, (unsigned long long)cl->drain_timeout_ms, streams);
+	struct timeval tick = {0, 100000};
+	struct timeval deadline = {(time_t)(cl->drain_timeout_ms / 1000),
+				   (suseconds_t)(cl->drain_timeout_ms % 1000) * 1000};
+	event_add(drain_tick_ev, &tick);
+	event_add(drain_deadline_ev, &deadline);
+}
+
+/* Everything the options set, built completely before any of it is used. */
+struct client_conf {
+	struct tunnel_config tcfg;
+	struct cli_process proc;
+	struct netaddr_hostport server;
+	unsigned nslots;
+	struct listener **listeners;
+	size_t nlisteners;
+	struct reverse *reverses;
+	size_t nreverses;
+	size_t max_connections;
+	struct acl *source_allow;
+	struct acl *source_deny;
+	struct userpass *socks_auth;
+	struct userpass *http_auth;
+	struct keypair *key;
+	uint8_t psk[KEYS_LEN];
+	bool have_psk;
+	uint64_t drain_timeout_ms;
+	struct admin_options admin_opt;
+};
+
+static void conf_free(struct client_conf *c)
+{
+	acl_free(c->admin_opt.allow);
+	for (size_t i = 0; i < c->nlisteners; i++)
+		free(c->listeners[i]);
+	free(c->listeners);
+	free(c->reverses);
+	acl_free(c->source_allow);
+	acl_free(c->source_deny);
+	userpass_free(c->socks_auth);
+	userpass_free(c->http_auth);
+	keys_pair_free(c->key);
+	sodium_memzero(c->psk, sizeof(c->psk));
+	memset(c, 0, sizeof(*c));
+}
+
+#define LOAD_USAGE 2
+#define LOAD_RUNTIME 1
+
+/* A bad value of option id (its i-th; SIZE_MAX = the last), with FILE:LINE
+ * in front when the config file gave it. */
+static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
+		     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
+		     const char *fmt, ...)
+{
+	char where[600];
+	const char *origin = id >= 0 ? config_origin(cfg, id, i, where, sizeof(where)) : NULL;
+	size_t off = 0;
+	if (origin != NULL) {
+		snprintf(err, errlen, "%s: ", origin);
+		off = strlen(err);
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err + off, errlen - off, fmt, ap);
+	va_end(ap);
+	return LOAD_USAGE;
+}
+
+static struct listener *add_listener(struct client_conf *c, enum listener_kind kind)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		return NULL;
+	l->kind = kind;
+	c->listeners[c->nlisteners++] = l;
+	return l;
+}
+
+/* "[LADDR:]PORT" for the proxy listeners; LADDR defaults to loopback. */
+static int proxy_listener(struct client_conf *c, const struct config *cfg, int id, size_t nth,
+			  enum listener_kind kind, const char *opt, char *err, size_t errlen)
+{
+	char why[256];
+	const char *spec = config_get_nth(cfg, id, nth);
+	struct listener *l = add_listener(c, kind);
+	if (l == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return LOAD_RUNTIME;
+	}
+	if (netaddr_parse_port(spec, &l->local.port) == 0) {
+		snprintf(l->local.host, sizeof(l->local.host), "127.0.0.1");
+		return 0;
+	}
+	if (netaddr_parse_hostport(spec, &l->local, why, sizeof(why)) != 0)
+		return bad_value(cfg, id, nth, err, errlen, "--%s: %s", opt, why);
+	return 0;
 }
 
 /* CIDR list of a --source-* option, or NULL when none is given. */
-static struct acl *source_acl(const struct config *cfg, int id, const char *opt)
+static int source_acl(const struct config *cfg, int id, const char *opt, struct acl **out,
+		      char *err, size_t errlen)
 {
-	char err[256];
+	char why[256];
 	size_t n = config_count(cfg, id);
+	*out = NULL;
 	if (n == 0)
-		return NULL;
+		return 0;
 	struct acl *acl = acl_new();
-	if (acl == NULL)
-		fatal("out of memory");
+	if (acl == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return LOAD_RUNTIME;
+	}
+	*out = acl;
 	for (size_t i = 0; i < n; i++) {
 		const char *rule = config_get_nth(cfg, id, i);
 		/* An address or CIDR: names make no sense for sources. */
@@ -280,16 +426,17 @@ static struct acl *source_acl(const struct config *cfg, int id, const char *opt)
 		snprintf(addr, sizeof(addr), "%s", rule[0] == '[' ? rule + 1 : rule);
 		addr[strcspn(addr, "/]")] = '\0';
 		if (!netaddr_literal(addr, 0, &ss, &sl))
-			usage_error("--%s: '%s' is not an address or CIDR", opt, rule);
-		if (acl_add(acl, rule, err, sizeof(err)) != 0)
-			usage_error("--%s: %s", opt, err);
+			return bad_value(cfg, id, i, err, errlen,
+					 "--%s: '%s' is not an address or CIDR", opt, rule);
+		if (acl_add(acl, rule, why, sizeof(why)) != 0)
+			return bad_value(cfg, id, i, err, errlen, "--%s: %s", opt, why);
 	}
-	return acl;
+	return 0;
 }
 
 /* The failed-login throttle both proxy front ends share, and a warning for
  * each credentials file that still holds plain-text passwords. */
-static void proxy_auth_setup(struct client *cl, const struct config *cfg)
+static int proxy_auth_setup(struct client *cl, const struct config *cfg)
 {
 	const struct {
 		struct userpass *db;
@@ -297,10 +444,12 @@ static void proxy_auth_setup(struct client *cl, const struct config *cfg)
 	} files[] = {{cl->socks_auth, OPT_SOCKS_AUTH}, {cl->http_auth, OPT_HTTP_AUTH}};
 
 	if (cl->socks_auth == NULL && cl->http_auth == NULL)
-		return;
-	cl->auth_limit = authlimit_new();
+		return WM_OK;
+	/* Kept across reloads: the penalties of guessing sources stay. */
 	if (cl->auth_limit == NULL)
-		fatal("out of memory");
+		cl->auth_limit = authlimit_new();
+	if (cl->auth_limit == NULL)
+		return WM_ERR_NOMEM;
 	cl->auth_refused.name = "proxy logins from a source under the failed-login penalty";
 	cl->auth_blocked.name = "failed proxy logins per source";
 	cl->auth_busy.name = "Argon2id verifications of proxy logins, all sources";
@@ -312,137 +461,441 @@ static void proxy_auth_setup(struct client *cl, const struct config *cfg)
 				 "hashes from 'wanmux-keygen --hash-password'",
 				 config_get(cfg, files[i].opt), plain, userpass_count(files[i].db));
 	}
+	return WM_OK;
 }
 
-static void configure(struct client *cl, const struct config *cfg)
+/*
+ * Builds c from cfg: options and every file they name. Returns 0, or
+ * LOAD_USAGE / LOAD_RUNTIME with one line in err (c is then freed).
+ */
+static int load_conf(const struct config *cfg, struct client_conf *c, char *err, size_t errlen)
 {
-	char err[512];
+	char why[512];
 	const char *v;
+	uint64_t n;
+	int bad_id;
+	int rc;
 
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
 	};
-	tunnel_config_defaults(&cl->tcfg);
-	if (cli_tunnel_options(cfg, &shared, PROG, &cl->tcfg, err, sizeof(err)) != WM_OK)
-		usage_error("%s", err);
-	if (cli_admin_options(cfg, OPT_ADMIN, OPT_ADMIN_ALLOW, &cl->admin_opt, err, sizeof(err)) !=
-	    WM_OK)
-		usage_error("%s", err);
-	if (config_positional_count(cfg) > 0)
-		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
-	if (config_get(cfg, OPT_SERVER) == NULL)
-		usage_error("%s", "missing --server HOST:PORT");
-	if (config_get(cfg, OPT_KEY) == NULL)
-		usage_error("%s", "missing --key FILE (create one with wanmux-keygen FILE)");
-	if (config_get(cfg, OPT_SERVER_KEY) == NULL)
-		usage_error("%s", "missing --server-key PUBKEY|FILE");
-	if (netaddr_parse_hostport(config_get(cfg, OPT_SERVER), &cl->server, err, sizeof(err)) != 0)
-		usage_error("--server: %s", err);
+	memset(c, 0, sizeof(*c));
+	tunnel_config_defaults(&c->tcfg);
+	if (cli_tunnel_parse(cfg, &shared, &c->tcfg, &c->proc, &bad_id, why, sizeof(why)) !=
+	    WM_OK) {
+		rc = bad_value(cfg, bad_id, SIZE_MAX, err, errlen, "%s", why);
+		goto fail;
+	}
+	if (cli_admin_options(cfg, OPT_ADMIN, OPT_ADMIN_ALLOW, &c->admin_opt, why, sizeof(why)) !=
+	    WM_OK) {
+		rc = bad_value(cfg, OPT_ADMIN, SIZE_MAX, err, errlen, "%s", why);
+		goto fail;
+	}
+	rc = LOAD_USAGE;
+	if (config_positional_count(cfg) > 0) {
+		snprintf(err, errlen, "unexpected argument '%s'", config_positional(cfg, 0));
+		goto fail;
+	}
+	if (config_get(cfg, OPT_SERVER) == NULL) {
+		snprintf(err, errlen, "missing --server HOST:PORT");
+		goto fail;
+	}
+	if (config_get(cfg, OPT_KEY) == NULL) {
+		snprintf(err, errlen, "missing --key FILE (create one with wanmux-keygen FILE)");
+		goto fail;
+	}
+	if (config_get(cfg, OPT_SERVER_KEY) == NULL) {
+		snprintf(err, errlen, "missing --server-key PUBKEY|FILE");
+		goto fail;
+	}
+	if (netaddr_parse_hostport(config_get(cfg, OPT_SERVER), &c->server, why, sizeof(why)) !=
+	    0) {
+		rc = bad_value(cfg, OPT_SERVER, SIZE_MAX, err, errlen, "--server: %s", why);
+		goto fail;
+	}
 
-	cl->nslots = 4;
+	c->nslots = 4;
 	if ((v = config_get(cfg, OPT_TUNNELS)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1, CLIENT_TUNNELS_MAX, &n) != WM_OK)
-			usage_error("bad --tunnels '%s': expected 1 to 64", v);
-		cl->nslots = (unsigned)n;
+		if (config_parse_uint(v, 1, CLIENT_TUNNELS_MAX, &n) != WM_OK) {
+			rc = bad_value(cfg, OPT_TUNNELS, SIZE_MAX, err, errlen,
+				       "bad --tunnels '%s': expected 1 to 64", v);
+			goto fail;
+		}
+		c->nslots = (unsigned)n;
+	}
+	c->drain_timeout_ms = CLIENT_DRAIN_TIMEOUT_MS;
+	if ((v = config_get(cfg, OPT_DRAIN_TIMEOUT)) != NULL) {
+		if (config_parse_duration_ms(v, &n) != WM_OK || n > 24 * 3600 * 1000ull) {
+			rc = bad_value(cfg, OPT_DRAIN_TIMEOUT, SIZE_MAX, err, errlen,
+				       "bad --drain-timeout '%s': expected 0 to 24h (seconds "
+				       "unless a unit is given)",
+				       v);
+			goto fail;
+		}
+		c->drain_timeout_ms = n;
 	}
 
 	size_t nforward = config_count(cfg, OPT_FORWARD);
 	size_t nmax = nforward + config_count(cfg, OPT_SOCKS) + config_count(cfg, OPT_HTTP_PROXY) +
 		      config_count(cfg, OPT_TRANSPARENT);
-	cl->listeners = calloc(nmax, sizeof(*cl->listeners));
-	cl->nreverses = config_count(cfg, OPT_REVERSE);
-	cl->reverses = calloc(cl->nreverses + 1, sizeof(*cl->reverses));
-	if (cl->listeners == NULL || cl->reverses == NULL)
-		fatal("out of memory");
+	c->listeners = calloc(nmax + 1, sizeof(*c->listeners));
+	c->nreverses = config_count(cfg, OPT_REVERSE);
+	c->reverses = calloc(c->nreverses + 1, sizeof(*c->reverses));
+	if (c->listeners == NULL || c->reverses == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = LOAD_RUNTIME;
+		goto fail;
+	}
 	for (size_t i = 0; i < nforward; i++) {
-		struct listener *l = &cl->listeners[cl->nlisteners++];
 		struct netaddr_forward fw;
-		if (netaddr_parse_forward(config_get_nth(cfg, OPT_FORWARD, i), &fw, err,
-					  sizeof(err)) != 0)
-			usage_error("--forward: %s", err);
-		l->cl = cl;
-		l->kind = LISTENER_FORWARD;
+		if (netaddr_parse_forward(config_get_nth(cfg, OPT_FORWARD, i), &fw, why,
+					  sizeof(why)) != 0) {
+			rc = bad_value(cfg, OPT_FORWARD, i, err, errlen, "--forward: %s", why);
+			goto fail;
+		}
+		struct listener *l = add_listener(c, LISTENER_FORWARD);
+		if (l == NULL) {
+			snprintf(err, errlen, "out of memory");
+			rc = LOAD_RUNTIME;
+			goto fail;
+		}
 		l->local = fw.local;
 		l->target = fw.target;
 		client_frame_addr(&l->target, &l->target_addr);
 	}
-	for (size_t i = 0; i < config_count(cfg, OPT_SOCKS); i++)
-		proxy_listener(cl, config_get_nth(cfg, OPT_SOCKS, i), LISTENER_SOCKS, "socks");
-	for (size_t i = 0; i < config_count(cfg, OPT_HTTP_PROXY); i++)
-		proxy_listener(cl, config_get_nth(cfg, OPT_HTTP_PROXY, i), LISTENER_HTTP,
-			       "http-proxy");
-	for (size_t i = 0; i < config_count(cfg, OPT_TRANSPARENT); i++)
-		proxy_listener(cl, config_get_nth(cfg, OPT_TRANSPARENT, i), LISTENER_TRANSPARENT,
-			       "transparent");
+	static const struct {
+		int id;
+		enum listener_kind kind;
+		const char *name;
+	} proxies[] = {
+	    {OPT_SOCKS, LISTENER_SOCKS, "socks"},
+	    {OPT_HTTP_PROXY, LISTENER_HTTP, "http-proxy"},
+	    {OPT_TRANSPARENT, LISTENER_TRANSPARENT, "transparent"},
+	};
+	for (size_t i = 0; i < sizeof(proxies) / sizeof(proxies[0]); i++) {
+		for (size_t k = 0; k < config_count(cfg, proxies[i].id); k++) {
+			rc = proxy_listener(c, cfg, proxies[i].id, k, proxies[i].kind,
+					    proxies[i].name, err, errlen);
+			if (rc != 0)
+				goto fail;
+		}
+	}
 	/* Two listeners on one address would fail at bind; say so before. */
-	for (size_t i = 0; i < cl->nlisteners; i++)
+	for (size_t i = 0; i < c->nlisteners; i++)
 		for (size_t j = 0; j < i; j++)
-			if (cl->listeners[i].local.port == cl->listeners[j].local.port &&
-			    strcmp(cl->listeners[i].local.host, cl->listeners[j].local.host) == 0)
-				usage_error("%s:%u is given to two listeners",
-					    cl->listeners[i].local.host,
-					    cl->listeners[i].local.port);
-	for (size_t i = 0; i < cl->nreverses; i++) {
-		struct reverse *rv = &cl->reverses[i];
+			if (c->listeners[i]->local.port == c->listeners[j]->local.port &&
+			    strcmp(c->listeners[i]->local.host, c->listeners[j]->local.host) == 0) {
+				snprintf(err, errlen, "%s:%u is given to two listeners",
+					 c->listeners[i]->local.host, c->listeners[i]->local.port);
+				rc = LOAD_USAGE;
+				goto fail;
+			}
+	rc = LOAD_USAGE;
+	for (size_t i = 0; i < c->nreverses; i++) {
+		struct reverse *rv = &c->reverses[i];
 		struct netaddr_forward fw;
 		struct sockaddr_storage ss;
 		socklen_t sl;
-		if (netaddr_parse_forward(config_get_nth(cfg, OPT_REVERSE, i), &fw, err,
-					  sizeof(err)) != 0)
-			usage_error("--reverse: %s", err);
+		if (netaddr_parse_forward(config_get_nth(cfg, OPT_REVERSE, i), &fw, why,
+					  sizeof(why)) != 0) {
+			rc = bad_value(cfg, OPT_REVERSE, i, err, errlen, "--reverse: %s", why);
+			goto fail;
+		}
 		rv->server_side = fw.local;
 		rv->target = fw.target;
 		if (strcmp(rv->server_side.host, "localhost") == 0)
 			snprintf(rv->server_side.host, sizeof(rv->server_side.host), "127.0.0.1");
 		/* The server binds it without a resolver: an address, not a name. */
-		if (!netaddr_literal(rv->server_side.host, rv->server_side.port, &ss, &sl))
-			usage_error("--reverse: '%s' is not an IP address (the server side must be "
-				    "an address)",
-				    rv->server_side.host);
+		if (!netaddr_literal(rv->server_side.host, rv->server_side.port, &ss, &sl)) {
+			rc = bad_value(cfg, OPT_REVERSE, i, err, errlen,
+				       "--reverse: '%s' is not an IP address (the server side "
+				       "must be an address)",
+				       rv->server_side.host);
+			goto fail;
+		}
 		client_frame_addr(&rv->server_side, &rv->listen_addr);
 	}
-	if (cl->nlisteners == 0 && cl->nreverses == 0)
-		usage_error("%s", "nothing to do: give --forward, --socks, --http-proxy, "
-				  "--transparent or --reverse");
-	cl->max_connections = 4096;
+	if (c->nlisteners == 0 && c->nreverses == 0) {
+		snprintf(err, errlen,
+			 "nothing to do: give --forward, --socks, --http-proxy, "
+			 "--transparent or --reverse");
+		goto fail;
+	}
+	c->max_connections = 4096;
 	if ((v = config_get(cfg, OPT_MAX_CONNECTIONS)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1, 1u << 24, &n) != WM_OK)
-			usage_error("bad --max-connections '%s'", v);
-		cl->max_connections = (size_t)n;
+		if (config_parse_uint(v, 1, 1u << 24, &n) != WM_OK) {
+			rc = bad_value(cfg, OPT_MAX_CONNECTIONS, SIZE_MAX, err, errlen,
+				       "bad --max-connections '%s'", v);
+			goto fail;
+		}
+		c->max_connections = (size_t)n;
 	}
-	cl->connections_limit.name = "connections per listener (--max-connections)";
-	cl->source_allow = source_acl(cfg, OPT_SOURCE_ALLOW, "source-allow");
-	cl->source_deny = source_acl(cfg, OPT_SOURCE_DENY, "source-deny");
-	if ((v = config_get(cfg, OPT_SOCKS_AUTH)) != NULL) {
-		if (config_get(cfg, OPT_SOCKS) == NULL)
-			usage_error("%s", "--socks-auth needs --socks");
-		if (userpass_load(v, &cl->socks_auth, err, sizeof(err)) != 0)
-			fatal(err);
+	rc = source_acl(cfg, OPT_SOURCE_ALLOW, "source-allow", &c->source_allow, err, errlen);
+	if (rc != 0)
+		goto fail;
+	rc = source_acl(cfg, OPT_SOURCE_DENY, "source-deny", &c->source_deny, err, errlen);
+	if (rc != 0)
+		goto fail;
+	rc = LOAD_USAGE;
+	if (config_get(cfg, OPT_SOCKS_AUTH) != NULL && config_get(cfg, OPT_SOCKS) == NULL) {
+		snprintf(err, errlen, "--socks-auth needs --socks");
+		goto fail;
 	}
-	if ((v = config_get(cfg, OPT_HTTP_AUTH)) != NULL) {
-		if (config_get(cfg, OPT_HTTP_PROXY) == NULL)
-			usage_error("%s", "--http-auth needs --http-proxy");
-		if (userpass_load(v, &cl->http_auth, err, sizeof(err)) != 0)
-			fatal(err);
+	if (config_get(cfg, OPT_HTTP_AUTH) != NULL && config_get(cfg, OPT_HTTP_PROXY) == NULL) {
+		snprintf(err, errlen, "--http-auth needs --http-proxy");
+		goto fail;
 	}
-	proxy_auth_setup(cl, cfg);
 
-	if (keys_load_public(config_get(cfg, OPT_SERVER_KEY), cl->tcfg.server_pub, err,
-			     sizeof(err)) != 0)
-		fatal(err);
-	if (keys_pair_load(config_get(cfg, OPT_KEY), &cl->key, err, sizeof(err)) != 0)
-		fatal(err);
+	/* Files: runtime failures from here on. */
+	rc = LOAD_RUNTIME;
+	if ((v = config_get(cfg, OPT_SOCKS_AUTH)) != NULL &&
+	    userpass_load(v, &c->socks_auth, err, errlen) != 0)
+		goto fail;
+	if ((v = config_get(cfg, OPT_HTTP_AUTH)) != NULL &&
+	    userpass_load(v, &c->http_auth, err, errlen) != 0)
+		goto fail;
+	if (keys_load_public(config_get(cfg, OPT_SERVER_KEY), c->tcfg.server_pub, err, errlen) != 0)
+		goto fail;
+	if (keys_pair_load(config_get(cfg, OPT_KEY), &c->key, err, errlen) != 0)
+		goto fail;
 	if ((v = config_get(cfg, OPT_PSK)) != NULL) {
-		if (keys_load_psk(v, cl->psk, err, sizeof(err)) != 0)
-			fatal(err);
-		cl->have_psk = true;
+		if (keys_load_psk(v, c->psk, err, errlen) != 0)
+			goto fail;
+		c->have_psk = true;
+	}
+	return 0;
+
+fail:
+	conf_free(c);
+	return rc;
+}
+
+static bool same_hostport(const struct netaddr_hostport *a, const struct netaddr_hostport *b)
+{
+	return strcmp(a->host, b->host) == 0 && a->port == b->port;
+}
+
+static struct listener *find_listener(struct listener **ls, size_t n,
+				      const struct netaddr_hostport *local)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ls[i] != NULL && same_hostport(&ls[i]->local, local))
+			return ls[i];
+	return NULL;
+}
+
+/*
+ * Binds the listeners of c that are not already open (a local address the
+ * running configuration listens on is kept, with its socket). On a failure
+ * every socket opened here closes again: 0 or -1 with err.
+ */
+static int open_new_listeners(struct client *cl, struct client_conf *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct listener *l = c->listeners[i];
+		l->cl = cl;
+		if (find_listener(cl->listeners, cl->nlisteners, &l->local) != NULL)
+			continue;
+		if (client_listen_open(cl, l, err, errlen) != 0) {
+			for (size_t k = 0; k < i; k++)
+				client_listen_close(c->listeners[k]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Frees retired listeners whose last connection has closed. */
+static void sweep_retired(struct client *cl)
+{
+	size_t keep = 0;
+	for (size_t i = 0; i < cl->nretired; i++) {
+		if (cl->retired[i]->active == 0)
+			free(cl->retired[i]);
+		else
+			cl->retired[keep++] = cl->retired[i];
+	}
+	cl->nretired = keep;
+}
+
+/*
+ * Reload: listeners of c take the place of the running ones. One already
+ * listening on the same address is kept (its socket and its connections),
+ * taking the new kind and target; one no longer configured stops accepting
+ * and is retired while its connections run on.
+ */
+static int swap_listeners(struct client *cl, struct client_conf *c)
+{
+	struct listener **retired =
+	    realloc(cl->retired, (cl->nretired + cl->nlisteners + 1) * sizeof(*retired));
+	if (retired == NULL)
+		return WM_ERR_NOMEM;
+	cl->retired = retired;
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct listener *nl = c->listeners[i];
+		struct listener *old = find_listener(cl->listeners, cl->nlisteners, &nl->local);
+		if (old == NULL)
+			continue;
+		bool changed = old->kind != nl->kind || (nl->kind == LISTENER_FORWARD &&
+							 !same_hostport(&old->target, &nl->target));
+		old->kind = nl->kind;
+		old->target = nl->target;
+		old->target_addr = nl->target_addr;
+		if (changed)
+			client_listen_log(old, "reload: now ");
+		free(nl);
+		c->listeners[i] = old;
+		for (size_t k = 0; k < cl->nlisteners; k++)
+			if (cl->listeners[k] == old)
+				cl->listeners[k] = NULL;
+	}
+	for (size_t k = 0; k < cl->nlisteners; k++) {
+		struct listener *gone = cl->listeners[k];
+		if (gone == NULL)
+			continue;
+		client_listen_close(gone);
+		client_listen_log(gone, "reload: removed, no longer listening: ");
+		log_info("reload: %zu connections of %s:%u run on", gone->active, gone->local.host,
+			 gone->local.port);
+		cl->retired[cl->nretired++] = gone;
+	}
+	free(cl->listeners);
+	cl->listeners = c->listeners;
+	cl->nlisteners = c->nlisteners;
+	c->listeners = NULL;
+	c->nlisteners = 0; /* transferred */
+	sweep_retired(cl);
+	return WM_OK;
+}
+
+static bool same_reverses(const struct client *cl, const struct client_conf *c)
+{
+	if (cl->nreverses != c->nreverses)
+		return false;
+	for (size_t i = 0; i < c->nreverses; i++)
+		if (!same_hostport(&cl->reverses[i].server_side, &c->reverses[i].server_side) ||
+		    !same_hostport(&cl->reverses[i].target, &c->reverses[i].target))
+			return false;
+	return true;
+}
+
+/*
+ * Swaps c in; c is emptied. At start-up (cl->key NULL) everything is taken.
+ * On a reload the peer and identity (--server, --server-key, --key, --psk),
+ * --tunnels and --reverse stay until a restart, each change logged; the
+ * listeners must already be open (open_new_listeners).
+ */
+static int apply_conf(struct client *cl, struct client_conf *c)
+{
+	bool initial = cl->key == NULL;
+	if (initial) {
+		cl->listeners = c->listeners;
+		cl->nlisteners = c->nlisteners;
+		for (size_t i = 0; i < cl->nlisteners; i++)
+			cl->listeners[i]->cl = cl;
+		c->listeners = NULL;
+		c->nlisteners = 0;
+		cl->server = c->server;
+		cl->nslots = c->nslots;
+		cl->reverses = c->reverses;
+		cl->nreverses = c->nreverses;
+		c->reverses = NULL;
+		cl->key = c->key;
+		c->key = NULL;
+		memcpy(cl->psk, c->psk, sizeof(cl->psk));
+		cl->have_psk = c->have_psk;
+		cl->tcfg = c->tcfg;
+		randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
+		cl->admin_opt = c->admin_opt;
+		c->admin_opt.allow = NULL; /* transferred */
+	} else {
+		if (swap_listeners(cl, c) != WM_OK)
+			return WM_ERR_NOMEM;
+		if (!same_hostport(&c->server, &cl->server))
+			log_warn("reload: --server %s:%u ignored until a restart; tunnels still "
+				 "go to %s:%u",
+				 c->server.host, c->server.port, cl->server.host, cl->server.port);
+		if (sodium_memcmp(c->tcfg.server_pub, cl->tcfg.server_pub, KEYS_LEN) != 0)
+			log_warn("reload: --server-key changed; it takes effect at a restart");
+		if (sodium_memcmp(c->key->pub, cl->key->pub, KEYS_LEN) != 0)
+			log_warn("reload: the --key file holds a new key; it takes effect at a "
+				 "restart");
+		if (c->have_psk != cl->have_psk ||
+		    sodium_memcmp(c->psk, cl->psk, sizeof(c->psk)) != 0)
+			log_warn("reload: --psk changed; it takes effect at a restart");
+		if (c->nslots != cl->nslots)
+			log_warn("reload: --tunnels %u ignored until a restart; keeping %u",
+				 c->nslots, cl->nslots);
+		if (c->admin_opt.enabled != cl->admin_opt.enabled ||
+		    (c->admin_opt.enabled &&
+		     !same_hostport(&c->admin_opt.bind, &cl->admin_opt.bind)))
+			log_warn("reload: --admin changes take effect at a restart");
+		if (!same_reverses(cl, c))
+			log_warn("reload: --reverse changes take effect at a restart");
+		/* Tunnels copy their config: new values apply to new tunnels. */
+		struct tunnel_config next = c->tcfg;
+		memcpy(next.server_pub, cl->tcfg.server_pub, KEYS_LEN);
+		memcpy(next.session_id, cl->tcfg.session_id, sizeof(next.session_id));
+		cl->tcfg = next;
 	}
 	cl->tcfg.local = cl->key;
 	cl->tcfg.psk = cl->have_psk ? cl->psk : NULL;
-	randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
+	cli_process_apply(PROG, &c->proc);
+	cl->drain_timeout_ms = c->drain_timeout_ms;
+	cl->max_connections = c->max_connections;
+	cl->connections_limit.name = "connections per listener (--max-connections)";
+	acl_free(cl->source_allow);
+	acl_free(cl->source_deny);
+	userpass_free(cl->socks_auth);
+	userpass_free(cl->http_auth);
+	cl->source_allow = c->source_allow;
+	cl->source_deny = c->source_deny;
+	cl->socks_auth = c->socks_auth;
+	cl->http_auth = c->http_auth;
+	c->source_allow = c->source_deny = NULL;
+	c->socks_auth = c->http_auth = NULL; /* transferred */
+	conf_free(c);
+	return WM_OK;
+}
+
+/* SIGHUP: read the options and every file they name again; any error
+ * refuses the whole new configuration and the running one stays. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct client *cl = arg;
+	struct config *cfg = NULL;
+	struct client_conf c;
+	char err[1024];
+
+	if (cl->draining)
+		return;
+	notify_reloading();
+	cl->reloads++;
+	if (config_parse(options, cl->argc, cl->argv, &cfg, err, sizeof(err)) != 0 ||
+	    load_conf(cfg, &c, err, sizeof(err)) != 0) {
+		cl->reloads_failed++;
+		log_error("reload refused, the running configuration stays: %s", err);
+	} else if (open_new_listeners(cl, &c, err, sizeof(err)) != 0) {
+		conf_free(&c);
+		cl->reloads_failed++;
+		log_error("reload refused, the running configuration stays: %s", err);
+	} else if (apply_conf(cl, &c) != WM_OK || proxy_auth_setup(cl, cfg) != WM_OK) {
+		for (size_t i = 0; i < c.nlisteners; i++)
+			if (find_listener(cl->listeners, cl->nlisteners, &c.listeners[i]->local) ==
+			    NULL)
+				client_listen_close(c.listeners[i]);
+		conf_free(&c);
+		cl->reloads_failed++;
+		log_error("reload refused, the running configuration stays: out of memory");
+	} else {
+		log_info("reloaded: %zu listeners, %zu retired with open connections (%llu "
+			 "reloads, %llu refused)",
+			 cl->nlisteners, cl->nretired, (unsigned long long)cl->reloads,
+			 (unsigned long long)cl->reloads_failed);
+	}
+	config_free(cfg);
+	notify_ready();
 }
 
 static void log_totals(const struct client *cl)
@@ -463,8 +916,9 @@ static void log_totals(const struct client *cl)
 int main(int argc, char **argv)
 {
 	struct client cl;
+	struct client_conf conf;
 	struct config *cfg = NULL;
-	char err[512];
+	char err[1024];
 
 	memset(&cl, 0, sizeof(cl));
 	log_init(PROG, LOG_LEVEL_INFO);
@@ -487,9 +941,19 @@ int main(int argc, char **argv)
 		fatal("cannot initialise libsodium");
 	signal(SIGPIPE, SIG_IGN);
 	check_only = check_only || config_get(cfg, OPT_CHECK_CONFIG) != NULL;
-	configure(&cl, cfg);
+	int rc = load_conf(cfg, &conf, err, sizeof(err));
+	if (rc == LOAD_USAGE)
+		usage_error("%s", err);
+	if (rc != 0)
+		fatal(err);
+	if (apply_conf(&cl, &conf) != WM_OK || proxy_auth_setup(&cl, cfg) != WM_OK)
+		fatal("out of memory");
+	config_free(cfg);
+	cl.argc = argc;
+	cl.argv = argv;
 	/* A local connection holds a descriptor, as does each tunnel and each
-	 * reverse stream's connection to its target. */
+	 * reverse stream's connection to its target. Counted once at start: a
+	 * reload does not raise the limit again. */
 	if (!check_only)
 		acceptor_fd_budget(
 		    (uint64_t)cl.nlisteners * cl.max_connections + cl.nslots +
@@ -502,14 +966,16 @@ int main(int argc, char **argv)
 		 * resolver and the tunnels are left out. */
 		puts("configuration ok");
 		acl_free(cl.admin_opt.allow);
+		for (size_t i = 0; i < cl.nlisteners; i++)
+			free(cl.listeners[i]);
 		free(cl.listeners);
 		free(cl.reverses);
 		acl_free(cl.source_allow);
 		acl_free(cl.source_deny);
 		userpass_free(cl.socks_auth);
 		userpass_free(cl.http_auth);
+		authlimit_free(cl.auth_limit);
 		keys_pair_free(cl.key);
-		config_free(cfg);
 		sodium_memzero(cl.psk, sizeof(cl.psk));
 		return 0;
 	}
@@ -526,19 +992,24 @@ int main(int argc, char **argv)
 		log_info("reverse forward: asking the server to listen on %s:%u for %s:%u",
 			 cl.reverses[i].server_side.host, cl.reverses[i].server_side.port,
 			 cl.reverses[i].target.host, cl.reverses[i].target.port);
+	client_pool_start(&cl);
 	if (cl.admin_opt.enabled) {
 		cl.admin = admin_start(cl.base, &cl.admin_opt, ADMIN_CLIENT, PROG,
 				       client_admin_collect, &cl, err, sizeof(err));
 		if (cl.admin == NULL)
 			fatal(err);
 	}
-	client_pool_start(&cl);
 	sigint_ev = evsignal_new(cl.base, SIGINT, on_signal, &cl);
 	sigterm_ev = evsignal_new(cl.base, SIGTERM, on_signal, &cl);
-	if (sigint_ev == NULL || sigterm_ev == NULL)
+	sighup_ev = evsignal_new(cl.base, SIGHUP, on_reload, &cl);
+	drain_tick_ev = event_new(cl.base, -1, EV_PERSIST, on_drain_tick, &cl);
+	drain_deadline_ev = evtimer_new(cl.base, on_drain_deadline, &cl);
+	if (sigint_ev == NULL || sigterm_ev == NULL || sighup_ev == NULL || drain_tick_ev == NULL ||
+	    drain_deadline_ev == NULL)
 		fatal("out of memory");
 	event_add(sigint_ev, NULL);
 	event_add(sigterm_ev, NULL);
+	event_add(sighup_ev, NULL);
 	notify_ready();
 
 	event_base_dispatch(cl.base);
@@ -555,22 +1026,33 @@ int main(int argc, char **argv)
 					 userpass_verifications(cl.http_auth)),
 		    (unsigned long long)cl.auth_busy.hits);
 	}
+	log_info("drain: %llu streams cut (--drain-timeout or a second signal); reloads: %llu, "
+		 "%llu refused; %llu tunnels replaced after GOAWAY",
+		 (unsigned long long)cl.drain_cut, (unsigned long long)cl.reloads,
+		 (unsigned long long)cl.reloads_failed, (unsigned long long)cl.goaways);
 	client_listen_stop(&cl);
 	client_pool_free(&cl);
 	admin_free(cl.admin);
 	event_free(sigint_ev);
 	event_free(sigterm_ev);
+	event_free(sighup_ev);
+	event_free(drain_tick_ev);
+	event_free(drain_deadline_ev);
 	dns_free(cl.dns);
 	event_base_free(cl.base);
+	for (size_t i = 0; i < cl.nlisteners; i++)
+		free(cl.listeners[i]);
 	free(cl.listeners);
+	for (size_t i = 0; i < cl.nretired; i++)
+		free(cl.retired[i]);
+	free(cl.retired);
 	free(cl.reverses);
 	acl_free(cl.source_allow);
 	acl_free(cl.source_deny);
-	authlimit_free(cl.auth_limit);
 	userpass_free(cl.socks_auth);
 	userpass_free(cl.http_auth);
+	authlimit_free(cl.auth_limit);
 	keys_pair_free(cl.key);
-	config_free(cfg);
 	sodium_memzero(cl.psk, sizeof(cl.psk));
 	return 0;
 }

@@ -27,7 +27,7 @@ static int size_value(const struct config *cfg, int id, const char *name, uint64
  * or a byte budget below 1M would spend the tunnel's time rekeying.
  */
 static int rekey_options(const struct config *cfg, const struct cli_tunnel_ids *ids,
-			 struct tunnel_config *tc, char *err, size_t errlen)
+			 struct tunnel_config *tc, int *bad_id, char *err, size_t errlen)
 {
 	const char *v = ids->rekey_after >= 0 ? config_get(cfg, ids->rekey_after) : NULL;
 	uint64_t n;
@@ -43,6 +43,7 @@ static int rekey_options(const struct config *cfg, const struct cli_tunnel_ids *
 		}
 		tc->rekey_after_ms = n;
 	}
+	*bad_id = ids->rekey_bytes;
 	v = ids->rekey_bytes >= 0 ? config_get(cfg, ids->rekey_bytes) : NULL;
 	if (v != NULL) {
 		if (config_parse_uint(v, 0, (uint64_t)1 << 50, &n) != WM_OK ||
@@ -56,53 +57,79 @@ static int rekey_options(const struct config *cfg, const struct cli_tunnel_ids *
 	return WM_OK;
 }
 
-int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
-		       struct tunnel_config *tc, char *err, size_t errlen)
+int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
+		     struct tunnel_config *tc, struct cli_process *proc, int *bad_id, char *err,
+		     size_t errlen)
 {
 	const char *v;
 	uint64_t n;
 	int rc;
 
-	if (ids->log_level >= 0 && (v = config_get(cfg, ids->log_level)) != NULL) {
-		enum log_level lvl;
-		if (log_level_parse(v, &lvl) != WM_OK) {
-			snprintf(err, errlen,
-				 "bad --log-level '%s': use error, warn, info or debug", v);
-			return WM_ERR_PARSE;
-		}
-		log_init(prog, lvl);
+	proc->log_level = LOG_LEVEL_INFO;
+	proc->budget = RELAY_DEFAULT_BUDGET;
+	*bad_id = ids->log_level;
+	if (ids->log_level >= 0 && (v = config_get(cfg, ids->log_level)) != NULL &&
+	    log_level_parse(v, &proc->log_level) != WM_OK) {
+		snprintf(err, errlen, "bad --log-level '%s': use error, warn, info or debug", v);
+		return WM_ERR_PARSE;
 	}
+	*bad_id = ids->compress;
 	if (ids->compress >= 0 && (v = config_get(cfg, ids->compress)) != NULL &&
 	    compress_mode_parse(v, &tc->compress) != WM_OK) {
 		snprintf(err, errlen, "bad --compress '%s': use auto, lz4, zlib or none", v);
 		return WM_ERR_PARSE;
 	}
+	*bad_id = ids->stream_window;
 	n = tc->params.stream_window;
 	rc = size_value(cfg, ids->stream_window, "stream-window", SESSION_MIN_WINDOW, 1u << 30,
 			"from 64K to 1G", &n, err, errlen);
 	if (rc != WM_OK)
 		return rc;
 	tc->params.stream_window = (uint32_t)n;
+	*bad_id = ids->session_window;
 	n = tc->params.session_window;
 	rc = size_value(cfg, ids->session_window, "session-window", SESSION_MIN_WINDOW, 1u << 30,
 			"from 64K to 1G", &n, err, errlen);
 	if (rc != WM_OK)
 		return rc;
 	tc->params.session_window = (uint32_t)n;
+	*bad_id = ids->max_session_buffer;
 	n = tc->pool_limit;
 	rc = size_value(cfg, ids->max_session_buffer, "max-session-buffer", 1u << 20,
 			(uint64_t)1 << 40, "from 1M", &n, err, errlen);
 	if (rc != WM_OK)
 		return rc;
 	tc->pool_limit = (size_t)n;
-	n = 0;
+	*bad_id = ids->max_buffer;
+	n = proc->budget;
 	rc = size_value(cfg, ids->max_buffer, "max-buffer", 1u << 20, (uint64_t)1 << 40, "from 1M",
 			&n, err, errlen);
 	if (rc != WM_OK)
 		return rc;
-	if (n != 0)
-		relay_set_budget((size_t)n);
-	return rekey_options(cfg, ids, tc, err, errlen);
+	proc->budget = (size_t)n;
+	*bad_id = ids->rekey_after;
+	rc = rekey_options(cfg, ids, tc, bad_id, err, errlen);
+	if (rc == WM_OK)
+		*bad_id = -1;
+	return rc;
+}
+
+void cli_process_apply(const char *prog, const struct cli_process *proc)
+{
+	log_init(prog, proc->log_level);
+	relay_set_budget(proc->budget);
+}
+
+int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
+		       struct tunnel_config *tc, char *err, size_t errlen)
+{
+	struct cli_process proc;
+	int bad_id;
+	int rc = cli_tunnel_parse(cfg, ids, tc, &proc, &bad_id, err, errlen);
+
+	if (rc == WM_OK)
+		cli_process_apply(prog, &proc);
+	return rc;
 }
 
 int cli_admin_options(const struct config *cfg, int admin_id, int allow_id,

@@ -25,7 +25,8 @@ struct config_values {
 	char **v;
 	size_t count;
 	size_t cap;
-	unsigned int line; /* config file line that set it first, 0 = none */
+	unsigned int line;   /* config file line that set it first, 0 = none */
+	unsigned int *lines; /* config file line of each value, 0 = command line */
 };
 
 struct config {
@@ -35,6 +36,7 @@ struct config {
 	char **positional;
 	size_t npositional;
 	size_t positional_cap;
+	char *file; /* the config file that supplied values, or NULL */
 };
 
 /* Copies n bytes of s for an error message: one line, printable, cut short. */
@@ -80,6 +82,8 @@ static void values_clear(struct config_values *vals)
 	for (size_t i = 0; i < vals->count; i++)
 		free(vals->v[i]);
 	free(vals->v);
+	free(vals->lines);
+	vals->lines = NULL;
 	vals->v = NULL;
 	vals->count = 0;
 	vals->cap = 0;
@@ -95,6 +99,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->npositional; i++)
 		free(cfg->positional[i]);
 	free(cfg->positional);
+	free(cfg->file);
 	free(cfg);
 }
 
@@ -123,13 +128,30 @@ static int list_append(char ***list, size_t *count, size_t *cap, const char *val
  * Records a value for option index i: repeatable options collect, others keep
  * the last one given.
  */
-static int set_value(struct config *cfg, size_t i, const char *value, size_t n)
+static int set_value_at(struct config *cfg, size_t i, const char *value, size_t n,
+			unsigned int lineno)
 {
 	struct config_values *vals = &cfg->values[i];
 
 	if (!cfg->opts[i].repeatable)
 		values_clear(vals);
-	return list_append(&vals->v, &vals->count, &vals->cap, value, n);
+	int rc = list_append(&vals->v, &vals->count, &vals->cap, value, n);
+	if (rc < 0)
+		return rc;
+	/* Grown with v, so an error can name the line of any value. */
+	unsigned int *lines = realloc(vals->lines, vals->cap * sizeof(*lines));
+	if (lines == NULL) {
+		free(vals->v[--vals->count]);
+		return WM_ERR_NOMEM;
+	}
+	vals->lines = lines;
+	vals->lines[vals->count - 1] = lineno;
+	return 0;
+}
+
+static int set_value(struct config *cfg, size_t i, const char *value, size_t n)
+{
+	return set_value_at(cfg, i, value, n, 0);
 }
 
 static long find_long(const struct config *cfg, const char *name, size_t n)
@@ -232,14 +254,14 @@ static int parse_line(struct config *cfg, const char *line, size_t len, const ch
 				   source, lineno, opt->name, echo(value, vlen, tmp, sizeof(tmp)));
 			return WM_ERR_PARSE;
 		}
-		return yes != 0 ? set_value(cfg, (size_t)i, "1", 1) : 0;
+		return yes != 0 ? set_value_at(cfg, (size_t)i, "1", 1, lineno) : 0;
 	}
 	if (vlen == 0) {
 		wm_set_err(err, errlen, "%s:%u: option '%s' needs a value", source, lineno,
 			   opt->name);
 		return WM_ERR_PARSE;
 	}
-	return set_value(cfg, (size_t)i, value, vlen);
+	return set_value_at(cfg, (size_t)i, value, vlen, lineno);
 }
 
 static int parse_text(struct config *cfg, const char *buf, size_t len, const char *source,
@@ -453,6 +475,13 @@ int config_parse(const struct config_option *opts, int argc, char **argv, struct
 		free(text);
 		if (rc < 0)
 			goto err0;
+		cfg->file = strdup(path);
+		if (cfg->file == NULL) {
+			config_free(file);
+			wm_set_err(err, errlen, "out of memory");
+			rc = WM_ERR_NOMEM;
+			goto err0;
+		}
 		/* The command line wins; a repeatable list is replaced, not extended. */
 		for (size_t i = 0; i < cfg->nopts; i++) {
 			if (cfg->values[i].count > 0)
@@ -504,6 +533,20 @@ const char *config_get_nth(const struct config *cfg, int id, size_t i)
 	if (vals == NULL || i >= vals->count)
 		return NULL;
 	return vals->v[i];
+}
+
+const char *config_origin(const struct config *cfg, int id, size_t i, char *buf, size_t len)
+{
+	const struct config_values *vals = values_of(cfg, id);
+
+	if (vals == NULL || vals->count == 0 || cfg->file == NULL)
+		return NULL;
+	if (i >= vals->count)
+		i = vals->count - 1;
+	if (vals->lines == NULL || vals->lines[i] == 0)
+		return NULL;
+	snprintf(buf, len, "%s:%u", cfg->file, vals->lines[i]);
+	return buf;
 }
 
 size_t config_positional_count(const struct config *cfg)

@@ -366,6 +366,8 @@ const char *frame_error_name(uint32_t error)
 		return "host unknown";
 	case FRAME_ERR_TUNNEL_LOST:
 		return "tunnel lost";
+	case FRAME_ERR_GOING_AWAY:
+		return "going away";
 	}
 	return "unknown error";
 }

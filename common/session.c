@@ -103,6 +103,8 @@ struct session {
 	uint64_t recv_max; /* our session grant */
 
 	bool writable_signalled;
+	bool goaway_sent;     /* we accept no new OPEN from the peer */
+	bool goaway_received; /* the peer accepts no new OPEN from us */
 	struct relay_pool *pool;
 	uint8_t scratch[FRAME_DATA_RAW_MAX];
 	uint8_t inflate_buf[FRAME_DATA_RAW_MAX];
@@ -464,6 +466,32 @@ static bool id_was_used(const struct session *s, uint32_t id)
 	return id <= s->last_peer_id;
 }
 
+/*
+ * GOAWAY (docs/PROTOCOL.md 6.8): the sender accepts no stream above the id it
+ * names. An OPEN that crossed it on the wire is refused with GOING_AWAY, so
+ * its opener knows the target was never contacted.
+ */
+static void refuse_draining(struct session *s, uint32_t id)
+{
+	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = id};
+	r.u.error = FRAME_ERR_GOING_AWAY;
+	queue_ctrl(s, &r);
+}
+
+/* The peer's GOAWAY names the last of our streams it accepted: one of ours. */
+static int on_goaway(struct session *s, const struct frame *f)
+{
+	if (f->stream_id != 0 &&
+	    (!id_is_local(s, f->stream_id) || f->stream_id >= s->next_local_id))
+		return WM_ERR_MALFORMED;
+	if (s->goaway_received)
+		return WM_OK;
+	s->goaway_received = true;
+	if (s->cb.on_goaway != NULL)
+		s->cb.on_goaway(s, s->arg);
+	return WM_OK;
+}
+
 static int on_open(struct session *s, const struct frame *f)
 {
 	/* Clients open odd ids, servers even ones (reverse forwards). */
@@ -472,6 +500,10 @@ static int on_open(struct session *s, const struct frame *f)
 		return WM_ERR_MALFORMED;
 	}
 	s->last_peer_id = f->stream_id;
+	if (s->goaway_sent) {
+		refuse_draining(s, f->stream_id);
+		return WM_OK;
+	}
 	if (active_streams(s) >= s->local.max_streams) {
 		char detail[96];
 		snprintf(detail, sizeof(detail), "stream %u refused, %zu open", f->stream_id,
@@ -651,6 +683,7 @@ static int dispatch_frame(struct session *s, const struct frame *f)
 			return WM_ERR_MALFORMED;
 		return s->cb.on_control(s, f, s->arg);
 	case FRAME_GOAWAY:
+		return on_goaway(s, f);
 	case FRAME_RESUME:
 		/* Not used by this version; harmless. */
 		return WM_OK;
@@ -857,7 +890,7 @@ bool session_wants_write(const struct session *s)
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user)
 {
-	if (active_streams(s) >= s->peer.max_streams)
+	if (active_streams(s) >= s->peer.max_streams || s->goaway_received)
 		return NULL;
 	if (s->next_local_id > UINT32_MAX - 2)
 		return NULL; /* ids are never reused: this tunnel is spent */
@@ -1016,4 +1049,24 @@ size_t session_stream_count(const struct session *s)
 const struct session_stats *session_get_stats(const struct session *s)
 {
 	return &s->stats;
+}
+
+void session_goaway(struct session *s)
+{
+	if (s->goaway_sent)
+		return;
+	s->goaway_sent = true;
+	struct frame f = {.type = FRAME_GOAWAY, .stream_id = s->last_peer_id};
+	f.u.error = FRAME_ERR_NONE;
+	queue_ctrl(s, &f);
+}
+
+bool session_goaway_sent(const struct session *s)
+{
+	return s->goaway_sent;
+}
+
+bool session_goaway_received(const struct session *s)
+{
+	return s->goaway_received;
 }

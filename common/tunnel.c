@@ -255,6 +255,14 @@ static int on_session_control(struct session *s, const struct frame *f, void *ar
 	return t->h.streams.on_control(s, f, t->h.arg);
 }
 
+static void on_session_goaway(struct session *s, void *arg)
+{
+	struct tunnel *t = arg;
+	log_info("tunnel %s: peer sent GOAWAY (draining): no new streams on this tunnel", t->peer);
+	if (t->h.streams.on_goaway != NULL)
+		t->h.streams.on_goaway(s, t->h.arg);
+}
+
 static int tick_rekey(struct tunnel *t);
 static size_t fill_rekey_frame(struct tunnel *t, uint8_t *buf);
 static void rekey_frame_sealed(struct tunnel *t);
@@ -464,6 +472,7 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 	cb.on_writable = on_session_writable;
 	cb.on_open = t->h.streams.on_open != NULL ? on_session_open : NULL;
 	cb.on_control = t->h.streams.on_control != NULL ? on_session_control : NULL;
+	cb.on_goaway = on_session_goaway;
 	t->session = session_new(t->is_client ? SESSION_CLIENT : SESSION_SERVER, &t->cfg.params,
 				 peer, &cb, t, t->cctx);
 	if (t->session == NULL)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +69,7 @@ enum opt_id {
 	OPT_REVERSE_GRACE,
 	OPT_REVERSE_MAX_CONNECTIONS,
 	OPT_REVERSE_OPEN_TIMEOUT,
+	OPT_DRAIN_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -102,6 +104,7 @@ static const struct config_option options[] = {
     {"reverse-grace", 0, true, false, OPT_REVERSE_GRACE},
     {"reverse-max-connections", 0, true, false, OPT_REVERSE_MAX_CONNECTIONS},
     {"reverse-open-timeout", 0, true, false, OPT_REVERSE_OPEN_TIMEOUT},
+    {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -164,6 +167,16 @@ static const char usage_text[] =
     "                             message is refused after a restart too (default\n"
     "                             " SERVER_STATE_DIR " if it exists and is writable;\n"
     "                             'none': only a 120 s clock window at start)\n"
+    "\n"
+    "    --drain-timeout SECONDS  on SIGTERM/SIGINT, how long open streams may\n"
+    "                             run on after GOAWAY (30; 0 = close at once)\n"
+    "\n"
+    "SIGNALS\n"
+    "    SIGHUP re-reads the config file and every file it names (keys, authorized\n"
+    "    keys, rules); a configuration with any error is refused and the running\n"
+    "    one stays. --listen, --key, --psk, --admin and --state-dir change only\n"
+    "    at a restart. SIGTERM/SIGINT drain (see --drain-timeout); a second one\n"
+    "    stops at once.\n"
     "\n"
     "LIMITS (each refusal is counted and logged, at most one line a second)\n"
     "    --max-unauth N           connections still in their handshake (256);\n"
@@ -274,11 +287,13 @@ static void on_own_timer(evutil_socket_t fd, short what, void *arg)
 	refresh_own_addresses(arg);
 }
 
-/* arg is the tunnel's acl (the key's allow= or the server's --allow), which
- * outlives the stream: it belongs to srv or srv->authorized. */
+/* arg is the stream's tunnel, which outlives the stream; its acl (the key's
+ * allow= or the server's --allow) is read at each check, so a reload that
+ * replaces the rule sets never leaves a check on freed rules. */
 static bool server_permits(void *arg, const char *name, const struct sockaddr *addr, uint16_t port)
 {
-	return acl_permits(arg, name, addr, port);
+	const struct server_tunnel *stn = arg;
+	return acl_permits(stn->acl, name, addr, port);
 }
 
 static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
@@ -298,7 +313,7 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	access_short_key(stn->client, client, sizeof(client));
 	struct connect_policy policy = {
 	    .permits = server_permits,
-	    .arg = stn->acl,
+	    .arg = stn,
 	    .who = who,
 	    .refusals = &srv->refused_targets,
 	    .client = client,
@@ -607,74 +622,6 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	TAILQ_INSERT_TAIL(&srv->unauth_list, stn, unauth_link);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct server *srv = arg;
-	notify_stopping();
-	log_throttle_flush();
-	log_info("log lines so far: %llu held back by the throttle, %llu lost to a full output",
-		 (unsigned long long)log_suppressed_total(),
-		 (unsigned long long)log_dropped_total());
-	log_info("signal %d: stopping; refused so far: %llu targets, %llu tunnels, %llu "
-		 "listens, %llu over --max-unauth, %llu over --handshake-rate, %llu over "
-		 "--open-rate",
-		 (int)sig, (unsigned long long)srv->refused_targets,
-		 (unsigned long long)srv->refused_tunnels, (unsigned long long)srv->refused_listens,
-		 (unsigned long long)srv->limits.unauth.hits,
-		 (unsigned long long)srv->limits.handshakes.hits,
-		 (unsigned long long)srv->limits.opens.hits);
-	log_info("unauthenticated so far: %llu over a source's share of --max-unauth, %llu "
-		 "evicted from a full table, %llu without a valid cookie MAC under load",
-		 (unsigned long long)srv->limits.share.hits,
-		 (unsigned long long)srv->limits.evicted.hits,
-		 (unsigned long long)srv->limits.mac2.hits);
-	const struct tunnel_counters *tc = tunnel_get_counters();
-	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
-		 "--max-session-buffer, %llu over --max-tunnels, %llu over "
-		 "--max-tunnels-per-key, %llu LISTENs over the rate, %llu credit grants shrunk, "
-		 "%llu tunnels from outside their key's from=",
-		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits(),
-		 (unsigned long long)srv->limits.tunnels.hits,
-		 (unsigned long long)srv->limits.tunnels_per_key.hits,
-		 (unsigned long long)tc->listen_limited, (unsigned long long)session_credit_hits(),
-		 (unsigned long long)srv->refused_from.hits);
-	log_info("closed so far: %llu bad MACs, %llu failed handshakes, %llu handshake "
-		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers, %llu "
-		 "unanswered rekeys, %llu peers not reading their output",
-		 (unsigned long long)tc->bad_mac, (unsigned long long)tc->bad_handshake,
-		 (unsigned long long)tc->handshake_timeout, (unsigned long long)tc->bad_record,
-		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent,
-		 (unsigned long long)tc->rekey_timeout, (unsigned long long)tc->backlog);
-	log_info("handshake work so far: %llu first messages with X25519, %llu answered "
-		 "with a cookie instead",
-		 (unsigned long long)tc->responder_x25519, (unsigned long long)tc->cookie_replies);
-	for (size_t i = 0; i < srv->nlisteners; i++) {
-		acceptor_free(srv->listeners[i]);
-		srv->listeners[i] = NULL;
-	}
-	srv->nlisteners = 0;
-	server_reverse_close_all(srv);
-	struct server_tunnel *stn;
-	LIST_FOREACH(stn, &srv->tunnels, link)
-	tunnel_close(stn->t, "server stopping");
-	/* Let the closes run, then leave the loop. */
-	struct timeval tv = {0, 200000};
-	event_base_loopexit(srv->base, &tv);
-}
-
-static uint64_t count_option(const struct config *cfg, int id, uint64_t def, uint64_t min,
-			     uint64_t max, const char *name)
-{
-	const char *v = config_get(cfg, id);
-	uint64_t n;
-	if (v == NULL)
-		return def;
-	if (config_parse_uint(v, min, max, &n) != WM_OK)
-		usage_error("bad --%s '%s': expected %llu to %llu", name, v,
-			    (unsigned long long)min, (unsigned long long)max);
-	return n;
-}
-
 /*
  * The replay table survives restarts in DIR/replay.state. Without a state
  * directory a restarted server has forgotten which first messages it saw, so
@@ -732,143 +679,623 @@ static void setup_replay(struct server *srv, const char *dir)
 		 SERVER_CLOCK_WINDOW_S);
 }
 
-static uint32_t duration_option(const struct config *cfg, int id, uint32_t def, uint64_t min,
-				uint64_t max, const char *name, const char *range)
+/* The refusal and limit counters, logged when the server stops. */
+static void log_counters(const struct server *srv)
+{
+	log_throttle_flush();
+	log_info("log lines so far: %llu held back by the throttle, %llu lost to a full output",
+		 (unsigned long long)log_suppressed_total(),
+		 (unsigned long long)log_dropped_total());
+	log_info("refused so far: %llu targets, %llu tunnels, %llu listens, %llu over "
+		 "--max-unauth, %llu over --handshake-rate, %llu over --open-rate",
+		 (unsigned long long)srv->refused_targets, (unsigned long long)srv->refused_tunnels,
+		 (unsigned long long)srv->refused_listens,
+		 (unsigned long long)srv->limits.unauth.hits,
+		 (unsigned long long)srv->limits.handshakes.hits,
+		 (unsigned long long)srv->limits.opens.hits);
+	log_info("unauthenticated so far: %llu over a source's share of --max-unauth, %llu "
+		 "evicted from a full table, %llu without a valid cookie MAC under load",
+		 (unsigned long long)srv->limits.share.hits,
+		 (unsigned long long)srv->limits.evicted.hits,
+		 (unsigned long long)srv->limits.mac2.hits);
+	const struct tunnel_counters *tc = tunnel_get_counters();
+	log_info("limits hit so far: %llu over --max-streams, %llu over --max-buffer or "
+		 "--max-session-buffer, %llu over --max-tunnels, %llu over "
+		 "--max-tunnels-per-key, %llu LISTENs over the rate, %llu credit grants shrunk, "
+		 "%llu tunnels from outside their key's from=",
+		 (unsigned long long)session_limit_hits(), (unsigned long long)relay_budget_hits(),
+		 (unsigned long long)srv->limits.tunnels.hits,
+		 (unsigned long long)srv->limits.tunnels_per_key.hits,
+		 (unsigned long long)tc->listen_limited, (unsigned long long)session_credit_hits(),
+		 (unsigned long long)srv->refused_from.hits);
+	log_info("closed so far: %llu bad MACs, %llu failed handshakes, %llu handshake "
+		 "timeouts, %llu bad records, %llu protocol errors, %llu silent peers, %llu "
+		 "unanswered rekeys, %llu peers not reading their output",
+		 (unsigned long long)tc->bad_mac, (unsigned long long)tc->bad_handshake,
+		 (unsigned long long)tc->handshake_timeout, (unsigned long long)tc->bad_record,
+		 (unsigned long long)tc->protocol_error, (unsigned long long)tc->silent,
+		 (unsigned long long)tc->rekey_timeout, (unsigned long long)tc->backlog);
+	log_info("handshake work so far: %llu first messages with X25519, %llu answered "
+		 "with a cookie instead",
+		 (unsigned long long)tc->responder_x25519, (unsigned long long)tc->cookie_replies);
+}
+
+static size_t open_streams(const struct server *srv)
+{
+	size_t n = 0;
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	if (tunnel_session(stn->t) != NULL)
+		n += session_stream_count(tunnel_session(stn->t));
+	return n;
+}
+
+static size_t up_tunnels(const struct server *srv)
+{
+	size_t n = 0;
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	n += stn->up;
+	return n;
+}
+
+/* Hard stop: every tunnel and its streams close now. */
+static void stop_now(struct server *srv, const char *reason)
+{
+	event_del(srv->drain_tick);
+	event_del(srv->drain_deadline);
+	srv->drain_cut += open_streams(srv);
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	tunnel_close(stn->t, reason);
+	/* Let the closes run, then leave the loop. */
+	struct timeval tv = {0, 200000};
+	event_base_loopexit(srv->base, &tv);
+}
+
+/*
+ * A draining tunnel closes once its streams are done and its last records
+ * have left user space, and only on the second quiet tick: the client
+ * closes its side first when it can, so nothing it still reads is cut.
+ */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	{
+		struct session *s = tunnel_session(stn->t);
+		if (s != NULL && (session_stream_count(s) > 0 || tunnel_queued(stn->t) > 0)) {
+			stn->quiet_ticks = 0;
+			continue;
+		}
+		if (++stn->quiet_ticks >= 2)
+			tunnel_close(stn->t, "server drained");
+	}
+	if (LIST_EMPTY(&srv->tunnels)) {
+		event_del(srv->drain_tick);
+		event_del(srv->drain_deadline);
+		event_base_loopexit(srv->base, NULL);
+	}
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	log_warn("--drain-timeout passed: cutting %zu open streams", open_streams(srv));
+	stop_now(srv, "drain timeout");
+}
+
+/*
+ * First SIGTERM/SIGINT: drain. Stop accepting, send GOAWAY on every tunnel
+ * (its client opens new streams elsewhere), let open streams finish for up to
+ * --drain-timeout. A second signal stops at once.
+ */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	if (srv->draining) {
+		log_info("signal %d while draining: stopping now", (int)sig);
+		stop_now(srv, "server stopping");
+		return;
+	}
+	srv->draining = true;
+	notify_stopping();
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		acceptor_free(srv->listeners[i]);
+		srv->listeners[i] = NULL;
+	}
+	srv->nlisteners = 0;
+	server_reverse_close_all(srv);
+	size_t ntunnels = 0;
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	{
+		if (tunnel_session(stn->t) == NULL) {
+			tunnel_close(stn->t, "server stopping");
+			continue;
+		}
+		session_goaway(tunnel_session(stn->t));
+		ntunnels++;
+	}
+	log_info("signal %d: draining: no longer accepting, GOAWAY sent on %zu tunnels, waiting "
+		 "up to %llu ms (--drain-timeout) for %zu open streams; a second signal stops at "
+		 "once",
+		 (int)sig, ntunnels, (unsigned long long)srv->drain_timeout_ms, open_streams(srv));
+	struct timeval tick = {0, 100000};
+	struct timeval deadline = {(time_t)(srv->drain_timeout_ms / 1000),
+				   (suseconds_t)(srv->drain_timeout_ms % 1000) * 1000};
+	event_add(srv->drain_tick, &tick);
+	event_add(srv->drain_deadline, &deadline);
+}
+
+/* Everything a configuration file and command line set that a reload may
+ * change, built completely before any of it is used. */
+struct server_conf {
+	struct netaddr_hostport listen[SERVER_LISTEN_MAX];
+	size_t nlisten;
+	struct tunnel_config tcfg; /* keys filled in by apply */
+	struct cli_process proc;
+	struct server_limits limits; /* the numbers; counters stay with the server */
+	uint64_t drain_timeout_ms;
+	uint32_t reverse_grace_ms; /* --reverse-grace */
+	uint32_t reverse_max_connections;
+	uint32_t reverse_open_timeout_ms;
+	struct admin_options admin_opt;
+	char *state_dir; /* NULL: the default */
+	struct acl *acl;
+	struct acl *allow_listen;
+	struct keypair *key;
+	struct keys_authorized *authorized;
+	uint8_t psk[KEYS_LEN];
+	bool have_psk;
+};
+
+static void conf_free(struct server_conf *c)
+{
+	acl_free(c->admin_opt.allow);
+	free(c->state_dir);
+	acl_free(c->acl);
+	acl_free(c->allow_listen);
+	keys_pair_free(c->key);
+	keys_authorized_free(c->authorized);
+	sodium_memzero(c->psk, sizeof(c->psk));
+	memset(c, 0, sizeof(*c));
+}
+
+/* Load error classes: the exit status at start-up. */
+#define LOAD_USAGE 2
+#define LOAD_RUNTIME 1
+
+/*
+ * A bad value of option id (its i-th value; SIZE_MAX = the last): the
+ * message starts with FILE:LINE when the config file gave it.
+ */
+static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
+		     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
+		     const char *fmt, ...)
+{
+	char where[600];
+	const char *origin = id >= 0 ? config_origin(cfg, id, i, where, sizeof(where)) : NULL;
+	size_t off = 0;
+	if (origin != NULL) {
+		snprintf(err, errlen, "%s: ", origin);
+		off = strlen(err);
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err + off, errlen - off, fmt, ap);
+	va_end(ap);
+	return LOAD_USAGE;
+}
+
+static int count_option(const struct config *cfg, int id, uint64_t def, uint64_t min, uint64_t max,
+			const char *name, uint64_t *out, char *err, size_t errlen)
+{
+	const char *v = config_get(cfg, id);
+	*out = def;
+	if (v == NULL)
+		return 0;
+	if (config_parse_uint(v, min, max, out) != WM_OK)
+		return bad_value(cfg, id, SIZE_MAX, err, errlen,
+				 "bad --%s '%s': expected %llu to %llu", name, v,
+				 (unsigned long long)min, (unsigned long long)max);
+	return 0;
+}
+
+static int duration_option(const struct config *cfg, int id, uint32_t def, uint64_t min,
+			   uint64_t max, const char *name, const char *range, uint32_t *out,
+			   char *err, size_t errlen)
 {
 	const char *v = config_get(cfg, id);
 	uint64_t ms;
+	*out = def;
 	if (v == NULL)
-		return def;
+		return 0;
 	if (config_parse_duration_ms(v, &ms) != WM_OK || ms < min || ms > max)
-		usage_error("bad --%s '%s': expected %s", name, v, range);
-	return (uint32_t)ms;
+		return bad_value(cfg, id, SIZE_MAX, err, errlen, "bad --%s '%s': expected %s", name,
+				 v, range);
+	*out = (uint32_t)ms;
+	return 0;
 }
 
-static void configure(struct server *srv, const struct config *cfg, struct netaddr_hostport *listen,
-		      size_t *nlisten)
+/*
+ * Builds c from cfg: options, rules and every file they name. Returns 0, or
+ * LOAD_USAGE / LOAD_RUNTIME with one line in err (c is then freed).
+ */
+static int load_conf(const struct config *cfg, struct server_conf *c, char *err, size_t errlen)
 {
-	char err[512];
 	const char *v;
+	uint64_t n;
+	int bad_id;
+	int rc;
+	char why2[512];
 
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
 	};
-	tunnel_config_defaults(&srv->tcfg);
-	if (cli_tunnel_options(cfg, &shared, PROG, &srv->tcfg, err, sizeof(err)) != WM_OK)
-		usage_error("%s", err);
-	if (cli_admin_options(cfg, OPT_ADMIN, OPT_ADMIN_ALLOW, &srv->admin_opt, err, sizeof(err)) !=
-	    WM_OK)
-		usage_error("%s", err);
-	if (config_positional_count(cfg) > 0)
-		usage_error("unexpected argument '%s'", config_positional(cfg, 0));
-	if (config_get(cfg, OPT_LISTEN) == NULL)
-		usage_error("%s", "missing --listen ADDR:PORT");
-	if (config_get(cfg, OPT_KEY) == NULL)
-		usage_error("%s", "missing --key FILE (create one with wanmux-keygen FILE)");
-	if (config_get(cfg, OPT_AUTHORIZED_KEYS) == NULL)
-		usage_error("%s", "missing --authorized-keys FILE");
-	*nlisten = config_count(cfg, OPT_LISTEN);
-	if (*nlisten > SERVER_LISTEN_MAX)
-		usage_error("too many --listen addresses (%zu, at most %d)", *nlisten,
-			    SERVER_LISTEN_MAX);
-	for (size_t i = 0; i < *nlisten; i++) {
+	memset(c, 0, sizeof(*c));
+	tunnel_config_defaults(&c->tcfg);
+	if (cli_tunnel_parse(cfg, &shared, &c->tcfg, &c->proc, &bad_id, err, errlen) != WM_OK) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", err);
+		rc = bad_value(cfg, bad_id, SIZE_MAX, err, errlen, "%s", msg);
+		goto fail;
+	}
+	if (cli_admin_options(cfg, OPT_ADMIN, OPT_ADMIN_ALLOW, &c->admin_opt, why2, sizeof(why2)) !=
+	    WM_OK) {
+		rc = bad_value(cfg, OPT_ADMIN, SIZE_MAX, err, errlen, "%s", why2);
+		goto fail;
+	}
+	rc = LOAD_USAGE;
+	if (config_positional_count(cfg) > 0) {
+		snprintf(err, errlen, "unexpected argument '%s'", config_positional(cfg, 0));
+		goto fail;
+	}
+	if (config_get(cfg, OPT_LISTEN) == NULL) {
+		snprintf(err, errlen, "missing --listen ADDR:PORT");
+		goto fail;
+	}
+	if (config_get(cfg, OPT_KEY) == NULL) {
+		snprintf(err, errlen, "missing --key FILE (create one with wanmux-keygen FILE)");
+		goto fail;
+	}
+	if (config_get(cfg, OPT_AUTHORIZED_KEYS) == NULL) {
+		snprintf(err, errlen, "missing --authorized-keys FILE");
+		goto fail;
+	}
+	char why[256];
+	c->nlisten = config_count(cfg, OPT_LISTEN);
+	if (c->nlisten > SERVER_LISTEN_MAX) {
+		rc = bad_value(cfg, OPT_LISTEN, SIZE_MAX, err, errlen,
+			       "too many --listen addresses (%zu, at most %d)", c->nlisten,
+			       SERVER_LISTEN_MAX);
+		goto fail;
+	}
+	for (size_t i = 0; i < c->nlisten; i++) {
 		const char *spec = config_get_nth(cfg, OPT_LISTEN, i);
-		if (netaddr_parse_hostport(spec, &listen[i], err, sizeof(err)) != 0)
-			usage_error("--listen: %s", err);
+		if (netaddr_parse_hostport(spec, &c->listen[i], why, sizeof(why)) != 0) {
+			rc = bad_value(cfg, OPT_LISTEN, i, err, errlen, "--listen: %s", why);
+			goto fail;
+		}
 		for (size_t j = 0; j < i; j++)
-			if (listen[j].port == listen[i].port &&
-			    strcmp(listen[j].host, listen[i].host) == 0)
-				usage_error("--listen %s given twice", spec);
+			if (c->listen[j].port == c->listen[i].port &&
+			    strcmp(c->listen[j].host, c->listen[i].host) == 0) {
+				rc = bad_value(cfg, OPT_LISTEN, i, err, errlen,
+					       "--listen %s given twice", spec);
+				goto fail;
+			}
 	}
 
 	if ((v = config_get(cfg, OPT_MAX_STREAMS)) != NULL) {
-		uint64_t n;
-		if (config_parse_uint(v, 1, 1u << 20, &n) != WM_OK)
-			usage_error("bad --max-streams '%s'", v);
-		srv->tcfg.params.max_streams = (uint32_t)n;
+		if (config_parse_uint(v, 1, 1u << 20, &n) != WM_OK) {
+			rc = bad_value(cfg, OPT_MAX_STREAMS, SIZE_MAX, err, errlen,
+				       "bad --max-streams '%s'", v);
+			goto fail;
+		}
+		c->tcfg.params.max_streams = (uint32_t)n;
 	}
-	srv->limits.max_unauth =
-	    (uint32_t)count_option(cfg, OPT_MAX_UNAUTH, 256, 1, 1u << 20, "max-unauth");
-	srv->limits.source_share = srv->limits.max_unauth / SERVER_SHARE_DIV;
-	if (srv->limits.source_share < SERVER_SHARE_MIN)
-		srv->limits.source_share = SERVER_SHARE_MIN;
-	srv->limits.handshake_rate =
-	    (double)count_option(cfg, OPT_HANDSHAKE_RATE, 20, 1, 1u << 20, "handshake-rate");
-	srv->limits.open_rate =
-	    (double)count_option(cfg, OPT_OPEN_RATE, 500, 1, 1u << 24, "open-rate");
-	srv->limits.max_tunnels = (uint32_t)count_option(cfg, OPT_MAX_TUNNELS, SERVER_MAX_TUNNELS,
-							 1, 1u << 20, "max-tunnels");
-	srv->limits.max_tunnels_per_key =
-	    (uint32_t)count_option(cfg, OPT_MAX_TUNNELS_PER_KEY, SERVER_MAX_TUNNELS_PER_KEY, 1,
-				   REPLAY_SLOTS, "max-tunnels-per-key");
-	server_reverse_init(srv);
-	srv->reverse.max_connections =
-	    (uint32_t)count_option(cfg, OPT_REVERSE_MAX_CONNECTIONS, SERVER_REVERSE_MAX_CONNECTIONS,
-				   1, 1u << 20, "reverse-max-connections");
-	srv->reverse.grace_ms = duration_option(cfg, OPT_REVERSE_GRACE, SERVER_REVERSE_GRACE_MS, 0,
-						3600000, "reverse-grace", "0 to 1h");
-	srv->reverse.open_timeout_ms =
-	    duration_option(cfg, OPT_REVERSE_OPEN_TIMEOUT, SERVER_REVERSE_OPEN_TIMEOUT_MS, 100,
-			    600000, "reverse-open-timeout", "100ms to 10m");
+	rc = count_option(cfg, OPT_MAX_UNAUTH, 256, 1, 1u << 20, "max-unauth", &n, err, errlen);
+	if (rc != 0)
+		goto fail;
+	c->limits.max_unauth = (uint32_t)n;
+	c->limits.source_share = c->limits.max_unauth / SERVER_SHARE_DIV;
+	if (c->limits.source_share < SERVER_SHARE_MIN)
+		c->limits.source_share = SERVER_SHARE_MIN;
+	rc = count_option(cfg, OPT_HANDSHAKE_RATE, 20, 1, 1u << 20, "handshake-rate", &n, err,
+			  errlen);
+	if (rc != 0)
+		goto fail;
+	c->limits.handshake_rate = (double)n;
+	rc = count_option(cfg, OPT_OPEN_RATE, 500, 1, 1u << 24, "open-rate", &n, err, errlen);
+	if (rc != 0)
+		goto fail;
+	c->limits.open_rate = (double)n;
+	rc = count_option(cfg, OPT_MAX_TUNNELS, SERVER_MAX_TUNNELS, 1, 1u << 20, "max-tunnels", &n,
+			  err, errlen);
+	if (rc != 0)
+		goto fail;
+	c->limits.max_tunnels = (uint32_t)n;
+	rc = count_option(cfg, OPT_MAX_TUNNELS_PER_KEY, SERVER_MAX_TUNNELS_PER_KEY, 1, REPLAY_SLOTS,
+			  "max-tunnels-per-key", &n, err, errlen);
+	if (rc != 0)
+		goto fail;
+	c->limits.max_tunnels_per_key = (uint32_t)n;
+	rc = count_option(cfg, OPT_REVERSE_MAX_CONNECTIONS, SERVER_REVERSE_MAX_CONNECTIONS, 1,
+			  1u << 20, "reverse-max-connections", &n, err, errlen);
+	if (rc != 0)
+		goto fail;
+	c->reverse_max_connections = (uint32_t)n;
+	rc = duration_option(cfg, OPT_REVERSE_GRACE, SERVER_REVERSE_GRACE_MS, 0, 3600000,
+			     "reverse-grace", "0 to 1h", &c->reverse_grace_ms, err, errlen);
+	if (rc != 0)
+		goto fail;
+	rc = duration_option(cfg, OPT_REVERSE_OPEN_TIMEOUT, SERVER_REVERSE_OPEN_TIMEOUT_MS, 100,
+			     600000, "reverse-open-timeout", "100ms to 10m",
+			     &c->reverse_open_timeout_ms, err, errlen);
+	if (rc != 0)
+		goto fail;
 	if ((v = config_get(cfg, OPT_HANDSHAKE_TIMEOUT)) != NULL) {
-		uint64_t ms;
-		if (config_parse_duration_ms(v, &ms) != WM_OK || ms < 100 || ms > 600000)
-			usage_error("bad --handshake-timeout '%s': expected 100ms to 10m", v);
-		srv->tcfg.handshake_timeout_ms = (uint32_t)ms;
+		if (config_parse_duration_ms(v, &n) != WM_OK || n < 100 || n > 600000) {
+			rc = bad_value(cfg, OPT_HANDSHAKE_TIMEOUT, SIZE_MAX, err, errlen,
+				       "bad --handshake-timeout '%s': expected 100ms to 10m", v);
+			goto fail;
+		}
+		c->tcfg.handshake_timeout_ms = (uint32_t)n;
 	}
-	srv->limits.evict_age_ms = SERVER_EVICT_AGE_MS;
-	if (srv->limits.evict_age_ms > srv->tcfg.handshake_timeout_ms / 2)
-		srv->limits.evict_age_ms = srv->tcfg.handshake_timeout_ms / 2;
+	c->limits.evict_age_ms = SERVER_EVICT_AGE_MS;
+	if (c->limits.evict_age_ms > c->tcfg.handshake_timeout_ms / 2)
+		c->limits.evict_age_ms = c->tcfg.handshake_timeout_ms / 2;
+	if ((v = config_get(cfg, OPT_STATE_DIR)) != NULL) {
+		c->state_dir = strdup(v);
+		if (c->state_dir == NULL) {
+			snprintf(err, errlen, "out of memory");
+			rc = LOAD_RUNTIME;
+			goto fail;
+		}
+	}
+	c->drain_timeout_ms = SERVER_DRAIN_TIMEOUT_MS;
+	if ((v = config_get(cfg, OPT_DRAIN_TIMEOUT)) != NULL) {
+		if (config_parse_duration_ms(v, &n) != WM_OK || n > 24 * 3600 * 1000ull) {
+			rc = bad_value(cfg, OPT_DRAIN_TIMEOUT, SIZE_MAX, err, errlen,
+				       "bad --drain-timeout '%s': expected 0 to 24h (seconds "
+				       "unless a unit is given)",
+				       v);
+			goto fail;
+		}
+		c->drain_timeout_ms = n;
+	}
 
-	srv->acl = acl_new();
-	if (srv->acl == NULL)
-		fatal("out of memory");
-	for (size_t i = 0; i < config_count(cfg, OPT_ALLOW); i++) {
-		if (acl_add(srv->acl, config_get_nth(cfg, OPT_ALLOW, i), err, sizeof(err)) != 0)
-			usage_error("--allow: %s", err);
+	rc = LOAD_RUNTIME;
+	c->acl = acl_new();
+	c->allow_listen = acl_new();
+	if (c->acl == NULL || c->allow_listen == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
 	}
-	if (config_count(cfg, OPT_ALLOW_LISTEN) > 0) {
-		srv->allow_listen = acl_new();
-		if (srv->allow_listen == NULL)
-			fatal("out of memory");
+	for (size_t i = 0; i < config_count(cfg, OPT_ALLOW); i++) {
+		if (acl_add(c->acl, config_get_nth(cfg, OPT_ALLOW, i), why, sizeof(why)) != 0) {
+			rc = bad_value(cfg, OPT_ALLOW, i, err, errlen, "--allow: %s", why);
+			goto fail;
+		}
 	}
 	for (size_t i = 0; i < config_count(cfg, OPT_ALLOW_LISTEN); i++) {
 		const char *rule = config_get_nth(cfg, OPT_ALLOW_LISTEN, i);
-		if (acl_add(srv->allow_listen, rule, err, sizeof(err)) != 0)
-			usage_error("--allow-listen: %s", err);
+		if (acl_add(c->allow_listen, rule, why, sizeof(why)) != 0) {
+			rc = bad_value(cfg, OPT_ALLOW_LISTEN, i, err, errlen, "--allow-listen: %s",
+				       why);
+			goto fail;
+		}
+	}
+	if (config_count(cfg, OPT_ALLOW_LISTEN) == 0) {
+		/* No rule: reverse forwards are refused (server_reverse.c). */
+		acl_free(c->allow_listen);
+		c->allow_listen = NULL;
 	}
 
 	/* Files: runtime failures from here on. */
-	if (keys_pair_load(config_get(cfg, OPT_KEY), &srv->key, err, sizeof(err)) != 0)
-		fatal(err);
-	if (keys_authorized_load(config_get(cfg, OPT_AUTHORIZED_KEYS), &srv->authorized, err,
-				 sizeof(err)) != 0)
-		fatal(err);
+	rc = LOAD_RUNTIME;
+	if (keys_pair_load(config_get(cfg, OPT_KEY), &c->key, err, errlen) != 0)
+		goto fail;
+	if (keys_authorized_load(config_get(cfg, OPT_AUTHORIZED_KEYS), &c->authorized, err,
+				 errlen) != 0)
+		goto fail;
 	if ((v = config_get(cfg, OPT_PSK)) != NULL) {
-		if (keys_load_psk(v, srv->psk, err, sizeof(err)) != 0)
-			fatal(err);
-		srv->have_psk = true;
+		if (keys_load_psk(v, c->psk, err, errlen) != 0)
+			goto fail;
+		c->have_psk = true;
 	}
-	setup_replay(srv, config_get(cfg, OPT_STATE_DIR));
-	srv->key_tunnels =
-	    calloc(keys_authorized_count(srv->authorized) + 1, sizeof(*srv->key_tunnels));
-	if (srv->key_tunnels == NULL)
-		fatal("out of memory");
-	handshake_mac1_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->mac1_key);
-	handshake_cookie_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->cookie_key);
+	return 0;
+
+fail:
+	conf_free(c);
+	return rc;
+}
+
+/*
+ * The per-key tunnel counts (--max-tunnels-per-key) under the new key list:
+ * a tunnel whose key stays moves to the key's new index, one whose key is
+ * gone to the spare last entry until it closes.
+ */
+static uint32_t *remap_key_tunnels(struct server *srv, const struct keys_authorized *next)
+{
+	size_t spare = keys_authorized_count(next);
+	uint32_t *counts = calloc(spare + 1, sizeof(*counts));
+	if (counts == NULL)
+		return NULL;
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	{
+		const char *comment;
+		size_t j;
+		if (!stn->counted)
+			continue;
+		if (!keys_authorized_find(next, stn->client_pub, &comment, &j))
+			j = spare;
+		stn->key_index = j;
+		counts[j]++;
+	}
+	return counts;
+}
+
+/*
+ * Swaps c in; c is emptied. At start-up (srv->key NULL) everything is taken;
+ * on a reload the listening address and the server's identity (key, PSK)
+ * stay as they are until a restart, with a line saying so, and tunnels of
+ * keys no longer authorized are closed. Established streams run on.
+ */
+static int apply_conf(struct server *srv, struct server_conf *c)
+{
+	bool initial = srv->key == NULL;
+	uint32_t *key_tunnels = remap_key_tunnels(srv, c->authorized);
+
+	if (key_tunnels == NULL)
+		return WM_ERR_NOMEM;
+	free(srv->key_tunnels);
+	srv->key_tunnels = key_tunnels;
+	if (initial) {
+		memcpy(srv->listen_at, c->listen, sizeof(srv->listen_at));
+		srv->nlisten = c->nlisten;
+		srv->key = c->key;
+		c->key = NULL; /* transferred */
+		memcpy(srv->psk, c->psk, sizeof(srv->psk));
+		srv->have_psk = c->have_psk;
+		handshake_mac1_key(srv->key->pub, srv->have_psk ? srv->psk : NULL, srv->mac1_key);
+		handshake_cookie_key(srv->key->pub, srv->have_psk ? srv->psk : NULL,
+				     srv->cookie_key);
+		srv->admin_opt = c->admin_opt;
+		c->admin_opt.allow = NULL; /* transferred */
+		srv->state_dir = c->state_dir;
+		c->state_dir = NULL;
+	} else {
+		bool same = c->nlisten == srv->nlisten;
+		for (size_t i = 0; same && i < c->nlisten; i++)
+			same = strcmp(c->listen[i].host, srv->listen_at[i].host) == 0 &&
+			       c->listen[i].port == srv->listen_at[i].port;
+		if (!same)
+			log_warn("reload: --listen changes are ignored until a restart; still "
+				 "listening on the same %zu addresses",
+				 srv->nlisten);
+		if (sodium_memcmp(c->key->pub, srv->key->pub, KEYS_LEN) != 0)
+			log_warn("reload: the --key file holds a new key; it takes effect at a "
+				 "restart (clients pin the running one)");
+		if (c->have_psk != srv->have_psk ||
+		    sodium_memcmp(c->psk, srv->psk, sizeof(c->psk)) != 0)
+			log_warn("reload: --psk changed; it takes effect at a restart");
+		if (c->admin_opt.enabled != srv->admin_opt.enabled ||
+		    (c->admin_opt.enabled &&
+		     (strcmp(c->admin_opt.bind.host, srv->admin_opt.bind.host) != 0 ||
+		      c->admin_opt.bind.port != srv->admin_opt.bind.port)))
+			log_warn("reload: --admin changes take effect at a restart");
+		if ((c->state_dir == NULL) != (srv->state_dir == NULL) ||
+		    (c->state_dir != NULL && strcmp(c->state_dir, srv->state_dir) != 0))
+			log_warn("reload: --state-dir changes take effect at a restart");
+	}
+	/* Tunnels copy their config: new values apply to new tunnels. */
+	srv->tcfg = c->tcfg;
 	srv->tcfg.local = srv->key;
 	srv->tcfg.psk = srv->have_psk ? srv->psk : NULL;
 	srv->tcfg.mac1_key = srv->mac1_key;
+	cli_process_apply(PROG, &c->proc);
+	srv->limits.max_unauth = c->limits.max_unauth;
+	srv->limits.source_share = c->limits.source_share;
+	srv->limits.evict_age_ms = c->limits.evict_age_ms;
+	srv->limits.handshake_rate = c->limits.handshake_rate;
+	srv->limits.open_rate = c->limits.open_rate;
+	srv->limits.max_tunnels = c->limits.max_tunnels;
+	srv->limits.max_tunnels_per_key = c->limits.max_tunnels_per_key;
+	srv->drain_timeout_ms = c->drain_timeout_ms;
+	/* New values apply to connections and grace periods that start later. */
+	srv->reverse.grace_ms = c->reverse_grace_ms;
+	srv->reverse.max_connections = c->reverse_max_connections;
+	srv->reverse.open_timeout_ms = c->reverse_open_timeout_ms;
+	struct acl *old_acl = srv->acl, *old_allow_listen = srv->allow_listen;
+	struct keys_authorized *old_authorized = srv->authorized;
+	srv->acl = c->acl;
+	srv->allow_listen = c->allow_listen;
+	srv->authorized = c->authorized;
+	c->acl = NULL;
+	c->allow_listen = NULL;
+	c->authorized = NULL; /* transferred */
+	conf_free(c);
+
+	size_t cut = 0;
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &srv->tunnels, link)
+	{
+		const char *comment;
+		size_t index;
+		if (stn->acl == NULL)
+			continue; /* not authorized yet: authorize() reads the new lists */
+		bool kept =
+		    keys_authorized_find(srv->authorized, stn->client_pub, &comment, &index);
+		/* The old rule sets are freed below: every tunnel takes its key's new
+		 * ones (the key's allow= options, else the global rules). */
+		const struct keys_options *ko =
+		    kept ? keys_authorized_options(srv->authorized, index) : NULL;
+		stn->own_acl = ko != NULL && ko->allow != NULL;
+		stn->acl = stn->own_acl ? ko->allow : srv->acl;
+		stn->own_allow_listen = ko != NULL && ko->allow_listen != NULL;
+		stn->allow_listen = stn->own_allow_listen ? ko->allow_listen : srv->allow_listen;
+		if (kept || !stn->up)
+			continue;
+		log_warn("reload: client %s is no longer authorized: closing its tunnel from %s",
+			 stn->client, tunnel_peer_name(stn->t));
+		tunnel_close(stn->t, "client key no longer authorized");
+		cut++;
+	}
+	srv->deauthorized_tunnels += cut;
+	acl_free(old_acl);
+	acl_free(old_allow_listen);
+	keys_authorized_free(old_authorized);
+	return WM_OK;
+}
+
+/*
+ * SIGHUP: read the config file and every file it names again, as at
+ * start-up (the command line still wins). Any error refuses the whole new
+ * configuration and the running one stays.
+ */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct config *cfg = NULL;
+	struct server_conf c;
+	char err[1024];
+
+	if (srv->draining)
+		return;
+	notify_reloading();
+	srv->reloads++;
+	if (config_parse(options, srv->argc, srv->argv, &cfg, err, sizeof(err)) != 0 ||
+	    load_conf(cfg, &c, err, sizeof(err)) != 0) {
+		srv->reloads_failed++;
+		log_error("reload refused, the running configuration stays: %s", err);
+	} else if (apply_conf(srv, &c) != WM_OK) {
+		conf_free(&c);
+		srv->reloads_failed++;
+		log_error("reload refused, the running configuration stays: out of memory");
+	} else {
+		refresh_own_addresses(srv);
+		log_info("reloaded: %zu authorized client keys, %zu allow rules, %zu tunnels "
+			 "up (%llu reloads, %llu refused)",
+			 keys_authorized_count(srv->authorized), acl_count(srv->acl),
+			 up_tunnels(srv), (unsigned long long)srv->reloads,
+			 (unsigned long long)srv->reloads_failed);
+	}
+	config_free(cfg);
+	notify_ready();
 }
 
 int main(int argc, char **argv)
 {
 	struct server srv;
+	struct server_conf conf;
 	struct config *cfg = NULL;
-	struct netaddr_hostport listen_at[SERVER_LISTEN_MAX];
-	size_t nlisten = 0;
-	char err[512];
+	char err[1024];
 
 	memset(&srv, 0, sizeof(srv));
 	log_init(PROG, LOG_LEVEL_INFO);
@@ -891,7 +1318,19 @@ int main(int argc, char **argv)
 		fatal("cannot initialise libsodium");
 	signal(SIGPIPE, SIG_IGN);
 	check_only = check_only || config_get(cfg, OPT_CHECK_CONFIG) != NULL;
-	configure(&srv, cfg, listen_at, &nlisten);
+	int rc = load_conf(cfg, &conf, err, sizeof(err));
+	if (rc == LOAD_USAGE)
+		usage_error("%s", err);
+	if (rc != 0)
+		fatal(err);
+	config_free(cfg);
+	LIST_INIT(&srv.tunnels);
+	server_reverse_init(&srv);
+	if (apply_conf(&srv, &conf) != WM_OK)
+		fatal("out of memory");
+	setup_replay(&srv, srv.state_dir);
+	srv.argc = argc;
+	srv.argv = argv;
 	if (acl_count(srv.acl) == 0)
 		log_warn("no --allow rules: every stream will be refused");
 	if (check_only) {
@@ -900,11 +1339,11 @@ int main(int argc, char **argv)
 		acl_free(srv.admin_opt.allow);
 		replay_free(srv.replay);
 		free(srv.key_tunnels);
+		free(srv.state_dir);
 		keys_authorized_free(srv.authorized);
 		keys_pair_free(srv.key);
 		acl_free(srv.acl);
 		acl_free(srv.allow_listen);
-		config_free(cfg);
 		sodium_memzero(srv.psk, sizeof(srv.psk));
 		return 0;
 	}
@@ -924,21 +1363,21 @@ int main(int argc, char **argv)
 		fatal("cannot set up DNS resolution");
 	char listen_text[SERVER_LISTEN_MAX * (NETADDR_HOST_MAX + 10)] = "";
 	size_t used = 0;
-	for (size_t i = 0; i < nlisten; i++) {
-		int fd = netaddr_listen(&listen_at[i], err, sizeof(err));
+	for (size_t i = 0; i < srv.nlisten; i++) {
+		const struct netaddr_hostport *at = &srv.listen_at[i];
+		int fd = netaddr_listen(at, err, sizeof(err));
 		if (fd < 0)
 			fatal(err);
 		char lname[NETADDR_HOST_MAX + 10];
-		snprintf(lname, sizeof(lname),
-			 strchr(listen_at[i].host, ':') != NULL ? "[%s]:%u" : "%s:%u",
-			 listen_at[i].host, listen_at[i].port);
+		snprintf(lname, sizeof(lname), strchr(at->host, ':') != NULL ? "[%s]:%u" : "%s:%u",
+			 at->host, at->port);
 		srv.listeners[i] = acceptor_new(srv.base, fd, on_accept, &srv, lname);
 		if (srv.listeners[i] == NULL)
 			fatal("cannot listen");
 		srv.nlisteners++;
 		int n = snprintf(listen_text + used, sizeof(listen_text) - used,
-				 strchr(listen_at[i].host, ':') != NULL ? "%s[%s]:%u" : "%s%s:%u",
-				 i > 0 ? ", " : "", listen_at[i].host, listen_at[i].port);
+				 strchr(at->host, ':') != NULL ? "%s[%s]:%u" : "%s%s:%u",
+				 i > 0 ? ", " : "", at->host, at->port);
 		if (n > 0 && (size_t)n < sizeof(listen_text) - used)
 			used += (size_t)n;
 	}
@@ -957,18 +1396,21 @@ int main(int argc, char **argv)
 		if (srv.admin == NULL)
 			fatal(err);
 	}
-	LIST_INIT(&srv.tunnels);
 	TAILQ_INIT(&srv.unauth_list);
-	LIST_INIT(&srv.reverse_listeners);
 	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
 	srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+	srv.sighup = evsignal_new(srv.base, SIGHUP, on_reload, &srv);
+	srv.drain_tick = event_new(srv.base, -1, EV_PERSIST, on_drain_tick, &srv);
+	srv.drain_deadline = evtimer_new(srv.base, on_drain_deadline, &srv);
 	srv.own_timer = event_new(srv.base, -1, EV_PERSIST, on_own_timer, &srv);
-	if (srv.own_timer == NULL)
+	if (srv.sigint == NULL || srv.sigterm == NULL || srv.sighup == NULL ||
+	    srv.drain_tick == NULL || srv.drain_deadline == NULL || srv.own_timer == NULL)
 		fatal("out of memory");
 	struct timeval own_every = {SERVER_OWN_REFRESH_MS / 1000, 0};
 	event_add(srv.own_timer, &own_every);
 	event_add(srv.sigint, NULL);
 	event_add(srv.sigterm, NULL);
+	event_add(srv.sighup, NULL);
 
 	char b64[KEYS_B64_LEN];
 	keys_encode_public(srv.key->pub, b64);
@@ -978,8 +1420,17 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(srv.base);
 
+	log_counters(&srv);
+	log_info("drain: %llu streams cut (--drain-timeout or a second signal); reloads: %llu, "
+		 "%llu refused; %llu tunnels closed as no longer authorized",
+		 (unsigned long long)srv.drain_cut, (unsigned long long)srv.reloads,
+		 (unsigned long long)srv.reloads_failed,
+		 (unsigned long long)srv.deauthorized_tunnels);
 	event_free(srv.sigint);
 	event_free(srv.sigterm);
+	event_free(srv.sighup);
+	event_free(srv.drain_tick);
+	event_free(srv.drain_deadline);
 	event_free(srv.own_timer);
 	for (size_t i = 0; i < srv.nlisteners; i++)
 		acceptor_free(srv.listeners[i]);
@@ -988,11 +1439,11 @@ int main(int argc, char **argv)
 	event_base_free(srv.base);
 	replay_free(srv.replay);
 	free(srv.key_tunnels);
+	free(srv.state_dir);
 	keys_authorized_free(srv.authorized);
 	keys_pair_free(srv.key);
 	acl_free(srv.acl);
 	acl_free(srv.allow_listen);
-	config_free(cfg);
 	sodium_memzero(srv.psk, sizeof(srv.psk));
 	sodium_memzero(srv.mac1_key, sizeof(srv.mac1_key));
 	sodium_memzero(srv.cookie_key, sizeof(srv.cookie_key));

@@ -17,6 +17,7 @@
 #include "wanmux/handshake.h"
 #include "wanmux/keys.h"
 #include "wanmux/limit.h"
+#include "wanmux/netaddr.h"
 #include "wanmux/tunnel.h"
 
 /* Default --state-dir, used when it exists and is writable. */
@@ -33,6 +34,7 @@
  * within a default RLIMIT_NOFILE of 1024 descriptors plus streams. */
 #define SERVER_MAX_TUNNELS 1024
 #define SERVER_MAX_TUNNELS_PER_KEY 16
+#define SERVER_DRAIN_TIMEOUT_MS 30000 /* --drain-timeout default */
 
 struct server;
 struct reverse_listener;
@@ -43,6 +45,7 @@ struct server_tunnel {
 	struct server *srv;
 	struct tunnel *t;
 	bool up;
+	unsigned quiet_ticks;	   /* drain: ticks with no stream and nothing queued */
 	struct limit_bucket opens; /* stream opens per second */
 	bool counted;		   /* authorized: counts against the tunnel limits */
 	size_t key_index;	   /* its key in the authorized keys, once counted */
@@ -143,6 +146,19 @@ struct server {
 	struct event *sigint;
 	struct event *sigterm;
 	struct event *own_timer; /* re-reads the interface addresses */
+	struct event *sighup;
+	int argc; /* kept to read the same options again on SIGHUP */
+	char **argv;
+	struct netaddr_hostport listen_at[SERVER_LISTEN_MAX];
+	size_t nlisten;
+	bool draining;
+	uint64_t drain_timeout_ms;
+	struct event *drain_tick;
+	struct event *drain_deadline;
+	uint64_t drain_cut; /* streams still open when the drain was cut short */
+	uint64_t reloads, reloads_failed;
+	uint64_t deauthorized_tunnels; /* closed by a reload that removed their key */
+	char *state_dir;	       /* --state-dir as started (NULL: the default) */
 	uint64_t refused_targets;
 	uint64_t refused_tunnels;
 	uint64_t refused_listens;

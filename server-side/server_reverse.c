@@ -70,7 +70,9 @@ static struct server_tunnel *pick(struct reverse_listener *rl)
 	size_t best_q = 0;
 	for (size_t i = 0; i < rl->ntunnels; i++) {
 		struct server_tunnel *stn = rl->tunnels[i];
-		if (!stn->up || tunnel_session(stn->t) == NULL)
+		/* A draining client (GOAWAY) takes no new streams. */
+		if (!stn->up || tunnel_session(stn->t) == NULL ||
+		    session_goaway_received(tunnel_session(stn->t)))
 			continue;
 		size_t q = tunnel_queued(stn->t);
 		if (best == NULL || q < best_q) {

@@ -9,6 +9,8 @@
 #include <stddef.h>
 
 #include "wanmux/admin.h"
+#include "wanmux/log.h"
+
 #include "wanmux/config.h"
 #include "wanmux/tunnel.h"
 
@@ -40,5 +42,23 @@ int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *id
  */
 int cli_admin_options(const struct config *cfg, int admin_id, int allow_id,
 		      struct admin_options *out, char *err, size_t errlen);
+/* Settings of the whole process, applied by cli_process_apply. */
+struct cli_process {
+	enum log_level log_level; /* LOG_LEVEL_INFO when not given */
+	size_t budget;		  /* --max-buffer; RELAY_DEFAULT_BUDGET when not given */
+};
+
+/*
+ * Parses the shared options into tc (which must hold defaults) and proc,
+ * changing nothing else: a reload can refuse the result. On error returns
+ * WM_ERR_PARSE with "bad --NAME 'VALUE': ..." in err and the caller's id of
+ * the bad option in *bad_id (-1 on success).
+ */
+int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
+		     struct tunnel_config *tc, struct cli_process *proc, int *bad_id, char *err,
+		     size_t errlen);
+
+/* Sets the log level (log_init with prog) and the process buffer budget. */
+void cli_process_apply(const char *prog, const struct cli_process *proc);
 
 #endif

@@ -65,6 +65,13 @@ const char *config_get(const struct config *cfg, int id);
 size_t config_count(const struct config *cfg, int id);
 const char *config_get_nth(const struct config *cfg, int id, size_t i);
 
+/*
+ * Where the i-th value of option id came from, for error messages:
+ * "FILE:LINE" in buf when a config file line gave it, NULL when the command
+ * line did (or the option is unset). i past the end means the last value.
+ */
+const char *config_origin(const struct config *cfg, int id, size_t i, char *buf, size_t len);
+
 size_t config_positional_count(const struct config *cfg);
 const char *config_positional(const struct config *cfg, size_t i);
 

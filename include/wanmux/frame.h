@@ -18,7 +18,8 @@
  *   WINDOW       max_offset u64 (stream 0: the whole session)
  *   RESET        error u32 | final_offset u64
  *   PING, PONG   opaque u64                    (stream 0)
- *   GOAWAY       error u32                     (stream id = last stream accepted)
+ *   GOAWAY       error u32                     (stream id = last stream accepted;
+ *                                             no new streams after it)
  *   RESUME       recv_offset u64
  *   LISTEN       like OPEN: where the server should listen for a reverse
  *                forward (stream id = the client's request id, not a stream)
@@ -87,6 +88,7 @@ enum frame_error {
 	FRAME_ERR_NOT_ALLOWED = 9, /* no allow rule permits the target */
 	FRAME_ERR_HOST_UNKNOWN = 10,
 	FRAME_ERR_TUNNEL_LOST = 11,
+	FRAME_ERR_GOING_AWAY = 12, /* OPEN after the receiver's GOAWAY: never started */
 };
 
 enum frame_addr_type {

@@ -84,6 +84,10 @@ struct session_callbacks {
 	 * an error when the frame breaks the protocol (the tunnel closes). NULL
 	 * treats them as protocol errors. */
 	int (*on_control)(struct session *s, const struct frame *f, void *arg);
+	/* The peer sent GOAWAY: it accepts no new stream from us on this
+	 * session (session_stream_open now fails); open new work elsewhere.
+	 * Streams already open run on. Optional. */
+	void (*on_goaway)(struct session *s, void *arg);
 	/* There is something to send: the tunnel should call session_fill. */
 	void (*on_writable)(struct session *s, void *arg);
 };
@@ -153,7 +157,8 @@ bool session_wants_write(const struct session *s);
  * Opens a stream to target. src is the buffer the stream sends from
  * (the local socket's input; borrowed, must outlive the stream); user is
  * passed to the callbacks. OPEN leaves with the first DATA (0-RTT). NULL when
- * the peer's stream limit is reached or on allocation failure.
+ * the peer's stream limit is reached, after the peer's GOAWAY, or on
+ * allocation failure.
  */
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user);
@@ -190,6 +195,17 @@ void session_stream_reset(struct session_stream *st, uint32_t error);
 
 uint32_t session_stream_id(const struct session_stream *st);
 struct session *session_stream_session(const struct session_stream *st);
+
+/*
+ * Drain: queues GOAWAY naming the last stream the peer opened. Every later
+ * OPEN from the peer is refused with FRAME_ERR_GOING_AWAY; open streams, in
+ * both directions, run on. Idempotent.
+ */
+void session_goaway(struct session *s);
+
+/* Whether this side sent GOAWAY (session_goaway) / the peer sent one. */
+bool session_goaway_sent(const struct session *s);
+bool session_goaway_received(const struct session *s);
 
 /* OPENs refused over max_streams, across the process. */
 uint64_t session_limit_hits(void);

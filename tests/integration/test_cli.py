@@ -226,6 +226,9 @@ def test_keygen_no_overwrite(env):
 
 
 def test_signals_exit_zero(env):
+    # An endless download never drains: --drain-timeout 1 bounds the wait.
+    drain = ["--drain-timeout", "1"]
+
     def endless(c, idx, server):
         chunk = b"z" * 65536
         try:
@@ -237,10 +240,11 @@ def test_signals_exit_zero(env):
     src = env.target(h.FuncServer(endless))
     for sig in (signal.SIGTERM, signal.SIGINT):
         name = signal.Signals(sig).name
-        srv = env.start_server(allow=[f"127.0.0.1:{src.port}"], name=f"server-{name}")
+        srv = env.start_server(allow=[f"127.0.0.1:{src.port}"], name=f"server-{name}",
+                               extra=drain)
         lport = h.free_port()
         cli = env.start_client(srv.port, [(lport, "127.0.0.1", src.port)],
-                               name=f"client-{name}")
+                               name=f"client-{name}", extra=drain)
         # Busy: a download in progress and an idle connection.
         busy = h.connect(lport, timeout=t(10))
         busy.recv(65536)

@@ -394,6 +394,43 @@ static void test_config_command_line_wins(void **state)
 	unlink(path);
 }
 
+/* Errors found after parsing (a bad rule) can name the file line of the
+ * value; command-line values have no origin. */
+static void test_config_origin_names_file_line(void **state)
+{
+	char path[256];
+	char where[300];
+	struct config *cfg;
+
+	write_file(path, sizeof(path),
+		   "# comment\n"
+		   "listen 0.0.0.0:1\n"
+		   "\n"
+		   "allow 10.0.0.0/8\n"
+		   "allow 192.168.0.0/16\n");
+	char *argv[] = {"prog", "--key", "k", "-c", path};
+
+	cfg = parse_ok(ARGC(argv), argv);
+	char want[300];
+	snprintf(want, sizeof(want), "%s:2", path);
+	assert_string_equal(config_origin(cfg, OPT_LISTEN, 0, where, sizeof(where)), want);
+	snprintf(want, sizeof(want), "%s:4", path);
+	assert_string_equal(config_origin(cfg, OPT_ALLOW, 0, where, sizeof(where)), want);
+	snprintf(want, sizeof(want), "%s:5", path);
+	assert_string_equal(config_origin(cfg, OPT_ALLOW, 1, where, sizeof(where)), want);
+	assert_string_equal(config_origin(cfg, OPT_ALLOW, (size_t)-1, where, sizeof(where)), want);
+	assert_null(config_origin(cfg, OPT_KEY, 0, where, sizeof(where)));
+	assert_null(config_origin(cfg, OPT_HELP, 0, where, sizeof(where)));
+	config_free(cfg);
+
+	/* The command line's list replaces the file's: no file origin left. */
+	char *argv2[] = {"prog", "-a", "198.18.0.0/15", "-c", path};
+	cfg = parse_ok(ARGC(argv2), argv2);
+	assert_null(config_origin(cfg, OPT_ALLOW, 0, where, sizeof(where)));
+	config_free(cfg);
+	unlink(path);
+}
+
 static void test_config_no_config_option(void **state)
 {
 	/* A table without "config": -c / --config are unknown options. */
@@ -566,6 +603,7 @@ int main(void)
 	    cmocka_unit_test(test_config_file_error_through_argv),
 	    cmocka_unit_test(test_config_file_refuses_unsafe_files),
 	    cmocka_unit_test(test_config_command_line_wins),
+	    cmocka_unit_test(test_config_origin_names_file_line),
 	    cmocka_unit_test(test_config_no_config_option),
 	    cmocka_unit_test(test_config_buffer_edge_cases),
 	    cmocka_unit_test(test_config_parse_uint),

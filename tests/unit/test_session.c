@@ -63,6 +63,7 @@ struct pair {
 	bool accept_now; /* on_open answers OPEN_RESULT 0 at once */
 	bool server_consume;
 	size_t opens_seen;
+	size_t goaways_seen[2]; /* on_goaway calls: [0] client, [1] server */
 	/* records and stats */
 	size_t total_unconsumed_c; /* bytes delivered to client streams, unconsumed */
 	size_t total_unconsumed_s;
@@ -185,6 +186,12 @@ static int cb_on_open(struct session *s, struct session_stream *st, const struct
 	return 0;
 }
 
+static void cb_on_goaway(struct session *s, void *arg)
+{
+	struct pair *p = arg;
+	p->goaways_seen[s == p->s]++;
+}
+
 static const struct session_params small_params = {SESSION_MIN_WINDOW, 4 * SESSION_MIN_WINDOW, 64};
 static const struct session_params default_params = {
     SESSION_DEFAULT_STREAM_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, SESSION_DEFAULT_MAX_STREAMS};
@@ -202,6 +209,7 @@ static struct pair *pair_new_ex(const struct session_params *cp, const struct se
 	    .on_fin = cb_on_fin,
 	    .on_reset = cb_on_reset,
 	    .on_closed = cb_on_closed,
+	    .on_goaway = cb_on_goaway,
 	};
 	p->cc = compress_ctx_new();
 	p->sc = compress_ctx_new();
@@ -1161,6 +1169,76 @@ static void test_session_stream_limit(void **state)
 }
 
 /*
+ * GOAWAY (drain): the sender's open streams run to the end in both
+ * directions; an OPEN that crossed the GOAWAY is refused with GOING_AWAY
+ * before on_open sees it; the receiver opens nothing more there.
+ */
+static void test_session_goaway_drains(void **state)
+{
+	struct pair *p = pair_new(&small_params, &small_params);
+	struct tstream *before = client_open(p, "before");
+	assert_non_null(before->st);
+	evbuffer_add(before->src, "up", 2);
+	session_stream_kick(before->st);
+	pump(p, 10);
+	assert_true(before->open_result);
+	assert_int_equal(p->opens_seen, 1);
+
+	/* The server drains; the client opens one more before it hears. */
+	session_goaway(p->s);
+	session_goaway(p->s); /* idempotent: one frame */
+	assert_true(session_goaway_sent(p->s));
+	struct tstream *crossing = client_open(p, "crossing");
+	assert_non_null(crossing->st);
+	evbuffer_add(crossing->src, "0rtt", 4);
+	session_stream_kick(crossing->st);
+	pump(p, 10);
+	assert_int_equal(p->goaways_seen[0], 1);
+	assert_int_equal(p->goaways_seen[1], 0);
+	assert_true(session_goaway_received(p->c));
+	assert_int_equal(p->opens_seen, 1);
+	assert_true(crossing->reset);
+	assert_int_equal(crossing->reset_error, FRAME_ERR_GOING_AWAY);
+	assert_null(client_open(p, "after")->st);
+
+	/* The stream opened before GOAWAY still carries data both ways. */
+	struct tstream *srv = server_of(p, before->id);
+	assert_non_null(srv);
+	fill_random(srv->src, 200000);
+	session_stream_kick(srv->st);
+	fill_random(before->src, 100000);
+	session_stream_kick(before->st);
+	before->consume = true;
+	pump(p, 200);
+	assert_int_equal(evbuffer_get_length(before->rcv), 200000);
+	assert_int_equal(evbuffer_get_length(srv->rcv), 2 + 100000);
+	session_stream_shutdown(before->st);
+	session_stream_shutdown(srv->st);
+	pump(p, 20);
+	assert_true(before->closed);
+	assert_int_equal(session_stream_count(p->s), 0);
+	pair_free(p);
+}
+
+/* GOAWAY names the last stream the receiver opened: an id the receiver
+ * never used is a protocol error. */
+static void test_session_goaway_bad_stream_id(void **state)
+{
+	struct pair *p = pair_new(&small_params, &small_params);
+	uint8_t buf[64];
+	struct frame f = {.type = FRAME_GOAWAY, .stream_id = 41};
+	f.u.error = FRAME_ERR_NONE;
+	int n = frame_encode(&f, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_ERR_MALFORMED);
+	f.stream_id = 0;
+	n = frame_encode(&f, buf, sizeof(buf));
+	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+	assert_true(session_goaway_received(p->c));
+	pair_free(p);
+}
+
+/*
  * The client frees a finished stream once its own side is done; the server
  * may still hold unconsumed bytes of it and so still count it. A client at
  * the limit that opens a new stream must not be refused for that.
@@ -1375,6 +1453,8 @@ int main(void)
 	    cmocka_unit_test(test_session_protocol_errors),
 	    cmocka_unit_test(test_session_stream_limit),
 	    cmocka_unit_test(test_session_stream_limit_after_close),
+	    cmocka_unit_test(test_session_goaway_drains),
+	    cmocka_unit_test(test_session_goaway_bad_stream_id),
 	    cmocka_unit_test(test_session_free_resets_open_streams),
 	    cmocka_unit_test(test_session_ping_flood_one_pong),
 	    cmocka_unit_test(test_session_ctrl_queue_capped),
