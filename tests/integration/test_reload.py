@@ -237,7 +237,7 @@ def slow_source(size, chunk=128 << 10, pause=0.01):
 def test_sigterm_drains_large_transfer(env):
     data, fn = slow_source(48 << 20)
     src = env.target(h.FuncServer(fn))
-    srv = env.start_server(allow=[f"127.0.0.1:{src.port}"])
+    srv = env.start_server(allow=[f"127.0.0.1:{src.port}"], extra=["--drain-timeout", "120"])
     lport = h.free_port()
     cli = env.start_client(srv.port, [(lport, "127.0.0.1", src.port)], tunnels=2)
     result = {}
@@ -294,7 +294,7 @@ def endless_target(env):
 
 def test_second_sigterm_stops_at_once(env):
     src = endless_target(env)
-    srv = env.start_server(allow=[f"127.0.0.1:{src.port}"])  # --drain-timeout 30 (default)
+    srv = env.start_server(allow=[f"127.0.0.1:{src.port}"], extra=["--drain-timeout", "30"])
     lport = h.free_port()
     env.start_client(srv.port, [(lport, "127.0.0.1", src.port)], tunnels=1)
     s = h.connect(lport, timeout=t(10))

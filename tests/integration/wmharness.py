@@ -637,6 +637,19 @@ class RefusingPort:
 # --------------------------------------------------------------------------
 # A test environment: temp dir, keys, daemons, targets
 
+# SIGTERM drains open streams for up to --drain-timeout (30 s by default). A
+# test that leaves a connection open when it stops the daemons should not
+# wait that long: unless the test gives its own, daemons get this.
+DRAIN_TIMEOUT = "2"
+
+
+def _drain_default(extra):
+    extra = list(extra)
+    if not any(str(a).startswith("--drain-timeout") for a in extra):
+        extra += ["--drain-timeout", DRAIN_TIMEOUT]
+    return extra
+
+
 class Env:
     def __init__(self, args, name):
         self.args = args
@@ -688,7 +701,7 @@ class Env:
             argv += ["--psk", psk]
         if log_level:
             argv += ["--log-level", log_level]
-        argv += list(extra)
+        argv += _drain_default(extra)
         d = Daemon(name, argv, self.path(f"{name}.log"))
         d.port = port
         self.daemons.append(d)
@@ -714,7 +727,7 @@ class Env:
             argv += ["--psk", psk]
         if log_level:
             argv += ["--log-level", log_level]
-        argv += list(extra)
+        argv += _drain_default(extra)
         d = Daemon(name, argv, self.path(f"{name}.log"))
         d.tunnels = tunnels or 4
         self.daemons.append(d)
