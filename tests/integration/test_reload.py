@@ -170,6 +170,36 @@ def test_hup_removed_key_loses_tunnels(env):
           f"tunnels closed as no longer authorized: {exit_counter(srv, 'last')}, expected 2")
 
 
+def test_hup_key_allow_option_changes(env):
+    """A key's allow= options replace the global rules; a reload swaps the rule
+    sets under tunnels whose streams are open (and checks in flight)."""
+    echo = env.target(h.EchoServer())
+    sink = env.target(h.SinkServer())
+    srv = env.start_server(allow=[f"127.0.0.1:{sink.port}"],
+                           authorized=[f'allow="127.0.0.1:{echo.port}" {env.client_pub}'])
+    l_echo, l_sink = h.free_port(), h.free_port()
+    env.start_client(srv.port, [(l_echo, "127.0.0.1", echo.port),
+                                (l_sink, "127.0.0.1", sink.port)], tunnels=2)
+    data = h.make_random(256 << 10, seed=60)
+    check(try_upload(l_sink, data) == "", "the key reached a target outside its allow=")
+    out, back = hashlib.sha256(), hashlib.sha256()
+    s = h.connect(l_echo, timeout=t(20))
+    echo_round(s, h.make_random(128 << 10, seed=61), out, back)
+    env.write("server.authorized",
+              f'allow="127.0.0.1:{echo.port}",allow="127.0.0.1:{sink.port}" {env.client_pub}\n',
+              0o644)
+    for i in range(3):  # a few swaps while the stream is open
+        hup(srv)
+        echo_round(s, h.make_random(128 << 10, seed=62 + i), out, back)
+    s.shutdown(socket.SHUT_WR)
+    check(h.recv_all(s) == b"", "echo sent more than it got")
+    s.close()
+    check(out.hexdigest() == back.hexdigest(), "echo stream across the reloads: hash differs")
+    check(h.upload(l_sink, data, timeout=t(20)) == h.sha(data),
+          "the key's new allow= option does not reach its target")
+    check(sink.accepts == 1, f"sink accepts {sink.accepts}, expected 1")
+
+
 def test_hup_client_forward_added_removed(env):
     echo = env.target(h.EchoServer())
     sink = env.target(h.SinkServer())
@@ -353,6 +383,7 @@ if __name__ == "__main__":
     h.main([test_hup_adds_allow_rule_stream_keeps_flowing,
             test_hup_broken_config_refused_old_kept,
             test_hup_removed_key_loses_tunnels,
+            test_hup_key_allow_option_changes,
             test_hup_client_forward_added_removed,
             test_sigterm_drains_large_transfer,
             test_second_sigterm_stops_at_once,
