@@ -265,11 +265,13 @@ def slow_source(size, chunk=128 << 10, pause=0.01):
 
 
 def test_sigterm_drains_large_transfer(env):
-    data, fn = slow_source(48 << 20)
+    data, fn = slow_source(64 << 20)
     src = env.target(h.FuncServer(fn))
+    sink = env.target(h.SinkServer())
     srv = env.start_server(allow=[f"127.0.0.1:{src.port}"], extra=["--drain-timeout", "120"])
-    lport = h.free_port()
-    cli = env.start_client(srv.port, [(lport, "127.0.0.1", src.port)], tunnels=2)
+    lport, lport_sink = h.free_port(), h.free_port()
+    cli = env.start_client(srv.port, [(lport, "127.0.0.1", src.port),
+                                      (lport_sink, "127.0.0.1", sink.port)], tunnels=2)
     result = {}
     started = threading.Event()
 
@@ -297,7 +299,19 @@ def test_sigterm_drains_large_transfer(env):
     check(not result.get("done"), "the transfer finished before SIGTERM: make it longer")
     # The client moves new work elsewhere: GOAWAY seen on both tunnels.
     cli.wait_log(r"server sent GOAWAY", t(10), count=2)
-    # No new tunnel: the server stopped accepting.
+    # A new server takes the port (the draining one no longer listens): the
+    # client's replacement tunnels reach it, and a new connection goes there,
+    # not to a draining tunnel.
+    srv2 = env.start_server(allow=[f"127.0.0.1:{sink.port}"], port=srv.port, name="server2")
+    cli.wait_log(r"tunnel \d+ to \S+ up", t(20), count=4)
+    up = h.make_random(2 << 20, seed=51)
+    check(h.upload(lport_sink, up, timeout=t(30)) == h.sha(up),
+          "new connection during the drain: hash differs")
+    check(srv.alive(), "the draining server exited with the transfer still running")
+    check(srv2.count(r"127\.0\.0\.1:%d" % sink.port) > 0,
+          "the new connection did not go to the new server")
+    check(srv.count(r"127\.0\.0\.1:%d" % sink.port) == 0,
+          "the new connection was opened on a draining tunnel")
     th.join(t(120))
     check(not th.is_alive(), "the transfer did not finish after SIGTERM")
     check(result["n"] == len(data) and result["sha"] == h.sha(data),

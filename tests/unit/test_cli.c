@@ -1,0 +1,129 @@
+/*
+ * Tests for cli: cli_tunnel_parse fills the tunnel config and the process
+ * settings without touching the process (a reload may still refuse them),
+ * names the bad option's id, and cli_process_apply is what changes the log
+ * level and the buffer budget.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "wanmux/cli.h"
+#include "wanmux/config.h"
+#include "wanmux/err.h"
+#include "wanmux/log.h"
+#include "wanmux/relay.h"
+
+enum {
+	OPT_LOG_LEVEL,
+	OPT_COMPRESS,
+	OPT_STREAM_WINDOW,
+	OPT_SESSION_WINDOW,
+	OPT_MAX_BUFFER,
+	OPT_MAX_SESSION_BUFFER,
+	OPT_REKEY_AFTER,
+	OPT_REKEY_BYTES,
+};
+
+static const struct config_option opts[] = {
+    {"log-level", 0, true, false, OPT_LOG_LEVEL},
+    {"compress", 0, true, false, OPT_COMPRESS},
+    {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
+    {"session-window", 0, true, false, OPT_SESSION_WINDOW},
+    {"max-buffer", 0, true, false, OPT_MAX_BUFFER},
+    {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
+    {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
+    {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
+    {NULL, 0, false, false, -1},
+};
+
+static const struct cli_tunnel_ids ids = {
+    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
+    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
+};
+
+static struct config *from_text(const char *text)
+{
+	struct config *cfg = NULL;
+	char err[256];
+	assert_int_equal(
+	    config_parse_buffer(opts, text, strlen(text), "t.conf", &cfg, err, sizeof(err)), WM_OK);
+	return cfg;
+}
+
+static void test_cli_parse_has_no_side_effects(void **state)
+{
+	struct config *cfg = from_text("log-level debug\nmax-buffer 32M\nstream-window 1M\n");
+	struct tunnel_config tc;
+	struct cli_process proc;
+	char err[256];
+	int bad_id = 99;
+
+	log_init("test", LOG_LEVEL_WARN);
+	relay_set_budget((size_t)128 << 20);
+	tunnel_config_defaults(&tc);
+	assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)), WM_OK);
+	assert_int_equal(bad_id, -1);
+	assert_int_equal(tc.params.stream_window, 1u << 20);
+	assert_int_equal(proc.log_level, LOG_LEVEL_DEBUG);
+	assert_int_equal(proc.budget, (size_t)32 << 20);
+	/* Nothing applied yet. */
+	assert_int_equal(log_get_level(), LOG_LEVEL_WARN);
+	cli_process_apply("test", &proc);
+	assert_int_equal(log_get_level(), LOG_LEVEL_DEBUG);
+	config_free(cfg);
+
+	/* Options left out fall back to the defaults, not to the last values. */
+	cfg = from_text("compress lz4\n");
+	assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)), WM_OK);
+	assert_int_equal(proc.log_level, LOG_LEVEL_INFO);
+	assert_int_equal(proc.budget, RELAY_DEFAULT_BUDGET);
+	config_free(cfg);
+	log_init("test", LOG_LEVEL_WARN);
+}
+
+static void test_cli_parse_names_the_bad_option(void **state)
+{
+	static const struct {
+		const char *text;
+		int id;
+	} cases[] = {
+	    {"log-level loud\n", OPT_LOG_LEVEL},
+	    {"compress brotli\n", OPT_COMPRESS},
+	    {"stream-window 1\n", OPT_STREAM_WINDOW},
+	    {"session-window 2G\n", OPT_SESSION_WINDOW},
+	    {"max-buffer 1K\n", OPT_MAX_BUFFER},
+	    {"max-session-buffer x\n", OPT_MAX_SESSION_BUFFER},
+	    {"rekey-after 10ms\n", OPT_REKEY_AFTER},
+	    {"rekey-bytes 1K\n", OPT_REKEY_BYTES},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = from_text(cases[i].text);
+		struct tunnel_config tc;
+		struct cli_process proc;
+		char err[256] = "";
+		int bad_id = -1;
+
+		log_init("test", LOG_LEVEL_WARN);
+		tunnel_config_defaults(&tc);
+		assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)),
+				 WM_ERR_PARSE);
+		assert_int_equal(bad_id, cases[i].id);
+		assert_non_null(strstr(err, "bad --"));
+		assert_int_equal(log_get_level(), LOG_LEVEL_WARN);
+		config_free(cfg);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cli_parse_has_no_side_effects),
+	    cmocka_unit_test(test_cli_parse_names_the_bad_option),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
