@@ -155,6 +155,9 @@ void acceptor_free(struct acceptor *a)
 		evconnlistener_free(a->evl);
 	}
 	event_free(a->retry);
+	/* Listeners close at a drain, a reload or with their reverse tunnel:
+	 * the logger must not keep a pointer into a. */
+	log_throttle_release(&a->failures.log);
 	free(a);
 }
 

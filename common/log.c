@@ -309,6 +309,24 @@ void log_throttled(struct log_throttle *t, enum log_level level, const char *fmt
 	va_end(ap);
 }
 
+void log_throttle_release(struct log_throttle *t)
+{
+	if (!t->listed)
+		return;
+	for (struct log_throttle **pp = &log_throttles; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	if (t->suppressed > 0)
+		log_msg(t->level, "%" PRIu64 " more lines like \"%s\" suppressed", t->suppressed,
+			t->fmt);
+	t->suppressed = 0;
+	t->listed = false;
+	t->next = NULL;
+}
+
 void log_throttle_flush(void)
 {
 	struct log_throttle *t = log_throttles;

@@ -101,6 +101,13 @@ void log_throttled(struct log_throttle *t, enum log_level level, const char *fmt
  */
 void log_throttle_flush(void);
 
+/*
+ * t is about to be freed (it lives in an object that goes away before the
+ * exit): reports what it holds back, as log_throttle_flush would, and takes
+ * it out of the flush list.
+ */
+void log_throttle_release(struct log_throttle *t);
+
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

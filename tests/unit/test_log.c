@@ -153,6 +153,40 @@ static void test_log_throttled_1000_calls_one_line(void **state)
 	close_pipe(p);
 }
 
+/* A throttle about to be freed reports its held-back lines and leaves the
+ * flush list; the others stay in it. */
+static void test_log_throttle_release_leaves_the_list(void **state)
+{
+	static char buf[4096];
+	struct log_throttle *t = calloc(1, sizeof(*t));
+	struct log_throttle other = {0};
+	int p[2];
+
+	(void)state;
+	assert_non_null(t);
+	open_pipe(p);
+	for (int i = 0; i < 3; i++) {
+		log_throttled(t, LOG_LEVEL_WARN, "gone %d", i);
+		log_throttled(&other, LOG_LEVEL_WARN, "kept %d", i);
+	}
+	drain(p[0], buf, sizeof(buf));
+	assert_int_equal(count_lines(buf), 2);
+	log_throttle_release(t);
+	drain(p[0], buf, sizeof(buf));
+	assert_int_equal(count_lines(buf), 1);
+	assert_non_null(strstr(buf, "warn: 2 more lines like \"gone %d\" suppressed\n"));
+	assert_false(t->listed);
+	free(t);
+	log_throttle_release(&other);
+	log_throttled(&other, LOG_LEVEL_WARN, "kept %d", 9);
+	log_throttle_flush();
+	drain(p[0], buf, sizeof(buf));
+	assert_int_equal(count_lines(buf), 2);
+	assert_non_null(strstr(buf, "warn: 2 more lines like \"kept %d\" suppressed\n"));
+	assert_non_null(strstr(buf, "warn: 1 more lines like \"kept %d\" suppressed\n"));
+	close_pipe(p);
+}
+
 static void test_log_escapes_control_and_high_bytes(void **state)
 {
 	static char buf[65536];
@@ -304,6 +338,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_log_throttle_pass_table),
 	    cmocka_unit_test(test_log_throttled_1000_calls_one_line),
+	    cmocka_unit_test(test_log_throttle_release_leaves_the_list),
 	    cmocka_unit_test(test_log_escapes_control_and_high_bytes),
 	    cmocka_unit_test(test_log_long_message_is_one_line),
 	    cmocka_unit_test(test_log_full_pipe_does_not_block),
