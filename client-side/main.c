@@ -913,6 +913,28 @@ static void log_totals(const struct client *cl)
 		 (unsigned long long)t->tunnels_up, (unsigned long long)t->rekeys);
 }
 
+/* Everything load_conf, apply_conf and proxy_auth_setup handed to cl: the
+ * same for --check-config and after the loop (admin_start took the admin
+ * rules, when it ran). */
+static void free_loaded(struct client *cl)
+{
+	acl_free(cl->admin_opt.allow);
+	for (size_t i = 0; i < cl->nlisteners; i++)
+		free(cl->listeners[i]);
+	free(cl->listeners);
+	for (size_t i = 0; i < cl->nretired; i++)
+		free(cl->retired[i]);
+	free(cl->retired);
+	free(cl->reverses);
+	acl_free(cl->source_allow);
+	acl_free(cl->source_deny);
+	userpass_free(cl->socks_auth);
+	userpass_free(cl->http_auth);
+	authlimit_free(cl->auth_limit);
+	keys_pair_free(cl->key);
+	sodium_memzero(cl->psk, sizeof(cl->psk));
+}
+
 int main(int argc, char **argv)
 {
 	struct client cl;
@@ -965,18 +987,7 @@ int main(int argc, char **argv)
 		/* Everything a start reads has been read; listening, the
 		 * resolver and the tunnels are left out. */
 		puts("configuration ok");
-		acl_free(cl.admin_opt.allow);
-		for (size_t i = 0; i < cl.nlisteners; i++)
-			free(cl.listeners[i]);
-		free(cl.listeners);
-		free(cl.reverses);
-		acl_free(cl.source_allow);
-		acl_free(cl.source_deny);
-		userpass_free(cl.socks_auth);
-		userpass_free(cl.http_auth);
-		authlimit_free(cl.auth_limit);
-		keys_pair_free(cl.key);
-		sodium_memzero(cl.psk, sizeof(cl.psk));
+		free_loaded(&cl);
 		return 0;
 	}
 
@@ -1040,19 +1051,6 @@ int main(int argc, char **argv)
 	event_free(drain_deadline_ev);
 	dns_free(cl.dns);
 	event_base_free(cl.base);
-	for (size_t i = 0; i < cl.nlisteners; i++)
-		free(cl.listeners[i]);
-	free(cl.listeners);
-	for (size_t i = 0; i < cl.nretired; i++)
-		free(cl.retired[i]);
-	free(cl.retired);
-	free(cl.reverses);
-	acl_free(cl.source_allow);
-	acl_free(cl.source_deny);
-	userpass_free(cl.socks_auth);
-	userpass_free(cl.http_auth);
-	authlimit_free(cl.auth_limit);
-	keys_pair_free(cl.key);
-	sodium_memzero(cl.psk, sizeof(cl.psk));
+	free_loaded(&cl);
 	return 0;
 }

@@ -1290,6 +1290,25 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_ready();
 }
 
+/* Everything load_conf, apply_conf and setup_replay handed to srv: the
+ * same for --check-config and after the loop (admin_start took the admin
+ * rules, when it ran). */
+static void free_loaded(struct server *srv)
+{
+	acl_free(srv->admin_opt.allow);
+	replay_free(srv->replay);
+	free(srv->key_tunnels);
+	free(srv->state_dir);
+	keys_authorized_free(srv->authorized);
+	keys_pair_free(srv->key);
+	acl_free(srv->acl);
+	acl_free(srv->allow_listen);
+	sodium_memzero(srv->psk, sizeof(srv->psk));
+	sodium_memzero(srv->mac1_key, sizeof(srv->mac1_key));
+	sodium_memzero(srv->cookie_key, sizeof(srv->cookie_key));
+	sodium_memzero(&srv->cookies, sizeof(srv->cookies));
+}
+
 int main(int argc, char **argv)
 {
 	struct server srv;
@@ -1336,15 +1355,7 @@ int main(int argc, char **argv)
 	if (check_only) {
 		/* Everything a start reads has been read; binding is left out. */
 		puts("configuration ok");
-		acl_free(srv.admin_opt.allow);
-		replay_free(srv.replay);
-		free(srv.key_tunnels);
-		free(srv.state_dir);
-		keys_authorized_free(srv.authorized);
-		keys_pair_free(srv.key);
-		acl_free(srv.acl);
-		acl_free(srv.allow_listen);
-		sodium_memzero(srv.psk, sizeof(srv.psk));
+		free_loaded(&srv);
 		return 0;
 	}
 	/* Every unauthenticated connection, every tunnel and every stream's
@@ -1437,17 +1448,7 @@ int main(int argc, char **argv)
 	admin_free(srv.admin);
 	dns_free(srv.dns);
 	event_base_free(srv.base);
-	replay_free(srv.replay);
-	free(srv.key_tunnels);
-	free(srv.state_dir);
-	keys_authorized_free(srv.authorized);
-	keys_pair_free(srv.key);
-	acl_free(srv.acl);
-	acl_free(srv.allow_listen);
-	sodium_memzero(srv.psk, sizeof(srv.psk));
-	sodium_memzero(srv.mac1_key, sizeof(srv.mac1_key));
-	sodium_memzero(srv.cookie_key, sizeof(srv.cookie_key));
-	sodium_memzero(&srv.cookies, sizeof(srv.cookies));
+	free_loaded(&srv);
 	log_info("stopped");
 	return 0;
 }
