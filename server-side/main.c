@@ -1248,6 +1248,8 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 		cut++;
 	}
 	srv->deauthorized_tunnels += cut;
+	if (!initial)
+		server_reverse_keys_changed(srv);
 	acl_free(old_acl);
 	acl_free(old_allow_listen);
 	keys_authorized_free(old_authorized);

@@ -194,6 +194,11 @@ void server_reverse_tunnel_down(struct server_tunnel *stn);
 /* Fills an admin report (server_admin.c): admin_start's collect callback. */
 void server_admin_collect(struct admin_report *rep, void *arg);
 
+/* A reload changed the authorized keys: closes the reverse listeners, idle
+ * in their grace period, of keys no longer authorized (their tunnels, closed
+ * by the reload, close the others as they go). */
+void server_reverse_keys_changed(struct server *srv);
+
 /* Closes every reverse listener (shutdown) and logs their refusal counts. */
 void server_reverse_close_all(struct server *srv);
 

@@ -335,6 +335,30 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	return 0;
 }
 
+/* A reload removed the owner's key: it cannot come back, so the grace
+ * period would only hold the address. True when rl was freed. */
+static bool drop_if_deauthorized(struct reverse_listener *rl)
+{
+	size_t index;
+	if (rl->ntunnels > 0 || rl->srv->authorized == NULL ||
+	    keys_authorized_find(rl->srv->authorized, rl->client_pub, NULL, &index))
+		return false;
+	log_info("reverse forward for client %s: key no longer authorized; closed %s", rl->client,
+		 rl->name);
+	listener_free(rl);
+	return true;
+}
+
+void server_reverse_keys_changed(struct server *srv)
+{
+	struct reverse_listener *rl = LIST_FIRST(&srv->reverse_listeners);
+	while (rl != NULL) {
+		struct reverse_listener *next = LIST_NEXT(rl, link);
+		drop_if_deauthorized(rl);
+		rl = next;
+	}
+}
+
 void server_reverse_tunnel_down(struct server_tunnel *stn)
 {
 	struct reverse_listener *rl = LIST_FIRST(&stn->srv->reverse_listeners);
@@ -345,6 +369,10 @@ void server_reverse_tunnel_down(struct server_tunnel *stn)
 				rl->tunnels[i] = rl->tunnels[--rl->ntunnels];
 				break;
 			}
+		}
+		if (drop_if_deauthorized(rl)) {
+			rl = next;
+			continue;
 		}
 		if (rl->ntunnels == 0 && !evtimer_pending(rl->grace_ev, NULL)) {
 			struct timeval tv = {rl->srv->reverse.grace_ms / 1000,

@@ -3,7 +3,7 @@
 config file and the files it names (a new --allow rule works at once while a
 stream stays open; a broken config is refused whole, naming file and line, and
 the old rules keep working; a key removed from authorized keys loses its
-tunnels; client forwards added and removed). SIGTERM drains: GOAWAY, open
+tunnels and its reverse listeners at once; client forwards added and removed). SIGTERM drains: GOAWAY, open
 streams finish (SHA-256) and the daemon exits 0 after them; a second signal
 stops at once; --drain-timeout cuts a stream that never ends. Assertions are
 on data, exit codes and the daemons' counters, with generous time bounds."""
@@ -168,6 +168,41 @@ def test_hup_removed_key_loses_tunnels(env):
     srv.stop()
     check(exit_counter(srv, "last") == 2,
           f"tunnels closed as no longer authorized: {exit_counter(srv, 'last')}, expected 2")
+
+
+def test_hup_removed_key_frees_its_reverse_listener(env):
+    """A reverse listener is reserved for its key for --reverse-grace (60 s)
+    after the key's last tunnel; a key a reload removed cannot come back, so
+    its listener must close with its tunnels, not hold the port a minute."""
+    origin = env.target(h.SinkServer())
+    k2, pub2 = env.keygen("client2.key")
+    sp = h.free_port()
+    srv = env.start_server(allow=[], authorized=[env.client_pub, pub2],
+                           extra=["--allow-listen", f"127.0.0.1:{sp}"])
+    cli = h.start_frontend_client(env, srv.port, reverse=[f"{sp}:127.0.0.1:{origin.port}"])
+    srv.wait_log(r"reverse forward for client .*: listening on 127\.0\.0\.1:%d" % sp, t(10))
+    h.connect(sp, timeout=t(5)).close()
+    env.write("server.authorized", f"{pub2} only the second\n", 0o644)
+    t0 = time.monotonic()
+    hup(srv)
+    closed = None
+    while time.monotonic() - t0 < t(10):
+        try:
+            h.connect(sp, timeout=t(2)).close()
+        except ConnectionRefusedError:
+            closed = time.monotonic() - t0
+            break
+        time.sleep(0.1)
+    check(closed is not None, f"127.0.0.1:{sp} still listening 10 s after the reload "
+          "removed its key (held for --reverse-grace)")
+    check(srv.count(r"key no longer authorized; closed 127\.0\.0\.1:%d" % sp) == 1,
+          "the server did not log why it closed the listener")
+    check(srv.count(r"kept for this key for") == 0,
+          "the removed key's listener went into its grace period")
+    print(f"     reverse listener of the removed key closed {closed:.2f} s after SIGHUP "
+          "(--reverse-grace 60 s)")
+    cli.stop()
+    srv.stop()
 
 
 def test_hup_key_allow_option_changes(env):
@@ -397,6 +432,7 @@ if __name__ == "__main__":
     h.main([test_hup_adds_allow_rule_stream_keeps_flowing,
             test_hup_broken_config_refused_old_kept,
             test_hup_removed_key_loses_tunnels,
+            test_hup_removed_key_frees_its_reverse_listener,
             test_hup_key_allow_option_changes,
             test_hup_client_forward_added_removed,
             test_sigterm_drains_large_transfer,
