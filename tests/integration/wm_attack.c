@@ -88,7 +88,11 @@ static const char usage_text[] =
     "                         counts how many came up\n"
     "  window-collide --target HOST:PORT --streams K --spacing S --count N\n"
     "                         K streams with ids S apart, then N WINDOW frames on\n"
-    "                         the first one (stream-table chain probe)\n";
+    "                         the first one (stream-table chain probe)\n"
+    "  pin --target HOST:PORT --count N --streams K --hold SECS\n"
+    "                         N tunnels, each with K streams to a target that\n"
+    "                         does not read, each sent all the initial credit of\n"
+    "                         the server's hello (no WINDOW awaited); held open\n";
 
 struct opts {
 	const char *server;
@@ -124,6 +128,8 @@ struct conn {
 	size_t inlen;
 	uint32_t next_id;
 	uint8_t rekey_ck[HANDSHAKE_HASH_LEN]; /* handshake_rekey_secret() */
+	uint32_t peer_stream_window;	      /* the server's hello: initial credit */
+	uint32_t peer_session_window;
 };
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -315,6 +321,8 @@ again:
 	n = handshake_read_msg2(hs, c->inbuf + 2, len, payload, sizeof(payload));
 	if (n < TUNNEL_HELLO_SERVER_LEN)
 		die("handshake_read_msg2: %s", n < 0 ? wm_strerror(n) : "short hello");
+	c->peer_stream_window = bytes_load_be32(payload + 4);
+	c->peer_session_window = bytes_load_be32(payload + 8);
 	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
 	if (handshake_split(hs, send_key, recv_key) != WM_OK ||
 	    handshake_rekey_secret(hs, c->rekey_ck) != WM_OK)
@@ -1012,6 +1020,93 @@ static int cmd_window_collide(const struct opts *o)
 	return rc == 1 ? 0 : 1;
 }
 
+/* Throws away whatever the server sent so far (its answers must not back up
+ * and stop it reading us); never blocks. */
+static void discard_input(int fd)
+{
+	uint8_t buf[65536];
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+}
+
+/*
+ * --count tunnels, each with --streams streams to a target that never reads,
+ * each stream sent as much DATA as the server's initial credit allows
+ * (its hello's windows; no WINDOW frame is waited for), then all held open.
+ */
+static int cmd_pin(const struct opts *o)
+{
+	static struct conn c[256];
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	static uint8_t payload[FRAME_DATA_RAW_MAX];
+	struct frame_addr target;
+	struct opts each = *o;
+	if (o->target == NULL || o->streams == 0 || o->count == 0 || o->count > 256)
+		die("pin needs --target, --streams and --count 1..256");
+	parse_target(o->target, &target);
+	memset(payload, 'p', sizeof(payload));
+	unsigned long up = 0;
+	unsigned long long pushed = 0, credit = 0;
+	for (unsigned long i = 0; i < o->count; i++) {
+		each.tunnel_no = (unsigned)i;
+		if (handshake(&each, &c[i]) != 1) {
+			conn_close(&c[i]);
+			continue;
+		}
+		up++;
+		size_t len = 0;
+		uint32_t first = c[i].next_id;
+		for (unsigned long k = 0; k < o->streams; k++)
+			len += add_open(&c[i], &target, false, plain + len, sizeof(plain) - len);
+		send_record(&c[i], plain, len);
+		uint64_t session_left = c[i].peer_session_window;
+		credit += session_left;
+		for (unsigned long k = 0; k < o->streams && session_left > 0; k++) {
+			uint32_t id = first + 2 * (uint32_t)k;
+			uint64_t left = c[i].peer_stream_window < session_left
+					    ? c[i].peer_stream_window
+					    : session_left;
+			uint64_t offset = 0;
+			while (offset < left) {
+				len = 0;
+				while (offset < left && len + FRAME_DATA_OVERHEAD_MAX +
+								FRAME_DATA_RAW_MAX <=
+							    sizeof(plain)) {
+					size_t n = left - offset < FRAME_DATA_RAW_MAX
+						       ? (size_t)(left - offset)
+						       : FRAME_DATA_RAW_MAX;
+					int h = frame_encode_data_header(plain + len,
+									 sizeof(plain) - len, id,
+									 0, offset, (uint32_t)n, n);
+					if (h < 0)
+						die("frame_encode_data_header failed");
+					memcpy(plain + len + (size_t)h, payload, n);
+					len += (size_t)h + n;
+					offset += n;
+				}
+				send_record(&c[i], plain, len);
+				discard_input(c[i].fd);
+			}
+			session_left -= left;
+			pushed += left;
+		}
+	}
+	printf("pushed: up=%lu bytes=%llu credit=%llu\n", up, pushed, credit);
+	fflush(stdout);
+	double t0 = now_s();
+	while (now_s() - t0 < o->hold_s) {
+		for (unsigned long i = 0; i < o->count; i++)
+			if (c[i].tx != NULL)
+				discard_input(c[i].fd);
+		usleep(100000);
+	}
+	for (unsigned long i = 0; i < o->count; i++)
+		if (c[i].tx != NULL)
+			conn_close(&c[i]);
+	printf("result: pin up=%lu pushed=%llu\n", up, pushed);
+	return 0;
+}
+
 static unsigned long num_arg(const char *name, const char *v, unsigned long max)
 {
 	char *end;
@@ -1117,6 +1212,8 @@ int main(int argc, char **argv)
 		return cmd_badframe(&o);
 	if (strcmp(cmd, "flood") == 0)
 		return cmd_flood(&o);
+	if (strcmp(cmd, "pin") == 0)
+		return cmd_pin(&o);
 	if (strcmp(cmd, "noread") == 0)
 		return cmd_noread(&o);
 	if (strcmp(cmd, "rekey") == 0) {

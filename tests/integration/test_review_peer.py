@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""A hostile authorized peer against a real wanmux-server (wm_attack,
+tests/integration/wm_attack.c), found in the security review of the #6
+fixes:
+
+- credit pinning: several tunnels of one key, each with streams to a target
+  that never reads, each sent all the credit of the server's hello. What the
+  server then holds in relay buffers is bounded by --max-buffer (plus a
+  small window per tunnel), not by the number of tunnels times the 64 MiB
+  session window.
+"""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wmharness as h  # noqa: E402
+from wmharness import check, t  # noqa: E402
+from test_attacks import Attacker, rss_mb, set_small_asan_quarantine  # noqa: E402
+
+PIN_TUNNELS = 6
+PIN_STREAMS = 4
+PIN_BUDGET_MB = 32   # --max-buffer for the test
+# Allowed over --max-buffer: SESSION_MIN_WINDOW (64 KiB) per tunnel, what
+# the kernel and the allocator hold, and slack: well under one 64 MiB window.
+PIN_SLACK_MB = 40
+
+
+def never_read(c, idx, server):
+    """Accepts and holds the connection without reading a byte."""
+    server._stop.wait(t(60))
+
+
+def test_credit_pinning_bounded(env):
+    set_small_asan_quarantine()
+    key, pub = env.keygen("pin.key")
+    sink = env.target(h.FuncServer(never_read))
+    srv = env.start_server(allow=[f"127.0.0.1:{sink.port}"], authorized=[pub],
+                           extra=["--handshake-rate", "100000", "--open-rate", "100000",
+                                  "--max-buffer", f"{PIN_BUDGET_MB}M"], log_level="info")
+    base = rss_mb(srv.pid)
+    atk = Attacker(env, srv, key).start("pin", "--target", f"127.0.0.1:{sink.port}",
+                                        "--count", PIN_TUNNELS, "--streams", PIN_STREAMS,
+                                        "--hold", 3, "--wait", 5)
+    line = atk.stdout.readline().decode().strip()
+    time.sleep(1)
+    held = rss_mb(srv.pid)
+    out, err = atk.communicate(timeout=t(60))
+    print(f"     {line}")
+    print(f"     server RSS: idle {base:.1f} MB, pinned {held:.1f} MB "
+          f"(+{held - base:.1f} MB; --max-buffer {PIN_BUDGET_MB}M, {PIN_TUNNELS} tunnels)")
+    check(atk.returncode == 0 and line.startswith(f"pushed: up={PIN_TUNNELS} "),
+          f"wm_attack pin: {line!r} {out.decode()} {err.decode()[-300:]}")
+    m = re.search(r"credit=(\d+)", line)
+    credit_mb = int(m.group(1)) / 2**20
+    print(f"     credit the server's hellos granted: {credit_mb:.1f} MB in all")
+    check(held - base <= PIN_BUDGET_MB + PIN_SLACK_MB,
+          f"{PIN_TUNNELS} tunnels of one key made the server hold {held - base:.1f} MB "
+          f"with --max-buffer {PIN_BUDGET_MB}M (hellos granted {credit_mb:.0f} MB)")
+    check(srv.alive(), "the server exited")
+    srv.stop()
+
+
+if __name__ == "__main__":
+    h.main([test_credit_pinning_bounded], "review: a hostile authorized peer")
