@@ -32,6 +32,12 @@ static size_t memory_used;
 static size_t memory_limit;
 static struct limit_counter credit_counter = {.name = "receive credit (--max-buffer)"};
 
+/* Credit granted and not yet consumed, over all sessions of the process:
+ * what the peers may make us hold, since a grant cannot be taken back.
+ * Grants keep it within memory_limit plus SESSION_MIN_WINDOW per session. */
+static uint64_t credit_committed;
+static size_t credit_sessions;
+
 enum list_id {
 	LIST_NONE,
 	LIST_NEW,
@@ -100,7 +106,8 @@ struct session {
 	uint64_t send_max; /* peer's session grant */
 	uint64_t received;
 	uint64_t consumed;
-	uint64_t recv_max; /* our session grant */
+	uint64_t recv_max;	 /* our session grant */
+	uint64_t credit_counted; /* recv_max - consumed, as in credit_committed */
 
 	bool writable_signalled;
 	bool goaway_sent;     /* we accept no new OPEN from the peer */
@@ -310,22 +317,62 @@ uint64_t session_grant_window(uint32_t window)
 	return w > SESSION_MIN_WINDOW ? w : SESSION_MIN_WINDOW;
 }
 
+uint64_t session_credit_window(uint32_t window, uint64_t own)
+{
+	if (memory_limit == 0)
+		return window;
+	uint64_t others = credit_committed - own;
+	uint64_t room = memory_limit > others ? memory_limit - others : 0;
+	/* An even share, or half of what is free: the first tunnels cannot
+	 * take it all, and one busy tunnel among idle ones still gets much. */
+	uint64_t share = memory_limit / (credit_sessions > 0 ? credit_sessions : 1);
+	if (share < room / 2)
+		share = room / 2;
+	uint64_t w = window;
+	if (w > room)
+		w = room;
+	if (w > share)
+		w = share;
+	return w > SESSION_MIN_WINDOW ? w : SESSION_MIN_WINDOW;
+}
+
+uint32_t session_initial_credit(uint32_t window)
+{
+	credit_sessions++; /* as if the new session were counted already */
+	uint64_t w = session_credit_window(window, 0);
+	credit_sessions--;
+	return (uint32_t)w;
+}
+
+/* Brings credit_committed up to date with s after a grant or consumption. */
+static void credit_sync(struct session *s)
+{
+	uint64_t now = s->recv_max - s->consumed;
+	credit_committed = credit_committed - s->credit_counted + now;
+	s->credit_counted = now;
+}
+
 /* Grants more session credit once a quarter of the window is used up, so a
  * steady sender never waits a round trip for it. */
 static void maybe_grant_session(struct session *s)
 {
+	credit_sync(s);
 	uint64_t full = s->consumed + s->local.session_window;
 	assert(full >= s->recv_max); /* grants never exceed a full window */
 	if (full - s->recv_max < s->local.session_window / 4)
 		return;
 	uint64_t window = session_grant_window(s->local.session_window);
+	uint64_t committed = session_credit_window(s->local.session_window, s->credit_counted);
+	if (committed < window)
+		window = committed;
 	uint64_t want = s->consumed + window;
 	if (window < s->local.session_window)
-		limit_hit(&credit_counter, "session credit shrunk: the process holds over half "
-					   "its --max-buffer");
+		limit_hit(&credit_counter, "session credit shrunk: the credit granted to all "
+					   "peers nears --max-buffer");
 	if (want <= s->recv_max || want - s->recv_max < window / 4)
 		return;
 	s->recv_max = want;
+	credit_sync(s);
 	queue_window(s, 0, want);
 }
 
@@ -417,7 +464,13 @@ struct session *session_new(enum session_role role, const struct session_params 
 	}
 	s->next_local_id = role == SESSION_CLIENT ? 1 : 2;
 	s->send_max = peer->session_window;
-	s->recv_max = local->session_window;
+	/* What our hello announced: maybe less than a window (see
+	 * session_initial_credit); grants bring it up to a window later. */
+	s->recv_max = local->initial_credit != 0 && local->initial_credit < local->session_window
+			  ? local->initial_credit
+			  : local->session_window;
+	credit_sessions++;
+	credit_sync(s);
 	TAILQ_INIT(&s->new_list);
 	TAILQ_INIT(&s->old_list);
 	return s;
@@ -433,6 +486,8 @@ void session_free(struct session *s)
 	}
 	free(s->buckets);
 	evbuffer_free(s->ctrl);
+	credit_committed -= s->credit_counted;
+	credit_sessions--;
 	free(s);
 }
 

@@ -354,7 +354,7 @@ static void send_handshake(struct tunnel *t, const uint8_t *msg, size_t len)
 static void encode_params(uint8_t *p, const struct session_params *sp)
 {
 	bytes_store_be32(p, sp->stream_window);
-	bytes_store_be32(p + 4, sp->session_window);
+	bytes_store_be32(p + 4, sp->initial_credit != 0 ? sp->initial_credit : sp->session_window);
 	bytes_store_be32(p + 8, sp->max_streams);
 }
 
@@ -552,6 +552,7 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		return;
 	}
 	uint8_t reply[TUNNEL_HELLO_SERVER_LEN] = {HELLO_VERSION, HELLO_FLAG_REKEY};
+	t->cfg.params.initial_credit = session_initial_credit(t->cfg.params.session_window);
 	encode_params(reply + 4, &t->cfg.params);
 	n = handshake_write_msg2(t->hs, reply, sizeof(reply), out, sizeof(out));
 	if (n < 0 || start_session(t, &peer) != WM_OK) {
@@ -624,6 +625,7 @@ static void client_send_msg1(struct tunnel *t, const uint8_t *cookie)
 	uint8_t out[HANDSHAKE_MSG_MAX];
 	tai64n_now(hello + 4);
 	memcpy(hello + 16, t->cfg.session_id, TUNNEL_SESSION_ID_LEN);
+	t->cfg.params.initial_credit = session_initial_credit(t->cfg.params.session_window);
 	encode_params(hello + 32, &t->cfg.params);
 	t->hs = handshake_initiator_new(t->cfg.local->priv, t->cfg.server_pub, t->cfg.psk);
 	if (t->hs == NULL) {

@@ -43,6 +43,9 @@ struct session_params {
 	uint32_t stream_window;	 /* initial receive window per stream, bytes */
 	uint32_t session_window; /* receive window for the whole session, bytes */
 	uint32_t max_streams;	 /* concurrent streams this side accepts */
+	/* Local side only: the session credit the hello announces in place of
+	 * session_window (session_initial_credit); 0 means session_window. */
+	uint32_t initial_credit;
 };
 
 #define SESSION_DEFAULT_STREAM_WINDOW (16u << 20)
@@ -223,6 +226,21 @@ void session_set_memory(size_t used, size_t limit);
  * proportion to what is left, SESSION_MIN_WINDOW at the limit.
  */
 uint64_t session_grant_window(uint32_t window);
+
+/*
+ * The session window a grant may use so that the credit all sessions of
+ * the process have granted and not seen consumed stays within --max-buffer
+ * (plus SESSION_MIN_WINDOW per session): at most window, what is left of
+ * the limit beside the others' credit, and an even share of the limit or
+ * half of what is left, whichever is more; never below SESSION_MIN_WINDOW.
+ * own is what the asking session has outstanding. window without a limit.
+ */
+uint64_t session_credit_window(uint32_t window, uint64_t own);
+
+/* The session credit a new session's hello announces for a configured
+ * window (session_credit_window for one more session). A grant cannot be
+ * taken back, so with many tunnels up the first credit is small too. */
+uint32_t session_initial_credit(uint32_t window);
 
 /* Session grants shrunk or delayed because buffers were full, process-wide. */
 uint64_t session_credit_hits(void);

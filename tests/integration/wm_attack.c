@@ -1069,15 +1069,15 @@ static int cmd_pin(const struct opts *o)
 			uint64_t offset = 0;
 			while (offset < left) {
 				len = 0;
-				while (offset < left && len + FRAME_DATA_OVERHEAD_MAX +
-								FRAME_DATA_RAW_MAX <=
-							    sizeof(plain)) {
+				while (offset < left &&
+				       len + FRAME_DATA_OVERHEAD_MAX + FRAME_DATA_RAW_MAX <=
+					   sizeof(plain)) {
 					size_t n = left - offset < FRAME_DATA_RAW_MAX
 						       ? (size_t)(left - offset)
 						       : FRAME_DATA_RAW_MAX;
 					int h = frame_encode_data_header(plain + len,
-									 sizeof(plain) - len, id,
-									 0, offset, (uint32_t)n, n);
+									 sizeof(plain) - len, id, 0,
+									 offset, (uint32_t)n, n);
 					if (h < 0)
 						die("frame_encode_data_header failed");
 					memcpy(plain + len + (size_t)h, payload, n);

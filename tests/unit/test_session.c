@@ -192,9 +192,10 @@ static void cb_on_goaway(struct session *s, void *arg)
 	p->goaways_seen[s == p->s]++;
 }
 
-static const struct session_params small_params = {SESSION_MIN_WINDOW, 4 * SESSION_MIN_WINDOW, 64};
+static const struct session_params small_params = {SESSION_MIN_WINDOW, 4 * SESSION_MIN_WINDOW, 64,
+						   0};
 static const struct session_params default_params = {
-    SESSION_DEFAULT_STREAM_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, SESSION_DEFAULT_MAX_STREAMS};
+    SESSION_DEFAULT_STREAM_WINDOW, SESSION_DEFAULT_SESSION_WINDOW, SESSION_DEFAULT_MAX_STREAMS, 0};
 
 /* sp_claimed: what the client believes the server announced. */
 static struct pair *pair_new_ex(const struct session_params *cp, const struct session_params *sp,
@@ -608,7 +609,7 @@ static void test_session_stream_window_respected(void **state)
 
 static void test_session_session_window_respected(void **state)
 {
-	const struct session_params sp = {SESSION_MIN_WINDOW, 2 * SESSION_MIN_WINDOW, 64};
+	const struct session_params sp = {SESSION_MIN_WINDOW, 2 * SESSION_MIN_WINDOW, 64, 0};
 	struct pair *p = pair_new(&sp, &sp);
 	p->server_consume = false;
 	struct tstream *c[5];
@@ -679,7 +680,7 @@ static void test_session_peer_beyond_stream_window_is_flow_error(void **state)
 static void test_session_peer_beyond_session_window_is_flow_error(void **state)
 {
 	/* Stream windows of 1 MiB, one session window of 64K. */
-	const struct session_params sp = {1u << 20, SESSION_MIN_WINDOW, 64};
+	const struct session_params sp = {1u << 20, SESSION_MIN_WINDOW, 64, 0};
 	struct pair *p = pair_new(&sp, &sp);
 	p->server_consume = false;
 	struct tstream *a = client_open(p, "a");
@@ -967,7 +968,7 @@ static void assert_full_window(struct pair *p)
 static void test_session_reset_data_in_flight_no_leak(void **state)
 {
 	/* Session window = 2 stream windows: a leak of one window shows. */
-	const struct session_params sp = {SESSION_MIN_WINDOW, 2 * SESSION_MIN_WINDOW, 64};
+	const struct session_params sp = {SESSION_MIN_WINDOW, 2 * SESSION_MIN_WINDOW, 64, 0};
 	struct pair *p = pair_new(&sp, &sp);
 	static uint8_t rec[4 * RECORD_PLAINTEXT_MAX];
 	for (int i = 0; i < 20; i++) {
@@ -1346,6 +1347,52 @@ static void test_session_ctrl_queue_capped(void **state)
 	pair_free(p);
 }
 
+/*
+ * Credit cannot be taken back, so what peers can make the process hold is
+ * the credit granted and not consumed. Eight tunnels whose receivers do not
+ * consume, each with its hello's credit and then with fresh grants after
+ * consuming everything once: together they are never granted more than the
+ * limit plus SESSION_MIN_WINDOW per session, although each would take a
+ * 2 MiB window and the limit is 4 MiB.
+ */
+static void test_session_credit_committed_bounded(void **state)
+{
+	const size_t limit = 4u << 20;
+	const uint32_t window = 2u << 20;
+	enum { NPAIRS = 8 };
+	struct pair *p[NPAIRS];
+	struct tstream *rx[NPAIRS];
+	session_set_memory(0, limit);
+	for (int i = 0; i < NPAIRS; i++) {
+		/* The client receives nothing here: its hello's credit is its window. */
+		struct session_params cp = {window, session_initial_credit(window), 64, 0};
+		struct session_params sp = {window, window, 64, 0};
+		sp.initial_credit = session_initial_credit(window);
+		struct session_params sp_claimed = {window, sp.initial_credit, 64, 0};
+		p[i] = pair_new_ex(&cp, &sp, &sp_claimed);
+		p[i]->server_consume = false;
+		struct tstream *c = client_open(p[i], "x");
+		fill_random(c->src, 16u << 20);
+		session_stream_kick(c->st);
+	}
+	const size_t bound = limit + 2 * NPAIRS * (size_t)SESSION_MIN_WINDOW;
+	for (int round = 0; round < 3; round++) {
+		size_t held = 0;
+		for (int i = 0; i < NPAIRS; i++) {
+			pump(p[i], 1000);
+			rx[i] = server_of(p[i], 1);
+			assert_non_null(rx[i]);
+			held += rx[i]->unconsumed;
+		}
+		assert_true(held <= bound);
+		for (int i = 0; i < NPAIRS; i++)
+			consume(rx[i], rx[i]->unconsumed);
+	}
+	for (int i = 0; i < NPAIRS; i++)
+		pair_free(p[i]);
+	session_set_memory(0, 0);
+}
+
 static void test_session_grant_window_shrinks(void **state)
 {
 	const size_t limit = 100u << 20;
@@ -1367,7 +1414,7 @@ static void test_session_grant_window_shrinks(void **state)
  * once memory is back the full window returns. */
 static void test_session_credit_shrinks_when_memory_short(void **state)
 {
-	const struct session_params big = {4u << 20, 1u << 20, 64};
+	const struct session_params big = {4u << 20, 1u << 20, 64, 0};
 	struct pair *p = pair_new(&big, &big);
 	p->server_consume = false;
 	struct tstream *c = client_open(p, "x");
@@ -1387,7 +1434,8 @@ static void test_session_credit_shrinks_when_memory_short(void **state)
 	}
 	assert_true(session_credit_hits() > 0);
 
-	session_set_memory(0, 100); /* memory is back */
+	/* Memory is back (and the limit far above the credit both ends granted). */
+	session_set_memory(0, 1u << 30);
 	size_t had = evbuffer_get_length(s->rcv);
 	consume(s, s->unconsumed);
 	pump(p, 1000);
@@ -1459,6 +1507,7 @@ int main(void)
 	    cmocka_unit_test(test_session_ping_flood_one_pong),
 	    cmocka_unit_test(test_session_ctrl_queue_capped),
 	    cmocka_unit_test(test_session_grant_window_shrinks),
+	    cmocka_unit_test(test_session_credit_committed_bounded),
 	    cmocka_unit_test(test_session_credit_shrinks_when_memory_short),
 	    cmocka_unit_test(test_session_stream_ids_spread),
 	};
