@@ -317,12 +317,18 @@ uint64_t session_grant_window(uint32_t window)
 	return w > SESSION_MIN_WINDOW ? w : SESSION_MIN_WINDOW;
 }
 
+/* What --max-buffer leaves beside the credit of the other sessions. */
+static uint64_t credit_room(uint64_t own)
+{
+	uint64_t others = credit_committed - own;
+	return memory_limit > others ? memory_limit - others : 0;
+}
+
 uint64_t session_credit_window(uint32_t window, uint64_t own)
 {
 	if (memory_limit == 0)
 		return window;
-	uint64_t others = credit_committed - own;
-	uint64_t room = memory_limit > others ? memory_limit - others : 0;
+	uint64_t room = credit_room(own);
 	/* An even share, or half of what is free: the first tunnels cannot
 	 * take it all, and one busy tunnel among idle ones still gets much. */
 	uint64_t share = memory_limit / (credit_sessions > 0 ? credit_sessions : 1);
@@ -338,9 +344,17 @@ uint64_t session_credit_window(uint32_t window, uint64_t own)
 
 uint32_t session_initial_credit(uint32_t window)
 {
+	if (memory_limit == 0)
+		return window;
 	credit_sessions++; /* as if the new session were counted already */
 	uint64_t w = session_credit_window(window, 0);
 	credit_sessions--;
+	/* A tunnel that stays idle keeps its first credit for good: an eighth
+	 * of what is free, so the tunnels that come later still get some. A
+	 * busy one gets more with its first grant, a round trip later. */
+	uint64_t eighth = credit_room(0) / 8;
+	if (w > eighth)
+		w = eighth > SESSION_MIN_WINDOW ? eighth : SESSION_MIN_WINDOW;
 	return (uint32_t)w;
 }
 

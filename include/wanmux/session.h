@@ -238,8 +238,9 @@ uint64_t session_grant_window(uint32_t window);
 uint64_t session_credit_window(uint32_t window, uint64_t own);
 
 /* The session credit a new session's hello announces for a configured
- * window (session_credit_window for one more session). A grant cannot be
- * taken back, so with many tunnels up the first credit is small too. */
+ * window: session_credit_window for one more session, and at most an eighth
+ * of what the limit leaves (never below SESSION_MIN_WINDOW). A grant cannot
+ * be taken back, and an idle tunnel keeps its first one. */
 uint32_t session_initial_credit(uint32_t window);
 
 /* Session grants shrunk or delayed because buffers were full, process-wide. */
