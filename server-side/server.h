@@ -35,6 +35,9 @@
 #define SERVER_MAX_TUNNELS 1024
 #define SERVER_MAX_TUNNELS_PER_KEY 16
 #define SERVER_DRAIN_TIMEOUT_MS 30000 /* --drain-timeout default */
+/* Reverse listeners one client key may hold: a client asks for its few
+ * --reverse forwards; each listener costs a descriptor. */
+#define SERVER_REVERSE_MAX_PER_KEY 32
 
 struct server;
 struct reverse_listener;

@@ -296,6 +296,19 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 			return 0;
 		}
 	}
+	/* Each listener holds a descriptor: a key whose rules cover many ports
+	 * must not take them all. */
+	size_t held = 0;
+	LIST_FOREACH(rl, &srv->reverse_listeners, link)
+	held += memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) == 0;
+	if (held >= SERVER_REVERSE_MAX_PER_KEY) {
+		srv->refused_listens++;
+		log_peer_warn("client %s asked to listen on %s: it holds %zu listeners already "
+			      "(the most per key); refused",
+			      stn->client, name, held);
+		answer(s, f->stream_id, FRAME_ERR_REFUSED);
+		return 0;
+	}
 	rl = calloc(1, sizeof(*rl));
 	if (rl == NULL) {
 		answer(s, f->stream_id, FRAME_ERR_INTERNAL);

@@ -8,6 +8,11 @@ fixes:
   server then holds in relay buffers is bounded by --max-buffer (plus a
   small window per tunnel), not by the number of tunnels times the 64 MiB
   session window.
+- reverse listeners per key: a key whose allow-listen= (or --allow-listen)
+  covers many ports asks for one listener per port, under the LISTEN rate.
+  Each costs the server a descriptor, so without a cap one key could take
+  every descriptor and the server could accept nothing more; the server
+  keeps at most SERVER_REVERSE_MAX_PER_KEY (32) per key.
 """
 
 import os
@@ -63,5 +68,42 @@ def test_credit_pinning_bounded(env):
     srv.stop()
 
 
+LISTEN_ASKED = 60
+LISTEN_CAP = 32      # SERVER_REVERSE_MAX_PER_KEY
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_reverse_listeners_per_key_capped(env):
+    key, pub = env.keygen("listen.key")
+    base = h.free_port()
+    srv = env.start_server(allow=[], authorized=[pub],
+                           extra=["--allow-listen", "127.0.0.1", "--handshake-rate", "100000"],
+                           log_level="info")
+    fds0 = fd_count(srv.pid)
+    atk = Attacker(env, srv, key).start("listen", "--target", f"127.0.0.1:{base}",
+                                        "--count", LISTEN_ASKED, "--hold", 1, "--wait", 5)
+    line = atk.stdout.readline().decode().strip()
+    fds = fd_count(srv.pid)
+    out, err = atk.communicate(timeout=t(60))
+    res = out.decode().strip()
+    print(f"     {res}; server descriptors {fds0} -> {fds}")
+    m = re.search(r"ok=(\d+) refused=(\d+) not_allowed=(\d+) failed=(\d+)", res)
+    check(atk.returncode == 0 and m is not None and line.startswith("listening:"),
+          f"wm_attack listen: {line!r} {res!r} {err.decode()[-300:]}")
+    ok, refused, failed = int(m.group(1)), int(m.group(2)), int(m.group(4))
+    check(ok + failed >= LISTEN_CAP,
+          f"only {ok} listeners and {failed} bind failures: the test proves nothing")
+    check(ok <= LISTEN_CAP,
+          f"one key holds {ok} reverse listeners (asked {LISTEN_ASKED}; cap {LISTEN_CAP}); "
+          f"the server's descriptors went {fds0} -> {fds}")
+    check(refused >= LISTEN_ASKED - LISTEN_CAP - failed,
+          f"{refused} LISTENs refused, expected those over the cap")
+    check(srv.alive(), "the server exited")
+    srv.stop()
+
+
 if __name__ == "__main__":
-    h.main([test_credit_pinning_bounded], "review: a hostile authorized peer")
+    h.main([test_credit_pinning_bounded, test_reverse_listeners_per_key_capped], "review: a hostile authorized peer")

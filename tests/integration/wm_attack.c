@@ -92,7 +92,10 @@ static const char usage_text[] =
     "  pin --target HOST:PORT --count N --streams K --hold SECS\n"
     "                         N tunnels, each with K streams to a target that\n"
     "                         does not read, each sent all the initial credit of\n"
-    "                         the server's hello (no WINDOW awaited); held open\n";
+    "                         the server's hello (no WINDOW awaited); held open\n"
+    "  listen --target ADDR:PORT --count N [--hold SECS]\n"
+    "                         N LISTENs for PORT, PORT+1, ... (paced under the\n"
+    "                         LISTEN rate); counts the answers, then holds\n";
 
 struct opts {
 	const char *server;
@@ -1107,6 +1110,95 @@ static int cmd_pin(const struct opts *o)
 	return 0;
 }
 
+/*
+ * --count LISTENs for ports PORT, PORT+1, ... of --target's address, paced
+ * under the server's LISTEN rate (10 a second, bursts of 20) so that only
+ * the listener limits can refuse them; counts the answers by kind.
+ */
+static int cmd_listen(const struct opts *o)
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	struct frame_addr target;
+	struct conn c;
+	if (o->target == NULL || o->count == 0)
+		die("listen needs --target and --count");
+	parse_target(o->target, &target);
+	if (target.type != FRAME_ADDR_IPV4)
+		die("listen needs an IPv4 --target");
+	need_up(handshake(o, &c));
+	unsigned long ok = 0, refused = 0, not_allowed = 0, failed = 0, other = 0, answers = 0;
+	for (unsigned long i = 0; i < o->count; i++) {
+		struct frame f = {.type = FRAME_LISTEN, .stream_id = (uint32_t)i + 1};
+		f.u.open = target;
+		f.u.open.port = (uint16_t)(target.port + i);
+		int n = frame_encode(&f, plain, sizeof(plain));
+		if (n < 0)
+			die("frame_encode LISTEN failed");
+		send_record(&c, plain, (size_t)n);
+		double until = now_s() + (i % 20 == 19 ? 2.2 : 0.01);
+		for (;;) {
+			size_t len;
+			int rc = next_record(&c, until, plain, &len);
+			if (rc == 0)
+				die("the server closed the tunnel after %lu LISTENs", i + 1);
+			if (rc < 0)
+				break;
+			for (size_t off = 0; off < len;) {
+				size_t used;
+				if (frame_decode(plain + off, len - off, &f, &used) != WM_OK)
+					die("the server sent a malformed frame");
+				off += used;
+				if (f.type != FRAME_LISTEN_RESULT)
+					continue;
+				answers++;
+				if (f.u.error == FRAME_ERR_NONE)
+					ok++;
+				else if (f.u.error == FRAME_ERR_REFUSED)
+					refused++;
+				else if (f.u.error == FRAME_ERR_NOT_ALLOWED)
+					not_allowed++;
+				else if (f.u.error == FRAME_ERR_CONNECT_FAILED)
+					failed++;
+				else
+					other++;
+			}
+		}
+	}
+	while (answers < o->count) {
+		size_t len;
+		if (next_record(&c, now_s() + o->wait_s, plain, &len) != 1)
+			break;
+		for (size_t off = 0; off < len;) {
+			struct frame f;
+			size_t used;
+			if (frame_decode(plain + off, len - off, &f, &used) != WM_OK)
+				die("the server sent a malformed frame");
+			off += used;
+			if (f.type != FRAME_LISTEN_RESULT)
+				continue;
+			answers++;
+			ok += f.u.error == FRAME_ERR_NONE;
+			refused += f.u.error == FRAME_ERR_REFUSED;
+			not_allowed += f.u.error == FRAME_ERR_NOT_ALLOWED;
+			failed += f.u.error == FRAME_ERR_CONNECT_FAILED;
+			other += f.u.error != FRAME_ERR_NONE && f.u.error != FRAME_ERR_REFUSED &&
+				 f.u.error != FRAME_ERR_NOT_ALLOWED &&
+				 f.u.error != FRAME_ERR_CONNECT_FAILED;
+		}
+	}
+	printf("listening: %lu\n", ok);
+	fflush(stdout);
+	double t0 = now_s();
+	while (now_s() - t0 < o->hold_s) {
+		discard_input(c.fd);
+		usleep(100000);
+	}
+	printf("result: listen sent=%lu ok=%lu refused=%lu not_allowed=%lu failed=%lu other=%lu\n",
+	       o->count, ok, refused, not_allowed, failed, other);
+	conn_close(&c);
+	return 0;
+}
+
 static unsigned long num_arg(const char *name, const char *v, unsigned long max)
 {
 	char *end;
@@ -1212,6 +1304,8 @@ int main(int argc, char **argv)
 		return cmd_badframe(&o);
 	if (strcmp(cmd, "flood") == 0)
 		return cmd_flood(&o);
+	if (strcmp(cmd, "listen") == 0)
+		return cmd_listen(&o);
 	if (strcmp(cmd, "pin") == 0)
 		return cmd_pin(&o);
 	if (strcmp(cmd, "noread") == 0)
