@@ -81,8 +81,9 @@ static const struct acl_range acl_special[] = {
 
 /*
  * IPv6 ranges that carry an IPv4 address a gateway or the kernel may turn
- * back into IPv4: 64:ff9b::7f00:1 through a NAT64 is 127.0.0.1 on the
- * translator, 2002:a9fe:a9fe:: is 6to4 for 169.254.169.254. For the special
+ * back into IPv4: 64:ff9b::7f00:1 through a NAT64 (or ::ffff:0:7f00:1
+ * through a stateless SIIT one) is 127.0.0.1 on the translator,
+ * 2002:a9fe:a9fe:: is 6to4 for 169.254.169.254. For the special
  * check such an address is also judged by the IPv4 address inside it, so
  * [::/0] opens no more than 0.0.0.0/0 does. (IPv4-mapped addresses are
  * converted to IPv4 outright, before any matching.)
@@ -97,6 +98,7 @@ struct acl_embedding {
 static const struct acl_embedding acl_embeddings[] = {
     {{0}, 96, 12, false},		       /* ::/96 IPv4-compatible (RFC 4291) */
     {{0x00, 0x64, 0xff, 0x9b}, 96, 12, false}, /* 64:ff9b::/96 NAT64 (RFC 6052) */
+    {{[8] = 0xff, [9] = 0xff}, 96, 12, false}, /* ::ffff:0:0/96 SIIT (RFC 6145) */
     {{0x20, 0x02}, 16, 2, false},	       /* 2002::/16 6to4 (RFC 3056) */
     {{0x20, 0x01, 0x00, 0x00}, 32, 4, false},  /* Teredo server (RFC 4380) */
     {{0x20, 0x01, 0x00, 0x00}, 32, 12, true},  /* Teredo client, obfuscated */

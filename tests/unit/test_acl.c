@@ -128,6 +128,11 @@ static const struct permit_vector permit_vectors[] = {
     {{"[::/0]"}, NULL, "::127.0.0.1", 22, false},
     {{"[::/0]"}, NULL, "::169.254.169.254", 80, false},
     {{"[::/0]"}, NULL, "::198.18.0.1", 80, true},
+    /* SIIT IPv4-translated (RFC 6145), ::ffff:0:0/96: a stateless
+     * translator turns it into the IPv4 address. */
+    {{"[::/0]"}, NULL, "::ffff:0:127.0.0.1", 22, false},
+    {{"[::/0]"}, NULL, "::ffff:0:169.254.169.254", 80, false},
+    {{"[::/0]"}, NULL, "::ffff:0:198.18.0.1", 80, true},
     {{"[::/0]"}, NULL, "2001:0:7f00:1::1", 80, false},
     {{"[::/0]"}, NULL, "2001:0:c000:201::5601:5601", 80, false},
     {{"[::/0]"}, NULL, "2001:0:c000:201::3f57:fefc", 80, true},
