@@ -128,6 +128,7 @@ struct server_reverse_limits {
 	struct limit_counter no_tunnel; /* connection while no tunnel is up (closed) */
 	struct limit_counter timeouts;	/* OPEN unanswered (reset) */
 	struct limit_counter refused;	/* the client refused the stream */
+	struct limit_counter per_key;	/* LISTEN over SERVER_REVERSE_MAX_PER_KEY */
 };
 
 struct server {

@@ -61,6 +61,7 @@ void server_reverse_init(struct server *srv)
 	lim->timeouts.name = "reverse connections the client did not answer "
 			     "(--reverse-open-timeout)";
 	lim->refused.name = "reverse streams the client refused";
+	lim->per_key.name = "reverse listeners per client key";
 	LIST_INIT(&srv->reverse_listeners);
 }
 
@@ -302,10 +303,11 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	LIST_FOREACH(rl, &srv->reverse_listeners, link)
 	held += memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) == 0;
 	if (held >= SERVER_REVERSE_MAX_PER_KEY) {
+		char detail[sizeof(name) + sizeof(stn->client) + 64];
 		srv->refused_listens++;
-		log_peer_warn("client %s asked to listen on %s: it holds %zu listeners already "
-			      "(the most per key); refused",
-			      stn->client, name, held);
+		snprintf(detail, sizeof(detail), "client %s asked to listen on %s, holding %zu",
+			 stn->client, name, held);
+		limit_hit(&srv->reverse.per_key, detail);
 		answer(s, f->stream_id, FRAME_ERR_REFUSED);
 		return 0;
 	}
