@@ -84,17 +84,19 @@ int client_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		return -1;
 	}
 	struct reverse *rv = &cl->reverses[f->stream_id - 1];
-	/* Every tunnel asks; log only what changes. */
+	/* Every tunnel asks; log only what changes. A server that keeps
+	 * changing its answer must not flood the log: throttled. */
 	if (rv->logged && rv->last_error == f->u.error)
 		return 0;
 	rv->logged = true;
 	rv->last_error = f->u.error;
 	if (f->u.error == FRAME_ERR_NONE)
-		log_info("reverse forward: server listens on %s:%u, connections go to %s:%u",
-			 rv->server_side.host, rv->server_side.port, rv->target.host,
-			 rv->target.port);
+		log_peer_info("reverse forward: server listens on %s:%u, connections go to %s:%u",
+			      rv->server_side.host, rv->server_side.port, rv->target.host,
+			      rv->target.port);
 	else
-		log_warn("reverse forward %s:%u refused by the server: %s", rv->server_side.host,
-			 rv->server_side.port, frame_error_name(f->u.error));
+		log_peer_warn("reverse forward %s:%u refused by the server: %s",
+			      rv->server_side.host, rv->server_side.port,
+			      frame_error_name(f->u.error));
 	return 0;
 }

@@ -13,17 +13,23 @@ fixes:
   Each costs the server a descriptor, so without a cap one key could take
   every descriptor and the server could accept nothing more; the server
   keeps at most SERVER_REVERSE_MAX_PER_KEY (32) per key.
+- a hostile server (wm_attack serve) sends a client thousands of LISTEN_RESULTs
+  for its reverse request, flipping between "listening" and "refused": each
+  flip was one line in the client's log. Lines a peer can cause go through
+  the throttle (at most one a second per kind, with a count).
 """
 
 import os
 import re
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmharness as h  # noqa: E402
 from wmharness import check, t  # noqa: E402
-from test_attacks import Attacker, rss_mb, set_small_asan_quarantine  # noqa: E402
+from test_attacks import (Attacker, attack_tool, rss_mb,  # noqa: E402
+                          set_small_asan_quarantine)
 
 PIN_TUNNELS = 6
 PIN_STREAMS = 4
@@ -105,5 +111,36 @@ def test_reverse_listeners_per_key_capped(env):
     srv.stop()
 
 
+LISTEN_RESULTS = 20000
+LOG_LINES_MAX = 20
+
+
+def test_hostile_server_listen_results_throttled(env):
+    port = h.free_port()
+    exe = attack_tool(env)
+    srv = subprocess.Popen([exe, "serve", "--listen", str(port), "--key", env.server_key,
+                            "--count", str(LISTEN_RESULTS), "--hold", "3", "--wait", "10"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=h._die_with_parent)
+    check(srv.stdout.readline().decode().strip() == "listening", "wm_attack serve did not listen")
+    sink = h.free_port()
+    cli = env.start_client(port, [], tunnels=1, wait=False, log_level="info",
+                           extra=["--reverse", f"127.0.0.1:{sink}:127.0.0.1:{sink}"])
+    out, err = srv.communicate(timeout=t(30))
+    check(srv.returncode == 0 and b"result: serve" in out,
+          f"wm_attack serve: {out.decode()} {err.decode()[-300:]}")
+    time.sleep(1)
+    check(cli.alive(), "the client exited")
+    text = cli.log_text()
+    lines = len(re.findall(r"reverse forward(: server listens| \S+ refused by the server)", text))
+    print(f"     {LISTEN_RESULTS} flipping LISTEN_RESULTs from the server: {lines} client "
+          f"log lines about them")
+    check(lines <= LOG_LINES_MAX,
+          f"a hostile server wrote {lines} lines into the client's log with "
+          f"{LISTEN_RESULTS} LISTEN_RESULTs (at most {LOG_LINES_MAX} expected)")
+    cli.stop()
+
+
 if __name__ == "__main__":
-    h.main([test_credit_pinning_bounded, test_reverse_listeners_per_key_capped], "review: a hostile authorized peer")
+    h.main([test_credit_pinning_bounded, test_reverse_listeners_per_key_capped,
+            test_hostile_server_listen_results_throttled], "review: a hostile authorized peer")

@@ -95,7 +95,11 @@ static const char usage_text[] =
     "                         the server's hello (no WINDOW awaited); held open\n"
     "  listen --target ADDR:PORT --count N [--hold SECS]\n"
     "                         N LISTENs for PORT, PORT+1, ... (paced under the\n"
-    "                         LISTEN rate); counts the answers, then holds\n";
+    "                         LISTEN rate); counts the answers, then holds\n"
+    "  serve --listen PORT --key SERVERKEY --count N [--hold SECS]\n"
+    "                         a hostile server (no --server needed): takes one\n"
+    "                         client tunnel, sends N unsolicited LISTEN_RESULTs\n"
+    "                         for its first reverse request, flipping the answer\n";
 
 struct opts {
 	const char *server;
@@ -119,6 +123,7 @@ struct opts {
 	bool reset;
 	bool rekey_hello; /* hello flag: this client takes part in rekeys */
 	double every_s;
+	unsigned listen_port; /* serve: the port this fake server listens on */
 };
 
 struct conn {
@@ -1199,6 +1204,88 @@ static int cmd_listen(const struct opts *o)
 	return 0;
 }
 
+/*
+ * A hostile server: listens on --listen PORT (loopback) with --key as the
+ * server key, takes one client's tunnel with the real handshake and then
+ * sends --count LISTEN_RESULTs for the client's first reverse request,
+ * alternating "listening" and "refused", none of which the client asked
+ * for after the first. Holds the tunnel --hold seconds, reading nothing.
+ */
+static int cmd_serve(const struct opts *o)
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	struct keypair *kp = NULL;
+	char err[512];
+	if (o->listen_port == 0 || o->key == NULL || o->count == 0)
+		die("serve needs --listen PORT, --key and --count");
+	if (keys_pair_load(o->key, &kp, err, sizeof(err)) != 0)
+		die("%s", err);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(o->listen_port)};
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(lfd, 4) != 0)
+		die("listen on port %u: %s", o->listen_port, strerror(errno));
+	printf("listening\n");
+	fflush(stdout);
+	struct conn c;
+	memset(&c, 0, sizeof(c));
+	c.fd = accept(lfd, NULL, NULL);
+	if (c.fd < 0)
+		die("accept: %s", strerror(errno));
+	if (fill(&c, 2, now_s() + o->wait_s) != 1)
+		die("no first message");
+	size_t len = ((size_t)c.inbuf[0] << 8) | c.inbuf[1];
+	if (len > HANDSHAKE_MSG_MAX || fill(&c, 2 + len, now_s() + o->wait_s) != 1)
+		die("bad first message");
+	struct handshake *hs = handshake_responder_new(kp->priv, NULL);
+	uint8_t payload[HANDSHAKE_PAYLOAD_MAX], client_pub[KEYS_LEN];
+	if (hs == NULL ||
+	    handshake_read_msg1(hs, c.inbuf + 2, len, payload, sizeof(payload), client_pub) < 0)
+		die("handshake_read_msg1 failed");
+	/* Version 1, no rekey flag, generous windows. */
+	uint8_t hello[TUNNEL_HELLO_SERVER_LEN] = {1, 0};
+	bytes_store_be32(hello + 4, SESSION_DEFAULT_STREAM_WINDOW);
+	bytes_store_be32(hello + 8, SESSION_DEFAULT_SESSION_WINDOW);
+	bytes_store_be32(hello + 12, SESSION_DEFAULT_MAX_STREAMS);
+	uint8_t msg2[2 + HANDSHAKE_MSG_MAX];
+	int n = handshake_write_msg2(hs, hello, sizeof(hello), msg2 + 2, HANDSHAKE_MSG_MAX);
+	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
+	if (n < 0 || handshake_split(hs, send_key, recv_key) != WM_OK)
+		die("handshake_write_msg2 failed");
+	msg2[0] = (uint8_t)(n >> 8);
+	msg2[1] = (uint8_t)n;
+	send_all(c.fd, msg2, 2 + (size_t)n);
+	c.tx = record_cipher_new(send_key);
+	c.rx = record_cipher_new(recv_key);
+	handshake_free(hs);
+	keys_pair_free(kp);
+	if (c.tx == NULL || c.rx == NULL)
+		die("record_cipher_new failed");
+	unsigned long sent = 0;
+	while (sent < o->count) {
+		size_t used = 0;
+		for (; sent < o->count && used + 32 <= sizeof(plain); sent++) {
+			struct frame f = {.type = FRAME_LISTEN_RESULT, .stream_id = 1};
+			f.u.error = sent % 2 == 0 ? FRAME_ERR_NONE : FRAME_ERR_REFUSED;
+			int m = frame_encode(&f, plain + used, sizeof(plain) - used);
+			if (m < 0)
+				die("frame_encode LISTEN_RESULT failed");
+			used += (size_t)m;
+		}
+		send_record(&c, plain, used);
+	}
+	printf("result: serve listen_results=%lu\n", sent);
+	fflush(stdout);
+	double t0 = now_s();
+	while (now_s() - t0 < o->hold_s)
+		usleep(100000);
+	conn_close(&c);
+	close(lfd);
+	return 0;
+}
+
 static unsigned long num_arg(const char *name, const char *v, unsigned long max)
 {
 	char *end;
@@ -1254,6 +1341,8 @@ int main(int argc, char **argv)
 			o.psk = v;
 		} else if (strcmp(a, "--bind") == 0) {
 			o.bind = v;
+		} else if (strcmp(a, "--listen") == 0) {
+			o.listen_port = (unsigned)num_arg(a, v, 65535);
 		} else if (strcmp(a, "--target") == 0) {
 			o.target = v;
 		} else if (strcmp(a, "--kind") == 0) {
@@ -1304,6 +1393,8 @@ int main(int argc, char **argv)
 		return cmd_badframe(&o);
 	if (strcmp(cmd, "flood") == 0)
 		return cmd_flood(&o);
+	if (strcmp(cmd, "serve") == 0)
+		return cmd_serve(&o);
 	if (strcmp(cmd, "listen") == 0)
 		return cmd_listen(&o);
 	if (strcmp(cmd, "pin") == 0)
