@@ -42,6 +42,7 @@ struct slot {
 	unsigned attempts;
 	struct event *retry_ev;
 	uint8_t no;
+	size_t listens_unanswered; /* LISTENs this tunnel sent, not yet answered */
 };
 
 enum listener_kind {
@@ -219,7 +220,9 @@ const char *client_target_name(const struct frame_addr *a, char *buf, size_t len
 void client_frame_addr(const struct netaddr_hostport *hp, struct frame_addr *fa);
 
 /* Reverse forwards (client_reverse.c). */
-void client_reverse_on_up(struct client *cl, struct tunnel *t);
+/* A tunnel came up: it asks for every reverse listener, and takes one
+ * answer per request. */
+void client_reverse_on_up(struct slot *sl, struct tunnel *t);
 int client_reverse_on_open(struct session *s, struct session_stream *st,
 			   const struct frame_addr *target, void *arg);
 int client_reverse_on_control(struct session *s, const struct frame *f, void *arg);

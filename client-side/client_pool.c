@@ -171,7 +171,7 @@ static void on_tunnel_up(struct tunnel *t, void *arg)
 		cl->ever_up = true;
 		log_info("connected to %s:%u", cl->server.host, cl->server.port);
 	}
-	client_reverse_on_up(cl, t);
+	client_reverse_on_up(sl, t);
 	drain_pending(cl);
 }
 

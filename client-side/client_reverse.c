@@ -12,9 +12,11 @@
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
 
-void client_reverse_on_up(struct client *cl, struct tunnel *t)
+void client_reverse_on_up(struct slot *sl, struct tunnel *t)
 {
+	struct client *cl = sl->cl;
 	struct session *s = tunnel_session(t);
+	sl->listens_unanswered = cl->nreverses;
 	for (size_t i = 0; i < cl->nreverses; i++) {
 		struct frame f = {.type = FRAME_LISTEN, .stream_id = (uint32_t)i + 1};
 		f.u.open = cl->reverses[i].listen_addr;
@@ -84,19 +86,27 @@ int client_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		return -1;
 	}
 	struct reverse *rv = &cl->reverses[f->stream_id - 1];
-	/* Every tunnel asks; log only what changes. A server that keeps
-	 * changing its answer must not flood the log: throttled. */
+	/* One answer per LISTEN this tunnel sent: a server that sends more
+	 * (each could flip the logged state and write a line) breaks the
+	 * protocol. */
+	if (sl->listens_unanswered == 0) {
+		log_peer_warn("server sent a LISTEN_RESULT for request %u, which this tunnel "
+			      "asked already; closing the tunnel",
+			      f->stream_id);
+		return -1;
+	}
+	sl->listens_unanswered--;
+	/* Every tunnel asks; log only what changes. */
 	if (rv->logged && rv->last_error == f->u.error)
 		return 0;
 	rv->logged = true;
 	rv->last_error = f->u.error;
 	if (f->u.error == FRAME_ERR_NONE)
-		log_peer_info("reverse forward: server listens on %s:%u, connections go to %s:%u",
-			      rv->server_side.host, rv->server_side.port, rv->target.host,
-			      rv->target.port);
+		log_info("reverse forward: server listens on %s:%u, connections go to %s:%u",
+			 rv->server_side.host, rv->server_side.port, rv->target.host,
+			 rv->target.port);
 	else
-		log_peer_warn("reverse forward %s:%u refused by the server: %s",
-			      rv->server_side.host, rv->server_side.port,
-			      frame_error_name(f->u.error));
+		log_warn("reverse forward %s:%u refused by the server: %s", rv->server_side.host,
+			 rv->server_side.port, frame_error_name(f->u.error));
 	return 0;
 }
