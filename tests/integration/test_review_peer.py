@@ -7,7 +7,8 @@ fixes:
   that never reads, each sent all the credit of the server's hello. What the
   server then holds in relay buffers is bounded by --max-buffer (plus a
   small window per tunnel), not by the number of tunnels times the 64 MiB
-  session window.
+  session window; also when --max-buffer is not given (the default budget
+  applies before the first stream, when all tunnels may already be up).
 - reverse listeners per key: a key whose allow-listen= (or --allow-listen)
   covers many ports asks for one listener per port, under the LISTEN rate.
   Each costs the server a descriptor, so without a cap one key could take
@@ -32,6 +33,8 @@ from test_attacks import (Attacker, attack_tool, rss_mb,  # noqa: E402
                           set_small_asan_quarantine)
 
 PIN_TUNNELS = 6
+PIN_TUNNELS_DEFAULT = 8   # 8 x 64 MiB windows: twice the default budget
+DEFAULT_BUDGET_MB = 256   # RELAY_DEFAULT_BUDGET
 PIN_STREAMS = 4
 PIN_BUDGET_MB = 32   # --max-buffer for the test
 # Allowed over --max-buffer: SESSION_MIN_WINDOW (64 KiB) per tunnel, what
@@ -44,16 +47,21 @@ def never_read(c, idx, server):
     server._stop.wait(t(60))
 
 
-def test_credit_pinning_bounded(env):
+def pin(env, budget_mb, tunnels):
+    """Runs the pinning attack; budget_mb None: no --max-buffer (the default
+    256M, which the server must apply from the first tunnel on)."""
     set_small_asan_quarantine()
     key, pub = env.keygen("pin.key")
     sink = env.target(h.FuncServer(never_read))
-    srv = env.start_server(allow=[f"127.0.0.1:{sink.port}"], authorized=[pub],
-                           extra=["--handshake-rate", "100000", "--open-rate", "100000",
-                                  "--max-buffer", f"{PIN_BUDGET_MB}M"], log_level="info")
+    extra = ["--handshake-rate", "100000", "--open-rate", "100000"]
+    if budget_mb is not None:
+        extra += ["--max-buffer", f"{budget_mb}M"]
+    srv = env.start_server(allow=[f"127.0.0.1:{sink.port}"], authorized=[pub], extra=extra,
+                           log_level="info")
+    budget = budget_mb if budget_mb is not None else DEFAULT_BUDGET_MB
     base = rss_mb(srv.pid)
     atk = Attacker(env, srv, key).start("pin", "--target", f"127.0.0.1:{sink.port}",
-                                        "--count", PIN_TUNNELS, "--streams", PIN_STREAMS,
+                                        "--count", tunnels, "--streams", PIN_STREAMS,
                                         "--hold", 3, "--wait", 5)
     line = atk.stdout.readline().decode().strip()
     time.sleep(1)
@@ -61,17 +69,25 @@ def test_credit_pinning_bounded(env):
     out, err = atk.communicate(timeout=t(60))
     print(f"     {line}")
     print(f"     server RSS: idle {base:.1f} MB, pinned {held:.1f} MB "
-          f"(+{held - base:.1f} MB; --max-buffer {PIN_BUDGET_MB}M, {PIN_TUNNELS} tunnels)")
-    check(atk.returncode == 0 and line.startswith(f"pushed: up={PIN_TUNNELS} "),
+          f"(+{held - base:.1f} MB; --max-buffer {budget}M, {tunnels} tunnels)")
+    check(atk.returncode == 0 and line.startswith(f"pushed: up={tunnels} "),
           f"wm_attack pin: {line!r} {out.decode()} {err.decode()[-300:]}")
     m = re.search(r"credit=(\d+)", line)
     credit_mb = int(m.group(1)) / 2**20
     print(f"     credit the server's hellos granted: {credit_mb:.1f} MB in all")
-    check(held - base <= PIN_BUDGET_MB + PIN_SLACK_MB,
-          f"{PIN_TUNNELS} tunnels of one key made the server hold {held - base:.1f} MB "
-          f"with --max-buffer {PIN_BUDGET_MB}M (hellos granted {credit_mb:.0f} MB)")
+    check(held - base <= budget + PIN_SLACK_MB,
+          f"{tunnels} tunnels of one key made the server hold {held - base:.1f} MB "
+          f"with --max-buffer {budget}M (hellos granted {credit_mb:.0f} MB)")
     check(srv.alive(), "the server exited")
     srv.stop()
+
+
+def test_credit_pinning_bounded(env):
+    pin(env, PIN_BUDGET_MB, PIN_TUNNELS)
+
+
+def test_credit_pinning_default_budget(env):
+    pin(env, None, PIN_TUNNELS_DEFAULT)
 
 
 LISTEN_ASKED = 60
@@ -144,5 +160,6 @@ def test_hostile_server_unsolicited_listen_results(env):
 
 
 if __name__ == "__main__":
-    h.main([test_credit_pinning_bounded, test_reverse_listeners_per_key_capped,
+    h.main([test_credit_pinning_bounded, test_credit_pinning_default_budget,
+            test_reverse_listeners_per_key_capped,
             test_hostile_server_unsolicited_listen_results], "review: a hostile authorized peer")

@@ -90,9 +90,10 @@ static const char usage_text[] =
     "                         K streams with ids S apart, then N WINDOW frames on\n"
     "                         the first one (stream-table chain probe)\n"
     "  pin --target HOST:PORT --count N --streams K --hold SECS\n"
-    "                         N tunnels, each with K streams to a target that\n"
-    "                         does not read, each sent all the initial credit of\n"
-    "                         the server's hello (no WINDOW awaited); held open\n"
+    "                         N tunnels (all up before any stream), each with K\n"
+    "                         streams to a target that does not read, each sent\n"
+    "                         all the initial credit of the server's hello (no\n"
+    "                         WINDOW awaited); held open\n"
     "  listen --target ADDR:PORT --count N [--hold SECS]\n"
     "                         N LISTENs for PORT, PORT+1, ... (paced under the\n"
     "                         LISTEN rate); counts the answers, then holds\n"
@@ -1055,13 +1056,18 @@ static int cmd_pin(const struct opts *o)
 	memset(payload, 'p', sizeof(payload));
 	unsigned long up = 0;
 	unsigned long long pushed = 0, credit = 0;
+	/* All tunnels first: their credit is granted before any stream holds
+	 * a byte. */
 	for (unsigned long i = 0; i < o->count; i++) {
 		each.tunnel_no = (unsigned)i;
-		if (handshake(&each, &c[i]) != 1) {
+		if (handshake(&each, &c[i]) != 1)
 			conn_close(&c[i]);
+		else
+			up++;
+	}
+	for (unsigned long i = 0; i < o->count; i++) {
+		if (c[i].tx == NULL)
 			continue;
-		}
-		up++;
 		size_t len = 0;
 		uint32_t first = c[i].next_id;
 		for (unsigned long k = 0; k < o->streams; k++)
