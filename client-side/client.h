@@ -21,7 +21,8 @@
 #include "wanmux/relay.h"
 #include "wanmux/tunnel.h"
 
-#define CLIENT_TUNNELS_MAX 64
+/* A server takes at most --max-tunnels-per-key (default 16) of one key. */
+#define CLIENT_TUNNELS_MAX 16
 #define CLIENT_DRAIN_TIMEOUT_MS 30000 /* --drain-timeout default */
 #define CLIENT_PENDING_MAX 4096
 #define CLIENT_PENDING_TIMEOUT_S 15

@@ -164,7 +164,7 @@ static const char usage_text[] =
     "    --max-session-buffer SIZE\n"
     "                             bytes the streams of one tunnel may hold in\n"
     "                             buffers (64M)\n"
-    "    -n, --tunnels N          tunnels to keep open, 1-64 (default 4)\n"
+    "    -n, --tunnels N          tunnels to keep open, 1-16 (default 4)\n"
     "    --compress MODE          auto (default: zlib below 64 Mbit/s, lz4 above;\n"
     "                             incompressible data sent raw), lz4, zlib\n"
     "                             or none\n"
@@ -519,7 +519,7 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	if ((v = config_get(cfg, OPT_TUNNELS)) != NULL) {
 		if (config_parse_uint(v, 1, CLIENT_TUNNELS_MAX, &n) != WM_OK) {
 			rc = bad_value(cfg, OPT_TUNNELS, SIZE_MAX, err, errlen,
-				       "bad --tunnels '%s': expected 1 to 64", v);
+				       "bad --tunnels '%s': expected 1 to 16", v);
 			goto fail;
 		}
 		c->nslots = (unsigned)n;
