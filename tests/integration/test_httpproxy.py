@@ -62,18 +62,28 @@ class OpensslServer:
     def __init__(self, env):
         exe = h.need_program("openssl")
         cert, key = h.make_tls_cert(env)
-        self.port = h.free_port()
         self.log = open(env.path("s_server.log"), "wb")
-        self.proc = subprocess.Popen(
-            [exe, "s_server", "-www", "-accept", str(self.port), "-naccept", "100",
-             "-cert", cert, "-key", key], stdin=subprocess.DEVNULL, stdout=self.log,
-            stderr=self.log, preexec_fn=h._die_with_parent)
+        # free_port() only finds a port that was free a moment ago: another
+        # test may bind it first, and then s_server exits at once. Try again
+        # with another port rather than fail on that race.
+        for attempt in range(5):
+            self.port = h.free_port()
+            self.proc = subprocess.Popen(
+                [exe, "s_server", "-www", "-accept", f"127.0.0.1:{self.port}", "-naccept",
+                 "100", "-cert", cert, "-key", key], stdin=subprocess.DEVNULL,
+                stdout=self.log, stderr=self.log, preexec_fn=h._die_with_parent)
+            if self._wait_listening(attempt == 4):
+                return
+
+    def _wait_listening(self, last):
         deadline = time.monotonic() + t(10)
         while True:
-            check(self.proc.poll() is None, f"openssl s_server exited ({self.proc.returncode})")
+            if self.proc.poll() is not None:
+                check(not last, f"openssl s_server exited ({self.proc.returncode})")
+                return False
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
+                return True
             except OSError:
                 check(time.monotonic() < deadline, "openssl s_server did not start listening")
                 time.sleep(0.1)
