@@ -350,27 +350,9 @@ static void conf_free(struct client_conf *c)
 #define LOAD_USAGE 2
 #define LOAD_RUNTIME 1
 
-/* A bad value of option id (its i-th; SIZE_MAX = the last), with FILE:LINE
- * in front when the config file gave it. */
-static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
-		     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
-		     const char *fmt, ...)
-{
-	char where[600];
-	const char *origin = id >= 0 ? config_origin(cfg, id, i, where, sizeof(where)) : NULL;
-	size_t off = 0;
-	if (origin != NULL) {
-		snprintf(err, errlen, "%s: ", origin);
-		off = strlen(err);
-	}
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + off, errlen - off, fmt, ap);
-	va_end(ap);
-	return LOAD_USAGE;
-}
+/* A bad value of option id: one line in err (FILE:LINE first when the
+ * config file gave it); a usage error at start-up. */
+#define bad_value(...) (config_value_error(__VA_ARGS__), LOAD_USAGE)
 
 static struct listener *add_listener(struct client_conf *c, enum listener_kind kind)
 {
@@ -525,15 +507,9 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 		c->nslots = (unsigned)n;
 	}
 	c->drain_timeout_ms = CLIENT_DRAIN_TIMEOUT_MS;
-	if ((v = config_get(cfg, OPT_DRAIN_TIMEOUT)) != NULL) {
-		if (config_parse_duration_ms(v, &n) != WM_OK || n > 24 * 3600 * 1000ull) {
-			rc = bad_value(cfg, OPT_DRAIN_TIMEOUT, SIZE_MAX, err, errlen,
-				       "bad --drain-timeout '%s': expected 0 to 24h (seconds "
-				       "unless a unit is given)",
-				       v);
-			goto fail;
-		}
-		c->drain_timeout_ms = n;
+	if (cli_drain_timeout(cfg, OPT_DRAIN_TIMEOUT, &c->drain_timeout_ms, err, errlen) != WM_OK) {
+		rc = LOAD_USAGE;
+		goto fail;
 	}
 
 	size_t nforward = config_count(cfg, OPT_FORWARD);

@@ -180,3 +180,19 @@ int cli_admin_options(const struct config *cfg, int admin_id, int allow_id,
 	out->enabled = true;
 	return WM_OK;
 }
+
+int cli_drain_timeout(const struct config *cfg, int id, uint64_t *ms, char *err, size_t errlen)
+{
+	const char *v = config_get(cfg, id);
+	uint64_t n;
+
+	if (v == NULL)
+		return WM_OK;
+	if (config_parse_duration_ms(v, &n) != WM_OK || n > 24 * 3600 * 1000ull)
+		return config_value_error(cfg, id, SIZE_MAX, err, errlen,
+					  "bad --drain-timeout '%s': expected 0 to 24h (seconds "
+					  "unless a unit is given)",
+					  v);
+	*ms = n;
+	return WM_OK;
+}

@@ -549,6 +549,27 @@ const char *config_origin(const struct config *cfg, int id, size_t i, char *buf,
 	return buf;
 }
 
+int config_value_error(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
+		       const char *fmt, ...)
+{
+	char where[600];
+	const char *origin = id >= 0 ? config_origin(cfg, id, i, where, sizeof(where)) : NULL;
+	size_t off = 0;
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return WM_ERR_PARSE;
+	err[0] = '\0';
+	if (origin != NULL) {
+		snprintf(err, errlen, "%s: ", origin);
+		off = strlen(err);
+	}
+	va_start(ap, fmt);
+	vsnprintf(err + off, errlen - off, fmt, ap);
+	va_end(ap);
+	return WM_ERR_PARSE;
+}
+
 size_t config_positional_count(const struct config *cfg)
 {
 	return cfg != NULL ? cfg->npositional : 0;

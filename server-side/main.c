@@ -867,29 +867,9 @@ static void conf_free(struct server_conf *c)
 #define LOAD_USAGE 2
 #define LOAD_RUNTIME 1
 
-/*
- * A bad value of option id (its i-th value; SIZE_MAX = the last): the
- * message starts with FILE:LINE when the config file gave it.
- */
-static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
-		     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static int bad_value(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
-		     const char *fmt, ...)
-{
-	char where[600];
-	const char *origin = id >= 0 ? config_origin(cfg, id, i, where, sizeof(where)) : NULL;
-	size_t off = 0;
-	if (origin != NULL) {
-		snprintf(err, errlen, "%s: ", origin);
-		off = strlen(err);
-	}
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err + off, errlen - off, fmt, ap);
-	va_end(ap);
-	return LOAD_USAGE;
-}
+/* A bad value of option id: one line in err (FILE:LINE first when the
+ * config file gave it); a usage error at start-up. */
+#define bad_value(...) (config_value_error(__VA_ARGS__), LOAD_USAGE)
 
 static int count_option(const struct config *cfg, int id, uint64_t def, uint64_t min, uint64_t max,
 			const char *name, uint64_t *out, char *err, size_t errlen)
@@ -1058,15 +1038,9 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 		}
 	}
 	c->drain_timeout_ms = SERVER_DRAIN_TIMEOUT_MS;
-	if ((v = config_get(cfg, OPT_DRAIN_TIMEOUT)) != NULL) {
-		if (config_parse_duration_ms(v, &n) != WM_OK || n > 24 * 3600 * 1000ull) {
-			rc = bad_value(cfg, OPT_DRAIN_TIMEOUT, SIZE_MAX, err, errlen,
-				       "bad --drain-timeout '%s': expected 0 to 24h (seconds "
-				       "unless a unit is given)",
-				       v);
-			goto fail;
-		}
-		c->drain_timeout_ms = n;
+	if (cli_drain_timeout(cfg, OPT_DRAIN_TIMEOUT, &c->drain_timeout_ms, err, errlen) != WM_OK) {
+		rc = LOAD_USAGE;
+		goto fail;
 	}
 
 	rc = LOAD_RUNTIME;

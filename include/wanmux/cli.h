@@ -61,4 +61,11 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 /* Sets the log level (log_init with prog) and the process buffer budget. */
 void cli_process_apply(const char *prog, const struct cli_process *proc);
 
+/*
+ * --drain-timeout (option id): seconds unless a unit is given, 0 to 24h;
+ * *ms keeps its value (the default) when the option is unset. WM_OK, or
+ * WM_ERR_PARSE with one line in err.
+ */
+int cli_drain_timeout(const struct config *cfg, int id, uint64_t *ms, char *err, size_t errlen);
+
 #endif

@@ -72,6 +72,14 @@ const char *config_get_nth(const struct config *cfg, int id, size_t i);
  */
 const char *config_origin(const struct config *cfg, int id, size_t i, char *buf, size_t len);
 
+/*
+ * Formats a one-line error about the i-th value of option id (SIZE_MAX: the
+ * last) into err, starting with "FILE:LINE: " when a config file line gave
+ * it. Returns WM_ERR_PARSE.
+ */
+int config_value_error(const struct config *cfg, int id, size_t i, char *err, size_t errlen,
+		       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 size_t config_positional_count(const struct config *cfg);
 const char *config_positional(const struct config *cfg, size_t i);
 

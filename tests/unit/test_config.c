@@ -421,6 +421,14 @@ static void test_config_origin_names_file_line(void **state)
 	assert_string_equal(config_origin(cfg, OPT_ALLOW, (size_t)-1, where, sizeof(where)), want);
 	assert_null(config_origin(cfg, OPT_KEY, 0, where, sizeof(where)));
 	assert_null(config_origin(cfg, OPT_HELP, 0, where, sizeof(where)));
+	/* config_value_error: FILE:LINE first for a file value, nothing for argv. */
+	char err[400];
+	assert_int_equal(config_value_error(cfg, OPT_ALLOW, 1, err, sizeof(err), "bad '%s'", "x"),
+			 WM_ERR_PARSE);
+	snprintf(want, sizeof(want), "%s:5: bad 'x'", path);
+	assert_string_equal(err, want);
+	config_value_error(cfg, OPT_KEY, 0, err, sizeof(err), "bad --key");
+	assert_string_equal(err, "bad --key");
 	config_free(cfg);
 
 	/* The command line's list replaces the file's: no file origin left. */
