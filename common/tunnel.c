@@ -26,6 +26,7 @@
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
+#include "wanmux/hello.h"
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
@@ -39,10 +40,6 @@
 #define TUNNEL_OUT_HIGH (96u << 10)
 #define TUNNEL_IO_CHUNK (256u << 10)
 #define TUNNEL_SNDBUF (8u << 20) /* the kernel doubles it */
-#define HELLO_VERSION 1
-/* Hello flags (client byte 2, server byte 1; both were reserved zeros, so
- * peers without rekey ignore them): this side takes REKEY frames. */
-#define HELLO_FLAG_REKEY 0x01
 /* Timer granularity: deadlines hold to within this. */
 #define TUNNEL_TICK_MS 250
 /* Read-side backpressure: every frame the peer sends may queue an answer
@@ -137,7 +134,7 @@ static uint64_t now_ms(void)
 
 /* TAI64N, forced strictly increasing within this process so that tunnels
  * opened in the same nanosecond still pass the server's replay check. */
-static void tai64n_now(uint8_t out[12])
+static void tai64n_now(uint8_t out[HELLO_TIMESTAMP_LEN])
 {
 	static uint64_t last_sec;
 	static uint32_t last_nsec;
@@ -351,24 +348,19 @@ static void send_handshake(struct tunnel *t, const uint8_t *msg, size_t len)
 	bufferevent_write(t->bev, msg, len);
 }
 
-static void encode_params(uint8_t *p, const struct session_params *sp)
+/*
+ * What this side announces in its hello: in place of its configured session
+ * window, the session credit it can grant now (session_initial_credit; the
+ * session starts with it too).
+ */
+static struct session_params announced_params(struct tunnel *t)
 {
-	bytes_store_be32(p, sp->stream_window);
-	bytes_store_be32(p + 4, sp->initial_credit != 0 ? sp->initial_credit : sp->session_window);
-	bytes_store_be32(p + 8, sp->max_streams);
-}
-
-/* Peer windows below the minimum would crawl; above 1 GiB they are absurd. */
-static int decode_params(const uint8_t *p, struct session_params *sp)
-{
-	sp->stream_window = bytes_load_be32(p);
-	sp->session_window = bytes_load_be32(p + 4);
-	sp->max_streams = bytes_load_be32(p + 8);
-	if (sp->stream_window < SESSION_MIN_WINDOW || sp->session_window < SESSION_MIN_WINDOW ||
-	    sp->stream_window > (1u << 30) || sp->session_window > (1u << 30) ||
-	    sp->max_streams == 0)
-		return WM_ERR_MALFORMED;
-	return WM_OK;
+	t->cfg.params.initial_credit = session_initial_credit(t->cfg.params.session_window);
+	struct session_params p = t->cfg.params;
+	if (p.initial_credit != 0)
+		p.session_window = p.initial_credit;
+	p.initial_credit = 0;
+	return p;
 }
 
 static uint64_t wire_bytes(const struct tunnel *t)
@@ -489,8 +481,7 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 {
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
 	uint8_t out[HANDSHAKE_MSG_MAX];
-	struct tunnel_hello hello;
-	struct session_params peer;
+	struct hello_client hello;
 
 	/* Cheap checks first: junk and strangers cost a hash, not an X25519. */
 	if (handshake_check_msg1(t->cfg.mac1_key, msg, len) != WM_OK) {
@@ -532,30 +523,26 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		tunnel_close(t, "handshake failed");
 		return;
 	}
-	if (n < TUNNEL_HELLO_CLIENT_LEN || payload[0] != HELLO_VERSION ||
-	    decode_params(payload + 32, &peer) != WM_OK) {
+	if (hello_client_decode(payload, (size_t)n, &hello) != WM_OK) {
 		log_peer_info("tunnel %s: refused: unsupported client hello", t->peer);
 		counters.bad_handshake++;
 		tunnel_close(t, "bad hello");
 		return;
 	}
-	hello.version = payload[0];
-	hello.tunnel_no = payload[1];
-	memcpy(hello.timestamp, payload + 4, 12);
-	memcpy(hello.session_id, payload + 16, TUNNEL_SESSION_ID_LEN);
-	hello.params = peer;
-	t->peer_rekeys = (payload[2] & HELLO_FLAG_REKEY) != 0;
+	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
 	int rc = t->h.authorize != NULL ? t->h.authorize(t, t->peer_pub, &hello, t->h.arg)
 					: WM_ERR_UNAUTHORIZED;
 	if (rc != WM_OK) {
 		tunnel_close(t, wm_strerror(rc));
 		return;
 	}
-	uint8_t reply[TUNNEL_HELLO_SERVER_LEN] = {HELLO_VERSION, HELLO_FLAG_REKEY};
-	t->cfg.params.initial_credit = session_initial_credit(t->cfg.params.session_window);
-	encode_params(reply + 4, &t->cfg.params);
-	n = handshake_write_msg2(t->hs, reply, sizeof(reply), out, sizeof(out));
-	if (n < 0 || start_session(t, &peer) != WM_OK) {
+	struct hello_server mine = {
+	    .version = HELLO_VERSION, .flags = HELLO_FLAG_REKEY, .params = announced_params(t)};
+	uint8_t reply[HELLO_SERVER_LEN];
+	n = hello_server_encode(&mine, reply, sizeof(reply));
+	if (n == HELLO_SERVER_LEN)
+		n = handshake_write_msg2(t->hs, reply, sizeof(reply), out, sizeof(out));
+	if (n < 0 || start_session(t, &hello.params) != WM_OK) {
 		tunnel_close(t, "handshake failed");
 		return;
 	}
@@ -592,7 +579,7 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 		return;
 	}
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
-	struct session_params peer;
+	struct hello_server hello;
 	int n = handshake_read_msg2(t->hs, msg, len, payload, sizeof(payload));
 	if (n < 0) {
 		log_peer_warn(
@@ -602,14 +589,13 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 		tunnel_close(t, "handshake failed");
 		return;
 	}
-	if (n < TUNNEL_HELLO_SERVER_LEN || payload[0] != HELLO_VERSION ||
-	    decode_params(payload + 4, &peer) != WM_OK) {
+	if (hello_server_decode(payload, (size_t)n, &hello) != WM_OK) {
 		tunnel_close(t, "unsupported server hello");
 		return;
 	}
 	memcpy(t->peer_pub, t->cfg.server_pub, KEYS_LEN);
-	t->peer_rekeys = (payload[1] & HELLO_FLAG_REKEY) != 0;
-	if (start_session(t, &peer) != WM_OK) {
+	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
+	if (start_session(t, &hello.params) != WM_OK) {
 		tunnel_close(t, "cannot start session");
 		return;
 	}
@@ -620,13 +606,17 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 
 static void client_send_msg1(struct tunnel *t, const uint8_t *cookie)
 {
-	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {HELLO_VERSION, t->cfg.tunnel_no,
-						  HELLO_FLAG_REKEY};
+	struct hello_client mine = {
+	    .version = HELLO_VERSION, .tunnel_no = t->cfg.tunnel_no, .flags = HELLO_FLAG_REKEY};
+	uint8_t hello[HELLO_CLIENT_LEN];
 	uint8_t out[HANDSHAKE_MSG_MAX];
-	tai64n_now(hello + 4);
-	memcpy(hello + 16, t->cfg.session_id, TUNNEL_SESSION_ID_LEN);
-	t->cfg.params.initial_credit = session_initial_credit(t->cfg.params.session_window);
-	encode_params(hello + 32, &t->cfg.params);
+	tai64n_now(mine.timestamp);
+	memcpy(mine.session_id, t->cfg.session_id, HELLO_SESSION_ID_LEN);
+	mine.params = announced_params(t);
+	if (hello_client_encode(&mine, hello, sizeof(hello)) != HELLO_CLIENT_LEN) {
+		tunnel_close(t, "cannot build hello");
+		return;
+	}
 	t->hs = handshake_initiator_new(t->cfg.local->priv, t->cfg.server_pub, t->cfg.psk);
 	if (t->hs == NULL) {
 		tunnel_close(t, "out of memory");

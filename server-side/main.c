@@ -376,7 +376,7 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 }
 
 static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
-		     const struct tunnel_hello *hello, void *arg)
+		     const struct hello_client *hello, void *arg)
 {
 	struct server_tunnel *stn = arg;
 	struct server *srv = stn->srv;

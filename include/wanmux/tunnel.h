@@ -5,18 +5,11 @@
  * with the owner: the server decides who is authorized, the client decides
  * when to reconnect.
  *
- * Handshake payloads (inside the Noise messages, big-endian):
- *   client hello, 44 bytes: version u8 (1) | tunnel_no u8 | flags u8 | reserved u8 |
- *     TAI64N timestamp (12) | session id (16) | stream_window u32 |
- *     session_window u32 | max_streams u32
- *   server hello, 16 bytes: version u8 (1) | flags u8 | reserved u8[2] |
- *     stream_window u32 | session_window u32 | max_streams u32
- * flags bit 0: this side takes part in in-band rekeys (rekey.h); a tunnel
- * rekeys only when both hellos have it. Unknown flag bits are ignored.
- * Both messages are framed on the TCP stream as u16 length | message. A
- * server under load may answer msg1 with a cookie reply instead of msg2
- * (handshake.h); the client then sends msg1 once more, with mac2, on the same
- * connection.
+ * The handshake payloads are the hellos (hello.h: layout and codec); a
+ * tunnel rekeys only when both hellos have HELLO_FLAG_REKEY. Both messages
+ * are framed on the TCP stream as u16 length | message. A server under load
+ * may answer msg1 with a cookie reply instead of msg2 (handshake.h); the
+ * client then sends msg1 once more, with mac2, on the same connection.
  */
 #ifndef WANMUX_TUNNEL_H
 #define WANMUX_TUNNEL_H
@@ -25,6 +18,7 @@
 #include <stdint.h>
 
 #include "wanmux/compress.h"
+#include "wanmux/hello.h"
 #include "wanmux/keys.h"
 #include "wanmux/netaddr.h"
 #include "wanmux/session.h"
@@ -33,20 +27,8 @@ struct event_base;
 struct evdns_base;
 struct tunnel;
 
-#define TUNNEL_SESSION_ID_LEN 16
-#define TUNNEL_HELLO_CLIENT_LEN 44
-#define TUNNEL_HELLO_SERVER_LEN 16
 #define TUNNEL_REKEY_AFTER_MS (3600u * 1000u)
 #define TUNNEL_REKEY_BYTES (UINT64_C(64) << 30)
-
-/* What the client says about itself in msg1. */
-struct tunnel_hello {
-	uint8_t version;
-	uint8_t tunnel_no;
-	uint8_t timestamp[12]; /* TAI64N: strictly increases per client key and tunnel_no */
-	uint8_t session_id[TUNNEL_SESSION_ID_LEN];
-	struct session_params params;
-};
 
 struct tunnel_handlers {
 	/* Handshake done: the session accepts streams. */
@@ -57,7 +39,7 @@ struct tunnel_handlers {
 	/* Server: whether client_pub may connect with this hello. 0, or
 	 * WM_ERR_UNAUTHORIZED / WM_ERR_REPLAY (the tunnel then closes). */
 	int (*authorize)(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
-			 const struct tunnel_hello *hello, void *arg);
+			 const struct hello_client *hello, void *arg);
 	/* Server: called for each msg1 that passed its mac1, before any X25519
 	 * work. Returns 0 to go on with the handshake, the length of a reply
 	 * written to reply (a cookie reply; the peer may then send msg1 once
@@ -86,10 +68,10 @@ struct tunnel_config {
 	/* In-band rekey (rekey.h) after this long or this many wire bytes (both
 	 * directions), whichever comes first; 0 = no such budget. A peer that
 	 * leaves a rekey unanswered for dead_after_ms closes the tunnel. */
-	uint64_t rekey_after_ms;		   /* default TUNNEL_REKEY_AFTER_MS */
-	uint64_t rekey_bytes;			   /* default TUNNEL_REKEY_BYTES */
-	uint8_t session_id[TUNNEL_SESSION_ID_LEN]; /* client */
-	uint8_t tunnel_no;			   /* client */
+	uint64_t rekey_after_ms;		  /* default TUNNEL_REKEY_AFTER_MS */
+	uint64_t rekey_bytes;			  /* default TUNNEL_REKEY_BYTES */
+	uint8_t session_id[HELLO_SESSION_ID_LEN]; /* client */
+	uint8_t tunnel_no;			  /* client */
 };
 
 /* Fills c with defaults (windows, timers, tuning); keys left empty. */

@@ -30,6 +30,7 @@
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
+#include "wanmux/hello.h"
 #include "wanmux/keys.h"
 #include "wanmux/record.h"
 #include "wanmux/tunnel.h"
@@ -261,7 +262,7 @@ static void load_keys(const struct opts *o, struct keypair **kp, uint8_t server_
 	}
 }
 
-static void tai64n_now(uint8_t out[12], double age_s)
+static void tai64n_now(uint8_t out[HELLO_TIMESTAMP_LEN], double age_s)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -293,12 +294,17 @@ again:
 		die("handshake_initiator_new failed");
 	if (have_cookie)
 		handshake_set_cookie(hs, cookie);
-	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, (uint8_t)o->tunnel_no, o->rekey_hello ? 1 : 0};
-	tai64n_now(hello + 4, o->age_s);
-	randombytes_buf(hello + 16, TUNNEL_SESSION_ID_LEN);
-	bytes_store_be32(hello + 32, o->stream_window);
-	bytes_store_be32(hello + 36, o->session_window);
-	bytes_store_be32(hello + 40, 1024);
+	struct hello_client h = {.version = HELLO_VERSION,
+				 .tunnel_no = (uint8_t)o->tunnel_no,
+				 .flags = o->rekey_hello ? HELLO_FLAG_REKEY : 0,
+				 .params = {.stream_window = o->stream_window,
+					    .session_window = o->session_window,
+					    .max_streams = 1024}};
+	uint8_t hello[HELLO_CLIENT_LEN];
+	tai64n_now(h.timestamp, o->age_s);
+	randombytes_buf(h.session_id, sizeof(h.session_id));
+	if (hello_client_encode(&h, hello, sizeof(hello)) != HELLO_CLIENT_LEN)
+		die("hello_client_encode failed");
 	int n = handshake_write_msg1(hs, hello, sizeof(hello), c->msg1 + 2, HANDSHAKE_MSG_MAX);
 	if (n < 0)
 		die("handshake_write_msg1: %s", wm_strerror(n));
@@ -328,7 +334,7 @@ again:
 	}
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
 	n = handshake_read_msg2(hs, c->inbuf + 2, len, payload, sizeof(payload));
-	if (n < TUNNEL_HELLO_SERVER_LEN)
+	if (n < HELLO_SERVER_LEN)
 		die("handshake_read_msg2: %s", n < 0 ? wm_strerror(n) : "short hello");
 	c->peer_stream_window = bytes_load_be32(payload + 4);
 	c->peer_session_window = bytes_load_be32(payload + 8);
@@ -1251,10 +1257,13 @@ static int cmd_serve(const struct opts *o)
 	    handshake_read_msg1(hs, c.inbuf + 2, len, payload, sizeof(payload), client_pub) < 0)
 		die("handshake_read_msg1 failed");
 	/* Version 1, no rekey flag, generous windows. */
-	uint8_t hello[TUNNEL_HELLO_SERVER_LEN] = {1, 0};
-	bytes_store_be32(hello + 4, SESSION_DEFAULT_STREAM_WINDOW);
-	bytes_store_be32(hello + 8, SESSION_DEFAULT_SESSION_WINDOW);
-	bytes_store_be32(hello + 12, SESSION_DEFAULT_MAX_STREAMS);
+	struct hello_server h = {.version = HELLO_VERSION,
+				 .params = {.stream_window = SESSION_DEFAULT_STREAM_WINDOW,
+					    .session_window = SESSION_DEFAULT_SESSION_WINDOW,
+					    .max_streams = SESSION_DEFAULT_MAX_STREAMS}};
+	uint8_t hello[HELLO_SERVER_LEN];
+	if (hello_server_encode(&h, hello, sizeof(hello)) != HELLO_SERVER_LEN)
+		die("hello_server_encode failed");
 	uint8_t msg2[2 + HANDSHAKE_MSG_MAX];
 	int n = handshake_write_msg2(hs, hello, sizeof(hello), msg2 + 2, HANDSHAKE_MSG_MAX);
 	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];

@@ -49,7 +49,7 @@ struct world {
 };
 
 static int server_authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
-			    const struct tunnel_hello *hello, void *arg)
+			    const struct hello_client *hello, void *arg)
 {
 	return 0;
 }

@@ -31,6 +31,7 @@
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
+#include "wanmux/hello.h"
 #include "wanmux/keys.h"
 #include "wanmux/log.h"
 #include "wanmux/netaddr.h"
@@ -239,7 +240,7 @@ static void cb_down(struct tunnel *t, const char *reason, void *arg)
 }
 
 static int cb_authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
-			const struct tunnel_hello *hello, void *arg)
+			const struct hello_client *hello, void *arg)
 {
 	struct world *w = current;
 	w->authorize_calls++;
@@ -717,13 +718,15 @@ static bool msg2_arrived(struct world *w)
 /* hello_flags: byte 2 of the client hello (bit 0: takes part in rekeys). */
 static void raw_client_up_flags(struct world *w, struct raw_client *rc, uint8_t hello_flags)
 {
-	uint8_t hello[TUNNEL_HELLO_CLIENT_LEN] = {1, 9, hello_flags};
+	struct hello_client h = {.version = HELLO_VERSION,
+				 .tunnel_no = 9,
+				 .flags = hello_flags,
+				 .timestamp = {0x40}, /* TAI64N epoch bit */
+				 .params = w->ccfg.params};
+	uint8_t hello[HELLO_CLIENT_LEN];
 	uint8_t msg[2 + HANDSHAKE_MSG_MAX];
 	uint8_t payload[HANDSHAKE_PAYLOAD_MAX];
-	struct session_params sp = w->ccfg.params;
-	uint32_t v[3] = {htonl(sp.stream_window), htonl(sp.session_window), htonl(sp.max_streams)};
-	memcpy(hello + 32, v, sizeof(v));
-	hello[4] = 0x40; /* TAI64N epoch bit */
+	assert_int_equal(hello_client_encode(&h, hello, sizeof(hello)), HELLO_CLIENT_LEN);
 	struct handshake *hs = handshake_initiator_new(w->client_kp->priv, w->server_kp->pub, NULL);
 	assert_non_null(hs);
 	int n = handshake_write_msg1(hs, hello, sizeof(hello), msg + 2, sizeof(msg) - 2);
