@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "wanmux/acl.h"
+#include "wanmux/budget.h"
 #include "wanmux/cli.h"
 #include "wanmux/err.h"
 #include "wanmux/log.h"
@@ -66,7 +67,7 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 	int rc;
 
 	proc->log_level = LOG_LEVEL_INFO;
-	proc->budget = RELAY_DEFAULT_BUDGET;
+	proc->budget = BUDGET_DEFAULT_LIMIT;
 	*bad_id = ids->log_level;
 	if (ids->log_level >= 0 && (v = config_get(cfg, ids->log_level)) != NULL &&
 	    log_level_parse(v, &proc->log_level) != WM_OK) {

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "wanmux/access.h"
+#include "wanmux/budget.h"
 #include "wanmux/frame.h"
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
@@ -44,105 +45,45 @@ struct relay {
 	bool close_on_flush; /* close once the output is written */
 	size_t uncounted;    /* bytes in the output that are not stream data */
 	struct event *deadline;
-	size_t buffered;	 /* input + output bytes, for the budgets */
-	struct relay_pool *pool; /* the tunnel's budget, once bound to a stream */
-	size_t *counter;	 /* owner's count of open relays, or NULL */
-	bool budget_paused;	 /* not reading: the process is over its budget */
-	TAILQ_ENTRY(relay) budget_link;
-	struct access_record acc; /* valid when tracked */
-	bool tracked;		  /* has an access record: logged when it closes */
-	bool result_set;	  /* acc.result says why it ends */
+	struct budget_account account; /* input + output bytes, in the tunnel's pool once bound */
+	size_t *counter;	       /* owner's count of open relays, or NULL */
+	struct access_record acc;      /* valid when tracked */
+	bool tracked;		       /* has an access record: logged when it closes */
+	bool result_set;	       /* acc.result says why it ends */
 	TAILQ_ENTRY(relay) access_link;
 	LIST_HEAD(, relay_watch) watches;
 };
 
 /*
- * Budgets for bytes held in relay buffers. Each tunnel has a pool (its
+ * Bytes held in relay buffers (budget.h): each tunnel has a pool (its
  * streams' relays, --max-session-buffer) and the process a total
  * (--max-buffer). A relay over either stops reading its local socket (the
  * peers' windows already bound what arrives from tunnels); nothing is
- * dropped. When the process is over its total, only relays of tunnels
- * holding at least an even share pause, so one client that never reads
- * cannot stall the others. Paused relays resume at 3/4 of the limit that
- * paused them.
+ * dropped. The sessions are told the total after every change, so that they
+ * shrink the credit they grant when buffers fill.
  */
-static size_t budget_limit = RELAY_DEFAULT_BUDGET;
-static size_t budget_used;
-static size_t pools_active; /* pools holding bytes */
-static TAILQ_HEAD(, relay) budget_paused_list = TAILQ_HEAD_INITIALIZER(budget_paused_list);
-static struct limit_counter budget_counter = {.name = "buffered bytes (--max-buffer)"};
-static struct limit_counter pool_counter = {.name = "buffered bytes per tunnel "
-						    "(--max-session-buffer)"};
+static struct budget process_budget = BUDGET_INITIALIZER(process_budget, BUDGET_DEFAULT_LIMIT);
 
-static void pool_charge(struct relay_pool *p, size_t added, size_t deleted)
+/* A paused relay may read again, unless it waits for its stream or is done. */
+static void on_budget_wake(struct budget_account *a, void *arg)
 {
-	bool was = p->used > 0;
-	p->used += added;
-	p->used -= deleted < p->used ? deleted : p->used;
-	if (was != (p->used > 0)) {
-		if (was)
-			pools_active--;
-		else
-			pools_active++;
-	}
+	struct relay *r = arg;
+	if (!r->read_paused && !r->read_eof && !r->closing)
+		bufferevent_enable(r->bev, EV_READ);
 }
 
-/* Whether r should not read now; num/den scales the limits (hysteresis). */
-static bool over_budget(const struct relay *r, size_t num, size_t den, bool *by_pool)
+static void account_bytes(struct relay *r, size_t added, size_t deleted)
 {
-	const struct relay_pool *p = r->pool;
-	*by_pool = false;
-	if (p != NULL && p->limit != 0 && p->used > p->limit / den * num) {
-		*by_pool = true;
-		return true;
-	}
-	if (budget_used <= budget_limit / den * num)
-		return false;
-	return p == NULL || pools_active == 0 || p->used * pools_active >= budget_used;
-}
-
-static void budget_wake(void)
-{
-	struct relay *r = TAILQ_FIRST(&budget_paused_list);
-	while (r != NULL) {
-		struct relay *next = TAILQ_NEXT(r, budget_link);
-		bool by_pool;
-		if (!over_budget(r, 3, 4, &by_pool)) {
-			TAILQ_REMOVE(&budget_paused_list, r, budget_link);
-			r->budget_paused = false;
-			if (!r->read_paused && !r->read_eof && !r->closing)
-				bufferevent_enable(r->bev, EV_READ);
-		}
-		r = next;
-	}
-}
-
-static void budget_add(struct relay *r, size_t added, size_t deleted)
-{
-	r->buffered += added;
-	r->buffered -= deleted < r->buffered ? deleted : r->buffered;
-	budget_used += added;
-	budget_used -= deleted < budget_used ? deleted : budget_used;
-	/* The sessions shrink the credit they grant when memory is short. */
-	session_set_memory(budget_used, budget_limit);
-	if (r->pool != NULL)
-		pool_charge(r->pool, added, deleted);
-	if (deleted > 0 && !TAILQ_EMPTY(&budget_paused_list))
-		budget_wake();
+	budget_charge(&process_budget, &r->account, added);
+	budget_release(&process_budget, &r->account, deleted);
+	session_set_memory(process_budget.used, process_budget.limit);
 }
 
 /* Stops reading r if it or its tunnel holds too much. */
-static void budget_check(struct relay *r)
+static void pause_if_over_budget(struct relay *r)
 {
-	bool by_pool;
-	if (r->budget_paused || !over_budget(r, 1, 1, &by_pool))
+	if (r->account.paused || budget_check(&process_budget, &r->account) == BUDGET_UNDER)
 		return;
-	if (by_pool)
-		limit_hit(&pool_counter, "a tunnel's local sockets paused until its buffers drain");
-	else
-		limit_hit(&budget_counter, "local sockets paused until buffers drain");
-	r->budget_paused = true;
-	TAILQ_INSERT_TAIL(&budget_paused_list, r, budget_link);
 	bufferevent_disable(r->bev, EV_READ);
 }
 
@@ -287,12 +228,8 @@ void relay_close(struct relay *r, bool abort)
 	access_finish(r, abort);
 	if (r->deadline != NULL)
 		event_del(r->deadline);
-	if (r->budget_paused) {
-		TAILQ_REMOVE(&budget_paused_list, r, budget_link);
-		r->budget_paused = false;
-	}
-	budget_add(r, 0, r->buffered);
-	r->pool = NULL;
+	budget_close(&process_budget, &r->account);
+	session_set_memory(process_budget.used, process_budget.limit);
 	if (r->counter != NULL) {
 		(*r->counter)--;
 		r->counter = NULL;
@@ -352,7 +289,7 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 	size_t n = info->n_deleted;
 	if (r->closing)
 		return;
-	budget_add(r, info->n_added, info->n_deleted);
+	account_bytes(r, info->n_added, info->n_deleted);
 	/* Replies the front end wrote went out first; they earn no credit. */
 	size_t local = n < r->uncounted ? n : r->uncounted;
 	r->uncounted -= local;
@@ -370,7 +307,7 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay *r = arg;
-	budget_check(r);
+	pause_if_over_budget(r);
 	if (r->fe_reading) {
 		r->fe.on_read(r, bufferevent_get_input(bev), r->fe.arg);
 		return;
@@ -389,11 +326,11 @@ static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_inf
 	struct relay *r = arg;
 	if (r->closing)
 		return;
-	budget_add(r, info->n_added, info->n_deleted);
+	account_bytes(r, info->n_added, info->n_deleted);
 	/* Only the stream drains the source outside a front end's request. */
 	if (r->st != NULL && !r->fe_reading)
 		access_count(r, info->n_deleted, true);
-	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->budget_paused)
+	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->account.paused)
 		return;
 	if (evbuffer_get_length(buf) < RELAY_READ_HIGH / 2) {
 		r->read_paused = false;
@@ -469,6 +406,7 @@ struct relay *relay_new(struct event_base *base, int fd, const char *name)
 	}
 	r->base = base;
 	LIST_INIT(&r->watches);
+	budget_account_init(&r->account, on_budget_wake, r);
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (r->bev == NULL) {
@@ -494,32 +432,30 @@ void relay_bind(struct relay *r, struct session_stream *st)
 {
 	r->st = st;
 	/* From now on the tunnel's pool carries what r holds. */
-	struct relay_pool *pool = session_pool(session_stream_session(st));
-	if (pool != NULL && r->pool == NULL) {
-		r->pool = pool;
-		pool_charge(pool, r->buffered, 0);
-	}
+	struct budget_pool *pool = session_pool(session_stream_session(st));
+	if (pool != NULL && r->account.pool == NULL)
+		budget_attach(&process_budget, &r->account, pool);
 }
 
 void relay_set_budget(size_t bytes)
 {
-	budget_limit = bytes;
-	session_set_memory(budget_used, budget_limit);
+	budget_set_limit(&process_budget, bytes);
+	session_set_memory(process_budget.used, process_budget.limit);
 }
 
 size_t relay_budget_limit(void)
 {
-	return budget_limit;
+	return process_budget.limit;
 }
 
 uint64_t relay_budget_hits(void)
 {
-	return budget_counter.hits + pool_counter.hits;
+	return budget_hits(&process_budget);
 }
 
 size_t relay_budget_used(void)
 {
-	return budget_used;
+	return process_budget.used;
 }
 
 void relay_set_counter(struct relay *r, size_t *counter)
@@ -535,7 +471,7 @@ void relay_pause(struct relay *r)
 
 void relay_start(struct relay *r)
 {
-	bool reading = !r->read_paused && !r->budget_paused;
+	bool reading = !r->read_paused && !r->account.paused;
 	bufferevent_enable(r->bev, reading ? EV_READ | EV_WRITE : EV_WRITE);
 }
 

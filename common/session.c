@@ -112,7 +112,7 @@ struct session {
 	bool writable_signalled;
 	bool goaway_sent;     /* we accept no new OPEN from the peer */
 	bool goaway_received; /* the peer accepts no new OPEN from us */
-	struct relay_pool *pool;
+	struct budget_pool *pool;
 	uint8_t scratch[FRAME_DATA_RAW_MAX];
 	uint8_t inflate_buf[FRAME_DATA_RAW_MAX];
 	struct session_stats stats;
@@ -1100,12 +1100,12 @@ uint64_t session_limit_hits(void)
 	return stream_limit_counter.hits;
 }
 
-void session_set_pool(struct session *s, struct relay_pool *pool)
+void session_set_pool(struct session *s, struct budget_pool *pool)
 {
 	s->pool = pool;
 }
 
-struct relay_pool *session_pool(const struct session *s)
+struct budget_pool *session_pool(const struct session *s)
 {
 	return s->pool;
 }

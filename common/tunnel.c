@@ -22,6 +22,7 @@
 #include <event2/util.h>
 #include <sodium.h>
 
+#include "wanmux/budget.h"
 #include "wanmux/bytes.h"
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
@@ -92,7 +93,7 @@ struct tunnel {
 	char reason[200];
 	struct tunnel_stats stats;
 	struct session_stats final_session_stats; /* kept when the session ends */
-	struct relay_pool pool;			  /* buffers of this tunnel's streams' relays */
+	struct budget_pool pool;		  /* buffers of this tunnel's streams' relays */
 };
 
 static struct tunnel_counters counters;
@@ -172,7 +173,7 @@ void tunnel_config_defaults(struct tunnel_config *c)
 	 * that RTT. With TCP_NOTSENT_LOWAT the unsent part stays small, so a
 	 * big buffer adds no queueing delay. */
 	c->tuning.sndbuf = TUNNEL_SNDBUF;
-	c->pool_limit = RELAY_DEFAULT_POOL_LIMIT;
+	c->pool_limit = BUDGET_DEFAULT_POOL_LIMIT;
 	c->handshake_timeout_ms = 10000;
 	c->ping_interval_ms = 5000;
 	c->dead_after_ms = 30000;
@@ -469,7 +470,7 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 				 peer, &cb, t, t->cctx);
 	if (t->session == NULL)
 		return WM_ERR_NOMEM;
-	t->pool.limit = t->cfg.pool_limit;
+	budget_pool_init(&t->pool, t->cfg.pool_limit);
 	session_set_pool(t->session, &t->pool);
 	t->codec = compress_choose(t->cfg.compress, 0);
 	session_set_codec(t->session, t->codec);

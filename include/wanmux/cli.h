@@ -45,7 +45,7 @@ int cli_admin_options(const struct config *cfg, int admin_id, int allow_id,
 /* Settings of the whole process, applied by cli_process_apply. */
 struct cli_process {
 	enum log_level log_level; /* LOG_LEVEL_INFO when not given */
-	size_t budget;		  /* --max-buffer; RELAY_DEFAULT_BUDGET when not given */
+	size_t budget;		  /* --max-buffer; BUDGET_DEFAULT_LIMIT when not given */
 };
 
 /*

@@ -20,20 +20,8 @@
 struct event_base;
 struct relay;
 
-/*
- * A tunnel's share of relay buffers: every relay bound to one of its streams
- * charges it. Embedded in the tunnel; limit 0 = no per-tunnel limit.
- */
-struct relay_pool {
-	size_t used;
-	size_t limit;
-};
-
-#define RELAY_DEFAULT_POOL_LIMIT ((size_t)64 << 20)
-
 #define RELAY_READ_HIGH (256u << 10)
 #define RELAY_CONNECT_TIMEOUT_MS 10000
-#define RELAY_DEFAULT_BUDGET ((size_t)256 << 20)
 
 /*
  * A relay on fd (connected, non-blocking; -1 for relay_connect later). name
@@ -157,10 +145,11 @@ int relay_fd(const struct relay *r);
 
 /*
  * Bytes all relays of the process may hold in their buffers together
- * (default RELAY_DEFAULT_BUDGET). Over it, the relays of tunnels holding at
- * least an even share stop reading their local sockets until the total is
- * back under 3/4; streams slow down, nothing is dropped. A tunnel's own pool
- * limit (struct relay_pool) works the same way for its relays. The total
+ * (default BUDGET_DEFAULT_LIMIT; the rule is budget.h's): over it, the
+ * relays of tunnels holding at least an even share stop reading their local
+ * sockets until the total is back under 3/4; streams slow down, nothing is
+ * dropped. A relay bound to a stream charges the pool its session carries
+ * (session_pool), which works the same way against its own limit. The total
  * and the budget are also reported to the sessions (session_set_memory),
  * which shrink the credit they grant when buffers fill.
  */

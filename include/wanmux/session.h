@@ -27,7 +27,7 @@
 #include "wanmux/frame.h"
 
 struct evbuffer;
-struct relay_pool;
+struct budget_pool;
 struct session;
 struct session_stream;
 
@@ -251,8 +251,8 @@ size_t session_max_chain(const struct session *s);
 
 /* An opaque pointer the owner keeps with the session (the tunnel's relay
  * pool); NULL until set. */
-void session_set_pool(struct session *s, struct relay_pool *pool);
-struct relay_pool *session_pool(const struct session *s);
+void session_set_pool(struct session *s, struct budget_pool *pool);
+struct budget_pool *session_pool(const struct session *s);
 
 /* Bytes queued to send: the streams' source buffers plus control frames. */
 size_t session_queued(const struct session *s);

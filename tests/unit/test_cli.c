@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "wanmux/budget.h"
 #include "wanmux/cli.h"
 #include "wanmux/config.h"
 #include "wanmux/err.h"
@@ -81,7 +82,7 @@ static void test_cli_parse_has_no_side_effects(void **state)
 	cfg = from_text("compress lz4\n");
 	assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)), WM_OK);
 	assert_int_equal(proc.log_level, LOG_LEVEL_INFO);
-	assert_int_equal(proc.budget, RELAY_DEFAULT_BUDGET);
+	assert_int_equal(proc.budget, BUDGET_DEFAULT_LIMIT);
 	config_free(cfg);
 	log_init("test", LOG_LEVEL_WARN);
 }
