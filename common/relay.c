@@ -79,6 +79,17 @@ static void account_bytes(struct relay *r, size_t added, size_t deleted)
 	session_set_memory(process_budget.used, process_budget.limit);
 }
 
+/*
+ * r no longer serves a stream: it leaves its tunnel's pool too, since the
+ * tunnel may be freed while r still writes out a front end's reply (what r
+ * holds stays in the process total until r closes).
+ */
+static void unbind(struct relay *r)
+{
+	r->st = NULL;
+	budget_detach(&process_budget, &r->account);
+}
+
 /* Stops reading r if it or its tunnel holds too much. */
 static void pause_if_over_budget(struct relay *r)
 {
@@ -224,7 +235,7 @@ void relay_close(struct relay *r, bool abort)
 	if (r->closing)
 		return;
 	r->closing = true;
-	r->st = NULL;
+	unbind(r);
 	access_finish(r, abort);
 	if (r->deadline != NULL)
 		event_del(r->deadline);
@@ -551,7 +562,7 @@ static void relay_on_reset(struct session_stream *st, uint32_t error, void *user
 		return;
 	log_debug("%s: stream %u reset: %s", r->name, session_stream_id(st),
 		  frame_error_name(error));
-	r->st = NULL;
+	unbind(r);
 	/* Before the OPEN was answered the error says why it was refused;
 	 * after, the peer or its target reset a running stream. */
 	enum access_result res = access_result_for_error(error);
@@ -570,7 +581,7 @@ void relay_fail(struct relay *r, uint32_t error)
 	access_set_result(r, access_result_for_error(error));
 	if (r->st != NULL) {
 		session_stream_reset(r->st, FRAME_ERR_CANCEL);
-		r->st = NULL;
+		unbind(r);
 	}
 	/* The front end answers in its own protocol, then closes politely. */
 	if (r->has_fe && r->fe.on_open_failed != NULL &&
@@ -596,7 +607,7 @@ static void relay_on_closed(struct session_stream *st, void *user)
 	struct relay *r = user;
 	if (r == NULL)
 		return;
-	r->st = NULL;
+	unbind(r);
 	relay_close(r, false);
 }
 

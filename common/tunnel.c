@@ -226,6 +226,9 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
 	t->session = NULL;
 	/* Streams learn first (their local sockets close), then the owner. */
 	session_free(s);
+	/* Every relay left the pool with its stream (relay.c), so nothing
+	 * points into t once it is freed. */
+	assert(t->pool.used == 0);
 	if (t->h.on_down != NULL)
 		t->h.on_down(t, t->reason, t->h.arg);
 	tunnel_destroy(t);

@@ -842,6 +842,69 @@ static void test_tunnel_close_resets_streams(void **state)
 	xfer = NULL;
 }
 
+/* A front end (SOCKS5, HTTP proxy) answering a failed OPEN in its own
+ * protocol: the reply outlives the stream and, here, the tunnel. */
+static const char frontend_reply[] = "refused: no tunnel";
+static int frontend_failures;
+static uint32_t frontend_error;
+
+static bool on_frontend_open_failed(struct relay *r, uint32_t error, void *arg)
+{
+	frontend_failures++;
+	frontend_error = error;
+	assert_int_equal(relay_write_local(r, frontend_reply, sizeof(frontend_reply) - 1), 0);
+	return true;
+}
+
+static bool reply_and_eof_seen(struct world *w)
+{
+	return xfer->user.eof && evbuffer_get_length(xfer->user.got) >= sizeof(frontend_reply) - 1;
+}
+
+static void test_tunnel_frontend_reply_outlives_tunnel(void **state)
+{
+	/* The tunnel dies before the OPEN is answered: the front end writes its
+	 * failure reply, and the relay drains it to the local socket after the
+	 * tunnel (and the buffer pool in it) was freed. The relay must have left
+	 * the pool with its stream: under ASan the old code wrote to the freed
+	 * pool here (heap-use-after-free in the drain callback). */
+	struct world *w = world_new();
+	struct transfer x = {w, {0}, 0, 0};
+	xfer = &x;
+	frontend_failures = 0;
+	connect_client(w);
+	assert_true(run_until(w, both_up, DEADLINE_MS));
+	size_t used_before = relay_budget_used();
+
+	int cp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, cp), 0);
+	struct relay *r = relay_new(w->base, cp[0], "user");
+	assert_non_null(r);
+	struct relay_frontend fe = {.on_open_failed = on_frontend_open_failed};
+	relay_set_frontend(r, &fe);
+	struct frame_addr a = {.type = FRAME_ADDR_IPV4, .port = 8080, .u.ipv4 = {198, 18, 0, 7}};
+	struct session_stream *st =
+	    session_stream_open(tunnel_session(w->client.t), &a, relay_source(r), r);
+	assert_non_null(st);
+	relay_bind(r, st);
+	relay_start(r);
+	ep_init(&x.user, w->base, cp[1]);
+
+	tunnel_close(w->client.t, "test closes it before the OPEN is answered");
+	assert_true(run_until(w, reply_and_eof_seen, DEADLINE_MS));
+	assert_int_equal(frontend_failures, 1);
+	assert_int_equal(frontend_error, FRAME_ERR_TUNNEL_LOST);
+	assert_memory_equal(evbuffer_pullup(x.user.got, -1), frontend_reply,
+			    sizeof(frontend_reply) - 1);
+	assert_int_equal(w->client.down, 1);
+	/* Everything the relay held was released, in the total too. */
+	settle(w, 20);
+	assert_int_equal(relay_budget_used(), used_before);
+	ep_free(&x.user);
+	world_free(w);
+	xfer = NULL;
+}
+
 static bool connect_finished(struct world *w)
 {
 	return w->connect_done > 0 && w->target.bev != NULL &&
@@ -1294,6 +1357,7 @@ int main(void)
 	    cmocka_unit_test(test_tunnel_garbage_closes_server),
 	    cmocka_unit_test(test_tunnel_garbage_after_handshake),
 	    cmocka_unit_test(test_tunnel_close_resets_streams),
+	    cmocka_unit_test(test_tunnel_frontend_reply_outlives_tunnel),
 	    cmocka_unit_test(test_tunnel_relay_connect_carries_early_data),
 	    cmocka_unit_test(test_tunnel_relay_connect_refused),
 	    cmocka_unit_test(test_tunnel_backpressure_slow_target),
