@@ -2,6 +2,7 @@
  * Local socket <-> session stream. The relay never frees itself inside a
  * bufferevent callback: relay_close marks it and the free runs from the loop.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,22 +29,18 @@ struct relay {
 	struct evbuffer_cb_entry *source_cb;
 	struct session_stream *st;
 	char name[96];
-	bool connecting;
-	bool fin_pending; /* peer FIN: shut our write side once output drains */
-	bool write_shut;
-	bool closing;
+	enum relay_state state; /* changed only by set_state(), along the table */
+	/* Flags that are not the relay's life but facts beside it: */
+	bool write_shut;  /* shutdown(SHUT_WR) done: the peer's FIN reached the socket */
 	bool read_paused; /* source buffer full: waiting for the stream to drain it */
-	bool read_eof;
 	void (*connect_done)(struct relay *r, uint32_t error, void *arg);
 	void *connect_arg;
 	void (*close_hook)(void *arg);
 	void *close_hook_arg;
 	struct relay_frontend fe; /* proxy protocol on the local side, if any */
 	bool has_fe;
-	bool fe_reading;     /* reads go to fe.on_read, not to the stream */
-	bool opened;	     /* the peer answered our OPEN */
-	bool close_on_flush; /* close once the output is written */
-	size_t uncounted;    /* bytes in the output that are not stream data */
+	bool opened;	  /* the peer answered our OPEN */
+	size_t uncounted; /* bytes in the output that are not stream data */
 	struct event *deadline;
 	struct budget_account account; /* input + output bytes, in the tunnel's pool once bound */
 	size_t *counter;	       /* owner's count of open relays, or NULL */
@@ -53,6 +50,98 @@ struct relay {
 	TAILQ_ENTRY(relay) access_link;
 	LIST_HEAD(, relay_watch) watches;
 };
+
+/*
+ * The relay's life. A relay starts NEW (a local socket, no stream running)
+ * or CONNECTING (no socket yet: the server resolves and connects to the
+ * target). Half-close runs OpenSSH style, one direction at a time: local EOF
+ * is passed on as FIN (LOCAL_CLOSED), the peer's FIN becomes shutdown(SHUT_WR)
+ * once what came before it is written (REMOTE_CLOSED); with both the relay
+ * waits for the stream to close. FLUSHING writes out what is queued (a front
+ * end's reply) and then closes. CLOSED is final: the free follows from the
+ * loop. A peer FIN can arrive while the target is still being connected;
+ * CONNECTING_REMOTE_CLOSED keeps it for when the socket is there.
+ */
+static const char *const state_names[RELAY_STATE_COUNT] = {
+    [RELAY_NEW] = "new",
+    [RELAY_REQUEST] = "request",
+    [RELAY_CONNECTING] = "connecting",
+    [RELAY_CONNECTING_REMOTE_CLOSED] = "connecting, peer done",
+    [RELAY_OPEN] = "open",
+    [RELAY_LOCAL_CLOSED] = "local half-closed",
+    [RELAY_REMOTE_CLOSED] = "remote half-closed",
+    [RELAY_BOTH_CLOSED] = "both half-closed",
+    [RELAY_FLUSHING] = "flushing before close",
+    [RELAY_CLOSED] = "closed",
+};
+
+#define TO(s) (1u << (s))
+/* Every state may close; the rest is listed per state. */
+static const unsigned transitions[RELAY_STATE_COUNT] = {
+    [RELAY_NEW] = TO(RELAY_REQUEST) | TO(RELAY_OPEN) | TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
+    [RELAY_REQUEST] = TO(RELAY_NEW) | TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
+    [RELAY_CONNECTING] = TO(RELAY_CONNECTING_REMOTE_CLOSED) | TO(RELAY_OPEN) | TO(RELAY_CLOSED),
+    [RELAY_CONNECTING_REMOTE_CLOSED] = TO(RELAY_REMOTE_CLOSED) | TO(RELAY_CLOSED),
+    [RELAY_OPEN] =
+	TO(RELAY_LOCAL_CLOSED) | TO(RELAY_REMOTE_CLOSED) | TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
+    [RELAY_LOCAL_CLOSED] = TO(RELAY_BOTH_CLOSED) | TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
+    [RELAY_REMOTE_CLOSED] = TO(RELAY_BOTH_CLOSED) | TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
+    [RELAY_BOTH_CLOSED] = TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
+    [RELAY_FLUSHING] = TO(RELAY_CLOSED),
+    [RELAY_CLOSED] = 0,
+};
+#undef TO
+
+const char *relay_state_name(enum relay_state s)
+{
+	return (unsigned)s < RELAY_STATE_COUNT ? state_names[s] : "?";
+}
+
+bool relay_state_allowed(enum relay_state from, enum relay_state to)
+{
+	return (unsigned)from < RELAY_STATE_COUNT && (unsigned)to < RELAY_STATE_COUNT &&
+	       (transitions[from] & (1u << to)) != 0;
+}
+
+enum relay_state relay_get_state(const struct relay *r)
+{
+	return r->state;
+}
+
+/* The one place a relay changes state. An impossible transition is a bug
+ * in this file: assert; without assertions it is logged and not taken. */
+static void set_state(struct relay *r, enum relay_state to)
+{
+	bool ok = relay_state_allowed(r->state, to);
+	assert(ok);
+	if (!ok) {
+		log_error("%s: impossible relay transition %s -> %s (ignored)", r->name,
+			  relay_state_name(r->state), relay_state_name(to));
+		return;
+	}
+	log_debug("%s: %s -> %s", r->name, relay_state_name(r->state), relay_state_name(to));
+	r->state = to;
+}
+
+/* Whether the local socket may be read: not after its EOF, not once the
+ * relay only writes out its last bytes. */
+static bool may_read(const struct relay *r)
+{
+	switch (r->state) {
+	case RELAY_LOCAL_CLOSED:
+	case RELAY_BOTH_CLOSED:
+	case RELAY_FLUSHING:
+	case RELAY_CLOSED:
+		return false;
+	default:
+		return true;
+	}
+}
+
+static bool is_connecting(const struct relay *r)
+{
+	return r->state == RELAY_CONNECTING || r->state == RELAY_CONNECTING_REMOTE_CLOSED;
+}
 
 /*
  * Bytes held in relay buffers (budget.h): each tunnel has a pool (its
@@ -68,7 +157,7 @@ static struct budget process_budget = BUDGET_INITIALIZER(process_budget, BUDGET_
 static void on_budget_wake(struct budget_account *a, void *arg)
 {
 	struct relay *r = arg;
-	if (!r->read_paused && !r->read_eof && !r->closing)
+	if (!r->read_paused && may_read(r))
 		bufferevent_enable(r->bev, EV_READ);
 }
 
@@ -196,19 +285,32 @@ const struct relay_access_counts *relay_get_access_counts(void)
 	return &access_counts;
 }
 
-static const char *relay_state(const struct relay *r)
+/* The coarse label /status shows (the admin page styles these). */
+static const char *status_label(const struct relay *r)
 {
-	if (r->connecting)
+	switch (r->state) {
+	case RELAY_CONNECTING:
+	case RELAY_CONNECTING_REMOTE_CLOSED:
 		return "connecting";
-	if (r->fe_reading)
+	case RELAY_REQUEST:
 		return "request";
-	if (r->st == NULL)
-		return r->close_on_flush ? "closing" : "waiting";
-	if (r->read_eof && r->fin_pending)
+	case RELAY_FLUSHING:
+	case RELAY_CLOSED:
 		return "closing";
-	if (r->read_eof || r->fin_pending)
+	default:
+		break;
+	}
+	if (r->st == NULL)
+		return "waiting";
+	switch (r->state) {
+	case RELAY_BOTH_CLOSED:
+		return "closing";
+	case RELAY_LOCAL_CLOSED:
+	case RELAY_REMOTE_CLOSED:
 		return "half-closed";
-	return "open";
+	default:
+		return "open";
+	}
 }
 
 void relay_foreach_access(void (*fn)(const struct access_record *rec, const char *state,
@@ -218,7 +320,7 @@ void relay_foreach_access(void (*fn)(const struct access_record *rec, const char
 	uint64_t now = limit_now_ms();
 	struct relay *r;
 	TAILQ_FOREACH(r, &access_list, access_link)
-	fn(&r->acc, relay_state(r), now - r->acc.started_ms, arg);
+	fn(&r->acc, status_label(r), now - r->acc.started_ms, arg);
 }
 
 static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
@@ -232,9 +334,9 @@ static void relay_free_cb(evutil_socket_t fd, short what, void *arg)
 
 void relay_close(struct relay *r, bool abort)
 {
-	if (r->closing)
+	if (r->state == RELAY_CLOSED)
 		return;
-	r->closing = true;
+	set_state(r, RELAY_CLOSED);
 	unbind(r);
 	access_finish(r, abort);
 	if (r->deadline != NULL)
@@ -277,14 +379,13 @@ void relay_close(struct relay *r, bool abort)
 
 static void maybe_close_flushed(struct relay *r)
 {
-	if (r->close_on_flush && !r->closing &&
-	    evbuffer_get_length(bufferevent_get_output(r->bev)) == 0)
+	if (r->state == RELAY_FLUSHING && evbuffer_get_length(bufferevent_get_output(r->bev)) == 0)
 		relay_close(r, false);
 }
 
 static void maybe_shut_write(struct relay *r)
 {
-	if (!r->fin_pending || r->write_shut || r->connecting)
+	if ((r->state != RELAY_REMOTE_CLOSED && r->state != RELAY_BOTH_CLOSED) || r->write_shut)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(r->bev)) > 0)
 		return;
@@ -298,7 +399,7 @@ static void on_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info
 {
 	struct relay *r = arg;
 	size_t n = info->n_deleted;
-	if (r->closing)
+	if (r->state == RELAY_CLOSED)
 		return;
 	account_bytes(r, info->n_added, info->n_deleted);
 	/* Replies the front end wrote went out first; they earn no credit. */
@@ -319,7 +420,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct relay *r = arg;
 	pause_if_over_budget(r);
-	if (r->fe_reading) {
+	if (r->state == RELAY_REQUEST) {
 		r->fe.on_read(r, bufferevent_get_input(bev), r->fe.arg);
 		return;
 	}
@@ -335,13 +436,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_source_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct relay *r = arg;
-	if (r->closing)
+	if (r->state == RELAY_CLOSED)
 		return;
 	account_bytes(r, info->n_added, info->n_deleted);
 	/* Only the stream drains the source outside a front end's request. */
-	if (r->st != NULL && !r->fe_reading)
+	if (r->st != NULL && r->state != RELAY_REQUEST)
 		access_count(r, info->n_deleted, true);
-	if (info->n_deleted == 0 || !r->read_paused || r->read_eof || r->account.paused)
+	if (info->n_deleted == 0 || !r->read_paused || !may_read(r) || r->account.paused)
 		return;
 	if (evbuffer_get_length(buf) < RELAY_READ_HIGH / 2) {
 		r->read_paused = false;
@@ -370,26 +471,30 @@ static uint32_t connect_error(int err)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct relay *r = arg;
-	if (r->connecting) {
-		r->connecting = false;
+	if (is_connecting(r)) {
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		uint32_t err = 0;
 		if (what & BEV_EVENT_TIMEOUT)
 			err = FRAME_ERR_TIMEOUT;
 		else if (!(what & BEV_EVENT_CONNECTED))
 			err = connect_error(EVUTIL_SOCKET_ERROR());
+		/* A failed relay stays CONNECTING: connect_done closes it. */
+		if (err == 0)
+			set_state(r,
+				  r->state == RELAY_CONNECTING ? RELAY_OPEN : RELAY_REMOTE_CLOSED);
 		r->connect_done(r, err, r->connect_arg);
-		if (err == 0 && !r->closing)
+		if (err == 0 && r->state != RELAY_CLOSED)
 			maybe_shut_write(r);
 		return;
 	}
-	if ((what & BEV_EVENT_EOF) && r->fe_reading) {
+	if ((what & BEV_EVENT_EOF) && r->state == RELAY_REQUEST) {
 		/* The client left before finishing its request. */
 		relay_close(r, false);
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
-		r->read_eof = true;
+		set_state(r,
+			  r->state == RELAY_REMOTE_CLOSED ? RELAY_BOTH_CLOSED : RELAY_LOCAL_CLOSED);
 		/* Local EOF: the peer gets FIN after what is still buffered. */
 		if (r->st != NULL) {
 			session_stream_kick(r->st);
@@ -400,7 +505,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_ERROR) {
 		int err = EVUTIL_SOCKET_ERROR();
 		access_set_result(r, ACCESS_RESET);
-		log_debug("%s: local socket error: %s", r->name, strerror(err));
+		log_debug("%s: local socket error (%s): %s", r->name, relay_state_name(r->state),
+			  strerror(err));
 		if (r->st != NULL)
 			session_stream_reset(r->st, FRAME_ERR_CANCEL);
 		relay_close(r, true);
@@ -416,6 +522,7 @@ struct relay *relay_new(struct event_base *base, int fd, const char *name)
 		return NULL;
 	}
 	r->base = base;
+	r->state = fd >= 0 ? RELAY_NEW : RELAY_CONNECTING;
 	LIST_INIT(&r->watches);
 	budget_account_init(&r->account, on_budget_wake, r);
 	snprintf(r->name, sizeof(r->name), "%s", name);
@@ -442,6 +549,9 @@ struct evbuffer *relay_source(struct relay *r)
 void relay_bind(struct relay *r, struct session_stream *st)
 {
 	r->st = st;
+	/* Bound during a request or while connecting, it opens when that ends. */
+	if (r->state == RELAY_NEW)
+		set_state(r, RELAY_OPEN);
 	/* From now on the tunnel's pool carries what r holds. */
 	struct budget_pool *pool = session_pool(session_stream_session(st));
 	if (pool != NULL && r->account.pool == NULL)
@@ -489,15 +599,15 @@ void relay_start(struct relay *r)
 int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 		  void (*done)(struct relay *r, uint32_t error, void *arg), void *arg)
 {
-	r->connecting = true;
+	assert(is_connecting(r) && bufferevent_getfd(r->bev) < 0);
 	r->connect_done = done;
 	r->connect_arg = arg;
 	struct timeval tv = {RELAY_CONNECT_TIMEOUT_MS / 1000, 0};
 	bufferevent_set_timeouts(r->bev, NULL, &tv);
 	if (bufferevent_socket_connect(r->bev, (struct sockaddr *)sa, (int)salen) != 0) {
 		/* libevent reports immediate failures (ENETUNREACH) through the event
-		 * callback when it can; a -1 here means it could not even try. */
-		r->connecting = false;
+		 * callback when it can; a -1 here means it could not even try
+		 * (the caller then closes r). */
 		return -1;
 	}
 	return 0;
@@ -538,7 +648,7 @@ const char *relay_name(const struct relay *r)
 static void relay_on_data(struct session_stream *st, const uint8_t *data, size_t len, void *user)
 {
 	struct relay *r = user;
-	if (r == NULL || r->closing)
+	if (r == NULL || r->state == RELAY_CLOSED)
 		return;
 	if (bufferevent_write(r->bev, data, len) != 0) {
 		session_stream_reset(st, FRAME_ERR_INTERNAL);
@@ -551,7 +661,20 @@ static void relay_on_fin(struct session_stream *st, void *user)
 	struct relay *r = user;
 	if (r == NULL)
 		return;
-	r->fin_pending = true;
+	switch (r->state) {
+	case RELAY_CONNECTING:
+		set_state(r, RELAY_CONNECTING_REMOTE_CLOSED);
+		return; /* shut once connected */
+	case RELAY_LOCAL_CLOSED:
+		set_state(r, RELAY_BOTH_CLOSED);
+		break;
+	case RELAY_FLUSHING:
+	case RELAY_CLOSED:
+		return; /* the close that follows ends the local socket anyway */
+	default:
+		set_state(r, RELAY_REMOTE_CLOSED);
+		break;
+	}
 	maybe_shut_write(r);
 }
 
@@ -560,8 +683,8 @@ static void relay_on_reset(struct session_stream *st, uint32_t error, void *user
 	struct relay *r = user;
 	if (r == NULL)
 		return;
-	log_debug("%s: stream %u reset: %s", r->name, session_stream_id(st),
-		  frame_error_name(error));
+	log_debug("%s: stream %u reset (%s): %s", r->name, session_stream_id(st),
+		  relay_state_name(r->state), frame_error_name(error));
 	unbind(r);
 	/* Before the OPEN was answered the error says why it was refused;
 	 * after, the peer or its target reset a running stream. */
@@ -624,12 +747,17 @@ void relay_set_frontend(struct relay *r, const struct relay_frontend *fe)
 {
 	r->fe = *fe;
 	r->has_fe = true;
-	r->fe_reading = fe->on_read != NULL;
+	if (fe->on_read != NULL)
+		set_state(r, RELAY_REQUEST);
 }
 
 void relay_end_request(struct relay *r)
 {
-	r->fe_reading = false;
+	if (r->state == RELAY_REQUEST) {
+		set_state(r, RELAY_NEW);
+		if (r->st != NULL)
+			set_state(r, RELAY_OPEN);
+	}
 	/* Bytes that came with the request now belong to the stream. */
 	if (r->st != NULL && evbuffer_get_length(bufferevent_get_input(r->bev)) > 0)
 		session_stream_kick(r->st);
@@ -637,7 +765,7 @@ void relay_end_request(struct relay *r)
 
 int relay_write_local(struct relay *r, const void *data, size_t len)
 {
-	if (r->closing)
+	if (r->state == RELAY_CLOSED)
 		return -1;
 	if (bufferevent_write(r->bev, data, len) != 0)
 		return -1;
@@ -647,10 +775,10 @@ int relay_write_local(struct relay *r, const void *data, size_t len)
 
 void relay_close_after_flush(struct relay *r)
 {
-	if (r->closing)
+	if (r->state == RELAY_CLOSED)
 		return;
-	r->close_on_flush = true;
-	r->fe_reading = false;
+	if (r->state != RELAY_FLUSHING)
+		set_state(r, RELAY_FLUSHING);
 	bufferevent_disable(r->bev, EV_READ);
 	bufferevent_enable(r->bev, EV_WRITE);
 	maybe_close_flushed(r);
@@ -669,7 +797,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 void relay_set_deadline(struct relay *r, uint32_t ms)
 {
-	if (r->closing)
+	if (r->state == RELAY_CLOSED)
 		return;
 	if (r->deadline == NULL) {
 		r->deadline = evtimer_new(r->base, on_deadline, r);

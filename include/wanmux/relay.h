@@ -10,6 +10,7 @@
 #ifndef WANMUX_RELAY_H
 #define WANMUX_RELAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -20,13 +21,47 @@
 struct event_base;
 struct relay;
 
+/*
+ * Where a relay is in its life; relay.c holds the table of allowed
+ * transitions. NEW: a local socket, no stream running yet. REQUEST: a front
+ * end reads its request. CONNECTING: no socket yet (the server resolves and
+ * connects to the target); CONNECTING_REMOTE_CLOSED: and the peer already
+ * sent FIN. OPEN: data both ways. LOCAL_CLOSED: the local EOF went to the
+ * peer as FIN; REMOTE_CLOSED: the peer's FIN is (or will be, once what came
+ * before it is written) shutdown(SHUT_WR); BOTH_CLOSED: both, waiting for
+ * the stream to close. FLUSHING: writing out a last reply, then closing.
+ * CLOSED: final, freed from the loop.
+ */
+enum relay_state {
+	RELAY_NEW,
+	RELAY_REQUEST,
+	RELAY_CONNECTING,
+	RELAY_CONNECTING_REMOTE_CLOSED,
+	RELAY_OPEN,
+	RELAY_LOCAL_CLOSED,
+	RELAY_REMOTE_CLOSED,
+	RELAY_BOTH_CLOSED,
+	RELAY_FLUSHING,
+	RELAY_CLOSED,
+	RELAY_STATE_COUNT
+};
+
+/* "open", "local half-closed", ... for logs; "?" out of range. */
+const char *relay_state_name(enum relay_state s);
+
+/* Whether the table lets a relay go from one state to the other. */
+bool relay_state_allowed(enum relay_state from, enum relay_state to);
+
+/* r's state (r is freed soon after it reaches RELAY_CLOSED). */
+enum relay_state relay_get_state(const struct relay *r);
+
 #define RELAY_READ_HIGH (256u << 10)
 #define RELAY_CONNECT_TIMEOUT_MS 10000
 
 /*
- * A relay on fd (connected, non-blocking; -1 for relay_connect later). name
- * is for logs. Reading starts with relay_start. NULL on failure (fd is then
- * closed).
+ * A relay on fd (connected, non-blocking; state NEW), or with fd -1 one
+ * that relay_connect connects later (state CONNECTING). name is for logs.
+ * Reading starts with relay_start. NULL on failure (fd is then closed).
  */
 struct relay *relay_new(struct event_base *base, int fd, const char *name);
 
@@ -43,8 +78,10 @@ void relay_start(struct relay *r);
 void relay_pause(struct relay *r);
 
 /*
- * Server: connects the relay to sa. done(r, 0, arg) on success, or done(r,
- * FRAME_ERR_*, arg) on refusal, unreachability or timeout.
+ * Server: connects the relay (made with fd -1) to sa. done(r, 0, arg) on
+ * success (r is then OPEN), or done(r, FRAME_ERR_*, arg) on refusal,
+ * unreachability or timeout, and -1 when it cannot even start: the caller
+ * then closes r.
  */
 int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 		  void (*done)(struct relay *r, uint32_t error, void *arg), void *arg);

@@ -80,6 +80,8 @@ struct world {
 	int accepted;
 	/* server side of the one stream under test */
 	struct endpoint target;
+	struct relay *target_relay; /* its relay, while the stream runs */
+	struct relay *user_relay;   /* the client's relay of the last open_stream */
 	int opens;
 	struct frame_addr last_target;
 	/* the server-side path: relay_connect to a real loopback target */
@@ -210,8 +212,11 @@ static int cb_open(struct session *s, struct session_stream *st, const struct fr
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	struct relay *r = relay_new(w->base, sv[0], "target");
 	assert_non_null(r);
+	assert_int_equal(relay_get_state(r), RELAY_NEW);
 	session_stream_attach(st, relay_source(r), r);
 	relay_bind(r, st);
+	assert_int_equal(relay_get_state(r), RELAY_OPEN);
+	w->target_relay = r;
 	relay_start(r);
 	ep_init(&w->target, w->base, sv[1]);
 	session_stream_open_result(st, 0);
@@ -570,6 +575,7 @@ static void open_stream(struct world *w, struct transfer *x)
 	assert_non_null(st);
 	relay_bind(r, st);
 	relay_start(r);
+	w->user_relay = r;
 	ep_init(&x->user, w->base, cp[1]);
 }
 
@@ -598,9 +604,13 @@ static void test_tunnel_stream_both_ways(void **state)
 
 	/* Half-close: user EOF reaches the target after the data; the target
 	 * can still answer; then the stream closes cleanly on both sides. */
+	assert_int_equal(relay_get_state(w->user_relay), RELAY_OPEN);
 	shutdown(bufferevent_getfd(x.user.bev), SHUT_WR);
 	assert_true(run_until(w, target_eof, DEADLINE_MS));
 	assert_false(x.user.eof);
+	/* One direction closed, each relay in its half. */
+	assert_int_equal(relay_get_state(w->user_relay), RELAY_LOCAL_CLOSED);
+	assert_int_equal(relay_get_state(w->target_relay), RELAY_REMOTE_CLOSED);
 	bufferevent_write(w->target.bev, "late", 4);
 	x.want_down += 4;
 	assert_true(run_until(w, down_done, DEADLINE_MS));
