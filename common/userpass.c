@@ -313,12 +313,14 @@ bool userpass_check_is_slow(const struct userpass *db, const char *user, const c
 		if (e->hashed)
 			hashed_match = e;
 		else
-			plain_match = true;
+			plain_match = sodium_memcmp(e->pass, pass_hash, USERPASS_HASH_LEN) == 0;
 	}
+	/* Anything but a right plain pair or a remembered password runs Argon2id:
+	 * an unknown user and a plain user's wrong password both pay the decoy. */
 	bool slow = hashed_match != NULL
 			? !(hashed_match->verified &&
 			    sodium_memcmp(hashed_match->pass, pass_hash, USERPASS_HASH_LEN) == 0)
-			: !plain_match; /* an unknown user: the decoy */
+			: !plain_match;
 	sodium_memzero(user_hash, sizeof user_hash);
 	sodium_memzero(pass_hash, sizeof pass_hash);
 	return slow;

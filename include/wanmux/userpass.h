@@ -49,8 +49,9 @@ bool userpass_check(struct userpass *db, const char *user, const char *pass);
 
 /*
  * Whether userpass_check(db, user, pass) would run Argon2id (a hashed entry
- * whose remembered password is not pass, or an unknown user when the file
- * has hashed entries), so that the caller can ration that work.
+ * whose remembered password is not pass; when the file has hashed entries,
+ * also an unknown user or a plain user's wrong password, which pay the
+ * decoy), so that the caller can ration that work.
  */
 bool userpass_check_is_slow(const struct userpass *db, const char *user, const char *pass);
 

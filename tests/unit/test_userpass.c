@@ -218,7 +218,8 @@ static void test_userpass_hashed_entries(void **state)
 	assert_true(userpass_check(db, "bob", "pa:ss word"));
 	assert_true(userpass_check(db, "carol", "plain"));
 	assert_false(userpass_check_is_slow(db, "carol", "plain"));
-	assert_false(userpass_check_is_slow(db, "carol", "wrong"));
+	/* A wrong password for a plain user costs the decoy, as an unknown user does. */
+	assert_true(userpass_check_is_slow(db, "carol", "wrong"));
 	assert_false(userpass_check(db, "alice", "s3cre"));
 	assert_false(userpass_check(db, "alice", "pa:ss word"));
 	assert_false(userpass_check(db, "bob", "s3cret"));
@@ -274,6 +275,41 @@ static void test_userpass_hashed_verified_once(void **state)
 	userpass_free(db);
 }
 
+/*
+ * userpass_check_is_slow is what the client rations Argon2id by, and what
+ * tells a refused login apart (429 when the budget is spent, 407 otherwise):
+ * it must say "slow" exactly when userpass_check runs a verification. A
+ * plain user's wrong password runs the decoy like an unknown user; were it
+ * called fast, it would bypass the budget, and answer 407 where an unknown
+ * name gets 429, telling a LAN user which plain user names exist.
+ */
+static void test_userpass_slow_matches_work(void **state)
+{
+	static const char *const tries[][2] = {
+	    {"alice", "s3cret"}, {"alice", "wrong"},  {"carol", "plain"},  {"carol", "wrong"},
+	    {"carol", "s3cret"}, {"nobody", "plain"}, {"alice", "s3cret"}, {"alice", "plain"},
+	};
+	char h1[crypto_pwhash_STRBYTES], text[256];
+	struct userpass *db = NULL;
+	char err[256] = "";
+
+	make_hash("s3cret", h1);
+	snprintf(text, sizeof text, "alice:%s\ncarol:plain\n", h1);
+	write_file(text, strlen(text), 0600);
+	assert_int_equal(userpass_load(path, &db, err, sizeof err), 0);
+	for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+		bool slow = userpass_check_is_slow(db, tries[i][0], tries[i][1]);
+		uint64_t before = userpass_verifications(db);
+
+		userpass_check(db, tries[i][0], tries[i][1]);
+		if ((userpass_verifications(db) > before) != slow)
+			fail_msg("%s:%s: is_slow said %s, check ran %llu verifications",
+				 tries[i][0], tries[i][1], slow ? "slow" : "fast",
+				 (unsigned long long)(userpass_verifications(db) - before));
+	}
+	userpass_free(db);
+}
+
 static void test_userpass_bad_hashes(void **state)
 {
 	static const char *const bad[] = {
@@ -310,6 +346,7 @@ int main(void)
 	    cmocka_unit_test(test_userpass_unreadable),
 	    cmocka_unit_test(test_userpass_hashed_entries),
 	    cmocka_unit_test(test_userpass_hashed_verified_once),
+	    cmocka_unit_test(test_userpass_slow_matches_work),
 	    cmocka_unit_test(test_userpass_bad_hashes),
 	};
 
