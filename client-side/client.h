@@ -72,6 +72,28 @@ struct reverse {
 	bool logged;
 };
 
+/*
+ * Proxy connections still reading their request (SOCKS5 greeting and login,
+ * HTTP head) count against their source address in a table of
+ * CLIENT_SOURCE_SLOTS counters under a random key. A source may hold
+ * max_connections / CLIENT_SOURCE_SHARE_DIV of them (at least
+ * CLIENT_SOURCE_SHARE_MIN): a LAN user without a password cannot fill a proxy
+ * port with connections that never log in. IPv6 sources are whole addresses,
+ * not /64s: hosts of one LAN share a /64.
+ */
+#define CLIENT_SOURCE_SLOTS 1024
+#define CLIENT_SOURCE_SHARE_DIV 8
+#define CLIENT_SOURCE_SHARE_MIN 16
+
+/* A proxy connection's claim on its source's share, held until its request
+ * is read (client_request_done) or it closes. */
+struct client_request {
+	struct client *cl;
+	uint32_t slot;
+	bool counted;
+	void *state; /* the front end's, freed with the relay */
+};
+
 /* A local connection whose target is known, waiting for a tunnel. The
  * relay may close while it waits (the local client resets): the watch then
  * takes the entry out of the queue and frees it. */
@@ -122,7 +144,10 @@ struct client {
 	uint64_t refused_sources;
 	size_t max_connections; /* per listener */
 	struct limit_counter connections_limit;
-	struct userpass *socks_auth; /* NULL: no authentication */
+	uint8_t source_key[16];			  /* SipHash key of the requesting table */
+	uint32_t requesting[CLIENT_SOURCE_SLOTS]; /* requests being read, per source */
+	struct limit_counter requesting_limit;	  /* connections refused over the share */
+	struct userpass *socks_auth;		  /* NULL: no authentication */
 	struct userpass *http_auth;
 	struct authlimit *auth_limit;		/* failed logins per source, both front ends */
 	struct limit_counter auth_refused;	/* logins refused while their source is blocked */
@@ -184,13 +209,20 @@ void client_listen_log(const struct listener *l, const char *what);
 void client_socks_accept(struct listener *l, int fd, const char *peer);
 
 /*
- * Starts a proxy front end on an accepted socket: a relay routed through fe,
- * counted against the listener, closed if the request does not arrive
- * within CLIENT_REQUEST_DEADLINE_MS. fe->arg (heap) is freed with the relay.
- * Returns the relay, or NULL (fe->arg freed, fd closed).
+ * Starts a proxy front end on an accepted socket from src: a relay routed
+ * through fe, counted against the listener and, until client_request_done,
+ * against src's share of connections still in their request; closed if the
+ * request does not arrive within CLIENT_REQUEST_DEADLINE_MS. fe->arg (heap)
+ * is freed with the relay. Returns the relay and sets *req, or NULL (src
+ * over its share or out of memory; fe->arg freed, fd closed).
  */
 struct relay *client_frontend_start(struct listener *l, int fd, const char *peer,
-				    const struct relay_frontend *fe);
+				    const struct sockaddr *src, const struct relay_frontend *fe,
+				    struct client_request **req);
+
+/* The request is read: req no longer counts against its source. Idempotent. */
+void client_request_done(struct client_request *req);
+
 void client_http_accept(struct listener *l, int fd, const char *peer);
 
 /* Proxy logins (client_auth.c). Argon2id verifications (a hashed entry and a

@@ -30,6 +30,8 @@ void client_admin_collect(struct admin_report *rep, void *arg)
 		     (double)cl->refused_sources, "reason", "source", NULL, NULL);
 	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", "Times a limit was hit, by limit.",
 		     (double)cl->connections_limit.hits, "limit", "max_connections", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", "Times a limit was hit, by limit.",
+		     (double)cl->requesting_limit.hits, "limit", "source_share", NULL, NULL);
 	uint64_t accept_failures = 0;
 	for (size_t i = 0; i < cl->nlisteners; i++)
 		if (cl->listeners[i]->acc != NULL)

@@ -35,6 +35,7 @@ struct http_conn {
 	struct http_head_scan scan; /* a slow head is examined once, not per read */
 	struct frame_addr target;
 	struct sockaddr_storage source; /* for the failed-login throttle */
+	struct client_request *req;	/* its source's share, until the request is read */
 	char method[16];
 	char peer[NETADDR_STR_MAX];
 };
@@ -120,6 +121,7 @@ static void on_read(struct relay *r, struct evbuffer *in, void *arg)
 		  client_target_name(&c->target, name, sizeof(name)));
 	c->state = HTTP_WAIT_OPEN;
 	relay_clear_deadline(r);
+	client_request_done(c->req);
 	client_open(c->l->cl, r, &c->target);
 }
 
@@ -176,7 +178,8 @@ void client_http_accept(struct listener *l, int fd, const char *peer)
 	    .arg = c,
 	};
 	/* c is freed with the relay (or at once, when there is none). */
-	struct relay *r = client_frontend_start(l, fd, peer, &fe);
+	struct relay *r =
+	    client_frontend_start(l, fd, peer, (struct sockaddr *)&c->source, &fe, &c->req);
 	if (r != NULL)
 		c->r = r;
 }

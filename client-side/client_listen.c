@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <event2/util.h>
+#include <sodium.h>
 
 #include "client.h"
 
@@ -100,22 +101,95 @@ static void start_relayed(struct listener *l, int fd, const char *peer,
 	client_open(l->cl, r, target);
 }
 
-static void free_frontend_state(void *arg)
+_Static_assert(sizeof(((struct client *)0)->source_key) == crypto_shorthash_KEYBYTES,
+	       "source_key is a SipHash key");
+
+/* The slot of src in the requesting table; false for a source without an
+ * address (not counted). An IPv4-mapped address is its IPv4 host. */
+static bool source_slot(const struct client *cl, const struct sockaddr *src, uint32_t *slot)
 {
-	free(arg);
+	static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
+	uint8_t key[17], h[crypto_shorthash_BYTES];
+	size_t len;
+	uint64_t v;
+
+	if (src == NULL)
+		return false;
+	if (src->sa_family == AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)src)->sin_addr, 4);
+		len = 5;
+	} else if (src->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)src)->sin6_addr.s6_addr;
+		bool v4 = memcmp(a, mapped, sizeof(mapped)) == 0;
+		key[0] = v4 ? 4 : 6;
+		memcpy(key + 1, v4 ? a + 12 : a, v4 ? 4 : 16);
+		len = v4 ? 5 : 17;
+	} else {
+		return false;
+	}
+	crypto_shorthash(h, key, len, cl->source_key);
+	memcpy(&v, h, sizeof(v));
+	*slot = (uint32_t)(v % CLIENT_SOURCE_SLOTS);
+	return true;
+}
+
+void client_request_done(struct client_request *req)
+{
+	if (req->counted) {
+		req->cl->requesting[req->slot]--;
+		req->counted = false;
+	}
+}
+
+static void frontend_closed(void *arg)
+{
+	struct client_request *req = arg;
+	client_request_done(req);
+	free(req->state);
+	free(req);
 }
 
 struct relay *client_frontend_start(struct listener *l, int fd, const char *peer,
-				    const struct relay_frontend *fe)
+				    const struct sockaddr *src, const struct relay_frontend *fe,
+				    struct client_request **out)
 {
-	struct relay *r = relay_new(l->cl->base, fd, peer);
-	if (r == NULL) {
+	struct client *cl = l->cl;
+	uint32_t slot = 0;
+	bool counted = source_slot(cl, src, &slot);
+	/* Refused before a byte is read: past its share a source costs an
+	 * accept and a close. The share follows max_connections, which a
+	 * reload may change. */
+	size_t share = cl->max_connections / CLIENT_SOURCE_SHARE_DIV;
+	if (share < CLIENT_SOURCE_SHARE_MIN)
+		share = CLIENT_SOURCE_SHARE_MIN;
+	if (counted && cl->requesting[slot] >= share) {
+		char detail[NETADDR_STR_MAX + 32];
+		snprintf(detail, sizeof(detail), "%s refused", peer);
+		limit_hit(&cl->requesting_limit, detail);
+		close(fd);
 		free(fe->arg);
 		return NULL;
 	}
+	struct client_request *req = calloc(1, sizeof(*req));
+	struct relay *r = req != NULL ? relay_new(cl->base, fd, peer) : NULL;
+	if (r == NULL) {
+		if (req == NULL)
+			close(fd);
+		free(req);
+		free(fe->arg);
+		return NULL;
+	}
+	req->cl = cl;
+	req->slot = slot;
+	req->counted = counted;
+	req->state = fe->arg;
+	if (counted)
+		cl->requesting[slot]++;
 	relay_set_frontend(r, fe);
 	relay_set_counter(r, &l->active);
-	relay_set_close_hook(r, free_frontend_state, fe->arg);
+	relay_set_close_hook(r, frontend_closed, req);
+	*out = req;
 	track(l, r, peer);
 	relay_set_deadline(r, CLIENT_REQUEST_DEADLINE_MS);
 	relay_start(r);
@@ -270,6 +344,9 @@ void client_listen_close(struct listener *l)
 
 int client_listen_start(struct client *cl, char *err, size_t errlen)
 {
+	randombytes_buf(cl->source_key, sizeof(cl->source_key));
+	cl->requesting_limit.name = "connections per source still in their request "
+				    "(--max-connections / 8)";
 	for (size_t i = 0; i < cl->nlisteners; i++)
 		if (client_listen_open(cl, cl->listeners[i], err, errlen) != 0)
 			return -1;

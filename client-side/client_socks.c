@@ -33,6 +33,7 @@ struct socks_conn {
 	enum socks_state state;
 	struct frame_addr target;
 	struct sockaddr_storage source; /* for the failed-login throttle */
+	struct client_request *req;	/* its source's share, until the request is read */
 	char peer[NETADDR_STR_MAX];
 };
 
@@ -160,6 +161,7 @@ static bool step(struct socks_conn *c, struct evbuffer *in)
 		c->target = req.target;
 		c->state = SOCKS_WAIT_OPEN;
 		relay_clear_deadline(c->r);
+		client_request_done(c->req);
 		client_open(c->l->cl, c->r, &c->target);
 		return false;
 	}
@@ -226,7 +228,8 @@ void client_socks_accept(struct listener *l, int fd, const char *peer)
 	    .arg = c,
 	};
 	/* c is freed with the relay (or at once, when there is none). */
-	struct relay *r = client_frontend_start(l, fd, peer, &fe);
+	struct relay *r =
+	    client_frontend_start(l, fd, peer, (struct sockaddr *)&c->source, &fe, &c->req);
 	if (r != NULL)
 		c->r = r;
 }
