@@ -1,6 +1,9 @@
 /*
  * Throttle for failed proxy logins (SOCKS5 RFC 1929, HTTP Basic), per
- * source: an IPv4 address, or an IPv6 /64 (one host can use a whole /64).
+ * source: an IPv4 or IPv6 address (the hosts of a LAN share one /64, and
+ * one must not lock the others out). A /64 whose addresses were put under
+ * the penalty AUTHLIMIT_PREFIX_BLOCKS times within AUTHLIMIT_PENALTY_MS is
+ * under the penalty as a whole (one host can use a whole /64).
  * Each failure takes a token from the source's bucket (AUTHLIMIT_BURST,
  * refilled at AUTHLIMIT_RATE per second); the failure that empties it blocks
  * the source for AUTHLIMIT_PENALTY_MS, during which every login from it is
@@ -20,6 +23,9 @@
 #define AUTHLIMIT_RATE 0.1	   /* failures per second regained */
 #define AUTHLIMIT_PENALTY_MS 60000 /* how long a source is refused */
 #define AUTHLIMIT_SOURCES 4096	   /* sources remembered; the oldest go first */
+/* IPv6 addresses of one /64 put under the penalty within a penalty's time
+ * before the whole /64 is. */
+#define AUTHLIMIT_PREFIX_BLOCKS 4.0
 
 struct authlimit;
 

@@ -131,18 +131,20 @@ def test_one_source_cannot_hold_every_slot(env):
 
 
 def test_cost_per_held_connection(env):
-    """What LAN users can make the client hold: connections that never send
-    their SOCKS greeting (8 sources, up to their share each), and
-    connections waiting in the queue for a tunnel that is not up. Memory
-    per connection and CPU of a connect-and-close flood, printed for
-    SECURITY.md; bounds are generous."""
+    """What LAN users can make the client hold and spend: connections that
+    never send their SOCKS greeting (8 sources, within their share each),
+    connections waiting in the queue for a tunnel that is not up (each on a
+    fresh client, so freed memory is not reused), a connect-and-close flood,
+    and a password-guessing storm from 40 sources against a hashed entry
+    (Argon2id on the event loop). Printed for SECURITY.md; bounds generous."""
     echo = env.target(h.EchoServer())
     srv = env.start_server(allow=[f"127.0.0.1:{echo.port}"])
+    n_src, per = 8, 250
+
     sport = h.free_port()
-    cli = h.start_frontend_client(env, srv.port, socks=sport)
+    cli = h.start_frontend_client(env, srv.port, socks=sport, name="idle")
     time.sleep(0.5)
     base = rss_kib(cli.pid)
-    n_src, per = 8, 250
     idle = []
     for i in range(n_src):
         idle += open_idle(sport, f"127.0.3.{i + 1}", per)
@@ -155,25 +157,7 @@ def test_cost_per_held_connection(env):
         s.close()
     check(held >= n_src * 100, f"only {held} idle connections held")
     check(per_conn < 32 * 1024, f"{per_conn:.0f} bytes per idle connection")
-    # Waiting for a tunnel: the server goes away, each connection sends its
-    # greeting and CONNECT and waits in the queue (15 s at most).
-    srv.stop()
-    cli.wait_log(r"tunnel \d+ to .* down", t(10))
-    time.sleep(0.5)
-    base = rss_kib(cli.pid)
-    waiting = []
-    req = bytes([5, 1, 0]) + h.socks5_request_bytes(1, h.SOCKS5_IPV4, "127.0.0.1", echo.port)
-    for i in range(n_src):
-        for s in open_idle(sport, f"127.0.4.{i + 1}", per):
-            s.sendall(req)
-            waiting.append(s)
-    time.sleep(1.0)
-    grown = rss_kib(cli.pid) - base
-    print(f"     {len(waiting)} connections waiting for a tunnel: client RSS +{grown} KiB, "
-          f"{grown * 1024 / max(len(waiting), 1):.0f} bytes each")
-    for s in waiting:
-        s.close()
-    check(grown * 1024 / max(len(waiting), 1) < 32 * 1024, "too much per waiting connection")
+
     # A connect-and-close flood from one source: CPU per connection.
     cpu0 = h.cpu_seconds(cli.pid)
     t0 = time.monotonic()
@@ -190,7 +174,59 @@ def test_cost_per_held_connection(env):
           f"{cpu / took:.2f} CPU s/s ({cpu / max(n, 1) * 1e6:.0f} us each)")
     check(cli.alive(), "client died")
 
+    # Waiting for a tunnel: the server goes away; each connection sends its
+    # greeting and CONNECT and waits in the queue (15 s at most).
+    wport = h.free_port()
+    wcli = h.start_frontend_client(env, srv.port, socks=wport, name="waiting")
+    srv.stop()
+    wcli.wait_log(r"tunnel \d+ to .* down", t(10))
+    time.sleep(0.5)
+    base = rss_kib(wcli.pid)
+    waiting = []
+    req = bytes([5, 1, 0]) + h.socks5_request_bytes(1, h.SOCKS5_IPV4, "127.0.0.1", echo.port)
+    for i in range(n_src):
+        for s in open_idle(wport, f"127.0.4.{i + 1}", per):
+            s.sendall(req)
+            waiting.append(s)
+    time.sleep(1.0)
+    grown = rss_kib(wcli.pid) - base
+    queued = still_open(waiting, 0)
+    print(f"     {queued} connections waiting for a tunnel: client RSS +{grown} KiB, "
+          f"{grown * 1024 / max(queued, 1):.0f} bytes each")
+    for s in waiting:
+        s.close()
+    check(grown * 1024 / max(queued, 1) < 32 * 1024, "too much per waiting connection")
+
+
+def test_cost_of_guessing_storm(env):
+    """40 sources guess a hashed entry's password as fast as they can for
+    5 s: the client's CPU is bounded by the shared Argon2id budget."""
+    sink = env.target(h.SinkServer())
+    srv = env.start_server(allow=[f"127.0.0.1:{sink.port}"])
+    hport = h.free_port()
+    cli = h.start_frontend_client(env, srv.port, http=hport,
+                                  extra=["--http-auth", mixed_creds(env)])
+    deadline = time.monotonic() + 5.0
+
+    def guesser(i):
+        n = 0
+        while time.monotonic() < deadline:
+            http_login(hport, f"127.0.6.{i + 1}", sink.port, (USER, f"g{i}-{n}"))
+            n += 1
+        return n
+
+    cpu0 = h.cpu_seconds(cli.pid)
+    t0 = time.monotonic()
+    counts = h.parallel([lambda i=i: guesser(i) for i in range(40)], timeout=t(60))
+    took = time.monotonic() - t0
+    cpu = h.cpu_seconds(cli.pid) - cpu0
+    c = login_counters(cli)
+    print(f"     {sum(counts)} guesses from 40 sources in {took:.1f} s: client "
+          f"{cpu / took:.2f} CPU s/s; counters {c}")
+    check(c["verifications"] <= VERIFY_BURST + VERIFY_RATE * took + 1,
+          f"{c['verifications']} Argon2id verifications in {took:.1f} s")
+
 
 if __name__ == "__main__":
     h.main([test_plain_user_wrong_password_shares_budget, test_one_source_cannot_hold_every_slot,
-            test_cost_per_held_connection], __doc__)
+            test_cost_per_held_connection, test_cost_of_guessing_storm], __doc__)

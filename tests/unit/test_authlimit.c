@@ -1,7 +1,8 @@
 /*
  * Tests for authlimit: a burst of failures blocks the source for the
- * penalty (right passwords included), other sources and other /64s are not
- * affected, the same /64 and IPv4-mapped forms are the same source, the
+ * penalty (right passwords included), other sources are not affected (other
+ * addresses of the same IPv6 /64 included, until several of them are
+ * blocked: then the /64 is), IPv4-mapped forms are the same source, the
  * bucket refills, and a flood of other sources does not push a blocked
  * source out of the table. A fake clock, no sleeping.
  */
@@ -93,7 +94,8 @@ static void test_authlimit_sources(void **state)
 		const char *probe;
 		bool same;
 	} v[] = {
-	    {"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", true},
+	    {"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", false},
+	    {"2001:db8:1:2::1", "2001:db8:1:2::1", true},
 	    {"2001:db8:1:2::1", "2001:db8:1:3::1", false},
 	    {"198.51.100.1", "::ffff:198.51.100.1", true},
 	    {"::ffff:198.51.100.1", "198.51.100.1", true},
@@ -111,6 +113,33 @@ static void test_authlimit_sources(void **state)
 				 v[i].same ? "allowed" : "refused");
 		authlimit_free(al);
 	}
+}
+
+/*
+ * The client faces a LAN, and the hosts of one LAN share an IPv6 /64: one
+ * host's failures must not lock out its neighbours. A host that rotates
+ * addresses to guess on gets AUTHLIMIT_PREFIX_BLOCKS addresses' bursts,
+ * then its whole /64 is refused (and no other /64).
+ */
+static void test_authlimit_ipv6_neighbours(void **state)
+{
+	struct authlimit *al = authlimit_new();
+	struct sockaddr_storage a, b;
+	char text[64];
+
+	fail_until_blocked(al, addr("2001:db8:1:2::10", &a), T0);
+	assert_false(authlimit_allowed(al, addr("2001:db8:1:2::10", &a), T0));
+	if (!authlimit_allowed(al, addr("2001:db8:1:2::20", &b), T0))
+		fail_msg("one address of a /64 under the penalty locked out its neighbour");
+	for (int i = 1; i < (int)AUTHLIMIT_PREFIX_BLOCKS; i++) {
+		snprintf(text, sizeof(text), "2001:db8:1:2::%x", 0x100 + i);
+		assert_int_equal(fail_until_blocked(al, addr(text, &a), T0), (int)AUTHLIMIT_BURST);
+	}
+	assert_false(authlimit_allowed(al, addr("2001:db8:1:2::20", &b), T0));
+	assert_true(authlimit_allowed(al, addr("2001:db8:1:3::20", &b), T0));
+	assert_true(authlimit_allowed(al, addr("2001:db8:1:2::20", &b), T0 + AUTHLIMIT_PENALTY_MS));
+	assert_int_equal(authlimit_stats(al).blocks, (int)AUTHLIMIT_PREFIX_BLOCKS);
+	authlimit_free(al);
 }
 
 /* More sources than the table holds: a blocked one stays blocked. */
@@ -155,6 +184,7 @@ int main(void)
 	    cmocka_unit_test(test_authlimit_burst_then_penalty),
 	    cmocka_unit_test(test_authlimit_slow_failures_never_block),
 	    cmocka_unit_test(test_authlimit_sources),
+	    cmocka_unit_test(test_authlimit_ipv6_neighbours),
 	    cmocka_unit_test(test_authlimit_flood_keeps_blocked),
 	    cmocka_unit_test(test_authlimit_null_and_unix),
 	};
