@@ -660,7 +660,7 @@ static void test_keys_authorized_options_parsed(void **state)
 				const char *spec = k == 0 ? cases[i].allowed : cases[i].not_allowed;
 				snprintf(a, sizeof a, "%s", spec);
 				*strchr(a, ':') = '\0';
-				port = (unsigned)atoi(strchr(spec, ':') + 1);
+				port = (unsigned)strtoul(strchr(spec, ':') + 1, NULL, 10);
 				struct sockaddr_in sin = v4(a, (uint16_t)port);
 				assert_int_equal(acl_permits(o->allow, NULL,
 							     (struct sockaddr *)&sin,
