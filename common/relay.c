@@ -275,6 +275,11 @@ void relay_set_access_addr(struct relay *r, const char *addr)
 	snprintf(r->acc.addr, sizeof(r->acc.addr), "%s", addr);
 }
 
+uint64_t relay_app_bytes(const struct relay *r)
+{
+	return r->acc.up + r->acc.down;
+}
+
 void relay_set_result(struct relay *r, uint32_t frame_error)
 {
 	access_set_result(r, access_result_for_error(frame_error));

@@ -69,6 +69,7 @@ enum opt_id {
 	OPT_REVERSE_GRACE,
 	OPT_REVERSE_MAX_CONNECTIONS,
 	OPT_REVERSE_OPEN_TIMEOUT,
+	OPT_REVERSE_IDLE_TIMEOUT,
 	OPT_DRAIN_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
@@ -104,6 +105,7 @@ static const struct config_option options[] = {
     {"reverse-grace", 0, true, false, OPT_REVERSE_GRACE},
     {"reverse-max-connections", 0, true, false, OPT_REVERSE_MAX_CONNECTIONS},
     {"reverse-open-timeout", 0, true, false, OPT_REVERSE_OPEN_TIMEOUT},
+    {"reverse-idle-timeout", 0, true, false, OPT_REVERSE_IDLE_TIMEOUT},
     {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
@@ -199,6 +201,9 @@ static const char usage_text[] =
     "    --reverse-open-timeout DUR\n"
     "                             time the client has to answer a reverse\n"
     "                             connection's OPEN (30s)\n"
+    "    --reverse-idle-timeout DUR\n"
+    "                             close a reverse connection that carried no\n"
+    "                             byte either way for this long (1h; 0 off)\n"
     "    --reverse-grace DUR      a reverse listener whose tunnels are all gone\n"
     "                             stays reserved for its client key this long\n"
     "                             (60s); other keys are refused\n"
@@ -841,6 +846,7 @@ struct server_conf {
 	uint32_t reverse_grace_ms; /* --reverse-grace */
 	uint32_t reverse_max_connections;
 	uint32_t reverse_open_timeout_ms;
+	uint32_t reverse_idle_timeout_ms;
 	struct admin_options admin_opt;
 	char *state_dir; /* NULL: the default */
 	struct acl *acl;
@@ -1018,6 +1024,11 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 			     &c->reverse_open_timeout_ms, err, errlen);
 	if (rc != 0)
 		goto fail;
+	rc = duration_option(cfg, OPT_REVERSE_IDLE_TIMEOUT, SERVER_REVERSE_IDLE_TIMEOUT_MS, 0,
+			     86400000, "reverse-idle-timeout", "0 (off) to 24h",
+			     &c->reverse_idle_timeout_ms, err, errlen);
+	if (rc != 0)
+		goto fail;
 	if ((v = config_get(cfg, OPT_HANDSHAKE_TIMEOUT)) != NULL) {
 		if (config_parse_duration_ms(v, &n) != WM_OK || n < 100 || n > 600000) {
 			rc = bad_value(cfg, OPT_HANDSHAKE_TIMEOUT, SIZE_MAX, err, errlen,
@@ -1186,6 +1197,7 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 	srv->reverse.grace_ms = c->reverse_grace_ms;
 	srv->reverse.max_connections = c->reverse_max_connections;
 	srv->reverse.open_timeout_ms = c->reverse_open_timeout_ms;
+	srv->reverse.idle_timeout_ms = c->reverse_idle_timeout_ms;
 	struct acl *old_acl = srv->acl, *old_allow_listen = srv->allow_listen;
 	struct keys_authorized *old_authorized = srv->authorized;
 	srv->acl = c->acl;

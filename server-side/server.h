@@ -118,17 +118,23 @@ struct server_limits {
 #define SERVER_REVERSE_GRACE_MS 60000
 #define SERVER_REVERSE_MAX_CONNECTIONS 256
 #define SERVER_REVERSE_OPEN_TIMEOUT_MS 30000
+/* A reverse connection that carries no byte either way for this long is
+ * closed (HAProxy's "timeout client" in spirit); 0 turns it off. */
+#define SERVER_REVERSE_IDLE_TIMEOUT_MS 3600000
 
 struct server_reverse_limits {
 	uint32_t grace_ms;	  /* --reverse-grace: reserved for the key after its last tunnel */
 	uint32_t max_connections; /* --reverse-max-connections, per listener */
 	uint32_t open_timeout_ms; /* --reverse-open-timeout: client must answer the OPEN */
+	uint32_t idle_timeout_ms; /* --reverse-idle-timeout: no byte either way; 0 = off */
+	struct event *idle_ev;	  /* sweeps the connections for idle ones */
 	struct limit_counter taken;	/* LISTEN for an address another key holds */
 	struct limit_counter full;	/* connection over max_connections (closed) */
 	struct limit_counter no_tunnel; /* connection while no tunnel is up (closed) */
 	struct limit_counter timeouts;	/* OPEN unanswered (reset) */
 	struct limit_counter refused;	/* the client refused the stream */
 	struct limit_counter per_key;	/* LISTEN over SERVER_REVERSE_MAX_PER_KEY */
+	struct limit_counter idle;	/* closed after --reverse-idle-timeout */
 };
 
 struct server {

@@ -31,6 +31,10 @@ struct reverse_conn {
 	struct reverse_listener *rl; /* NULL once the listener is gone */
 	struct relay_watch watch;    /* leaves rl->conns when the relay closes */
 	bool timed_out;		     /* the client did not answer the OPEN */
+	bool opened;		     /* the client answered: idle checks apply */
+	struct relay *r;	     /* valid while watched */
+	uint64_t seen_bytes;	     /* relay_app_bytes at the last change */
+	uint64_t seen_ms;	     /* when they last changed */
 };
 
 struct reverse_listener {
@@ -55,6 +59,8 @@ void server_reverse_init(struct server *srv)
 	lim->grace_ms = SERVER_REVERSE_GRACE_MS;
 	lim->max_connections = SERVER_REVERSE_MAX_CONNECTIONS;
 	lim->open_timeout_ms = SERVER_REVERSE_OPEN_TIMEOUT_MS;
+	lim->idle_timeout_ms = SERVER_REVERSE_IDLE_TIMEOUT_MS;
+	lim->idle.name = "reverse connections idle for --reverse-idle-timeout (closed)";
 	lim->taken.name = "reverse listeners held by another key";
 	lim->full.name = "connections per reverse listener (--reverse-max-connections)";
 	lim->no_tunnel.name = "reverse connections while no tunnel of the client is up";
@@ -99,7 +105,65 @@ static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
 /* The client answered: the connection is a stream like any other now. */
 static void reverse_open_result(struct relay *r, void *arg)
 {
+	struct reverse_conn *c = arg;
 	relay_clear_deadline(r);
+	c->opened = true;
+	c->seen_ms = limit_now_ms();
+}
+
+/*
+ * Closes answered connections that carried no byte either way for
+ * --reverse-idle-timeout: without it a client of the reverse listener could
+ * hold its --reverse-max-connections places for ever. A sweep rather than a
+ * timer per connection: the bound only needs to hold to within a period.
+ */
+static void on_idle_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	uint64_t now = limit_now_ms();
+	uint32_t idle = srv->reverse.idle_timeout_ms;
+	struct reverse_listener *rl;
+
+	if (idle == 0)
+		return;
+	LIST_FOREACH(rl, &srv->reverse_listeners, link)
+	{
+		struct reverse_conn *c = LIST_FIRST(&rl->conns);
+		while (c != NULL) {
+			/* relay_fail may close c's relay and so free c. */
+			struct reverse_conn *next = LIST_NEXT(c, link);
+			uint64_t bytes = relay_app_bytes(c->r);
+			if (!c->opened || bytes != c->seen_bytes) {
+				c->seen_bytes = bytes;
+				c->seen_ms = now;
+			} else if (now - c->seen_ms >= idle) {
+				char detail[sizeof(rl->name) + 64];
+				snprintf(detail, sizeof(detail), "%s, idle for %llu ms", rl->name,
+					 (unsigned long long)(now - c->seen_ms));
+				limit_hit(&srv->reverse.idle, detail);
+				relay_fail(c->r, FRAME_ERR_TIMEOUT);
+			}
+			c = next;
+		}
+	}
+}
+
+/* Starts the sweep with the first reverse connection (the event base
+ * exists by then); a period of a quarter of the timeout, 250 ms to 5 s. */
+static void start_idle_sweep(struct server *srv)
+{
+	if (srv->reverse.idle_ev != NULL)
+		return;
+	srv->reverse.idle_ev = event_new(srv->base, -1, EV_PERSIST, on_idle_sweep, srv);
+	if (srv->reverse.idle_ev == NULL)
+		return;
+	uint32_t period = srv->reverse.idle_timeout_ms / 4;
+	if (period < 250)
+		period = 250;
+	if (period > 5000)
+		period = 5000;
+	struct timeval tv = {period / 1000, (period % 1000) * 1000};
+	event_add(srv->reverse.idle_ev, &tv);
 }
 
 /* The client did not answer the OPEN in time: reset the stream (not just
@@ -166,6 +230,8 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 		return;
 	}
 	c->rl = rl;
+	c->r = r;
+	c->seen_ms = limit_now_ms();
 	LIST_INSERT_HEAD(&rl->conns, c, link);
 	rl->nconns++;
 	relay_watch(r, &c->watch, conn_on_close, c);
@@ -177,6 +243,7 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	relay_bind(r, st);
 	relay_set_deadline(r, srv->reverse.open_timeout_ms);
 	relay_start(r);
+	start_idle_sweep(srv);
 	log_debug("%s: stream %u to client %s", name, session_stream_id(st), rl->client);
 }
 
@@ -406,10 +473,15 @@ void server_reverse_close_all(struct server *srv)
 	const struct server_reverse_limits *lim = &srv->reverse;
 	log_info("reverse forwards so far: %llu listens refused as held by another key, "
 		 "%llu connections over --reverse-max-connections, %llu with no tunnel up, %llu "
-		 "unanswered (--reverse-open-timeout), %llu refused by the client",
+		 "unanswered (--reverse-open-timeout), %llu refused by the client, %llu idle "
+		 "(--reverse-idle-timeout)",
 		 (unsigned long long)lim->taken.hits, (unsigned long long)lim->full.hits,
 		 (unsigned long long)lim->no_tunnel.hits, (unsigned long long)lim->timeouts.hits,
-		 (unsigned long long)lim->refused.hits);
+		 (unsigned long long)lim->refused.hits, (unsigned long long)lim->idle.hits);
 	while (!LIST_EMPTY(&srv->reverse_listeners))
 		listener_free(LIST_FIRST(&srv->reverse_listeners));
+	if (srv->reverse.idle_ev != NULL) {
+		event_free(srv->reverse.idle_ev);
+		srv->reverse.idle_ev = NULL;
+	}
 }

@@ -214,6 +214,10 @@ void relay_set_access(struct relay *r, enum access_frontend frontend, enum acces
 void relay_set_access_target(struct relay *r, const char *target);
 void relay_set_access_addr(struct relay *r, const char *addr);
 
+/* Application bytes r has carried both ways so far (0 without an access
+ * record): what an idle check compares. */
+uint64_t relay_app_bytes(const struct relay *r);
+
 /* Why r ends (FRAME_ERR_*), when the caller closes it for a reason; the
  * first reason given wins. */
 void relay_set_result(struct relay *r, uint32_t frame_error);

@@ -375,6 +375,48 @@ def test_reverse_connection_open_timeout(env):
         blackhole.close()
 
 
+def test_reverse_connection_idle_timeout(env):
+    """--reverse-idle-timeout: an answered reverse connection that carries
+    nothing either way is closed; one that keeps talking stays open."""
+    echo = env.target(h.EchoServer())
+    sp = h.free_port()
+    srv = env.start_server(allow=[], extra=["--allow-listen", f"127.0.0.1:{sp}",
+                                            "--reverse-idle-timeout", "1s"])
+    cli = h.start_frontend_client(env, srv.port, reverse=[f"{sp}:127.0.0.1:{echo.port}"],
+                                  tunnels=1)
+    cli.wait_log(r"reverse forward: server listens on 127\.0\.0\.1:%d" % sp, t(10))
+    idle = h.connect(sp)
+    busy = h.connect(sp)
+    for s in (idle, busy):
+        s.sendall(b"hello\n")
+        check(h.recv_exact(s, 6) == b"hello\n", "no echo through the reverse forward")
+    # The busy one talks every 0.3 s for 4 s: it must outlive the idle one.
+    start = time.monotonic()
+    idle.setblocking(False)
+    idle_closed = None
+    while time.monotonic() - start < 4:
+        busy.sendall(b"ping\n")
+        check(h.recv_exact(busy, 5) == b"ping\n", "the busy reverse connection lost its echo")
+        if idle_closed is None:
+            try:
+                if idle.recv(1) == b"":
+                    idle_closed = time.monotonic() - start
+            except BlockingIOError:
+                pass
+            except ConnectionError:
+                idle_closed = time.monotonic() - start
+        time.sleep(0.3)
+    check(idle_closed is not None, "the idle reverse connection is still open after 4 s "
+          "(--reverse-idle-timeout 1s)")
+    check(idle_closed >= 0.9, f"the idle connection closed after {idle_closed:.2f} s, "
+          "before its timeout")
+    srv.wait_log(r"limit reverse connections idle for --reverse-idle-timeout", t(5))
+    idle.close()
+    busy.close()
+    print(f"     idle reverse connection closed after {idle_closed:.2f} s; "
+          f"the busy one still echoes after 4 s")
+
+
 TESTS = [
     test_pending_reset_then_timeout,
     test_pending_reset_then_tunnel_up,
@@ -383,6 +425,7 @@ TESTS = [
     test_reverse_listener_reserved_for_its_key,
     test_reverse_listener_caps_connections,
     test_reverse_connection_open_timeout,
+    test_reverse_connection_idle_timeout,
 ]
 
 if __name__ == "__main__":
