@@ -16,6 +16,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <sodium.h>
 
 #include "wanmux/acceptor.h"
 #include "wanmux/acl.h"
@@ -304,6 +305,7 @@ void admin_tunnel(struct admin_report *rep, const char *label, const char *clien
 	snprintf(row.label, sizeof(row.label), "%s", label);
 	snprintf(row.client, sizeof(row.client), "%s", client != NULL ? client : "");
 	snprintf(row.peer, sizeof(row.peer), "%s", tunnel_peer_name(t));
+	sodium_bin2hex(row.session, sizeof(row.session), tunnel_session_id(t), 8);
 	if (rep->light) {
 		struct tunnel_tcp_info ti;
 		tunnel_tcp_info(t, &ti);
@@ -605,6 +607,48 @@ static void render_tunnel(struct evbuffer *out, const struct admin_tunnel *t, en
 	evbuffer_add(out, "}", 1);
 }
 
+/*
+ * The sessions: a client's tunnels to one server with one session id (today
+ * each tunnel carries its own streams; the sessions rework will let them
+ * share them). Grouped from the tunnel rows, first seen first.
+ */
+static void render_sessions(struct evbuffer *out, const struct admin_report *rep)
+{
+	bool first = true;
+	evbuffer_add(out, "[", 1);
+	for (size_t i = 0; i < rep->ntunnels; i++) {
+		const struct admin_tunnel *t = &rep->tunnels[i];
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = strcmp(rep->tunnels[k].session, t->session) == 0 &&
+			       strcmp(rep->tunnels[k].client, t->client) == 0;
+		if (seen)
+			continue;
+		uint64_t up = 0, down = 0;
+		size_t ntunnels = 0, streams = 0;
+		for (size_t k = i; k < rep->ntunnels; k++) {
+			const struct admin_tunnel *o = &rep->tunnels[k];
+			if (strcmp(o->session, t->session) != 0 ||
+			    strcmp(o->client, t->client) != 0)
+				continue;
+			ntunnels++;
+			streams += o->streams;
+			up += rep->role == ADMIN_CLIENT ? o->raw_sent : o->raw_received;
+			down += rep->role == ADMIN_CLIENT ? o->raw_received : o->raw_sent;
+		}
+		evbuffer_add(out, first ? "{" : ",{", first ? 1 : 2);
+		first = false;
+		json_str_field(out, "session", t->session, true);
+		json_str_field(out, "client", t->client, false);
+		json_num_field(out, "tunnels", (double)ntunnels, false);
+		json_num_field(out, "streams", (double)streams, false);
+		json_num_field(out, "bytes_up", (double)up, false);
+		json_num_field(out, "bytes_down", (double)down, false);
+		evbuffer_add(out, "}", 1);
+	}
+	evbuffer_add(out, "]", 1);
+}
+
 static void render_stream(struct evbuffer *out, const struct stream_row *s)
 {
 	evbuffer_add(out, "{", 1);
@@ -645,6 +689,8 @@ void admin_render_status(const struct admin_report *rep, struct evbuffer *out)
 		render_tunnel(out, &rep->tunnels[i], rep->role);
 	}
 	evbuffer_add(out, "]", 1);
+	json_key(out, "sessions", false);
+	render_sessions(out, rep);
 	json_num_field(out, "streams_open", (double)rep->streams_total, false);
 	json_key(out, "streams", false);
 	evbuffer_add(out, "[", 1);

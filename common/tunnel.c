@@ -533,6 +533,7 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		tunnel_close(t, "bad hello");
 		return;
 	}
+	memcpy(t->cfg.session_id, hello.session_id, HELLO_SESSION_ID_LEN);
 	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
 	int rc = t->h.authorize != NULL ? t->h.authorize(t, t->peer_pub, &hello, t->h.arg)
 					: WM_ERR_UNAUTHORIZED;
@@ -959,6 +960,11 @@ const char *tunnel_peer_name(const struct tunnel *t)
 const uint8_t *tunnel_peer_key(const struct tunnel *t)
 {
 	return t->peer_pub;
+}
+
+const uint8_t *tunnel_session_id(const struct tunnel *t)
+{
+	return t->cfg.session_id;
 }
 
 size_t tunnel_queued(const struct tunnel *t)

@@ -63,6 +63,7 @@ struct admin_tunnel {
 	char label[48];			/* stable per-tunnel label value: "3", "KEY8/0" */
 	char client[KEYS_B64_LEN + 64]; /* key (comment), for /status */
 	char peer[NETADDR_STR_MAX];
+	char session[17]; /* the session id's first 8 bytes in hex */
 	struct tunnel_tcp_info info;
 	uint64_t raw_sent, raw_received;	 /* application bytes */
 	uint64_t payload_sent, payload_received; /* after compression */

@@ -70,7 +70,7 @@ struct tunnel_config {
 	 * leaves a rekey unanswered for dead_after_ms closes the tunnel. */
 	uint64_t rekey_after_ms;		  /* default TUNNEL_REKEY_AFTER_MS */
 	uint64_t rekey_bytes;			  /* default TUNNEL_REKEY_BYTES */
-	uint8_t session_id[HELLO_SESSION_ID_LEN]; /* client */
+	uint8_t session_id[HELLO_SESSION_ID_LEN]; /* client: ours; server: from the hello */
 	uint8_t tunnel_no;			  /* client */
 };
 
@@ -106,6 +106,10 @@ const char *tunnel_peer_name(const struct tunnel *t);
 
 /* The peer's static public key (valid once up). */
 const uint8_t *tunnel_peer_key(const struct tunnel *t);
+
+/* The session id of the client this tunnel belongs to (HELLO_SESSION_ID_LEN
+ * bytes): the client's own, or on the server the one its hello carried. */
+const uint8_t *tunnel_session_id(const struct tunnel *t);
 
 /* Bytes waiting to leave: session queues plus the socket buffer in user space. */
 size_t tunnel_queued(const struct tunnel *t);

@@ -213,6 +213,13 @@ def test_status_while_streaming_and_access_log(env):
     check(len(ss["tunnels"]) == 2 and all(x["state"] == "up" for x in ss["tunnels"]),
           f"server tunnels {ss['tunnels']}")
     check(all(x["rtt_ms"] >= 0 and x["cwnd"] > 0 for x in sc["tunnels"]), "RTT and cwnd")
+    # One client, one session id: both daemons show one session of 2 tunnels
+    # carrying the open stream, under the same id.
+    for side, st in (("client", sc), ("server", ss)):
+        check(len(st["sessions"]) == 1 and st["sessions"][0]["tunnels"] == 2 and
+              st["sessions"][0]["streams"] == 1, f"{side} sessions {st['sessions']}")
+    check(sc["sessions"][0]["session"] == ss["sessions"][0]["session"] and
+          len(sc["sessions"][0]["session"]) == 16, "the session id agrees on both sides")
     check(cs[0]["frontend"] == "forward" and cs[0]["target"] == f"127.0.0.1:{sink.port}",
           f"client stream row {cs[0]}")
     check(cs[0]["state"] == "open", f"client stream state {cs[0]['state']}")
