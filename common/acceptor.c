@@ -87,45 +87,12 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 	evconnlistener_enable(a->evl);
 }
 
-struct acceptor *acceptor_new(struct event_base *base, int fd, acceptor_cb on_accept, void *arg,
-			      const char *name)
-{
-	struct acceptor *a = calloc(1, sizeof(*a));
-	if (a == NULL)
-		goto err0;
-	a->on_accept = on_accept;
-	a->arg = arg;
-	a->backoff_ms = ACCEPTOR_BACKOFF_MIN_MS;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	snprintf(a->counter_name, sizeof(a->counter_name), "accept failures on %s", a->name);
-	a->failures.name = a->counter_name;
-	a->retry = evtimer_new(base, on_retry, a);
-	if (a->retry == NULL)
-		goto err1;
-	a->evl = evconnlistener_new(base, on_evl_accept, a,
-				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (a->evl == NULL)
-		goto err2;
-	evconnlistener_set_error_cb(a->evl, on_evl_error);
-	return a;
-
-err2:
-	event_free(a->retry);
-err1:
-	free(a);
-err0:
-	close(fd);
-	return NULL;
-}
-
-struct acceptor *acceptor_guard(struct event_base *base, struct evconnlistener *evl,
-				const char *name)
+/* What acceptor_new and acceptor_guard share: name, counter, retry timer. */
+static struct acceptor *acceptor_alloc(struct event_base *base, const char *name)
 {
 	struct acceptor *a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return NULL;
-	a->evl = evl;
-	a->borrowed = true;
 	a->backoff_ms = ACCEPTOR_BACKOFF_MIN_MS;
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	snprintf(a->counter_name, sizeof(a->counter_name), "accept failures on %s", a->name);
@@ -135,6 +102,40 @@ struct acceptor *acceptor_guard(struct event_base *base, struct evconnlistener *
 		free(a);
 		return NULL;
 	}
+	return a;
+}
+
+struct acceptor *acceptor_new(struct event_base *base, int fd, acceptor_cb on_accept, void *arg,
+			      const char *name)
+{
+	struct acceptor *a = acceptor_alloc(base, name);
+	if (a == NULL)
+		goto err0;
+	a->on_accept = on_accept;
+	a->arg = arg;
+	a->evl = evconnlistener_new(base, on_evl_accept, a,
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (a->evl == NULL)
+		goto err1;
+	evconnlistener_set_error_cb(a->evl, on_evl_error);
+	return a;
+
+err1:
+	event_free(a->retry);
+	free(a);
+err0:
+	close(fd);
+	return NULL;
+}
+
+struct acceptor *acceptor_guard(struct event_base *base, struct evconnlistener *evl,
+				const char *name)
+{
+	struct acceptor *a = acceptor_alloc(base, name);
+	if (a == NULL)
+		return NULL;
+	a->evl = evl;
+	a->borrowed = true;
 	a->next_guard = guards;
 	guards = a;
 	evconnlistener_set_error_cb(evl, on_guarded_error);

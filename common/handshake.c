@@ -280,18 +280,26 @@ static size_t msg1_trailer(const uint8_t *msg, size_t len)
 	return 0;
 }
 
-void handshake_mac1_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const uint8_t *psk,
-			uint8_t key_out[32])
+/* BLAKE2b-256(label || responder_pub || psk or 32 zero bytes): the keys of
+ * mac1 and of the cookie reply, bound to the server key and the PSK. */
+static void labelled_key(const char *label, const uint8_t responder_pub[HANDSHAKE_KEY_LEN],
+			 const uint8_t *psk, uint8_t key_out[32])
 {
 	static const uint8_t zeros[32];
 	crypto_generichash_state st;
 
 	crypto_generichash_init(&st, NULL, 0, 32);
-	crypto_generichash_update(&st, (const uint8_t *)"mac1", 4);
+	crypto_generichash_update(&st, (const uint8_t *)label, strlen(label));
 	crypto_generichash_update(&st, responder_pub, HANDSHAKE_KEY_LEN);
 	crypto_generichash_update(&st, psk != NULL ? psk : zeros, 32);
 	crypto_generichash_final(&st, key_out, 32);
 	sodium_memzero(&st, sizeof st);
+}
+
+void handshake_mac1_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const uint8_t *psk,
+			uint8_t key_out[32])
+{
+	labelled_key("mac1", responder_pub, psk, key_out);
 }
 
 static struct handshake *handshake_alloc(bool initiator, const uint8_t local_priv[32],
@@ -614,15 +622,7 @@ const uint8_t *handshake_hash(const struct handshake *hs)
 void handshake_cookie_key(const uint8_t responder_pub[HANDSHAKE_KEY_LEN], const uint8_t *psk,
 			  uint8_t key_out[32])
 {
-	static const uint8_t zeros[32];
-	crypto_generichash_state st;
-
-	crypto_generichash_init(&st, NULL, 0, 32);
-	crypto_generichash_update(&st, (const uint8_t *)"cookie", 6);
-	crypto_generichash_update(&st, responder_pub, HANDSHAKE_KEY_LEN);
-	crypto_generichash_update(&st, psk != NULL ? psk : zeros, 32);
-	crypto_generichash_final(&st, key_out, 32);
-	sodium_memzero(&st, sizeof st);
+	labelled_key("cookie", responder_pub, psk, key_out);
 }
 
 bool handshake_msg1_has_mac2(const uint8_t *msg, size_t len)
