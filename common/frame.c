@@ -55,11 +55,16 @@ static int check_header(uint8_t type, uint8_t flags, uint16_t len, uint32_t stre
 		return len >= 8 && len - 8 <= FRAME_DATA_RAW_MAX ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_OPEN:
 	case FRAME_LISTEN:
-		/* Smallest is a 1-byte name (5), largest a 255-byte name (259). */
-		if (flags != 0 || stream_id == 0 || len < 3 + 2 || len > 3 + 1 + FRAME_NAME_MAX)
+		/* Smallest is a 1-byte name (5), largest a 255-byte name (259).
+		 * Only OPEN may be marked as sent again after a path loss. */
+		if ((flags & ~(type == FRAME_OPEN ? FRAME_FLAG_RESENT : 0)) != 0 ||
+		    stream_id == 0 || len < 3 + 2 || len > 3 + 1 + FRAME_NAME_MAX)
 			return WM_ERR_MALFORMED;
 		return WM_OK;
 	case FRAME_OPEN_RESULT:
+		return (flags & ~FRAME_FLAG_RESENT) == 0 && stream_id != 0 && len == 4
+			   ? WM_OK
+			   : WM_ERR_MALFORMED;
 	case FRAME_LISTEN_RESULT:
 		return flags == 0 && stream_id != 0 && len == 4 ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_WINDOW:
@@ -72,6 +77,7 @@ static int check_header(uint8_t type, uint8_t flags, uint16_t len, uint32_t stre
 	case FRAME_GOAWAY:
 		return flags == 0 && len == 4 ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_RESUME:
+	case FRAME_ACK:
 		return flags == 0 && stream_id != 0 && len == 8 ? WM_OK : WM_ERR_MALFORMED;
 	case FRAME_REKEY:
 		return stream_id == 0 && len == rekey_body_len(flags) ? WM_OK : WM_ERR_MALFORMED;
@@ -175,6 +181,7 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 		out->u.opaque = bytes_load_be64(body);
 		break;
 	case FRAME_RESUME:
+	case FRAME_ACK:
 		out->u.recv_offset = bytes_load_be64(body);
 		break;
 	case FRAME_REKEY:
@@ -212,6 +219,7 @@ static int encoded_body_len(const struct frame *f)
 	case FRAME_PING:
 	case FRAME_PONG:
 	case FRAME_RESUME:
+	case FRAME_ACK:
 		return 8;
 	case FRAME_RESET:
 		return 12;
@@ -269,6 +277,7 @@ int frame_encode(const struct frame *f, uint8_t *buf, size_t cap)
 		bytes_store_be64(body, f->u.opaque);
 		break;
 	case FRAME_RESUME:
+	case FRAME_ACK:
 		bytes_store_be64(body, f->u.recv_offset);
 		break;
 	case FRAME_REKEY:
@@ -329,6 +338,8 @@ const char *frame_type_name(uint8_t type)
 		return "GOAWAY";
 	case FRAME_RESUME:
 		return "RESUME";
+	case FRAME_ACK:
+		return "ACK";
 	case FRAME_LISTEN:
 		return "LISTEN";
 	case FRAME_LISTEN_RESULT:

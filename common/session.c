@@ -1,7 +1,9 @@
 /*
- * Streams of one tunnel: table, states, credit flow control and the DRR
+ * Streams of one session over any number of paths: table, states, credit
+ * flow control, acknowledgement and resending, reordering, and the DRR
  * scheduler. No sockets and no clocks: frames in, record plaintext out. The
- * stream's source buffer belongs to the relay; the session only drains it.
+ * stream's source buffer belongs to the relay; the session moves what it
+ * sends out of it into its own resend store (unacked), freed on ACK.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -22,6 +24,9 @@
  * more in header and AEAD call than it saves in latency. */
 #define FILL_MIN_ROOM 256
 #define BUCKETS_MIN 64
+/* An ACK leaves at once when the received offset advanced by this fraction
+ * of the stream window (or at FIN); smaller advances wait for session_tick. */
+#define ACK_EVERY_DIV 8
 
 /* Refusals over --max-streams, across all sessions of the process. */
 static struct limit_counter stream_limit_counter = {.name = "streams per tunnel (--max-streams)"};
@@ -44,10 +49,72 @@ enum list_id {
 	LIST_OLD,
 };
 
+/*
+ * The two directions of a stream have their own state machines, as in QUIC
+ * (RFC 9000 section 3): they move independently (either FIN may come first,
+ * and across paths a peer's FIN may even arrive before its OPEN_RESULT).
+ * The stream ends when both are DONE, or at once by a reset.
+ */
+enum send_state {
+	SEND_WAIT,     /* the peer opened it and we have not answered: silent */
+	SEND_OPEN,     /* sending (0-RTT for a stream we opened) */
+	SEND_FIN_SENT, /* FIN placed on a path, not yet acknowledged */
+	SEND_DONE,     /* the peer acknowledged FIN: nothing left to resend */
+	SEND_NSTATES,
+};
+
+enum recv_state {
+	RECV_OPEN,	 /* receiving */
+	RECV_SIZE_KNOWN, /* FIN seen; bytes before it still missing */
+	RECV_FIN,	 /* FIN delivered (on_fin); draining to the local socket */
+	RECV_DONE,	 /* every byte consumed */
+	RECV_NSTATES,
+};
+
+/* Allowed transitions; anything else is a bug in this file. FIN_SENT goes
+ * back to OPEN when what carried FIN is to be resent (path lost, RESUME);
+ * OPEN reaches DONE directly when an ACK of the first FIN arrives after such
+ * a rewind. */
+static const bool send_next_ok[SEND_NSTATES][SEND_NSTATES] = {
+    [SEND_WAIT] = {[SEND_OPEN] = true},
+    [SEND_OPEN] = {[SEND_FIN_SENT] = true, [SEND_DONE] = true},
+    [SEND_FIN_SENT] = {[SEND_OPEN] = true, [SEND_DONE] = true},
+};
+
+static const bool recv_next_ok[RECV_NSTATES][RECV_NSTATES] = {
+    [RECV_OPEN] = {[RECV_SIZE_KNOWN] = true, [RECV_FIN] = true},
+    [RECV_SIZE_KNOWN] = {[RECV_FIN] = true},
+    [RECV_FIN] = {[RECV_DONE] = true},
+};
+
+static const char *const state_names[SEND_NSTATES][RECV_NSTATES] = {
+    {"wait/open", "wait/size-known", "wait/fin", "wait/done"},
+    {"open/open", "open/size-known", "open/fin", "open/done"},
+    {"fin-sent/open", "fin-sent/size-known", "fin-sent/fin", "fin-sent/done"},
+    {"done/open", "done/size-known", "done/fin", "done/done"},
+};
+
+/* An out-of-order segment, held until the bytes before it arrive. Segments
+ * of a stream never overlap and are sorted by offset. */
+struct held_seg {
+	struct held_seg *next;
+	uint64_t off;
+	size_t len;
+	uint8_t data[];
+};
+
+struct session_path {
+	struct session *session;
+	void *owner;
+	unsigned slot; /* bit in each stream's path_mask */
+	struct session_path_stats stats;
+};
+
 struct session_stream {
 	struct session *session;
 	struct session_stream *hash_next;
 	TAILQ_ENTRY(session_stream) sched;
+	TAILQ_ENTRY(session_stream) ack_link;
 	enum list_id list;
 	int32_t deficit;
 	/* Callbacks may end the stream under our feet: while busy > 0 an ended
@@ -55,24 +122,41 @@ struct session_stream {
 	unsigned busy;
 	bool dead;
 	bool counted_done; /* both FINs passed: no longer counts against limits */
+	bool local;	   /* we opened it */
+	bool opened;	   /* OPEN answered: by the peer (local) or by us (!local) */
+	/* The peer has shown it knows the stream (it answered or acknowledged
+	 * something): until then our DATA stays on the path of our OPEN. */
+	bool established;
+	bool ack_pending; /* on the session's ack list */
 	uint32_t id;
 	void *user;
-	struct evbuffer *src; /* borrowed: the local socket's input */
+	struct evbuffer *src; /* borrowed: the local socket's input, unsent bytes */
+	struct session_path *pin;
+	struct frame_addr target; /* kept to send OPEN again while not established */
 
-	/* sending direction */
-	uint64_t send_offset;
+	/* sending direction: acked <= next <= high; the resend store holds
+	 * [acked, high) */
+	enum send_state send;
+	uint64_t snd_acked;
+	uint64_t snd_next;
+	uint64_t snd_high;
 	uint64_t send_max; /* peer's grant */
 	bool shutdown_requested;
-	bool fin_sent;
-	bool opened; /* OPEN answered: by the peer (local) or by us (!local) */
-	bool local;  /* we opened it */
+	bool fin_placed_once;
+	uint64_t path_mask; /* paths that carried bytes not yet acknowledged */
+	struct evbuffer *unacked;
 	struct compress_state cstate;
 
-	/* receiving direction */
-	uint64_t recv_offset;
-	uint64_t recv_consumed;
-	uint64_t recv_max; /* what we granted */
-	bool fin_received;
+	/* receiving direction: consumed <= contig <= high <= recv_max */
+	enum recv_state recv;
+	uint64_t rcv_consumed;
+	uint64_t rcv_contig; /* delivered in order */
+	uint64_t rcv_high;   /* highest offset seen: what session credit counts */
+	uint64_t recv_max;   /* what we granted */
+	uint64_t fin_offset;
+	uint64_t ack_sent; /* last received offset we acknowledged */
+	struct held_seg *held;
+	size_t held_bytes;
 };
 
 TAILQ_HEAD(stream_list, session_stream);
@@ -93,21 +177,31 @@ struct session {
 	uint32_t next_local_id; /* next id we open: odd on the client, even on the server */
 	uint32_t last_peer_id;	/* highest id the peer opened */
 
+	struct session_path *paths[SESSION_PATHS_MAX];
+	size_t npaths;
+	bool had_path;
+	bool resume_pending; /* every path was lost: announce on the next one */
+
 	struct stream_list new_list;
 	struct stream_list old_list;
-	struct evbuffer *ctrl; /* encoded control frames, sent first */
-	bool ctrl_overflow;    /* a frame was dropped over SESSION_CTRL_MAX */
+	struct stream_list ack_list; /* streams with an ACK held back */
+	struct evbuffer *ctrl;	     /* encoded control frames, sent first */
+	bool ctrl_overflow;	     /* a frame was dropped over SESSION_CTRL_MAX */
+	bool held_overflow;	     /* out-of-order segments over SESSION_HELD_MAX */
 	/* Only the newest PING is answered: a peer that floods PINGs costs one
 	 * pending PONG, not a queue of them. */
 	bool pong_pending;
 	uint64_t pong_opaque;
 
-	uint64_t sent;	   /* session-level DATA bytes sent */
+	uint64_t sent;	   /* session-level DATA bytes sent: sum of snd_high */
 	uint64_t send_max; /* peer's session grant */
-	uint64_t received;
+	uint64_t received; /* sum of rcv_high (QUIC style: duplicates count once) */
 	uint64_t consumed;
 	uint64_t recv_max;	 /* our session grant */
 	uint64_t credit_counted; /* recv_max - consumed, as in credit_committed */
+	size_t unacked;		 /* bytes in the resend stores */
+	size_t held_bytes;
+	size_t held_segs;
 
 	bool writable_signalled;
 	bool goaway_sent;     /* we accept no new OPEN from the peer */
@@ -117,6 +211,41 @@ struct session {
 	uint8_t inflate_buf[FRAME_DATA_RAW_MAX];
 	struct session_stats stats;
 };
+
+static void set_send(struct session_stream *st, enum send_state to)
+{
+	bool ok = send_next_ok[st->send][to];
+	assert(ok);
+	(void)ok;
+	st->send = to;
+}
+
+static void set_recv(struct session_stream *st, enum recv_state to)
+{
+	bool ok = recv_next_ok[st->recv][to];
+	assert(ok);
+	(void)ok;
+	st->recv = to;
+}
+
+/* The accounting every path relies on; asserted, never clamped. */
+static void stream_check(const struct session_stream *st)
+{
+	assert(st->snd_acked <= st->snd_next && st->snd_next <= st->snd_high);
+	assert(st->unacked == NULL ||
+	       evbuffer_get_length(st->unacked) == st->snd_high - st->snd_acked);
+	assert(st->rcv_consumed <= st->rcv_contig && st->rcv_contig <= st->rcv_high);
+	assert(st->rcv_high <= st->recv_max);
+	assert(st->held == NULL || st->held->off > st->rcv_contig);
+	(void)st;
+}
+
+/* What this side has received on st, as ACK and RESUME carry it: bytes in
+ * order, plus one once FIN was delivered (so an ACK can confirm FIN). */
+static uint64_t recv_ackable(const struct session_stream *st)
+{
+	return st->rcv_contig + (st->recv >= RECV_FIN ? 1 : 0);
+}
 
 static size_t bucket_of(const struct session *s, uint32_t id)
 {
@@ -195,18 +324,45 @@ static void sched_remove(struct session *s, struct session_stream *st)
 	st->list = LIST_NONE;
 }
 
+static void ack_unlist(struct session *s, struct session_stream *st)
+{
+	if (st->ack_pending) {
+		TAILQ_REMOVE(&s->ack_list, st, ack_link);
+		st->ack_pending = false;
+	}
+}
+
+static void held_free_all(struct session *s, struct session_stream *st)
+{
+	while (st->held != NULL) {
+		struct held_seg *e = st->held;
+		st->held = e->next;
+		s->held_bytes -= e->len;
+		s->held_segs--;
+		free(e);
+	}
+	st->held_bytes = 0;
+}
+
 /* Ends st without callbacks; the caller has told whoever needs to know.
  * Unreachable at once; freed now or by the last stream_release. */
 static void stream_destroy(struct session *s, struct session_stream *st)
 {
 	if (st->dead)
 		return;
-	/* Bytes we hold but nobody will consume no longer occupy the session
-	 * window: the peer counted them as sent. */
-	s->consumed += st->recv_offset - st->recv_consumed;
+	/* Every byte the peer sent (as far as we saw) no longer occupies the
+	 * session window: the peer counted it as sent. */
+	s->consumed += st->rcv_high - st->rcv_consumed;
 	if (st->counted_done)
 		s->ndone--;
 	sched_remove(s, st);
+	ack_unlist(s, st);
+	held_free_all(s, st);
+	if (st->unacked != NULL) {
+		s->unacked -= evbuffer_get_length(st->unacked);
+		evbuffer_free(st->unacked);
+		st->unacked = NULL;
+	}
 	table_remove(s, st);
 	st->dead = true;
 	if (st->busy == 0)
@@ -216,12 +372,12 @@ static void stream_destroy(struct session *s, struct session_stream *st)
 /*
  * A stream whose FINs have both passed only drains toward its local socket.
  * The peer may already have forgotten it, so it no longer counts against
- * the stream limit: the limit then agrees on both ends (the peer's FIN
- * precedes its next OPEN on the same tunnel).
+ * the stream limit: the limit then agrees on both ends (on one path the
+ * peer's FIN precedes its next OPEN).
  */
 static void note_fins(struct session *s, struct session_stream *st)
 {
-	if (st->fin_sent && st->fin_received && !st->counted_done) {
+	if (st->fin_placed_once && st->recv >= RECV_FIN && !st->counted_done) {
 		st->counted_done = true;
 		s->ndone++;
 	}
@@ -299,6 +455,35 @@ static void queue_window(struct session *s, uint32_t id, uint64_t max_offset)
 	struct frame f = {.type = FRAME_WINDOW, .stream_id = id};
 	f.u.max_offset = max_offset;
 	queue_ctrl(s, &f);
+}
+
+/* ACK (or RESUME) with what we have received on st. */
+static void queue_ack(struct session *s, struct session_stream *st, uint8_t type)
+{
+	struct frame f = {.type = type, .stream_id = st->id};
+	f.u.recv_offset = recv_ackable(st);
+	st->ack_sent = f.u.recv_offset;
+	ack_unlist(s, st);
+	queue_ctrl(s, &f);
+	if (type == FRAME_ACK)
+		s->stats.acks_sent++;
+}
+
+/* Coalesces ACKs: at once after an eighth of the window or at FIN, else on
+ * the next tick. */
+static void maybe_ack(struct session *s, struct session_stream *st)
+{
+	uint64_t have = recv_ackable(st);
+	if (have <= st->ack_sent)
+		return;
+	if (st->recv >= RECV_FIN || have - st->ack_sent >= s->local.stream_window / ACK_EVERY_DIV) {
+		queue_ack(s, st, FRAME_ACK);
+		return;
+	}
+	if (!st->ack_pending) {
+		st->ack_pending = true;
+		TAILQ_INSERT_TAIL(&s->ack_list, st, ack_link);
+	}
 }
 
 uint64_t session_grant_window(uint32_t window)
@@ -392,9 +577,9 @@ static void maybe_grant_session(struct session *s)
 
 static void maybe_grant_stream(struct session *s, struct session_stream *st)
 {
-	if (st->fin_received)
+	if (st->recv != RECV_OPEN)
 		return;
-	uint64_t want = st->recv_consumed + s->local.stream_window;
+	uint64_t want = st->rcv_consumed + s->local.stream_window;
 	if (want - st->recv_max >= s->local.stream_window / 4) {
 		st->recv_max = want;
 		queue_window(s, st->id, want);
@@ -403,7 +588,7 @@ static void maybe_grant_stream(struct session *s, struct session_stream *st)
 
 static bool stream_done(const struct session_stream *st)
 {
-	return st->fin_sent && st->fin_received && st->recv_consumed == st->recv_offset;
+	return st->send == SEND_DONE && st->recv == RECV_DONE;
 }
 
 /* Frees st through on_closed when both directions have finished. Returns
@@ -420,22 +605,35 @@ static bool maybe_close(struct session *s, struct session_stream *st)
 	return true;
 }
 
+/* Receive side finished once FIN was delivered and everything consumed. */
+static void maybe_recv_done(struct session_stream *st)
+{
+	if (st->recv == RECV_FIN && st->rcv_consumed == st->rcv_contig)
+		set_recv(st, RECV_DONE);
+}
+
+/* Credit for bytes never sent before (resending needs none: they were
+ * counted). Unacknowledged bytes never exceed the peer's stream window, so
+ * the resend store stays bounded however late ACKs come. */
 static uint64_t stream_credit(const struct session *s, const struct session_stream *st)
 {
-	uint64_t c = st->send_max - st->send_offset;
+	uint64_t limit = st->send_max;
+	uint64_t by_ack = st->snd_acked + s->peer.stream_window;
+	if (by_ack < limit)
+		limit = by_ack;
+	uint64_t c = limit > st->snd_high ? limit - st->snd_high : 0;
 	uint64_t sc = s->send_max - s->sent;
 	return c < sc ? c : sc;
 }
 
-/* Whether the scheduler has work for st: bytes with credit, or a FIN. */
+/* Whether the scheduler has work for st: bytes to resend, bytes with
+ * credit, or a FIN. */
 static bool stream_ready(const struct session *s, const struct session_stream *st)
 {
-	if (st->fin_sent || st->src == NULL)
+	if (st->send != SEND_OPEN || st->src == NULL)
 		return false;
-	/* A stream the peer opened stays silent until we answered its OPEN;
-	 * one we opened may send at once (0-RTT). */
-	if (!st->local && !st->opened)
-		return false;
+	if (st->snd_next < st->snd_high)
+		return true;
 	size_t avail = evbuffer_get_length(st->src);
 	if (avail == 0)
 		return st->shutdown_requested;
@@ -450,6 +648,13 @@ static void sched_activate(struct session *s, struct session_stream *st)
 	st->deficit = SESSION_QUANTUM;
 	TAILQ_INSERT_TAIL(&s->new_list, st, sched);
 	signal_writable(s);
+}
+
+static void activate_all(struct session *s)
+{
+	for (size_t i = 0; i < s->nbuckets; i++)
+		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next)
+			sched_activate(s, st);
 }
 
 struct session *session_new(enum session_role role, const struct session_params *local,
@@ -487,6 +692,7 @@ struct session *session_new(enum session_role role, const struct session_params 
 	credit_sync(s);
 	TAILQ_INIT(&s->new_list);
 	TAILQ_INIT(&s->old_list);
+	TAILQ_INIT(&s->ack_list);
 	return s;
 }
 
@@ -498,6 +704,8 @@ void session_free(struct session *s)
 		while (s->buckets[i] != NULL)
 			stream_fail(s, s->buckets[i], FRAME_ERR_TUNNEL_LOST);
 	}
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++)
+		free(s->paths[i]);
 	free(s->buckets);
 	evbuffer_free(s->ctrl);
 	credit_committed -= s->credit_counted;
@@ -508,6 +716,119 @@ void session_free(struct session *s)
 void session_set_codec(struct session *s, enum compress_mode codec)
 {
 	s->codec = codec;
+}
+
+/* The frames a path may have taken with it: what we received (RESUME, so
+ * the peer resends the rest), our grants and our answers to its OPENs. All
+ * are idempotent at the peer. */
+static void announce_state(struct session *s)
+{
+	s->stats.resumes++;
+	queue_window(s, 0, s->recv_max);
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next) {
+			if (!st->local && st->opened) {
+				struct frame r = {.type = FRAME_OPEN_RESULT,
+						  .flags = FRAME_FLAG_RESENT,
+						  .stream_id = st->id};
+				queue_ctrl(s, &r);
+			}
+			if (st->recv == RECV_OPEN)
+				queue_window(s, st->id, st->recv_max);
+			queue_ack(s, st, FRAME_RESUME);
+		}
+	}
+}
+
+struct session_path *session_path_add(struct session *s, void *owner)
+{
+	size_t slot = 0;
+	while (slot < SESSION_PATHS_MAX && s->paths[slot] != NULL)
+		slot++;
+	if (slot == SESSION_PATHS_MAX)
+		return NULL;
+	struct session_path *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->session = s;
+	p->owner = owner;
+	p->slot = (unsigned)slot;
+	s->paths[slot] = p;
+	s->npaths++;
+	s->stats.paths_added++;
+	s->had_path = true;
+	if (s->resume_pending) {
+		s->resume_pending = false;
+		announce_state(s);
+	}
+	s->writable_signalled = false;
+	if (session_wants_write(s))
+		signal_writable(s);
+	return p;
+}
+
+/* Sends again from the acknowledged offset (and FIN, if it was placed). */
+static void stream_rewind(struct session *s, struct session_stream *st, uint64_t to)
+{
+	if (st->send == SEND_WAIT || st->send == SEND_DONE)
+		return;
+	if (to < st->snd_acked)
+		to = st->snd_acked;
+	if (st->snd_next > to)
+		st->snd_next = to;
+	if (st->send == SEND_FIN_SENT)
+		set_send(st, SEND_OPEN);
+	sched_activate(s, st);
+}
+
+static void queue_open(struct session *s, struct session_stream *st, uint8_t flags)
+{
+	struct frame f = {.type = FRAME_OPEN, .flags = flags, .stream_id = st->id};
+	f.u.open = st->target;
+	queue_ctrl(s, &f);
+}
+
+void session_path_lost(struct session *s, struct session_path *path)
+{
+	uint64_t bit = (uint64_t)1 << path->slot;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next) {
+			if (st->pin == path) {
+				/* Its OPEN may be lost with the path: send it again; the
+				 * stream's DATA follows it on whichever path takes it. */
+				st->pin = NULL;
+				if (st->local && !st->established)
+					queue_open(s, st, FRAME_FLAG_RESENT);
+			}
+			if (st->path_mask & bit) {
+				st->path_mask &= ~bit;
+				stream_rewind(s, st, st->snd_acked);
+			}
+		}
+	}
+	s->paths[path->slot] = NULL;
+	s->npaths--;
+	s->stats.paths_lost++;
+	free(path);
+	if (s->npaths > 0)
+		announce_state(s);
+	else
+		s->resume_pending = true;
+}
+
+void *session_path_owner(const struct session_path *path)
+{
+	return path->owner;
+}
+
+const struct session_path_stats *session_path_get_stats(const struct session_path *path)
+{
+	return &path->stats;
+}
+
+size_t session_path_count(const struct session *s)
+{
+	return s->npaths;
 }
 
 /* DATA for a stream that no longer exists: count it against the session
@@ -564,7 +885,12 @@ static int on_goaway(struct session *s, const struct frame *f)
 static int on_open(struct session *s, const struct frame *f)
 {
 	/* Clients open odd ids, servers even ones (reverse forwards). */
-	if (id_is_local(s, f->stream_id) || f->stream_id <= s->last_peer_id) {
+	if (id_is_local(s, f->stream_id))
+		return WM_ERR_MALFORMED;
+	if (f->stream_id <= s->last_peer_id) {
+		/* A copy sent again after a path loss: we may have the first. */
+		if (f->flags & FRAME_FLAG_RESENT)
+			return WM_OK;
 		log_peer_warn("session: OPEN reuses or skips back to stream id %u", f->stream_id);
 		return WM_ERR_MALFORMED;
 	}
@@ -590,6 +916,8 @@ static int on_open(struct session *s, const struct frame *f)
 		queue_ctrl(s, &r);
 		return WM_OK;
 	}
+	st->send = SEND_WAIT;
+	st->established = true;
 	stream_hold(st);
 	int refuse = s->cb.on_open != NULL ? s->cb.on_open(s, st, &f->u.open, s->arg)
 					   : FRAME_ERR_NOT_ALLOWED;
@@ -604,68 +932,215 @@ static int on_open(struct session *s, const struct frame *f)
 	return WM_OK;
 }
 
+/* Hands len bytes at the contiguous offset to the user; false when the
+ * callback ended the stream. */
+static bool deliver(struct session *s, struct session_stream *st, const uint8_t *data, size_t len)
+{
+	st->rcv_contig += len;
+	if (len > 0 && s->cb.on_data != NULL)
+		s->cb.on_data(st, data, len, st->user);
+	return !st->dead;
+}
+
+static int held_piece(struct session *s, struct session_stream *st, struct held_seg **pp,
+		      uint64_t off, const uint8_t *data, size_t len)
+{
+	if (s->held_segs >= SESSION_HELD_MAX) {
+		s->held_overflow = true;
+		return WM_ERR_LIMIT;
+	}
+	struct held_seg *e = malloc(sizeof(*e) + len);
+	if (e == NULL) {
+		s->held_overflow = true;
+		return WM_ERR_LIMIT;
+	}
+	e->off = off;
+	e->len = len;
+	memcpy(e->data, data, len);
+	e->next = *pp;
+	*pp = e;
+	st->held_bytes += len;
+	s->held_bytes += len;
+	s->held_segs++;
+	if (s->held_bytes > s->stats.held_bytes_max)
+		s->stats.held_bytes_max = s->held_bytes;
+	return WM_OK;
+}
+
+/* Keeps [off, off+len) past a gap, without what is already held. */
+static int hold(struct session *s, struct session_stream *st, uint64_t off, const uint8_t *data,
+		size_t len)
+{
+	uint64_t end = off + len;
+	uint64_t cur = off;
+	struct held_seg **pp = &st->held;
+	while (cur < end) {
+		struct held_seg *e = *pp;
+		if (e == NULL || e->off >= end)
+			return held_piece(s, st, pp, cur, data + (cur - off), (size_t)(end - cur));
+		uint64_t e_end = e->off + e->len;
+		if (e_end <= cur) {
+			pp = &e->next;
+			continue;
+		}
+		if (e->off > cur) {
+			int rc =
+			    held_piece(s, st, pp, cur, data + (cur - off), (size_t)(e->off - cur));
+			if (rc != WM_OK)
+				return rc;
+			pp = &(*pp)->next;
+			cur = e->off;
+		}
+		uint64_t covered_end = e_end < end ? e_end : end;
+		s->stats.dup_bytes += covered_end - cur;
+		cur = covered_end;
+		pp = &e->next;
+	}
+	return WM_OK;
+}
+
+/* Delivers the held segments that the contiguous offset has reached. */
+static bool deliver_held(struct session *s, struct session_stream *st)
+{
+	while (st->held != NULL && st->held->off <= st->rcv_contig) {
+		struct held_seg *e = st->held;
+		st->held = e->next;
+		st->held_bytes -= e->len;
+		s->held_bytes -= e->len;
+		s->held_segs--;
+		uint64_t e_end = e->off + e->len;
+		bool alive = true;
+		if (e_end > st->rcv_contig) {
+			size_t skip = (size_t)(st->rcv_contig - e->off);
+			s->stats.dup_bytes += skip;
+			alive = deliver(s, st, e->data + skip, e->len - skip);
+		} else {
+			s->stats.dup_bytes += e->len;
+		}
+		free(e);
+		if (!alive)
+			return false;
+	}
+	return true;
+}
+
+/* After new bytes: FIN delivery, ACK, close. st is held by the caller. */
+static void after_receive(struct session *s, struct session_stream *st)
+{
+	if (st->dead)
+		return;
+	if (st->recv == RECV_SIZE_KNOWN && st->rcv_contig == st->fin_offset) {
+		set_recv(st, RECV_FIN);
+		note_fins(s, st);
+		if (s->cb.on_fin != NULL)
+			s->cb.on_fin(st, st->user);
+		if (st->dead)
+			return;
+		maybe_recv_done(st);
+	}
+	maybe_ack(s, st);
+	stream_check(st);
+}
+
 static int on_data(struct session *s, const struct frame *f)
 {
 	struct session_stream *st = stream_find(s, f->stream_id);
+	uint64_t off = f->u.data.offset;
 	uint64_t raw_len = f->u.data.raw_len;
+	uint64_t end = off + raw_len;
+	bool fin = (f->flags & FRAME_FLAG_FIN) != 0;
 
-	if (s->received + raw_len > s->recv_max) {
-		log_peer_warn("session: peer exceeded the session window (%llu > %llu)",
-			      (unsigned long long)(s->received + raw_len),
-			      (unsigned long long)s->recv_max);
-		return WM_ERR_FLOW;
-	}
+	if (end < off)
+		return WM_ERR_MALFORMED;
 	if (st == NULL) {
 		if (!id_was_used(s, f->stream_id)) {
 			log_peer_warn("session: DATA for stream %u that was never opened",
 				      f->stream_id);
 			return WM_ERR_MALFORMED;
 		}
+		if (s->received + raw_len > s->recv_max)
+			return WM_ERR_FLOW;
 		absorb_orphan_data(s, raw_len);
+		/* A FIN sent again to a stream we have closed: we had it (a clean
+		 * close needs it) or reset the stream; either way the peer may
+		 * stop resending it. */
+		if (fin) {
+			struct frame a = {.type = FRAME_ACK, .stream_id = f->stream_id};
+			a.u.recv_offset = end + 1;
+			queue_ctrl(s, &a);
+			s->stats.acks_sent++;
+		}
 		return WM_OK;
 	}
-	if (st->fin_received) {
-		log_peer_warn("session: DATA after FIN on stream %u", st->id);
+	if (st->recv != RECV_OPEN && (end > st->fin_offset || (fin && end != st->fin_offset))) {
+		log_peer_warn("session: DATA beyond FIN on stream %u", st->id);
 		return WM_ERR_MALFORMED;
 	}
-	if (f->u.data.offset != st->recv_offset) {
-		log_peer_warn("session: stream %u DATA at offset %llu, expected %llu", st->id,
-			      (unsigned long long)f->u.data.offset,
-			      (unsigned long long)st->recv_offset);
+	if (fin && st->recv == RECV_OPEN && end < st->rcv_high) {
+		log_peer_warn("session: FIN on stream %u below data already sent", st->id);
 		return WM_ERR_MALFORMED;
 	}
-	if (st->recv_offset + raw_len > st->recv_max) {
+	if (end > st->recv_max) {
 		log_peer_warn("session: peer exceeded the window of stream %u", st->id);
 		return WM_ERR_FLOW;
 	}
-
-	const uint8_t *data = f->u.data.payload;
-	uint8_t comp = f->flags & (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB);
-	if (comp != 0) {
-		int rc = decompress_frame(s->cctx, comp, f->u.data.payload, f->u.data.payload_len,
-					  s->inflate_buf, raw_len);
-		if (rc != WM_OK) {
-			log_peer_warn("session: stream %u: corrupt compressed DATA", st->id);
-			return WM_ERR_MALFORMED;
+	if (end > st->rcv_high) {
+		uint64_t grow = end - st->rcv_high;
+		if (s->received + grow > s->recv_max) {
+			log_peer_warn("session: peer exceeded the session window (%llu > %llu)",
+				      (unsigned long long)(s->received + grow),
+				      (unsigned long long)s->recv_max);
+			return WM_ERR_FLOW;
 		}
-		data = s->inflate_buf;
+		s->received += grow;
+		st->rcv_high = end;
 	}
-	s->received += raw_len;
-	st->recv_offset += raw_len;
+	if (fin && st->recv == RECV_OPEN) {
+		st->fin_offset = end;
+		set_recv(st, RECV_SIZE_KNOWN);
+	}
 	s->stats.raw_bytes_received += raw_len;
 	s->stats.payload_bytes_received += f->u.data.payload_len;
-	/* The callbacks may reset or close the stream (a failed local write,
-	 * a consumption report that completes it): hold it across them. */
+
 	stream_hold(st);
-	if (raw_len > 0 && s->cb.on_data != NULL)
-		s->cb.on_data(st, data, raw_len, st->user);
-	if ((f->flags & FRAME_FLAG_FIN) && !st->dead) {
-		st->fin_received = true;
-		note_fins(s, st);
-		if (s->cb.on_fin != NULL)
-			s->cb.on_fin(st, st->user);
+	if (end <= st->rcv_contig && raw_len > 0) {
+		/* Nothing new (a copy sent again): no need to inflate it. */
+		s->stats.dup_bytes += raw_len;
+		s->stats.dup_frames++;
+	} else if (raw_len > 0) {
+		const uint8_t *data = f->u.data.payload;
+		uint8_t comp = f->flags & (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB);
+		if (comp != 0) {
+			int rc = decompress_frame(s->cctx, comp, f->u.data.payload,
+						  f->u.data.payload_len, s->inflate_buf, raw_len);
+			if (rc != WM_OK) {
+				log_peer_warn("session: stream %u: corrupt compressed DATA",
+					      st->id);
+				stream_release(st);
+				return WM_ERR_MALFORMED;
+			}
+			data = s->inflate_buf;
+		}
+		if (off <= st->rcv_contig) {
+			size_t skip = (size_t)(st->rcv_contig - off);
+			s->stats.dup_bytes += skip;
+			/* The callbacks may reset or close the stream (a failed
+			 * local write, a consumption report that completes it). */
+			if (deliver(s, st, data + skip, (size_t)raw_len - skip))
+				deliver_held(s, st);
+		} else {
+			uint64_t dup_before = s->stats.dup_bytes;
+			int rc = hold(s, st, off, data, (size_t)raw_len);
+			if (s->stats.dup_bytes - dup_before == raw_len)
+				s->stats.dup_frames++;
+			if (rc != WM_OK) {
+				stream_release(st);
+				return rc;
+			}
+		}
 	}
-	if (stream_release(st) && (f->flags & FRAME_FLAG_FIN))
+	after_receive(s, st);
+	if (stream_release(st))
 		maybe_close(s, st);
 	return WM_OK;
 }
@@ -676,13 +1151,9 @@ static int on_window(struct session *s, const struct frame *f)
 		if (f->u.max_offset > s->send_max) {
 			bool was_blocked = s->send_max == s->sent;
 			s->send_max = f->u.max_offset;
-			if (was_blocked) {
-				/* Every stream may have been waiting on the session. */
-				for (size_t i = 0; i < s->nbuckets; i++)
-					for (struct session_stream *st = s->buckets[i]; st;
-					     st = st->hash_next)
-						sched_activate(s, st);
-			}
+			/* Every stream may have been waiting on the session. */
+			if (was_blocked)
+				activate_all(s);
 		}
 		return WM_OK;
 	}
@@ -696,17 +1167,67 @@ static int on_window(struct session *s, const struct frame *f)
 	return WM_OK;
 }
 
+/* ACK frees what the peer has; RESUME (after a path came or went) also
+ * means "send again from here". */
+static int on_ack(struct session *s, const struct frame *f)
+{
+	bool resume = f->type == FRAME_RESUME;
+	struct session_stream *st = stream_find(s, f->stream_id);
+	if (resume)
+		s->stats.resumes_received++;
+	else
+		s->stats.acks_received++;
+	if (st == NULL)
+		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	uint64_t x = f->u.recv_offset;
+	if (x > st->snd_high + (st->fin_placed_once ? 1 : 0)) {
+		log_peer_warn("session: stream %u acknowledges %llu, only %llu sent", st->id,
+			      (unsigned long long)x, (unsigned long long)st->snd_high);
+		return WM_ERR_MALFORMED;
+	}
+	st->established = true;
+	st->pin = NULL;
+	bool fin_acked = st->fin_placed_once && x == st->snd_high + 1;
+	uint64_t bytes = fin_acked ? st->snd_high : x;
+	if (bytes > st->snd_acked) {
+		size_t n = (size_t)(bytes - st->snd_acked);
+		evbuffer_drain(st->unacked, n);
+		s->unacked -= n;
+		st->snd_acked = bytes;
+		if (st->snd_next < bytes)
+			st->snd_next = bytes;
+	}
+	if (st->snd_acked == st->snd_high && (fin_acked || !st->fin_placed_once))
+		st->path_mask = 0;
+	if (fin_acked && st->send != SEND_DONE) {
+		set_send(st, SEND_DONE);
+		sched_remove(s, st);
+	} else if (resume) {
+		stream_rewind(s, st, bytes);
+	}
+	stream_check(st);
+	sched_activate(s, st);
+	maybe_close(s, st);
+	return WM_OK;
+}
+
 static int on_reset(struct session *s, const struct frame *f)
 {
 	struct session_stream *st = stream_find(s, f->stream_id);
 	if (st == NULL)
 		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
-	/* DATA up to final_offset arrived before RESET on this ordered tunnel;
-	 * anything else means the peer's accounting is broken. */
-	if (f->u.reset.final_offset != st->recv_offset)
+	uint64_t final = f->u.reset.final_offset;
+	/* Bytes up to the final size may never come (lost with a path): they
+	 * count against the session window as the peer counted them. */
+	if (final > st->rcv_high) {
+		if (final > st->recv_max || s->received + (final - st->rcv_high) > s->recv_max)
+			return WM_ERR_FLOW;
+		s->received += final - st->rcv_high;
+		st->rcv_high = final;
+	} else if (final < st->rcv_high) {
 		log_debug("session: stream %u RESET final offset %llu, received %llu", st->id,
-			  (unsigned long long)f->u.reset.final_offset,
-			  (unsigned long long)st->recv_offset);
+			  (unsigned long long) final, (unsigned long long)st->rcv_high);
+	}
 	stream_fail(s, st, f->u.reset.error);
 	maybe_grant_session(s);
 	return WM_OK;
@@ -720,8 +1241,10 @@ static int on_open_result(struct session *s, const struct frame *f)
 	if (st == NULL)
 		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
 	if (st->opened)
-		return WM_ERR_MALFORMED;
+		return (f->flags & FRAME_FLAG_RESENT) ? WM_OK : WM_ERR_MALFORMED;
 	st->opened = true;
+	st->established = true;
+	st->pin = NULL;
 	if (f->u.error != FRAME_ERR_NONE) {
 		stream_fail(s, st, f->u.error);
 		maybe_grant_session(s);
@@ -732,6 +1255,7 @@ static int on_open_result(struct session *s, const struct frame *f)
 	return WM_OK;
 }
 
+/* The one place frames are dispatched. */
 static int dispatch_frame(struct session *s, const struct frame *f)
 {
 	switch (f->type) {
@@ -743,6 +1267,9 @@ static int dispatch_frame(struct session *s, const struct frame *f)
 		return on_data(s, f);
 	case FRAME_WINDOW:
 		return on_window(s, f);
+	case FRAME_ACK:
+	case FRAME_RESUME:
+		return on_ack(s, f);
 	case FRAME_RESET:
 		return on_reset(s, f);
 	case FRAME_LISTEN:
@@ -753,24 +1280,30 @@ static int dispatch_frame(struct session *s, const struct frame *f)
 		return s->cb.on_control(s, f, s->arg);
 	case FRAME_GOAWAY:
 		return on_goaway(s, f);
-	case FRAME_RESUME:
-		/* Not used by this version; harmless. */
-		return WM_OK;
 	default:
 		return WM_ERR_MALFORMED;
 	}
 }
 
-int session_on_frame(struct session *s, const struct frame *f)
+int session_on_frame(struct session *s, struct session_path *path, const struct frame *f)
 {
+	(void)path; /* any frame may arrive on any path */
 	int rc = dispatch_frame(s, f);
-	if (rc == WM_OK && s->ctrl_overflow)
+	if (rc == WM_OK && (s->ctrl_overflow || s->held_overflow))
 		return WM_ERR_LIMIT;
 	return rc;
 }
 
-/* Copies whole control frames into buf; returns bytes written. */
-static size_t fill_ctrl(struct session *s, uint8_t *buf, size_t cap)
+void session_tick(struct session *s)
+{
+	struct session_stream *st;
+	while ((st = TAILQ_FIRST(&s->ack_list)) != NULL)
+		queue_ack(s, st, FRAME_ACK);
+}
+
+/* Copies whole control frames into buf; returns bytes written. An OPEN pins
+ * its stream to the path that carries it. */
+static size_t fill_ctrl(struct session *s, struct session_path *path, uint8_t *buf, size_t cap)
 {
 	size_t used = 0;
 	uint8_t hdr[FRAME_HEADER_LEN];
@@ -790,22 +1323,32 @@ static size_t fill_ctrl(struct session *s, uint8_t *buf, size_t cap)
 			break;
 		evbuffer_remove(s->ctrl, buf + used, flen);
 		used += flen;
+		if (hdr[0] == FRAME_OPEN) {
+			struct session_stream *st = stream_find(s, bytes_load_be32(hdr + 4));
+			if (st != NULL && !st->established)
+				st->pin = path;
+		}
 	}
 	return used;
 }
 
 /*
- * Writes one DATA frame of st into buf (room bytes). Returns bytes written,
- * 0 if nothing fit.
+ * Writes one DATA frame of st into buf (room bytes): bytes to send again
+ * first (from the resend store), else new bytes (moved from the source into
+ * the resend store). Returns bytes written, 0 if nothing fit.
  */
-static size_t fill_data(struct session *s, struct session_stream *st, uint8_t *buf, size_t room,
-			size_t want)
+static size_t fill_data(struct session *s, struct session_path *path, struct session_stream *st,
+			uint8_t *buf, size_t room, size_t want)
 {
-	size_t avail = evbuffer_get_length(st->src);
-	uint64_t credit = stream_credit(s, st);
+	bool resend = st->snd_next < st->snd_high;
+	size_t src_len = evbuffer_get_length(st->src);
+	size_t avail = resend ? (size_t)(st->snd_high - st->snd_next) : src_len;
 	size_t n = avail < want ? avail : want;
-	if (n > credit)
-		n = (size_t)credit;
+	if (!resend) {
+		uint64_t credit = stream_credit(s, st);
+		if (n > credit)
+			n = (size_t)credit;
+	}
 	if (n > FRAME_DATA_RAW_MAX)
 		n = FRAME_DATA_RAW_MAX;
 	if (n + FRAME_DATA_OVERHEAD_MAX > room) {
@@ -815,34 +1358,59 @@ static size_t fill_data(struct session *s, struct session_stream *st, uint8_t *b
 	}
 	uint8_t flags = 0;
 	/* FIN rides on the last bytes when the source is drained. */
-	if (st->shutdown_requested && n == avail)
+	if (st->shutdown_requested && n == avail && (!resend || src_len == 0))
 		flags |= FRAME_FLAG_FIN;
 	if (n == 0 && !(flags & FRAME_FLAG_FIN))
 		return 0;
 
+	const uint8_t *raw = NULL;
+	if (resend && n > 0) {
+		struct evbuffer_ptr pos;
+		evbuffer_ptr_set(st->unacked, &pos, (size_t)(st->snd_next - st->snd_acked),
+				 EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(st->unacked, &pos, s->scratch, n);
+		raw = s->scratch;
+	}
 	size_t payload_len = n;
 	int clen = 0;
 	if (n > 0 && s->codec != COMPRESS_NONE && !st->cstate.disabled) {
-		evbuffer_copyout(st->src, s->scratch, n);
+		if (raw == NULL) {
+			evbuffer_copyout(st->src, s->scratch, n);
+			raw = s->scratch;
+		}
 		size_t hdr = frame_data_header_len(FRAME_FLAG_LZ4);
-		clen = compress_frame(s->cctx, &st->cstate, s->codec, s->scratch, n, buf + hdr,
-				      room - hdr);
+		clen =
+		    compress_frame(s->cctx, &st->cstate, s->codec, raw, n, buf + hdr, room - hdr);
 		if (clen > 0) {
 			flags |= s->codec == COMPRESS_LZ4 ? FRAME_FLAG_LZ4 : FRAME_FLAG_ZLIB;
 			payload_len = (size_t)clen;
 		} else {
-			memcpy(buf + frame_data_header_len(flags), s->scratch, n);
+			memcpy(buf + frame_data_header_len(flags), raw, n);
 		}
+	} else if (n > 0 && raw != NULL) {
+		memcpy(buf + frame_data_header_len(flags), raw, n);
 	} else if (n > 0) {
 		evbuffer_copyout(st->src, buf + frame_data_header_len(flags), n);
 	}
-	int h = frame_encode_data_header(buf, room, st->id, flags, st->send_offset, (uint32_t)n,
+	int h = frame_encode_data_header(buf, room, st->id, flags, st->snd_next, (uint32_t)n,
 					 payload_len);
 	if (h < 0)
 		return 0;
-	evbuffer_drain(st->src, n);
-	st->send_offset += n;
-	s->sent += n;
+	if (resend) {
+		s->stats.resent_bytes += n;
+	} else if (n > 0) {
+		if (st->unacked == NULL)
+			st->unacked = evbuffer_new();
+		if (st->unacked == NULL ||
+		    evbuffer_remove_buffer(st->src, st->unacked, n) != (int)n)
+			return 0;
+		st->snd_high += n;
+		s->sent += n;
+		s->unacked += n;
+	}
+	st->snd_next += n;
+	st->path_mask |= (uint64_t)1 << path->slot;
+	path->stats.data_bytes += n;
 	s->stats.raw_bytes_sent += n;
 	s->stats.payload_bytes_sent += payload_len;
 	if (clen > 0)
@@ -850,26 +1418,31 @@ static size_t fill_data(struct session *s, struct session_stream *st, uint8_t *b
 	else
 		s->stats.frames_raw++;
 	if (flags & FRAME_FLAG_FIN) {
-		st->fin_sent = true;
+		st->fin_placed_once = true;
+		set_send(st, SEND_FIN_SENT);
 		note_fins(s, st);
 	}
+	stream_check(st);
 	return (size_t)h + payload_len;
 }
 
-size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
+size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, size_t cap)
 {
 	if (cap > RECORD_PLAINTEXT_MAX)
 		cap = RECORD_PLAINTEXT_MAX;
 	s->writable_signalled = false;
-	size_t used = fill_ctrl(s, buf, cap);
-	struct session_stream *closed_later[64];
-	size_t nclosed = 0;
+	size_t used = fill_ctrl(s, path, buf, cap);
 
 	/* An OPEN still waiting in the control queue must precede its DATA. */
-	if (evbuffer_get_length(s->ctrl) > 0)
+	if (evbuffer_get_length(s->ctrl) > 0) {
+		path->stats.bytes_placed += used;
+		path->stats.records += used > 0;
 		return used;
-	while (cap - used >= FILL_MIN_ROOM &&
-	       nclosed < sizeof(closed_later) / sizeof(*closed_later)) {
+	}
+	/* Streams that may only use another path (their OPEN went there) wait
+	 * here and go back to the front of their lists afterwards. */
+	struct stream_list skipped = TAILQ_HEAD_INITIALIZER(skipped);
+	while (cap - used >= FILL_MIN_ROOM) {
 		struct session_stream *st = TAILQ_FIRST(&s->new_list);
 		struct stream_list *from = &s->new_list;
 		if (st == NULL) {
@@ -891,6 +1464,11 @@ size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
 			}
 			continue;
 		}
+		if (st->pin != NULL && st->pin != path) {
+			TAILQ_REMOVE(from, st, sched);
+			TAILQ_INSERT_TAIL(&skipped, st, sched);
+			continue;
+		}
 		if (st->deficit <= 0) {
 			st->deficit += SESSION_QUANTUM;
 			TAILQ_REMOVE(from, st, sched);
@@ -898,29 +1476,23 @@ size_t session_fill(struct session *s, uint8_t *buf, size_t cap)
 			TAILQ_INSERT_TAIL(&s->old_list, st, sched);
 			continue;
 		}
-		uint64_t before = st->send_offset;
-		size_t n = fill_data(s, st, buf + used, cap - used, (size_t)st->deficit);
+		uint64_t before = st->snd_next;
+		size_t n = fill_data(s, path, st, buf + used, cap - used, (size_t)st->deficit);
 		if (n == 0)
 			break;
 		used += n;
-		st->deficit -= (int32_t)(st->send_offset - before);
-		if (st->fin_sent) {
-			sched_remove(s, st);
-			if (stream_done(st))
-				closed_later[nclosed++] = st;
-		}
+		st->deficit -= (int32_t)(st->snd_next - before);
 	}
-	/* Closing may call back into the relay; do it after the record is built,
-	 * holding them all, since one callback may end another stream. */
-	for (size_t i = 0; i < nclosed; i++)
-		stream_hold(closed_later[i]);
-	for (size_t i = 0; i < nclosed; i++)
-		maybe_close(s, closed_later[i]);
-	for (size_t i = 0; i < nclosed; i++)
-		stream_release(closed_later[i]);
-	/* Control frames may have been queued by the callbacks above. */
-	if (used < cap)
-		used += fill_ctrl(s, buf + used, cap - used);
+	struct session_stream *st;
+	while ((st = TAILQ_LAST(&skipped, stream_list)) != NULL) {
+		TAILQ_REMOVE(&skipped, st, sched);
+		if (st->list == LIST_NEW)
+			TAILQ_INSERT_HEAD(&s->new_list, st, sched);
+		else
+			TAILQ_INSERT_HEAD(&s->old_list, st, sched);
+	}
+	path->stats.bytes_placed += used;
+	path->stats.records += used > 0;
 	return used;
 }
 
@@ -962,17 +1534,17 @@ struct session_stream *session_stream_open(struct session *s, const struct frame
 	if (active_streams(s) >= s->peer.max_streams || s->goaway_received)
 		return NULL;
 	if (s->next_local_id > UINT32_MAX - 2)
-		return NULL; /* ids are never reused: this tunnel is spent */
+		return NULL; /* ids are never reused: this session is spent */
 	struct session_stream *st = stream_new(s, s->next_local_id);
 	if (st == NULL)
 		return NULL;
 	st->local = true;
+	st->send = SEND_OPEN;
 	s->next_local_id += 2;
 	st->src = src;
 	st->user = user;
-	struct frame f = {.type = FRAME_OPEN, .stream_id = st->id};
-	f.u.open = *target;
-	queue_ctrl(s, &f);
+	st->target = *target;
+	queue_open(s, st, 0);
 	/* Bytes already waiting (read with a SOCKS request) leave with OPEN. */
 	sched_activate(s, st);
 	return st;
@@ -998,6 +1570,7 @@ void session_stream_open_result(struct session_stream *st, uint32_t error)
 		return;
 	}
 	st->opened = true;
+	set_send(st, SEND_OPEN);
 	sched_activate(s, st);
 }
 
@@ -1020,12 +1593,12 @@ void session_stream_consumed(struct session_stream *st, size_t len)
 	struct session *s = st->session;
 	if (st->dead)
 		return;
-	if (len > st->recv_offset - st->recv_consumed)
-		len = (size_t)(st->recv_offset - st->recv_consumed);
-	st->recv_consumed += len;
+	assert(len <= st->rcv_contig - st->rcv_consumed);
+	st->rcv_consumed += len;
 	s->consumed += len;
 	maybe_grant_stream(s, st);
 	maybe_grant_session(s);
+	maybe_recv_done(st);
 	maybe_close(s, st);
 }
 
@@ -1034,9 +1607,14 @@ void session_stream_reset(struct session_stream *st, uint32_t error)
 	struct session *s = st->session;
 	if (st->dead)
 		return;
-	queue_reset(s, st->id, error, st->send_offset);
+	queue_reset(s, st->id, error, st->snd_high);
 	stream_destroy(s, st);
 	maybe_grant_session(s);
+}
+
+const char *session_stream_state_name(const struct session_stream *st)
+{
+	return state_names[st->send][st->recv];
 }
 
 uint32_t session_stream_id(const struct session_stream *st)
@@ -1047,6 +1625,16 @@ uint32_t session_stream_id(const struct session_stream *st)
 struct session *session_stream_session(const struct session_stream *st)
 {
 	return st->session;
+}
+
+size_t session_unacked(const struct session *s)
+{
+	return s->unacked;
+}
+
+size_t session_held(const struct session *s)
+{
+	return s->held_bytes;
 }
 
 size_t session_ctrl_queued(const struct session *s)

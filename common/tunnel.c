@@ -75,6 +75,7 @@ struct tunnel {
 	struct rekey *rekey; /* switches tx and rx in place; NULL: the peer cannot */
 	bool peer_rekeys;    /* the peer's hello has HELLO_FLAG_REKEY */
 	struct session *session;
+	struct session_path *path; /* this tunnel in its session */
 	struct compress_ctx *cctx;
 	enum compress_mode codec;
 	struct event *flush_ev;
@@ -294,7 +295,8 @@ static void flush(struct tunnel *t)
 		size_t n = fill_rekey_frame(t, rec + RECORD_HEADER_LEN);
 		bool is_rekey = n > 0;
 		if (!is_rekey)
-			n = session_fill(t->session, rec + RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX);
+			n = session_fill(t->session, t->path, rec + RECORD_HEADER_LEN,
+					 RECORD_PLAINTEXT_MAX);
 		if (n == 0)
 			break;
 		int len = record_seal(t->tx, rec + RECORD_HEADER_LEN, n, rec);
@@ -474,6 +476,11 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 	if (t->session == NULL)
 		return WM_ERR_NOMEM;
 	budget_pool_init(&t->pool, t->cfg.pool_limit);
+	/* One path per session for now: the tunnel is the session's only path
+	 * and the session ends with it (free_cb). */
+	t->path = session_path_add(t->session, t);
+	if (t->path == NULL)
+		return WM_ERR_NOMEM;
 	session_set_pool(t->session, &t->pool);
 	t->codec = compress_choose(t->cfg.compress, 0);
 	session_set_codec(t->session, t->codec);
@@ -694,7 +701,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 			r.u.error = FRAME_ERR_STREAM_LIMIT;
 			session_send_control(t->session, &r);
 		} else {
-			rc = session_on_frame(t->session, &f);
+			rc = session_on_frame(t->session, t->path, &f);
 			if (rc == WM_ERR_LIMIT) {
 				close_backlogged(t, "control queue over its cap");
 				return;
@@ -859,6 +866,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (t->rekey != NULL && rekey_next_frame(t->rekey, &rekey_frame))
 		event_active(t->flush_ev, EV_TIMEOUT, 1);
+	/* ACKs held back to coalesce them leave now. */
+	session_tick(t->session);
 	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
 		return;
 	t->last_ping_ms = now;

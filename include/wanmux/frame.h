@@ -20,7 +20,9 @@
  *   PING, PONG   opaque u64                    (stream 0)
  *   GOAWAY       error u32                     (stream id = last stream accepted;
  *                                             no new streams after it)
- *   RESUME       recv_offset u64
+ *   RESUME       recv_offset u64: what this side has received on the stream
+ *                (bytes, + 1 once FIN arrived); the sender resends from there
+ *   ACK          recv_offset u64: as RESUME, but only frees what it covers
  *   LISTEN       like OPEN: where the server should listen for a reverse
  *                forward (stream id = the client's request id, not a stream)
  *   LISTEN_RESULT error u32 (stream id = the request id)
@@ -55,12 +57,16 @@ enum frame_type {
 	FRAME_LISTEN = 10,
 	FRAME_LISTEN_RESULT = 11,
 	FRAME_REKEY = 12,
+	FRAME_ACK = 13,
 };
 
 /* DATA flags. LZ4 and ZLIB are exclusive; other bits must be zero. */
 #define FRAME_FLAG_FIN 0x01
 #define FRAME_FLAG_LZ4 0x02
 #define FRAME_FLAG_ZLIB 0x04
+/* OPEN and OPEN_RESULT: sent again after the path that carried the first copy
+ * was lost, so the receiver may already have it (then it is ignored). */
+#define FRAME_FLAG_RESENT 0x01
 
 /*
  * REKEY steps, carried in the flags byte (a number, not bits). REQUEST: the
@@ -128,7 +134,7 @@ struct frame {
 			uint64_t final_offset;
 		} reset;
 		uint64_t opaque;			/* PING, PONG */
-		uint64_t recv_offset;			/* RESUME */
+		uint64_t recv_offset;			/* RESUME, ACK */
 		uint8_t rekey_key[FRAME_REKEY_KEY_LEN]; /* REKEY OFFER and ANSWER */
 	} u;
 };

@@ -1,9 +1,18 @@
 /*
- * The streams of one tunnel: stream table, stream state machine, credit flow
- * control per stream and per session, and the fair scheduler that decides
- * which frames go into the next record. Knows nothing of sockets: the tunnel
- * feeds it decoded frames and asks it to fill record plaintext; the relay
- * gives each stream a source buffer and reports bytes it has delivered.
+ * The streams of one session: stream table, stream state machine, credit flow
+ * control per stream and per session, acknowledgement and resending, and the
+ * fair scheduler that decides which frames go into the next record. Knows
+ * nothing of sockets: a session carries its streams over any number of paths
+ * (tunnels); each path feeds it decoded frames and pulls record plaintext
+ * when it is writable; the relay gives each stream a source buffer and
+ * reports bytes it has delivered.
+ *
+ * Reliability (docs/PROTOCOL.md section 8.4): DATA keeps its stream offsets;
+ * the receiver acknowledges the contiguous offset it has received (ACK) apart
+ * from the credit it grants; the sender keeps every byte it sent until it is
+ * acknowledged, so it can send it again on another path when the path that
+ * carried it is lost. The receiver reorders by offset inside the window it
+ * granted and drops duplicates.
  *
  * Flow control (absolute offsets, as in QUIC): a receiver grants
  * max_offset = consumed + window per stream and per session, where consumed
@@ -29,6 +38,7 @@
 struct evbuffer;
 struct budget_pool;
 struct session;
+struct session_path;
 struct session_stream;
 
 /* Either side may open streams: the client with odd ids (forwards, proxies),
@@ -58,6 +68,13 @@ struct session_params {
  * below: 1024 OPENs with 255-byte names are 280 KB. Over it the tunnel
  * closes. */
 #define SESSION_CTRL_MAX ((size_t)1 << 20)
+/* Paths one session carries at once. */
+#define SESSION_PATHS_MAX 64
+/* Out-of-order segments a session holds at once, all streams together: each
+ * costs a small header beyond its bytes (which the grant bounds), so a peer
+ * sending 1-byte segments with gaps is stopped here (WM_ERR_LIMIT). A sender
+ * that cuts frames of 16 KiB needs one per 16 KiB of the session window. */
+#define SESSION_HELD_MAX 65536u
 
 /*
  * Callbacks. A stream passed to on_reset or on_closed is freed when the
@@ -81,7 +98,8 @@ struct session_callbacks {
 	/* The stream failed: peer RESET, OPEN refused (error = FRAME_ERR_*), or
 	 * the session is going away (FRAME_ERR_TUNNEL_LOST). */
 	void (*on_reset)(struct session_stream *st, uint32_t error, void *user);
-	/* Both directions finished cleanly. */
+	/* Both directions finished cleanly: the peer acknowledged our FIN, and
+	 * its FIN and every byte before it were consumed. */
 	void (*on_closed)(struct session_stream *st, void *user);
 	/* LISTEN / LISTEN_RESULT from the peer (reverse forwards). Return 0, or
 	 * an error when the frame breaks the protocol (the tunnel closes). NULL
@@ -97,6 +115,16 @@ struct session_callbacks {
 
 struct session_stats {
 	uint64_t streams_opened;
+	uint64_t resent_bytes;	 /* DATA bytes sent again after a path loss or RESUME */
+	uint64_t dup_bytes;	 /* received DATA bytes dropped: already had them */
+	uint64_t dup_frames;	 /* received DATA frames that brought nothing new */
+	uint64_t held_bytes_max; /* most out-of-order bytes held at once */
+	uint64_t acks_sent;	 /* ACK frames */
+	uint64_t acks_received;
+	uint64_t resumes;	   /* RESUME batches sent (a path came or went) */
+	uint64_t resumes_received; /* RESUME frames received */
+	uint64_t paths_added;
+	uint64_t paths_lost;
 	uint64_t raw_bytes_sent;	 /* DATA payload before compression */
 	uint64_t payload_bytes_sent;	 /* DATA payload as sent */
 	uint64_t raw_bytes_received;	 /* DATA payload after decompression */
@@ -105,8 +133,15 @@ struct session_stats {
 	uint64_t frames_raw;
 };
 
+/* What one path carried. */
+struct session_path_stats {
+	uint64_t bytes_placed; /* frame bytes session_fill wrote for this path */
+	uint64_t data_bytes;   /* DATA payload bytes (raw) among them */
+	uint64_t records;      /* session_fill calls that wrote something */
+};
+
 /*
- * A session for one tunnel. local: what this side announced; peer: what the
+ * A session, with no path yet. local: what this side announced; peer: what the
  * peer announced. cb and arg are kept; compress_ctx is borrowed. NULL on
  * allocation failure.
  */
@@ -124,20 +159,63 @@ void session_free(struct session *s);
 void session_set_codec(struct session *s, enum compress_mode codec);
 
 /*
- * Handles one decoded frame from the peer (not PING/PONG, which the tunnel
- * answers itself). Returns 0, or WM_ERR_MALFORMED / WM_ERR_FLOW / WM_ERR_STATE
- * when the peer broke the protocol, or WM_ERR_LIMIT when the control queue
- * went over SESSION_CTRL_MAX: the tunnel must then close.
+ * Attaches a path (a tunnel) that carries frames of s; owner is the caller's
+ * (session_path_owner). When s already had a path, this is a reconnect: the
+ * session sends RESUME for each of its streams first on whichever path pulls
+ * (what it has received, so the peer resends the rest). NULL when
+ * SESSION_PATHS_MAX paths are attached or on allocation failure.
  */
-int session_on_frame(struct session *s, const struct frame *f);
+struct session_path *session_path_add(struct session *s, void *owner);
+
+/*
+ * The path is gone (its connection closed): what was in flight on it and not
+ * acknowledged becomes eligible to send again at once on the other paths
+ * (from the acknowledged offset of each stream that used the path), an OPEN
+ * still unanswered is sent again, and the session announces its receive state
+ * (RESUME, WINDOW, OPEN_RESULT) again, since control frames in flight on the
+ * path may be lost. path is freed. With no path left the streams wait for
+ * session_path_add; ending them is the owner's decision (session_free).
+ */
+void session_path_lost(struct session *s, struct session_path *path);
+
+void *session_path_owner(const struct session_path *path);
+const struct session_path_stats *session_path_get_stats(const struct session_path *path);
+size_t session_path_count(const struct session *s);
+
+/*
+ * Handles one decoded frame from the peer that arrived on path (not
+ * PING/PONG, which the tunnel answers itself). Returns 0, or
+ * WM_ERR_MALFORMED / WM_ERR_FLOW / WM_ERR_STATE when the peer broke the
+ * protocol, or WM_ERR_LIMIT when the control queue went over
+ * SESSION_CTRL_MAX or out-of-order segments over SESSION_HELD_MAX: the
+ * session can no longer keep the protocol and its tunnels must close.
+ */
+int session_on_frame(struct session *s, struct session_path *path, const struct frame *f);
 
 /*
  * Fills buf (cap bytes, at most RECORD_PLAINTEXT_MAX useful) with whole
- * frames: control frames first, then DATA chosen by the scheduler within the
- * credit the peer granted. Returns the bytes written; 0 when there is nothing
- * to send now.
+ * frames for path: control frames first (on whichever path pulls first),
+ * then DATA chosen by the scheduler within the credit the peer granted: data
+ * to send again first, then new data. A stream whose OPEN the peer has not
+ * yet answered or acknowledged sends only on the path that carried its OPEN,
+ * so its DATA cannot overtake it. Returns the bytes written; 0 when there is
+ * nothing to send now.
  */
-size_t session_fill(struct session *s, uint8_t *buf, size_t cap);
+size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, size_t cap);
+
+/*
+ * The owner's periodic tick (the tunnel's 250 ms timer): sends the ACKs that
+ * were held back to coalesce them (an ACK leaves at once when a stream's
+ * received offset advanced by an eighth of its window, or at FIN).
+ */
+void session_tick(struct session *s);
+
+/* Bytes sent and not yet acknowledged, all streams together: the resend
+ * store, bounded per stream by the peer's stream window. */
+size_t session_unacked(const struct session *s);
+
+/* Out-of-order bytes held now, all streams together. */
+size_t session_held(const struct session *s);
 
 /* Queues a control frame (LISTEN, LISTEN_RESULT); control frames go first. */
 void session_send_control(struct session *s, const struct frame *f);
@@ -195,6 +273,9 @@ void session_stream_consumed(struct session_stream *st, size_t len);
  * freed at once, with no callback.
  */
 void session_stream_reset(struct session_stream *st, uint32_t error);
+
+/* "open/open", "fin-sent/fin-read", ...: the send and receive states. */
+const char *session_stream_state_name(const struct session_stream *st);
 
 uint32_t session_stream_id(const struct session_stream *st);
 struct session *session_stream_session(const struct session_stream *st);
@@ -254,7 +335,8 @@ size_t session_max_chain(const struct session *s);
 void session_set_pool(struct session *s, struct budget_pool *pool);
 struct budget_pool *session_pool(const struct session *s);
 
-/* Bytes queued to send: the streams' source buffers plus control frames. */
+/* Bytes queued to send: the streams' source buffers (not yet sent once) plus
+ * control frames. */
 size_t session_queued(const struct session *s);
 size_t session_stream_count(const struct session *s);
 const struct session_stats *session_get_stats(const struct session *s);
