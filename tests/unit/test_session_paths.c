@@ -1,0 +1,735 @@
+/*
+ * One session over several paths, back to back in-process: each path is a
+ * FIFO of records per direction between a client and a server session. The
+ * harness decides which path fills or delivers next (seeded PRNG), delays,
+ * duplicates records onto other paths, and kills paths with everything in
+ * flight on them. Every stream is compared byte for byte both ways, and the
+ * receiver is checked never to hold more than its session window. No
+ * sockets, no clocks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "wanmux/compress.h"
+#include "wanmux/err.h"
+#include "wanmux/frame.h"
+#include "wanmux/record.h"
+#include "wanmux/session.h"
+
+#define NPATHS_MAX 8
+#define NSTREAMS_MAX 256
+
+struct rec {
+	struct rec *next;
+	size_t n;
+	uint8_t buf[];
+};
+
+/* One direction of one path: records in order, like a TCP connection. */
+struct fifo {
+	struct rec *head;
+	struct rec **tail;
+	size_t n;
+};
+
+struct hpath {
+	bool alive;
+	struct session_path *p[2]; /* side 0 = client, side 1 = server */
+	struct fifo q[2];	   /* q[k]: records from side k */
+};
+
+struct hstream;
+
+struct hend {
+	struct hstream *hs;
+	int side;
+	struct session_stream *st;
+	struct evbuffer *src;	 /* what this end sends (the session drains it) */
+	struct evbuffer *expect; /* copy of everything this end sends */
+	struct evbuffer *got;	 /* what this end received */
+	size_t unconsumed;
+	bool fin, closed, reset; /* fin: the peer's FIN arrived */
+	bool shut;
+	uint32_t reset_error;
+};
+
+struct hstream {
+	uint32_t id;
+	bool want_fin; /* both ends shut down after their bytes */
+	struct hend end[2];
+};
+
+struct harness {
+	struct session *s[2];
+	struct compress_ctx *cctx[2];
+	struct hpath path[NPATHS_MAX];
+	size_t npaths;
+	struct hstream hs[NSTREAMS_MAX];
+	size_t nhs;
+	size_t unconsumed[2];
+	uint64_t rng;
+	uint8_t buf[RECORD_PLAINTEXT_MAX];
+	int stalled;	 /* a path whose records are not delivered for now, or -1 */
+	int consume_pct; /* chance per round that an end consumes what it holds */
+};
+
+static uint32_t rnd(struct harness *h)
+{
+	h->rng ^= h->rng << 13;
+	h->rng ^= h->rng >> 7;
+	h->rng ^= h->rng << 17;
+	return (uint32_t)(h->rng >> 16);
+}
+
+static struct hstream *find_hs(struct harness *h, uint32_t id)
+{
+	for (size_t i = 0; i < h->nhs; i++)
+		if (h->hs[i].id == id)
+			return &h->hs[i];
+	return NULL;
+}
+
+static void cb_on_data(struct session_stream *st, const uint8_t *data, size_t len, void *user)
+{
+	struct hend *e = user;
+	evbuffer_add(e->got, data, len);
+	e->unconsumed += len;
+}
+
+static void cb_on_fin(struct session_stream *st, void *user)
+{
+	struct hend *e = user;
+	e->fin = true;
+}
+
+static void cb_on_reset(struct session_stream *st, uint32_t error, void *user)
+{
+	struct hend *e = user;
+	e->reset = true;
+	e->reset_error = error;
+	e->st = NULL;
+}
+
+static void cb_on_closed(struct session_stream *st, void *user)
+{
+	struct hend *e = user;
+	e->closed = true;
+	e->st = NULL;
+}
+
+static int cb_on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
+		      void *arg)
+{
+	struct harness *h = arg;
+	struct hstream *hs = find_hs(h, session_stream_id(st));
+	assert_non_null(hs);
+	int side = s == h->s[0] ? 0 : 1;
+	struct hend *e = &hs->end[side];
+	e->st = st;
+	session_stream_attach(st, e->src, e);
+	session_stream_open_result(st, 0);
+	/* What the accepting end sends was queued before it knew the stream. */
+	session_stream_kick(st);
+	return 0;
+}
+
+static void fifo_push(struct fifo *q, const uint8_t *buf, size_t n)
+{
+	struct rec *r = malloc(sizeof(*r) + n);
+	assert_non_null(r);
+	r->next = NULL;
+	r->n = n;
+	memcpy(r->buf, buf, n);
+	*q->tail = r;
+	q->tail = &r->next;
+	q->n++;
+}
+
+static struct rec *fifo_pop(struct fifo *q)
+{
+	struct rec *r = q->head;
+	if (r == NULL)
+		return NULL;
+	q->head = r->next;
+	if (q->head == NULL)
+		q->tail = &q->head;
+	q->n--;
+	return r;
+}
+
+static void fifo_clear(struct fifo *q)
+{
+	struct rec *r;
+	while ((r = fifo_pop(q)) != NULL)
+		free(r);
+}
+
+static const struct session_params params = {SESSION_MIN_WINDOW * 2, SESSION_MIN_WINDOW * 8, 512};
+
+static struct harness *harness_new(size_t npaths, uint64_t seed, enum compress_mode codec)
+{
+	struct harness *h = calloc(1, sizeof(*h));
+	assert_non_null(h);
+	h->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+	h->consume_pct = 50;
+	h->stalled = -1;
+	struct session_callbacks cb = {
+	    .on_open = cb_on_open,
+	    .on_data = cb_on_data,
+	    .on_fin = cb_on_fin,
+	    .on_reset = cb_on_reset,
+	    .on_closed = cb_on_closed,
+	};
+	for (int k = 0; k < 2; k++) {
+		h->cctx[k] = compress_ctx_new();
+		assert_non_null(h->cctx[k]);
+		h->s[k] = session_new(k == 0 ? SESSION_CLIENT : SESSION_SERVER, &params, &params,
+				      &cb, h, h->cctx[k]);
+		assert_non_null(h->s[k]);
+		session_set_codec(h->s[k], codec);
+	}
+	for (size_t i = 0; i < npaths; i++) {
+		struct hpath *hp = &h->path[h->npaths++];
+		hp->alive = true;
+		for (int k = 0; k < 2; k++) {
+			hp->p[k] = session_path_add(h->s[k], hp);
+			assert_non_null(hp->p[k]);
+			hp->q[k].tail = &hp->q[k].head;
+		}
+	}
+	return h;
+}
+
+static void harness_free(struct harness *h)
+{
+	for (size_t i = 0; i < h->npaths; i++)
+		for (int k = 0; k < 2; k++)
+			fifo_clear(&h->path[i].q[k]);
+	for (int k = 0; k < 2; k++) {
+		session_free(h->s[k]);
+		compress_ctx_free(h->cctx[k]);
+	}
+	for (size_t i = 0; i < h->nhs; i++)
+		for (int k = 0; k < 2; k++) {
+			evbuffer_free(h->hs[i].end[k].src);
+			evbuffer_free(h->hs[i].end[k].expect);
+			evbuffer_free(h->hs[i].end[k].got);
+		}
+	free(h);
+}
+
+static void add_bytes(struct harness *h, struct hend *e, size_t n, bool text)
+{
+	uint8_t chunk[4096];
+	while (n > 0) {
+		size_t k = n < sizeof(chunk) ? n : sizeof(chunk);
+		for (size_t i = 0; i < k; i++)
+			chunk[i] = text ? (uint8_t)("abcdefgh "[rnd(h) % 9]) : (uint8_t)rnd(h);
+		evbuffer_add(e->src, chunk, k);
+		evbuffer_add(e->expect, chunk, k);
+		n -= k;
+	}
+	if (e->st != NULL)
+		session_stream_kick(e->st);
+}
+
+/* A stream opened by side `opener`, carrying up bytes from the opener and
+ * down bytes back; both ends send FIN after their bytes when fin is set. */
+static struct hstream *open_stream(struct harness *h, int opener, size_t up, size_t down, bool fin)
+{
+	assert_true(h->nhs < NSTREAMS_MAX);
+	struct hstream *hs = &h->hs[h->nhs++];
+	for (int k = 0; k < 2; k++) {
+		hs->end[k].hs = hs;
+		hs->end[k].side = k;
+		hs->end[k].src = evbuffer_new();
+		hs->end[k].expect = evbuffer_new();
+		hs->end[k].got = evbuffer_new();
+	}
+	struct hend *o = &hs->end[opener];
+	struct hend *a = &hs->end[1 - opener];
+	add_bytes(h, o, up, up % 2 == 0);
+	add_bytes(h, a, down, down % 2 == 0);
+	struct frame_addr t = {.type = FRAME_ADDR_NAME, .port = 80, .name_len = 1};
+	t.u.name[0] = 'x';
+	o->st = session_stream_open(h->s[opener], &t, o->src, o);
+	assert_non_null(o->st);
+	hs->id = session_stream_id(o->st);
+	hs->want_fin = fin;
+	if (fin) {
+		session_stream_shutdown(o->st);
+		/* The acceptor shuts down once it has the stream (see pump). */
+	}
+	return hs;
+}
+
+/* Hands one record to side `to` on path hp; every frame must be accepted. */
+static void deliver(struct harness *h, struct hpath *hp, int to, const uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		struct frame f;
+		size_t used;
+		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
+		int rc = session_on_frame(h->s[to], hp->p[to], &f);
+		if (rc != WM_OK)
+			fail_msg("side %d rejects %s on stream %u: %d", to, frame_type_name(f.type),
+				 f.stream_id, rc);
+		buf += used;
+		n -= used;
+	}
+}
+
+/* Whether a record holds only frames that may be duplicated freely. */
+static bool idempotent(const uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		struct frame f;
+		size_t used;
+		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
+		if (f.type != FRAME_DATA && f.type != FRAME_ACK && f.type != FRAME_WINDOW)
+			return false;
+		buf += used;
+		n -= used;
+	}
+	return true;
+}
+
+/* The receiver never holds more than it granted: what it holds out of order
+ * plus what was delivered and not consumed fits in the session window. */
+static void check_held(struct harness *h)
+{
+	for (int k = 0; k < 2; k++) {
+		size_t unconsumed = 0;
+		for (size_t i = 0; i < h->nhs; i++)
+			if (h->hs[i].end[k].st != NULL)
+				unconsumed += h->hs[i].end[k].unconsumed;
+		assert_true(session_held(h->s[k]) + unconsumed <= params.session_window);
+	}
+}
+
+static void consume_some(struct harness *h, bool all)
+{
+	for (size_t i = 0; i < h->nhs; i++)
+		for (int k = 0; k < 2; k++) {
+			struct hend *e = &h->hs[i].end[k];
+			if (e->st == NULL || e->unconsumed == 0)
+				continue;
+			if (!all && (int)(rnd(h) % 100) >= h->consume_pct)
+				continue;
+			size_t n = all ? e->unconsumed : 1 + rnd(h) % e->unconsumed;
+			e->unconsumed -= n;
+			session_stream_consumed(e->st, n);
+		}
+}
+
+/* Accepting ends that were asked to finish shut down once they exist. */
+static void shutdown_acceptors(struct harness *h, bool fin)
+{
+	if (!fin)
+		return;
+	for (size_t i = 0; i < h->nhs; i++)
+		for (int k = 0; k < 2; k++) {
+			struct hend *e = &h->hs[i].end[k];
+			if (h->hs[i].want_fin && e->st != NULL && !e->shut) {
+				e->shut = true;
+				session_stream_shutdown(e->st);
+			}
+		}
+}
+
+/* One random action: fill a path, deliver a record, tick, or consume. */
+static bool step(struct harness *h, int dup_pct)
+{
+	struct hpath *hp = &h->path[rnd(h) % h->npaths];
+	if (!hp->alive)
+		return false;
+	int k = (int)(rnd(h) % 2);
+	bool did = false;
+	if (rnd(h) % 2 == 0) {
+		size_t n = session_fill(h->s[k], hp->p[k], h->buf, sizeof(h->buf));
+		if (n > 0) {
+			fifo_push(&hp->q[k], h->buf, n);
+			did = true;
+		}
+	} else if (hp - h->path != h->stalled) {
+		struct rec *r = fifo_pop(&hp->q[k]);
+		if (r != NULL) {
+			deliver(h, hp, 1 - k, r->buf, r->n);
+			/* A copy on another path, as after a resend. */
+			if (dup_pct > 0 && (int)(rnd(h) % 100) < dup_pct &&
+			    idempotent(r->buf, r->n)) {
+				struct hpath *o = &h->path[rnd(h) % h->npaths];
+				if (o->alive)
+					fifo_push(&o->q[k], r->buf, r->n);
+			}
+			free(r);
+			did = true;
+		}
+	}
+	if (rnd(h) % 16 == 0) {
+		session_tick(h->s[0]);
+		session_tick(h->s[1]);
+	}
+	consume_some(h, false);
+	check_held(h);
+	return did;
+}
+
+static bool quiet(struct harness *h)
+{
+	for (size_t i = 0; i < h->npaths; i++) {
+		struct hpath *hp = &h->path[i];
+		if (hp->alive && (hp->q[0].n > 0 || hp->q[1].n > 0))
+			return false;
+	}
+	return !session_wants_write(h->s[0]) && !session_wants_write(h->s[1]);
+}
+
+/* Random steps until everything is delivered and nobody has more to say. */
+static void run(struct harness *h, size_t max_steps, int dup_pct, bool fin)
+{
+	for (size_t i = 0; i < max_steps; i++) {
+		step(h, dup_pct);
+		shutdown_acceptors(h, fin);
+		if (i % 64 == 0 && quiet(h)) {
+			consume_some(h, true);
+			session_tick(h->s[0]);
+			session_tick(h->s[1]);
+			if (quiet(h))
+				return;
+		}
+	}
+	fail_msg("no quiet after %zu steps", max_steps);
+}
+
+static void kill_path(struct harness *h, size_t i)
+{
+	struct hpath *hp = &h->path[i];
+	assert_true(hp->alive);
+	hp->alive = false;
+	for (int k = 0; k < 2; k++) {
+		fifo_clear(&hp->q[k]); /* in flight: lost */
+		session_path_lost(h->s[k], hp->p[k]);
+		hp->p[k] = NULL;
+	}
+}
+
+static size_t add_path(struct harness *h)
+{
+	assert_true(h->npaths < NPATHS_MAX);
+	size_t i = h->npaths++;
+	struct hpath *hp = &h->path[i];
+	hp->alive = true;
+	for (int k = 0; k < 2; k++) {
+		hp->p[k] = session_path_add(h->s[k], hp);
+		assert_non_null(hp->p[k]);
+		hp->q[k].tail = &hp->q[k].head;
+	}
+	return i;
+}
+
+static bool same(struct evbuffer *a, struct evbuffer *b)
+{
+	size_t n = evbuffer_get_length(a);
+	if (n != evbuffer_get_length(b))
+		return false;
+	return n == 0 || memcmp(evbuffer_pullup(a, -1), evbuffer_pullup(b, -1), n) == 0;
+}
+
+/* Every byte arrived once, in order, both ways; FINs seen; no resets. */
+static void check_all_intact(struct harness *h, bool fin)
+{
+	for (size_t i = 0; i < h->nhs; i++) {
+		struct hstream *hs = &h->hs[i];
+		for (int k = 0; k < 2; k++) {
+			assert_false(hs->end[k].reset);
+			if (!same(hs->end[k].expect, hs->end[1 - k].got))
+				fail_msg("stream %u, side %d to %d: %zu bytes sent, %zu received "
+					 "or different",
+					 hs->id, k, 1 - k, evbuffer_get_length(hs->end[k].expect),
+					 evbuffer_get_length(hs->end[1 - k].got));
+			if (fin) {
+				assert_true(hs->end[k].fin);
+				assert_true(hs->end[k].closed);
+			}
+		}
+	}
+	if (fin) {
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(session_stream_count(h->s[k]), 0);
+			assert_int_equal(session_unacked(h->s[k]), 0);
+			assert_int_equal(session_held(h->s[k]), 0);
+		}
+	}
+}
+
+static void test_session_paths_four_paths_interleaved(void **state)
+{
+	struct harness *h = harness_new(4, 1, COMPRESS_NONE);
+	for (int i = 0; i < 8; i++)
+		open_stream(h, i % 2, 400000 + 777 * (size_t)i, 300000 + 333 * (size_t)i, true);
+	run(h, 2000000, 0, true);
+	check_all_intact(h, true);
+	for (int k = 0; k < 2; k++) {
+		const struct session_stats *ss = session_get_stats(h->s[k]);
+		assert_int_equal(ss->resent_bytes, 0); /* nothing lost */
+		assert_true(ss->acks_sent > 0);
+		assert_true(ss->acks_received > 0);
+		for (size_t i = 0; i < 4; i++) {
+			const struct session_path_stats *ps =
+			    session_path_get_stats(h->path[i].p[k]);
+			printf("side %d path %zu: %llu data bytes in %llu records\n", k, i,
+			       (unsigned long long)ps->data_bytes, (unsigned long long)ps->records);
+			/* Bulk spreads over every path that pulls. */
+			assert_true(ps->data_bytes > 0);
+		}
+		printf("side %d: held max %llu bytes, acks %llu\n", k,
+		       (unsigned long long)ss->held_bytes_max, (unsigned long long)ss->acks_sent);
+	}
+	/* Four FIFOs delivered in random order: the receiver had to reorder. */
+	assert_true(session_get_stats(h->s[0])->held_bytes_max > 0 ||
+		    session_get_stats(h->s[1])->held_bytes_max > 0);
+	harness_free(h);
+}
+
+static void test_session_paths_path_dies_mid_transfer(void **state)
+{
+	struct harness *h = harness_new(3, 2, COMPRESS_LZ4);
+	for (int i = 0; i < 6; i++)
+		open_stream(h, i % 2, 200000, 120000, true);
+	/* Path 1 stalls (a blackout) while records pile up on it, then dies
+	 * with them. */
+	h->stalled = 1;
+	for (int i = 0; i < 3000; i++) {
+		step(h, 0);
+		shutdown_acceptors(h, true);
+	}
+	assert_true(h->path[1].q[0].n > 0 && h->path[1].q[1].n > 0);
+	h->stalled = -1;
+	kill_path(h, 1);
+	run(h, 3000000, 0, true);
+	check_all_intact(h, true);
+	uint64_t resent =
+	    session_get_stats(h->s[0])->resent_bytes + session_get_stats(h->s[1])->resent_bytes;
+	printf("resent after losing one of 3 paths: %llu bytes\n", (unsigned long long)resent);
+	assert_true(resent > 0);
+	assert_int_equal(session_get_stats(h->s[0])->paths_lost, 1);
+	assert_true(session_get_stats(h->s[0])->resumes >= 1);
+	harness_free(h);
+}
+
+static void test_session_paths_all_die_then_resume(void **state)
+{
+	struct harness *h = harness_new(2, 3, COMPRESS_NONE);
+	for (int i = 0; i < 4; i++)
+		open_stream(h, i % 2, 150000, 150000, true);
+	/* Nobody consumes yet, so no stream can finish before the outage. */
+	h->consume_pct = 0;
+	for (int i = 0; i < 300; i++) {
+		step(h, 0);
+		shutdown_acceptors(h, true);
+	}
+	h->consume_pct = 50;
+	assert_true(session_stream_count(h->s[0]) > 0 && session_stream_count(h->s[1]) > 0);
+	kill_path(h, 0);
+	kill_path(h, 1);
+	assert_int_equal(session_path_count(h->s[0]), 0);
+	/* No path: the streams wait, nothing is reset. */
+	for (size_t i = 0; i < h->nhs; i++)
+		for (int k = 0; k < 2; k++)
+			assert_false(h->hs[i].end[k].reset);
+	uint64_t resumes_before = session_get_stats(h->s[1])->resumes_received;
+	add_path(h);
+	run(h, 3000000, 0, true);
+	check_all_intact(h, true);
+	for (int k = 0; k < 2; k++) {
+		const struct session_stats *ss = session_get_stats(h->s[k]);
+		/* Once when path 0 went (path 1 left), once on the new path. */
+		assert_int_equal(ss->resumes, 2);
+		assert_true(ss->resumes_received > 0);
+	}
+	assert_true(session_get_stats(h->s[1])->resumes_received > resumes_before);
+	harness_free(h);
+}
+
+static void test_session_paths_duplicates_dropped(void **state)
+{
+	struct harness *h = harness_new(3, 4, COMPRESS_ZLIB);
+	for (int i = 0; i < 4; i++)
+		open_stream(h, i % 2, 80000, 80000, true);
+	run(h, 3000000, 30, true);
+	check_all_intact(h, true);
+	const struct session_stats *a = session_get_stats(h->s[0]);
+	const struct session_stats *b = session_get_stats(h->s[1]);
+	printf("duplicates dropped: %llu bytes in %llu frames\n",
+	       (unsigned long long)(a->dup_bytes + b->dup_bytes),
+	       (unsigned long long)(a->dup_frames + b->dup_frames));
+	assert_true(a->dup_bytes + b->dup_bytes > 0);
+	assert_true(a->dup_frames + b->dup_frames > 0);
+	harness_free(h);
+}
+
+static void test_session_paths_reset_across_paths(void **state)
+{
+	struct harness *h = harness_new(3, 5, COMPRESS_NONE);
+	struct hstream *keep = open_stream(h, 0, 100000, 100000, true);
+	struct hstream *gone = open_stream(h, 0, 300000, 0, false);
+	for (int i = 0; i < 2000; i++) {
+		step(h, 0);
+		shutdown_acceptors(h, true);
+	}
+	struct hend *o = &gone->end[0];
+	assert_non_null(o->st);
+	session_stream_reset(o->st, FRAME_ERR_CANCEL);
+	o->st = NULL;
+	o->reset = true;
+	/* The peer's half of `gone` may not have been shut down above (no FIN
+	 * was asked for); the reset ends it. */
+	run(h, 3000000, 0, false);
+	assert_true(gone->end[1].reset);
+	assert_int_equal(gone->end[1].reset_error, FRAME_ERR_CANCEL);
+	/* The other stream is untouched. */
+	for (int k = 0; k < 2; k++) {
+		assert_true(same(keep->end[k].expect, keep->end[1 - k].got));
+		assert_true(keep->end[k].closed);
+	}
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(session_stream_count(h->s[k]), 0);
+	/* No session credit leaked: a new stream can send a full session window. */
+	struct hstream *after = open_stream(h, 0, params.session_window, 0, true);
+	run(h, 3000000, 0, true);
+	assert_true(same(after->end[0].expect, after->end[1].got));
+	harness_free(h);
+}
+
+static void test_session_paths_many_streams(void **state)
+{
+	struct harness *h = harness_new(4, 6, COMPRESS_LZ4);
+	for (int i = 0; i < 200; i++)
+		open_stream(h, i % 3 == 0 ? 1 : 0, (size_t)(rnd(h) % 5000), (size_t)(rnd(h) % 5000),
+			    true);
+	run(h, 3000000, 5, true);
+	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/* A new stream's DATA stays on the path of its OPEN until the peer answered
+ * or acknowledged it: it cannot arrive before the OPEN. */
+static void test_session_paths_open_precedes_data(void **state)
+{
+	struct harness *h = harness_new(2, 7, COMPRESS_NONE);
+	open_stream(h, 0, 200000, 0, false);
+	size_t n0 = session_fill(h->s[0], h->path[0].p[0], h->buf, sizeof(h->buf));
+	assert_true(n0 > 0); /* OPEN and the first DATA */
+	fifo_push(&h->path[0].q[0], h->buf, n0);
+	/* Path 1 may not carry this stream's DATA yet. */
+	assert_int_equal(session_fill(h->s[0], h->path[1].p[0], h->buf, sizeof(h->buf)), 0);
+	/* Deliver the OPEN, let the answer come back on path 1. */
+	struct rec *r = fifo_pop(&h->path[0].q[0]);
+	deliver(h, &h->path[0], 1, r->buf, r->n);
+	free(r);
+	size_t back = session_fill(h->s[1], h->path[1].p[1], h->buf, sizeof(h->buf));
+	assert_true(back > 0);
+	deliver(h, &h->path[1], 0, h->buf, back);
+	/* Answered: path 1 may carry it now. */
+	assert_true(session_fill(h->s[0], h->path[1].p[0], h->buf, sizeof(h->buf)) > 0);
+	harness_free(h);
+}
+
+/* The OPEN was lost with its path: it is sent again (marked RESENT) and the
+ * stream carries on over the other path. */
+static void test_session_paths_open_lost_with_path(void **state)
+{
+	struct harness *h = harness_new(2, 8, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 50000, 20000, true);
+	size_t n = session_fill(h->s[0], h->path[0].p[0], h->buf, sizeof(h->buf));
+	assert_true(n > 0);
+	fifo_push(&h->path[0].q[0], h->buf, n);
+	kill_path(h, 0);
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	assert_non_null(hs);
+	harness_free(h);
+}
+
+/* Seeded random schedules: paths die and come back, records are copied. */
+static void test_session_paths_fuzz_schedule(void **state)
+{
+	for (uint64_t seed = 100; seed < 116; seed++) {
+		struct harness *h = harness_new(1 + seed % 4, seed, (enum compress_mode)(seed % 3));
+		h->consume_pct = 10 + (int)(seed % 80);
+		for (int i = 0; i < 12; i++)
+			open_stream(h, (int)(rnd(h) % 2), (size_t)(rnd(h) % 120000),
+				    (size_t)(rnd(h) % 120000), true);
+		for (int round = 0; round < 4; round++) {
+			for (int i = 0; i < 1500; i++) {
+				step(h, 10);
+				shutdown_acceptors(h, true);
+			}
+			size_t alive = 0;
+			for (size_t i = 0; i < h->npaths; i++)
+				alive += h->path[i].alive;
+			size_t victim = rnd(h) % h->npaths;
+			if (h->path[victim].alive && (alive > 1 || rnd(h) % 2 == 0))
+				kill_path(h, victim);
+			if (h->npaths < NPATHS_MAX && (alive <= 1 || rnd(h) % 2 == 0))
+				add_path(h);
+		}
+		bool any = false;
+		for (size_t i = 0; i < h->npaths; i++)
+			any |= h->path[i].alive;
+		if (!any)
+			add_path(h);
+		run(h, 5000000, 10, true);
+		check_all_intact(h, true);
+		harness_free(h);
+	}
+}
+
+/* ACK cost on one path: frames and bytes per MB of data. */
+static void test_session_paths_ack_overhead(void **state)
+{
+	struct harness *h = harness_new(1, 9, COMPRESS_NONE);
+	h->consume_pct = 100;
+	const size_t total = 8u << 20;
+	open_stream(h, 0, total, 0, true);
+	run(h, 10000000, 0, true);
+	check_all_intact(h, true);
+	const struct session_stats *rx = session_get_stats(h->s[1]);
+	double mb = (double)total / (1 << 20);
+	/* An ACK frame is 16 bytes (8 header + 8 offset). */
+	double per_mb = (double)rx->acks_sent * 16.0 / mb;
+	printf("ACK overhead, one path, %g KiB stream window: %llu ACKs for %.0f MiB, %.1f "
+	       "bytes/MiB (%.4f %%)\n",
+	       params.stream_window / 1024.0, (unsigned long long)rx->acks_sent, mb, per_mb,
+	       per_mb / (1 << 20) * 100.0);
+	/* One ACK per eighth of the stream window, plus the FIN's. */
+	assert_true(per_mb <= 16.0 * 8 * (double)(1 << 20) / params.stream_window * 1.1);
+	harness_free(h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_session_paths_four_paths_interleaved),
+	    cmocka_unit_test(test_session_paths_path_dies_mid_transfer),
+	    cmocka_unit_test(test_session_paths_all_die_then_resume),
+	    cmocka_unit_test(test_session_paths_duplicates_dropped),
+	    cmocka_unit_test(test_session_paths_reset_across_paths),
+	    cmocka_unit_test(test_session_paths_many_streams),
+	    cmocka_unit_test(test_session_paths_open_precedes_data),
+	    cmocka_unit_test(test_session_paths_open_lost_with_path),
+	    cmocka_unit_test(test_session_paths_fuzz_schedule),
+	    cmocka_unit_test(test_session_paths_ack_overhead),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
