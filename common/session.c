@@ -2,8 +2,10 @@
  * Streams of one session over any number of paths: table, states, credit
  * flow control, acknowledgement and resending, reordering, and the DRR
  * scheduler. No sockets and no clocks: frames in, record plaintext out. The
- * stream's source buffer belongs to the relay; the session moves what it
- * sends out of it into its own resend store (unacked), freed on ACK.
+ * stream's source buffer belongs to the relay; what the session has sent
+ * stays in the resend store until acknowledged: the first bytes of the
+ * source, then, chain by chain once a chain is wholly sent, the session's own
+ * buffer (unacked), so no byte is copied to keep it.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -144,7 +146,10 @@ struct session_stream {
 	bool shutdown_requested;
 	bool fin_placed_once;
 	uint64_t path_mask; /* paths that carried bytes not yet acknowledged */
+	/* The resend store [snd_acked, snd_high): unacked, then the first
+	 * src_sent bytes of src (sent from a chain not yet wholly sent). */
 	struct evbuffer *unacked;
+	size_t src_sent;
 	struct compress_state cstate;
 
 	/* receiving direction: consumed <= contig <= high <= recv_max */
@@ -212,6 +217,8 @@ struct session {
 	struct session_stats stats;
 };
 
+static void store_drain(struct session_stream *st, size_t n);
+
 static void set_send(struct session_stream *st, enum send_state to)
 {
 	bool ok = send_next_ok[st->send][to];
@@ -232,8 +239,8 @@ static void set_recv(struct session_stream *st, enum recv_state to)
 static void stream_check(const struct session_stream *st)
 {
 	assert(st->snd_acked <= st->snd_next && st->snd_next <= st->snd_high);
-	assert(st->unacked == NULL ||
-	       evbuffer_get_length(st->unacked) == st->snd_high - st->snd_acked);
+	assert((st->unacked != NULL ? evbuffer_get_length(st->unacked) : 0) + st->src_sent ==
+	       st->snd_high - st->snd_acked);
 	assert(st->rcv_consumed <= st->rcv_contig && st->rcv_contig <= st->rcv_high);
 	assert(st->rcv_high <= st->recv_max);
 	assert(st->held == NULL || st->held->off > st->rcv_contig);
@@ -358,8 +365,8 @@ static void stream_destroy(struct session *s, struct session_stream *st)
 	sched_remove(s, st);
 	ack_unlist(s, st);
 	held_free_all(s, st);
+	s->unacked -= (size_t)(st->snd_high - st->snd_acked);
 	if (st->unacked != NULL) {
-		s->unacked -= evbuffer_get_length(st->unacked);
 		evbuffer_free(st->unacked);
 		st->unacked = NULL;
 	}
@@ -612,18 +619,29 @@ static void maybe_recv_done(struct session_stream *st)
 		set_recv(st, RECV_DONE);
 }
 
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
 /* Credit for bytes never sent before (resending needs none: they were
- * counted). Unacknowledged bytes never exceed the peer's stream window, so
- * the resend store stays bounded however late ACKs come. */
+ * counted). Unacknowledged bytes never exceed the stream window (the
+ * smaller of the peer's and ours), so the resend store stays bounded however
+ * late ACKs come. */
 static uint64_t stream_credit(const struct session *s, const struct session_stream *st)
 {
 	uint64_t limit = st->send_max;
-	uint64_t by_ack = st->snd_acked + s->peer.stream_window;
+	uint64_t by_ack = st->snd_acked + min_u64(s->peer.stream_window, s->local.stream_window);
 	if (by_ack < limit)
 		limit = by_ack;
 	uint64_t c = limit > st->snd_high ? limit - st->snd_high : 0;
 	uint64_t sc = s->send_max - s->sent;
-	return c < sc ? c : sc;
+	/* A peer that grants but never acknowledges must not grow the resend
+	 * stores without bound: all streams together keep at most one session
+	 * window, ours or the peer's, whichever is smaller. */
+	uint64_t store_max = min_u64(s->peer.session_window, s->local.session_window);
+	uint64_t store_room = s->unacked < store_max ? store_max - s->unacked : 0;
+	return min_u64(min_u64(c, sc), store_room);
 }
 
 /* Whether the scheduler has work for st: bytes to resend, bytes with
@@ -634,7 +652,7 @@ static bool stream_ready(const struct session *s, const struct session_stream *s
 		return false;
 	if (st->snd_next < st->snd_high)
 		return true;
-	size_t avail = evbuffer_get_length(st->src);
+	size_t avail = evbuffer_get_length(st->src) - st->src_sent;
 	if (avail == 0)
 		return st->shutdown_requested;
 	return stream_credit(s, st) > 0;
@@ -1191,7 +1209,7 @@ static int on_ack(struct session *s, const struct frame *f)
 	uint64_t bytes = fin_acked ? st->snd_high : x;
 	if (bytes > st->snd_acked) {
 		size_t n = (size_t)(bytes - st->snd_acked);
-		evbuffer_drain(st->unacked, n);
+		store_drain(st, n);
 		s->unacked -= n;
 		st->snd_acked = bytes;
 		if (st->snd_next < bytes)
@@ -1332,6 +1350,70 @@ static size_t fill_ctrl(struct session *s, struct session_path *path, uint8_t *b
 	return used;
 }
 
+static void copy_at(struct evbuffer *b, size_t off, uint8_t *dst, size_t n)
+{
+	if (off == 0) {
+		evbuffer_copyout(b, dst, n);
+		return;
+	}
+	struct evbuffer_ptr pos;
+	evbuffer_ptr_set(b, &pos, off, EVBUFFER_PTR_SET);
+	evbuffer_copyout_from(b, &pos, dst, n);
+}
+
+/* Copies n bytes of the resend store from off bytes past snd_acked. */
+static void store_copyout(struct session_stream *st, size_t off, uint8_t *dst, size_t n)
+{
+	size_t in_own = st->unacked != NULL ? evbuffer_get_length(st->unacked) : 0;
+	if (off < in_own) {
+		size_t k = n < in_own - off ? n : in_own - off;
+		copy_at(st->unacked, off, dst, k);
+		dst += k;
+		n -= k;
+		off = in_own;
+	}
+	if (n > 0)
+		copy_at(st->src, off - in_own, dst, n);
+}
+
+/* Moves the source's wholly sent chains into the resend store: a chain
+ * moves without copying, and the relay's buffer only counts what is unsent
+ * (and at most the one chain being sent). */
+static void store_take_chains(struct session_stream *st)
+{
+	struct evbuffer_iovec v[16];
+	int k = evbuffer_peek(st->src, (ev_ssize_t)st->src_sent, NULL, v, 16);
+	size_t whole = 0;
+	for (int i = 0; i < k && i < 16; i++) {
+		if (whole + v[i].iov_len > st->src_sent)
+			break;
+		whole += v[i].iov_len;
+	}
+	if (whole == 0)
+		return;
+	if (st->unacked == NULL)
+		st->unacked = evbuffer_new();
+	/* Without a buffer the bytes simply stay in the source. */
+	if (st->unacked == NULL)
+		return;
+	int moved = evbuffer_remove_buffer(st->src, st->unacked, whole);
+	if (moved > 0)
+		st->src_sent -= (size_t)moved;
+}
+
+/* Frees n acknowledged bytes from the front of the resend store. */
+static void store_drain(struct session_stream *st, size_t n)
+{
+	size_t in_own = st->unacked != NULL ? evbuffer_get_length(st->unacked) : 0;
+	size_t k = n < in_own ? n : in_own;
+	if (k > 0)
+		evbuffer_drain(st->unacked, k);
+	if (n > k) {
+		evbuffer_drain(st->src, n - k);
+		st->src_sent -= n - k;
+	}
+}
+
 /*
  * Writes one DATA frame of st into buf (room bytes): bytes to send again
  * first (from the resend store), else new bytes (moved from the source into
@@ -1341,7 +1423,7 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 			uint8_t *buf, size_t room, size_t want)
 {
 	bool resend = st->snd_next < st->snd_high;
-	size_t src_len = evbuffer_get_length(st->src);
+	size_t src_len = evbuffer_get_length(st->src) - st->src_sent; /* unsent */
 	size_t avail = resend ? (size_t)(st->snd_high - st->snd_next) : src_len;
 	size_t n = avail < want ? avail : want;
 	if (!resend) {
@@ -1365,17 +1447,14 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 
 	const uint8_t *raw = NULL;
 	if (resend && n > 0) {
-		struct evbuffer_ptr pos;
-		evbuffer_ptr_set(st->unacked, &pos, (size_t)(st->snd_next - st->snd_acked),
-				 EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(st->unacked, &pos, s->scratch, n);
+		store_copyout(st, (size_t)(st->snd_next - st->snd_acked), s->scratch, n);
 		raw = s->scratch;
 	}
 	size_t payload_len = n;
 	int clen = 0;
 	if (n > 0 && s->codec != COMPRESS_NONE && !st->cstate.disabled) {
 		if (raw == NULL) {
-			evbuffer_copyout(st->src, s->scratch, n);
+			copy_at(st->src, st->src_sent, s->scratch, n);
 			raw = s->scratch;
 		}
 		size_t hdr = frame_data_header_len(FRAME_FLAG_LZ4);
@@ -1390,7 +1469,7 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 	} else if (n > 0 && raw != NULL) {
 		memcpy(buf + frame_data_header_len(flags), raw, n);
 	} else if (n > 0) {
-		evbuffer_copyout(st->src, buf + frame_data_header_len(flags), n);
+		copy_at(st->src, st->src_sent, buf + frame_data_header_len(flags), n);
 	}
 	int h = frame_encode_data_header(buf, room, st->id, flags, st->snd_next, (uint32_t)n,
 					 payload_len);
@@ -1399,11 +1478,8 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 	if (resend) {
 		s->stats.resent_bytes += n;
 	} else if (n > 0) {
-		if (st->unacked == NULL)
-			st->unacked = evbuffer_new();
-		if (st->unacked == NULL ||
-		    evbuffer_remove_buffer(st->src, st->unacked, n) != (int)n)
-			return 0;
+		st->src_sent += n;
+		store_take_chains(st);
 		st->snd_high += n;
 		s->sent += n;
 		s->unacked += n;
@@ -1593,7 +1669,14 @@ void session_stream_consumed(struct session_stream *st, size_t len)
 	struct session *s = st->session;
 	if (st->dead)
 		return;
+	/* Only bytes on_data handed over can be consumed: more is a bug in the
+	 * caller. Asserted; a release build logs it and keeps its accounting. */
 	assert(len <= st->rcv_contig - st->rcv_consumed);
+	if (len > st->rcv_contig - st->rcv_consumed) {
+		log_error("session: stream %u: %zu bytes reported consumed, %llu delivered", st->id,
+			  len, (unsigned long long)(st->rcv_contig - st->rcv_consumed));
+		len = (size_t)(st->rcv_contig - st->rcv_consumed);
+	}
 	st->rcv_consumed += len;
 	s->consumed += len;
 	maybe_grant_stream(s, st);
@@ -1677,9 +1760,9 @@ size_t session_queued(const struct session *s)
 	size_t n = session_ctrl_queued(s);
 	const struct session_stream *st;
 	TAILQ_FOREACH(st, &s->new_list, sched)
-	n += evbuffer_get_length(st->src);
+	n += evbuffer_get_length(st->src) - st->src_sent;
 	TAILQ_FOREACH(st, &s->old_list, sched)
-	n += evbuffer_get_length(st->src);
+	n += evbuffer_get_length(st->src) - st->src_sent;
 	return n;
 }
 

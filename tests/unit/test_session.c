@@ -592,7 +592,9 @@ static void test_session_stream_window_respected(void **state)
 	assert_non_null(s);
 	/* The sender used exactly the window and no more. */
 	assert_int_equal(evbuffer_get_length(s->rcv), SESSION_MIN_WINDOW);
-	assert_int_equal(evbuffer_get_length(c->src), total - SESSION_MIN_WINDOW);
+	/* (The source may still hold sent bytes: the resend store keeps them
+	 * there until their chain is wholly sent.) */
+	assert_int_equal(session_get_stats(p->c)->raw_bytes_sent, SESSION_MIN_WINDOW);
 	assert_false(session_wants_write(p->c));
 
 	/* Less than a quarter of the window consumed: no WINDOW yet. */

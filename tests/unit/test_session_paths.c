@@ -78,6 +78,7 @@ struct harness {
 	size_t unconsumed[2];
 	uint64_t rng;
 	uint8_t buf[RECORD_PLAINTEXT_MAX];
+	bool drop_acks;	 /* side 0 never sees an ACK or RESUME (a hostile peer) */
 	int stalled;	 /* a path whose records are not delivered for now, or -1 */
 	int consume_pct; /* chance per round that an end consumes what it holds */
 };
@@ -279,6 +280,11 @@ static void deliver(struct harness *h, struct hpath *hp, int to, const uint8_t *
 		struct frame f;
 		size_t used;
 		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
+		if (h->drop_acks && to == 0 && (f.type == FRAME_ACK || f.type == FRAME_RESUME)) {
+			buf += used;
+			n -= used;
+			continue;
+		}
 		int rc = session_on_frame(h->s[to], hp->p[to], &f);
 		if (rc != WM_OK)
 			fail_msg("side %d rejects %s on stream %u: %d", to, frame_type_name(f.type),
@@ -695,6 +701,24 @@ static void test_session_paths_fuzz_schedule(void **state)
 	}
 }
 
+/* A peer that grants credit but never acknowledges: the resend stores stop
+ * at one session window (8 streams x one stream window would be twice it). */
+static void test_session_paths_no_ack_bounds_store(void **state)
+{
+	struct harness *h = harness_new(2, 10, COMPRESS_NONE);
+	h->drop_acks = true;
+	h->consume_pct = 100;
+	for (int i = 0; i < 8; i++)
+		open_stream(h, 0, 3 * params.stream_window, 0, false);
+	for (int i = 0; i < 200000; i++)
+		step(h, 0);
+	printf("unacked with a peer that never acknowledges: %zu bytes (session window %u)\n",
+	       session_unacked(h->s[0]), params.session_window);
+	assert_true(session_unacked(h->s[0]) <= params.session_window);
+	assert_true(session_unacked(h->s[0]) >= params.session_window / 2);
+	harness_free(h);
+}
+
 /* ACK cost on one path: frames and bytes per MB of data. */
 static void test_session_paths_ack_overhead(void **state)
 {
@@ -729,6 +753,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_open_precedes_data),
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
+	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_ack_overhead),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
