@@ -29,6 +29,8 @@
 /* An ACK leaves at once when the received offset advanced by this fraction
  * of the stream window (or at FIN); smaller advances wait for session_tick. */
 #define ACK_EVERY_DIV 8
+/* Sent bytes the resend store leaves in the relay's source buffer at most. */
+#define STORE_IN_SRC_MAX (64u << 10)
 
 /* Refusals over --max-streams, across all sessions of the process. */
 static struct limit_counter stream_limit_counter = {.name = "streams per tunnel (--max-streams)"};
@@ -1389,6 +1391,11 @@ static void store_take_chains(struct session_stream *st)
 			break;
 		whole += v[i].iov_len;
 	}
+	/* The source's last chain keeps growing while the socket is read into
+	 * it: past STORE_IN_SRC_MAX sent bytes, copy them out rather than let
+	 * the relay see a full buffer and stop reading. */
+	if (st->src_sent >= STORE_IN_SRC_MAX)
+		whole = st->src_sent;
 	if (whole == 0)
 		return;
 	if (st->unacked == NULL)
