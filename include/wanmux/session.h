@@ -211,7 +211,9 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 void session_tick(struct session *s);
 
 /* Bytes sent and not yet acknowledged, all streams together: the resend
- * store, bounded per stream by the peer's stream window. */
+ * store, at most one stream window per stream and one session window per
+ * session (the smaller of ours and the peer's). Not yet charged to the
+ * process buffer budget. */
 size_t session_unacked(const struct session *s);
 
 /* Out-of-order bytes held now, all streams together. */
