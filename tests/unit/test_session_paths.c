@@ -174,7 +174,7 @@ static void fifo_clear(struct fifo *q)
 		free(r);
 }
 
-static const struct session_params params = {SESSION_MIN_WINDOW * 2, SESSION_MIN_WINDOW * 8, 512};
+static const struct session_params params = {SESSION_MIN_WINDOW * 2, SESSION_MIN_WINDOW * 8, 512, 0};
 
 static struct harness *harness_new(size_t npaths, uint64_t seed, enum compress_mode codec)
 {
