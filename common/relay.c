@@ -563,6 +563,17 @@ void relay_bind(struct relay *r, struct session_stream *st)
 		budget_attach(&process_budget, &r->account, pool);
 }
 
+void relay_budget_charge(struct relay_pool *pool, size_t added, size_t deleted)
+{
+	budget_used += added;
+	budget_used -= deleted < budget_used ? deleted : budget_used;
+	session_set_memory(budget_used, budget_limit);
+	if (pool != NULL)
+		pool_charge(pool, added, deleted);
+	if (deleted > 0 && !TAILQ_EMPTY(&budget_paused_list))
+		budget_wake();
+}
+
 void relay_set_budget(size_t bytes)
 {
 	budget_set_limit(&process_budget, bytes);

@@ -20,6 +20,7 @@
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
+#include "wanmux/relay.h"
 #include "wanmux/session.h"
 
 /* Stop filling a record when less than this is left: a tiny DATA frame costs
@@ -207,6 +208,9 @@ struct session {
 	uint64_t recv_max;	 /* our session grant */
 	uint64_t credit_counted; /* recv_max - consumed, as in credit_committed */
 	size_t unacked;		 /* bytes in the resend stores */
+	/* What the session itself holds (the resend stores' own buffers and
+	 * the out-of-order segments), charged to the pool and --max-buffer. */
+	size_t charged;
 	size_t held_bytes;
 	size_t held_segs;
 
@@ -220,6 +224,16 @@ struct session {
 };
 
 static void store_drain(struct session_stream *st, size_t n);
+
+/* Bytes the session holds itself count in the buffer budgets as relay
+ * buffers do: a peer that never acknowledges, or sends only past a gap,
+ * then makes the relays stop reading instead of the process grow. */
+static void charge(struct session *s, size_t added, size_t deleted)
+{
+	s->charged += added;
+	s->charged -= deleted;
+	relay_budget_charge(s->pool, added, deleted);
+}
 
 static void set_send(struct session_stream *st, enum send_state to)
 {
@@ -348,6 +362,7 @@ static void held_free_all(struct session *s, struct session_stream *st)
 		st->held = e->next;
 		s->held_bytes -= e->len;
 		s->held_segs--;
+		charge(s, 0, e->len);
 		free(e);
 	}
 	st->held_bytes = 0;
@@ -369,6 +384,7 @@ static void stream_destroy(struct session *s, struct session_stream *st)
 	held_free_all(s, st);
 	s->unacked -= (size_t)(st->snd_high - st->snd_acked);
 	if (st->unacked != NULL) {
+		charge(s, 0, evbuffer_get_length(st->unacked));
 		evbuffer_free(st->unacked);
 		st->unacked = NULL;
 	}
@@ -626,6 +642,24 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+/*
+ * What --max-buffer leaves the resend store of s: what is free of the budget
+ * beside what s holds already, but an even share of the budget at least. The
+ * relays' even-share rule cannot bound it: every tunnel of a peer that never
+ * acknowledges grows together, each pausing as it passes the average.
+ */
+static uint64_t store_budget(const struct session *s)
+{
+	if (memory_limit == 0)
+		return UINT64_MAX;
+	uint64_t share = memory_limit / (credit_sessions > 0 ? credit_sessions : 1);
+	if (share < SESSION_MIN_WINDOW)
+		share = SESSION_MIN_WINDOW;
+	uint64_t free_room = memory_limit > memory_used ? memory_limit - memory_used : 0;
+	uint64_t mine = (uint64_t)s->unacked + free_room;
+	return mine > share ? mine : share;
+}
+
 /* Credit for bytes never sent before (resending needs none: they were
  * counted). Unacknowledged bytes never exceed the stream window (the
  * smaller of the peer's and ours), so the resend store stays bounded however
@@ -642,6 +676,7 @@ static uint64_t stream_credit(const struct session *s, const struct session_stre
 	 * stores without bound: all streams together keep at most one session
 	 * window, ours or the peer's, whichever is smaller. */
 	uint64_t store_max = min_u64(s->peer.session_window, s->local.session_window);
+	store_max = min_u64(store_max, store_budget(s));
 	uint64_t store_room = s->unacked < store_max ? store_max - s->unacked : 0;
 	return min_u64(min_u64(c, sc), store_room);
 }
@@ -728,6 +763,7 @@ void session_free(struct session *s)
 		free(s->paths[i]);
 	free(s->buckets);
 	evbuffer_free(s->ctrl);
+	assert(s->charged == 0); /* every stream released its part */
 	credit_committed -= s->credit_counted;
 	credit_sessions--;
 	free(s);
@@ -982,6 +1018,7 @@ static int held_piece(struct session *s, struct session_stream *st, struct held_
 	st->held_bytes += len;
 	s->held_bytes += len;
 	s->held_segs++;
+	charge(s, len, 0);
 	if (s->held_bytes > s->stats.held_bytes_max)
 		s->stats.held_bytes_max = s->held_bytes;
 	return WM_OK;
@@ -1028,6 +1065,7 @@ static bool deliver_held(struct session *s, struct session_stream *st)
 		st->held_bytes -= e->len;
 		s->held_bytes -= e->len;
 		s->held_segs--;
+		charge(s, 0, e->len);
 		uint64_t e_end = e->off + e->len;
 		bool alive = true;
 		if (e_end > st->rcv_contig) {
@@ -1403,9 +1441,23 @@ static void store_take_chains(struct session_stream *st)
 	/* Without a buffer the bytes simply stay in the source. */
 	if (st->unacked == NULL)
 		return;
-	int moved = evbuffer_remove_buffer(st->src, st->unacked, whole);
-	if (moved > 0)
-		st->src_sent -= (size_t)moved;
+	/* Copied, not moved: a chain read from a socket is allocated at twice
+	 * its size or more (a 16 KiB read takes a 32 KiB chain), so a store of
+	 * moved chains would cost twice what it counts; copies fill chains. */
+	size_t left = whole;
+	k = evbuffer_peek(st->src, (ev_ssize_t)whole, NULL, v, 16);
+	for (int i = 0; i < k && i < 16 && left > 0; i++) {
+		size_t n = v[i].iov_len < left ? v[i].iov_len : left;
+		if (evbuffer_add(st->unacked, v[i].iov_base, n) != 0)
+			break;
+		left -= n;
+	}
+	size_t moved = whole - left;
+	if (moved > 0) {
+		evbuffer_drain(st->src, moved);
+		st->src_sent -= moved;
+		charge(st->session, moved, 0);
+	}
 }
 
 /* Frees n acknowledged bytes from the front of the resend store. */
@@ -1413,8 +1465,10 @@ static void store_drain(struct session_stream *st, size_t n)
 {
 	size_t in_own = st->unacked != NULL ? evbuffer_get_length(st->unacked) : 0;
 	size_t k = n < in_own ? n : in_own;
-	if (k > 0)
+	if (k > 0) {
 		evbuffer_drain(st->unacked, k);
+		charge(st->session, 0, k);
+	}
 	if (n > k) {
 		evbuffer_drain(st->src, n - k);
 		st->src_sent -= n - k;
@@ -1780,7 +1834,10 @@ uint64_t session_limit_hits(void)
 
 void session_set_pool(struct session *s, struct budget_pool *pool)
 {
+	/* What is charged moves with the session to its new pool. */
+	relay_budget_charge(s->pool, 0, s->charged);
 	s->pool = pool;
+	relay_budget_charge(s->pool, s->charged, 0);
 }
 
 struct budget_pool *session_pool(const struct session *s)

@@ -191,6 +191,14 @@ int relay_fd(const struct relay *r);
  * which shrink the credit they grant when buffers fill.
  */
 void relay_set_budget(size_t bytes);
+
+/*
+ * Charges bytes held outside relay buffers for the streams of a tunnel (a
+ * session's resend store and out-of-order segments) to pool (NULL: the
+ * process budget only) and to the process budget, added or deleted as they
+ * come and go, so relays stop reading when those fill the budgets as well.
+ */
+void relay_budget_charge(struct relay_pool *pool, size_t added, size_t deleted);
 size_t relay_budget_used(void);
 size_t relay_budget_limit(void);
 

@@ -212,8 +212,10 @@ void session_tick(struct session *s);
 
 /* Bytes sent and not yet acknowledged, all streams together: the resend
  * store, at most one stream window per stream and one session window per
- * session (the smaller of ours and the peer's). Not yet charged to the
- * process buffer budget. */
+ * session (the smaller of ours and the peer's). What of it the session
+ * holds itself (beyond the relay's source buffer), and the out-of-order bytes
+ * held, are charged to the session's pool and the process buffer budget
+ * (relay_budget_charge), so over them relays stop reading. */
 size_t session_unacked(const struct session *s);
 
 /* Out-of-order bytes held now, all streams together. */

@@ -95,6 +95,11 @@ static const char usage_text[] =
     "                         streams to a target that does not read, each sent\n"
     "                         all the initial credit of the server's hello (no\n"
     "                         WINDOW awaited); held open\n"
+    "  noack --target HOST:PORT --count N --streams K --hold SECS\n"
+    "                         N tunnels, each with K streams to a fast source;\n"
+    "                         grants credit (hello windows, WINDOW frames) and\n"
+    "                         reads everything, but never sends ACK; prints the\n"
+    "                         DATA bytes received\n"
     "  listen --target ADDR:PORT --count N [--hold SECS]\n"
     "                         N LISTENs for PORT, PORT+1, ... (paced under the\n"
     "                         LISTEN rate); counts the answers, then holds\n"
@@ -384,6 +389,7 @@ struct counts {
 	unsigned long open_other;
 	unsigned long resets;
 	unsigned long data_bytes;
+	unsigned long raw_bytes; /* DATA bytes before compression */
 	unsigned long pings;
 };
 
@@ -410,6 +416,7 @@ static void count_frames(const uint8_t *p, size_t len, struct counts *k)
 			break;
 		case FRAME_DATA:
 			k->data_bytes += f.u.data.payload_len;
+			k->raw_bytes += f.u.data.raw_len;
 			break;
 		case FRAME_PING:
 			k->pings++;
@@ -1127,6 +1134,85 @@ static int cmd_pin(const struct opts *o)
 	return 0;
 }
 
+/* Appends a WINDOW frame to buf. */
+static size_t add_window(uint32_t id, uint64_t max_offset, uint8_t *buf, size_t cap)
+{
+	struct frame f = {.type = FRAME_WINDOW, .stream_id = id};
+	f.u.max_offset = max_offset;
+	int n = frame_encode(&f, buf, cap);
+	if (n < 0)
+		die("frame_encode WINDOW failed");
+	return (size_t)n;
+}
+
+/* Reads what is there on every tunnel (decrypted, so DATA is counted),
+ * without blocking; returns the DATA payload bytes seen. */
+static unsigned long long drain_counted(struct conn *c, unsigned long count)
+{
+	unsigned long long total = 0;
+	for (unsigned long i = 0; i < count; i++) {
+		if (c[i].tx == NULL)
+			continue;
+		struct counts k;
+		memset(&k, 0, sizeof(k));
+		if (read_records(&c[i], now_s() + 0.002, &k, 0) == 0) {
+			conn_close(&c[i]);
+			c[i].tx = NULL;
+		}
+		total += k.raw_bytes;
+	}
+	return total;
+}
+
+/*
+ * A peer that takes everything and acknowledges nothing: the server must keep
+ * each byte it sent until it is acknowledged (to resend it on another path),
+ * so only its buffer budget can stop it holding a session window per tunnel.
+ */
+static int cmd_noack(const struct opts *o)
+{
+	static struct conn c[256];
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	struct frame_addr target;
+	struct opts each = *o;
+	if (o->target == NULL || o->streams == 0 || o->count == 0 || o->count > 256)
+		die("noack needs --target, --streams and --count 1..256");
+	parse_target(o->target, &target);
+	unsigned long up = 0;
+	for (unsigned long i = 0; i < o->count; i++) {
+		each.tunnel_no = (unsigned)i;
+		if (handshake(&each, &c[i]) != 1)
+			conn_close(&c[i]);
+		else
+			up++;
+	}
+	for (unsigned long i = 0; i < o->count; i++) {
+		if (c[i].tx == NULL)
+			continue;
+		size_t len = 0;
+		uint32_t first = c[i].next_id;
+		for (unsigned long k = 0; k < o->streams && len + 600 <= sizeof(plain); k++)
+			len += add_open(&c[i], &target, false, plain + len, sizeof(plain) - len);
+		/* Credit far beyond any window: only the server's own limits
+		 * bound what it sends and keeps. */
+		len += add_window(0, (uint64_t)1 << 40, plain + len, sizeof(plain) - len);
+		for (unsigned long k = 0; k < o->streams && len + 32 <= sizeof(plain); k++)
+			len += add_window(first + 2 * (uint32_t)k, (uint64_t)1 << 40, plain + len,
+					  sizeof(plain) - len);
+		send_record(&c[i], plain, len);
+	}
+	double t0 = now_s();
+	unsigned long long received = 0;
+	while (now_s() - t0 < o->hold_s)
+		received += drain_counted(c, o->count);
+	printf("result: noack up=%lu received=%llu\n", up, received);
+	fflush(stdout);
+	for (unsigned long i = 0; i < o->count; i++)
+		if (c[i].tx != NULL)
+			conn_close(&c[i]);
+	return 0;
+}
+
 /*
  * --count LISTENs for ports PORT, PORT+1, ... of --target's address, paced
  * under the server's LISTEN rate (10 a second, bursts of 20) so that only
@@ -1417,6 +1503,8 @@ int main(int argc, char **argv)
 		return cmd_serve(&o);
 	if (strcmp(cmd, "listen") == 0)
 		return cmd_listen(&o);
+	if (strcmp(cmd, "noack") == 0)
+		return cmd_noack(&o);
 	if (strcmp(cmd, "pin") == 0)
 		return cmd_pin(&o);
 	if (strcmp(cmd, "noread") == 0)
