@@ -567,7 +567,7 @@ void relay_budget_charge(struct relay_pool *pool, size_t added, size_t deleted)
 {
 	budget_used += added;
 	budget_used -= deleted < budget_used ? deleted : budget_used;
-	session_set_memory(budget_used, budget_limit);
+	/* The session counts it in its own copy (session_set_memory) itself. */
 	if (pool != NULL)
 		pool_charge(pool, added, deleted);
 	if (deleted > 0 && !TAILQ_EMPTY(&budget_paused_list))

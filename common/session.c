@@ -232,6 +232,10 @@ static void charge(struct session *s, size_t added, size_t deleted)
 {
 	s->charged += added;
 	s->charged -= deleted;
+	/* The relays push the total again with their next change; until then
+	 * the grants and the store see it here. */
+	memory_used += added;
+	memory_used -= deleted < memory_used ? deleted : memory_used;
 	relay_budget_charge(s->pool, added, deleted);
 }
 

@@ -197,6 +197,7 @@ void relay_set_budget(size_t bytes);
  * session's resend store and out-of-order segments) to pool (NULL: the
  * process budget only) and to the process budget, added or deleted as they
  * come and go, so relays stop reading when those fill the budgets as well.
+ * Does not call session_set_memory: the caller is the session.
  */
 void relay_budget_charge(struct relay_pool *pool, size_t added, size_t deleted);
 size_t relay_budget_used(void);

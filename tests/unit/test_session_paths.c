@@ -23,6 +23,7 @@
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/record.h"
+#include "wanmux/relay.h"
 #include "wanmux/session.h"
 
 #define NPATHS_MAX 8
@@ -174,7 +175,8 @@ static void fifo_clear(struct fifo *q)
 		free(r);
 }
 
-static const struct session_params params = {SESSION_MIN_WINDOW * 2, SESSION_MIN_WINDOW * 8, 512, 0};
+static const struct session_params params = {SESSION_MIN_WINDOW * 2, SESSION_MIN_WINDOW * 8, 512,
+					     0};
 
 static struct harness *harness_new(size_t npaths, uint64_t seed, enum compress_mode codec)
 {
@@ -719,6 +721,32 @@ static void test_session_paths_no_ack_bounds_store(void **state)
 	harness_free(h);
 }
 
+/* The same peer with --max-buffer far below the session window: what the
+ * session keeps beyond the relay's source counts in the process budget
+ * (relay_budget_used), the store stops near the budget, and every byte
+ * charged is released when the session ends. */
+static void test_session_paths_no_ack_store_charged(void **state)
+{
+	const size_t limit = 256u << 10;
+	size_t before = relay_budget_used();
+	session_set_memory(before, limit);
+	struct harness *h = harness_new(2, 11, COMPRESS_NONE);
+	h->drop_acks = true;
+	h->consume_pct = 100;
+	for (int i = 0; i < 8; i++)
+		open_stream(h, 0, 3 * params.stream_window, 0, false);
+	for (int i = 0; i < 200000; i++)
+		step(h, 0);
+	size_t charged = relay_budget_used() - before;
+	printf("unacked with --max-buffer %zu: %zu bytes, %zu charged to the budget\n", limit,
+	       session_unacked(h->s[0]), charged);
+	assert_true(session_unacked(h->s[0]) <= limit + SESSION_MIN_WINDOW);
+	assert_true(charged > 0 && charged <= session_unacked(h->s[0]) + session_held(h->s[1]));
+	harness_free(h);
+	assert_int_equal(relay_budget_used(), before);
+	session_set_memory(0, 0);
+}
+
 /* ACK cost on one path: frames and bytes per MB of data. */
 static void test_session_paths_ack_overhead(void **state)
 {
@@ -754,6 +782,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
+	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
 	    cmocka_unit_test(test_session_paths_ack_overhead),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
