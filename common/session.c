@@ -99,10 +99,8 @@ static const char *const state_names[SEND_NSTATES][RECV_NSTATES] = {
     {"done/open", "done/size-known", "done/fin", "done/done"},
 };
 
-/* An out-of-order segment, held until the bytes before it arrive. Segments
- * of a stream never overlap and are sorted by offset. */
+/* An out-of-order segment, held until the bytes before it arrive. */
 struct held_seg {
-	struct held_seg *next;
 	uint64_t off;
 	size_t len;
 	uint8_t data[];
@@ -163,7 +161,13 @@ struct session_stream {
 	uint64_t recv_max;   /* what we granted */
 	uint64_t fin_offset;
 	uint64_t ack_sent; /* last received offset we acknowledged */
-	struct held_seg *held;
+	/* Segments of the stream in held[held_lo, held_hi): sorted by offset,
+	 * never overlapping; found by binary search, since a peer choosing
+	 * where its tiny segments go would make any walk cost all of them. */
+	struct held_seg **held;
+	size_t held_lo;
+	size_t held_hi;
+	size_t held_cap;
 	size_t held_bytes;
 };
 
@@ -263,7 +267,7 @@ static void stream_check(const struct session_stream *st)
 	       st->snd_high - st->snd_acked);
 	assert(st->rcv_consumed <= st->rcv_contig && st->rcv_contig <= st->rcv_high);
 	assert(st->rcv_high <= st->recv_max);
-	assert(st->held == NULL || st->held->off > st->rcv_contig);
+	assert(st->held_lo == st->held_hi || st->held[st->held_lo]->off > st->rcv_contig);
 	(void)st;
 }
 
@@ -361,14 +365,16 @@ static void ack_unlist(struct session *s, struct session_stream *st)
 
 static void held_free_all(struct session *s, struct session_stream *st)
 {
-	while (st->held != NULL) {
-		struct held_seg *e = st->held;
-		st->held = e->next;
+	for (size_t i = st->held_lo; i < st->held_hi; i++) {
+		struct held_seg *e = st->held[i];
 		s->held_bytes -= e->len;
 		s->held_segs--;
 		charge(s, 0, e->len);
 		free(e);
 	}
+	free(st->held);
+	st->held = NULL;
+	st->held_lo = st->held_hi = st->held_cap = 0;
 	st->held_bytes = 0;
 }
 
@@ -1002,8 +1008,31 @@ static bool deliver(struct session *s, struct session_stream *st, const uint8_t 
 	return !st->dead;
 }
 
-static int held_piece(struct session *s, struct session_stream *st, struct held_seg **pp,
-		      uint64_t off, const uint8_t *data, size_t len)
+/* Makes room for one more segment at the end of st's array. */
+static int held_reserve(struct session_stream *st)
+{
+	if (st->held_hi < st->held_cap)
+		return WM_OK;
+	if (st->held_lo > 0) {
+		size_t n = st->held_hi - st->held_lo;
+		memmove(st->held, st->held + st->held_lo, n * sizeof(*st->held));
+		st->held_lo = 0;
+		st->held_hi = n;
+		return WM_OK;
+	}
+	size_t cap = st->held_cap != 0 ? st->held_cap * 2 : 16;
+	struct held_seg **v = realloc(st->held, cap * sizeof(*v));
+	if (v == NULL)
+		return WM_ERR_NOMEM;
+	st->held = v;
+	st->held_cap = cap;
+	return WM_OK;
+}
+
+/* Inserts [off, off+len) as a new segment at *at (an index into held);
+ * *at then names the segment after it. */
+static int held_piece(struct session *s, struct session_stream *st, size_t *at, uint64_t off,
+		      const uint8_t *data, size_t len)
 {
 	if (s->held_segs >= SESSION_HELD_MAX) {
 		s->held_overflow = true;
@@ -1014,11 +1043,20 @@ static int held_piece(struct session *s, struct session_stream *st, struct held_
 		s->held_overflow = true;
 		return WM_ERR_LIMIT;
 	}
+	size_t lo_before = st->held_lo;
+	if (held_reserve(st) != WM_OK) {
+		free(e);
+		s->held_overflow = true;
+		return WM_ERR_LIMIT;
+	}
+	size_t i = *at - lo_before + st->held_lo; /* held_reserve may have compacted */
+	memmove(st->held + i + 1, st->held + i, (st->held_hi - i) * sizeof(*st->held));
+	st->held_hi++;
 	e->off = off;
 	e->len = len;
 	memcpy(e->data, data, len);
-	e->next = *pp;
-	*pp = e;
+	st->held[i] = e;
+	*at = i + 1;
 	st->held_bytes += len;
 	s->held_bytes += len;
 	s->held_segs++;
@@ -1028,34 +1066,46 @@ static int held_piece(struct session *s, struct session_stream *st, struct held_
 	return WM_OK;
 }
 
+/* The first held segment of st that ends past off. */
+static size_t held_search(const struct session_stream *st, uint64_t off)
+{
+	size_t lo = st->held_lo;
+	size_t hi = st->held_hi;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct held_seg *e = st->held[mid];
+		if (e->off + e->len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Keeps [off, off+len) past a gap, without what is already held. */
 static int hold(struct session *s, struct session_stream *st, uint64_t off, const uint8_t *data,
 		size_t len)
 {
 	uint64_t end = off + len;
 	uint64_t cur = off;
-	struct held_seg **pp = &st->held;
+	size_t i = held_search(st, off);
 	while (cur < end) {
-		struct held_seg *e = *pp;
-		if (e == NULL || e->off >= end)
-			return held_piece(s, st, pp, cur, data + (cur - off), (size_t)(end - cur));
+		if (i == st->held_hi || st->held[i]->off >= end)
+			return held_piece(s, st, &i, cur, data + (cur - off), (size_t)(end - cur));
+		const struct held_seg *e = st->held[i];
+		uint64_t e_off = e->off;
 		uint64_t e_end = e->off + e->len;
-		if (e_end <= cur) {
-			pp = &e->next;
-			continue;
-		}
-		if (e->off > cur) {
+		if (e_off > cur) {
 			int rc =
-			    held_piece(s, st, pp, cur, data + (cur - off), (size_t)(e->off - cur));
+			    held_piece(s, st, &i, cur, data + (cur - off), (size_t)(e_off - cur));
 			if (rc != WM_OK)
 				return rc;
-			pp = &(*pp)->next;
-			cur = e->off;
+			cur = e_off;
 		}
 		uint64_t covered_end = e_end < end ? e_end : end;
 		s->stats.dup_bytes += covered_end - cur;
 		cur = covered_end;
-		pp = &e->next;
+		i++;
 	}
 	return WM_OK;
 }
@@ -1063,9 +1113,10 @@ static int hold(struct session *s, struct session_stream *st, uint64_t off, cons
 /* Delivers the held segments that the contiguous offset has reached. */
 static bool deliver_held(struct session *s, struct session_stream *st)
 {
-	while (st->held != NULL && st->held->off <= st->rcv_contig) {
-		struct held_seg *e = st->held;
-		st->held = e->next;
+	while (st->held_lo < st->held_hi && st->held[st->held_lo]->off <= st->rcv_contig) {
+		struct held_seg *e = st->held[st->held_lo++];
+		if (st->held_lo == st->held_hi)
+			st->held_lo = st->held_hi = 0;
 		st->held_bytes -= e->len;
 		s->held_bytes -= e->len;
 		s->held_segs--;

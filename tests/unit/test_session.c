@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +26,13 @@
 #include "wanmux/log.h"
 #include "wanmux/record.h"
 #include "wanmux/session.h"
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 #define MAX_STREAMS 256
 
@@ -1426,6 +1434,48 @@ static void test_session_credit_committed_bounded(void **state)
 	session_set_memory(0, 0);
 }
 
+/*
+ * A peer sends 1-byte DATA frames each past a gap (out of order inside its
+ * grant), then the same middle segment again and again. Each costs a lookup
+ * in the reorder buffer: it must not be a walk over every segment held
+ * (65535 of them), or a trickle of tiny frames takes a core. Bounds are
+ * generous (a walk takes tens of seconds here, a search milliseconds).
+ */
+static void test_session_reorder_many_tiny_segments(void **state)
+{
+	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
+	struct pair *p = pair_new(&big, &big);
+	struct tstream *c = client_open(p, "x");
+	pump(p, 100);
+	assert_non_null(server_of(p, c->id));
+	const unsigned nseg = SESSION_HELD_MAX - 1;
+	uint8_t byte = 'z';
+	struct frame f = {.type = FRAME_DATA, .stream_id = c->id};
+	f.u.data.raw_len = 1;
+	f.u.data.payload_len = 1;
+	f.u.data.payload = &byte;
+	double t0 = cpu_seconds();
+	for (unsigned i = 0; i < nseg; i++) {
+		f.u.data.offset = 2 * (uint64_t)i + 1; /* offset 0 never comes */
+		assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+	}
+	double fill_s = cpu_seconds() - t0;
+	assert_int_equal(session_held(p->s), nseg);
+	t0 = cpu_seconds();
+	const unsigned ndup = 200000;
+	for (unsigned i = 0; i < ndup; i++) {
+		f.u.data.offset = 2 * (uint64_t)(nseg / 2) + 1;
+		assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+	}
+	double dup_s = cpu_seconds() - t0;
+	printf("reorder buffer: %u gapped 1-byte segments in %.3f s CPU, %u duplicates of the "
+	       "middle one in %.3f s CPU\n",
+	       nseg, fill_s, ndup, dup_s);
+	assert_true(fill_s < 2.0);
+	assert_true(dup_s < 2.0);
+	pair_free(p);
+}
+
 static void test_session_grant_window_shrinks(void **state)
 {
 	const size_t limit = 100u << 20;
@@ -1546,6 +1596,7 @@ int main(void)
 	    cmocka_unit_test(test_session_grant_window_shrinks),
 	    cmocka_unit_test(test_session_credit_committed_bounded),
 	    cmocka_unit_test(test_session_credit_shrinks_when_memory_short),
+	    cmocka_unit_test(test_session_reorder_many_tiny_segments),
 	    cmocka_unit_test(test_session_stream_ids_spread),
 	};
 	log_init("test_session", LOG_LEVEL_ERROR);
