@@ -563,15 +563,23 @@ void relay_bind(struct relay *r, struct session_stream *st)
 		budget_attach(&process_budget, &r->account, pool);
 }
 
-void relay_budget_charge(struct relay_pool *pool, size_t added, size_t deleted)
+void relay_budget_charge(struct budget_account *a, size_t added, size_t deleted)
 {
-	budget_used += added;
-	budget_used -= deleted < budget_used ? deleted : budget_used;
 	/* The session counts it in its own copy (session_set_memory) itself. */
-	if (pool != NULL)
-		pool_charge(pool, added, deleted);
-	if (deleted > 0 && !TAILQ_EMPTY(&budget_paused_list))
-		budget_wake();
+	budget_charge(&process_budget, a, added);
+	budget_release(&process_budget, a, deleted);
+}
+
+void relay_budget_attach(struct budget_account *a, struct budget_pool *p)
+{
+	budget_detach(&process_budget, a);
+	if (p != NULL)
+		budget_attach(&process_budget, a, p);
+}
+
+void relay_budget_close(struct budget_account *a)
+{
+	budget_close(&process_budget, a);
 }
 
 void relay_set_budget(size_t bytes)

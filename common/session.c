@@ -20,6 +20,7 @@
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
+#include "wanmux/budget.h"
 #include "wanmux/relay.h"
 #include "wanmux/session.h"
 
@@ -215,6 +216,7 @@ struct session {
 	/* What the session itself holds (the resend stores' own buffers and
 	 * the out-of-order segments), charged to the pool and --max-buffer. */
 	size_t charged;
+	struct budget_account account; /* charged, in the process budget */
 	size_t held_bytes;
 	size_t held_segs;
 
@@ -240,7 +242,7 @@ static void charge(struct session *s, size_t added, size_t deleted)
 	 * the grants and the store see it here. */
 	memory_used += added;
 	memory_used -= deleted < memory_used ? deleted : memory_used;
-	relay_budget_charge(s->pool, added, deleted);
+	relay_budget_charge(&s->account, added, deleted);
 }
 
 static void set_send(struct session_stream *st, enum send_state to)
@@ -753,6 +755,7 @@ struct session *session_new(enum session_role role, const struct session_params 
 	s->recv_max = local->initial_credit != 0 && local->initial_credit < local->session_window
 			  ? local->initial_credit
 			  : local->session_window;
+	budget_account_init(&s->account, NULL, NULL);
 	credit_sessions++;
 	credit_sync(s);
 	TAILQ_INIT(&s->new_list);
@@ -774,6 +777,7 @@ void session_free(struct session *s)
 	free(s->buckets);
 	evbuffer_free(s->ctrl);
 	assert(s->charged == 0); /* every stream released its part */
+	relay_budget_close(&s->account);
 	credit_committed -= s->credit_counted;
 	credit_sessions--;
 	free(s);
@@ -1890,9 +1894,8 @@ uint64_t session_limit_hits(void)
 void session_set_pool(struct session *s, struct budget_pool *pool)
 {
 	/* What is charged moves with the session to its new pool. */
-	relay_budget_charge(s->pool, 0, s->charged);
 	s->pool = pool;
-	relay_budget_charge(s->pool, s->charged, 0);
+	relay_budget_attach(&s->account, pool);
 }
 
 struct budget_pool *session_pool(const struct session *s)

@@ -20,6 +20,8 @@
 
 struct event_base;
 struct relay;
+struct budget_account;
+struct budget_pool;
 
 /*
  * Where a relay is in its life; relay.c holds the table of allowed
@@ -193,13 +195,18 @@ int relay_fd(const struct relay *r);
 void relay_set_budget(size_t bytes);
 
 /*
- * Charges bytes held outside relay buffers for the streams of a tunnel (a
- * session's resend store and out-of-order segments) to pool (NULL: the
- * process budget only) and to the process budget, added or deleted as they
- * come and go, so relays stop reading when those fill the budgets as well.
- * Does not call session_set_memory: the caller is the session.
+ * An account in the process budget for bytes held outside relay buffers for
+ * the streams of a tunnel (a session's resend store and out-of-order
+ * segments; budget_account_init'ed by its owner, who never pauses): a holds
+ * added bytes more and deleted less, in the process total and in a's pool
+ * (relay_budget_attach), so relays stop reading when those fill the budgets
+ * as well. Does not call session_set_memory: the caller is the session.
  */
-void relay_budget_charge(struct relay_pool *pool, size_t added, size_t deleted);
+void relay_budget_charge(struct budget_account *a, size_t added, size_t deleted);
+/* a moves into pool p (NULL: none), with what it holds. */
+void relay_budget_attach(struct budget_account *a, struct budget_pool *p);
+/* a goes away: what it holds leaves the budgets. */
+void relay_budget_close(struct budget_account *a);
 size_t relay_budget_used(void);
 size_t relay_budget_limit(void);
 
