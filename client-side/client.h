@@ -36,14 +36,13 @@ struct userpass;
 struct slot {
 	struct client *cl;
 	struct tunnel *t;
-	/* The slot's previous tunnel after the server's GOAWAY: its streams run
-	 * on while t (a new tunnel) takes new ones. */
+	/* The slot's tunnel of the draining session after the server's GOAWAY:
+	 * its streams run on while t (a new tunnel) carries the new session. */
 	struct tunnel *old;
 	bool up;
 	unsigned attempts;
 	struct event *retry_ev;
 	uint8_t no;
-	size_t listens_unanswered; /* LISTENs this tunnel sent, not yet answered */
 };
 
 enum listener_kind {
@@ -112,7 +111,11 @@ struct client_totals {
 	uint64_t payload_up, payload_down; /* after compression */
 	uint64_t wire_up, wire_down;	   /* records on the wire */
 	uint64_t tunnels_up;
-	uint64_t rekeys; /* in-band rekeys of all tunnels */
+	uint64_t rekeys;	   /* in-band rekeys of all tunnels */
+	uint64_t resent_bytes;	   /* of sessions ended */
+	uint64_t streams_reset;	   /* streams ended with their session */
+	uint64_t sessions_lost;	   /* the server no longer knew the session */
+	uint64_t sessions_expired; /* no tunnel for --resume-timeout */
 };
 
 struct client {
@@ -154,6 +157,11 @@ struct client {
 	struct limit_counter auth_blocked;	/* sources put under the penalty */
 	struct limit_bucket auth_verify_budget; /* Argon2id verifications, all sources */
 	struct limit_counter auth_busy;		/* logins refused for want of that budget */
+	/* The session new streams go to (NULL until a tunnel is up, and after
+	 * it ended), and the one draining after the server's GOAWAY. */
+	struct tsession *ts;
+	struct tsession *old_ts;
+	size_t listens_unanswered; /* LISTENs the session sent, not yet answered */
 	TAILQ_HEAD(, pending) pending;
 	size_t npending;
 	struct event *pending_timer;
@@ -255,7 +263,7 @@ void client_frame_addr(const struct netaddr_hostport *hp, struct frame_addr *fa)
 /* Reverse forwards (client_reverse.c). */
 /* A tunnel came up: it asks for every reverse listener, and takes one
  * answer per request. */
-void client_reverse_on_up(struct slot *sl, struct tunnel *t);
+void client_reverse_on_up(struct client *cl, struct tunnel *t);
 int client_reverse_on_open(struct session *s, struct session_stream *st,
 			   const struct frame_addr *target, void *arg);
 int client_reverse_on_control(struct session *s, const struct frame *f, void *arg);

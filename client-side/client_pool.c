@@ -1,7 +1,8 @@
 /*
  * The client's tunnel pool: N tunnels to the server, each reconnected with
- * exponential backoff and jitter; new streams go to the least busy tunnel;
- * connections that arrive while no tunnel is up wait a bounded time.
+ * exponential backoff and jitter, all carrying one session (tsession.h), so
+ * a stream uses every tunnel and outlives any one of them; connections that
+ * arrive while no tunnel is up wait a bounded time.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,11 @@
 
 #include "client.h"
 #include "wanmux/log.h"
+#include "wanmux/tsession.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
+#define BACKOFF_RESUMING_MS 4000
 
 static void slot_connect(struct slot *sl);
 static void pending_on_close(void *arg);
@@ -22,60 +25,145 @@ static void pending_on_close(void *arg);
 static void add_tunnel_totals(struct client_totals *tot, struct tunnel *t)
 {
 	const struct tunnel_stats *ts = tunnel_get_stats(t);
-	const struct session_stats *ss = tunnel_get_session_stats(t);
 	tot->wire_up += ts->wire_bytes_sent;
 	tot->wire_down += ts->wire_bytes_received;
 	tot->rekeys += ts->rekeys;
+}
+
+static void add_session_totals(struct client_totals *tot, const struct tsession *ts)
+{
+	const struct session_stats *ss = session_get_stats(tsession_session(ts));
 	tot->raw_up += ss->raw_bytes_sent;
 	tot->raw_down += ss->raw_bytes_received;
 	tot->payload_up += ss->payload_bytes_sent;
 	tot->payload_down += ss->payload_bytes_received;
+	tot->resent_bytes += ss->resent_bytes;
 }
 
-/* The up tunnel with the least queued bytes: streams spread, and a new
- * stream avoids a tunnel busy with bulk. */
-static struct tunnel *pick_tunnel(struct client *cl)
+/* "0123abcd": the first bytes of a session id, for logs. */
+static const char *short_id(const uint8_t *id, char out[17])
 {
-	struct tunnel *best = NULL;
-	size_t best_q = 0;
-	for (unsigned i = 0; i < cl->nslots; i++) {
-		struct slot *sl = &cl->slots[i];
-		/* sl->up stays set until on_down, which runs from the loop after
-		 * tunnel_close; the tunnel has no session from tunnel_close on, so
-		 * a tunnel closed earlier in this loop pass is not up any more. A
-		 * tunnel whose server sent GOAWAY takes no new streams. */
-		struct session *s = sl->up ? tunnel_session(sl->t) : NULL;
-		if (s == NULL || session_goaway_received(s))
-			continue;
-		size_t q = tunnel_queued(sl->t) + session_stream_count(s) * 1024;
-		if (best == NULL || q < best_q) {
-			best = sl->t;
-			best_q = q;
-		}
-	}
-	return best;
+	sodium_bin2hex(out, 17, id, 8);
+	return out;
 }
 
-static void open_now(struct client *cl, struct tunnel *t, struct relay *r,
+/* Ends ts (its streams reset) and forgets it; reason for the log. */
+static void end_session(struct client *cl, struct tsession *ts, const char *reason)
+{
+	char hex[17];
+	size_t n = session_stream_count(tsession_session(ts));
+	if (!cl->stopping || n > 0)
+		log_warn("session %s to %s:%u ended: %s; %zu streams reset",
+			 short_id(tsession_id(ts), hex), cl->server.host, cl->server.port, reason,
+			 n);
+	if (ts == cl->ts) {
+		cl->ts = NULL;
+		/* A new session gets a new id, so no tunnel can ever join the
+		 * server's copy of this one again. */
+		randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
+	}
+	if (ts == cl->old_ts)
+		cl->old_ts = NULL;
+	add_session_totals(&cl->totals, ts);
+	cl->totals.streams_reset += n;
+	admin_session_closed(session_get_stats(tsession_session(ts)));
+	tsession_free(ts);
+}
+
+static void on_session_end(struct tsession *ts, const char *reason, void *arg)
+{
+	struct client *cl = arg;
+	if (strstr(reason, "--resume-timeout") != NULL)
+		cl->totals.sessions_expired++;
+	end_session(cl, ts, reason);
+}
+
+static void on_goaway(struct session *s, void *arg);
+
+static struct tsession *new_session(struct client *cl, const struct session_params *local,
+				    const struct session_params *peer, uint64_t epoch)
+{
+	struct tsession_config c;
+	memset(&c, 0, sizeof(c));
+	c.role = SESSION_CLIENT;
+	relay_stream_callbacks(&c.cb);
+	c.cb.on_open = client_reverse_on_open;
+	c.cb.on_control = client_reverse_on_control;
+	c.cb.on_goaway = on_goaway;
+	c.arg = cl;
+	c.pool_limit = cl->tcfg.pool_limit;
+	c.resume_timeout_ms = cl->tcfg.resume_timeout_ms;
+	c.on_end = on_session_end;
+	struct tsession *ts = tsession_new(cl->base, &c, local, peer, cl->tcfg.session_id);
+	if (ts != NULL) {
+		tsession_set_epoch(ts, epoch);
+		cl->listens_unanswered = 0;
+	}
+	return ts;
+}
+
+/*
+ * A tunnel finished its handshake: it joins the client's session. The
+ * server's epoch says whether it still holds that session: another epoch
+ * than ours means it lost it (restarted, or the session expired there), and
+ * the streams we kept for it can never complete.
+ */
+static struct tsession *on_attach(struct tunnel *t, const struct session_params *local,
+				  const struct session_params *peer, uint64_t *epoch, void *arg)
+{
+	struct slot *sl = arg;
+	struct client *cl = sl->cl;
+	if (cl->stopping)
+		return NULL;
+	/* Dialled for a session that has ended since: dial again. */
+	if (memcmp(tunnel_session_id(t), cl->tcfg.session_id, HELLO_SESSION_ID_LEN) != 0)
+		return NULL;
+	if (cl->ts != NULL && tsession_epoch(cl->ts) != *epoch) {
+		cl->totals.sessions_lost++;
+		end_session(cl, cl->ts,
+			    "the server does not know session (it restarted, or the session "
+			    "expired there)");
+		/* end_session chose a new id; this tunnel's server session has
+		 * the old one and nothing in it yet: keep that id. */
+		memcpy(cl->tcfg.session_id, tunnel_session_id(t), HELLO_SESSION_ID_LEN);
+	}
+	if (cl->ts == NULL)
+		cl->ts = new_session(cl, local, peer, *epoch);
+	return cl->ts;
+}
+
+/* The session new streams go to: up (a tunnel attached) and not going away. */
+static struct tsession *pick_session(struct client *cl)
+{
+	struct tsession *ts = cl->ts;
+	if (ts == NULL || tsession_tunnels(ts) == 0 ||
+	    session_goaway_received(tsession_session(ts)))
+		return NULL;
+	return ts;
+}
+
+static void open_now(struct client *cl, struct tsession *ts, struct relay *r,
 		     const struct frame_addr *target)
 {
 	struct session_stream *st =
-	    session_stream_open(tunnel_session(t), target, relay_source(r), r);
+	    session_stream_open(tsession_session(ts), target, relay_source(r), r);
 	if (st == NULL) {
-		log_peer_warn("%s: stream limit reached on tunnel %s", relay_name(r),
-			      tunnel_peer_name(t));
+		log_peer_warn("%s: stream limit reached on the session to %s:%u", relay_name(r),
+			      cl->server.host, cl->server.port);
 		relay_fail(r, FRAME_ERR_STREAM_LIMIT);
 		return;
 	}
+	struct tunnel *t = tsession_tunnel(ts, 0);
 	relay_bind(r, st);
-	relay_set_access_addr(r, tunnel_peer_name(t));
+	relay_set_access_addr(r, t != NULL ? tunnel_peer_name(t) : NULL);
 	relay_end_request(r);
 	relay_start(r);
 	cl->totals.connections++;
 	if (log_get_level() >= LOG_LEVEL_DEBUG) {
 		char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 		log_debug("%s: stream %u to %s via tunnel %s", relay_name(r), session_stream_id(st),
-			  client_target_name(target, name, sizeof(name)), tunnel_peer_name(t));
+			  client_target_name(target, name, sizeof(name)),
+			  t != NULL ? tunnel_peer_name(t) : "(none yet)");
 	}
 }
 
@@ -83,9 +171,9 @@ void client_open(struct client *cl, struct relay *r, const struct frame_addr *ta
 {
 	char tname[NETADDR_STR_MAX + FRAME_NAME_MAX];
 	relay_set_access_target(r, client_target_name(target, tname, sizeof(tname)));
-	struct tunnel *t = pick_tunnel(cl);
-	if (t != NULL) {
-		open_now(cl, t, r, target);
+	struct tsession *ts = pick_session(cl);
+	if (ts != NULL) {
+		open_now(cl, ts, r, target);
 		return;
 	}
 	/* No tunnel yet: hold the connection (the kernel buffers what the
@@ -132,13 +220,13 @@ static void pending_on_close(void *arg)
 static void drain_pending(struct client *cl)
 {
 	while (!TAILQ_EMPTY(&cl->pending)) {
-		struct tunnel *t = pick_tunnel(cl);
-		if (t == NULL)
+		struct tsession *ts = pick_session(cl);
+		if (ts == NULL)
 			return;
 		struct pending *p = TAILQ_FIRST(&cl->pending);
 		struct frame_addr target = p->target;
 		struct relay *r = pending_remove(p);
-		open_now(cl, t, r, &target);
+		open_now(cl, ts, r, &target);
 	}
 }
 
@@ -171,31 +259,40 @@ static void on_tunnel_up(struct tunnel *t, void *arg)
 		cl->ever_up = true;
 		log_info("connected to %s:%u", cl->server.host, cl->server.port);
 	}
-	client_reverse_on_up(sl, t);
+	client_reverse_on_up(cl, t);
 	drain_pending(cl);
 }
 
 /*
- * The slot's tunnel moves aside to drain and a new one is dialled for new
- * streams; connections arriving meanwhile wait in the pending queue. One
- * draining tunnel per slot: a second GOAWAY waits for the first to finish.
+ * The server sent GOAWAY: the session moves aside to drain (its streams run
+ * on over its tunnels) and every slot dials a tunnel for a new session for
+ * new streams; connections arriving meanwhile wait in the pending queue. One
+ * draining session at a time: a second GOAWAY waits for the first to end.
  */
-static void replace_draining(struct slot *sl)
+static void replace_draining(struct client *cl)
 {
-	struct client *cl = sl->cl;
-	/* A tunnel closed earlier in this loop pass has no session any more. */
-	struct session *s = sl->t != NULL && sl->up ? tunnel_session(sl->t) : NULL;
-	if (cl->stopping || sl->old != NULL || s == NULL || !session_goaway_received(s))
+	struct tsession *ts = cl->ts;
+	if (cl->stopping || cl->old_ts != NULL || ts == NULL ||
+	    !session_goaway_received(tsession_session(ts)))
 		return;
-	log_info("tunnel %u to %s: server sent GOAWAY; its %zu streams finish there, new "
-		 "streams wait for a new tunnel",
-		 sl->no, tunnel_peer_name(sl->t), session_stream_count(s));
-	sl->old = sl->t;
-	sl->t = NULL;
-	sl->up = false;
-	sl->attempts = 0;
+	log_info("server %s:%u sent GOAWAY: the %zu streams of its session finish there, new "
+		 "streams wait for a new session",
+		 cl->server.host, cl->server.port, session_stream_count(tsession_session(ts)));
+	cl->old_ts = ts;
+	cl->ts = NULL;
+	randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
 	cl->goaways++;
-	slot_connect(sl);
+	for (unsigned i = 0; i < cl->nslots; i++) {
+		struct slot *sl = &cl->slots[i];
+		if (sl->t == NULL || tunnel_tsession(sl->t) != ts)
+			continue;
+		sl->old = sl->t;
+		sl->t = NULL;
+		sl->up = false;
+		sl->attempts = 0;
+		event_del(sl->retry_ev);
+		slot_connect(sl);
+	}
 }
 
 static void on_goaway(struct session *s, void *arg)
@@ -209,11 +306,16 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	struct client *cl = sl->cl;
 	if (t == sl->old) {
 		add_tunnel_totals(&cl->totals, t);
+		admin_tunnel_closed(t);
 		sl->old = NULL;
 		if (!cl->stopping)
 			log_info("tunnel %u to %s down after GOAWAY: %s", sl->no,
 				 tunnel_peer_name(t), reason);
-		replace_draining(sl);
+		/* Nobody dials for a draining session: its last tunnel gone,
+		 * its streams cannot finish. */
+		if (cl->old_ts != NULL && tsession_tunnels(cl->old_ts) == 0)
+			end_session(cl, cl->old_ts, "its last tunnel closed while draining");
+		replace_draining(cl);
 		return;
 	}
 	bool was_up = sl->up;
@@ -230,13 +332,20 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	else if (sl->attempts == 0 || log_get_level() >= LOG_LEVEL_DEBUG)
 		log_warn("tunnel %u to %s:%u: %s", sl->no, cl->server.host, cl->server.port,
 			 reason);
-	/* Exponential backoff with jitter, so tunnels (and clients) that lost the
-	 * server together do not come back in lockstep. */
-	unsigned shift = sl->attempts < 8 ? sl->attempts : 8;
-	uint32_t base_ms = BACKOFF_MIN_MS << shift;
-	if (base_ms > BACKOFF_MAX_MS)
-		base_ms = BACKOFF_MAX_MS;
-	uint32_t delay = base_ms / 2 + randombytes_uniform(base_ms);
+	/* A lost tunnel is dialled again at once (its session's streams wait
+	 * for it), then with exponential backoff and jitter, so tunnels (and
+	 * clients) that lost the server together do not come back in lockstep. */
+	uint32_t delay = 0;
+	if (!was_up || sl->attempts > 0) {
+		unsigned shift = sl->attempts < 8 ? sl->attempts : 8;
+		uint32_t base_ms = BACKOFF_MIN_MS << shift;
+		/* While a session waits to resume, its streams are on hold:
+		 * keep trying every few seconds rather than every half minute. */
+		uint32_t cap = cl->ts != NULL ? BACKOFF_RESUMING_MS : BACKOFF_MAX_MS;
+		if (base_ms > cap)
+			base_ms = cap;
+		delay = base_ms / 2 + randombytes_uniform(base_ms);
+	}
 	sl->attempts++;
 	struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
 	event_add(sl->retry_ev, &tv);
@@ -254,10 +363,7 @@ static void slot_connect(struct slot *sl)
 	memset(&h, 0, sizeof(h));
 	h.on_up = on_tunnel_up;
 	h.on_down = on_tunnel_down;
-	relay_stream_callbacks(&h.streams);
-	h.streams.on_open = client_reverse_on_open;
-	h.streams.on_control = client_reverse_on_control;
-	h.streams.on_goaway = on_goaway;
+	h.attach = on_attach;
 	h.arg = sl;
 	struct tunnel_config cfg = cl->tcfg;
 	cfg.tunnel_no = sl->no;
@@ -305,6 +411,11 @@ void client_pool_stop(struct client *cl)
 		if (sl->old != NULL)
 			tunnel_close(sl->old, "client stopping");
 	}
+	/* The streams end with their sessions; the tunnels close from the loop. */
+	if (cl->ts != NULL)
+		end_session(cl, cl->ts, "client stopping");
+	if (cl->old_ts != NULL)
+		end_session(cl, cl->old_ts, "client stopping");
 }
 
 static void fail_pending(struct client *cl)
@@ -319,46 +430,43 @@ void client_pool_drain(struct client *cl)
 	fail_pending(cl);
 	for (unsigned i = 0; i < cl->nslots; i++) {
 		struct slot *sl = &cl->slots[i];
-		struct tunnel *ts[2] = {sl->t, sl->old};
 		if (sl->retry_ev != NULL)
 			event_del(sl->retry_ev);
-		for (size_t k = 0; k < 2; k++) {
-			if (ts[k] == NULL)
-				continue;
-			if (tunnel_session(ts[k]) != NULL)
-				session_goaway(tunnel_session(ts[k]));
-			else
-				tunnel_close(ts[k], "client stopping");
-		}
+		/* A tunnel still in its handshake has nothing to drain. */
+		if (sl->t != NULL && tunnel_tsession(sl->t) == NULL)
+			tunnel_close(sl->t, "client stopping");
 	}
+	struct tsession *all[2] = {cl->ts, cl->old_ts};
+	for (size_t k = 0; k < 2; k++)
+		if (all[k] != NULL)
+			session_goaway(tsession_session(all[k]));
 }
 
-/* Streams done and records gone: closing now cuts nothing. */
-static bool reap_one(struct tunnel *t, bool draining, size_t *streams)
+/* Streams done and records gone: ending the session now cuts nothing.
+ * Returns whether ts is still open. */
+static bool reap_one(struct client *cl, struct tsession *ts, bool draining, size_t *streams)
 {
-	struct session *s = tunnel_session(t);
-	if (s == NULL)
-		return !draining;
+	struct session *s = tsession_session(ts);
 	size_t n = session_stream_count(s);
 	*streams += n;
 	if (!draining && !session_goaway_received(s) && !session_goaway_sent(s))
 		return true;
-	if (n > 0 || tunnel_queued(t) > 0)
+	if (n > 0 || session_queued(s) > 0)
 		return true;
-	tunnel_close(t, "drained");
+	for (size_t i = 0; i < tsession_tunnels(ts); i++)
+		if (tunnel_queued(tsession_tunnel(ts, i)) > 0)
+			return true;
+	end_session(cl, ts, "drained");
 	return false;
 }
 
 size_t client_pool_reap(struct client *cl, size_t *streams)
 {
 	size_t open = 0;
-	for (unsigned i = 0; i < cl->nslots; i++) {
-		struct slot *sl = &cl->slots[i];
-		if (sl->t != NULL && reap_one(sl->t, cl->draining, streams))
-			open++;
-		if (sl->old != NULL && reap_one(sl->old, cl->draining, streams))
-			open++;
-	}
+	if (cl->ts != NULL && reap_one(cl, cl->ts, cl->draining, streams))
+		open++;
+	if (cl->old_ts != NULL && reap_one(cl, cl->old_ts, cl->draining, streams))
+		open++;
 	return open;
 }
 

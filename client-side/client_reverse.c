@@ -1,6 +1,8 @@
 /*
  * Reverse forwards (--reverse [SADDR:]SPORT:HOST:PORT): every tunnel that
- * comes up asks the server to listen on SADDR:SPORT (LISTEN); connections
+ * comes up asks the server, on the session, to listen on SADDR:SPORT
+ * (LISTEN; asking again is harmless, and a request lost with its tunnel is
+ * made once more by the next one); connections
  * made there arrive as streams the server opens, addressed to SADDR:SPORT,
  * and the client connects them to HOST:PORT. The client connects only to
  * targets its own --reverse options name: the server cannot choose.
@@ -12,11 +14,10 @@
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
 
-void client_reverse_on_up(struct slot *sl, struct tunnel *t)
+void client_reverse_on_up(struct client *cl, struct tunnel *t)
 {
-	struct client *cl = sl->cl;
 	struct session *s = tunnel_session(t);
-	sl->listens_unanswered = cl->nreverses;
+	cl->listens_unanswered += cl->nreverses;
 	for (size_t i = 0; i < cl->nreverses; i++) {
 		struct frame f = {.type = FRAME_LISTEN, .stream_id = (uint32_t)i + 1};
 		f.u.open = cl->reverses[i].listen_addr;
@@ -48,8 +49,7 @@ static bool permit_own_target(void *arg, const char *name, const struct sockaddr
 int client_reverse_on_open(struct session *s, struct session_stream *st,
 			   const struct frame_addr *target, void *arg)
 {
-	struct slot *sl = arg;
-	struct client *cl = sl->cl;
+	struct client *cl = arg;
 	char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 	for (size_t i = 0; i < cl->nreverses; i++) {
 		struct reverse *rv = &cl->reverses[i];
@@ -67,7 +67,7 @@ int client_reverse_on_open(struct session *s, struct session_stream *st,
 		    .permits = permit_own_target,
 		    .who = who,
 		    .client = client,
-		    .src = sl->t != NULL ? tunnel_peer_name(sl->t) : NULL,
+		    .src = cl->server.host,
 		};
 		return connect_stream(cl->base, cl->dns, st, &dst, &policy);
 	}
@@ -78,8 +78,7 @@ int client_reverse_on_open(struct session *s, struct session_stream *st,
 
 int client_reverse_on_control(struct session *s, const struct frame *f, void *arg)
 {
-	struct slot *sl = arg;
-	struct client *cl = sl->cl;
+	struct client *cl = arg;
 	if (f->type != FRAME_LISTEN_RESULT || f->stream_id == 0 || f->stream_id > cl->nreverses) {
 		log_peer_warn("server sent %s for request %u, which this client never made",
 			      frame_type_name(f->type), f->stream_id);
@@ -89,13 +88,13 @@ int client_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	/* One answer per LISTEN this tunnel sent: a server that sends more
 	 * (each could flip the logged state and write a line) breaks the
 	 * protocol. */
-	if (sl->listens_unanswered == 0) {
-		log_peer_warn("server sent a LISTEN_RESULT for request %u, which this tunnel "
-			      "asked already; closing the tunnel",
+	if (cl->listens_unanswered == 0) {
+		log_peer_warn("server sent a LISTEN_RESULT for request %u, which this session "
+			      "asked already; closing the session",
 			      f->stream_id);
 		return -1;
 	}
-	sl->listens_unanswered--;
+	cl->listens_unanswered--;
 	/* Every tunnel asks; log only what changes. */
 	if (rv->logged && rv->last_error == f->u.error)
 		return 0;

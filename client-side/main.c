@@ -61,6 +61,7 @@ enum opt_id {
 	OPT_ADMIN_ALLOW,
 	OPT_CHECK_CONFIG,
 	OPT_DRAIN_TIMEOUT,
+	OPT_RESUME_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -94,6 +95,7 @@ static const struct config_option options[] = {
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"check-config", 0, false, false, OPT_CHECK_CONFIG},
     {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
+    {"resume-timeout", 0, true, false, OPT_RESUME_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -191,6 +193,9 @@ static const char usage_text[] =
     "                             binds, connects and resolves nothing\n"
     "    --drain-timeout SECONDS  on SIGTERM/SIGINT, how long open streams may\n"
     "                             run on after GOAWAY (30; 0 = close at once)\n"
+    "    --resume-timeout SECONDS how long a session waits for a tunnel when\n"
+    "                             all are lost (120; local connections stay open,\n"
+    "                             then streams are reset; 0 = reset at once)\n"
     "    -h, --help               this text\n"
     "    -V, --version            version\n"
     "\n"
@@ -461,6 +466,7 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
+	    OPT_RESUME_TIMEOUT,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

@@ -26,6 +26,7 @@
 #include "wanmux/log.h"
 #include "wanmux/relay.h"
 #include "wanmux/session.h"
+#include "wanmux/tsession.h"
 
 #define ADMIN_VERSION "0.1.0"
 #define ADMIN_FAMILIES_MAX 96
@@ -283,10 +284,15 @@ void admin_tunnel_row(struct admin_report *rep, const struct admin_tunnel *row)
 	rep->tunnels[rep->ntunnels++] = *row;
 }
 
+/* A session's byte counts and streams show on its first tunnel's row, so
+ * that sums over the rows are the session's. */
 static void stats_into(struct admin_tunnel *row, const struct tunnel *t)
 {
 	const struct tunnel_stats *ts = tunnel_get_stats(t);
-	const struct session_stats *ss = tunnel_get_session_stats(t);
+	struct tsession *tss = tunnel_tsession(t);
+	const struct session_stats *ss = NULL;
+	if (tss != NULL && tsession_tunnel(tss, 0) == t)
+		ss = session_get_stats(tsession_session(tss));
 	row->wire_sent = ts->wire_bytes_sent;
 	row->wire_received = ts->wire_bytes_received;
 	if (ss != NULL) {
@@ -314,22 +320,25 @@ void admin_tunnel(struct admin_report *rep, const char *label, const char *clien
 		tunnel_tcp_info(t, &row.info); /* state and age even without a socket */
 	}
 	stats_into(&row, t);
-	struct session *s = tunnel_session(t);
-	row.streams = s != NULL ? session_stream_count(s) : 0;
+	struct tsession *tss = tunnel_tsession(t);
+	if (tss != NULL && tsession_tunnel(tss, 0) == t)
+		row.streams = session_stream_count(tsession_session(tss));
 	admin_tunnel_row(rep, &row);
 }
 
 void admin_tunnel_closed(const struct tunnel *t)
 {
-	struct admin_tunnel row;
-	memset(&row, 0, sizeof(row));
-	stats_into(&row, t);
-	closed_totals.raw_sent += row.raw_sent;
-	closed_totals.raw_received += row.raw_received;
-	closed_totals.payload_sent += row.payload_sent;
-	closed_totals.payload_received += row.payload_received;
-	closed_totals.wire_sent += row.wire_sent;
-	closed_totals.wire_received += row.wire_received;
+	const struct tunnel_stats *ts = tunnel_get_stats(t);
+	closed_totals.wire_sent += ts->wire_bytes_sent;
+	closed_totals.wire_received += ts->wire_bytes_received;
+}
+
+void admin_session_closed(const struct session_stats *ss)
+{
+	closed_totals.raw_sent += ss->raw_bytes_sent;
+	closed_totals.raw_received += ss->raw_bytes_received;
+	closed_totals.payload_sent += ss->payload_bytes_sent;
+	closed_totals.payload_received += ss->payload_bytes_received;
 }
 
 void admin_tunnels_connecting(struct admin_report *rep, size_t n)

@@ -110,9 +110,22 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 	proc->budget = (size_t)n;
 	*bad_id = ids->rekey_after;
 	rc = rekey_options(cfg, ids, tc, bad_id, err, errlen);
-	if (rc == WM_OK)
-		*bad_id = -1;
-	return rc;
+	if (rc != WM_OK)
+		return rc;
+	*bad_id = ids->resume_timeout;
+	v = ids->resume_timeout >= 0 ? config_get(cfg, ids->resume_timeout) : NULL;
+	if (v != NULL) {
+		if (config_parse_duration_ms(v, &n) != WM_OK || n > 24 * 3600 * 1000ull) {
+			snprintf(err, errlen,
+				 "bad --resume-timeout '%s': expected 0 (no resume) to 24h "
+				 "(seconds unless a unit is given)",
+				 v);
+			return WM_ERR_PARSE;
+		}
+		tc->resume_timeout_ms = (uint32_t)n;
+	}
+	*bad_id = -1;
+	return WM_OK;
 }
 
 void cli_process_apply(const char *prog, const struct cli_process *proc)

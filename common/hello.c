@@ -70,16 +70,22 @@ int hello_server_encode(const struct hello_server *h, uint8_t *out, size_t cap)
 	out[2] = 0;
 	out[3] = 0;
 	encode_params(out + SERVER_PARAMS_AT, &h->params);
+	bytes_store_be64(out + HELLO_SERVER_MIN_LEN, h->epoch);
 	return HELLO_SERVER_LEN;
 }
 
 int hello_server_decode(const uint8_t *p, size_t len, struct hello_server *h)
 {
-	if (len < HELLO_SERVER_LEN)
+	if (len < HELLO_SERVER_MIN_LEN)
 		return WM_ERR_AGAIN;
 	if (p[0] != HELLO_VERSION)
 		return WM_ERR_MALFORMED;
 	h->version = p[0];
 	h->flags = p[1] & HELLO_FLAGS_KNOWN;
+	h->epoch = 0;
+	if (len >= HELLO_SERVER_LEN)
+		h->epoch = bytes_load_be64(p + HELLO_SERVER_MIN_LEN);
+	else
+		h->flags &= (uint8_t)~HELLO_FLAG_SESSIONS;
 	return decode_params(p + SERVER_PARAMS_AT, &h->params);
 }

@@ -189,6 +189,10 @@ struct session {
 	size_t ndone;		/* streams whose FINs have both passed (draining only) */
 	uint32_t next_local_id; /* next id we open: odd on the client, even on the server */
 	uint32_t last_peer_id;	/* highest id the peer opened */
+	/* Which of the PEER_ID_WINDOW peer ids up to last_peer_id were opened:
+	 * OPENs travel on several paths, so a lower id may arrive after a
+	 * higher one. */
+	uint64_t peer_seen[PEER_ID_WINDOW / 64];
 
 	struct session_path *paths[SESSION_PATHS_MAX];
 	size_t npaths;
@@ -917,13 +921,46 @@ static bool id_is_local(const struct session *s, uint32_t id)
 	return (id & 1) == (s->next_local_id & 1);
 }
 
+static bool peer_bit(const struct session *s, uint32_t id)
+{
+	uint32_t k = (id >> 1) % PEER_ID_WINDOW;
+	return (s->peer_seen[k / 64] >> (k % 64)) & 1;
+}
+
+static void peer_mark(struct session *s, uint32_t id, bool seen)
+{
+	uint32_t k = (id >> 1) % PEER_ID_WINDOW;
+	uint64_t bit = (uint64_t)1 << (k % 64);
+	if (seen)
+		s->peer_seen[k / 64] |= bit;
+	else
+		s->peer_seen[k / 64] &= ~bit;
+}
+
+/* Whether a peer id at or below last_peer_id is still in the window where a
+ * late OPEN may arrive. */
+static bool peer_in_window(const struct session *s, uint32_t id)
+{
+	return (s->last_peer_id - id) / 2 < PEER_ID_WINDOW;
+}
+
+/* id above last_peer_id: the ids it skipped are not opened (yet). */
+static void peer_advance(struct session *s, uint32_t id)
+{
+	uint32_t n = 0;
+	for (uint32_t x = id - 2; x > s->last_peer_id && x < id && n < PEER_ID_WINDOW; x -= 2, n++)
+		peer_mark(s, x, false);
+	peer_mark(s, id, true);
+	s->last_peer_id = id;
+}
+
 static bool id_was_used(const struct session *s, uint32_t id)
 {
 	if (id == 0)
 		return false;
 	if (id_is_local(s, id))
 		return id < s->next_local_id;
-	return id <= s->last_peer_id;
+	return id <= s->last_peer_id && (!peer_in_window(s, id) || peer_bit(s, id));
 }
 
 /*
@@ -958,13 +995,20 @@ static int on_open(struct session *s, const struct frame *f)
 	if (id_is_local(s, f->stream_id))
 		return WM_ERR_MALFORMED;
 	if (f->stream_id <= s->last_peer_id) {
-		/* A copy sent again after a path loss: we may have the first. */
-		if (f->flags & FRAME_FLAG_RESENT)
+		if (peer_in_window(s, f->stream_id) && !peer_bit(s, f->stream_id)) {
+			/* Overtaken on another path (or its first copy was lost
+			 * with one): new. */
+			peer_mark(s, f->stream_id, true);
+		} else if (f->flags & FRAME_FLAG_RESENT) {
+			/* A copy sent again after a path loss: we have the first. */
 			return WM_OK;
-		log_peer_warn("session: OPEN reuses or skips back to stream id %u", f->stream_id);
-		return WM_ERR_MALFORMED;
+		} else {
+			log_peer_warn("session: OPEN reuses stream id %u", f->stream_id);
+			return WM_ERR_MALFORMED;
+		}
+	} else {
+		peer_advance(s, f->stream_id);
 	}
-	s->last_peer_id = f->stream_id;
 	if (s->goaway_sent) {
 		refuse_draining(s, f->stream_id);
 		return WM_OK;

@@ -1,8 +1,9 @@
 /*
  * One tunnel over libevent: socket tuning, the handshake exchange, records in
- * and out, PING/PONG and the liveness timer. Frames go to the session; the
- * owner learns only "up" and "down". Never frees itself inside a bufferevent
- * callback: closing is marked, and the free runs from the loop.
+ * and out, PING/PONG and the liveness timer. Frames go to the session the
+ * owner attaches the tunnel to (tsession.h), which outlives it; the owner
+ * learns "up" and "down". Never frees itself inside a bufferevent callback:
+ * closing is marked, and the free runs from the loop.
  */
 #include <assert.h>
 #include <errno.h>
@@ -33,6 +34,7 @@
 #include "wanmux/record.h"
 #include "wanmux/rekey.h"
 #include "wanmux/relay.h"
+#include "wanmux/tsession.h"
 #include "wanmux/tunnel.h"
 
 /* User-space output between the session and the kernel: refill below LOW,
@@ -72,12 +74,16 @@ struct tunnel {
 	struct handshake *hs;
 	struct record_cipher *tx;
 	struct record_cipher *rx;
-	struct rekey *rekey; /* switches tx and rx in place; NULL: the peer cannot */
-	bool peer_rekeys;    /* the peer's hello has HELLO_FLAG_REKEY */
-	struct session *session;
+	struct rekey *rekey;	   /* switches tx and rx in place; NULL: the peer cannot */
+	bool peer_rekeys;	   /* the peer's hello has HELLO_FLAG_REKEY */
+	struct tsession *ts;	   /* the session it carries, from the owner's attach */
+	struct session *session;   /* tsession_session(ts), NULL when not up */
 	struct session_path *path; /* this tunnel in its session */
-	struct compress_ctx *cctx;
 	enum compress_mode codec;
+	/* PING and PONG belong to the tunnel, not the session: they measure and
+	 * prove this connection, so they go out on it, first in a record. */
+	bool ping_pending, pong_pending;
+	uint64_t ping_opaque, pong_opaque;
 	struct event *flush_ev;
 	struct event *timer_ev;
 	struct event *free_ev;
@@ -93,8 +99,7 @@ struct tunnel {
 	bool cookie_done;	     /* a cookie reply was sent (server) or used (client) */
 	char reason[200];
 	struct tunnel_stats stats;
-	struct session_stats final_session_stats; /* kept when the session ends */
-	struct budget_pool pool;		  /* buffers of this tunnel's streams' relays */
+	struct session_path_stats final_path_stats; /* kept when the path goes */
 };
 
 static struct tunnel_counters counters;
@@ -175,6 +180,7 @@ void tunnel_config_defaults(struct tunnel_config *c)
 	 * big buffer adds no queueing delay. */
 	c->tuning.sndbuf = TUNNEL_SNDBUF;
 	c->pool_limit = BUDGET_DEFAULT_POOL_LIMIT;
+	c->resume_timeout_ms = TSESSION_RESUME_TIMEOUT_MS;
 	c->handshake_timeout_ms = 10000;
 	c->ping_interval_ms = 5000;
 	c->dead_after_ms = 30000;
@@ -211,58 +217,52 @@ static void tunnel_destroy(struct tunnel *t)
 	rekey_free(t->rekey); /* before the ciphers it points to */
 	record_cipher_free(t->tx);
 	record_cipher_free(t->rx);
-	compress_ctx_free(t->cctx);
 	free(t);
+}
+
+/* Leaves the session: what was in flight here goes again on its other
+ * tunnels (or waits for one). */
+static void leave_session(struct tunnel *t)
+{
+	if (t->ts == NULL)
+		return;
+	if (t->path != NULL)
+		t->final_path_stats = *session_path_get_stats(t->path);
+	struct tsession *ts = t->ts;
+	struct session_path *path = t->path;
+	t->ts = NULL;
+	t->session = NULL;
+	t->path = NULL;
+	tsession_detach(ts, t, path);
 }
 
 static void free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tunnel *t = arg;
-	struct session *s = t->session;
-	if (s != NULL)
-		t->final_session_stats = *session_get_stats(s);
 	if (t->stats.rekeys > 0)
 		log_info("tunnel %s: rekeyed %llu times", t->peer,
 			 (unsigned long long)t->stats.rekeys);
-	t->session = NULL;
-	/* Streams learn first (their local sockets close), then the owner. */
-	session_free(s);
-	/* Every relay left the pool with its stream (relay.c), so nothing
-	 * points into t once it is freed. */
-	assert(t->pool.used == 0);
+	leave_session(t);
 	if (t->h.on_down != NULL)
 		t->h.on_down(t, t->reason, t->h.arg);
 	tunnel_destroy(t);
 }
 
-static void on_session_writable(struct session *s, void *arg)
+void tunnel_kick(struct tunnel *t)
 {
-	struct tunnel *t = arg;
 	/* Batch: build records once the current callback chain is done. */
 	if (t->state == TUNNEL_UP)
 		event_active(t->flush_ev, EV_TIMEOUT, 1);
 }
 
-/* The session calls back with the tunnel; the owner wants its own arg. */
-static int on_session_open(struct session *s, struct session_stream *st,
-			   const struct frame_addr *target, void *arg)
+void tunnel_orphan(struct tunnel *t, const char *reason)
 {
-	struct tunnel *t = arg;
-	return t->h.streams.on_open(s, st, target, t->h.arg);
-}
-
-static int on_session_control(struct session *s, const struct frame *f, void *arg)
-{
-	struct tunnel *t = arg;
-	return t->h.streams.on_control(s, f, t->h.arg);
-}
-
-static void on_session_goaway(struct session *s, void *arg)
-{
-	struct tunnel *t = arg;
-	log_info("tunnel %s: peer sent GOAWAY (draining): no new streams on this tunnel", t->peer);
-	if (t->h.streams.on_goaway != NULL)
-		t->h.streams.on_goaway(s, t->h.arg);
+	if (t->path != NULL)
+		t->final_path_stats = *session_path_get_stats(t->path);
+	t->ts = NULL;
+	t->session = NULL;
+	t->path = NULL;
+	tunnel_close(t, reason);
 }
 
 static int tick_rekey(struct tunnel *t);
@@ -277,12 +277,37 @@ static void close_backlogged(struct tunnel *t, const char *why)
 	tunnel_close(t, why);
 }
 
+/* PING and PONG waiting for this tunnel, encoded at buf. */
+static size_t fill_ping_frames(struct tunnel *t, uint8_t *buf, size_t cap)
+{
+	size_t used = 0;
+	struct frame f = {.stream_id = 0};
+	if (t->pong_pending) {
+		f.type = FRAME_PONG;
+		f.u.opaque = t->pong_opaque;
+		int n = frame_encode(&f, buf, cap);
+		assert(n > 0);
+		used += (size_t)n;
+		t->pong_pending = false;
+	}
+	if (t->ping_pending) {
+		f.type = FRAME_PING;
+		f.u.opaque = t->ping_opaque;
+		int n = frame_encode(&f, buf + used, cap - used);
+		assert(n > 0);
+		used += (size_t)n;
+		t->ping_pending = false;
+	}
+	return used;
+}
+
 static void flush(struct tunnel *t)
 {
-	if (t->state != TUNNEL_UP || tick_rekey(t) != WM_OK)
+	if (t->state != TUNNEL_UP || t->session == NULL || tick_rekey(t) != WM_OK)
 		return;
 	if (session_ctrl_overflowed(t->session)) {
-		close_backlogged(t, "control queue over its cap");
+		counters.backlog++;
+		tsession_fail(t->ts, "control queue over its cap (the peer does not read)");
 		return;
 	}
 	struct evbuffer *out = bufferevent_get_output(t->bev);
@@ -294,9 +319,11 @@ static void flush(struct tunnel *t)
 		uint8_t *rec = v.iov_base;
 		size_t n = fill_rekey_frame(t, rec + RECORD_HEADER_LEN);
 		bool is_rekey = n > 0;
-		if (!is_rekey)
-			n = session_fill(t->session, t->path, rec + RECORD_HEADER_LEN,
-					 RECORD_PLAINTEXT_MAX);
+		if (!is_rekey) {
+			n = fill_ping_frames(t, rec + RECORD_HEADER_LEN, RECORD_PLAINTEXT_MAX);
+			n += session_fill(t->session, t->path, rec + RECORD_HEADER_LEN + n,
+					  RECORD_PLAINTEXT_MAX - n);
+		}
 		if (n == 0)
 			break;
 		int len = record_seal(t->tx, rec + RECORD_HEADER_LEN, n, rec);
@@ -323,7 +350,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 static size_t backlog(const struct tunnel *t)
 {
 	return evbuffer_get_length(bufferevent_get_output(t->bev)) +
-	       session_ctrl_queued(t->session);
+	       (t->session != NULL ? session_ctrl_queued(t->session) : 0);
 }
 
 static void on_read(struct bufferevent *bev, void *arg);
@@ -444,7 +471,9 @@ static int on_rekey_frame(struct tunnel *t, const struct frame *f, bool last)
 	return WM_OK;
 }
 
-static int start_session(struct tunnel *t, const struct session_params *peer)
+/* Keys from the handshake, then the session the owner attaches it to
+ * (attach ran already and gave ts). */
+static int start_session(struct tunnel *t, struct tsession *ts)
 {
 	uint8_t send_key[HANDSHAKE_KEY_LEN], recv_key[HANDSHAKE_KEY_LEN];
 	if (handshake_split(t->hs, send_key, recv_key) != WM_OK)
@@ -461,31 +490,25 @@ static int start_session(struct tunnel *t, const struct session_params *peer)
 			 t->peer);
 	handshake_free(t->hs);
 	t->hs = NULL;
-	/* Only now: zlib's and LZ4's state is about 300 KiB (90 KiB touched),
-	 * which a connection that has proven nothing must not cost. */
-	t->cctx = compress_ctx_new();
-	if (t->cctx == NULL)
-		return WM_ERR_NOMEM;
-	struct session_callbacks cb = t->h.streams;
-	cb.on_writable = on_session_writable;
-	cb.on_open = t->h.streams.on_open != NULL ? on_session_open : NULL;
-	cb.on_control = t->h.streams.on_control != NULL ? on_session_control : NULL;
-	cb.on_goaway = on_session_goaway;
-	t->session = session_new(t->is_client ? SESSION_CLIENT : SESSION_SERVER, &t->cfg.params,
-				 peer, &cb, t, t->cctx);
-	if (t->session == NULL)
-		return WM_ERR_NOMEM;
-	budget_pool_init(&t->pool, t->cfg.pool_limit);
-	/* One path per session for now: the tunnel is the session's only path
-	 * and the session ends with it (free_cb). */
-	t->path = session_path_add(t->session, t);
+	t->path = tsession_attach(ts, t);
 	if (t->path == NULL)
-		return WM_ERR_NOMEM;
-	session_set_pool(t->session, &t->pool);
-	t->codec = compress_choose(t->cfg.compress, 0);
-	session_set_codec(t->session, t->codec);
+		return WM_ERR_LIMIT;
+	t->ts = ts;
+	t->session = tsession_session(ts);
+	if (tsession_tunnels(ts) == 1) {
+		t->codec = compress_choose(t->cfg.compress, 0);
+		session_set_codec(t->session, t->codec);
+	}
 	t->state = TUNNEL_UP;
 	return WM_OK;
+}
+
+/* The owner's session for this tunnel; NULL closes it. */
+static struct tsession *attach(struct tunnel *t, const struct session_params *peer, uint64_t *epoch)
+{
+	if (t->h.attach == NULL)
+		return NULL;
+	return t->h.attach(t, &t->cfg.params, peer, epoch, t->h.arg);
 }
 
 static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
@@ -542,19 +565,33 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 	}
 	memcpy(t->cfg.session_id, hello.session_id, HELLO_SESSION_ID_LEN);
 	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
+	if ((hello.flags & HELLO_FLAG_SESSIONS) == 0) {
+		log_peer_warn("tunnel %s: refused: the client runs an older protocol without "
+			      "sessions across tunnels; upgrade wanmux-client",
+			      t->peer);
+		counters.bad_handshake++;
+		tunnel_close(t, "client too old");
+		return;
+	}
 	int rc = t->h.authorize != NULL ? t->h.authorize(t, t->peer_pub, &hello, t->h.arg)
 					: WM_ERR_UNAUTHORIZED;
 	if (rc != WM_OK) {
 		tunnel_close(t, wm_strerror(rc));
 		return;
 	}
-	struct hello_server mine = {
-	    .version = HELLO_VERSION, .flags = HELLO_FLAG_REKEY, .params = announced_params(t)};
+	struct hello_server mine = {.version = HELLO_VERSION,
+				    .flags = HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS,
+				    .params = announced_params(t)};
+	struct tsession *ts = attach(t, &hello.params, &mine.epoch);
+	if (ts == NULL) {
+		tunnel_close(t, "no session for it");
+		return;
+	}
 	uint8_t reply[HELLO_SERVER_LEN];
 	n = hello_server_encode(&mine, reply, sizeof(reply));
 	if (n == HELLO_SERVER_LEN)
 		n = handshake_write_msg2(t->hs, reply, sizeof(reply), out, sizeof(out));
-	if (n < 0 || start_session(t, &hello.params) != WM_OK) {
+	if (n < 0 || start_session(t, ts) != WM_OK) {
 		tunnel_close(t, "handshake failed");
 		return;
 	}
@@ -607,7 +644,15 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 	}
 	memcpy(t->peer_pub, t->cfg.server_pub, KEYS_LEN);
 	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
-	if (start_session(t, &hello.params) != WM_OK) {
+	if ((hello.flags & HELLO_FLAG_SESSIONS) == 0) {
+		log_error("tunnel %s: the server runs an older protocol without sessions "
+			  "across tunnels; upgrade wanmux-server",
+			  t->peer);
+		tunnel_close(t, "server too old");
+		return;
+	}
+	struct tsession *ts = attach(t, &hello.params, &hello.epoch);
+	if (ts == NULL || start_session(t, ts) != WM_OK) {
 		tunnel_close(t, "cannot start session");
 		return;
 	}
@@ -618,8 +663,9 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 
 static void client_send_msg1(struct tunnel *t, const uint8_t *cookie)
 {
-	struct hello_client mine = {
-	    .version = HELLO_VERSION, .tunnel_no = t->cfg.tunnel_no, .flags = HELLO_FLAG_REKEY};
+	struct hello_client mine = {.version = HELLO_VERSION,
+				    .tunnel_no = t->cfg.tunnel_no,
+				    .flags = HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS};
 	uint8_t hello[HELLO_CLIENT_LEN];
 	uint8_t out[HANDSHAKE_MSG_MAX];
 	tai64n_now(mine.timestamp);
@@ -683,7 +729,10 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 			return;
 		}
 		if (f.type == FRAME_PING) {
-			session_send_ping(t->session, FRAME_PONG, f.u.opaque);
+			/* Only the newest PING is answered. */
+			t->pong_pending = true;
+			t->pong_opaque = f.u.opaque;
+			tunnel_kick(t);
 		} else if (f.type == FRAME_PONG) {
 			on_pong(t, f.u.opaque);
 		} else if (f.type == FRAME_REKEY) {
@@ -703,15 +752,20 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 		} else {
 			rc = session_on_frame(t->session, t->path, &f);
 			if (rc == WM_ERR_LIMIT) {
-				close_backlogged(t, "control queue over its cap");
+				/* The session can no longer keep the protocol: it
+				 * ends, with every tunnel it has. */
+				counters.backlog++;
+				tsession_fail(t->ts,
+					      "control queue or reorder buffer over its cap");
 				return;
 			}
 			if (rc != WM_OK) {
-				log_peer_warn("tunnel %s: %s frame on stream %u: %s; closing",
+				log_peer_warn("tunnel %s: %s frame on stream %u: %s; closing its "
+					      "session",
 					      t->peer, frame_type_name(f.type), f.stream_id,
 					      wm_strerror(rc));
 				counters.protocol_error++;
-				tunnel_close(t, "protocol error");
+				tsession_fail(t->ts, "protocol error");
 				return;
 			}
 		}
@@ -866,13 +920,17 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (t->rekey != NULL && rekey_next_frame(t->rekey, &rekey_frame))
 		event_active(t->flush_ev, EV_TIMEOUT, 1);
-	/* ACKs held back to coalesce them leave now. */
-	session_tick(t->session);
+	/* ACKs held back to coalesce them leave now (the session's first
+	 * tunnel ticks for it). */
+	if (tsession_tunnel(t->ts, 0) == t)
+		session_tick(t->session);
 	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
 		return;
 	t->last_ping_ms = now;
 	update_codec(t);
-	session_send_ping(t->session, FRAME_PING, now_us());
+	t->ping_pending = true;
+	t->ping_opaque = now_us();
+	tunnel_kick(t);
 }
 
 static struct tunnel *tunnel_new(struct event_base *base, const struct tunnel_config *cfg,
@@ -978,10 +1036,7 @@ const uint8_t *tunnel_session_id(const struct tunnel *t)
 
 size_t tunnel_queued(const struct tunnel *t)
 {
-	size_t n = t->bev != NULL ? evbuffer_get_length(bufferevent_get_output(t->bev)) : 0;
-	if (t->session != NULL)
-		n += session_queued(t->session);
-	return n;
+	return t->bev != NULL ? evbuffer_get_length(bufferevent_get_output(t->bev)) : 0;
 }
 
 uint32_t tunnel_rtt_us(const struct tunnel *t)
@@ -994,9 +1049,14 @@ const struct tunnel_stats *tunnel_get_stats(const struct tunnel *t)
 	return &t->stats;
 }
 
-const struct session_stats *tunnel_get_session_stats(const struct tunnel *t)
+const struct session_path_stats *tunnel_get_path_stats(const struct tunnel *t)
 {
-	return t->session != NULL ? session_get_stats(t->session) : &t->final_session_stats;
+	return t->path != NULL ? session_path_get_stats(t->path) : &t->final_path_stats;
+}
+
+struct tsession *tunnel_tsession(const struct tunnel *t)
+{
+	return t->ts;
 }
 
 int tunnel_tcp_info(const struct tunnel *t, struct tunnel_tcp_info *out)

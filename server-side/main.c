@@ -35,6 +35,7 @@
 #include "wanmux/notify.h"
 #include "wanmux/relay.h"
 #include "wanmux/replay.h"
+#include "wanmux/tsession.h"
 #include "wanmux/tunnel.h"
 
 #define PROG "wanmux-server"
@@ -71,6 +72,7 @@ enum opt_id {
 	OPT_REVERSE_OPEN_TIMEOUT,
 	OPT_REVERSE_IDLE_TIMEOUT,
 	OPT_DRAIN_TIMEOUT,
+	OPT_RESUME_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -107,6 +109,7 @@ static const struct config_option options[] = {
     {"reverse-open-timeout", 0, true, false, OPT_REVERSE_OPEN_TIMEOUT},
     {"reverse-idle-timeout", 0, true, false, OPT_REVERSE_IDLE_TIMEOUT},
     {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
+    {"resume-timeout", 0, true, false, OPT_RESUME_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -172,6 +175,9 @@ static const char usage_text[] =
     "\n"
     "    --drain-timeout SECONDS  on SIGTERM/SIGINT, how long open streams may\n"
     "                             run on after GOAWAY (30; 0 = close at once)\n"
+    "    --resume-timeout SECONDS how long a session waits for a tunnel when\n"
+    "                             all are lost (120; target connections stay open,\n"
+    "                             then streams are reset; 0 = reset at once)\n"
     "\n"
     "SIGNALS\n"
     "    SIGHUP re-reads the config file and every file it names (keys, authorized\n"
@@ -292,19 +298,19 @@ static void on_own_timer(evutil_socket_t fd, short what, void *arg)
 	refresh_own_addresses(arg);
 }
 
-/* arg is the stream's tunnel, which outlives the stream; its acl (the key's
- * allow= or the server's --allow) is read at each check, so a reload that
- * replaces the rule sets never leaves a check on freed rules. */
+/* arg is the stream's session, which outlives the stream; its acl (the
+ * key's allow= or the server's --allow) is read at each check, so a reload
+ * that replaces the rule sets never leaves a check on freed rules. */
 static bool server_permits(void *arg, const char *name, const struct sockaddr *addr, uint16_t port)
 {
-	const struct server_tunnel *stn = arg;
+	const struct server_session *stn = arg;
 	return acl_permits(stn->acl, name, addr, port);
 }
 
 static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
 		   void *arg)
 {
-	struct server_tunnel *stn = arg;
+	struct server_session *stn = arg;
 	struct server *srv = stn->srv;
 	char who[sizeof(stn->client) + 8];
 
@@ -322,7 +328,7 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	    .who = who,
 	    .refusals = &srv->refused_targets,
 	    .client = client,
-	    .src = tunnel_peer_name(stn->t),
+	    .src = stn->peer,
 	};
 	if (target->type == FRAME_ADDR_NAME &&
 	    !acl_may_permit_name(stn->acl, target->u.name, target->port)) {
@@ -375,9 +381,139 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 		stn->srv->tunnels_authorized--;
 		stn->srv->key_tunnels[stn->key_index]--;
 	}
-	server_reverse_tunnel_down(stn);
 	LIST_REMOVE(stn, link);
 	free(stn);
+}
+
+static const char *short_id(const uint8_t *id, char out[17])
+{
+	sodium_bin2hex(out, 17, id, 8);
+	return out;
+}
+
+/* Ends the session: its streams reset, its tunnels close. */
+static void session_end(struct server_session *sess, const char *reason)
+{
+	char hex[17];
+	size_t n = session_stream_count(tsession_session(sess->ts));
+	log_info("session %s of client %s ended: %s; %zu streams reset",
+		 short_id(tsession_id(sess->ts), hex), sess->client, reason, n);
+	admin_session_closed(session_get_stats(tsession_session(sess->ts)));
+	server_reverse_session_end(sess);
+	LIST_REMOVE(sess, link);
+	struct server_tunnel *stn;
+	LIST_FOREACH(stn, &sess->srv->tunnels, link)
+	if (stn->sess == sess)
+		stn->sess = NULL;
+	tsession_free(sess->ts);
+	free(sess);
+}
+
+static void on_session_end(struct tsession *ts, const char *reason, void *arg)
+{
+	session_end(arg, reason);
+}
+
+/* A key at its session limit: make room by ending its oldest session that
+ * has no tunnel (a client restarted and will not resume it). */
+static bool evict_session(struct server *srv, const uint8_t *key)
+{
+	struct server_session *sess, *victim = NULL;
+	LIST_FOREACH(sess, &srv->sessions, link)
+	{
+		if (memcmp(sess->client_pub, key, KEYS_LEN) != 0 || tsession_tunnels(sess->ts) > 0)
+			continue;
+		if (victim == NULL || sess->created_ms < victim->created_ms)
+			victim = sess;
+	}
+	if (victim == NULL)
+		return false;
+	srv->sessions_evicted++;
+	session_end(victim, "a newer session of its key needed the room "
+			    "(--max-sessions-per-key)");
+	return true;
+}
+
+static struct server_session *session_find(struct server *srv, const uint8_t *key,
+					   const uint8_t *id, size_t *held)
+{
+	struct server_session *sess;
+	*held = 0;
+	LIST_FOREACH(sess, &srv->sessions, link)
+	{
+		if (memcmp(sess->client_pub, key, KEYS_LEN) != 0)
+			continue;
+		if (memcmp(tsession_id(sess->ts), id, HELLO_SESSION_ID_LEN) == 0)
+			return sess;
+		(*held)++;
+	}
+	return NULL;
+}
+
+/*
+ * An authorized tunnel joins its client's session: the one this key holds
+ * under the hello's session id (from any address: a NAT rebinding is not an
+ * attack, and only this key can name it), else a new one.
+ */
+static struct tsession *on_attach(struct tunnel *t, const struct session_params *local,
+				  const struct session_params *peer, uint64_t *epoch, void *arg)
+{
+	struct server_tunnel *stn = arg;
+	struct server *srv = stn->srv;
+	size_t held;
+	char hex[17];
+	struct server_session *sess =
+	    session_find(srv, stn->client_pub, tunnel_session_id(t), &held);
+	if (sess != NULL) {
+		if (tsession_tunnels(sess->ts) == 0)
+			log_info("session %s of client %s resumed from %s after %llu ms",
+				 short_id(tsession_id(sess->ts), hex), sess->client,
+				 tunnel_peer_name(t),
+				 (unsigned long long)tsession_detached_ms(sess->ts));
+		snprintf(sess->peer, sizeof(sess->peer), "%s", tunnel_peer_name(t));
+		stn->sess = sess;
+		*epoch = tsession_epoch(sess->ts);
+		return sess->ts;
+	}
+	if (held >= srv->max_sessions_per_key && !evict_session(srv, stn->client_pub)) {
+		char detail[sizeof(stn->client) + 64];
+		snprintf(detail, sizeof(detail), "client %s holds %zu", stn->client, held);
+		limit_hit(&srv->sessions_per_key, detail);
+		return NULL;
+	}
+	sess = calloc(1, sizeof(*sess));
+	if (sess == NULL)
+		return NULL;
+	sess->srv = srv;
+	memcpy(sess->client_pub, stn->client_pub, KEYS_LEN);
+	snprintf(sess->client, sizeof(sess->client), "%s", stn->client);
+	snprintf(sess->peer, sizeof(sess->peer), "%s", tunnel_peer_name(t));
+	sess->acl = stn->acl;
+	sess->allow_listen = stn->allow_listen;
+	sess->own_acl = stn->own_acl;
+	sess->own_allow_listen = stn->own_allow_listen;
+	sess->created_ms = limit_now_ms();
+	struct tsession_config c;
+	memset(&c, 0, sizeof(c));
+	c.role = SESSION_SERVER;
+	relay_stream_callbacks(&c.cb);
+	c.cb.on_open = on_open;
+	c.cb.on_control = server_reverse_on_control;
+	c.arg = sess;
+	c.pool_limit = srv->tcfg.pool_limit;
+	c.resume_timeout_ms = srv->tcfg.resume_timeout_ms;
+	c.on_end = on_session_end;
+	sess->ts = tsession_new(srv->base, &c, local, peer, tunnel_session_id(t));
+	if (sess->ts == NULL) {
+		free(sess);
+		return NULL;
+	}
+	LIST_INSERT_HEAD(&srv->sessions, sess, link);
+	stn->sess = sess;
+	*epoch = tsession_epoch(sess->ts);
+	log_debug("session %s of client %s started", short_id(tsession_id(sess->ts), hex),
+		  sess->client);
+	return sess->ts;
 }
 
 static int authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN],
@@ -608,9 +744,7 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	h.on_down = on_tunnel_down;
 	h.authorize = authorize;
 	h.admit = admit;
-	relay_stream_callbacks(&h.streams);
-	h.streams.on_open = on_open;
-	h.streams.on_control = server_reverse_on_control;
+	h.attach = on_attach;
 	h.arg = stn;
 	evutil_make_socket_nonblocking(fd);
 	stn->t = tunnel_accept(srv->base, fd, sa, &srv->tcfg, &h);
@@ -728,10 +862,9 @@ static void log_counters(const struct server *srv)
 static size_t open_streams(const struct server *srv)
 {
 	size_t n = 0;
-	struct server_tunnel *stn;
-	LIST_FOREACH(stn, &srv->tunnels, link)
-	if (tunnel_session(stn->t) != NULL)
-		n += session_stream_count(tunnel_session(stn->t));
+	struct server_session *sess;
+	LIST_FOREACH(sess, &srv->sessions, link)
+	n += session_stream_count(tsession_session(sess->ts));
 	return n;
 }
 
@@ -750,6 +883,8 @@ static void stop_now(struct server *srv, const char *reason)
 	event_del(srv->drain_tick);
 	event_del(srv->drain_deadline);
 	srv->drain_cut += open_streams(srv);
+	while (!LIST_EMPTY(&srv->sessions))
+		session_end(LIST_FIRST(&srv->sessions), reason);
 	struct server_tunnel *stn;
 	LIST_FOREACH(stn, &srv->tunnels, link)
 	tunnel_close(stn->t, reason);
@@ -758,26 +893,38 @@ static void stop_now(struct server *srv, const char *reason)
 	event_base_loopexit(srv->base, &tv);
 }
 
+static bool session_busy(const struct server_session *sess)
+{
+	struct session *s = tsession_session(sess->ts);
+	if (session_stream_count(s) > 0)
+		return true;
+	/* Control frames queued with no tunnel to carry them cut nothing. */
+	if (tsession_tunnels(sess->ts) > 0 && session_queued(s) > 0)
+		return true;
+	for (size_t i = 0; i < tsession_tunnels(sess->ts); i++)
+		if (tunnel_queued(tsession_tunnel(sess->ts, i)) > 0)
+			return true;
+	return false;
+}
+
 /*
- * A draining tunnel closes once its streams are done and its last records
+ * A draining session ends once its streams are done and its last records
  * have left user space, and only on the second quiet tick: the client
  * closes its side first when it can, so nothing it still reads is cut.
  */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct server_tunnel *stn;
-	LIST_FOREACH(stn, &srv->tunnels, link)
-	{
-		struct session *s = tunnel_session(stn->t);
-		if (s != NULL && (session_stream_count(s) > 0 || tunnel_queued(stn->t) > 0)) {
-			stn->quiet_ticks = 0;
-			continue;
-		}
-		if (++stn->quiet_ticks >= 2)
-			tunnel_close(stn->t, "server drained");
+	struct server_session *sess = LIST_FIRST(&srv->sessions);
+	while (sess != NULL) {
+		struct server_session *next = LIST_NEXT(sess, link);
+		if (session_busy(sess))
+			sess->quiet_ticks = 0;
+		else if (++sess->quiet_ticks >= 2)
+			session_end(sess, "server drained");
+		sess = next;
 	}
-	if (LIST_EMPTY(&srv->tunnels)) {
+	if (LIST_EMPTY(&srv->sessions) && LIST_EMPTY(&srv->tunnels)) {
 		event_del(srv->drain_tick);
 		event_del(srv->drain_deadline);
 		event_base_loopexit(srv->base, NULL);
@@ -815,15 +962,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	size_t ntunnels = 0;
 	struct server_tunnel *stn;
 	LIST_FOREACH(stn, &srv->tunnels, link)
+	if (tunnel_session(stn->t) == NULL)
+		tunnel_close(stn->t, "server stopping");
+	struct server_session *sess;
+	LIST_FOREACH(sess, &srv->sessions, link)
 	{
-		if (tunnel_session(stn->t) == NULL) {
-			tunnel_close(stn->t, "server stopping");
-			continue;
-		}
-		session_goaway(tunnel_session(stn->t));
+		session_goaway(tsession_session(sess->ts));
 		ntunnels++;
 	}
-	log_info("signal %d: draining: no longer accepting, GOAWAY sent on %zu tunnels, waiting "
+	log_info("signal %d: draining: no longer accepting, GOAWAY sent on %zu sessions, waiting "
 		 "up to %llu ms (--drain-timeout) for %zu open streams; a second signal stops at "
 		 "once",
 		 (int)sig, ntunnels, (unsigned long long)srv->drain_timeout_ms, open_streams(srv));
@@ -920,8 +1067,9 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 	char why2[512];
 
 	static const struct cli_tunnel_ids shared = {
-	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
-	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
+	    OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
+	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
+	    OPT_REKEY_AFTER,	OPT_REKEY_BYTES, OPT_RESUME_TIMEOUT,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);
@@ -1234,6 +1382,23 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 		cut++;
 	}
 	srv->deauthorized_tunnels += cut;
+	struct server_session *sess = LIST_FIRST(&srv->sessions);
+	while (sess != NULL) {
+		struct server_session *next = LIST_NEXT(sess, link);
+		const char *comment;
+		size_t index;
+		bool kept =
+		    keys_authorized_find(srv->authorized, sess->client_pub, &comment, &index);
+		const struct keys_options *ko =
+		    kept ? keys_authorized_options(srv->authorized, index) : NULL;
+		sess->own_acl = ko != NULL && ko->allow != NULL;
+		sess->acl = sess->own_acl ? ko->allow : srv->acl;
+		sess->own_allow_listen = ko != NULL && ko->allow_listen != NULL;
+		sess->allow_listen = sess->own_allow_listen ? ko->allow_listen : srv->allow_listen;
+		if (!kept)
+			session_end(sess, "client key no longer authorized");
+		sess = next;
+	}
 	if (!initial)
 		server_reverse_keys_changed(srv);
 	acl_free(old_acl);
@@ -1332,6 +1497,9 @@ int main(int argc, char **argv)
 		fatal(err);
 	config_free(cfg);
 	LIST_INIT(&srv.tunnels);
+	LIST_INIT(&srv.sessions);
+	srv.max_sessions_per_key = SERVER_MAX_SESSIONS_PER_KEY;
+	srv.sessions_per_key.name = "sessions per client key";
 	server_reverse_init(&srv);
 	if (apply_conf(&srv, &conf) != WM_OK)
 		fatal("out of memory");

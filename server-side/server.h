@@ -41,18 +41,46 @@
 
 struct server;
 struct reverse_listener;
+struct server_session;
+
+/* Sessions one client key may hold (--max-sessions-per-key): its current
+ * one, one draining after a GOAWAY, and a few left by client restarts,
+ * which wait out --resume-timeout. A key at the limit that asks for another
+ * ends its oldest session that has no tunnel; with none, it is refused. */
+#define SERVER_MAX_SESSIONS_PER_KEY 8
+
+/*
+ * One session of a client (tsession.h): the streams and what they are
+ * allowed, for as long as they live; its tunnels come and go. What the key
+ * allows is copied from the tunnel that created it and refreshed by a
+ * reload (the key is the same for every tunnel of the session).
+ */
+struct server_session {
+	LIST_ENTRY(server_session) link;
+	struct server *srv;
+	struct tsession *ts;
+	uint8_t client_pub[KEYS_LEN];
+	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
+	char peer[NETADDR_STR_MAX];	/* where its latest tunnel came from */
+	struct acl *acl;		/* as server_tunnel's */
+	struct acl *allow_listen;
+	bool own_acl;
+	bool own_allow_listen;
+	struct limit_bucket opens; /* stream opens per second */
+	unsigned quiet_ticks;	   /* drain: ticks with no stream and nothing queued */
+	uint64_t created_ms;
+};
 
 /* One accepted tunnel and what the server knows of its client. */
 struct server_tunnel {
 	LIST_ENTRY(server_tunnel) link;
 	struct server *srv;
 	struct tunnel *t;
+	struct server_session *sess; /* once attached */
 	bool up;
-	unsigned quiet_ticks;	   /* drain: ticks with no stream and nothing queued */
-	struct limit_bucket opens; /* stream opens per second */
-	bool counted;		   /* authorized: counts against the tunnel limits */
-	size_t key_index;	   /* its key in the authorized keys, once counted */
-	uint8_t tunnel_no;	   /* the client's slot, from its hello */
+	bool counted;	   /* authorized: counts against the tunnel limits */
+	size_t key_index;  /* its key in the authorized keys, once counted */
+	uint8_t tunnel_no; /* the client's slot, from its hello */
 	uint8_t client_pub[KEYS_LEN];
 	char client[KEYS_B64_LEN + 64]; /* "KEY (comment)" for logs */
 	/* While unauthenticated: counted in srv->unauth and its source's share. */
@@ -152,6 +180,10 @@ struct server {
 	uint8_t mac1_key[32];
 	struct tunnel_config tcfg;
 	LIST_HEAD(, server_tunnel) tunnels;
+	LIST_HEAD(, server_session) sessions;
+	uint32_t max_sessions_per_key;
+	struct limit_counter sessions_per_key; /* over --max-sessions-per-key */
+	uint64_t sessions_evicted;	       /* ended to make room for a newer one */
 	LIST_HEAD(, reverse_listener) reverse_listeners;
 	struct event *sigint;
 	struct event *sigterm;
@@ -194,12 +226,13 @@ struct server {
  * counters and empties the listener list. */
 void server_reverse_init(struct server *srv);
 
-/* A client asked (LISTEN) for a reverse listener. Returns 0 or an error
- * that closes the tunnel (a malformed request). */
+/* A client asked (LISTEN) for a reverse listener; arg is its
+ * server_session. Returns 0 or an error that ends the session (a malformed
+ * request). */
 int server_reverse_on_control(struct session *s, const struct frame *f, void *arg);
 
-/* The tunnel is gone: it no longer serves any reverse listener. */
-void server_reverse_tunnel_down(struct server_tunnel *stn);
+/* The session is ending: it no longer serves any reverse listener. */
+void server_reverse_session_end(struct server_session *sess);
 
 /* Fills an admin report (server_admin.c): admin_start's collect callback. */
 void server_admin_collect(struct admin_report *rep, void *arg);

@@ -1,10 +1,10 @@
 /*
  * Reverse forwards, server side: a client's LISTEN asks for a listener on
  * an address its key may use (--allow-listen). One listener per client key
- * and address, served by every tunnel of that client that asked for it;
+ * and address, served by every session of that client that asked for it;
  * connections accepted there become streams the server opens toward the
- * client (least busy tunnel), addressed to the listening address. When the
- * last tunnel is gone the listener stays reserved for its key for
+ * client (least busy session), addressed to the listening address. When the
+ * last session has ended the listener stays reserved for its key for
  * --reverse-grace (other keys are refused), so that a client that
  * reconnects gets it back; then it closes. Each listener holds at most
  * --reverse-max-connections connections, and one the client does not
@@ -25,6 +25,7 @@
 #include "wanmux/log.h"
 #include "wanmux/netaddr.h"
 #include "wanmux/relay.h"
+#include "wanmux/tsession.h"
 
 struct reverse_conn {
 	LIST_ENTRY(reverse_conn) link;
@@ -46,8 +47,8 @@ struct reverse_listener {
 	char client[KEYS_B64_LEN + 64];
 	struct frame_addr addr; /* as the client asked, sent back in OPEN */
 	char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
-	struct server_tunnel **tunnels;
-	size_t ntunnels;
+	struct server_session **sessions; /* the client's sessions that asked for it */
+	size_t nsessions;
 	size_t cap;
 	LIST_HEAD(, reverse_conn) conns;
 	size_t nconns;
@@ -71,19 +72,19 @@ void server_reverse_init(struct server *srv)
 	LIST_INIT(&srv->reverse_listeners);
 }
 
-static struct server_tunnel *pick(struct reverse_listener *rl)
+static struct server_session *pick(struct reverse_listener *rl)
 {
-	struct server_tunnel *best = NULL;
+	struct server_session *best = NULL;
 	size_t best_q = 0;
-	for (size_t i = 0; i < rl->ntunnels; i++) {
-		struct server_tunnel *stn = rl->tunnels[i];
+	for (size_t i = 0; i < rl->nsessions; i++) {
+		struct server_session *sess = rl->sessions[i];
 		/* A draining client (GOAWAY) takes no new streams. */
-		if (!stn->up || tunnel_session(stn->t) == NULL ||
-		    session_goaway_received(tunnel_session(stn->t)))
+		struct session *s = tsession_session(sess->ts);
+		if (tsession_tunnels(sess->ts) == 0 || session_goaway_received(s))
 			continue;
-		size_t q = tunnel_queued(stn->t);
+		size_t q = session_queued(s);
 		if (best == NULL || q < best_q) {
-			best = stn;
+			best = sess;
 			best_q = q;
 		}
 	}
@@ -193,8 +194,8 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	char detail[sizeof(name) + sizeof(rl->client) + 16];
 	netaddr_format(sa, peer, sizeof(peer));
 	snprintf(name, sizeof(name), "reverse %s from %s", rl->name, peer);
-	struct server_tunnel *stn = pick(rl);
-	if (stn == NULL) {
+	struct server_session *sess = pick(rl);
+	if (sess == NULL) {
 		snprintf(detail, sizeof(detail), "%s, client %s", name, rl->client);
 		limit_hit(&srv->reverse.no_tunnel, detail);
 		close(fd);
@@ -219,9 +220,9 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	access_short_key(rl->client, client, sizeof(client));
 	relay_set_access(r, ACCESS_REVERSE, ACCESS_SIDE_USER, client, peer);
 	relay_set_access_target(r, rl->name);
-	relay_set_access_addr(r, tunnel_peer_name(stn->t));
+	relay_set_access_addr(r, sess->peer);
 	struct session_stream *st =
-	    session_stream_open(tunnel_session(stn->t), &rl->addr, relay_source(r), r);
+	    session_stream_open(tsession_session(sess->ts), &rl->addr, relay_source(r), r);
 	if (st == NULL) {
 		log_peer_warn("%s: stream limit reached on the client's tunnel", name);
 		relay_set_result(r, FRAME_ERR_STREAM_LIMIT);
@@ -260,14 +261,14 @@ static void listener_free(struct reverse_listener *rl)
 		LIST_REMOVE(c, link);
 		c->rl = NULL;
 	}
-	free(rl->tunnels);
+	free(rl->sessions);
 	free(rl);
 }
 
 static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 {
 	struct reverse_listener *rl = arg;
-	log_info("reverse forward for client %s: no tunnel came back within %u s; closed %s",
+	log_info("reverse forward for client %s: no session came back within %u s; closed %s",
 		 rl->client, rl->srv->reverse.grace_ms / 1000, rl->name);
 	listener_free(rl);
 }
@@ -280,20 +281,20 @@ static bool same_addr(const struct frame_addr *a, const struct frame_addr *b)
 					  : memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
 }
 
-static int add_tunnel(struct reverse_listener *rl, struct server_tunnel *stn)
+static int add_session(struct reverse_listener *rl, struct server_session *sess)
 {
-	for (size_t i = 0; i < rl->ntunnels; i++)
-		if (rl->tunnels[i] == stn)
+	for (size_t i = 0; i < rl->nsessions; i++)
+		if (rl->sessions[i] == sess)
 			return 0;
-	if (rl->ntunnels == rl->cap) {
+	if (rl->nsessions == rl->cap) {
 		size_t n = rl->cap ? rl->cap * 2 : 4;
-		struct server_tunnel **t = realloc(rl->tunnels, n * sizeof(*t));
+		struct server_session **t = realloc(rl->sessions, n * sizeof(*t));
 		if (t == NULL)
 			return -1;
-		rl->tunnels = t;
+		rl->sessions = t;
 		rl->cap = n;
 	}
-	rl->tunnels[rl->ntunnels++] = stn;
+	rl->sessions[rl->nsessions++] = sess;
 	return 0;
 }
 
@@ -306,13 +307,13 @@ static void answer(struct session *s, uint32_t request, uint32_t error)
 
 int server_reverse_on_control(struct session *s, const struct frame *f, void *arg)
 {
-	struct server_tunnel *stn = arg;
-	struct server *srv = stn->srv;
+	struct server_session *sess = arg;
+	struct server *srv = sess->srv;
 	struct sockaddr_storage ss;
 	char err[256], name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 
 	if (f->type != FRAME_LISTEN) {
-		log_peer_warn("client %s sent %s; closing the tunnel", stn->client,
+		log_peer_warn("client %s sent %s; closing the tunnel", sess->client,
 			      frame_type_name(f->type));
 		return -1;
 	}
@@ -321,19 +322,19 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	if (salen == 0) {
 		srv->refused_listens++;
 		log_peer_warn("client %s asked to listen on %s: not an address; refused",
-			      stn->client, name);
+			      sess->client, name);
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
-	/* stn->allow_listen: the key's allow-listen= options if it has any,
+	/* sess->allow_listen: the key's allow-listen= options if it has any,
 	 * else the server's --allow-listen rules (set at authorization). */
-	if (stn->allow_listen == NULL ||
-	    !acl_permits(stn->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
+	if (sess->allow_listen == NULL ||
+	    !acl_permits(sess->allow_listen, NULL, (struct sockaddr *)&ss, f->u.open.port)) {
 		srv->refused_listens++;
-		log_peer_warn("client %s asked to listen on %s: no %s permits it", stn->client,
+		log_peer_warn("client %s asked to listen on %s: no %s permits it", sess->client,
 			      name,
-			      stn->own_allow_listen ? "allow-listen= option of its key"
-						    : "--allow-listen rule");
+			      sess->own_allow_listen ? "allow-listen= option of its key"
+						     : "--allow-listen rule");
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
@@ -341,23 +342,23 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	LIST_FOREACH(rl, &srv->reverse_listeners, link)
 	{
 		if (same_addr(&rl->addr, &f->u.open)) {
-			if (memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) != 0) {
+			if (memcmp(rl->client_pub, sess->client_pub, KEYS_LEN) != 0) {
 				/* Held, or reserved while its owner reconnects: a key
 				 * must not take over another's listener. */
-				char detail[sizeof(name) + 2 * sizeof(stn->client) + 64];
+				char detail[sizeof(name) + 2 * sizeof(sess->client) + 64];
 				srv->refused_listens++;
 				snprintf(detail, sizeof(detail),
 					 "client %s asked to listen on %s, which client %s %s",
-					 stn->client, name, rl->client,
-					 rl->ntunnels > 0 ? "holds" : "reconnects to");
+					 sess->client, name, rl->client,
+					 rl->nsessions > 0 ? "holds" : "reconnects to");
 				limit_hit(&srv->reverse.taken, detail);
 				answer(s, f->stream_id, FRAME_ERR_REFUSED);
 				return 0;
 			}
-			int rc = add_tunnel(rl, stn);
+			int rc = add_session(rl, sess);
 			if (rc == 0 && evtimer_pending(rl->grace_ev, NULL)) {
 				event_del(rl->grace_ev);
-				log_info("reverse forward for client %s: back on %s", stn->client,
+				log_info("reverse forward for client %s: back on %s", sess->client,
 					 name);
 			}
 			answer(s, f->stream_id, rc == 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
@@ -368,12 +369,12 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	 * must not take them all. */
 	size_t held = 0;
 	LIST_FOREACH(rl, &srv->reverse_listeners, link)
-	held += memcmp(rl->client_pub, stn->client_pub, KEYS_LEN) == 0;
+	held += memcmp(rl->client_pub, sess->client_pub, KEYS_LEN) == 0;
 	if (held >= SERVER_REVERSE_MAX_PER_KEY) {
-		char detail[sizeof(name) + sizeof(stn->client) + 64];
+		char detail[sizeof(name) + sizeof(sess->client) + 64];
 		srv->refused_listens++;
 		snprintf(detail, sizeof(detail), "client %s asked to listen on %s, holding %zu",
-			 stn->client, name, held);
+			 sess->client, name, held);
 		limit_hit(&srv->reverse.per_key, detail);
 		answer(s, f->stream_id, FRAME_ERR_REFUSED);
 		return 0;
@@ -386,8 +387,8 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	rl->srv = srv;
 	LIST_INIT(&rl->conns);
 	rl->addr = f->u.open;
-	memcpy(rl->client_pub, stn->client_pub, KEYS_LEN);
-	snprintf(rl->client, sizeof(rl->client), "%s", stn->client);
+	memcpy(rl->client_pub, sess->client_pub, KEYS_LEN);
+	snprintf(rl->client, sizeof(rl->client), "%s", sess->client);
 	snprintf(rl->name, sizeof(rl->name), "%s", name);
 	LIST_INSERT_HEAD(&srv->reverse_listeners, rl, link);
 	struct netaddr_hostport hp;
@@ -405,14 +406,14 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		snprintf(err, sizeof(err), "out of memory");
 	if (fd >= 0)
 		rl->acc = acceptor_new(srv->base, fd, on_accept, rl, name);
-	if (fd < 0 || rl->acc == NULL || add_tunnel(rl, stn) != 0) {
-		log_peer_warn("client %s asked to listen on %s: %s", stn->client, name,
+	if (fd < 0 || rl->acc == NULL || add_session(rl, sess) != 0) {
+		log_peer_warn("client %s asked to listen on %s: %s", sess->client, name,
 			      fd < 0 ? err : "cannot listen");
 		listener_free(rl);
 		answer(s, f->stream_id, FRAME_ERR_CONNECT_FAILED);
 		return 0;
 	}
-	log_info("reverse forward for client %s: listening on %s", stn->client, name);
+	log_info("reverse forward for client %s: listening on %s", sess->client, name);
 	answer(s, f->stream_id, FRAME_ERR_NONE);
 	return 0;
 }
@@ -422,7 +423,7 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 static bool drop_if_deauthorized(struct reverse_listener *rl)
 {
 	size_t index;
-	if (rl->ntunnels > 0 || rl->srv->authorized == NULL ||
+	if (rl->nsessions > 0 || rl->srv->authorized == NULL ||
 	    keys_authorized_find(rl->srv->authorized, rl->client_pub, NULL, &index))
 		return false;
 	log_info("reverse forward for client %s: key no longer authorized; closed %s", rl->client,
@@ -441,14 +442,14 @@ void server_reverse_keys_changed(struct server *srv)
 	}
 }
 
-void server_reverse_tunnel_down(struct server_tunnel *stn)
+void server_reverse_session_end(struct server_session *sess)
 {
-	struct reverse_listener *rl = LIST_FIRST(&stn->srv->reverse_listeners);
+	struct reverse_listener *rl = LIST_FIRST(&sess->srv->reverse_listeners);
 	while (rl != NULL) {
 		struct reverse_listener *next = LIST_NEXT(rl, link);
-		for (size_t i = 0; i < rl->ntunnels; i++) {
-			if (rl->tunnels[i] == stn) {
-				rl->tunnels[i] = rl->tunnels[--rl->ntunnels];
+		for (size_t i = 0; i < rl->nsessions; i++) {
+			if (rl->sessions[i] == sess) {
+				rl->sessions[i] = rl->sessions[--rl->nsessions];
 				break;
 			}
 		}
@@ -456,11 +457,11 @@ void server_reverse_tunnel_down(struct server_tunnel *stn)
 			rl = next;
 			continue;
 		}
-		if (rl->ntunnels == 0 && !evtimer_pending(rl->grace_ev, NULL)) {
+		if (rl->nsessions == 0 && !evtimer_pending(rl->grace_ev, NULL)) {
 			struct timeval tv = {rl->srv->reverse.grace_ms / 1000,
 					     (rl->srv->reverse.grace_ms % 1000) * 1000};
-			log_info("reverse forward for client %s: no tunnel left; %s kept for this "
-				 "key for %u s",
+			log_info("reverse forward for client %s: its session ended; %s kept for "
+				 "this key for %u s",
 				 rl->client, rl->name, rl->srv->reverse.grace_ms / 1000);
 			evtimer_add(rl->grace_ev, &tv);
 		}

@@ -102,6 +102,10 @@ void admin_limit(struct admin_report *rep, const char *name, const char *option,
 /* Bytes of tunnels already closed: call from on_down. */
 void admin_tunnel_closed(const struct tunnel *t);
 
+/* A session ended: its byte counts join the totals of closed ones. */
+struct session_stats;
+void admin_session_closed(const struct session_stats *ss);
+
 /* Adds what every daemon has: open streams and their records, closed
  * tunnels' bytes, handshake, close and buffer counters, build info. */
 void admin_report_common(struct admin_report *rep);

@@ -22,8 +22,9 @@ struct cli_tunnel_ids {
 	int session_window;
 	int max_buffer;
 	int max_session_buffer;
-	int rekey_after; /* --rekey-after DURATION */
-	int rekey_bytes; /* --rekey-bytes SIZE */
+	int rekey_after;    /* --rekey-after DURATION */
+	int rekey_bytes;    /* --rekey-bytes SIZE */
+	int resume_timeout; /* --resume-timeout DURATION */
 };
 
 /*

@@ -20,7 +20,7 @@
  *   |          max_streams u32          |  40
  *   +--------+--------+--------+--------+
  *
- * Server hello, 16 bytes (docs/PROTOCOL.md 4.2):
+ * Server hello, 24 bytes (docs/PROTOCOL.md 4.2):
  *
  *    0        1        2        3
  *   +--------+--------+--------+--------+
@@ -30,6 +30,11 @@
  *   |         session_window u32        |   8
  *   |          max_streams u32          |  12
  *   +--------+--------+--------+--------+
+ *   |      session epoch u64, 8 bytes   |  16 .. 23
+ *   +--------+--------+--------+--------+
+ *
+ * A server hello of 16 bytes (before sessions across tunnels) decodes with
+ * epoch 0 and without HELLO_FLAG_SESSIONS.
  *
  * Reserved bytes are sent as zero and ignored on receipt.
  *
@@ -48,7 +53,8 @@
 
 #define HELLO_VERSION 1
 #define HELLO_CLIENT_LEN 44
-#define HELLO_SERVER_LEN 16
+#define HELLO_SERVER_LEN 24
+#define HELLO_SERVER_MIN_LEN 16 /* what an older server sends */
 #define HELLO_TIMESTAMP_LEN 12
 #define HELLO_SESSION_ID_LEN 16
 /* Windows a peer may announce: below the minimum a tunnel would crawl,
@@ -59,8 +65,13 @@
 /* Flags (client byte 2, server byte 1). REKEY: this side takes part in
  * in-band rekeys (rekey.h); a tunnel rekeys only when both hellos have it. */
 #define HELLO_FLAG_REKEY 0x01
+/* SESSIONS (both hellos): this side runs sessions across tunnels
+ * (docs/PROTOCOL.md 8.4-8.5: ACK, RESUME, resending). A tunnel needs it in
+ * both hellos: a peer without it would close the tunnel at the first ACK, so
+ * it is refused at the handshake with a line that names the cause. */
+#define HELLO_FLAG_SESSIONS 0x02
 /* The flags this version knows; decode keeps only these. */
-#define HELLO_FLAGS_KNOWN HELLO_FLAG_REKEY
+#define HELLO_FLAGS_KNOWN (HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS)
 
 /* What the client says about itself in msg1. */
 struct hello_client {
@@ -69,7 +80,7 @@ struct hello_client {
 	uint8_t flags;	   /* HELLO_FLAG_* */
 	/* TAI64N: strictly increases per client key and tunnel_no */
 	uint8_t timestamp[HELLO_TIMESTAMP_LEN];
-	uint8_t session_id[HELLO_SESSION_ID_LEN]; /* random, one per client process */
+	uint8_t session_id[HELLO_SESSION_ID_LEN]; /* random, one per client session */
 	struct session_params params;		  /* what the client accepts */
 };
 
@@ -78,6 +89,12 @@ struct hello_server {
 	uint8_t version; /* HELLO_VERSION */
 	uint8_t flags;	 /* HELLO_FLAG_* */
 	struct session_params params;
+	/* Names the server's instance of the session this tunnel joined
+	 * (random, never 0): the same for every tunnel of one session, a new one
+	 * when the server starts the session again (it restarted, or the session
+	 * timed out there). A client whose session had another epoch learns that
+	 * the server lost its streams. */
+	uint64_t epoch;
 };
 
 /*
@@ -100,7 +117,8 @@ int hello_client_decode(const uint8_t *p, size_t len, struct hello_client *h);
 /* As hello_client_encode, for the server hello: HELLO_SERVER_LEN or WM_ERR_RANGE. */
 int hello_server_encode(const struct hello_server *h, uint8_t *out, size_t cap);
 
-/* As hello_client_decode, for the server hello (HELLO_SERVER_LEN bytes). */
+/* As hello_client_decode, for the server hello: HELLO_SERVER_LEN bytes, or
+ * HELLO_SERVER_MIN_LEN from an older server (epoch 0, no SESSIONS flag). */
 int hello_server_decode(const uint8_t *p, size_t len, struct hello_server *h);
 
 #endif

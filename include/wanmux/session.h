@@ -75,6 +75,10 @@ struct session_params {
  * sending 1-byte segments with gaps is stopped here (WM_ERR_LIMIT). A sender
  * that cuts frames of 16 KiB needs one per 16 KiB of the session window. */
 #define SESSION_HELD_MAX 65536u
+/* How far below the highest stream id the peer opened an OPEN may still
+ * arrive (in ids of the peer's parity): OPENs on different paths overtake
+ * each other. Older ids are taken as reused (a protocol error). */
+#define PEER_ID_WINDOW 1024u
 
 /*
  * Callbacks. A stream passed to on_reset or on_closed is freed when the

@@ -25,6 +25,7 @@
 
 struct event_base;
 struct evdns_base;
+struct tsession;
 struct tunnel;
 
 #define TUNNEL_REKEY_AFTER_MS (3600u * 1000u)
@@ -47,10 +48,16 @@ struct tunnel_handlers {
 	 * always 0. */
 	int (*admit)(struct tunnel *t, const uint8_t *msg1, size_t len, uint8_t *reply, size_t cap,
 		     void *arg);
-	/* Stream callbacks for the session; on_writable is the tunnel's own, and
-	 * on_open and on_control receive arg below. */
-	struct session_callbacks streams;
-	void *arg; /* passed to the functions above and to streams.on_open */
+	/*
+	 * Handshake done, keys not yet in use: the session this tunnel is to
+	 * carry (tsession.h), which the owner finds or creates. local: what
+	 * this side's hello announced; peer: what the peer's did. Server: set
+	 * *epoch to the session's (hello.h; its hello tells the client).
+	 * Client: *epoch is what the server answered. NULL closes the tunnel.
+	 */
+	struct tsession *(*attach)(struct tunnel *t, const struct session_params *local,
+				   const struct session_params *peer, uint64_t *epoch, void *arg);
+	void *arg; /* passed to the functions above */
 };
 
 struct tunnel_config {
@@ -61,7 +68,9 @@ struct tunnel_config {
 	struct session_params params; /* what this side announces */
 	enum compress_mode compress;
 	struct netaddr_tuning tuning;
-	size_t pool_limit;	       /* bytes its streams' relays may hold, 0 = no limit */
+	size_t pool_limit; /* bytes a session's relays may hold, 0 = no limit */
+	/* The owner's: how long a session waits with no tunnel (tsession.h). */
+	uint32_t resume_timeout_ms;    /* default TSESSION_RESUME_TIMEOUT_MS */
 	uint32_t handshake_timeout_ms; /* default 10000 */
 	uint32_t ping_interval_ms;     /* default 5000 */
 	uint32_t dead_after_ms;	       /* no frame for this long: dead; default 30000 */
@@ -98,8 +107,17 @@ struct tunnel *tunnel_accept(struct event_base *base, int fd, const struct socka
  */
 void tunnel_close(struct tunnel *t, const char *reason);
 
-/* The session, or NULL before the handshake completed. */
+/* The session, or NULL before the handshake completed and once closing. */
 struct session *tunnel_session(const struct tunnel *t);
+
+/* The session with its tunnels (NULL when not attached). */
+struct tsession *tunnel_tsession(const struct tunnel *t);
+
+/* For tsession.c: the session has something to send; pull from it soon. */
+void tunnel_kick(struct tunnel *t);
+
+/* For tsession.c: the session is being freed; t forgets it and closes. */
+void tunnel_orphan(struct tunnel *t, const char *reason);
 
 /* "198.18.0.1:4000" style name of the peer. */
 const char *tunnel_peer_name(const struct tunnel *t);
@@ -111,7 +129,7 @@ const uint8_t *tunnel_peer_key(const struct tunnel *t);
  * bytes): the client's own, or on the server the one its hello carried. */
 const uint8_t *tunnel_session_id(const struct tunnel *t);
 
-/* Bytes waiting to leave: session queues plus the socket buffer in user space. */
+/* Records waiting in user space to leave for the socket. */
 size_t tunnel_queued(const struct tunnel *t);
 
 /* Smoothed RTT from PING/PONG in microseconds, 0 before the first PONG. */
@@ -163,7 +181,7 @@ struct tunnel_tcp_info {
  * when there is no socket or getsockopt fails (state and age still set). */
 int tunnel_tcp_info(const struct tunnel *t, struct tunnel_tcp_info *out);
 
-/* The session's counters, still valid in on_down after the session ended. */
-const struct session_stats *tunnel_get_session_stats(const struct tunnel *t);
+/* What the tunnel carried for its session; still valid in on_down. */
+const struct session_path_stats *tunnel_get_path_stats(const struct tunnel *t);
 
 #endif

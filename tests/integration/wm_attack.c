@@ -299,12 +299,13 @@ again:
 		die("handshake_initiator_new failed");
 	if (have_cookie)
 		handshake_set_cookie(hs, cookie);
-	struct hello_client h = {.version = HELLO_VERSION,
-				 .tunnel_no = (uint8_t)o->tunnel_no,
-				 .flags = o->rekey_hello ? HELLO_FLAG_REKEY : 0,
-				 .params = {.stream_window = o->stream_window,
-					    .session_window = o->session_window,
-					    .max_streams = 1024}};
+	struct hello_client h = {
+	    .version = HELLO_VERSION,
+	    .tunnel_no = (uint8_t)o->tunnel_no,
+	    .flags = (uint8_t)((o->rekey_hello ? HELLO_FLAG_REKEY : 0) | HELLO_FLAG_SESSIONS),
+	    .params = {.stream_window = o->stream_window,
+		       .session_window = o->session_window,
+		       .max_streams = 1024}};
 	uint8_t hello[HELLO_CLIENT_LEN];
 	tai64n_now(h.timestamp, o->age_s);
 	randombytes_buf(h.session_id, sizeof(h.session_id));
@@ -1342,8 +1343,10 @@ static int cmd_serve(const struct opts *o)
 	if (hs == NULL ||
 	    handshake_read_msg1(hs, c.inbuf + 2, len, payload, sizeof(payload), client_pub) < 0)
 		die("handshake_read_msg1 failed");
-	/* Version 1, no rekey flag, generous windows. */
+	/* Version 1, sessions, no rekey flag, generous windows. */
 	struct hello_server h = {.version = HELLO_VERSION,
+				 .flags = HELLO_FLAG_SESSIONS,
+				 .epoch = 1,
 				 .params = {.stream_window = SESSION_DEFAULT_STREAM_WINDOW,
 					    .session_window = SESSION_DEFAULT_SESSION_WINDOW,
 					    .max_streams = SESSION_DEFAULT_MAX_STREAMS}};

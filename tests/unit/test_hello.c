@@ -23,8 +23,11 @@ static const uint8_t client_vector[HELLO_CLIENT_LEN] = {
     0x01, 0x00, 0x01, 0x00, 0x40, 0x00, 0x00, 0x00, 0x67, 0x74, 0x85, 0x8a, 0x07, 0x5b, 0xcd,
     0x15, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd,
     0xce, 0xcf, 0x00, 0x40, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00};
+/* docs/PROTOCOL.md 4.3: rekeys and sessions, the same windows, epoch
+ * 0x0102030405060708. */
 static const uint8_t server_vector[HELLO_SERVER_LEN] = {
-    0x01, 0x01, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00};
+    0x01, 0x03, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x04, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08};
 
 static const struct hello_client client_struct = {
     .version = 1,
@@ -36,8 +39,9 @@ static const struct hello_client client_struct = {
     .params = {.stream_window = 4u << 20, .session_window = 16u << 20, .max_streams = 1024}};
 static const struct hello_server server_struct = {
     .version = 1,
-    .flags = HELLO_FLAG_REKEY,
-    .params = {.stream_window = 4u << 20, .session_window = 16u << 20, .max_streams = 1024}};
+    .flags = HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS,
+    .params = {.stream_window = 4u << 20, .session_window = 16u << 20, .max_streams = 1024},
+    .epoch = 0x0102030405060708ull};
 
 static void assert_client_equal(const struct hello_client *a, const struct hello_client *b)
 {
@@ -58,6 +62,7 @@ static void assert_server_equal(const struct hello_server *a, const struct hello
 	assert_int_equal(a->params.stream_window, b->params.stream_window);
 	assert_int_equal(a->params.session_window, b->params.session_window);
 	assert_int_equal(a->params.max_streams, b->params.max_streams);
+	assert_true(a->epoch == b->epoch);
 }
 
 /* Decoders get exact-size heap copies: one byte too far is an ASan error. */
@@ -140,10 +145,28 @@ static void test_hello_client_every_truncation_needs_more(void **state)
 static void test_hello_server_every_truncation_needs_more(void **state)
 {
 	(void)state;
-	for (size_t len = 0; len < HELLO_SERVER_LEN; len++) {
+	for (size_t len = 0; len < HELLO_SERVER_MIN_LEN; len++) {
 		struct hello_server h;
 		assert_int_equal(decode_server_copy(server_vector, len, &h), WM_ERR_AGAIN);
 	}
+}
+
+/* A server from before sessions sends 16 bytes: it decodes, without the
+ * SESSIONS flag (even if the bit were set) and with epoch 0, so the client
+ * can say what is wrong instead of failing at the first ACK. */
+static void test_hello_server_short_hello_has_no_sessions(void **state)
+{
+	(void)state;
+	for (size_t len = HELLO_SERVER_MIN_LEN; len < HELLO_SERVER_LEN; len++) {
+		struct hello_server h;
+		assert_int_equal(decode_server_copy(server_vector, len, &h), WM_OK);
+		assert_int_equal(h.flags, HELLO_FLAG_REKEY);
+		assert_true(h.epoch == 0);
+	}
+	struct hello_server h;
+	assert_int_equal(decode_server_copy(server_vector, HELLO_SERVER_LEN, &h), WM_OK);
+	assert_true(h.epoch == 0x0102030405060708ull);
+	assert_int_equal(h.flags, HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS);
 }
 
 /* A later version may append fields: the known prefix still decodes. */
@@ -176,9 +199,9 @@ static void test_hello_client_reserved_bits_ignored(void **state)
 		b[3] = (uint8_t)(0xff - i);
 		struct hello_client h;
 		assert_int_equal(decode_client_copy(b, sizeof(b), &h), WM_OK);
-		assert_int_equal(h.flags, flag_bytes[i] & HELLO_FLAG_REKEY);
+		assert_int_equal(h.flags, flag_bytes[i] & HELLO_FLAGS_KNOWN);
 		struct hello_client want = client_struct;
-		want.flags = flag_bytes[i] & HELLO_FLAG_REKEY;
+		want.flags = flag_bytes[i] & HELLO_FLAGS_KNOWN;
 		assert_client_equal(&h, &want);
 	}
 }
@@ -195,7 +218,7 @@ static void test_hello_server_reserved_bits_ignored(void **state)
 		b[3] = (uint8_t)i;
 		struct hello_server h;
 		assert_int_equal(decode_server_copy(b, sizeof(b), &h), WM_OK);
-		assert_int_equal(h.flags, flag_bytes[i] & HELLO_FLAG_REKEY);
+		assert_int_equal(h.flags, flag_bytes[i] & HELLO_FLAGS_KNOWN);
 	}
 }
 
@@ -356,6 +379,7 @@ int main(void)
 	    cmocka_unit_test(test_hello_encode_needs_room),
 	    cmocka_unit_test(test_hello_client_every_truncation_needs_more),
 	    cmocka_unit_test(test_hello_server_every_truncation_needs_more),
+	    cmocka_unit_test(test_hello_server_short_hello_has_no_sessions),
 	    cmocka_unit_test(test_hello_trailing_bytes_ignored),
 	    cmocka_unit_test(test_hello_client_reserved_bits_ignored),
 	    cmocka_unit_test(test_hello_server_reserved_bits_ignored),

@@ -459,8 +459,8 @@ static void test_session_zero_rtt_data_before_open_result(void **state)
 	evbuffer_add(c->src, "hello", 5);
 	session_stream_kick(c->st);
 	size_t n = session_fill(p->c, path_of(p, p->c), p->buf, sizeof(p->buf));
-	uint8_t types[8];
-	uint32_t ids[8];
+	uint8_t types[8] = {0};
+	uint32_t ids[8] = {0};
 	size_t k = frame_types(p->buf, n, types, ids, 8);
 	assert_int_equal(k, 2);
 	assert_int_equal(types[0], FRAME_OPEN);
@@ -1099,11 +1099,23 @@ static void test_session_protocol_errors(void **state)
 	assert_true(session_on_frame(p->s, path_of(p, p->s), &f) < 0);
 	pair_free(p);
 
-	/* OPEN with a reused id, and going back. */
+	/* OPEN with a reused id. Going back is an OPEN overtaken on another
+	 * path (new), once; beyond PEER_ID_WINDOW it is a reuse. */
 	p = pair_new(&small_params, &small_params);
 	f = open_frame(3);
 	assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
 	assert_true(session_on_frame(p->s, path_of(p, p->s), &f) < 0);
+	pair_free(p);
+	p = pair_new(&small_params, &small_params);
+	f = open_frame(3);
+	assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+	f = open_frame(1);
+	assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+	assert_true(session_on_frame(p->s, path_of(p, p->s), &f) < 0);
+	pair_free(p);
+	p = pair_new(&small_params, &small_params);
+	f = open_frame(3 + 2 * PEER_ID_WINDOW);
+	assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
 	f = open_frame(1);
 	assert_true(session_on_frame(p->s, path_of(p, p->s), &f) < 0);
 	pair_free(p);

@@ -38,6 +38,7 @@
 #include "wanmux/record.h"
 #include "wanmux/relay.h"
 #include "wanmux/session.h"
+#include "wanmux/tsession.h"
 #include "wanmux/tunnel.h"
 
 #define DEADLINE_MS 5000
@@ -52,6 +53,11 @@ struct endpoint {
 
 struct side {
 	struct tunnel *t;
+	/* Stream callbacks of the sessions this side's tunnels carry: one
+	 * session per tunnel here, ending with it (resume timeout 0). */
+	struct session_callbacks cb;
+	enum session_role role;
+	struct event_base *base;
 	int up;
 	int down;
 	char reason[160];
@@ -263,6 +269,29 @@ static int cb_open_server(struct session *s, struct session_stream *st,
 	return cb_open(s, st, target, current);
 }
 
+static void side_session_end(struct tsession *ts, const char *reason, void *arg)
+{
+	tsession_free(ts);
+}
+
+static struct tsession *side_attach(struct tunnel *t, const struct session_params *local,
+				    const struct session_params *peer, uint64_t *epoch, void *arg)
+{
+	struct side *sd = arg;
+	struct tsession_config c;
+	memset(&c, 0, sizeof(c));
+	c.role = sd->role;
+	c.cb = sd->cb;
+	c.arg = sd;
+	c.on_end = side_session_end;
+	struct tsession *ts = tsession_new(sd->base, &c, local, peer, tunnel_session_id(t));
+	if (ts != NULL && sd->role == SESSION_SERVER)
+		*epoch = tsession_epoch(ts);
+	else if (ts != NULL)
+		tsession_set_epoch(ts, *epoch);
+	return ts;
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
 	struct world *w = arg;
@@ -356,12 +385,18 @@ static struct world *world_new(void)
 	w->sh.on_up = cb_up;
 	w->sh.on_down = cb_down;
 	w->sh.authorize = cb_authorize;
-	w->sh.streams = cb;
-	w->sh.streams.on_open = cb_open_server;
+	w->server.cb = cb;
+	w->server.cb.on_open = cb_open_server;
+	w->server.role = SESSION_SERVER;
+	w->server.base = w->base;
+	w->sh.attach = side_attach;
 	w->sh.arg = &w->server;
 	w->ch.on_up = cb_up;
 	w->ch.on_down = cb_down;
-	w->ch.streams = cb;
+	w->client.cb = cb;
+	w->client.role = SESSION_CLIENT;
+	w->client.base = w->base;
+	w->ch.attach = side_attach;
 	w->ch.arg = &w->client;
 	return w;
 }
@@ -621,7 +656,7 @@ static void test_tunnel_stream_both_ways(void **state)
 	assert_int_equal(w->server.resets, 0);
 	assert_int_equal(session_stream_count(tunnel_session(w->client.t)), 0);
 	assert_int_equal(session_stream_count(tunnel_session(w->server.t)), 0);
-	const struct session_stats *ss = tunnel_get_session_stats(w->client.t);
+	const struct session_stats *ss = session_get_stats(tunnel_session(w->client.t));
 	assert_int_equal(ss->raw_bytes_sent, 3u << 20);
 	assert_true(ss->payload_bytes_sent < ss->raw_bytes_sent);
 	assert_true(tunnel_get_stats(w->client.t)->records_sent > 0);
@@ -762,7 +797,7 @@ static void raw_client_up_flags(struct world *w, struct raw_client *rc, uint8_t 
 /* An older client: its hello announces no rekeys. */
 static void raw_client_up(struct world *w, struct raw_client *rc)
 {
-	raw_client_up_flags(w, rc, 0);
+	raw_client_up_flags(w, rc, HELLO_FLAG_SESSIONS);
 }
 
 static void raw_send_record(struct raw_client *rc, const uint8_t *plain, size_t len)
@@ -1018,7 +1053,7 @@ static void test_tunnel_backpressure_slow_target(void **state)
 	getsockopt(bufferevent_getfd(w->target.bev), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &ol);
 	ol = sizeof(sndbuf);
 	getsockopt(bufferevent_getfd(w->target.bev), SOL_SOCKET, SO_SNDBUF, &sndbuf, &ol);
-	uint64_t received = tunnel_get_session_stats(w->server.t)->raw_bytes_received;
+	uint64_t received = session_get_stats(tunnel_session(w->server.t))->raw_bytes_received;
 	/* What the server took off the tunnel but the target has not read:
 	 * one window in the relay plus the socketpair's kernel buffers. */
 	assert_true(received - seen <= SESSION_MIN_WINDOW + 2 * (size_t)(sndbuf + rcvbuf) +
@@ -1177,7 +1212,7 @@ static void test_tunnel_rekey_flood_refused(void **state)
 		struct raw_client rc;
 		uint8_t f[64];
 		uint64_t errors = tunnel_get_counters()->protocol_error;
-		raw_client_up_flags(w, &rc, 1);
+		raw_client_up_flags(w, &rc, HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS);
 		if (kind == 1) {
 			raw_send_record(&rc, f, rekey_frame(f, sizeof(f), FRAME_REKEY_OFFER));
 			settle(w, 50);
@@ -1206,7 +1241,7 @@ static void test_tunnel_rekey_unanswered_closes(void **state)
 	w->scfg.rekey_after_ms = 200;
 	w->scfg.dead_after_ms = 1000;
 	uint64_t before = tunnel_get_counters()->rekey_timeout;
-	raw_client_up_flags(w, &rc, 1);
+	raw_client_up_flags(w, &rc, HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS);
 	struct frame ping = {.type = FRAME_PING};
 	uint8_t f[64];
 	int n = frame_encode(&ping, f, sizeof(f));
@@ -1234,7 +1269,7 @@ static void flood_never_read(uint8_t kind)
 	struct world *w = world_new();
 	w->scfg.tuning.sndbuf = 16384; /* fill the kernel quickly */
 	w->scfg.dead_after_ms = 1500;
-	w->sh.streams.on_open = NULL; /* refuse every OPEN */
+	w->server.cb.on_open = NULL; /* refuse every OPEN */
 	uint64_t closed_before = tunnel_get_counters()->backlog;
 	struct raw_client rc;
 	raw_client_up(w, &rc);

@@ -1,0 +1,270 @@
+/*
+ * A session and its tunnels: the event-loop half of a session (tsession.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "wanmux/compress.h"
+#include "wanmux/err.h"
+#include "wanmux/log.h"
+#include "wanmux/tsession.h"
+#include "wanmux/tunnel.h"
+
+struct tsession {
+	struct event_base *base;
+	struct tsession_config cfg;
+	struct session *s;
+	struct compress_ctx *cctx;
+	struct budget_pool pool;
+	uint8_t id[HELLO_SESSION_ID_LEN];
+	uint64_t epoch;
+	struct tunnel *tunnels[SESSION_PATHS_MAX];
+	size_t ntunnels;
+	bool had_tunnel;
+	uint64_t detached_at_ms; /* when the last tunnel left; 0 while attached */
+	uint64_t resumes;
+	struct event *resume_ev; /* the resume timeout, armed with no tunnel */
+	struct event *end_ev;	 /* on_end from the loop */
+	char end_reason[160];
+	bool ending;
+};
+
+static struct tsession_counters counters;
+
+const struct tsession_counters *tsession_get_counters(void)
+{
+	return &counters;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The session has something to send: every tunnel may pull, and the one
+ * whose socket drains first takes it. */
+static void on_writable(struct session *s, void *arg)
+{
+	struct tsession *ts = arg;
+	(void)s;
+	for (size_t i = 0; i < ts->ntunnels; i++)
+		tunnel_kick(ts->tunnels[i]);
+}
+
+/* The owner's callbacks get the owner's arg, not the tsession. */
+static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
+		   void *arg)
+{
+	struct tsession *ts = arg;
+	return ts->cfg.cb.on_open(s, st, target, ts->cfg.arg);
+}
+
+static int on_control(struct session *s, const struct frame *f, void *arg)
+{
+	struct tsession *ts = arg;
+	return ts->cfg.cb.on_control(s, f, ts->cfg.arg);
+}
+
+static void on_goaway(struct session *s, void *arg)
+{
+	struct tsession *ts = arg;
+	if (ts->cfg.cb.on_goaway != NULL)
+		ts->cfg.cb.on_goaway(s, ts->cfg.arg);
+}
+
+static void end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tsession *ts = arg;
+	(void)fd;
+	(void)what;
+	ts->cfg.on_end(ts, ts->end_reason, ts->cfg.arg);
+}
+
+static void end_soon(struct tsession *ts, const char *reason)
+{
+	if (ts->ending)
+		return;
+	ts->ending = true;
+	snprintf(ts->end_reason, sizeof(ts->end_reason), "%s", reason);
+	event_active(ts->end_ev, EV_TIMEOUT, 1);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tsession *ts = arg;
+	(void)fd;
+	(void)what;
+	char why[160];
+	counters.expired++;
+	snprintf(why, sizeof(why), "no tunnel for %u s (--resume-timeout)",
+		 ts->cfg.resume_timeout_ms / 1000u);
+	end_soon(ts, why);
+}
+
+struct tsession *tsession_new(struct event_base *base, const struct tsession_config *cfg,
+			      const struct session_params *local, const struct session_params *peer,
+			      const uint8_t id[HELLO_SESSION_ID_LEN])
+{
+	struct tsession *ts = calloc(1, sizeof(*ts));
+	if (ts == NULL)
+		return NULL;
+	ts->base = base;
+	ts->cfg = *cfg;
+	memcpy(ts->id, id, HELLO_SESSION_ID_LEN);
+	while (ts->epoch == 0)
+		randombytes_buf(&ts->epoch, sizeof(ts->epoch));
+	budget_pool_init(&ts->pool, cfg->pool_limit);
+	/* zlib's and LZ4's state is about 300 KiB (90 KiB touched): only for
+	 * a peer that completed a handshake. */
+	ts->cctx = compress_ctx_new();
+	ts->resume_ev = evtimer_new(base, resume_cb, ts);
+	ts->end_ev = event_new(base, -1, 0, end_cb, ts);
+	struct session_callbacks cb = cfg->cb;
+	cb.on_writable = on_writable;
+	cb.on_open = cfg->cb.on_open != NULL ? on_open : NULL;
+	cb.on_control = cfg->cb.on_control != NULL ? on_control : NULL;
+	cb.on_goaway = on_goaway;
+	if (ts->cctx != NULL && ts->resume_ev != NULL && ts->end_ev != NULL)
+		ts->s = session_new(cfg->role, local, peer, &cb, ts, ts->cctx);
+	if (ts->s == NULL) {
+		tsession_free(ts);
+		return NULL;
+	}
+	session_set_pool(ts->s, &ts->pool);
+	counters.created++;
+	return ts;
+}
+
+void tsession_free(struct tsession *ts)
+{
+	if (ts == NULL)
+		return;
+	/* The tunnels first: they must not pull from a freed session. */
+	while (ts->ntunnels > 0) {
+		struct tunnel *t = ts->tunnels[--ts->ntunnels];
+		tunnel_orphan(t, "session ended");
+	}
+	if (ts->s != NULL) {
+		const struct session_stats *st = session_get_stats(ts->s);
+		counters.streams_reset += session_stream_count(ts->s);
+		counters.resent_bytes += st->resent_bytes;
+		counters.dup_bytes += st->dup_bytes;
+		counters.dup_frames += st->dup_frames;
+	}
+	session_free(ts->s);
+	if (ts->resume_ev != NULL)
+		event_free(ts->resume_ev);
+	if (ts->end_ev != NULL)
+		event_free(ts->end_ev);
+	compress_ctx_free(ts->cctx);
+	free(ts);
+}
+
+struct session_path *tsession_attach(struct tsession *ts, struct tunnel *t)
+{
+	if (ts->ntunnels == SESSION_PATHS_MAX || ts->ending)
+		return NULL;
+	struct session_path *p = session_path_add(ts->s, t);
+	if (p == NULL)
+		return NULL;
+	if (ts->ntunnels == 0 && ts->had_tunnel) {
+		ts->resumes++;
+		counters.resumed++;
+	}
+	ts->tunnels[ts->ntunnels++] = t;
+	ts->had_tunnel = true;
+	ts->detached_at_ms = 0;
+	event_del(ts->resume_ev);
+	return p;
+}
+
+void tsession_detach(struct tsession *ts, struct tunnel *t, struct session_path *path)
+{
+	for (size_t i = 0; i < ts->ntunnels; i++) {
+		if (ts->tunnels[i] == t) {
+			memmove(&ts->tunnels[i], &ts->tunnels[i + 1],
+				(ts->ntunnels - i - 1) * sizeof(ts->tunnels[0]));
+			ts->ntunnels--;
+			break;
+		}
+	}
+	if (path != NULL)
+		session_path_lost(ts->s, path);
+	if (ts->ntunnels > 0 || ts->ending)
+		return;
+	ts->detached_at_ms = mono_ms();
+	/* A peer that said GOAWAY and has nothing open left is done, not lost. */
+	if (session_goaway_received(ts->s) && session_stream_count(ts->s) == 0) {
+		end_soon(ts, "the peer finished (GOAWAY, no stream open) and closed its tunnels");
+		return;
+	}
+	if (ts->cfg.resume_timeout_ms == 0) {
+		counters.expired++;
+		end_soon(ts, "no tunnel left (resume disabled, --resume-timeout 0)");
+		return;
+	}
+	struct timeval tv = {ts->cfg.resume_timeout_ms / 1000u,
+			     (ts->cfg.resume_timeout_ms % 1000u) * 1000u};
+	event_add(ts->resume_ev, &tv);
+}
+
+void tsession_fail(struct tsession *ts, const char *reason)
+{
+	if (ts->ending)
+		return;
+	counters.failed++;
+	for (size_t i = 0; i < ts->ntunnels; i++)
+		tunnel_close(ts->tunnels[i], reason);
+	end_soon(ts, reason);
+}
+
+struct session *tsession_session(const struct tsession *ts)
+{
+	return ts->s;
+}
+
+const uint8_t *tsession_id(const struct tsession *ts)
+{
+	return ts->id;
+}
+
+size_t tsession_tunnels(const struct tsession *ts)
+{
+	return ts->ntunnels;
+}
+
+struct tunnel *tsession_tunnel(const struct tsession *ts, size_t i)
+{
+	return i < ts->ntunnels ? ts->tunnels[i] : NULL;
+}
+
+struct compress_ctx *tsession_compress(const struct tsession *ts)
+{
+	return ts->cctx;
+}
+
+uint64_t tsession_epoch(const struct tsession *ts)
+{
+	return ts->epoch;
+}
+
+void tsession_set_epoch(struct tsession *ts, uint64_t epoch)
+{
+	ts->epoch = epoch;
+}
+
+uint64_t tsession_detached_ms(const struct tsession *ts)
+{
+	return ts->detached_at_ms != 0 ? mono_ms() - ts->detached_at_ms : 0;
+}
+
+uint64_t tsession_resumes(const struct tsession *ts)
+{
+	return ts->resumes;
+}
