@@ -275,8 +275,8 @@ static void replace_draining(struct client *cl)
 	if (cl->stopping || cl->old_ts != NULL || ts == NULL ||
 	    !session_goaway_received(tsession_session(ts)))
 		return;
-	log_info("server %s:%u sent GOAWAY: the %zu streams of its session finish there, new "
-		 "streams wait for a new session",
+	log_info("server sent GOAWAY (%s:%u, draining): the %zu streams of its session finish "
+		 "there, new streams wait for a new session",
 		 cl->server.host, cl->server.port, session_stream_count(tsession_session(ts)));
 	cl->old_ts = ts;
 	cl->ts = NULL;

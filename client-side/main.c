@@ -302,11 +302,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	client_listen_stop(cl);
 	client_pool_drain(cl);
 	size_t streams = 0;
-	size_t tunnels = client_pool_reap(cl, &streams);
-	log_info("signal %d: draining: listeners closed, GOAWAY sent on %zu tunnels, waiting up "
+	size_t sessions = client_pool_reap(cl, &streams);
+	log_info("signal %d: draining: listeners closed, GOAWAY sent on %zu sessions, waiting up "
 		 "to %llu ms (--drain-timeout) for %zu open streams; a second signal stops at "
 		 "once",
-		 (int)sig, tunnels, (unsigned long long)cl->drain_timeout_ms, streams);
+		 (int)sig, sessions, (unsigned long long)cl->drain_timeout_ms, streams);
 	struct timeval tick = {0, 100000};
 	struct timeval deadline = {(time_t)(cl->drain_timeout_ms / 1000),
 				   (suseconds_t)(cl->drain_timeout_ms % 1000) * 1000};
@@ -464,9 +464,9 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	int rc;
 
 	static const struct cli_tunnel_ids shared = {
-	    OPT_LOG_LEVEL,  OPT_COMPRESS,	    OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
-	    OPT_MAX_BUFFER, OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
-	    OPT_RESUME_TIMEOUT,
+	    OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
+	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
+	    OPT_REKEY_AFTER,	OPT_REKEY_BYTES, OPT_RESUME_TIMEOUT,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

@@ -475,7 +475,7 @@ static struct tsession *on_attach(struct tunnel *t, const struct session_params 
 		*epoch = tsession_epoch(sess->ts);
 		return sess->ts;
 	}
-	if (held >= srv->max_sessions_per_key && !evict_session(srv, stn->client_pub)) {
+	if (held >= srv->limits.max_tunnels_per_key && !evict_session(srv, stn->client_pub)) {
 		char detail[sizeof(stn->client) + 64];
 		snprintf(detail, sizeof(detail), "client %s holds %zu", stn->client, held);
 		limit_hit(&srv->sessions_per_key, detail);
@@ -1498,7 +1498,6 @@ int main(int argc, char **argv)
 	config_free(cfg);
 	LIST_INIT(&srv.tunnels);
 	LIST_INIT(&srv.sessions);
-	srv.max_sessions_per_key = SERVER_MAX_SESSIONS_PER_KEY;
 	srv.sessions_per_key.name = "sessions per client key";
 	server_reverse_init(&srv);
 	if (apply_conf(&srv, &conf) != WM_OK)

@@ -43,11 +43,11 @@ struct server;
 struct reverse_listener;
 struct server_session;
 
-/* Sessions one client key may hold (--max-sessions-per-key): its current
- * one, one draining after a GOAWAY, and a few left by client restarts,
- * which wait out --resume-timeout. A key at the limit that asks for another
- * ends its oldest session that has no tunnel; with none, it is refused. */
-#define SERVER_MAX_SESSIONS_PER_KEY 8
+/* Sessions one client key may hold: as many as its tunnels
+ * (--max-tunnels-per-key), since every session needs a tunnel to start and
+ * several hosts may share a key. A key at the limit that asks for another
+ * ends its oldest session that has no tunnel (left by a client restart,
+ * waiting out --resume-timeout); with none, it is refused. */
 
 /*
  * One session of a client (tsession.h): the streams and what they are
@@ -181,7 +181,6 @@ struct server {
 	struct tunnel_config tcfg;
 	LIST_HEAD(, server_tunnel) tunnels;
 	LIST_HEAD(, server_session) sessions;
-	uint32_t max_sessions_per_key;
 	struct limit_counter sessions_per_key; /* over --max-sessions-per-key */
 	uint64_t sessions_evicted;	       /* ended to make room for a newer one */
 	LIST_HEAD(, reverse_listener) reverse_listeners;

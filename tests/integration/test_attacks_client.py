@@ -273,7 +273,7 @@ def test_reverse_listener_reserved_for_its_key(env):
                t(10))
     check(b.count(listens) == 0, "key B took over key A's reverse listener while A "
           "reconnects")
-    check(srv.count(r"no tunnel left; 127\.0\.0\.1:%d kept for this key" % sp) == 1,
+    check(srv.count(r"its session ended; 127\.0\.0\.1:%d kept for this key" % sp) == 1,
           "server did not log the grace period")
     srv.wait_log(r"limit reverse listeners held by another key hit: client \S+ .*asked to "
                  r"listen on 127\.0\.0\.1:%d, which client .* reconnects to" % sp, t(5))
@@ -286,7 +286,7 @@ def test_reverse_listener_reserved_for_its_key(env):
         check(s.recv(64) == b"owner back\n", "echo through the reverse listener after the "
               "owner came back")
     a2.stop()
-    srv.wait_log(r"no tunnel came back within %d s; closed 127\.0\.0\.1:%d" % (grace, sp),
+    srv.wait_log(r"no session came back within %d s; closed 127\.0\.0\.1:%d" % (grace, sp),
                  t(grace + 5))
     b2 = h.start_frontend_client(env, srv.port, reverse=spec, tunnels=1, key=key_b,
                                  name="client_b2")

@@ -95,28 +95,37 @@ def test_server_killed_mid_transfer(env):
     mark = cli.mark()
     srv.proc.send_signal(signal.SIGKILL)
     srv.kill()
-    killed = time.monotonic()
-    limit = max(5.0, t(2))
-    took, how = h.wait_closed(down, limit)
-    print(f"     download: local connection closed {took:.2f} s after kill -9 ({how})")
-    took, how = h.wait_closed(up, max(0.1, limit - (time.monotonic() - killed)))
-    pumper.join(max(0.1, limit - (time.monotonic() - killed)))
-    check(not pumper.is_alive(), "upload: send() still blocked after the peer closed")
-    print(f"     upload: local connection closed {time.monotonic() - killed:.2f} s after "
-          f"kill -9 ({how}; sender got {up_err[0] if up_err else 'no error'})")
-    down.close()
-    up.close()
     cli.wait_log(r"tunnel \d+ to \S+ down", t(5), since=mark, count=TUNNELS)
     check(cli.alive(), "client died with the server")
-
-    # While the server is away, a new local connection waits for a tunnel.
+    # The session waits for the server (--resume-timeout): the streams are
+    # still open, and a new local connection waits for a tunnel.
     time.sleep(1.0)
+    try:
+        took, how = h.wait_closed(down, 1.0)
+        check(False, f"download cut ({how}) while the session waits for the server")
+    except h.TestFailure as e:
+        if "still open" not in str(e):
+            raise
     waiting = h.connect(l_sink, timeout=t(30))
     waiting_data = h.make_random(2 * MB, seed=22)
     waiting.sendall(waiting_data[:64 * 1024])
 
+    # A restarted server does not know the session: its streams end with a
+    # reset as soon as a tunnel is back (issue: <= 15 s), new ones work.
     srv2 = env.start_server(allow=allow, port=srv.port, name="server-restarted")
     restarted = time.monotonic()
+    limit = 15.0
+    took, how = h.wait_closed(down, t(limit))
+    print(f"     download: local connection closed {took:.2f} s after the restart ({how})")
+    check(time.monotonic() - restarted <= t(limit), "download not ended within 15 s")
+    h.wait_closed(up, max(0.1, t(limit) - (time.monotonic() - restarted)))
+    pumper.join(max(0.1, t(limit) - (time.monotonic() - restarted)))
+    check(not pumper.is_alive(), "upload: send() still blocked after the session ended")
+    print(f"     upload: local connection closed {time.monotonic() - restarted:.2f} s after "
+          f"the restart (sender got {up_err[0] if up_err else 'no error'})")
+    down.close()
+    up.close()
+    cli.wait_log(r"does not know session", t(5), since=mark)
     cli.wait_log(r"tunnel \d+ to \S+ up", t(15), since=mark, count=TUNNELS)
     print(f"     {TUNNELS} tunnels up again {time.monotonic() - restarted:.2f} s after restart")
     srv2.wait_log(r"tunnel from \S+ up", t(5), count=TUNNELS)

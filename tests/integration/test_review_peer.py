@@ -151,7 +151,7 @@ def test_hostile_server_unsolicited_listen_results(env):
     lines = len(re.findall(r"reverse forward(: server listens| \S+ refused by the server)", text))
     print(f"     {LISTEN_RESULTS} flipping LISTEN_RESULTs from the server: {lines} client "
           f"log lines about them")
-    check(cli.count(r"LISTEN_RESULT for request 1, which this tunnel asked already") >= 1,
+    check(cli.count(r"LISTEN_RESULT for request 1, which this session asked already") >= 1,
           "the client did not close the tunnel on the unsolicited LISTEN_RESULTs")
     check(lines <= LOG_LINES_MAX,
           f"a hostile server wrote {lines} lines into the client's log with "

@@ -308,6 +308,7 @@ again:
 		       .max_streams = 1024}};
 	uint8_t hello[HELLO_CLIENT_LEN];
 	tai64n_now(h.timestamp, o->age_s);
+	/* Each tunnel keeps its own stream ids and credit: its own session. */
 	randombytes_buf(h.session_id, sizeof(h.session_id));
 	if (hello_client_encode(&h, hello, sizeof(hello)) != HELLO_CLIENT_LEN)
 		die("hello_client_encode failed");
@@ -589,13 +590,14 @@ static int cmd_badframe(const struct opts *o)
 		f.u.open.u.ipv4[3] = 1;
 		len = 0;
 		if (strcmp(o->kind, "open-backwards") == 0) {
-			/* Stream 5 (refused: nothing allows port 9), then stream 3. */
+			/* Stream 5 (refused: nothing allows port 9), then stream 5
+			 * again: a reuse. (A lower id is no longer an error: OPENs
+			 * on different tunnels overtake each other.) */
 			f.stream_id = 5;
 			int n = frame_encode(&f, buf, sizeof(buf));
 			if (n < 0)
 				die("frame_encode failed");
 			len = (size_t)n;
-			f.stream_id = 3;
 		}
 		int n = frame_encode(&f, buf + len, sizeof(buf) - len);
 		if (n < 0)
