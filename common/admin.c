@@ -398,6 +398,25 @@ void admin_report_common(struct admin_report *rep)
 			     access_result_name((enum access_result)i), NULL, NULL);
 	relay_foreach_access(add_stream, rep);
 
+	const struct tsession_counters *sc = tsession_get_counters();
+	admin_metric(rep, ADMIN_COUNTER, "sessions_started_total",
+		     "Sessions started (a client's tunnels share one).", (double)sc->created, NULL,
+		     NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_resumes_total",
+		     "Sessions that lost every tunnel and got one back in time.",
+		     (double)sc->resumed, NULL, NULL, NULL, NULL);
+	static const char se_help[] = "Sessions ended, by why.";
+	admin_metric(rep, ADMIN_COUNTER, "sessions_ended_total", se_help, (double)sc->expired,
+		     "reason", "resume_timeout", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "sessions_ended_total", se_help, (double)sc->failed,
+		     "reason", "protocol_error", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_streams_reset_total",
+		     "Streams reset because their session ended.", (double)sc->streams_reset, NULL,
+		     NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_resent_bytes_total",
+		     "DATA bytes sent again after a tunnel was lost (sessions already ended).",
+		     (double)sc->resent_bytes, NULL, NULL, NULL, NULL);
+
 	const struct tunnel_counters *tc = tunnel_get_counters();
 	static const char hf_help[] = "Tunnel handshakes that failed, by kind.";
 	admin_metric(rep, ADMIN_COUNTER, "handshake_failures_total", hf_help, (double)tc->bad_mac,
