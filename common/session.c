@@ -26,6 +26,8 @@
 
 /* Stop filling a record when less than this is left: a tiny DATA frame costs
  * more in header and AEAD call than it saves in latency. */
+/* RESETs remembered for sending again after a path loss. */
+#define RESETS_KEPT 64
 #define FILL_MIN_ROOM 256
 #define BUCKETS_MIN 64
 /* An ACK leaves at once when the received offset advanced by this fraction
@@ -193,6 +195,15 @@ struct session {
 	 * OPENs travel on several paths, so a lower id may arrive after a
 	 * higher one. */
 	uint64_t peer_seen[PEER_ID_WINDOW / 64];
+	/* The latest RESETs sent: one lost with its path would leave the peer's
+	 * stream open for ever, so announce_state sends them again (a RESET for a
+	 * stream the receiver no longer has is ignored). */
+	struct {
+		uint32_t id;
+		uint32_t error;
+		uint64_t final_offset;
+	} resets[RESETS_KEPT];
+	size_t nresets, reset_next;
 
 	struct session_path *paths[SESSION_PATHS_MAX];
 	size_t npaths;
@@ -489,6 +500,12 @@ static void queue_reset(struct session *s, uint32_t id, uint32_t error, uint64_t
 	f.u.reset.error = error;
 	f.u.reset.final_offset = final_offset;
 	queue_ctrl(s, &f);
+	s->resets[s->reset_next].id = id;
+	s->resets[s->reset_next].error = error;
+	s->resets[s->reset_next].final_offset = final_offset;
+	s->reset_next = (s->reset_next + 1) % RESETS_KEPT;
+	if (s->nresets < RESETS_KEPT)
+		s->nresets++;
 }
 
 static void queue_window(struct session *s, uint32_t id, uint64_t max_offset)
@@ -799,6 +816,12 @@ static void announce_state(struct session *s)
 {
 	s->stats.resumes++;
 	queue_window(s, 0, s->recv_max);
+	for (size_t i = 0; i < s->nresets; i++) {
+		struct frame f = {.type = FRAME_RESET, .stream_id = s->resets[i].id};
+		f.u.reset.error = s->resets[i].error;
+		f.u.reset.final_offset = s->resets[i].final_offset;
+		queue_ctrl(s, &f);
+	}
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next) {
 			if (!st->local && st->opened) {

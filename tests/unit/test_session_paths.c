@@ -619,6 +619,33 @@ static void test_session_paths_reset_across_paths(void **state)
 	harness_free(h);
 }
 
+/* A RESET lost with its path: the other path carries it again when the
+ * path is declared lost, so the peer's end of the stream does not stay open
+ * for ever. */
+static void test_session_paths_reset_lost_with_path(void **state)
+{
+	struct harness *h = harness_new(2, 9, COMPRESS_NONE);
+	struct hstream *gone = open_stream(h, 0, 3000, 0, false);
+	for (int i = 0; i < 2000 && gone->end[1].st == NULL; i++)
+		step(h, 0);
+	run(h, 100000, 0, false);
+	assert_non_null(gone->end[1].st);
+	assert_non_null(gone->end[0].st);
+	session_stream_reset(gone->end[0].st, FRAME_ERR_CANCEL);
+	gone->end[0].st = NULL;
+	gone->end[0].reset = true;
+	/* The RESET goes out on path 0, which then dies with it. */
+	size_t n = session_fill(h->s[0], h->path[0].p[0], h->buf, sizeof(h->buf));
+	assert_true(n > 0);
+	fifo_push(&h->path[0].q[0], h->buf, n);
+	kill_path(h, 0);
+	run(h, 1000000, 0, false);
+	assert_true(gone->end[1].reset);
+	assert_int_equal(gone->end[1].reset_error, FRAME_ERR_CANCEL);
+	assert_int_equal(session_stream_count(h->s[1]), 0);
+	harness_free(h);
+}
+
 static void test_session_paths_many_streams(void **state)
 {
 	struct harness *h = harness_new(4, 6, COMPRESS_LZ4);
@@ -777,6 +804,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_all_die_then_resume),
 	    cmocka_unit_test(test_session_paths_duplicates_dropped),
 	    cmocka_unit_test(test_session_paths_reset_across_paths),
+	    cmocka_unit_test(test_session_paths_reset_lost_with_path),
 	    cmocka_unit_test(test_session_paths_many_streams),
 	    cmocka_unit_test(test_session_paths_open_precedes_data),
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
