@@ -295,6 +295,7 @@ static void stats_into(struct admin_tunnel *row, const struct tunnel *t)
 		ss = session_get_stats(tsession_session(tss));
 	row->wire_sent = ts->wire_bytes_sent;
 	row->wire_received = ts->wire_bytes_received;
+	row->placed_data = tunnel_get_path_stats(t)->data_bytes;
 	if (ss != NULL) {
 		row->raw_sent = ss->raw_bytes_sent;
 		row->raw_received = ss->raw_bytes_received;
@@ -525,8 +526,13 @@ static void derived_metrics(struct admin_report *rep)
 			     "Record bytes on the tunnel's wire, by direction.",
 			     (double)(rep->role == ADMIN_CLIENT ? t->wire_received : t->wire_sent),
 			     "tunnel", l, "direction", "down");
-		admin_metric(rep, ADMIN_GAUGE, "tunnel_streams", "Streams open on the tunnel.",
+		admin_metric(rep, ADMIN_GAUGE, "tunnel_streams",
+			     "Streams open in the tunnel's session, shown on its first tunnel.",
 			     (double)t->streams, "tunnel", l, NULL, NULL);
+		admin_metric(rep, ADMIN_COUNTER, "tunnel_placed_data_bytes_total",
+			     "DATA payload bytes (before compression) the session placed on this "
+			     "tunnel.",
+			     (double)t->placed_data, "tunnel", l, NULL, NULL);
 	}
 	struct bytes up, down;
 	totals(rep, &up, &down);
