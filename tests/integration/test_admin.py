@@ -419,13 +419,34 @@ def test_status_page_in_chromium(env):
             th.join(t(30))
 
 
+def test_one_stream_uses_every_tunnel(env):
+    """Sessions across tunnels: one bulk upload over a client with 4 tunnels
+    is placed on more than one of them (tunnel_placed_data_bytes_total), the
+    placements add up to what was sent, and the bytes arrive intact. Before
+    sessions, a stream lived on the one tunnel it was opened on."""
+    size = 48 * MB
+    data = h.make_random(size, seed=71)
+    sink = env.target(h.SinkServer())
+    srv, cli, (l_sink,) = start_pair(env, [sink], tunnels=4)
+    check(h.upload(l_sink, data, timeout=t(60)) == h.sha(data), "upload hash differs")
+    m = scrape(cli.admin)
+    placed = [float(v) for v in re.findall(
+        r'^wanmux_tunnel_placed_data_bytes_total\{tunnel="\d+"\} (\S+)$', m, re.M)]
+    check(len(placed) == 4, f"placement of 4 tunnels in the scrape, got {placed}")
+    carried = [p for p in placed if p >= MB]
+    print(f"     placed per tunnel (MiB): {[round(p / MB, 1) for p in placed]}")
+    check(sum(placed) >= size, f"placements add up to {sum(placed)}, sent {size}")
+    check(len(carried) >= 2, f"one stream used only {len(carried)} tunnel(s): {placed}")
+
+
 def main():
     global SCREENSHOT
     args = h.parse_args(__doc__, extra=lambda p: p.add_argument(
         "--screenshot", default=None, help="copy the status page PNG here"))
     SCREENSHOT = args.screenshot
     tests = [test_metrics_after_traffic, test_status_while_streaming_and_access_log,
-             test_refused_stream_access_line, test_admin_allow_403, test_status_page_in_chromium]
+             test_refused_stream_access_line, test_admin_allow_403, test_status_page_in_chromium,
+             test_one_stream_uses_every_tunnel]
     try:
         rc = h.run_tests(tests, args)
     finally:
