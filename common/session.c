@@ -114,13 +114,32 @@ struct session_path {
 	void *owner;
 	unsigned slot; /* bit in each stream's path_mask */
 	struct session_path_stats stats;
+	struct placement_info info; /* the owner's last snapshot */
+	bool has_info;
+	size_t placed;	/* frame bytes put on the path since the snapshot */
+	bool held_back; /* the last fill left frames for placement */
 };
+
+/* A copy of a small DATA frame waiting for a path other than the one that
+ * carried the original (loss-tail duplication). */
+struct dup_copy {
+	TAILQ_ENTRY(dup_copy) link;
+	uint32_t id;
+	uint64_t end;	 /* stream offset past its bytes: useless once acknowledged */
+	unsigned origin; /* slot of the original's path; SESSION_PATHS_MAX: none */
+	size_t raw;	 /* DATA payload bytes before compression */
+	size_t len;	 /* frame bytes */
+	uint8_t frame[];
+};
+
+TAILQ_HEAD(dup_list, dup_copy);
 
 struct session_stream {
 	struct session *session;
 	struct session_stream *hash_next;
 	TAILQ_ENTRY(session_stream) sched;
 	TAILQ_ENTRY(session_stream) ack_link;
+	TAILQ_ENTRY(session_stream) open_link; /* on open_list while open_pending */
 	enum list_id list;
 	int32_t deficit;
 	/* Callbacks may end the stream under our feet: while busy > 0 an ended
@@ -134,6 +153,14 @@ struct session_stream {
 	 * something): until then our DATA stays on the path of our OPEN. */
 	bool established;
 	bool ack_pending; /* on the session's ack list */
+	/* A stream we opened whose OPEN has not been placed yet: it leaves with
+	 * the stream's first DATA on the path placement picks. */
+	bool open_pending;
+	/* A path left the stream for a better one (placement) at this time and
+	 * session tick; another path takes it after PLACEMENT_DEFER_MAX_US. */
+	bool deferred;
+	uint64_t defer_since_us;
+	uint64_t defer_tick;
 	uint32_t id;
 	void *user;
 	struct evbuffer *src; /* borrowed: the local socket's input, unsent bytes */
@@ -212,10 +239,22 @@ struct session {
 
 	struct stream_list new_list;
 	struct stream_list old_list;
-	struct stream_list ack_list; /* streams with an ACK held back */
-	struct evbuffer *ctrl;	     /* encoded control frames, sent first */
-	bool ctrl_overflow;	     /* a frame was dropped over SESSION_CTRL_MAX */
-	bool held_overflow;	     /* out-of-order segments over SESSION_HELD_MAX */
+	struct stream_list ack_list;  /* streams with an ACK held back */
+	struct stream_list open_list; /* streams with OPEN unsent, in id order */
+	/* The path of the last OPEN placed: until that stream is established,
+	 * later OPENs go there too, so the peer sees ids in order. */
+	struct session_path *open_path;
+	uint32_t open_path_id;
+	uint64_t now_us; /* newest snapshot time: the session's only clock */
+	uint64_t ticks;	 /* session_tick calls */
+	enum placement_dup dup_mode;
+	bool loss_seen;
+	uint64_t loss_seen_us;
+	struct dup_list dups; /* copies waiting for a second path */
+	size_t ndups;
+	struct evbuffer *ctrl; /* encoded control frames, sent first */
+	bool ctrl_overflow;    /* a frame was dropped over SESSION_CTRL_MAX */
+	bool held_overflow;    /* out-of-order segments over SESSION_HELD_MAX */
 	/* Only the newest PING is answered: a peer that floods PINGs costs one
 	 * pending PONG, not a queue of them. */
 	bool pong_pending;
@@ -408,6 +447,10 @@ static void stream_destroy(struct session *s, struct session_stream *st)
 		s->ndone--;
 	sched_remove(s, st);
 	ack_unlist(s, st);
+	if (st->open_pending) {
+		TAILQ_REMOVE(&s->open_list, st, open_link);
+		st->open_pending = false;
+	}
 	held_free_all(s, st);
 	s->unacked -= (size_t)(st->snd_high - st->snd_acked);
 	if (st->unacked != NULL) {
@@ -720,7 +763,7 @@ static bool stream_ready(const struct session *s, const struct session_stream *s
 {
 	if (st->send != SEND_OPEN || st->src == NULL)
 		return false;
-	if (st->snd_next < st->snd_high)
+	if (st->open_pending || st->snd_next < st->snd_high)
 		return true;
 	size_t avail = evbuffer_get_length(st->src) - st->src_sent;
 	if (avail == 0)
@@ -782,6 +825,8 @@ struct session *session_new(enum session_role role, const struct session_params 
 	TAILQ_INIT(&s->new_list);
 	TAILQ_INIT(&s->old_list);
 	TAILQ_INIT(&s->ack_list);
+	TAILQ_INIT(&s->open_list);
+	TAILQ_INIT(&s->dups);
 	return s;
 }
 
@@ -795,6 +840,11 @@ void session_free(struct session *s)
 	}
 	for (size_t i = 0; i < SESSION_PATHS_MAX; i++)
 		free(s->paths[i]);
+	struct dup_copy *d;
+	while ((d = TAILQ_FIRST(&s->dups)) != NULL) {
+		TAILQ_REMOVE(&s->dups, d, link);
+		free(d);
+	}
 	free(s->buckets);
 	evbuffer_free(s->ctrl);
 	assert(s->charged == 0); /* every stream released its part */
@@ -903,6 +953,12 @@ void session_path_lost(struct session *s, struct session_path *path)
 			}
 		}
 	}
+	if (s->open_path == path)
+		s->open_path = NULL;
+	struct dup_copy *d;
+	TAILQ_FOREACH(d, &s->dups, link)
+	if (d->origin == path->slot)
+		d->origin = SESSION_PATHS_MAX; /* its original is lost: any path */
 	s->paths[path->slot] = NULL;
 	s->npaths--;
 	s->stats.paths_lost++;
@@ -1483,6 +1539,226 @@ void session_tick(struct session *s)
 	struct session_stream *st;
 	while ((st = TAILQ_FIRST(&s->ack_list)) != NULL)
 		queue_ack(s, st, FRAME_ACK);
+	/* Deferrals end here (stream->defer_tick): a path that left a stream
+	 * for a better one that never pulled gets it now. */
+	s->ticks++;
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
+		if (s->paths[i] != NULL && s->paths[i]->held_back) {
+			s->writable_signalled = false;
+			signal_writable(s);
+			break;
+		}
+	}
+}
+
+/* Loss on the session's paths: a retransmit counter rose or data went out
+ * again. --duplicate auto duplicates for PLACEMENT_LOSS_HOLD_US after it. */
+static void note_loss(struct session *s)
+{
+	s->loss_seen = true;
+	s->loss_seen_us = s->now_us;
+	s->stats.loss_events++;
+}
+
+void session_path_set_info(struct session_path *path, const struct placement_info *pi)
+{
+	struct session *s = path->session;
+	if (path->has_info && pi->retrans > path->info.retrans) {
+		if (pi->now_us > s->now_us)
+			s->now_us = pi->now_us;
+		note_loss(s);
+	}
+	path->info = *pi;
+	path->has_info = true;
+	path->placed = 0;
+	if (pi->now_us > s->now_us)
+		s->now_us = pi->now_us;
+}
+
+bool session_path_held_back(const struct session_path *path)
+{
+	return path->held_back;
+}
+
+void session_set_duplicate(struct session *s, enum placement_dup mode)
+{
+	s->dup_mode = mode;
+}
+
+bool session_duplicating(const struct session *s)
+{
+	if (s->npaths < 2 || s->dup_mode == PLACEMENT_DUP_OFF)
+		return false;
+	if (s->dup_mode == PLACEMENT_DUP_ON)
+		return true;
+	return s->loss_seen && s->now_us - s->loss_seen_us <= PLACEMENT_LOSS_HOLD_US;
+}
+
+/* Whether placement may judge q now: it has a snapshot that is not stale. */
+static bool path_known(const struct session *s, const struct session_path *q)
+{
+	return q->has_info && s->now_us - q->info.now_us <= PLACEMENT_STALE_US;
+}
+
+/* OPENs reach the peer in id order: the first unsent one only, and on the
+ * path of the last OPEN placed until that stream is established (the peer
+ * then has every OPEN before it). */
+static bool open_allowed(const struct session *s, const struct session_stream *st,
+			 const struct session_path *path)
+{
+	if (TAILQ_FIRST(&s->open_list) != st)
+		return false;
+	if (s->open_path == NULL || s->open_path == path)
+		return true;
+	const struct session_stream *prev = stream_find(s, s->open_path_id);
+	return prev != NULL && prev->established;
+}
+
+/* Whether st waited for a better path long enough: PLACEMENT_DEFER_MAX_US,
+ * or a session_tick passed. */
+static bool leave_for_better_expired(const struct session *s, const struct session_stream *st)
+{
+	return st->defer_tick != s->ticks ||
+	       s->now_us - st->defer_since_us >= PLACEMENT_DEFER_MAX_US;
+}
+
+/* Whether path should leave fresh stream st to another path that would get
+ * it to the peer clearly sooner and has room for it. Not for long: after
+ * PLACEMENT_DEFER_MAX_US, or once a session_tick passed, the path that
+ * pulls takes it. */
+static bool leave_for_better(struct session *s, struct session_path *path,
+			     struct session_stream *st)
+{
+	if (s->npaths < 2 || !path_known(s, path) || st->pin != NULL)
+		return false;
+	if (st->deferred && leave_for_better_expired(s, st))
+		return false;
+	size_t len = evbuffer_get_length(st->src) - st->src_sent;
+	if (st->snd_next < st->snd_high)
+		len = (size_t)(st->snd_high - st->snd_next);
+	if (len > SESSION_QUANTUM)
+		len = SESSION_QUANTUM;
+	len += FRAME_DATA_OVERHEAD_MAX;
+	uint64_t mine = placement_eta_us(&path->info, path->placed, len);
+	bool better = false;
+	for (size_t i = 0; i < SESSION_PATHS_MAX && !better; i++) {
+		const struct session_path *q = s->paths[i];
+		if (q == NULL || q == path || !path_known(s, q))
+			continue;
+		if (st->open_pending && !open_allowed(s, st, q))
+			continue;
+		if (placement_room(&q->info, q->placed) < len)
+			continue;
+		better = placement_clearly_better(placement_eta_us(&q->info, q->placed, len), mine);
+	}
+	if (!better)
+		return false;
+	if (!st->deferred) {
+		st->deferred = true;
+		st->defer_since_us = s->now_us;
+		st->defer_tick = s->ticks;
+		s->stats.placement_deferrals++;
+		/* The owner wakes its other paths; the better one pulls. */
+		signal_writable(s);
+	}
+	path->stats.deferred++;
+	return true;
+}
+
+/* DATA bytes path may take from bulk streams in this fill: its room, once
+ * placement knows it and has another path to give the rest to. */
+static uint64_t bulk_cap(const struct session *s, const struct session_path *path)
+{
+	if (s->npaths < 2 || !path_known(s, path))
+		return UINT64_MAX;
+	return placement_room(&path->info, path->placed);
+}
+
+/* Places st's OPEN in buf; returns bytes written, 0 if it does not fit. */
+static size_t put_open(struct session *s, struct session_path *path, struct session_stream *st,
+		       uint8_t *buf, size_t room)
+{
+	struct frame f = {.type = FRAME_OPEN, .stream_id = st->id};
+	f.u.open = st->target;
+	/* Room for the OPEN and a useful piece of DATA, or wait for the next
+	 * record. */
+	if (room < FILL_MIN_ROOM + FRAME_HEADER_LEN + 4 + FRAME_NAME_MAX)
+		return 0;
+	int n = frame_encode(&f, buf, room);
+	if (n <= 0)
+		return 0;
+	st->open_pending = false;
+	TAILQ_REMOVE(&s->open_list, st, open_link);
+	/* Its DATA follows on this path until the peer has seen the OPEN. */
+	if (!st->established)
+		st->pin = path;
+	s->open_path = path;
+	s->open_path_id = st->id;
+	path->stats.opens++;
+	return (size_t)n;
+}
+
+/* Keeps a copy of the DATA frame just written (frame, len bytes, raw payload
+ * bytes) for another path, when it is small, of an interactive stream, and
+ * the session duplicates now. */
+static void maybe_duplicate(struct session *s, struct session_path *path, struct session_stream *st,
+			    const uint8_t *frame, size_t len, size_t raw)
+{
+	if (raw == 0 || raw > SESSION_DUP_FRAME_MAX || !session_duplicating(s))
+		return;
+	/* A stream the peer may not know yet would see the copy before its
+	 * OPEN; one near its end could see it after closing (orphan DATA). */
+	if (!st->established || st->pin != NULL || (frame[1] & FRAME_FLAG_FIN) ||
+	    st->shutdown_requested)
+		return;
+	if (s->ndups >= SESSION_DUP_QUEUE_MAX)
+		return;
+	struct dup_copy *d = malloc(sizeof(*d) + len);
+	if (d == NULL)
+		return;
+	d->id = st->id;
+	d->end = st->snd_next;
+	d->origin = path->slot;
+	d->raw = raw;
+	d->len = len;
+	memcpy(d->frame, frame, len);
+	TAILQ_INSERT_TAIL(&s->dups, d, link);
+	s->ndups++;
+	signal_writable(s);
+}
+
+static void dup_drop(struct session *s, struct dup_copy *d)
+{
+	TAILQ_REMOVE(&s->dups, d, link);
+	s->ndups--;
+	free(d);
+}
+
+/* Copies waiting for a path other than their original's into buf; drops
+ * those the peer has acknowledged meanwhile. Returns bytes written. */
+static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *buf, size_t cap)
+{
+	size_t used = 0;
+	struct dup_copy *d = TAILQ_FIRST(&s->dups);
+	while (d != NULL) {
+		struct dup_copy *next = TAILQ_NEXT(d, link);
+		const struct session_stream *st = stream_find(s, d->id);
+		if (st == NULL || st->snd_acked >= d->end || s->npaths < 2) {
+			dup_drop(s, d);
+		} else if (d->origin != path->slot) {
+			if (used + d->len > cap)
+				break;
+			memcpy(buf + used, d->frame, d->len);
+			used += d->len;
+			s->stats.dup_frames_sent++;
+			s->stats.dup_bytes_sent += d->raw;
+			s->stats.dup_wire_bytes += d->len;
+			path->stats.dup_frames++;
+			dup_drop(s, d);
+		}
+		d = next;
+	}
+	return used;
 }
 
 /* Copies whole control frames into buf; returns bytes written. An OPEN pins
@@ -1509,8 +1785,11 @@ static size_t fill_ctrl(struct session *s, struct session_path *path, uint8_t *b
 		used += flen;
 		if (hdr[0] == FRAME_OPEN) {
 			struct session_stream *st = stream_find(s, bytes_load_be32(hdr + 4));
-			if (st != NULL && !st->established)
+			if (st != NULL && !st->established) {
 				st->pin = path;
+				s->open_path = path;
+				s->open_path_id = st->id;
+			}
 		}
 	}
 	return used;
@@ -1664,6 +1943,7 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 		return 0;
 	if (resend) {
 		s->stats.resent_bytes += n;
+		note_loss(s);
 	} else if (n > 0) {
 		st->src_sent += n;
 		store_take_chains(st);
@@ -1694,16 +1974,21 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 	if (cap > RECORD_PLAINTEXT_MAX)
 		cap = RECORD_PLAINTEXT_MAX;
 	s->writable_signalled = false;
+	path->held_back = false;
 	size_t used = fill_ctrl(s, path, buf, cap);
+	used += fill_dups(s, path, buf + used, cap - used);
 
 	/* An OPEN still waiting in the control queue must precede its DATA. */
 	if (evbuffer_get_length(s->ctrl) > 0) {
+		path->placed += used;
 		path->stats.bytes_placed += used;
 		path->stats.records += used > 0;
 		return used;
 	}
-	/* Streams that may only use another path (their OPEN went there) wait
-	 * here and go back to the front of their lists afterwards. */
+	uint64_t cap_left = bulk_cap(s, path);
+	/* Streams that may only use another path (their OPEN went there, or
+	 * placement leaves them to a better one) wait here and go back to the
+	 * front of their lists afterwards. */
 	struct stream_list skipped = TAILQ_HEAD_INITIALIZER(skipped);
 	while (cap - used >= FILL_MIN_ROOM) {
 		struct session_stream *st = TAILQ_FIRST(&s->new_list);
@@ -1727,7 +2012,14 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			}
 			continue;
 		}
-		if (st->pin != NULL && st->pin != path) {
+		bool fresh = from == &s->new_list;
+		bool elsewhere = (st->pin != NULL && st->pin != path) ||
+				 (st->open_pending && !open_allowed(s, st, path));
+		if (!elsewhere && fresh && leave_for_better(s, path, st)) {
+			elsewhere = true;
+			path->held_back = true;
+		}
+		if (elsewhere) {
 			TAILQ_REMOVE(from, st, sched);
 			TAILQ_INSERT_TAIL(&skipped, st, sched);
 			continue;
@@ -1739,12 +2031,39 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			TAILQ_INSERT_TAIL(&s->old_list, st, sched);
 			continue;
 		}
-		uint64_t before = st->snd_next;
-		size_t n = fill_data(s, path, st, buf + used, cap - used, (size_t)st->deficit);
-		if (n == 0)
+		size_t want = (size_t)st->deficit;
+		/* Bulk data beyond the path's room would only wait on it; the
+		 * rest stays unplaced for whichever path has room next. */
+		if (!fresh && cap_left < FILL_MIN_ROOM) {
+			path->held_back = true;
+			path->stats.capped++;
 			break;
+		}
+		if (!fresh && want > cap_left)
+			want = (size_t)cap_left;
+		size_t k = 0;
+		if (st->open_pending) {
+			k = put_open(s, path, st, buf + used, cap - used);
+			if (k == 0)
+				break;
+			used += k;
+		}
+		if (st->deferred && leave_for_better_expired(s, st))
+			s->stats.placement_timeouts++;
+		st->deferred = false;
+		uint64_t before = st->snd_next;
+		size_t n = fill_data(s, path, st, buf + used, cap - used, want);
+		if (n == 0 && k == 0)
+			break;
+		size_t raw = (size_t)(st->snd_next - before);
+		if (n > 0)
+			maybe_duplicate(s, path, st, buf + used, n, raw);
 		used += n;
-		st->deficit -= (int32_t)(st->snd_next - before);
+		st->deficit -= (int32_t)raw;
+		if (fresh)
+			path->stats.fresh_bytes += raw;
+		else
+			cap_left -= raw < cap_left ? raw : cap_left;
 	}
 	struct session_stream *st;
 	while ((st = TAILQ_LAST(&skipped, stream_list)) != NULL) {
@@ -1754,6 +2073,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		else
 			TAILQ_INSERT_HEAD(&s->old_list, st, sched);
 	}
+	path->placed += used;
 	path->stats.bytes_placed += used;
 	path->stats.records += used > 0;
 	return used;
@@ -1781,6 +2101,8 @@ bool session_wants_write(const struct session *s)
 {
 	if (evbuffer_get_length(s->ctrl) > 0 || s->pong_pending)
 		return true;
+	if (s->ndups > 0 && s->npaths >= 2)
+		return true;
 	struct session_stream *st;
 	TAILQ_FOREACH(st, &s->new_list, sched)
 	if (stream_ready(s, st))
@@ -1807,8 +2129,10 @@ struct session_stream *session_stream_open(struct session *s, const struct frame
 	st->src = src;
 	st->user = user;
 	st->target = *target;
-	queue_open(s, st, 0);
-	/* Bytes already waiting (read with a SOCKS request) leave with OPEN. */
+	/* OPEN leaves with the first DATA, on the path placement picks; bytes
+	 * already waiting (read with a SOCKS request) go with it. */
+	st->open_pending = true;
+	TAILQ_INSERT_TAIL(&s->open_list, st, open_link);
 	sched_activate(s, st);
 	return st;
 }
@@ -1877,7 +2201,10 @@ void session_stream_reset(struct session_stream *st, uint32_t error)
 	struct session *s = st->session;
 	if (st->dead)
 		return;
-	queue_reset(s, st->id, error, st->snd_high);
+	/* A stream whose OPEN never left is unknown to the peer: nothing to say
+	 * (ids may skip; they only have to increase). */
+	if (!st->open_pending)
+		queue_reset(s, st->id, error, st->snd_high);
 	stream_destroy(s, st);
 	maybe_grant_session(s);
 }

@@ -24,6 +24,26 @@
  * old-flows list (RFC 8290 style), quantum 16 KiB: a stream that just became
  * active (an interactive request) is served before bulk streams that have
  * been sending for a while.
+ *
+ * Placement (placement.h), once the owner feeds each path's TCP_INFO
+ * (session_path_set_info) and the session has two paths or more: a stream
+ * served from the new-flows list (a new stream, with its OPEN, or a fresh
+ * burst of an interactive one) goes where it reaches the peer soonest: a
+ * path that pulls while another path with room would clearly get it there
+ * sooner leaves it to that path, for PLACEMENT_DEFER_MAX_US or until the
+ * next session_tick at most. A path takes no more bulk DATA in one snapshot
+ * than its room (placement_room), so a cold or slow path does not swallow
+ * data that would only wait on it. OPENs leave in id order, and one not yet
+ * answered keeps the OPENs after it on its path, so they reach the peer in
+ * order. Without snapshots, or with one path, any path that pulls takes
+ * whatever is next, as before.
+ *
+ * Loss-tail duplication (--duplicate): small DATA frames (at most
+ * SESSION_DUP_FRAME_MAX bytes, no FIN) of established streams served from the
+ * new-flows list are also sent on a second path; the receiver drops the copy
+ * that arrives second by its offset (dup_frames / dup_bytes). In auto mode
+ * only while loss was seen (a path's retransmit counter rose, or data was
+ * sent again) within PLACEMENT_LOSS_HOLD_US.
  */
 #ifndef WANMUX_SESSION_H
 #define WANMUX_SESSION_H
@@ -34,6 +54,7 @@
 
 #include "wanmux/compress.h"
 #include "wanmux/frame.h"
+#include "wanmux/placement.h"
 
 struct evbuffer;
 struct budget_pool;
@@ -79,6 +100,10 @@ struct session_params {
  * arrive (in ids of the peer's parity): OPENs on different paths overtake
  * each other. Older ids are taken as reused (a protocol error). */
 #define PEER_ID_WINDOW 1024u
+/* Duplication: the largest DATA payload copied to a second path, and the
+ * copies waiting for one at most. */
+#define SESSION_DUP_FRAME_MAX 2048u
+#define SESSION_DUP_QUEUE_MAX 32u
 
 /*
  * Callbacks. A stream passed to on_reset or on_closed is freed when the
@@ -135,6 +160,14 @@ struct session_stats {
 	uint64_t payload_bytes_received; /* DATA payload as received */
 	uint64_t frames_compressed;
 	uint64_t frames_raw;
+	/* placement */
+	uint64_t placement_deferrals; /* fresh streams a path left for a better one */
+	uint64_t placement_timeouts;  /* of them, taken anyway: the better path did not pull */
+	uint64_t loss_events;	      /* retransmit counter rises and resends seen */
+	/* what duplication cost */
+	uint64_t dup_frames_sent; /* copies of DATA frames sent on a second path */
+	uint64_t dup_bytes_sent;  /* their DATA payload bytes, before compression */
+	uint64_t dup_wire_bytes;  /* their frame bytes, headers included */
 };
 
 /* What one path carried. */
@@ -142,6 +175,11 @@ struct session_path_stats {
 	uint64_t bytes_placed; /* frame bytes session_fill wrote for this path */
 	uint64_t data_bytes;   /* DATA payload bytes (raw) among them */
 	uint64_t records;      /* session_fill calls that wrote something */
+	uint64_t fresh_bytes;  /* DATA payload of streams served from the new-flows list */
+	uint64_t opens;	       /* OPENs placed on it */
+	uint64_t capped;       /* fills stopped at the path's room */
+	uint64_t deferred;     /* times it left a fresh stream to a better path */
+	uint64_t dup_frames;   /* duplicate DATA frames it carried */
 };
 
 /*
@@ -187,6 +225,29 @@ const struct session_path_stats *session_path_get_stats(const struct session_pat
 size_t session_path_count(const struct session *s);
 
 /*
+ * The owner's snapshot of path (TCP_INFO and what waits in user space; see
+ * placement.h), taken just before a fill or on the owner's tick: placement
+ * uses it until the next one, counting what it put on the path since. Its
+ * now_us is the session's clock; a retransmit counter higher than in the
+ * path's previous snapshot is loss (--duplicate auto).
+ */
+void session_path_set_info(struct session_path *path, const struct placement_info *pi);
+
+/*
+ * Whether the last session_fill for path left frames behind for placement
+ * (a fresh stream for a better path, bulk data over its room) though it had
+ * something to send: the owner pulls again within a few milliseconds, since
+ * the session has no clock to wake it.
+ */
+bool session_path_held_back(const struct session_path *path);
+
+/* --duplicate mode of s (default PLACEMENT_DUP_AUTO). */
+void session_set_duplicate(struct session *s, enum placement_dup mode);
+
+/* Whether s duplicates small interactive frames now (mode, paths, loss). */
+bool session_duplicating(const struct session *s);
+
+/*
  * Handles one decoded frame from the peer that arrived on path (not
  * PING/PONG, which the tunnel answers itself). Returns 0, or
  * WM_ERR_MALFORMED / WM_ERR_FLOW / WM_ERR_STATE when the peer broke the
@@ -199,18 +260,21 @@ int session_on_frame(struct session *s, struct session_path *path, const struct 
 /*
  * Fills buf (cap bytes, at most RECORD_PLAINTEXT_MAX useful) with whole
  * frames for path: control frames first (on whichever path pulls first),
- * then DATA chosen by the scheduler within the credit the peer granted: data
- * to send again first, then new data. A stream whose OPEN the peer has not
- * yet answered or acknowledged sends only on the path that carried its OPEN,
+ * then copies waiting for a second path (duplication), then DATA chosen by
+ * the scheduler within the credit the peer granted and placement (see the
+ * top of this file): data to send again first, then new data. A stream's
+ * OPEN leaves with its first DATA; until the peer has answered or
+ * acknowledged it, the stream sends only on the path that carried its OPEN,
  * so its DATA cannot overtake it. Returns the bytes written; 0 when there is
- * nothing to send now.
+ * nothing to send now (or nothing for this path: session_path_held_back).
  */
 size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, size_t cap);
 
 /*
  * The owner's periodic tick (the tunnel's 250 ms timer): sends the ACKs that
  * were held back to coalesce them (an ACK leaves at once when a stream's
- * received offset advanced by an eighth of its window, or at FIN).
+ * received offset advanced by an eighth of its window, or at FIN), and ends
+ * every placement deferral (the next path that pulls takes the stream).
  */
 void session_tick(struct session *s);
 

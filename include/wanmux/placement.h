@@ -1,0 +1,89 @@
+/*
+ * Where a frame should go: from a snapshot of one path (the kernel's TCP_INFO
+ * of its tunnel plus what waits in user space), when a frame placed on it now
+ * would reach the peer, and how much the path can take before what it takes
+ * only waits on it. Pure arithmetic: no sockets, no clocks (the snapshot
+ * carries its time), so the session's scheduler and its tests share it.
+ * Also the --duplicate mode (loss-tail duplication) and its parser.
+ */
+#ifndef WANMUX_PLACEMENT_H
+#define WANMUX_PLACEMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One path as the tunnel sees it (all from TCP_INFO but queued and now_us). */
+struct placement_info {
+	uint64_t now_us;	/* monotonic time of the sample, microseconds */
+	uint32_t cwnd;		/* congestion window, segments */
+	uint32_t mss;		/* send MSS, bytes */
+	uint32_t unacked;	/* segments in flight */
+	uint32_t notsent;	/* bytes in the kernel not sent yet */
+	uint64_t delivery_rate; /* bytes per second, the kernel's estimate; 0 unknown */
+	uint32_t srtt_us;	/* smoothed RTT; 0 unknown */
+	uint32_t retrans;	/* segments retransmitted over the connection's life */
+	uint32_t lost;		/* segments presumed lost now */
+	size_t queued;		/* bytes in user space waiting for the socket */
+};
+
+/* An RTT assumed before the kernel has measured one. */
+#define PLACEMENT_DEFAULT_RTT_US 100000u
+/* What a path may queue beyond its open window: what it sends in a quarter
+ * RTT, and at least this long a stretch. Enough that the kernel never runs dry
+ * between two pulls (the tunnel pulls again within milliseconds), little
+ * enough that a cold path (10 segments, 600 ms) takes tens of KiB, not a
+ * window it then needs seconds to send. */
+#define PLACEMENT_HORIZON_MIN_US 20000u
+/* One path is "clearly better" when it gets a frame there sooner by this
+ * much, or by an eighth of the other's estimate if that is more. */
+#define PLACEMENT_MARGIN_US 1000u
+/* A frame left for a better path is taken by the path that pulls anyway
+ * once it waited this long (or at the next session_tick). */
+#define PLACEMENT_DEFER_MAX_US 5000u
+/* A snapshot older than this says nothing about a path's room now (an idle
+ * tunnel samples on its 250 ms tick). */
+#define PLACEMENT_STALE_US 1000000u
+/* Loss seen this recently keeps --duplicate auto duplicating. */
+#define PLACEMENT_LOSS_HOLD_US 10000000u
+
+/* --duplicate: send small frames of interactive streams on two paths. */
+enum placement_dup {
+	PLACEMENT_DUP_AUTO, /* only while loss is seen and there are >= 2 paths */
+	PLACEMENT_DUP_ON,   /* always with >= 2 paths */
+	PLACEMENT_DUP_OFF,
+};
+
+/* "auto", "on", "off" into *out: 0, or WM_ERR_PARSE. */
+int placement_dup_parse(const char *s, enum placement_dup *out);
+const char *placement_dup_name(enum placement_dup mode);
+
+/* Bytes per second the path sends at: the kernel's delivery rate or a
+ * window per RTT, whichever is more (the delivery rate of an idle path is
+ * app-limited and low); at least 1. A cold path has a small value of both. */
+uint64_t placement_rate(const struct placement_info *pi);
+
+/* Bytes the congestion window leaves open: (cwnd - unacked) * mss. */
+uint64_t placement_cwnd_room(const struct placement_info *pi);
+
+/*
+ * Microseconds until a frame of len bytes placed on the path now reaches the
+ * peer, placed bytes having been put on it since the snapshot: half an RTT
+ * when everything ahead of it and it fit in the open window; else half an RTT
+ * plus what does not fit at the path's rate. Lost segments in flight add an
+ * RTT: the peer's TCP holds everything behind the hole until it is repaired.
+ */
+uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t len);
+
+/*
+ * Bytes the path can take now, placed bytes having been put on it since the
+ * snapshot: the open window plus what it sends within the horizon
+ * (PLACEMENT_HORIZON_MIN_US or srtt/4), less what waits already; >= 0.
+ */
+uint64_t placement_room(const struct placement_info *pi, size_t placed);
+
+/* Whether a frame reaching the peer in eta_a microseconds is clearly better
+ * placed than one reaching it in eta_b (PLACEMENT_MARGIN_US). */
+bool placement_clearly_better(uint64_t eta_a, uint64_t eta_b);
+
+#endif
