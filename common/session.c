@@ -2062,8 +2062,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		st->deficit -= (int32_t)raw;
 		if (fresh)
 			path->stats.fresh_bytes += raw;
-		else
-			cap_left -= raw < cap_left ? raw : cap_left;
+		cap_left -= raw < cap_left ? raw : cap_left;
 	}
 	struct session_stream *st;
 	while ((st = TAILQ_LAST(&skipped, stream_list)) != NULL) {

@@ -796,6 +796,281 @@ static void test_session_paths_ack_overhead(void **state)
 	harness_free(h);
 }
 
+/* --- placement and duplication ------------------------------------------- */
+
+/* Snapshots of three kinds of path (placement.h). */
+static struct placement_info info_fast(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 100, .mss = 1448};
+	pi.delivery_rate = 12500000;
+	pi.srtt_us = 20000;
+	return pi;
+}
+
+/* 600 ms, window full, deep queues in the kernel and in user space. */
+static struct placement_info info_slow(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 100, .mss = 1448, .unacked = 100};
+	pi.notsent = 128u << 10;
+	pi.queued = 96u << 10;
+	pi.delivery_rate = 2500000;
+	pi.srtt_us = 600000;
+	return pi;
+}
+
+/* A tunnel that never carried data: 10 segments, 600 ms, no rate sample. */
+static struct placement_info info_cold(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 10, .mss = 1448};
+	pi.srtt_us = 600000;
+	return pi;
+}
+
+static void set_info(struct harness *h, size_t path, int side, struct placement_info pi)
+{
+	session_path_set_info(h->path[path].p[side], &pi);
+}
+
+static size_t fill_push(struct harness *h, size_t path, int side)
+{
+	struct hpath *hp = &h->path[path];
+	size_t n = session_fill(h->s[side], hp->p[side], h->buf, sizeof(h->buf));
+	if (n > 0)
+		fifo_push(&hp->q[side], h->buf, n);
+	return n;
+}
+
+/* Delivers every record waiting on path from side. */
+static void deliver_path(struct harness *h, size_t path, int side)
+{
+	struct hpath *hp = &h->path[path];
+	struct rec *r;
+	while ((r = fifo_pop(&hp->q[side])) != NULL) {
+		deliver(h, hp, 1 - side, r->buf, r->n);
+		free(r);
+	}
+}
+
+static const struct session_path_stats *pstats(struct harness *h, size_t path, int side)
+{
+	return session_path_get_stats(h->path[path].p[side]);
+}
+
+/* A new small stream (OPEN and first bytes) goes on the path where it
+ * arrives first, though the slow and the cold path pulled before it. */
+static void test_session_paths_new_stream_takes_fastest_path(void **state)
+{
+	struct harness *h = harness_new(3, 20, COMPRESS_NONE);
+	set_info(h, 0, 0, info_slow(1000));
+	set_info(h, 1, 0, info_cold(1000));
+	set_info(h, 2, 0, info_fast(1000));
+	struct hstream *hs = open_stream(h, 0, 500, 0, false);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	assert_true(session_path_held_back(h->path[0].p[0]));
+	assert_int_equal(fill_push(h, 1, 0), 0);
+	assert_true(fill_push(h, 2, 0) > 500);
+	assert_false(session_path_held_back(h->path[2].p[0]));
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(pstats(h, i, 0)->data_bytes, 0);
+		assert_int_equal(pstats(h, i, 0)->opens, 0);
+		assert_int_equal(pstats(h, i, 0)->deferred, 1);
+	}
+	assert_int_equal(pstats(h, 2, 0)->opens, 1);
+	assert_int_equal(pstats(h, 2, 0)->fresh_bytes, 500);
+	deliver_path(h, 2, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
+	const struct session_stats *ss = session_get_stats(h->s[0]);
+	assert_int_equal(ss->placement_deferrals, 1);
+	assert_int_equal(ss->placement_timeouts, 0);
+	harness_free(h);
+}
+
+/* The better path does not pull: after PLACEMENT_DEFER_MAX_US, or at the
+ * next session_tick, the path that pulls takes the stream anyway. */
+static void test_session_paths_deferral_does_not_starve(void **state)
+{
+	for (int by_tick = 0; by_tick < 2; by_tick++) {
+		struct harness *h = harness_new(2, 21, COMPRESS_NONE);
+		set_info(h, 0, 0, info_slow(1000));
+		set_info(h, 1, 0, info_fast(1000));
+		struct hstream *hs = open_stream(h, 0, 300, 0, false);
+		assert_int_equal(fill_push(h, 0, 0), 0);
+		set_info(h, 0, 0, info_slow(1000 + PLACEMENT_DEFER_MAX_US - 1));
+		assert_int_equal(fill_push(h, 0, 0), 0);
+		if (by_tick)
+			session_tick(h->s[0]);
+		else
+			set_info(h, 0, 0, info_slow(1000 + PLACEMENT_DEFER_MAX_US));
+		assert_true(fill_push(h, 0, 0) > 300);
+		assert_int_equal(pstats(h, 0, 0)->data_bytes, 300);
+		deliver_path(h, 0, 0);
+		assert_true(same(hs->end[0].expect, hs->end[1].got));
+		const struct session_stats *ss = session_get_stats(h->s[0]);
+		assert_int_equal(ss->placement_deferrals, 1);
+		assert_int_equal(ss->placement_timeouts, 1);
+		harness_free(h);
+	}
+}
+
+/* Equal paths, each with room for less than the stream window: a bulk
+ * stream spreads over both, about half each. */
+static void test_session_paths_bulk_spreads_over_equal_paths(void **state)
+{
+	struct harness *h = harness_new(2, 22, COMPRESS_NONE);
+	const size_t total = 2u << 20;
+	struct hstream *hs = open_stream(h, 0, total, 0, true);
+	uint64_t now = 1000;
+	for (int round = 0; round < 100000 && !(hs->end[0].closed && hs->end[1].closed); round++) {
+		now += 2000;
+		for (size_t i = 0; i < 2; i++)
+			for (int k = 0; k < 2; k++) {
+				/* 10 free segments plus 20 ms at 6 Mbit/s: 29 KB of
+				 * room, less than the credit a round brings. */
+				struct placement_info pi = {.now_us = now, .cwnd = 10, .mss = 1448};
+				pi.delivery_rate = 750000;
+				pi.srtt_us = 40000;
+				set_info(h, i, k, pi);
+				while (fill_push(h, i, k) > 0)
+					;
+			}
+		for (size_t i = 0; i < 2; i++)
+			for (int k = 0; k < 2; k++)
+				deliver_path(h, i, k);
+		shutdown_acceptors(h, true);
+		consume_some(h, true);
+		if (round % 8 == 0) {
+			session_tick(h->s[0]);
+			session_tick(h->s[1]);
+		}
+	}
+	check_all_intact(h, true);
+	uint64_t a = pstats(h, 0, 0)->data_bytes;
+	uint64_t b = pstats(h, 1, 0)->data_bytes;
+	printf("bulk over two equal paths: %llu and %llu bytes, %llu and %llu fills capped\n",
+	       (unsigned long long)a, (unsigned long long)b,
+	       (unsigned long long)pstats(h, 0, 0)->capped,
+	       (unsigned long long)pstats(h, 1, 0)->capped);
+	assert_int_equal(a + b, total);
+	assert_true(a >= total * 4 / 10 && b >= total * 4 / 10);
+	harness_free(h);
+}
+
+/* A cold path takes no more of a bulk stream than its room (its window and
+ * what it sends in the horizon); the warm path takes the rest. */
+static void test_session_paths_pull_capped_by_room(void **state)
+{
+	struct harness *h = harness_new(2, 23, COMPRESS_NONE);
+	for (int k = 0; k < 2; k++) {
+		set_info(h, 0, k, info_cold(1000));
+		set_info(h, 1, k, info_fast(1000));
+	}
+	struct hstream *hs = open_stream(h, 0, 512u << 10, 0, false);
+	/* The warm path carries the OPEN and the first quantum; the answer
+	 * makes the stream free to use any path. */
+	assert_true(fill_push(h, 1, 0) > 0);
+	deliver_path(h, 1, 0);
+	consume_some(h, true);
+	assert_true(fill_push(h, 1, 1) > 0);
+	deliver_path(h, 1, 1);
+	assert_non_null(hs->end[1].st);
+
+	struct placement_info cold = info_cold(1000);
+	uint64_t cold_room = placement_room(&cold, 0);
+	for (int i = 0; i < 20; i++)
+		fill_push(h, 0, 0);
+	uint64_t on_cold = pstats(h, 0, 0)->data_bytes;
+	printf("cold path took %llu bytes of a bulk stream (room %llu), %llu fills capped\n",
+	       (unsigned long long)on_cold, (unsigned long long)cold_room,
+	       (unsigned long long)pstats(h, 0, 0)->capped);
+	assert_true(on_cold > 0);
+	assert_true(on_cold <= cold_room);
+	assert_true(pstats(h, 0, 0)->capped > 0);
+	assert_true(session_path_held_back(h->path[0].p[0]));
+	/* The warm path still has room: it takes more. */
+	uint64_t warm_before = pstats(h, 1, 0)->data_bytes;
+	assert_true(fill_push(h, 1, 0) > 0);
+	assert_true(pstats(h, 1, 0)->data_bytes > warm_before);
+	harness_free(h);
+}
+
+struct dup_result {
+	size_t second_fill; /* what the other path's fill wrote */
+	struct session_stats tx, rx;
+	uint64_t path1_dups;
+};
+
+/* One small write on an established stream over two paths, the copy (if
+ * any) delivered first: the receiver gets the bytes once. */
+static struct dup_result dup_once(enum placement_dup mode, bool loss, uint64_t seed)
+{
+	struct dup_result r;
+	struct harness *h = harness_new(2, seed, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], mode);
+	struct hstream *hs = open_stream(h, 0, 0, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
+	deliver_path(h, 0, 0);
+	assert_true(fill_push(h, 0, 1) > 0); /* OPEN_RESULT */
+	deliver_path(h, 0, 1);
+	if (loss) {
+		struct placement_info pi = info_fast(1000);
+		set_info(h, 0, 0, pi);
+		pi.now_us = 2000;
+		pi.retrans = 3;
+		set_info(h, 0, 0, pi);
+	}
+	add_bytes(h, &hs->end[0], 100, true);
+	assert_true(fill_push(h, 0, 0) > 0);
+	r.second_fill = fill_push(h, 1, 0);
+	deliver_path(h, 1, 0); /* the copy first */
+	deliver_path(h, 0, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
+	r.tx = *session_get_stats(h->s[0]);
+	r.rx = *session_get_stats(h->s[1]);
+	r.path1_dups = pstats(h, 1, 0)->dup_frames;
+	harness_free(h);
+	return r;
+}
+
+static void test_session_paths_duplicate_small_frame(void **state)
+{
+	/* on: sent on both paths, delivered once, counted exactly. */
+	struct dup_result r = dup_once(PLACEMENT_DUP_ON, false, 30);
+	assert_int_equal(r.second_fill, FRAME_HEADER_LEN + 8 + 100);
+	assert_int_equal(r.tx.dup_frames_sent, 1);
+	assert_int_equal(r.tx.dup_bytes_sent, 100);
+	assert_int_equal(r.tx.dup_wire_bytes, FRAME_HEADER_LEN + 8 + 100);
+	assert_int_equal(r.path1_dups, 1);
+	assert_int_equal(r.rx.dup_frames, 1);
+	assert_int_equal(r.rx.dup_bytes, 100);
+	/* auto with loss seen: the same. */
+	r = dup_once(PLACEMENT_DUP_AUTO, true, 31);
+	assert_int_equal(r.tx.loss_events, 1);
+	assert_int_equal(r.tx.dup_frames_sent, 1);
+	assert_int_equal(r.rx.dup_frames, 1);
+	assert_int_equal(r.rx.dup_bytes, 100);
+	/* auto without loss, and off even with loss: never. */
+	for (int i = 0; i < 2; i++) {
+		r = i == 0 ? dup_once(PLACEMENT_DUP_AUTO, false, 32)
+			   : dup_once(PLACEMENT_DUP_OFF, true, 33);
+		assert_int_equal(r.second_fill, 0);
+		assert_int_equal(r.tx.dup_frames_sent, 0);
+		assert_int_equal(r.tx.dup_wire_bytes, 0);
+		assert_int_equal(r.rx.dup_frames, 0);
+		assert_int_equal(r.rx.dup_bytes, 0);
+	}
+}
+
+/* With one path, on means nothing: there is no second path. */
+static void test_session_paths_duplicate_needs_two_paths(void **state)
+{
+	struct harness *h = harness_new(1, 34, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	assert_false(session_duplicating(h->s[0]));
+	add_path(h);
+	assert_true(session_duplicating(h->s[0]));
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -812,6 +1087,12 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
 	    cmocka_unit_test(test_session_paths_ack_overhead),
+	    cmocka_unit_test(test_session_paths_new_stream_takes_fastest_path),
+	    cmocka_unit_test(test_session_paths_deferral_does_not_starve),
+	    cmocka_unit_test(test_session_paths_bulk_spreads_over_equal_paths),
+	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
+	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
+	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

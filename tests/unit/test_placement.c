@@ -1,0 +1,160 @@
+/*
+ * Placement arithmetic: arrival estimates and room of a path from its
+ * TCP_INFO snapshot, table-driven, and the --duplicate names.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "wanmux/err.h"
+#include "wanmux/placement.h"
+
+/* A warm 100 Mbit/s path with 20 ms RTT and its window open. */
+static const struct placement_info warm = {
+    .now_us = 1000000,
+    .cwnd = 100,
+    .mss = 1448,
+    .unacked = 0,
+    .delivery_rate = 12500000,
+    .srtt_us = 20000,
+};
+
+/* A tunnel that never carried data: 10 segments, 600 ms, no rate sample. */
+static const struct placement_info cold = {
+    .now_us = 1000000,
+    .cwnd = 10,
+    .mss = 1448,
+    .srtt_us = 600000,
+};
+
+static void test_placement_open_window_leaves_at_once(void **state)
+{
+	(void)state;
+	/* Fits in the open window: half an RTT. */
+	assert_int_equal(placement_eta_us(&warm, 0, 1000), 10000);
+	assert_int_equal(placement_eta_us(&cold, 0, 1000), 300000);
+	assert_int_equal(placement_cwnd_room(&warm), 100 * 1448);
+}
+
+static void test_placement_queue_waits_at_rate(void **state)
+{
+	(void)state;
+	struct placement_info p = warm;
+	p.unacked = 100; /* window full */
+	p.notsent = 100000;
+	p.queued = 25000;
+	/* 125000 bytes ahead plus the frame's 1000 at 12.5 MB/s: 10.08 ms. */
+	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 10080);
+	/* What was placed since the snapshot counts as ahead of it too. */
+	assert_int_equal(placement_eta_us(&p, 12500, 1000), 10000 + 11080);
+	/* Partly open window: only what does not fit waits. */
+	p.unacked = 90;
+	assert_int_equal(placement_eta_us(&p, 0, 1000),
+			 10000 + (126000 - 14480) * 1000000ull / 12500000);
+}
+
+static void test_placement_lost_segments_cost_an_rtt(void **state)
+{
+	(void)state;
+	struct placement_info p = warm;
+	p.lost = 2;
+	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 20000);
+}
+
+static void test_placement_rate_from_window_when_app_limited(void **state)
+{
+	(void)state;
+	struct placement_info p = warm;
+	p.delivery_rate = 1000; /* an idle tunnel's app-limited sample */
+	/* 100 x 1448 bytes per 20 ms. */
+	assert_int_equal(placement_rate(&p), 7240000);
+	/* The cold path: 14480 bytes per 600 ms. */
+	assert_int_equal(placement_rate(&cold), 24133);
+	struct placement_info none = {0};
+	assert_int_equal(placement_rate(&none), 1);
+}
+
+static void test_placement_cold_path_clearly_worse(void **state)
+{
+	(void)state;
+	size_t len = 16384;
+	uint64_t w = placement_eta_us(&warm, 0, len);
+	uint64_t c = placement_eta_us(&cold, 0, len);
+	/* 16 KiB on the cold path: its 14480-byte window, then 1904 bytes at
+	 * 24 KB/s: 300 ms + 79 ms. */
+	assert_int_equal(c, 300000 + 1904ull * 1000000 / 24133);
+	assert_true(placement_clearly_better(w, c));
+	assert_false(placement_clearly_better(c, w));
+}
+
+static void test_placement_margin(void **state)
+{
+	(void)state;
+	/* At least PLACEMENT_MARGIN_US, or an eighth of the other estimate. */
+	assert_false(placement_clearly_better(3000, 4000));
+	assert_true(placement_clearly_better(2999, 4000));
+	assert_false(placement_clearly_better(8750, 10000));
+	assert_true(placement_clearly_better(8749, 10000));
+	assert_false(placement_clearly_better(700000, 800000));
+	assert_true(placement_clearly_better(699999, 800000));
+	assert_false(placement_clearly_better(10000, 10000));
+}
+
+static void test_placement_room_by_window_and_horizon(void **state)
+{
+	(void)state;
+	/* Warm: the open window plus 20 ms at 12.5 MB/s. */
+	assert_int_equal(placement_room(&warm, 0), 144800 + 250000);
+	assert_int_equal(placement_room(&warm, 44800), 350000);
+	/* Cold: its window plus 150 ms (srtt/4) at 24 KB/s. */
+	assert_int_equal(placement_room(&cold, 0), 14480 + 24133ull * 150000 / 1000000);
+	/* Full window, full queue: nothing. */
+	struct placement_info p = warm;
+	p.unacked = 100;
+	p.notsent = 300000;
+	assert_int_equal(placement_room(&p, 0), 0);
+}
+
+static void test_placement_dup_names(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int rc;
+		enum placement_dup mode;
+	} v[] = {
+	    {"auto", WM_OK, PLACEMENT_DUP_AUTO},
+	    {"on", WM_OK, PLACEMENT_DUP_ON},
+	    {"off", WM_OK, PLACEMENT_DUP_OFF},
+	    {"", WM_ERR_PARSE, 0},
+	    {"yes", WM_ERR_PARSE, 0},
+	    {"AUTO", WM_ERR_PARSE, 0},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		enum placement_dup m = PLACEMENT_DUP_OFF;
+		assert_int_equal(placement_dup_parse(v[i].text, &m), v[i].rc);
+		if (v[i].rc == WM_OK) {
+			assert_int_equal(m, v[i].mode);
+			assert_string_equal(placement_dup_name(m), v[i].text);
+		}
+	}
+	assert_int_equal(placement_dup_parse(NULL, &(enum placement_dup){0}), WM_ERR_PARSE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_placement_open_window_leaves_at_once),
+	    cmocka_unit_test(test_placement_queue_waits_at_rate),
+	    cmocka_unit_test(test_placement_lost_segments_cost_an_rtt),
+	    cmocka_unit_test(test_placement_rate_from_window_when_app_limited),
+	    cmocka_unit_test(test_placement_cold_path_clearly_worse),
+	    cmocka_unit_test(test_placement_margin),
+	    cmocka_unit_test(test_placement_room_by_window_and_horizon),
+	    cmocka_unit_test(test_placement_dup_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
