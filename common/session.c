@@ -1255,7 +1255,10 @@ static bool deliver_held(struct session *s, struct session_stream *st)
 			s->stats.dup_bytes += skip;
 			alive = deliver(s, st, e->data + skip, e->len - skip);
 		} else {
+			/* All of it came meanwhile: a copy that overtook its
+			 * original (duplication) and waited for the gap. */
 			s->stats.dup_bytes += e->len;
+			s->stats.dup_frames++;
 		}
 		free(e);
 		if (!alive)
@@ -1699,8 +1702,8 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
 }
 
 /* Keeps a copy of the DATA frame just written (frame, len bytes, raw payload
- * bytes) for another path, when it is small, of an interactive stream, and
- * the session duplicates now. */
+ * bytes) for another path, when it is small, all that an interactive stream
+ * had to send, and the session duplicates now. */
 static void maybe_duplicate(struct session *s, struct session_path *path, struct session_stream *st,
 			    const uint8_t *frame, size_t len, size_t raw)
 {
@@ -1710,6 +1713,11 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 	 * OPEN; one near its end could see it after closing (orphan DATA). */
 	if (!st->established || st->pin != NULL || (frame[1] & FRAME_FLAG_FIN) ||
 	    st->shutdown_requested)
+		return;
+	/* Interactive: the frame took all the stream had to say. A small slice
+	 * of a backlog (credit or room ran short) is bulk, and its copy would
+	 * be waste. */
+	if (evbuffer_get_length(st->src) - st->src_sent > 0 || st->snd_next < st->snd_high)
 		return;
 	if (s->ndups >= SESSION_DUP_QUEUE_MAX)
 		return;
