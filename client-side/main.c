@@ -50,6 +50,7 @@ enum opt_id {
 	OPT_MAX_SESSION_BUFFER,
 	OPT_TUNNELS,
 	OPT_COMPRESS,
+	OPT_DUPLICATE,
 	OPT_PSK,
 	OPT_CONFIG,
 	OPT_STREAM_WINDOW,
@@ -84,6 +85,7 @@ static const struct config_option options[] = {
     {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
     {"tunnels", 'n', true, false, OPT_TUNNELS},
     {"compress", 0, true, false, OPT_COMPRESS},
+    {"duplicate", 0, true, false, OPT_DUPLICATE},
     {"psk", 0, true, false, OPT_PSK},
     {"config", 'c', true, false, OPT_CONFIG},
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
@@ -110,7 +112,8 @@ static const char usage_text[] =
     "                  [--forward [LADDR:]LPORT:HOST:PORT ...] [--socks [LADDR:]PORT]\n"
     "                  [--http-proxy [LADDR:]PORT] [--transparent [LADDR:]PORT]\n"
     "                  [--reverse [SADDR:]SPORT:HOST:PORT ...] [--tunnels N]\n"
-    "                  [--compress auto|lz4|zlib|none] [--psk FILE] [-c FILE]\n"
+    "                  [--compress auto|lz4|zlib|none] [--duplicate auto|on|off]\n"
+    "                  [--psk FILE] [-c FILE]\n"
     "\n"
     "DESCRIPTION\n"
     "    Listens for local TCP connections (port forwards, a SOCKS5 or HTTP proxy,\n"
@@ -170,6 +173,9 @@ static const char usage_text[] =
     "    --compress MODE          auto (default: zlib below 64 Mbit/s, lz4 above;\n"
     "                             incompressible data sent raw), lz4, zlib\n"
     "                             or none\n"
+    "    --duplicate MODE         auto (default: while loss is seen on a session\n"
+    "                             of 2+ tunnels), on or off: also send small\n"
+    "                             frames of interactive streams on a second tunnel\n"
     "    --psk FILE               pre-shared key, the same file as the server's\n"
     "    -c, --config FILE        read options from FILE: one 'name value' per\n"
     "                             line with long option names, '#' comments; the\n"
@@ -464,9 +470,9 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	int rc;
 
 	static const struct cli_tunnel_ids shared = {
-	    OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
-	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
-	    OPT_REKEY_AFTER,	OPT_REKEY_BYTES, OPT_RESUME_TIMEOUT,
+	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
+	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

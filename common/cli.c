@@ -80,6 +80,12 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 		snprintf(err, errlen, "bad --compress '%s': use auto, lz4, zlib or none", v);
 		return WM_ERR_PARSE;
 	}
+	*bad_id = ids->duplicate;
+	if (ids->duplicate >= 0 && (v = config_get(cfg, ids->duplicate)) != NULL &&
+	    placement_dup_parse(v, &tc->duplicate) != WM_OK) {
+		snprintf(err, errlen, "bad --duplicate '%s': use auto, on or off", v);
+		return WM_ERR_PARSE;
+	}
 	*bad_id = ids->stream_window;
 	n = tc->params.stream_window;
 	rc = size_value(cfg, ids->stream_window, "stream-window", SESSION_MIN_WINDOW, 1u << 30,

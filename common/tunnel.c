@@ -53,6 +53,12 @@
  * so STOP means about 64 KiB of control frames the peer does not take. */
 #define TUNNEL_READ_STOP (TUNNEL_OUT_HIGH + RECORD_CIPHERTEXT_MAX + (64u << 10))
 #define TUNNEL_READ_RESUME (TUNNEL_READ_STOP / 2)
+/* Placement (placement.h): TCP_INFO is sampled at most this often while
+ * the session has two paths or more, and a fill that left frames for a
+ * better path or over the room is tried again after TUNNEL_RETRY_MS (the
+ * session has no clock to wake us, and an empty output has no write event). */
+#define TUNNEL_INFO_EVERY_US 1000u
+#define TUNNEL_RETRY_MS 2
 /* LISTEN requests per second per tunnel (bursts of twice as many): a client
  * asks for its few reverse listeners at start and after a reconnect. */
 #define TUNNEL_LISTEN_RATE 10.0
@@ -85,6 +91,8 @@ struct tunnel {
 	bool ping_pending, pong_pending;
 	uint64_t ping_opaque, pong_opaque;
 	struct event *flush_ev;
+	struct event *retry_ev; /* flush again: placement held frames back */
+	uint64_t info_us;	/* last TCP_INFO snapshot for placement */
 	struct event *timer_ev;
 	struct event *free_ev;
 	char peer[NETADDR_STR_MAX];
@@ -207,6 +215,8 @@ static void tunnel_destroy(struct tunnel *t)
 {
 	if (t->flush_ev != NULL)
 		event_free(t->flush_ev);
+	if (t->retry_ev != NULL)
+		event_free(t->retry_ev);
 	if (t->timer_ev != NULL)
 		event_free(t->timer_ev);
 	if (t->free_ev != NULL)
@@ -301,10 +311,44 @@ static size_t fill_ping_frames(struct tunnel *t, uint8_t *buf, size_t cap)
 	return used;
 }
 
+/* Feeds the session this path's TCP_INFO for placement: only when there is
+ * another path to compare with, and at most every TUNNEL_INFO_EVERY_US. */
+static void sample_path(struct tunnel *t)
+{
+	if (t->session == NULL || t->path == NULL || session_path_count(t->session) < 2)
+		return;
+	uint64_t now = now_us();
+	if (now - t->info_us < TUNNEL_INFO_EVERY_US)
+		return;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(bufferevent_getfd(t->bev), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return;
+	/* Kernels before 4.6 lack notsent bytes: no placement then. */
+	if (len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
+		return;
+	t->info_us = now;
+	struct placement_info pi = {
+	    .now_us = now,
+	    .cwnd = ti.tcpi_snd_cwnd,
+	    .mss = ti.tcpi_snd_mss,
+	    .unacked = ti.tcpi_unacked,
+	    .notsent = ti.tcpi_notsent_bytes,
+	    .delivery_rate = ti.tcpi_delivery_rate,
+	    .srtt_us = ti.tcpi_rtt,
+	    .retrans = ti.tcpi_total_retrans,
+	    .lost = ti.tcpi_lost,
+	    .queued = evbuffer_get_length(bufferevent_get_output(t->bev)),
+	};
+	session_path_set_info(t->path, &pi);
+}
+
 static void flush(struct tunnel *t)
 {
 	if (t->state != TUNNEL_UP || t->session == NULL || tick_rekey(t) != WM_OK)
 		return;
+	sample_path(t);
 	if (session_ctrl_overflowed(t->session)) {
 		counters.backlog++;
 		tsession_fail(t->ts, "control queue over its cap (the peer does not read)");
@@ -337,6 +381,10 @@ static void flush(struct tunnel *t)
 		t->stats.records_sent++;
 		if (is_rekey)
 			rekey_frame_sealed(t);
+	}
+	if (session_path_held_back(t->path)) {
+		struct timeval tv = {0, TUNNEL_RETRY_MS * 1000};
+		event_add(t->retry_ev, &tv);
 	}
 }
 
@@ -495,6 +543,8 @@ static int start_session(struct tunnel *t, struct tsession *ts)
 		return WM_ERR_LIMIT;
 	t->ts = ts;
 	t->session = tsession_session(ts);
+	/* Every tunnel of an owner has the same configuration. */
+	session_set_duplicate(t->session, t->cfg.duplicate);
 	if (tsession_tunnels(ts) == 1) {
 		t->codec = compress_choose(t->cfg.compress, 0);
 		session_set_codec(t->session, t->codec);
@@ -920,8 +970,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (t->rekey != NULL && rekey_next_frame(t->rekey, &rekey_frame))
 		event_active(t->flush_ev, EV_TIMEOUT, 1);
-	/* ACKs held back to coalesce them leave now (the session's first
-	 * tunnel ticks for it). */
+	/* An idle path's snapshot stays fresh for placement. ACKs held back to
+	 * coalesce them leave now (the session's first tunnel ticks for it). */
+	sample_path(t);
 	if (tsession_tunnel(t->ts, 0) == t)
 		session_tick(t->session);
 	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
@@ -947,11 +998,13 @@ static struct tunnel *tunnel_new(struct event_base *base, const struct tunnel_co
 	t->last_rx_ms = t->started_ms;
 	t->last_drain_ms = t->started_ms;
 	t->flush_ev = event_new(base, -1, 0, flush_cb, t);
+	t->retry_ev = evtimer_new(base, flush_cb, t);
 	t->free_ev = event_new(base, -1, 0, free_cb, t);
 	/* A short tick keeps the handshake deadline and liveness checks tight;
 	 * PINGs go out every ping_interval_ms. */
 	t->timer_ev = event_new(base, -1, EV_PERSIST, timer_cb, t);
-	if (t->flush_ev == NULL || t->free_ev == NULL || t->timer_ev == NULL) {
+	if (t->flush_ev == NULL || t->retry_ev == NULL || t->free_ev == NULL ||
+	    t->timer_ev == NULL) {
 		tunnel_destroy(t);
 		return NULL;
 	}

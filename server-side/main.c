@@ -49,6 +49,7 @@ enum opt_id {
 	OPT_PSK,
 	OPT_CONFIG,
 	OPT_COMPRESS,
+	OPT_DUPLICATE,
 	OPT_MAX_STREAMS,
 	OPT_STREAM_WINDOW,
 	OPT_SESSION_WINDOW,
@@ -86,6 +87,7 @@ static const struct config_option options[] = {
     {"psk", 0, true, false, OPT_PSK},
     {"config", 'c', true, false, OPT_CONFIG},
     {"compress", 0, true, false, OPT_COMPRESS},
+    {"duplicate", 0, true, false, OPT_DUPLICATE},
     {"max-streams", 0, true, false, OPT_MAX_STREAMS},
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
     {"session-window", 0, true, false, OPT_SESSION_WINDOW},
@@ -154,6 +156,9 @@ static const char usage_text[] =
     "                             command line overrides it\n"
     "    --compress MODE          auto (default), lz4, zlib or none, for data the\n"
     "                             server sends\n"
+    "    --duplicate MODE         auto (default: while loss is seen on a session\n"
+    "                             of 2+ tunnels), on or off: also send small\n"
+    "                             frames of interactive streams on a second tunnel\n"
     "    --max-streams N          concurrent streams per tunnel (default 1024)\n"
     "    --stream-window SIZE     receive window per stream (default 16M)\n"
     "    --session-window SIZE    receive window per tunnel (default 64M)\n"
@@ -1067,9 +1072,9 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 	char why2[512];
 
 	static const struct cli_tunnel_ids shared = {
-	    OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
-	    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
-	    OPT_REKEY_AFTER,	OPT_REKEY_BYTES, OPT_RESUME_TIMEOUT,
+	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
+	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

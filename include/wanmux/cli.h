@@ -25,13 +25,14 @@ struct cli_tunnel_ids {
 	int rekey_after;    /* --rekey-after DURATION */
 	int rekey_bytes;    /* --rekey-bytes SIZE */
 	int resume_timeout; /* --resume-timeout DURATION */
+	int duplicate;	    /* --duplicate auto|on|off */
 };
 
 /*
  * Applies the shared options in cfg: log level (log_init with prog), then
- * tc's codec, windows, pool limit and rekey budgets, and the process buffer budget
- * (relay_set_budget). tc must hold defaults (tunnel_config_defaults).
- * Returns 0, or WM_ERR_PARSE with "bad --NAME 'VALUE': ..." in err.
+ * tc's codec, duplication mode, windows, pool limit and rekey budgets, and the process buffer
+ * budget (relay_set_budget). tc must hold defaults (tunnel_config_defaults). Returns 0, or
+ * WM_ERR_PARSE with "bad --NAME 'VALUE': ..." in err.
  */
 int cli_tunnel_options(const struct config *cfg, const struct cli_tunnel_ids *ids, const char *prog,
 		       struct tunnel_config *tc, char *err, size_t errlen);

@@ -28,6 +28,7 @@ enum {
 	OPT_MAX_SESSION_BUFFER,
 	OPT_REKEY_AFTER,
 	OPT_REKEY_BYTES,
+	OPT_DUPLICATE,
 };
 
 static const struct config_option opts[] = {
@@ -39,6 +40,7 @@ static const struct config_option opts[] = {
     {"max-session-buffer", 0, true, false, OPT_MAX_SESSION_BUFFER},
     {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
+    {"duplicate", 0, true, false, OPT_DUPLICATE},
     {NULL, 0, false, false, -1},
 };
 
@@ -46,6 +48,7 @@ static const struct cli_tunnel_ids ids = {
     OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
     OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
     OPT_REKEY_AFTER,	OPT_REKEY_BYTES, -1,
+    OPT_DUPLICATE,
 };
 
 static struct config *from_text(const char *text)
@@ -88,6 +91,34 @@ static void test_cli_parse_has_no_side_effects(void **state)
 	log_init("test", LOG_LEVEL_WARN);
 }
 
+/* --duplicate: auto by default, on and off as given. */
+static void test_cli_parse_duplicate(void **state)
+{
+	static const struct {
+		const char *text;
+		enum placement_dup mode;
+	} cases[] = {
+	    {"log-level info\n", PLACEMENT_DUP_AUTO},
+	    {"duplicate auto\n", PLACEMENT_DUP_AUTO},
+	    {"duplicate on\n", PLACEMENT_DUP_ON},
+	    {"duplicate off\n", PLACEMENT_DUP_OFF},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = from_text(cases[i].text);
+		struct tunnel_config tc;
+		struct cli_process proc;
+		char err[256] = "";
+		int bad_id = 0;
+
+		tunnel_config_defaults(&tc);
+		assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)),
+				 WM_OK);
+		assert_int_equal(tc.duplicate, cases[i].mode);
+		config_free(cfg);
+	}
+	log_init("test", LOG_LEVEL_WARN);
+}
+
 static void test_cli_parse_names_the_bad_option(void **state)
 {
 	static const struct {
@@ -102,6 +133,7 @@ static void test_cli_parse_names_the_bad_option(void **state)
 	    {"max-session-buffer x\n", OPT_MAX_SESSION_BUFFER},
 	    {"rekey-after 10ms\n", OPT_REKEY_AFTER},
 	    {"rekey-bytes 1K\n", OPT_REKEY_BYTES},
+	    {"duplicate always\n", OPT_DUPLICATE},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct config *cfg = from_text(cases[i].text);
@@ -126,6 +158,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cli_parse_has_no_side_effects),
 	    cmocka_unit_test(test_cli_parse_names_the_bad_option),
+	    cmocka_unit_test(test_cli_parse_duplicate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
