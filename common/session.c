@@ -1255,10 +1255,7 @@ static bool deliver_held(struct session *s, struct session_stream *st)
 			s->stats.dup_bytes += skip;
 			alive = deliver(s, st, e->data + skip, e->len - skip);
 		} else {
-			/* All of it came meanwhile: a copy that overtook its
-			 * original (duplication) and waited for the gap. */
 			s->stats.dup_bytes += e->len;
-			s->stats.dup_frames++;
 		}
 		free(e);
 		if (!alive)
