@@ -874,6 +874,9 @@ static void announce_state(struct session *s)
 	}
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next) {
+			/* The peer has not heard of it: its OPEN comes first. */
+			if (st->open_pending)
+				continue;
 			if (!st->local && st->opened) {
 				struct frame r = {.type = FRAME_OPEN_RESULT,
 						  .flags = FRAME_FLAG_RESENT,

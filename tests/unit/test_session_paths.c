@@ -1060,6 +1060,22 @@ static void test_session_paths_duplicate_small_frame(void **state)
 	}
 }
 
+/* A path goes while a new stream's OPEN is still unplaced: the state the
+ * session announces again (RESUME, WINDOW) leaves that stream out, since
+ * the peer has not heard of it; its OPEN goes with its DATA after. */
+static void test_session_paths_path_lost_before_open_placed(void **state)
+{
+	struct harness *h = harness_new(2, 35, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 1000, 500, true);
+	kill_path(h, 1);
+	assert_int_equal(session_get_stats(h->s[0])->resumes, 1);
+	run(h, 100000, 0, true);
+	check_all_intact(h, true);
+	assert_int_equal(pstats(h, 0, 0)->opens, 1);
+	assert_non_null(hs);
+	harness_free(h);
+}
+
 /* With one path, on means nothing: there is no second path. */
 static void test_session_paths_duplicate_needs_two_paths(void **state)
 {
@@ -1352,6 +1368,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
+	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
