@@ -40,6 +40,7 @@ struct fifo {
 	struct rec *head;
 	struct rec **tail;
 	size_t n;
+	size_t bytes;
 };
 
 struct hpath {
@@ -82,6 +83,11 @@ struct harness {
 	bool drop_acks;	 /* side 0 never sees an ACK or RESUME (a hostile peer) */
 	int stalled;	 /* a path whose records are not delivered for now, or -1 */
 	int consume_pct; /* chance per round that an end consumes what it holds */
+	/* step() gives each path a snapshot before it fills (placement): paths
+	 * of different speeds, queues as they are, retransmits now and then. */
+	bool feed_info;
+	uint64_t now_us;
+	uint32_t retrans[NPATHS_MAX][2];
 };
 
 static uint32_t rnd(struct harness *h)
@@ -154,6 +160,7 @@ static void fifo_push(struct fifo *q, const uint8_t *buf, size_t n)
 	*q->tail = r;
 	q->tail = &r->next;
 	q->n++;
+	q->bytes += n;
 }
 
 static struct rec *fifo_pop(struct fifo *q)
@@ -165,6 +172,7 @@ static struct rec *fifo_pop(struct fifo *q)
 	if (q->head == NULL)
 		q->tail = &q->head;
 	q->n--;
+	q->bytes -= r->n;
 	return r;
 }
 
@@ -354,6 +362,23 @@ static void shutdown_acceptors(struct harness *h, bool fin)
 		}
 }
 
+static void feed_info(struct harness *h, struct hpath *hp, int k)
+{
+	size_t i = (size_t)(hp - h->path);
+	h->now_us += 100;
+	if (rnd(h) % 64 == 0)
+		h->retrans[i][k]++;
+	struct placement_info pi = {.now_us = h->now_us, .mss = 1448};
+	pi.cwnd = 10 + 40 * (uint32_t)(i % 3);
+	pi.unacked = (uint32_t)(rnd(h) % (pi.cwnd + 1));
+	pi.notsent = (uint32_t)hp->q[k].bytes;
+	pi.delivery_rate = 500000u * (1 + (uint32_t)i);
+	pi.srtt_us = 10000u * (1 + (uint32_t)((i * 7) % 5));
+	pi.retrans = h->retrans[i][k];
+	pi.lost = rnd(h) % 8 == 0;
+	session_path_set_info(hp->p[k], &pi);
+}
+
 /* One random action: fill a path, deliver a record, tick, or consume. */
 static bool step(struct harness *h, int dup_pct)
 {
@@ -363,6 +388,8 @@ static bool step(struct harness *h, int dup_pct)
 	int k = (int)(rnd(h) % 2);
 	bool did = false;
 	if (rnd(h) % 2 == 0) {
+		if (h->feed_info)
+			feed_info(h, hp, k);
 		size_t n = session_fill(h->s[k], hp->p[k], h->buf, sizeof(h->buf));
 		if (n > 0) {
 			fifo_push(&hp->q[k], h->buf, n);
@@ -728,6 +755,66 @@ static void test_session_paths_fuzz_schedule(void **state)
 		check_all_intact(h, true);
 		harness_free(h);
 	}
+}
+
+/* The random schedules again with placement and duplication on: paths of
+ * different speeds, new streams waiting for better paths, OPENs across
+ * paths, copies of small frames, paths dying and coming back: every stream
+ * intact, no frame refused (OPENs reach the peer in id order, before their
+ * DATA, WINDOW or RESUME). */
+static void test_session_paths_fuzz_with_placement(void **state)
+{
+	uint64_t copies = 0;
+	uint64_t deferrals = 0;
+	for (uint64_t seed = 200; seed < 216; seed++) {
+		struct harness *h = harness_new(2 + seed % 3, seed, (enum compress_mode)(seed % 3));
+		h->feed_info = true;
+		h->consume_pct = 10 + (int)(seed % 80);
+		for (int k = 0; k < 2; k++)
+			session_set_duplicate(h->s[k],
+					      seed % 2 ? PLACEMENT_DUP_ON : PLACEMENT_DUP_AUTO);
+		for (int round = 0; round < 4; round++) {
+			/* Kept open (small frames of open streams are what is
+			 * duplicated) and finished below. */
+			for (int i = 0; i < 6; i++)
+				open_stream(h, (int)(rnd(h) % 2), (size_t)(rnd(h) % 3000),
+					    (size_t)(rnd(h) % (round == 0 ? 100000 : 3000)), false);
+			for (int i = 0; i < 1500; i++) {
+				step(h, 0);
+				shutdown_acceptors(h, true);
+			}
+			size_t alive = 0;
+			for (size_t i = 0; i < h->npaths; i++)
+				alive += h->path[i].alive;
+			size_t victim = rnd(h) % h->npaths;
+			if (h->path[victim].alive && alive > 2 && rnd(h) % 2 == 0)
+				kill_path(h, victim);
+			if (h->npaths < NPATHS_MAX && rnd(h) % 2 == 0)
+				add_path(h);
+		}
+		for (size_t i = 0; i < h->nhs; i++) {
+			h->hs[i].want_fin = true;
+			for (int k = 0; k < 2; k++) {
+				struct hend *e = &h->hs[i].end[k];
+				if (e->st != NULL && !e->shut) {
+					e->shut = true;
+					session_stream_shutdown(e->st);
+				}
+			}
+		}
+		run(h, 5000000, 0, true);
+		check_all_intact(h, true);
+		for (int k = 0; k < 2; k++) {
+			const struct session_stats *tx = session_get_stats(h->s[k]);
+			copies += tx->dup_frames_sent;
+			deferrals += tx->placement_deferrals;
+		}
+		harness_free(h);
+	}
+	printf("fuzz with placement: %llu copies sent, %llu streams deferred\n",
+	       (unsigned long long)copies, (unsigned long long)deferrals);
+	assert_true(copies > 0);
+	assert_true(deferrals > 0);
 }
 
 /* A peer that grants credit but never acknowledges: the resend stores stop
@@ -1369,6 +1456,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
+	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
