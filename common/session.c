@@ -129,6 +129,7 @@ struct dup_copy {
 	unsigned origin; /* slot of the original's path; SESSION_PATHS_MAX: none */
 	size_t raw;	 /* DATA payload bytes before compression */
 	size_t len;	 /* frame bytes */
+	bool has_open;	 /* starts with the stream's OPEN (flag RESENT) */
 	uint8_t frame[];
 };
 
@@ -1701,35 +1702,55 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
 	return (size_t)n;
 }
 
-/* Keeps a copy of the DATA frame just written (frame, len bytes, raw payload
- * bytes) for another path, when it is small, all that an interactive stream
- * had to send, and the session duplicates now. */
+/*
+ * Keeps a copy of the frames just written for st (frames: open_len bytes of
+ * its OPEN, if it went now, then data_len bytes of DATA carrying raw payload
+ * bytes) for another path, when they are small, all that an interactive
+ * stream had to send, and the session duplicates now. open_first: no OPEN
+ * placed before this one is unanswered, so a copy on another path cannot
+ * overtake one (the peer requires ids in order).
+ */
 static void maybe_duplicate(struct session *s, struct session_path *path, struct session_stream *st,
-			    const uint8_t *frame, size_t len, size_t raw)
+			    uint8_t *frames, size_t open_len, size_t data_len, size_t raw,
+			    bool open_first)
 {
-	if (raw == 0 || raw > SESSION_DUP_FRAME_MAX || !session_duplicating(s))
+	if (raw > SESSION_DUP_FRAME_MAX || !session_duplicating(s))
 		return;
-	/* A stream the peer may not know yet would see the copy before its
-	 * OPEN; one near its end could see it after closing (orphan DATA). */
-	if (!st->established || st->pin != NULL || (frame[1] & FRAME_FLAG_FIN) ||
-	    st->shutdown_requested)
+	/* One near its end could see the copy after closing (orphan DATA,
+	 * counted in the session window as if new). */
+	if (st->shutdown_requested || (data_len > 0 && (frames[open_len + 1] & FRAME_FLAG_FIN)))
 		return;
 	/* Interactive: the frame took all the stream had to say. A small slice
 	 * of a backlog (credit or room ran short) is bulk, and its copy would
 	 * be waste. */
 	if (evbuffer_get_length(st->src) - st->src_sent > 0 || st->snd_next < st->snd_high)
 		return;
+	if (open_len > 0) {
+		/* A new stream: the copy carries the OPEN too, and both OPENs
+		 * are marked RESENT, so whichever arrives second is ignored
+		 * (section 7 of docs/PROTOCOL.md). */
+		if (!open_first)
+			return;
+	} else if (raw == 0 || !st->established || st->pin != NULL) {
+		/* The peer may not know the stream yet: a copy of its DATA alone
+		 * could arrive before its OPEN. */
+		return;
+	}
 	if (s->ndups >= SESSION_DUP_QUEUE_MAX)
 		return;
+	size_t len = open_len + data_len;
 	struct dup_copy *d = malloc(sizeof(*d) + len);
 	if (d == NULL)
 		return;
+	if (open_len > 0)
+		frames[1] |= FRAME_FLAG_RESENT;
 	d->id = st->id;
 	d->end = st->snd_next;
 	d->origin = path->slot;
 	d->raw = raw;
 	d->len = len;
-	memcpy(d->frame, frame, len);
+	d->has_open = open_len > 0;
+	memcpy(d->frame, frames, len);
 	TAILQ_INSERT_TAIL(&s->dups, d, link);
 	s->ndups++;
 	signal_writable(s);
@@ -1743,7 +1764,8 @@ static void dup_drop(struct session *s, struct dup_copy *d)
 }
 
 /* Copies waiting for a path other than their original's into buf; drops
- * those the peer has acknowledged meanwhile. Returns bytes written. */
+ * those the peer has acknowledged (or, with an OPEN, answered) meanwhile.
+ * Returns bytes written. */
 static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *buf, size_t cap)
 {
 	size_t used = 0;
@@ -1751,7 +1773,9 @@ static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *b
 	while (d != NULL) {
 		struct dup_copy *next = TAILQ_NEXT(d, link);
 		const struct session_stream *st = stream_find(s, d->id);
-		if (st == NULL || st->snd_acked >= d->end || s->npaths < 2) {
+		bool had =
+		    st == NULL || (st->snd_acked >= d->end && (!d->has_open || st->established));
+		if (had || s->npaths < 2) {
 			dup_drop(s, d);
 		} else if (d->origin != path->slot) {
 			if (used + d->len > cap)
@@ -2050,7 +2074,12 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		if (!fresh && want > cap_left)
 			want = (size_t)cap_left;
 		size_t k = 0;
+		size_t at = used;
+		bool open_first = false;
 		if (st->open_pending) {
+			const struct session_stream *prev =
+			    s->open_path != NULL ? stream_find(s, s->open_path_id) : NULL;
+			open_first = s->open_path == NULL || (prev != NULL && prev->established);
 			k = put_open(s, path, st, buf + used, cap - used);
 			if (k == 0)
 				break;
@@ -2064,8 +2093,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		if (n == 0 && k == 0)
 			break;
 		size_t raw = (size_t)(st->snd_next - before);
-		if (n > 0)
-			maybe_duplicate(s, path, st, buf + used, n, raw);
+		maybe_duplicate(s, path, st, buf + at, k, n, raw, open_first);
 		used += n;
 		st->deficit -= (int32_t)raw;
 		if (fresh)

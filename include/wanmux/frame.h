@@ -65,7 +65,8 @@ enum frame_type {
 #define FRAME_FLAG_LZ4 0x02
 #define FRAME_FLAG_ZLIB 0x04
 /* OPEN and OPEN_RESULT: sent again after the path that carried the first copy
- * was lost, so the receiver may already have it (then it is ignored). */
+ * was lost, or an OPEN sent on two paths (duplication), so the receiver may
+ * already have it (then it is ignored). */
 #define FRAME_FLAG_RESENT 0x01
 
 /*

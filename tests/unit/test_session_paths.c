@@ -1163,6 +1163,38 @@ static void test_session_paths_path_lost_before_open_placed(void **state)
 	harness_free(h);
 }
 
+/* A new small stream's first frame goes on both paths with its OPEN (both
+ * marked RESENT): the copy arriving first opens the stream, the original's
+ * OPEN is ignored and its DATA dropped by offset. A second new stream while
+ * the first is unanswered is not copied: its copy could overtake the first
+ * OPEN. */
+static void test_session_paths_duplicate_new_stream_with_open(void **state)
+{
+	struct harness *h = harness_new(2, 36, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	struct hstream *a = open_stream(h, 0, 200, 0, false);
+	size_t n0 = fill_push(h, 0, 0);
+	size_t n1 = fill_push(h, 1, 0);
+	assert_int_equal(n1, n0);
+	struct hstream *b = open_stream(h, 0, 200, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0); /* b's OPEN follows a's on path 0 */
+	assert_int_equal(fill_push(h, 1, 0), 0);
+	const struct session_stats *tx = session_get_stats(h->s[0]);
+	assert_int_equal(tx->dup_frames_sent, 1);
+	assert_int_equal(tx->dup_bytes_sent, 200);
+	assert_int_equal(tx->dup_wire_bytes, n1);
+	deliver_path(h, 1, 0); /* the copy first */
+	assert_non_null(a->end[1].st);
+	deliver_path(h, 0, 0);
+	assert_true(same(a->end[0].expect, a->end[1].got));
+	assert_true(same(b->end[0].expect, b->end[1].got));
+	const struct session_stats *rx = session_get_stats(h->s[1]);
+	assert_int_equal(rx->streams_opened, 2);
+	assert_int_equal(rx->dup_frames, 1);
+	assert_int_equal(rx->dup_bytes, 200);
+	harness_free(h);
+}
+
 /* With one path, on means nothing: there is no second path. */
 static void test_session_paths_duplicate_needs_two_paths(void **state)
 {
@@ -1455,6 +1487,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
+	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
