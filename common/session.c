@@ -242,12 +242,8 @@ struct session {
 	struct stream_list old_list;
 	struct stream_list ack_list;  /* streams with an ACK held back */
 	struct stream_list open_list; /* streams with OPEN unsent, in id order */
-	/* The path of the last OPEN placed: until that stream is established,
-	 * later OPENs go there too, so the peer sees ids in order. */
-	struct session_path *open_path;
-	uint32_t open_path_id;
-	uint64_t now_us; /* newest snapshot time: the session's only clock */
-	uint64_t ticks;	 /* session_tick calls */
+	uint64_t now_us;	      /* newest snapshot time: the session's only clock */
+	uint64_t ticks;		      /* session_tick calls */
 	enum placement_dup dup_mode;
 	bool loss_seen;
 	uint64_t loss_seen_us;
@@ -957,8 +953,6 @@ void session_path_lost(struct session *s, struct session_path *path)
 			}
 		}
 	}
-	if (s->open_path == path)
-		s->open_path = NULL;
 	struct dup_copy *d;
 	TAILQ_FOREACH(d, &s->dups, link)
 	if (d->origin == path->slot)
@@ -1604,18 +1598,12 @@ static bool path_known(const struct session *s, const struct session_path *q)
 	return q->has_info && s->now_us - q->info.now_us <= PLACEMENT_STALE_US;
 }
 
-/* OPENs reach the peer in id order: the first unsent one only, and on the
- * path of the last OPEN placed until that stream is established (the peer
- * then has every OPEN before it). */
-static bool open_allowed(const struct session *s, const struct session_stream *st,
-			 const struct session_path *path)
+/* OPENs leave in id order, on whatever path: the peer accepts one that
+ * another path's OPEN overtook within PEER_ID_WINDOW ids, and placement
+ * holds a stream back for milliseconds, not for a thousand OPENs. */
+static bool open_allowed(const struct session *s, const struct session_stream *st)
 {
-	if (TAILQ_FIRST(&s->open_list) != st)
-		return false;
-	if (s->open_path == NULL || s->open_path == path)
-		return true;
-	const struct session_stream *prev = stream_find(s, s->open_path_id);
-	return prev != NULL && prev->established;
+	return TAILQ_FIRST(&s->open_list) == st;
 }
 
 /* Whether st waited for a better path long enough: PLACEMENT_DEFER_MAX_US,
@@ -1648,8 +1636,6 @@ static bool leave_for_better(struct session *s, struct session_path *path,
 	for (size_t i = 0; i < SESSION_PATHS_MAX && !better; i++) {
 		const struct session_path *q = s->paths[i];
 		if (q == NULL || q == path || !path_known(s, q))
-			continue;
-		if (st->open_pending && !open_allowed(s, st, q))
 			continue;
 		if (placement_room(&q->info, q->placed) < len)
 			continue;
@@ -1696,8 +1682,6 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
 	/* Its DATA follows on this path until the peer has seen the OPEN. */
 	if (!st->established)
 		st->pin = path;
-	s->open_path = path;
-	s->open_path_id = st->id;
 	path->stats.opens++;
 	return (size_t)n;
 }
@@ -1706,13 +1690,10 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
  * Keeps a copy of the frames just written for st (frames: open_len bytes of
  * its OPEN, if it went now, then data_len bytes of DATA carrying raw payload
  * bytes) for another path, when they are small, all that an interactive
- * stream had to send, and the session duplicates now. open_first: no OPEN
- * placed before this one is unanswered, so a copy on another path cannot
- * overtake one (the peer requires ids in order).
+ * stream had to send, and the session duplicates now.
  */
 static void maybe_duplicate(struct session *s, struct session_path *path, struct session_stream *st,
-			    uint8_t *frames, size_t open_len, size_t data_len, size_t raw,
-			    bool open_first)
+			    uint8_t *frames, size_t open_len, size_t data_len, size_t raw)
 {
 	if (raw > SESSION_DUP_FRAME_MAX || !session_duplicating(s))
 		return;
@@ -1725,13 +1706,9 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 	 * be waste. */
 	if (evbuffer_get_length(st->src) - st->src_sent > 0 || st->snd_next < st->snd_high)
 		return;
-	if (open_len > 0) {
-		/* A new stream: the copy carries the OPEN too, and both OPENs
-		 * are marked RESENT, so whichever arrives second is ignored
-		 * (section 7 of docs/PROTOCOL.md). */
-		if (!open_first)
-			return;
-	} else if (raw == 0 || !st->established || st->pin != NULL) {
+	/* A new stream's copy carries its OPEN too, both OPENs marked RESENT,
+	 * so whichever arrives second is ignored (docs/PROTOCOL.md section 7). */
+	if (open_len == 0 && (raw == 0 || !st->established || st->pin != NULL)) {
 		/* The peer may not know the stream yet: a copy of its DATA alone
 		 * could arrive before its OPEN. */
 		return;
@@ -1817,11 +1794,8 @@ static size_t fill_ctrl(struct session *s, struct session_path *path, uint8_t *b
 		used += flen;
 		if (hdr[0] == FRAME_OPEN) {
 			struct session_stream *st = stream_find(s, bytes_load_be32(hdr + 4));
-			if (st != NULL && !st->established) {
+			if (st != NULL && !st->established)
 				st->pin = path;
-				s->open_path = path;
-				s->open_path_id = st->id;
-			}
 		}
 	}
 	return used;
@@ -2046,7 +2020,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		}
 		bool fresh = from == &s->new_list;
 		bool elsewhere = (st->pin != NULL && st->pin != path) ||
-				 (st->open_pending && !open_allowed(s, st, path));
+				 (st->open_pending && !open_allowed(s, st));
 		if (!elsewhere && fresh && leave_for_better(s, path, st)) {
 			elsewhere = true;
 			path->held_back = true;
@@ -2075,11 +2049,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			want = (size_t)cap_left;
 		size_t k = 0;
 		size_t at = used;
-		bool open_first = false;
 		if (st->open_pending) {
-			const struct session_stream *prev =
-			    s->open_path != NULL ? stream_find(s, s->open_path_id) : NULL;
-			open_first = s->open_path == NULL || (prev != NULL && prev->established);
 			k = put_open(s, path, st, buf + used, cap - used);
 			if (k == 0)
 				break;
@@ -2093,7 +2063,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		if (n == 0 && k == 0)
 			break;
 		size_t raw = (size_t)(st->snd_next - before);
-		maybe_duplicate(s, path, st, buf + at, k, n, raw, open_first);
+		maybe_duplicate(s, path, st, buf + at, k, n, raw);
 		used += n;
 		st->deficit -= (int32_t)raw;
 		if (fresh)

@@ -1165,33 +1165,35 @@ static void test_session_paths_path_lost_before_open_placed(void **state)
 
 /* A new small stream's first frame goes on both paths with its OPEN (both
  * marked RESENT): the copy arriving first opens the stream, the original's
- * OPEN is ignored and its DATA dropped by offset. A second new stream while
- * the first is unanswered is not copied: its copy could overtake the first
- * OPEN. */
+ * OPEN is ignored and its DATA dropped by offset. Here stream b's copy also
+ * overtakes stream a's original OPEN (the peer takes ids out of order within
+ * PEER_ID_WINDOW). */
 static void test_session_paths_duplicate_new_stream_with_open(void **state)
 {
 	struct harness *h = harness_new(2, 36, COMPRESS_NONE);
 	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
 	struct hstream *a = open_stream(h, 0, 200, 0, false);
-	size_t n0 = fill_push(h, 0, 0);
-	size_t n1 = fill_push(h, 1, 0);
-	assert_int_equal(n1, n0);
-	struct hstream *b = open_stream(h, 0, 200, 0, false);
-	assert_true(fill_push(h, 0, 0) > 0); /* b's OPEN follows a's on path 0 */
-	assert_int_equal(fill_push(h, 1, 0), 0);
+	size_t a0 = fill_push(h, 0, 0);
+	struct hstream *b = open_stream(h, 0, 300, 0, false);
+	size_t b1 = fill_push(h, 1, 0); /* a's copy, then b with its OPEN */
+	size_t a1 = fill_push(h, 0, 0); /* b's copy */
+	assert_true(a0 > 200 && b1 > a0 + 300 && a1 == b1 - a0);
 	const struct session_stats *tx = session_get_stats(h->s[0]);
-	assert_int_equal(tx->dup_frames_sent, 1);
-	assert_int_equal(tx->dup_bytes_sent, 200);
-	assert_int_equal(tx->dup_wire_bytes, n1);
-	deliver_path(h, 1, 0); /* the copy first */
+	assert_int_equal(tx->dup_frames_sent, 2);
+	assert_int_equal(tx->dup_bytes_sent, 500);
+	assert_int_equal(tx->dup_wire_bytes, a0 + a1);
+	/* Path 1 first: a's copy, b's original; then path 0: a's original
+	 * and b's copy. */
+	deliver_path(h, 1, 0);
 	assert_non_null(a->end[1].st);
+	assert_non_null(b->end[1].st);
 	deliver_path(h, 0, 0);
 	assert_true(same(a->end[0].expect, a->end[1].got));
 	assert_true(same(b->end[0].expect, b->end[1].got));
 	const struct session_stats *rx = session_get_stats(h->s[1]);
 	assert_int_equal(rx->streams_opened, 2);
-	assert_int_equal(rx->dup_frames, 1);
-	assert_int_equal(rx->dup_bytes, 200);
+	assert_int_equal(rx->dup_frames, 2);
+	assert_int_equal(rx->dup_bytes, 500);
 	harness_free(h);
 }
 
