@@ -162,6 +162,9 @@ struct session_stream {
 	bool deferred;
 	uint64_t defer_since_us;
 	uint64_t defer_tick;
+	/* When the scheduler last found it with nothing to send (session
+	 * clock): a burst after a pause is interactive (duplication). */
+	uint64_t idle_since_us;
 	uint32_t id;
 	void *user;
 	struct evbuffer *src; /* borrowed: the local socket's input, unsent bytes */
@@ -281,6 +284,7 @@ struct session {
 };
 
 static void store_drain(struct session_stream *st, size_t n);
+static void note_loss(struct session *s);
 
 /* Bytes the session holds itself count in the buffer budgets as relay
  * buffers do: a peer that never acknowledges, or sends only past a gap,
@@ -396,6 +400,7 @@ static struct session_stream *stream_new(struct session *s, uint32_t id)
 	s->buckets[b] = st;
 	s->nstreams++;
 	s->stats.streams_opened++;
+	st->idle_since_us = s->now_us;
 	return st;
 }
 
@@ -938,6 +943,9 @@ static void queue_open(struct session *s, struct session_stream *st, uint8_t fla
 void session_path_lost(struct session *s, struct session_path *path)
 {
 	uint64_t bit = (uint64_t)1 << path->slot;
+	/* What was in flight on it is sent again: loss, as far as the streams
+	 * see. (Resends alone are not: a tunnel that attaches brings RESUME.) */
+	note_loss(s);
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next) {
 			if (st->pin == path) {
@@ -1339,6 +1347,7 @@ static int on_data(struct session *s, const struct frame *f)
 	}
 	s->stats.raw_bytes_received += raw_len;
 	s->stats.payload_bytes_received += f->u.data.payload_len;
+	uint64_t dup_before_frame = s->stats.dup_bytes;
 
 	stream_hold(st);
 	if (end <= st->rcv_contig && raw_len > 0) {
@@ -1377,6 +1386,11 @@ static int on_data(struct session *s, const struct frame *f)
 			}
 		}
 	}
+	/* raw_bytes_received counts each byte once: copies (duplication) and
+	 * resends that brought nothing new are in dup_bytes instead. Every dup
+	 * byte was counted in raw when it first came, so this never goes below
+	 * the bytes received. */
+	s->stats.raw_bytes_received -= s->stats.dup_bytes - dup_before_frame;
 	after_receive(s, st);
 	if (stream_release(st))
 		maybe_close(s, st);
@@ -1693,7 +1707,8 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
  * stream had to send, and the session duplicates now.
  */
 static void maybe_duplicate(struct session *s, struct session_path *path, struct session_stream *st,
-			    uint8_t *frames, size_t open_len, size_t data_len, size_t raw)
+			    uint8_t *frames, size_t open_len, size_t data_len, size_t raw,
+			    uint64_t off)
 {
 	if (raw > SESSION_DUP_FRAME_MAX || !session_duplicating(s))
 		return;
@@ -1705,6 +1720,15 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 	 * of a backlog (credit or room ran short) is bulk, and its copy would
 	 * be waste. */
 	if (evbuffer_get_length(st->src) - st->src_sent > 0 || st->snd_next < st->snd_high)
+		return;
+	/* ... and came after a pause (or is the stream's first): a bulk source
+	 * slower than the tunnel drains it too, but without pausing. */
+	if (off != 0 && s->now_us - st->idle_since_us < PLACEMENT_IDLE_US)
+		return;
+	/* What duplication may cost at most: SESSION_DUP_SHARE of the DATA
+	 * sent, plus SESSION_DUP_ALLOWANCE. */
+	if (s->stats.dup_wire_bytes + open_len + data_len >
+	    s->stats.payload_bytes_sent / SESSION_DUP_SHARE + SESSION_DUP_ALLOWANCE)
 		return;
 	/* A new stream's copy carries its OPEN too, both OPENs marked RESENT,
 	 * so whichever arrives second is ignored (docs/PROTOCOL.md section 7). */
@@ -1949,7 +1973,6 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 		return 0;
 	if (resend) {
 		s->stats.resent_bytes += n;
-		note_loss(s);
 	} else if (n > 0) {
 		st->src_sent += n;
 		store_take_chains(st);
@@ -2010,6 +2033,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			 * bulk flow that drains its source now and then does not
 			 * keep jumping the queue (RFC 8290 §4.2). */
 			TAILQ_REMOVE(from, st, sched);
+			st->idle_since_us = s->now_us;
 			if (from == &s->new_list) {
 				st->list = LIST_OLD;
 				TAILQ_INSERT_TAIL(&s->old_list, st, sched);
@@ -2063,7 +2087,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		if (n == 0 && k == 0)
 			break;
 		size_t raw = (size_t)(st->snd_next - before);
-		maybe_duplicate(s, path, st, buf + at, k, n, raw);
+		maybe_duplicate(s, path, st, buf + at, k, n, raw, before);
 		used += n;
 		st->deficit -= (int32_t)raw;
 		if (fresh)

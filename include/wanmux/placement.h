@@ -44,6 +44,10 @@ struct placement_info {
 /* A snapshot older than this says nothing about a path's room now (an idle
  * tunnel samples on its 250 ms tick). */
 #define PLACEMENT_STALE_US 1000000u
+/* A burst of a stream this long after it had nothing to send is
+ * interactive (a request, a keystroke, an echo), not a bulk source that the
+ * tunnel drains faster than it fills. */
+#define PLACEMENT_IDLE_US 2000u
 /* Loss seen this recently keeps --duplicate auto duplicating. */
 #define PLACEMENT_LOSS_HOLD_US 10000000u
 

@@ -38,12 +38,15 @@
  * order. Without snapshots, or with one path, any path that pulls takes
  * whatever is next, as before.
  *
- * Loss-tail duplication (--duplicate): small DATA frames (at most
- * SESSION_DUP_FRAME_MAX bytes, no FIN) of established streams served from the
- * new-flows list are also sent on a second path; the receiver drops the copy
- * that arrives second by its offset (dup_frames / dup_bytes). In auto mode
- * only while loss was seen (a path's retransmit counter rose, or data was
- * sent again) within PLACEMENT_LOSS_HOLD_US.
+ * Loss-tail duplication (--duplicate): a small DATA frame (at most
+ * SESSION_DUP_FRAME_MAX bytes, no FIN) of an interactive stream (served from
+ * the new-flows list, after a pause of PLACEMENT_IDLE_US or as its first,
+ * taking all the stream had) is also sent on a second path, a new stream's
+ * with its OPEN (both marked RESENT); the receiver drops the copy that
+ * arrives second by its offset (dup_frames / dup_bytes). In auto mode only
+ * while loss was seen (a path's retransmit counter rose, or a path was lost)
+ * within PLACEMENT_LOSS_HOLD_US. The copies cost at most 1/SESSION_DUP_SHARE
+ * of the DATA sent plus SESSION_DUP_ALLOWANCE.
  */
 #ifndef WANMUX_SESSION_H
 #define WANMUX_SESSION_H
@@ -104,6 +107,10 @@ struct session_params {
  * copies waiting for one at most. */
 #define SESSION_DUP_FRAME_MAX 2048u
 #define SESSION_DUP_QUEUE_MAX 32u
+/* The copies' frame bytes stay within 1/SESSION_DUP_SHARE of the DATA
+ * payload sent plus SESSION_DUP_ALLOWANCE, whatever the traffic. */
+#define SESSION_DUP_SHARE 64u
+#define SESSION_DUP_ALLOWANCE (64u << 10)
 
 /*
  * Callbacks. A stream passed to on_reset or on_closed is freed when the
@@ -156,7 +163,7 @@ struct session_stats {
 	uint64_t paths_lost;
 	uint64_t raw_bytes_sent;	 /* DATA payload before compression */
 	uint64_t payload_bytes_sent;	 /* DATA payload as sent */
-	uint64_t raw_bytes_received;	 /* DATA payload after decompression */
+	uint64_t raw_bytes_received;	 /* DATA payload after decompression, each byte once */
 	uint64_t payload_bytes_received; /* DATA payload as received */
 	uint64_t frames_compressed;
 	uint64_t frames_raw;

@@ -1129,6 +1129,9 @@ static void test_session_paths_duplicate_small_frame(void **state)
 	assert_int_equal(r.path1_dups, 1);
 	assert_int_equal(r.rx.dup_frames, 1);
 	assert_int_equal(r.rx.dup_bytes, 100);
+	/* The receiver's byte count has each byte once; the wire count both. */
+	assert_int_equal(r.rx.raw_bytes_received, 100);
+	assert_int_equal(r.rx.payload_bytes_received, 200);
 	/* auto with loss seen: the same. */
 	r = dup_once(PLACEMENT_DUP_AUTO, true, 31);
 	assert_int_equal(r.tx.loss_events, 1);
@@ -1194,6 +1197,43 @@ static void test_session_paths_duplicate_new_stream_with_open(void **state)
 	assert_int_equal(rx->streams_opened, 2);
 	assert_int_equal(rx->dup_frames, 2);
 	assert_int_equal(rx->dup_bytes, 500);
+	harness_free(h);
+}
+
+/* A source that the tunnel drains in small pieces without pausing is bulk:
+ * not copied; a piece after a pause of PLACEMENT_IDLE_US is. */
+static void test_session_paths_duplicate_only_after_pause(void **state)
+{
+	struct harness *h = harness_new(2, 37, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	uint64_t now = 1000;
+	set_info(h, 0, 0, info_fast(now));
+	set_info(h, 1, 0, info_fast(now));
+	assert_true(fill_push(h, 0, 0) > 0); /* OPEN and the first bytes */
+	deliver_path(h, 0, 0);
+	assert_true(fill_push(h, 0, 1) > 0);
+	deliver_path(h, 0, 1);
+	fill_push(h, 1, 0); /* the first piece's copy */
+	uint64_t first = session_get_stats(h->s[0])->dup_frames_sent;
+	assert_int_equal(first, 1);
+	for (int i = 0; i < 50; i++) {
+		now += 100;
+		set_info(h, 0, 0, info_fast(now));
+		add_bytes(h, &hs->end[0], 500, true);
+		assert_true(fill_push(h, 0, 0) > 0);
+		assert_int_equal(fill_push(h, 0, 0), 0); /* drained: idle again */
+	}
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, first);
+	now += PLACEMENT_IDLE_US;
+	set_info(h, 0, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 500, true);
+	assert_true(fill_push(h, 0, 0) > 0);
+	assert_true(fill_push(h, 1, 0) > 0);
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, first + 1);
+	deliver_path(h, 0, 0);
+	deliver_path(h, 1, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
 	harness_free(h);
 }
 
@@ -1490,6 +1530,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
+	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
