@@ -58,6 +58,7 @@ enum opt_id {
 	OPT_LOG_LEVEL,
 	OPT_REKEY_AFTER,
 	OPT_REKEY_BYTES,
+	OPT_TUNNEL_RCVBUF,
 	OPT_ADMIN,
 	OPT_ADMIN_ALLOW,
 	OPT_CHECK_CONFIG,
@@ -93,6 +94,7 @@ static const struct config_option options[] = {
     {"log-level", 0, true, false, OPT_LOG_LEVEL},
     {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
+    {"tunnel-rcvbuf", 0, true, false, OPT_TUNNEL_RCVBUF},
     {"admin", 0, true, false, OPT_ADMIN},
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
     {"check-config", 0, false, false, OPT_CHECK_CONFIG},
@@ -188,6 +190,9 @@ static const char usage_text[] =
     "                             inside the tunnel after this long (1h; 0 off)\n"
     "    --rekey-bytes SIZE       ... or after this many bytes on the wire, both\n"
     "                             directions (64G; 0 off), whichever comes first\n"
+    "    --tunnel-rcvbuf SIZE|auto receive buffer of the tunnel sockets, set\n"
+    "                             before connect/listen (default auto: the\n"
+    "                             kernel's autotuning)\n"
     "    --admin [ADDR:]PORT      serve /metrics (Prometheus), /status (JSON) and\n"
     "                             a status page on ADDR (default 127.0.0.1)\n"
     "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
@@ -472,7 +477,7 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
-	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE, OPT_TUNNEL_RCVBUF,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

@@ -58,6 +58,32 @@ static int rekey_options(const struct config *cfg, const struct cli_tunnel_ids *
 	return WM_OK;
 }
 
+/*
+ * --tunnel-rcvbuf: "auto" keeps the kernel's receive autotuning (0);
+ * otherwise the SO_RCVBUF size of every tunnel socket, from 64K (below that
+ * a satellite link crawls) to 512M (the kernel doubles it into an int).
+ */
+static int rcvbuf_option(const struct config *cfg, int id, struct tunnel_config *tc, char *err,
+			 size_t errlen)
+{
+	const char *v = id >= 0 ? config_get(cfg, id) : NULL;
+	uint64_t n;
+
+	if (v == NULL)
+		return WM_OK;
+	if (strcmp(v, "auto") == 0) {
+		tc->tuning.rcvbuf = 0;
+		return WM_OK;
+	}
+	if (config_parse_uint(v, 64u << 10, 512u << 20, &n) != WM_OK) {
+		snprintf(err, errlen,
+			 "bad --tunnel-rcvbuf '%s': expected auto or a size from 64K to 512M", v);
+		return WM_ERR_PARSE;
+	}
+	tc->tuning.rcvbuf = (uint32_t)n;
+	return WM_OK;
+}
+
 int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 		     struct tunnel_config *tc, struct cli_process *proc, int *bad_id, char *err,
 		     size_t errlen)
@@ -114,6 +140,10 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 	if (rc != WM_OK)
 		return rc;
 	proc->budget = (size_t)n;
+	*bad_id = ids->tunnel_rcvbuf;
+	rc = rcvbuf_option(cfg, ids->tunnel_rcvbuf, tc, err, errlen);
+	if (rc != WM_OK)
+		return rc;
 	*bad_id = ids->rekey_after;
 	rc = rekey_options(cfg, ids, tc, bad_id, err, errlen);
 	if (rc != WM_OK)

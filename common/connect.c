@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/util.h>
+#include <unistd.h>
 
 #include "wanmux/connect.h"
 #include "wanmux/dns.h"
@@ -231,5 +233,94 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 		free(tg);
 	else if (req != NULL && tg->r != NULL)
 		tg->req = req;
+	return 0;
+}
+
+/* A tunnel server's name being resolved for connect_tunnel. */
+struct tunnel_lookup {
+	struct bufferevent *bev; /* one reference held until the answer */
+	struct evdns_base *dns;
+	struct netaddr_tuning tuning; /* buffers only */
+	char host[NETADDR_HOST_MAX];
+	uint16_t port;
+};
+
+/* Gives bev a tuned socket of sa's family and connects it. 0 or -1 (errno). */
+static int connect_tuned(struct bufferevent *bev, const struct sockaddr *sa, socklen_t len,
+			 const struct netaddr_tuning *t)
+{
+	int fd = netaddr_socket(sa->sa_family, t);
+
+	if (fd < 0)
+		return -1;
+	if (bufferevent_setfd(bev, fd) != 0) {
+		close(fd);
+		return -1;
+	}
+	/* From here bev owns fd (closed when it is freed). */
+	return bufferevent_socket_connect(bev, sa, (int)len);
+}
+
+static void on_tunnel_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct tunnel_lookup *lk = arg;
+	bufferevent_event_cb eventcb = NULL;
+	void *cbarg = NULL;
+
+	/* bufferevent_free clears the callbacks: no callback, nobody waits. */
+	bufferevent_getcb(lk->bev, NULL, NULL, &eventcb, &cbarg);
+	if (eventcb == NULL || result == EVUTIL_EAI_CANCEL) {
+		/* Freed while we looked, or the loop is ending. */
+	} else if (result != 0 || res == NULL) {
+		/* libevent looks up once more and reports the failure the way
+		 * the tunnel reads it (bufferevent_socket_get_dns_error). */
+		if (bufferevent_socket_connect_hostname(lk->bev, lk->dns, AF_UNSPEC, lk->host,
+							lk->port) != 0)
+			eventcb(lk->bev, BEV_EVENT_ERROR, cbarg);
+	} else if (connect_tuned(lk->bev, res->ai_addr, (socklen_t)res->ai_addrlen, &lk->tuning) !=
+		   0) {
+		eventcb(lk->bev, BEV_EVENT_ERROR, cbarg); /* errno says why */
+	}
+	if (res != NULL)
+		evutil_freeaddrinfo(res);
+	bufferevent_decref(lk->bev);
+	free(lk);
+}
+
+int connect_tunnel(struct bufferevent *bev, struct evdns_base *dns,
+		   const struct netaddr_hostport *hp, const struct netaddr_tuning *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct evutil_addrinfo hints;
+	struct tunnel_lookup *lk;
+	char port[8];
+
+	if (netaddr_literal(hp->host, hp->port, &ss, &len))
+		return connect_tuned(bev, (struct sockaddr *)&ss, len, t);
+	if (dns == NULL)
+		return bufferevent_socket_connect_hostname(bev, NULL, AF_UNSPEC, hp->host,
+							   hp->port);
+	lk = calloc(1, sizeof(*lk));
+	if (lk == NULL)
+		return -1;
+	lk->bev = bev;
+	lk->dns = dns;
+	if (t != NULL) {
+		lk->tuning.sndbuf = t->sndbuf;
+		lk->tuning.rcvbuf = t->rcvbuf;
+	}
+	snprintf(lk->host, sizeof(lk->host), "%s", hp->host);
+	lk->port = hp->port;
+	snprintf(port, sizeof(port), "%u", (unsigned)hp->port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	/* The reference keeps bev's memory valid if the tunnel frees it
+	 * before the answer; its callbacks are then gone (see above). */
+	bufferevent_incref(bev);
+	/* The answer may come before this returns (hosts file, cache). */
+	evdns_getaddrinfo(dns, lk->host, port, &hints, on_tunnel_resolved, lk);
 	return 0;
 }

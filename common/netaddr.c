@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -356,6 +357,12 @@ static const char *hostport_text(const struct netaddr_hostport *hp, char *buf, s
 
 int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen)
 {
+	return netaddr_listen_tuned(hp, NULL, err, errlen);
+}
+
+int netaddr_listen_tuned(const struct netaddr_hostport *hp, const struct netaddr_tuning *t,
+			 char *err, size_t errlen)
+{
 	struct addrinfo hints;
 	struct addrinfo *res = NULL;
 	struct addrinfo *ai;
@@ -394,6 +401,9 @@ int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen)
 			goto next;
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
 			goto next;
+		/* Before listen(): the SYN-ACK's window scale and every accepted
+		 * socket's window clamp come from the listener's buffer. */
+		netaddr_tune_buffers(fd, t);
 		if (listen(fd, NETADDR_LISTEN_BACKLOG) < 0)
 			goto next;
 		freeaddrinfo(res);
@@ -408,6 +418,82 @@ int netaddr_listen(const struct netaddr_hostport *hp, char *err, size_t errlen)
 	freeaddrinfo(res);
 	wm_set_err(err, errlen, "%s: %s", text, strerror(saved != 0 ? saved : EADDRNOTAVAIL));
 	return -1;
+}
+
+/*
+ * net.core.rmem_max or wmem_max from /proc; 0 when it cannot be read (then
+ * no plain SO_RCVBUF/SO_SNDBUF is set: better autotuning than a guess).
+ */
+static uint64_t core_limit(const char *path)
+{
+	char buf[32];
+	char *end;
+	unsigned long long v;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (errno != 0 || end == buf)
+		return 0;
+	return v;
+}
+
+/* Whether a buffer size could not be had yet: said once at info, then debug. */
+static bool buffer_refused;
+
+/*
+ * One buffer: forced (CAP_NET_ADMIN), else the plain option when the
+ * system's limit (sysctl, a net.core name) allows the whole size. A plain
+ * option capped below the size would be worse than none: it locks the
+ * buffer, so autotuning can no longer grow it to tcp_[rw]mem[2].
+ */
+static void set_buffer(int fd, int force_opt, int opt, const char *what, const char *sysctl,
+		       const char *path, uint32_t bytes)
+{
+	int v = bytes > INT32_MAX / 2 ? INT32_MAX / 2 : (int)bytes;
+	uint64_t limit;
+
+	if (setsockopt(fd, SOL_SOCKET, force_opt, &v, sizeof(v)) == 0)
+		return;
+	limit = core_limit(path);
+	if (limit >= (uint64_t)v && setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v)) == 0)
+		return;
+	if (!buffer_refused)
+		log_info("%s %d needs CAP_NET_ADMIN or %s >= %d (it is %llu): keeping the kernel's "
+			 "autotuning for it",
+			 what, v, sysctl, v, (unsigned long long)limit);
+	else
+		log_debug("fd %d: %s %d refused, autotuning kept", fd, what, v);
+	buffer_refused = true;
+}
+
+void netaddr_tune_buffers(int fd, const struct netaddr_tuning *t)
+{
+	if (t == NULL)
+		return;
+	if (t->sndbuf != 0)
+		set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, "SO_SNDBUF", "net.core.wmem_max",
+			   "/proc/sys/net/core/wmem_max", t->sndbuf);
+	if (t->rcvbuf != 0)
+		set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, "SO_RCVBUF", "net.core.rmem_max",
+			   "/proc/sys/net/core/rmem_max", t->rcvbuf);
+}
+
+int netaddr_socket(int family, const struct netaddr_tuning *t)
+{
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+
+	if (fd >= 0)
+		netaddr_tune_buffers(fd, t);
+	return fd;
 }
 
 int netaddr_tune(int fd, const struct netaddr_tuning *t)
@@ -443,15 +529,12 @@ int netaddr_tune(int fd, const struct netaddr_tuning *t)
 		if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v)) < 0)
 			log_peer_warn("fd %d: TCP_USER_TIMEOUT %u: %s", fd, v, strerror(errno));
 	}
-	if (t->sndbuf != 0) {
-		int v = t->sndbuf > INT32_MAX ? INT32_MAX : (int)t->sndbuf;
-
-		/* With CAP_NET_ADMIN, past net.core.wmem_max; otherwise the kernel
-		 * caps SO_SNDBUF there (and doubles it either way). */
-		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0 &&
-		    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0)
-			log_peer_warn("fd %d: SO_SNDBUF %d: %s", fd, v, strerror(errno));
-	}
+	/* The send buffer may still change once connected (the kernel reads
+	 * sk_sndbuf as it goes), so an accepted socket whose listener was not
+	 * tuned gets it here; the receive buffer may not (see rcvbuf). */
+	if (t->sndbuf != 0)
+		set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, "SO_SNDBUF", "net.core.wmem_max",
+			   "/proc/sys/net/core/wmem_max", t->sndbuf);
 	return 0;
 }
 

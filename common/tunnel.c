@@ -25,6 +25,7 @@
 
 #include "wanmux/budget.h"
 #include "wanmux/bytes.h"
+#include "wanmux/connect.h"
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
 #include "wanmux/handshake.h"
@@ -1039,8 +1040,7 @@ struct tunnel *tunnel_connect(struct event_base *base, struct evdns_base *dns,
 	setup_bev(t);
 	t->state = TUNNEL_CONNECTING;
 	/* Errors (DNS, refused) arrive through on_event, after we return. */
-	if (bufferevent_socket_connect_hostname(t->bev, dns, AF_UNSPEC, server->host,
-						server->port) != 0)
+	if (connect_tunnel(t->bev, dns, server, &cfg->tuning) != 0)
 		tunnel_close(t, "cannot start connecting");
 	return t;
 }

@@ -56,6 +56,7 @@ enum opt_id {
 	OPT_LOG_LEVEL,
 	OPT_REKEY_AFTER,
 	OPT_REKEY_BYTES,
+	OPT_TUNNEL_RCVBUF,
 	OPT_MAX_UNAUTH,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_HANDSHAKE_RATE,
@@ -94,6 +95,7 @@ static const struct config_option options[] = {
     {"log-level", 0, true, false, OPT_LOG_LEVEL},
     {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
+    {"tunnel-rcvbuf", 0, true, false, OPT_TUNNEL_RCVBUF},
     {"max-unauth", 0, true, false, OPT_MAX_UNAUTH},
     {"handshake-timeout", 0, true, false, OPT_HANDSHAKE_TIMEOUT},
     {"handshake-rate", 0, true, false, OPT_HANDSHAKE_RATE},
@@ -168,6 +170,9 @@ static const char usage_text[] =
     "                             inside the tunnel after this long (1h; 0 off)\n"
     "    --rekey-bytes SIZE       ... or after this many bytes on the wire, both\n"
     "                             directions (64G; 0 off), whichever comes first\n"
+    "    --tunnel-rcvbuf SIZE|auto receive buffer of the tunnel sockets, set\n"
+    "                             before connect/listen (default auto: the\n"
+    "                             kernel's autotuning)\n"
     "    --admin [ADDR:]PORT      serve /metrics (Prometheus), /status (JSON) and\n"
     "                             a status page on ADDR (default 127.0.0.1)\n"
     "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
@@ -1074,7 +1079,7 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
-	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE, OPT_TUNNEL_RCVBUF,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);
@@ -1536,7 +1541,7 @@ int main(int argc, char **argv)
 	size_t used = 0;
 	for (size_t i = 0; i < srv.nlisten; i++) {
 		const struct netaddr_hostport *at = &srv.listen_at[i];
-		int fd = netaddr_listen(at, err, sizeof(err));
+		int fd = netaddr_listen_tuned(at, &srv.tcfg.tuning, err, sizeof(err));
 		if (fd < 0)
 			fatal(err);
 		char lname[NETADDR_HOST_MAX + 10];

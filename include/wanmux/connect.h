@@ -13,8 +13,10 @@
 #include <sys/socket.h>
 
 #include "wanmux/frame.h"
+#include "wanmux/netaddr.h"
 #include "wanmux/session.h"
 
+struct bufferevent;
 struct event_base;
 struct evdns_base;
 
@@ -56,5 +58,21 @@ const char *connect_target_name(const struct frame_addr *target, char *buf, size
  * a name target.
  */
 socklen_t connect_target_sockaddr(const struct frame_addr *target, struct sockaddr_storage *sa);
+
+/*
+ * Starts connecting bev, a socket bufferevent with no fd yet (made with
+ * BEV_OPT_CLOSE_ON_FREE), to the tunnel server hp, like
+ * bufferevent_socket_connect_hostname except that the socket is made here
+ * with t's buffers (netaddr_socket) before connect(): the SYN then offers
+ * the window scale and the connection gets the window clamp of that
+ * buffer, which a receive buffer set after connect() would not change. A
+ * name is resolved with dns (asynchronously; dns NULL: libevent's blocking
+ * lookup, untuned socket). Success and failure arrive at bev's event
+ * callback (BEV_EVENT_CONNECTED / BEV_EVENT_ERROR, a failed lookup with
+ * bufferevent_socket_get_dns_error set). bev may be freed meanwhile.
+ * Returns 0, or -1 when it cannot even start (nothing then arrives).
+ */
+int connect_tunnel(struct bufferevent *bev, struct evdns_base *dns,
+		   const struct netaddr_hostport *hp, const struct netaddr_tuning *t);
 
 #endif

@@ -61,13 +61,43 @@ struct netaddr_tuning {
 	const char *congestion;	  /* e.g. "bbr"; NULL keeps the default */
 	uint32_t notsent_lowat;	  /* TCP_NOTSENT_LOWAT bytes, 0 = leave */
 	uint32_t user_timeout_ms; /* TCP_USER_TIMEOUT, 0 = leave */
-	uint32_t sndbuf;	  /* SO_SNDBUF(FORCE), 0 = leave (never SO_RCVBUF) */
+	uint32_t sndbuf;	  /* SO_SNDBUF(FORCE), 0 = leave (send autotuning) */
+	/* SO_RCVBUF(FORCE), 0 = leave (receive autotuning). Only before
+	 * connect() or listen() (netaddr_tune_buffers): set later, it would
+	 * stop autotuning and keep the window clamp of the default buffer. */
+	uint32_t rcvbuf;
 };
 
 /*
- * Applies tuning plus TCP_NODELAY to fd. A congestion control the kernel
- * refuses is skipped quietly (the kernel default stays). Returns 0 or
- * WM_ERR_IO when a required option (TCP_NODELAY) fails.
+ * Sets t's send and receive buffers on a TCP socket that has not connected
+ * or listened yet (an accepted socket inherits its listener's). With
+ * CAP_NET_ADMIN the sizes are forced past net.core.[rw]mem_max; without it
+ * a size is set only when that limit allows all of it, since a capped fixed
+ * buffer ends autotuning and is smaller than what autotuning would reach.
+ * Either way nothing fails: a size that cannot be had leaves autotuning on
+ * (logged once per process). t NULL is a no-op.
+ */
+void netaddr_tune_buffers(int fd, const struct netaddr_tuning *t);
+
+/*
+ * A non-blocking, close-on-exec TCP socket of family (AF_INET, AF_INET6)
+ * with t's buffers (netaddr_tune_buffers), ready for connect(). Returns the
+ * fd, or -1 with errno set.
+ */
+int netaddr_socket(int family, const struct netaddr_tuning *t);
+
+/*
+ * netaddr_listen, with t's buffers set before listen() so that every
+ * accepted socket has them from its SYN on. t NULL: plain netaddr_listen.
+ */
+int netaddr_listen_tuned(const struct netaddr_hostport *hp, const struct netaddr_tuning *t,
+			 char *err, size_t errlen);
+
+/*
+ * Applies tuning plus TCP_NODELAY to fd, a connected socket; the buffers
+ * here are only the send buffer (see rcvbuf above). A congestion control
+ * the kernel refuses is skipped quietly (the kernel default stays). Returns
+ * 0 or WM_ERR_IO when a required option (TCP_NODELAY) fails.
  */
 int netaddr_tune(int fd, const struct netaddr_tuning *t);
 

@@ -29,6 +29,7 @@ enum {
 	OPT_REKEY_AFTER,
 	OPT_REKEY_BYTES,
 	OPT_DUPLICATE,
+	OPT_TUNNEL_RCVBUF,
 };
 
 static const struct config_option opts[] = {
@@ -41,6 +42,7 @@ static const struct config_option opts[] = {
     {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
     {"duplicate", 0, true, false, OPT_DUPLICATE},
+    {"tunnel-rcvbuf", 0, true, false, OPT_TUNNEL_RCVBUF},
     {NULL, 0, false, false, -1},
 };
 
@@ -49,6 +51,7 @@ static const struct cli_tunnel_ids ids = {
     OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
     OPT_REKEY_AFTER,	OPT_REKEY_BYTES, -1,
     OPT_DUPLICATE,
+    OPT_TUNNEL_RCVBUF,
 };
 
 static struct config *from_text(const char *text)
@@ -134,6 +137,9 @@ static void test_cli_parse_names_the_bad_option(void **state)
 	    {"rekey-after 10ms\n", OPT_REKEY_AFTER},
 	    {"rekey-bytes 1K\n", OPT_REKEY_BYTES},
 	    {"duplicate always\n", OPT_DUPLICATE},
+	    {"tunnel-rcvbuf 4K\n", OPT_TUNNEL_RCVBUF},
+	    {"tunnel-rcvbuf 1G\n", OPT_TUNNEL_RCVBUF},
+	    {"tunnel-rcvbuf big\n", OPT_TUNNEL_RCVBUF},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct config *cfg = from_text(cases[i].text);
@@ -153,12 +159,41 @@ static void test_cli_parse_names_the_bad_option(void **state)
 	}
 }
 
+/* A size sets the tunnel sockets' SO_RCVBUF; "auto" leaves autotuning (0). */
+static void test_cli_parse_tunnel_rcvbuf(void **state)
+{
+	static const struct {
+		const char *text;
+		uint32_t rcvbuf;
+	} cases[] = {
+	    {"tunnel-rcvbuf 8M\n", 8u << 20},
+	    {"tunnel-rcvbuf 65536\n", 64u << 10},
+	    {"tunnel-rcvbuf auto\n", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = from_text(cases[i].text);
+		struct tunnel_config tc;
+		struct cli_process proc;
+		char err[256] = "";
+		int bad_id = 99;
+
+		tunnel_config_defaults(&tc);
+		tc.tuning.rcvbuf = 12345; /* must be overwritten, "auto" included */
+		assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)),
+				 WM_OK);
+		assert_int_equal(bad_id, -1);
+		assert_int_equal(tc.tuning.rcvbuf, cases[i].rcvbuf);
+		config_free(cfg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cli_parse_has_no_side_effects),
 	    cmocka_unit_test(test_cli_parse_names_the_bad_option),
 	    cmocka_unit_test(test_cli_parse_duplicate),
+	    cmocka_unit_test(test_cli_parse_tunnel_rcvbuf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
