@@ -1336,6 +1336,9 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 		if ((c->state_dir == NULL) != (srv->state_dir == NULL) ||
 		    (c->state_dir != NULL && strcmp(c->state_dir, srv->state_dir) != 0))
 			log_warn("reload: --state-dir changes take effect at a restart");
+		if (c->tcfg.tuning.rcvbuf != srv->tcfg.tuning.rcvbuf)
+			log_warn("reload: --tunnel-rcvbuf changes take effect at a restart (the "
+				 "listening socket keeps its buffer)");
 	}
 	/* Tunnels copy their config: new values apply to new tunnels. */
 	srv->tcfg = c->tcfg;
