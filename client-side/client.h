@@ -40,6 +40,9 @@ struct slot {
 	 * its streams run on while t (a new tunnel) carries the new session. */
 	struct tunnel *old;
 	bool up;
+	uint64_t up_ms; /* limit_now_ms() when it came up */
+	/* Dials since the slot's last tunnel that stayed up BACKOFF_STABLE_MS
+	 * (client_pool.c): the backoff exponent. */
 	unsigned attempts;
 	struct event *retry_ev;
 	uint8_t no;

@@ -18,6 +18,12 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_RESUMING_MS 4000
+/* A tunnel that stayed up this long was a working one: when it goes, the
+ * slot dials again at once. One closed sooner (a server or a middlebox that
+ * cuts every tunnel after its handshake, a server that answers every tunnel
+ * with a new epoch) counts as a failed attempt, or the slot would dial in a
+ * tight loop. */
+#define BACKOFF_STABLE_MS 1000
 
 static void slot_connect(struct slot *sl);
 static void pending_on_close(void *arg);
@@ -252,7 +258,7 @@ static void on_tunnel_up(struct tunnel *t, void *arg)
 	struct slot *sl = arg;
 	struct client *cl = sl->cl;
 	sl->up = true;
-	sl->attempts = 0;
+	sl->up_ms = limit_now_ms();
 	cl->totals.tunnels_up++;
 	log_info("tunnel %u to %s up", sl->no, tunnel_peer_name(t));
 	if (!cl->ever_up) {
@@ -319,6 +325,9 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 		return;
 	}
 	bool was_up = sl->up;
+	bool stable = was_up && limit_now_ms() - sl->up_ms >= BACKOFF_STABLE_MS;
+	if (stable)
+		sl->attempts = 0;
 	if (was_up) {
 		add_tunnel_totals(&cl->totals, t);
 		admin_tunnel_closed(t);
@@ -332,11 +341,12 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	else if (sl->attempts == 0 || log_get_level() >= LOG_LEVEL_DEBUG)
 		log_warn("tunnel %u to %s:%u: %s", sl->no, cl->server.host, cl->server.port,
 			 reason);
-	/* A lost tunnel is dialled again at once (its session's streams wait
-	 * for it), then with exponential backoff and jitter, so tunnels (and
-	 * clients) that lost the server together do not come back in lockstep. */
+	/* A lost tunnel that had been working is dialled again at once (its
+	 * session's streams wait for it), then with exponential backoff and
+	 * jitter, so tunnels (and clients) that lost the server together do not
+	 * come back in lockstep. */
 	uint32_t delay = 0;
-	if (!was_up || sl->attempts > 0) {
+	if (!stable) {
 		unsigned shift = sl->attempts < 8 ? sl->attempts : 8;
 		uint32_t base_ms = BACKOFF_MIN_MS << shift;
 		/* While a session waits to resume, its streams are on hold:

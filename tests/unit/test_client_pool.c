@@ -47,6 +47,10 @@ struct world {
 	struct tsession *server_ts; /* the one client's session */
 	int server_up;
 	int server_live;
+	/* Hostile server modes: close every tunnel as soon as it is up; give
+	 * every tunnel a new epoch (as if the server lost the session). */
+	bool close_on_up;
+	bool flip_epoch;
 	struct client cl;
 };
 
@@ -56,10 +60,20 @@ static int server_authorize(struct tunnel *t, const uint8_t client_pub[KEYS_LEN]
 	return 0;
 }
 
+static void hostile_close(evutil_socket_t fd, short what, void *arg)
+{
+	tunnel_close(arg, "test: hostile server closes every tunnel once up");
+}
+
 static void server_up(struct tunnel *t, void *arg)
 {
 	struct world *w = arg;
 	w->server_up++;
+	/* Soon after, not now: its reply (msg2) must reach the client first.
+	 * Nothing else closes server tunnels in that test. */
+	struct timeval tv = {0, 10000};
+	if (w->close_on_up)
+		event_base_once(w->base, -1, EV_TIMEOUT, hostile_close, t, &tv);
 }
 
 static void server_down(struct tunnel *t, const char *reason, void *arg)
@@ -97,6 +111,12 @@ static struct tsession *server_attach(struct tunnel *t, const struct session_par
 		c.resume_timeout_ms = 60000;
 		c.on_end = server_session_end;
 		w->server_ts = tsession_new(w->base, &c, local, peer, tunnel_session_id(t));
+	}
+	if (w->flip_epoch) {
+		uint64_t e = 0;
+		while (e == 0 || e == tsession_epoch(w->server_ts))
+			randombytes_buf(&e, sizeof(e));
+		tsession_set_epoch(w->server_ts, e);
 	}
 	*epoch = tsession_epoch(w->server_ts);
 	return w->server_ts;
@@ -334,6 +354,47 @@ static void test_client_pool_reset_while_queued(void **state)
 	world_free(w);
 }
 
+/*
+ * A server (or a middlebox) that closes every tunnel right after its
+ * handshake: the client must back off, not dial again at once every time.
+ * The redial "at once after a tunnel that was up" made this a tight loop of
+ * handshakes (about 300 in a second on loopback with one slot).
+ */
+static void test_client_pool_backs_off_tunnels_closed_once_up(void **state)
+{
+	struct world *w = world_new(1);
+	w->close_on_up = true;
+	run_until(w, never, 1500);
+	int ups = w->server_up;
+	print_message("tunnels up in 1.5 s when each is closed once up: %d\n", ups);
+	/* Backoff from 250 ms doubling (jittered): at most a handful. */
+	assert_true(ups >= 1);
+	assert_true(ups <= 8);
+	w->close_on_up = false;
+	world_free(w);
+}
+
+/*
+ * A hostile server that answers every tunnel with a new epoch makes the
+ * client end its session (streams reset) and orphan its other tunnels at
+ * every handshake; with two slots they take turns killing each other. It
+ * must not turn into a tight reconnect loop either.
+ */
+static void test_client_pool_epoch_flips_back_off(void **state)
+{
+	struct world *w = world_new(2);
+	w->flip_epoch = true;
+	run_until(w, never, 1500);
+	int ups = w->server_up;
+	uint64_t lost = w->cl.totals.sessions_lost;
+	print_message("tunnels up in 1.5 s with a new epoch for each: %d (sessions lost %llu)\n",
+		      ups, (unsigned long long)lost);
+	assert_true(ups >= 2);
+	assert_true(ups <= 16);
+	w->flip_epoch = false;
+	world_free(w);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -345,6 +406,8 @@ int main(void)
 	    cmocka_unit_test(test_client_pool_queues_when_all_closed_in_same_pass),
 	    cmocka_unit_test(test_client_pool_closed_relay_leaves_queue),
 	    cmocka_unit_test(test_client_pool_reset_while_queued),
+	    cmocka_unit_test(test_client_pool_backs_off_tunnels_closed_once_up),
+	    cmocka_unit_test(test_client_pool_epoch_flips_back_off),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
