@@ -440,17 +440,21 @@ static bool evict_session(struct server *srv, const uint8_t *key)
 		return false;
 	srv->sessions_evicted++;
 	session_end(victim, "a newer session of its key needed the room "
-			    "(--max-sessions-per-key)");
+			    "(--max-tunnels-per-key, --max-tunnels)");
 	return true;
 }
 
+/* The session key holds under id, or NULL; *held: the other sessions of
+ * key, *total: of all keys (when not found). */
 static struct server_session *session_find(struct server *srv, const uint8_t *key,
-					   const uint8_t *id, size_t *held)
+					   const uint8_t *id, size_t *held, size_t *total)
 {
 	struct server_session *sess;
 	*held = 0;
+	*total = 0;
 	LIST_FOREACH(sess, &srv->sessions, link)
 	{
+		(*total)++;
 		if (memcmp(sess->client_pub, key, KEYS_LEN) != 0)
 			continue;
 		if (memcmp(tsession_id(sess->ts), id, HELLO_SESSION_ID_LEN) == 0)
@@ -470,10 +474,10 @@ static struct tsession *on_attach(struct tunnel *t, const struct session_params 
 {
 	struct server_tunnel *stn = arg;
 	struct server *srv = stn->srv;
-	size_t held;
+	size_t held, total;
 	char hex[17];
 	struct server_session *sess =
-	    session_find(srv, stn->client_pub, tunnel_session_id(t), &held);
+	    session_find(srv, stn->client_pub, tunnel_session_id(t), &held, &total);
 	if (sess != NULL) {
 		if (tsession_tunnels(sess->ts) == 0)
 			log_info("session %s of client %s resumed from %s after %llu ms",
@@ -485,11 +489,22 @@ static struct tsession *on_attach(struct tunnel *t, const struct session_params 
 		*epoch = tsession_epoch(sess->ts);
 		return sess->ts;
 	}
-	if (held >= srv->limits.max_tunnels_per_key && !evict_session(srv, stn->client_pub)) {
-		char detail[sizeof(stn->client) + 64];
-		snprintf(detail, sizeof(detail), "client %s holds %zu", stn->client, held);
-		limit_hit(&srv->sessions_per_key, detail);
-		return NULL;
+	/* A session with no tunnel keeps its streams' target connections and
+	 * its compression state for --resume-timeout: all sessions together
+	 * count against --max-tunnels as the tunnels do, or clients that drop
+	 * their tunnels would hold what no tunnel limit bounds. Only the key's
+	 * own sessions make room: another key's must not be cut. */
+	while (held >= srv->limits.max_tunnels_per_key || total >= srv->limits.max_tunnels) {
+		bool per_key = held >= srv->limits.max_tunnels_per_key;
+		if (!evict_session(srv, stn->client_pub)) {
+			char detail[sizeof(stn->client) + 64];
+			snprintf(detail, sizeof(detail), "client %s holds %zu, all clients %zu",
+				 stn->client, held, total);
+			limit_hit(per_key ? &srv->sessions_per_key : &srv->sessions_all, detail);
+			return NULL;
+		}
+		held--;
+		total--;
 	}
 	sess = calloc(1, sizeof(*sess));
 	if (sess == NULL)
@@ -1511,7 +1526,8 @@ int main(int argc, char **argv)
 	config_free(cfg);
 	LIST_INIT(&srv.tunnels);
 	LIST_INIT(&srv.sessions);
-	srv.sessions_per_key.name = "sessions per client key";
+	srv.sessions_per_key.name = "sessions per client key (--max-tunnels-per-key)";
+	srv.sessions_all.name = "sessions, all client keys (--max-tunnels)";
 	server_reverse_init(&srv);
 	if (apply_conf(&srv, &conf) != WM_OK)
 		fatal("out of memory");

@@ -45,9 +45,10 @@ struct server_session;
 
 /* Sessions one client key may hold: as many as its tunnels
  * (--max-tunnels-per-key), since every session needs a tunnel to start and
- * several hosts may share a key. A key at the limit that asks for another
- * ends its oldest session that has no tunnel (left by a client restart,
- * waiting out --resume-timeout); with none, it is refused. */
+ * several hosts may share a key; all keys together as many as --max-tunnels.
+ * A key at either limit that asks for another ends its own oldest session
+ * that has no tunnel (left by a client restart, waiting out
+ * --resume-timeout); with none, it is refused. */
 
 /*
  * One session of a client (tsession.h): the streams and what they are
@@ -181,7 +182,8 @@ struct server {
 	struct tunnel_config tcfg;
 	LIST_HEAD(, server_tunnel) tunnels;
 	LIST_HEAD(, server_session) sessions;
-	struct limit_counter sessions_per_key; /* over --max-sessions-per-key */
+	struct limit_counter sessions_per_key; /* over --max-tunnels-per-key */
+	struct limit_counter sessions_all;     /* over --max-tunnels */
 	uint64_t sessions_evicted;	       /* ended to make room for a newer one */
 	LIST_HEAD(, reverse_listener) reverse_listeners;
 	struct event *sigint;
