@@ -324,6 +324,14 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 		replace_draining(cl);
 		return;
 	}
+	if (t != sl->t) {
+		/* A draining tunnel that a newer one replaced as sl->old while it
+		 * closed (its session had ended, then the next one got GOAWAY):
+		 * the slot's tunnel is another one, which must not be forgotten. */
+		add_tunnel_totals(&cl->totals, t);
+		admin_tunnel_closed(t);
+		return;
+	}
 	bool was_up = sl->up;
 	bool stable = was_up && limit_now_ms() - sl->up_ms >= BACKOFF_STABLE_MS;
 	if (stable)

@@ -395,6 +395,56 @@ static void test_client_pool_epoch_flips_back_off(void **state)
 	world_free(w);
 }
 
+static bool drained_and_up(struct world *w)
+{
+	if (w->cl.old_ts == NULL || w->cl.ts == NULL)
+		return false;
+	for (unsigned i = 0; i < w->cl.nslots; i++)
+		if (!w->cl.slots[i].up)
+			return false;
+	return tsession_tunnels(w->cl.ts) == w->cl.nslots;
+}
+
+/* The client's tunnels of its current session that no slot knows of. */
+static size_t untracked_tunnels(struct world *w)
+{
+	struct tsession *ts = w->cl.ts;
+	size_t n = ts != NULL ? tsession_tunnels(ts) : 0;
+	for (size_t i = 0; ts != NULL && i < tsession_tunnels(ts); i++)
+		for (unsigned k = 0; k < w->cl.nslots; k++)
+			if (w->cl.slots[k].t == tsession_tunnel(ts, i) ||
+			    w->cl.slots[k].old == tsession_tunnel(ts, i))
+				n--;
+	return n;
+}
+
+/*
+ * The draining session (after the server's GOAWAY) ends as drained while
+ * its tunnels are still closing (they leave from the loop), and in the same
+ * pass the new session gets a GOAWAY too. The slots' old tunnels must not be
+ * overwritten while they close: their on_down would then take the slot's new
+ * tunnel for its own (sl->t = NULL), so that tunnel runs on unknown to the
+ * pool and the slot dials one more.
+ */
+static void test_client_pool_second_goaway_while_old_tunnels_close(void **state)
+{
+	struct world *w = world_new(2);
+	assert_true(run_until(w, all_up, DEADLINE_MS));
+	session_goaway(tsession_session(w->server_ts));
+	assert_true(run_until(w, drained_and_up, DEADLINE_MS));
+	size_t streams = 0;
+	client_pool_reap(&w->cl, &streams);
+	assert_null(w->cl.old_ts); /* ended; its tunnels close from the loop */
+	struct frame goaway = {.type = FRAME_GOAWAY, .stream_id = 0};
+	assert_int_equal(session_on_frame(tsession_session(w->cl.ts), NULL, &goaway), 0);
+	run_until(w, never, 1500);
+	size_t lost = untracked_tunnels(w);
+	print_message("tunnels of the session no slot knows of: %zu; server tunnels: %d\n", lost,
+		      w->server_live);
+	assert_int_equal(lost, 0);
+	world_free(w);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -408,6 +458,7 @@ int main(void)
 	    cmocka_unit_test(test_client_pool_reset_while_queued),
 	    cmocka_unit_test(test_client_pool_backs_off_tunnels_closed_once_up),
 	    cmocka_unit_test(test_client_pool_epoch_flips_back_off),
+	    cmocka_unit_test(test_client_pool_second_goaway_while_old_tunnels_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
