@@ -424,14 +424,17 @@ static void on_session_end(struct tsession *ts, const char *reason, void *arg)
 	session_end(arg, reason);
 }
 
-/* A key at its session limit: make room by ending its oldest session that
- * has no tunnel (a client restarted and will not resume it). */
-static bool evict_session(struct server *srv, const uint8_t *key)
+/* Makes room for a new session by ending the oldest session that has no
+ * tunnel (a client restarted and will not resume it, or lost its network
+ * for long): one of key's, or of any key when key is NULL. */
+static bool evict_session(struct server *srv, const uint8_t *key, const char *why)
 {
 	struct server_session *sess, *victim = NULL;
 	LIST_FOREACH(sess, &srv->sessions, link)
 	{
-		if (memcmp(sess->client_pub, key, KEYS_LEN) != 0 || tsession_tunnels(sess->ts) > 0)
+		if (key != NULL && memcmp(sess->client_pub, key, KEYS_LEN) != 0)
+			continue;
+		if (tsession_tunnels(sess->ts) > 0)
 			continue;
 		if (victim == NULL || sess->created_ms < victim->created_ms)
 			victim = sess;
@@ -439,8 +442,7 @@ static bool evict_session(struct server *srv, const uint8_t *key)
 	if (victim == NULL)
 		return false;
 	srv->sessions_evicted++;
-	session_end(victim, "a newer session of its key needed the room "
-			    "(--max-tunnels-per-key, --max-tunnels)");
+	session_end(victim, why);
 	return true;
 }
 
@@ -492,18 +494,26 @@ static struct tsession *on_attach(struct tunnel *t, const struct session_params 
 	/* A session with no tunnel keeps its streams' target connections and
 	 * its compression state for --resume-timeout: all sessions together
 	 * count against --max-tunnels as the tunnels do, or clients that drop
-	 * their tunnels would hold what no tunnel limit bounds. Only the key's
-	 * own sessions make room: another key's must not be cut. */
+	 * their tunnels would hold what no tunnel limit bounds. Room comes from
+	 * the key's own sessions without a tunnel first; at the server-wide
+	 * limit the oldest of any key's goes, so that lingering sessions never
+	 * lock out a client that is here now. */
 	while (held >= srv->limits.max_tunnels_per_key || total >= srv->limits.max_tunnels) {
 		bool per_key = held >= srv->limits.max_tunnels_per_key;
-		if (!evict_session(srv, stn->client_pub)) {
+		bool own = evict_session(srv, stn->client_pub,
+					 "a newer session of its key needed the room "
+					 "(--max-tunnels-per-key, --max-tunnels)");
+		if (!own && (per_key || !evict_session(srv, NULL,
+						       "the server holds --max-tunnels sessions "
+						       "and this was the oldest with no tunnel"))) {
 			char detail[sizeof(stn->client) + 64];
 			snprintf(detail, sizeof(detail), "client %s holds %zu, all clients %zu",
 				 stn->client, held, total);
 			limit_hit(per_key ? &srv->sessions_per_key : &srv->sessions_all, detail);
 			return NULL;
 		}
-		held--;
+		if (own)
+			held--;
 		total--;
 	}
 	sess = calloc(1, sizeof(*sess));

@@ -48,7 +48,8 @@ struct server_session;
  * several hosts may share a key; all keys together as many as --max-tunnels.
  * A key at either limit that asks for another ends its own oldest session
  * that has no tunnel (left by a client restart, waiting out
- * --resume-timeout); with none, it is refused. */
+ * --resume-timeout); with none, it is refused at the per-key limit, and at
+ * the server-wide one the oldest session of any key without a tunnel ends. */
 
 /*
  * One session of a client (tsession.h): the streams and what they are

@@ -84,6 +84,31 @@ def test_detached_sessions_bounded_by_max_tunnels(env):
     srv.stop()
 
 
+def test_detached_sessions_do_not_lock_out_other_keys(env):
+    """The other side of that bound: sessions that wait for a tunnel must not
+    keep a client that is here now out; at --max-tunnels sessions the oldest
+    one without a tunnel ends, whichever key it has."""
+    a_key, a_pub = env.keygen("a.key")
+    b_key, b_pub = env.keygen("b.key")
+    hold = env.target(HoldServer())
+    srv = env.start_server(allow=[f"127.0.0.1:{hold.port}"], authorized=[a_pub, b_pub],
+                           extra=["--handshake-rate", "100000", "--open-rate", "100000",
+                                  "--max-tunnels", str(MAX_TUNNELS)],
+                           log_level="info")
+    a = Attacker(env, srv, a_key)
+    for i in range(MAX_TUNNELS):
+        a.run("noread", "--target", f"127.0.0.1:{hold.port}", "--streams", 1, "--hold", "0.5")
+    rc, out, err = h.run_cmd(Attacker(env, srv, b_key).argv("handshake"), timeout=t(60))
+    print(f"     key A left {MAX_TUNNELS} sessions with no tunnel; key B: exit {rc}, "
+          f"{out.strip()}")
+    check(rc == 0, f"key B was locked out by key A's sessions waiting for a tunnel: "
+          f"exit {rc}, {out.strip()!r} {err.strip()[-300:]!r}")
+    srv.wait_log(r"the server holds --max-tunnels sessions", t(5))
+    check(srv.alive(), "the server exited")
+    srv.stop()
+
+
 if __name__ == "__main__":
-    h.main([test_detached_sessions_bounded_by_max_tunnels],
+    h.main([test_detached_sessions_bounded_by_max_tunnels,
+            test_detached_sessions_do_not_lock_out_other_keys],
            "review: a hostile client against sessions across tunnels")
