@@ -531,7 +531,8 @@ static void queue_ctrl(struct session *s, const struct frame *f)
 	/* Reading stops long before this (tunnel backpressure); only a peer
 	 * that found a way past it, or a local bug, gets here. The frame is
 	 * dropped and the tunnel must close: see session_ctrl_overflowed. */
-	if (evbuffer_get_length(s->ctrl) + (size_t)n > SESSION_CTRL_MAX) {
+	size_t cap = SESSION_CTRL_MAX + s->nstreams * SESSION_CTRL_PER_STREAM;
+	if (evbuffer_get_length(s->ctrl) + (size_t)n > cap) {
 		s->ctrl_overflow = true;
 		return;
 	}

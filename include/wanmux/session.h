@@ -87,11 +87,17 @@ struct session_params {
 #define SESSION_DEFAULT_MAX_STREAMS 1024u
 #define SESSION_MIN_WINDOW (64u << 10)
 #define SESSION_QUANTUM 16384u
-/* Bytes of encoded control frames a session queues at most. The tunnel stops
+/* Bytes of encoded control frames a session queues at most, plus
+ * SESSION_CTRL_PER_STREAM for each stream it holds. The tunnel stops
  * reading long before (see tunnel.c), and a well-behaved pair stays far
- * below: 1024 OPENs with 255-byte names are 280 KB. Over it the tunnel
- * closes. */
+ * below: 1024 OPENs with 255-byte names are 280 KB. Over it the session's
+ * tunnels close. */
 #define SESSION_CTRL_MAX ((size_t)1 << 20)
+/* A lost path makes the session announce its state on the others: WINDOW,
+ * OPEN_RESULT and RESUME per stream, 44 bytes. Room for two announcements
+ * in a row, so that many streams (--max-streams goes to 2^20) never turn
+ * the loss of one tunnel into the end of the session. */
+#define SESSION_CTRL_PER_STREAM 128u
 /* Paths one session carries at once. */
 #define SESSION_PATHS_MAX 64
 /* Out-of-order segments a session holds at once, all streams together: each
@@ -306,7 +312,7 @@ void session_send_ping(struct session *s, uint8_t type, uint64_t opaque);
 /* Bytes of control frames waiting (a pending PONG included). */
 size_t session_ctrl_queued(const struct session *s);
 
-/* Whether a control frame was dropped over SESSION_CTRL_MAX: the session can
+/* Whether a control frame was dropped over its cap (SESSION_CTRL_MAX): the session can
  * no longer keep the protocol and its tunnel must close. */
 bool session_ctrl_overflowed(const struct session *s);
 

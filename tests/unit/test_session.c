@@ -1392,12 +1392,74 @@ static void test_session_ctrl_queue_capped(void **state)
 	for (int i = 0; i < 400000 && rc == WM_OK; i++, id += 2) {
 		struct frame f = open_frame(id);
 		rc = session_on_frame(p->s, path_of(p, p->s), &f);
-		assert_true(session_queued(p->s) <= SESSION_CTRL_MAX);
+		/* The refusal is queued while its stream still counts. */
+		assert_true(session_queued(p->s) <= SESSION_CTRL_MAX + SESSION_CTRL_PER_STREAM);
 	}
 	assert_int_equal(rc, WM_ERR_LIMIT);
 	assert_true(session_ctrl_overflowed(p->s));
 	assert_true(session_ctrl_queued(p->s) > SESSION_CTRL_MAX - 64);
 	pair_free(p);
+}
+
+/* Accepts every stream with one shared (empty) source: many streams, no
+ * per-stream test state. */
+static struct evbuffer *many_src;
+
+static int many_on_open(struct session *s, struct session_stream *st,
+			const struct frame_addr *target, void *arg)
+{
+	session_stream_attach(st, many_src, NULL);
+	session_stream_open_result(st, 0);
+	return 0;
+}
+
+static void drain_ctrl(struct session *s, struct session_path *path)
+{
+	static uint8_t buf[RECORD_PLAINTEXT_MAX];
+	while (session_fill(s, path, buf, sizeof(buf)) > 0)
+		;
+}
+
+/*
+ * A path of a session with many streams is lost while another remains: the
+ * session announces its state on the others (WINDOW, OPEN_RESULT and RESUME
+ * per stream, 44 bytes). With --max-streams raised (the server takes up to
+ * 2^20) that alone went over SESSION_CTRL_MAX, the queue overflowed and the
+ * session ended with all its streams, on both sides, for losing one tunnel
+ * out of several; a hostile peer needs nothing for it but streams it may
+ * open. The cap grows with the streams the session holds.
+ */
+static void test_session_path_loss_many_streams_fits_ctrl(void **state)
+{
+	enum { NSTREAMS = 30000 };
+	struct session_params local = {SESSION_MIN_WINDOW, 4 * SESSION_MIN_WINDOW, 1u << 20, 0};
+	struct session_callbacks cb = {.on_open = many_on_open};
+	struct compress_ctx *cctx = compress_ctx_new();
+	assert_non_null(cctx);
+	many_src = evbuffer_new();
+	struct session *s = session_new(SESSION_SERVER, &local, &small_params, &cb, NULL, cctx);
+	assert_non_null(s);
+	struct session_path *p1 = session_path_add(s, NULL);
+	struct session_path *p2 = session_path_add(s, NULL);
+	assert_non_null(p1);
+	assert_non_null(p2);
+	for (uint32_t i = 0; i < NSTREAMS; i++) {
+		struct frame f = open_frame(2 * i + 1);
+		assert_int_equal(session_on_frame(s, p1, &f), WM_OK);
+		if (i % 1000 == 999)
+			drain_ctrl(s, p1);
+	}
+	drain_ctrl(s, p1);
+	assert_int_equal(session_stream_count(s), NSTREAMS);
+	assert_int_equal(session_ctrl_queued(s), 0);
+	session_path_lost(s, p2);
+	print_message("%d streams, one of two paths lost: %zu bytes of control queued "
+		      "(SESSION_CTRL_MAX %zu)\n",
+		      NSTREAMS, session_ctrl_queued(s), SESSION_CTRL_MAX);
+	assert_false(session_ctrl_overflowed(s));
+	session_free(s);
+	compress_ctx_free(cctx);
+	evbuffer_free(many_src);
 }
 
 /*
@@ -1605,6 +1667,7 @@ int main(void)
 	    cmocka_unit_test(test_session_free_resets_open_streams),
 	    cmocka_unit_test(test_session_ping_flood_one_pong),
 	    cmocka_unit_test(test_session_ctrl_queue_capped),
+	    cmocka_unit_test(test_session_path_loss_many_streams_fits_ctrl),
 	    cmocka_unit_test(test_session_grant_window_shrinks),
 	    cmocka_unit_test(test_session_credit_committed_bounded),
 	    cmocka_unit_test(test_session_credit_shrinks_when_memory_short),
