@@ -226,6 +226,9 @@ struct session {
 	 * OPENs travel on several paths, so a lower id may arrive after a
 	 * higher one. */
 	uint64_t peer_seen[PEER_ID_WINDOW / 64];
+	/* Of those, the ones whose RESET overtook their OPEN (another path):
+	 * the OPEN opens nothing when it comes, its DATA is dropped. */
+	uint64_t peer_reset_early[PEER_ID_WINDOW / 64];
 	/* The latest RESETs sent: one lost with its path would leave the peer's
 	 * stream open for ever, so announce_state sends them again (a RESET for a
 	 * stream the receiver no longer has is ignored). */
@@ -1007,20 +1010,33 @@ static bool id_is_local(const struct session *s, uint32_t id)
 	return (id & 1) == (s->next_local_id & 1);
 }
 
-static bool peer_bit(const struct session *s, uint32_t id)
+static bool window_bit(const uint64_t *map, uint32_t id)
 {
 	uint32_t k = (id >> 1) % PEER_ID_WINDOW;
-	return (s->peer_seen[k / 64] >> (k % 64)) & 1;
+	return (map[k / 64] >> (k % 64)) & 1;
 }
 
-static void peer_mark(struct session *s, uint32_t id, bool seen)
+static void window_set(uint64_t *map, uint32_t id, bool on)
 {
 	uint32_t k = (id >> 1) % PEER_ID_WINDOW;
 	uint64_t bit = (uint64_t)1 << (k % 64);
-	if (seen)
-		s->peer_seen[k / 64] |= bit;
+	if (on)
+		map[k / 64] |= bit;
 	else
-		s->peer_seen[k / 64] &= ~bit;
+		map[k / 64] &= ~bit;
+}
+
+static bool peer_bit(const struct session *s, uint32_t id)
+{
+	return window_bit(s->peer_seen, id);
+}
+
+/* seen: id was opened (or reset before its OPEN came); either way not
+ * reset early until on_reset says so. */
+static void peer_mark(struct session *s, uint32_t id, bool seen)
+{
+	window_set(s->peer_seen, id, seen);
+	window_set(s->peer_reset_early, id, false);
 }
 
 /* Whether a peer id at or below last_peer_id is still in the window where a
@@ -1047,6 +1063,22 @@ static bool id_was_used(const struct session *s, uint32_t id)
 	if (id_is_local(s, id))
 		return id < s->next_local_id;
 	return id <= s->last_peer_id && (!peer_in_window(s, id) || peer_bit(s, id));
+}
+
+/* A peer id whose OPEN has not come yet: frames about it that travelled on
+ * a faster path (the peer's RESET, its WINDOW and RESUME after a path loss)
+ * may arrive first. */
+static bool id_not_yet_opened(const struct session *s, uint32_t id)
+{
+	if (id == 0 || id_is_local(s, id))
+		return false;
+	return id > s->last_peer_id || (peer_in_window(s, id) && !peer_bit(s, id));
+}
+
+static bool peer_reset_early(const struct session *s, uint32_t id)
+{
+	return id <= s->last_peer_id && peer_in_window(s, id) &&
+	       window_bit(s->peer_reset_early, id);
 }
 
 /*
@@ -1085,6 +1117,9 @@ static int on_open(struct session *s, const struct frame *f)
 			/* Overtaken on another path (or its first copy was lost
 			 * with one): new. */
 			peer_mark(s, f->stream_id, true);
+		} else if (peer_reset_early(s, f->stream_id)) {
+			/* Its RESET came first: the stream is over already. */
+			return WM_OK;
 		} else if (f->flags & FRAME_FLAG_RESENT) {
 			/* A copy sent again after a path loss: we have the first. */
 			return WM_OK;
@@ -1305,6 +1340,9 @@ static int on_data(struct session *s, const struct frame *f)
 				      f->stream_id);
 			return WM_ERR_MALFORMED;
 		}
+		/* Its RESET came first and counted its bytes (on_reset). */
+		if (peer_reset_early(s, f->stream_id))
+			return WM_OK;
 		if (s->received + raw_len > s->recv_max)
 			return WM_ERR_FLOW;
 		absorb_orphan_data(s, raw_len);
@@ -1411,8 +1449,13 @@ static int on_window(struct session *s, const struct frame *f)
 		return WM_OK;
 	}
 	struct session_stream *st = stream_find(s, f->stream_id);
-	if (st == NULL)
-		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	if (st == NULL) {
+		/* Before its OPEN: the peer's window for a stream it just opened
+		 * is the initial one, which the OPEN implies. */
+		bool late_or_early =
+		    id_was_used(s, f->stream_id) || id_not_yet_opened(s, f->stream_id);
+		return late_or_early ? WM_OK : WM_ERR_MALFORMED;
+	}
 	if (f->u.max_offset > st->send_max) {
 		st->send_max = f->u.max_offset;
 		sched_activate(s, st);
@@ -1430,8 +1473,13 @@ static int on_ack(struct session *s, const struct frame *f)
 		s->stats.resumes_received++;
 	else
 		s->stats.acks_received++;
-	if (st == NULL)
-		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	if (st == NULL) {
+		/* Before its OPEN (a RESUME after a path loss): nothing of ours
+		 * on it can have been received yet. */
+		bool ok = id_was_used(s, f->stream_id) ||
+			  (id_not_yet_opened(s, f->stream_id) && f->u.recv_offset == 0);
+		return ok ? WM_OK : WM_ERR_MALFORMED;
+	}
 	uint64_t x = f->u.recv_offset;
 	if (x > st->snd_high + (st->fin_placed_once ? 1 : 0)) {
 		log_peer_warn("session: stream %u acknowledges %llu, only %llu sent", st->id,
@@ -1464,9 +1512,34 @@ static int on_ack(struct session *s, const struct frame *f)
 	return WM_OK;
 }
 
+/*
+ * The peer reset a stream whose OPEN is still on its way on another path:
+ * the id counts as used (its OPEN will open nothing), and the bytes it sent
+ * count against the session window now, as the peer counted them, and are
+ * given back at once; the DATA that follows is dropped without counting.
+ */
+static int reset_before_open(struct session *s, const struct frame *f)
+{
+	uint64_t final = f->u.reset.final_offset;
+	/* No WINDOW can have grown the stream's window before its OPEN. */
+	if (final > s->local.stream_window || s->received + final > s->recv_max)
+		return WM_ERR_FLOW;
+	if (f->stream_id > s->last_peer_id)
+		peer_advance(s, f->stream_id);
+	else
+		peer_mark(s, f->stream_id, true);
+	window_set(s->peer_reset_early, f->stream_id, true);
+	s->received += final;
+	s->consumed += final;
+	maybe_grant_session(s);
+	return WM_OK;
+}
+
 static int on_reset(struct session *s, const struct frame *f)
 {
 	struct session_stream *st = stream_find(s, f->stream_id);
+	if (st == NULL && id_not_yet_opened(s, f->stream_id))
+		return reset_before_open(s, f);
 	if (st == NULL)
 		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
 	uint64_t final = f->u.reset.final_offset;

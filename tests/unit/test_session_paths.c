@@ -723,6 +723,75 @@ static void test_session_paths_open_lost_with_path(void **state)
 	harness_free(h);
 }
 
+/* The first record side `from` fills on path i, queued there (not delivered). */
+static void fill_onto(struct harness *h, size_t i, int from)
+{
+	size_t n = session_fill(h->s[from], h->path[i].p[from], h->buf, sizeof(h->buf));
+	assert_true(n > 0);
+	fifo_push(&h->path[i].q[from], h->buf, n);
+}
+
+/* Delivers everything queued on path i from side `from`, in order. */
+static void deliver_all(struct harness *h, size_t i, int from)
+{
+	struct rec *r;
+	while ((r = fifo_pop(&h->path[i].q[from])) != NULL) {
+		deliver(h, &h->path[i], 1 - from, r->buf, r->n);
+		free(r);
+	}
+}
+
+/*
+ * A stream's OPEN is on its way on path 0 when path 1 is lost: the opener
+ * announces its state (WINDOW and RESUME for every stream, this one too) on
+ * path 2, which is faster. The peer got WINDOW and RESUME for a stream it
+ * did not know yet and ended the session as for a protocol error: losing
+ * one tunnel cut every stream of the session while another was opening.
+ */
+static void test_session_paths_announce_overtakes_open(void **state)
+{
+	struct harness *h = harness_new(3, 21, COMPRESS_NONE);
+	open_stream(h, 0, 5000, 3000, true);
+	fill_onto(h, 0, 0); /* OPEN and DATA, in flight on path 0 */
+	kill_path(h, 1);
+	fill_onto(h, 2, 0); /* the announcement */
+	deliver_all(h, 2, 0);
+	deliver_all(h, 0, 0);
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/*
+ * A new stream is reset (its application went away) while its OPEN is on
+ * its way on path 0; the RESET takes path 1 and arrives first. The peer took
+ * the RESET for a stream never opened as a protocol error and ended the
+ * session. It must end just that stream: the late OPEN opens nothing, its
+ * DATA is dropped, and no session credit is lost on either side.
+ */
+static void test_session_paths_reset_overtakes_open(void **state)
+{
+	struct harness *h = harness_new(2, 22, COMPRESS_NONE);
+	struct hstream *gone = open_stream(h, 0, 5000, 0, false);
+	fill_onto(h, 0, 0);
+	struct hend *o = &gone->end[0];
+	session_stream_reset(o->st, FRAME_ERR_CANCEL);
+	o->st = NULL;
+	o->reset = true;
+	fill_onto(h, 1, 0); /* the RESET */
+	deliver_all(h, 1, 0);
+	deliver_all(h, 0, 0);
+	run(h, 1000000, 0, false);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(session_stream_count(h->s[k]), 0);
+	assert_null(gone->end[1].st);
+	/* No session credit leaked: a new stream can send a full session window. */
+	struct hstream *after = open_stream(h, 0, params.session_window, 0, true);
+	run(h, 3000000, 0, true);
+	assert_true(same(after->end[0].expect, after->end[1].got));
+	harness_free(h);
+}
+
 /* Seeded random schedules: paths die and come back, records are copied. */
 static void test_session_paths_fuzz_schedule(void **state)
 {
@@ -1519,6 +1588,8 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_many_streams),
 	    cmocka_unit_test(test_session_paths_open_precedes_data),
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
+	    cmocka_unit_test(test_session_paths_announce_overtakes_open),
+	    cmocka_unit_test(test_session_paths_reset_overtakes_open),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
