@@ -734,8 +734,8 @@ static void fill_onto(struct harness *h, size_t i, int from)
 /* Delivers everything queued on path i from side `from`, in order. */
 static void deliver_all(struct harness *h, size_t i, int from)
 {
-	struct rec *r;
-	while ((r = fifo_pop(&h->path[i].q[from])) != NULL) {
+	for (struct rec *r = fifo_pop(&h->path[i].q[from]); r != NULL;
+	     r = fifo_pop(&h->path[i].q[from])) {
 		deliver(h, &h->path[i], 1 - from, r->buf, r->n);
 		free(r);
 	}
