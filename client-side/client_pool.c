@@ -86,6 +86,27 @@ static void on_session_end(struct tsession *ts, const char *reason, void *arg)
 
 static void on_goaway(struct session *s, void *arg);
 
+/* The slot dials at once (stable: its last tunnel had been working) or
+ * after its backoff; either way one more attempt. */
+static void schedule_dial(struct slot *sl, bool stable)
+{
+	struct client *cl = sl->cl;
+	uint32_t delay = 0;
+	if (!stable) {
+		unsigned shift = sl->attempts < 8 ? sl->attempts : 8;
+		uint32_t base_ms = BACKOFF_MIN_MS << shift;
+		/* While a session waits to resume, its streams are on hold:
+		 * keep trying every few seconds rather than every half minute. */
+		uint32_t cap = cl->ts != NULL ? BACKOFF_RESUMING_MS : BACKOFF_MAX_MS;
+		if (base_ms > cap)
+			base_ms = cap;
+		delay = base_ms / 2 + randombytes_uniform(base_ms);
+	}
+	sl->attempts++;
+	struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+	event_add(sl->retry_ev, &tv);
+}
+
 static struct tsession *new_session(struct client *cl, const struct session_params *local,
 				    const struct session_params *peer, uint64_t epoch)
 {
@@ -292,12 +313,16 @@ static void replace_draining(struct client *cl)
 		struct slot *sl = &cl->slots[i];
 		if (sl->t == NULL || tunnel_tsession(sl->t) != ts)
 			continue;
+		/* A server that sends GOAWAY on every session as soon as it
+		 * starts must not make every slot dial in a tight loop. */
+		bool stable = sl->up && limit_now_ms() - sl->up_ms >= BACKOFF_STABLE_MS;
+		if (stable)
+			sl->attempts = 0;
 		sl->old = sl->t;
 		sl->t = NULL;
 		sl->up = false;
-		sl->attempts = 0;
 		event_del(sl->retry_ev);
-		slot_connect(sl);
+		schedule_dial(sl, stable);
 	}
 }
 
@@ -353,20 +378,7 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	 * session's streams wait for it), then with exponential backoff and
 	 * jitter, so tunnels (and clients) that lost the server together do not
 	 * come back in lockstep. */
-	uint32_t delay = 0;
-	if (!stable) {
-		unsigned shift = sl->attempts < 8 ? sl->attempts : 8;
-		uint32_t base_ms = BACKOFF_MIN_MS << shift;
-		/* While a session waits to resume, its streams are on hold:
-		 * keep trying every few seconds rather than every half minute. */
-		uint32_t cap = cl->ts != NULL ? BACKOFF_RESUMING_MS : BACKOFF_MAX_MS;
-		if (base_ms > cap)
-			base_ms = cap;
-		delay = base_ms / 2 + randombytes_uniform(base_ms);
-	}
-	sl->attempts++;
-	struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-	event_add(sl->retry_ev, &tv);
+	schedule_dial(sl, stable);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)

@@ -51,6 +51,9 @@ struct world {
 	 * every tunnel a new epoch (as if the server lost the session). */
 	bool close_on_up;
 	bool flip_epoch;
+	/* GOAWAY on every session as soon as a tunnel of it is up; a tunnel of
+	 * a new session id drains the old one at once (its tunnels close). */
+	bool goaway_every_session;
 	struct client cl;
 };
 
@@ -74,6 +77,8 @@ static void server_up(struct tunnel *t, void *arg)
 	struct timeval tv = {0, 10000};
 	if (w->close_on_up)
 		event_base_once(w->base, -1, EV_TIMEOUT, hostile_close, t, &tv);
+	if (w->goaway_every_session && w->server_ts != NULL)
+		session_goaway(tsession_session(w->server_ts));
 }
 
 static void server_down(struct tunnel *t, const char *reason, void *arg)
@@ -101,6 +106,11 @@ static struct tsession *server_attach(struct tunnel *t, const struct session_par
 				      const struct session_params *peer, uint64_t *epoch, void *arg)
 {
 	struct world *w = arg;
+	if (w->goaway_every_session && w->server_ts != NULL &&
+	    memcmp(tsession_id(w->server_ts), tunnel_session_id(t), HELLO_SESSION_ID_LEN) != 0) {
+		tsession_free(w->server_ts); /* drained: its tunnels close */
+		w->server_ts = NULL;
+	}
 	if (w->server_ts == NULL) {
 		struct tsession_config c;
 		memset(&c, 0, sizeof(c));
@@ -395,6 +405,26 @@ static void test_client_pool_epoch_flips_back_off(void **state)
 	world_free(w);
 }
 
+/*
+ * A hostile server that sends GOAWAY on every session as soon as it is up
+ * (and drains the old one at once): each GOAWAY made the client dial a new
+ * session on every slot at once, a tight loop of handshakes like the one
+ * above.
+ */
+static void test_client_pool_goaway_every_session_backs_off(void **state)
+{
+	struct world *w = world_new(2);
+	w->goaway_every_session = true;
+	run_until(w, never, 1500);
+	int ups = w->server_up;
+	print_message("tunnels up in 1.5 s with GOAWAY on every session: %d (GOAWAYs %llu)\n", ups,
+		      (unsigned long long)w->cl.goaways);
+	assert_true(ups >= 2);
+	assert_true(ups <= 16);
+	w->goaway_every_session = false;
+	world_free(w);
+}
+
 static bool drained_and_up(struct world *w)
 {
 	if (w->cl.old_ts == NULL || w->cl.ts == NULL)
@@ -458,6 +488,7 @@ int main(void)
 	    cmocka_unit_test(test_client_pool_reset_while_queued),
 	    cmocka_unit_test(test_client_pool_backs_off_tunnels_closed_once_up),
 	    cmocka_unit_test(test_client_pool_epoch_flips_back_off),
+	    cmocka_unit_test(test_client_pool_goaway_every_session_backs_off),
 	    cmocka_unit_test(test_client_pool_second_goaway_while_old_tunnels_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
