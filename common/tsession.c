@@ -137,6 +137,11 @@ struct tsession *tsession_new(struct event_base *base, const struct tsession_con
 		return NULL;
 	}
 	session_set_pool(ts->s, &ts->pool);
+	/* Until its first tunnel attaches (at once, unless that attach fails),
+	 * the session waits as if it had lost one: it cannot be held for ever. */
+	uint32_t wait_ms = cfg->resume_timeout_ms > 0 ? cfg->resume_timeout_ms : 10000u;
+	struct timeval tv = {wait_ms / 1000u, (wait_ms % 1000u) * 1000u};
+	event_add(ts->resume_ev, &tv);
 	counters.created++;
 	return ts;
 }
