@@ -487,6 +487,23 @@ static struct tsession *on_attach(struct tunnel *t, const struct session_params 
 				 tunnel_peer_name(t),
 				 (unsigned long long)tsession_detached_ms(sess->ts));
 		snprintf(sess->peer, sizeof(sess->peer), "%s", tunnel_peer_name(t));
+		/* A client dials one tunnel per slot: a new one for a slot means the
+		 * old one is dead on its side (a NAT rebinding, a reset that never
+		 * arrived here). Waiting for it to fall silent would leave what was
+		 * in flight on it stuck for dead_after_ms; close it now, so its data
+		 * goes again on the live tunnels. The replay check made sure this
+		 * handshake is the client's newest for the slot. */
+		struct server_tunnel *old;
+		LIST_FOREACH(old, &srv->tunnels, link)
+		{
+			if (old == stn || old->sess != sess || old->tunnel_no != stn->tunnel_no ||
+			    !old->up)
+				continue;
+			log_info("tunnel from %s (client %s, slot %u) replaced by one from %s",
+				 tunnel_peer_name(old->t), sess->client, (unsigned)old->tunnel_no,
+				 tunnel_peer_name(t));
+			tunnel_close(old->t, "replaced by a newer tunnel of the same client slot");
+		}
 		stn->sess = sess;
 		*epoch = tsession_epoch(sess->ts);
 		return sess->ts;
