@@ -1149,3 +1149,240 @@ if VALGRIND:
     parse_args = _valgrind_parse_args
     Daemon.__init__ = _valgrind_daemon_init
     Daemon.check_sanitizer = _valgrind_check_sanitizer
+
+
+# --------------------------------------------------------------------------
+# Faults (used by test_faults, test_faults_kill, test_faults_lab): killing
+# TCP connections with `ss -K`, paced streams that record the longest pause,
+# and the netem lab (netem/lab.sh) with a namespace prefix of its own.
+
+def supports_option(binary, option):
+    """True if `binary --help` mentions option (e.g. --resume-timeout): lets a
+    test run its behavioural part against a build that predates the option."""
+    try:
+        p = subprocess.run([binary, "--help"], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=t(10))
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return option in (p.stdout + p.stderr).decode(errors="replace")
+
+
+def ss_kill(filt, netns=None):
+    """Destroy the established TCP sockets matching the ss filter filt (a
+    list of ss filter words, e.g. ["dport", "=", "7700"]) with `ss -K`, in
+    netns (a namespace name) or here. Returns the local:peer pairs killed."""
+    argv = ["ss", "-K", "-tnH", "state", "established"] + list(filt)
+    if netns:
+        argv = ["ip", "netns", "exec", netns] + argv
+    rc, out, err = run_cmd(argv, timeout=t(10))
+    check(rc == 0, f"{' '.join(argv)} failed ({rc}): {err.strip()}")
+    return [tuple(line.split()[-2:]) for line in out.splitlines() if line.strip()]
+
+
+def ss_list(filt, netns=None):
+    """The established TCP sockets matching filt: list of (local, peer)."""
+    argv = ["ss", "-tnH", "state", "established"] + list(filt)
+    if netns:
+        argv = ["ip", "netns", "exec", netns] + argv
+    rc, out, err = run_cmd(argv, timeout=t(10))
+    check(rc == 0, f"{' '.join(argv)} failed ({rc}): {err.strip()}")
+    return [tuple(line.split()[-2:]) for line in out.splitlines() if line.strip()]
+
+
+def ss_kill_works():
+    """None if `ss -K` can destroy a socket here (root, CONFIG_INET_DIAG_DESTROY),
+    else why not. Probes with a loopback pair of its own."""
+    if shutil.which("ss") is None:
+        return "ss not found (apt-get install iproute2)"
+    if os.geteuid() != 0:
+        return "not root (ss -K needs CAP_NET_ADMIN)"
+    lst = socket.socket()
+    try:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1)
+        port = lst.getsockname()[1]
+        c = socket.create_connection(("127.0.0.1", port), timeout=5)
+        a, _ = lst.accept()
+        try:
+            ss_kill(["dst", "127.0.0.1", "dport", "=", str(port)])
+            c.settimeout(2)
+            try:
+                c.recv(1)
+                return "ss -K did not destroy the socket (kernel without INET_DIAG_DESTROY?)"
+            except socket.timeout:
+                return "ss -K did not destroy the socket (kernel without INET_DIAG_DESTROY?)"
+            except OSError:
+                return None
+        finally:
+            c.close()
+            a.close()
+    except TestFailure as e:
+        return str(e)
+    finally:
+        lst.close()
+
+
+class Paced:
+    """A stream of deterministic data sent in chunks at a steady pace, and
+    the receiving end that hashes it and records the longest pause between
+    two reads. Both ends are plain functions taking a socket, so either may
+    run in a target server thread or in the test."""
+
+    def __init__(self, seed, chunk=4096, interval=0.02, seconds=10.0):
+        self.chunk = chunk
+        self.interval = interval
+        self.count = max(1, int(seconds / interval))
+        self.data = make_random(self.chunk * self.count, seed=seed)
+        self.digest = sha(self.data)
+        self.sent = 0
+        self.received = 0
+        self.max_gap = 0.0
+        self.max_gap_at = None  # monotonic time the longest pause ended
+        self.result = None  # (bytes, hex) at the receiver
+
+    def send(self, sock):
+        """Send all chunks at the pace (catching up after a stall, not
+        bursting past it), then half-close."""
+        t0 = time.monotonic()
+        mv = memoryview(self.data)
+        for i in range(self.count):
+            wait = t0 + i * self.interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            sock.sendall(mv[i * self.chunk:(i + 1) * self.chunk])
+            self.sent += self.chunk
+        sock.shutdown(socket.SHUT_WR)
+
+    def receive(self, sock):
+        """Read to EOF; returns (bytes, hex SHA-256) and keeps the longest
+        pause between reads (from the first byte on)."""
+        hs = hashlib.sha256()
+        last = None
+        while True:
+            b = sock.recv(256 * 1024)
+            now = time.monotonic()
+            if not b:
+                break
+            if last is not None and now - last > self.max_gap:
+                self.max_gap = now - last
+                self.max_gap_at = now
+            last = now
+            self.received += len(b)
+            hs.update(b)
+        self.result = (self.received, hs.hexdigest())
+        return self.result
+
+
+def lab_prefix(letter, n=None):
+    """A namespace prefix of 5 characters for netem/lab.sh: letter, the pid in
+    base 36 (3 digits) and '-', so concurrent runs (release and ASan suites,
+    a benchmark lab) do not collide. linkem needs PREFIX + 'datacenter' to
+    stay under IFNAMSIZ (16)."""
+    n = os.getpid() if n is None else n
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    s = ""
+    for _ in range(3):
+        s = digits[n % 36] + s
+        n //= 36
+    return f"{letter}{s}-"
+
+
+class NetNs:
+    """Context manager: the calling thread enters a named network namespace
+    (sockets created inside stay in it) and goes back on exit."""
+
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        fd = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            if _libc.setns(fd, self.CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns {self.name}: {os.strerror(e)}")
+        finally:
+            os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        if _libc.setns(self.orig, self.CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns back: {os.strerror(e)}")
+        os.close(self.orig)
+
+
+class Lab:
+    """netem/lab.sh with its own namespace prefix and state dir:
+    namespaces PREFIX+'branch' (198.18.0.1) and PREFIX+'datacenter'
+    (198.18.0.2)."""
+
+    SCRIPT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           "..", "..", "netem", "lab.sh"))
+    BRANCH_ADDR, DC_ADDR = "198.18.0.1", "198.18.0.2"
+
+    def __init__(self, bindir, letter):
+        self.bindir = bindir
+        self.prefix = lab_prefix(letter)
+        self.run_dir = f"/run/wmx-lab-{letter}-{os.getpid()}"
+        self.branch = self.prefix + "branch"
+        self.dc = self.prefix + "datacenter"
+
+    def env(self):
+        env = dict(os.environ, WMX_LAB_PREFIX=self.prefix, WMX_LAB_RUN=self.run_dir)
+        linkem = os.path.join(self.bindir, "netem", "linkem")
+        if os.access(linkem, os.X_OK):
+            env["WMX_LINKEM"] = linkem
+        return env
+
+    def cannot_run(self):
+        """Why namespaces cannot be built here, or None."""
+        if os.geteuid() != 0:
+            return "not root (the lab needs network namespaces and TUN devices)"
+        if not os.path.exists("/dev/net/tun"):
+            return "no /dev/net/tun"
+        if not os.path.exists(self.SCRIPT):
+            return f"{self.SCRIPT} not found"
+        probe = self.prefix + "probe"
+        p = subprocess.run(["ip", "netns", "add", probe], capture_output=True)
+        if p.returncode != 0:
+            return f"`ip netns add` fails: {p.stderr.decode(errors='replace').strip()}"
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+        return None
+
+    def sh(self, *cmd, timeout=60, ok=True):
+        p = subprocess.run(["bash", self.SCRIPT, *cmd], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout, env=self.env())
+        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        if ok:
+            check(p.returncode == 0, f"lab.sh {' '.join(cmd)} failed ({p.returncode}): "
+                                     f"{out.strip()}")
+        return out
+
+    def up(self, *scenario):
+        self.sh("down", ok=False)
+        return self.sh("up", *scenario)
+
+    def down(self):
+        self.sh("down", ok=False)
+
+    def ns_run(self, ns, argv, ok=True, stdin=None):
+        """Run argv in namespace ns: (rc, output)."""
+        p = subprocess.run(["ip", "netns", "exec", ns] + list(argv), capture_output=True,
+                           input=stdin.encode() if stdin is not None else None,
+                           timeout=t(20))
+        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        if ok:
+            check(p.returncode == 0, f"in {ns}: {' '.join(argv)} failed ({p.returncode}): "
+                                     f"{out.strip()}")
+        return p.returncode, out
+
+    def counters(self):
+        """linkem's per-direction counters: {'a2b': {...}, 'b2a': {...}}."""
+        out = self.sh("status")
+        res = {}
+        for m in re.finditer(r"linkem: (a2b|b2a) (.*)", out):
+            res[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+        return res
