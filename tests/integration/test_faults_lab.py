@@ -217,7 +217,11 @@ def blackout(env, seconds):
     before = [c.n for c in counts]
     LAB.sh("link", "blackout", str(seconds))
     t_black = time.monotonic()
-    th.join(tn(seconds + recover + 70))
+    try:
+        th.join(tn(seconds + recover + 70))
+    finally:
+        # A failed transfer must not leave the link down for the next test.
+        LAB.sh("link", "up", ok=False)
     took = time.monotonic() - t_black
     downs = cli.count(r"tunnel \d+ to \S+ down", since=mark)
     srv_downs = srv.count(r"tunnel from \S+ down", since=srv_mark)
