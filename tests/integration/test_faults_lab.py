@@ -224,7 +224,7 @@ def blackout(env, seconds):
         LAB.sh("link", "up", ok=False)
     took = time.monotonic() - t_black
     downs = cli.count(r"tunnel \d+ to \S+ down", since=mark)
-    srv_downs = srv.count(r"tunnel from \S+ down", since=srv_mark)
+    srv_downs = srv.count(r"tunnel from \S+ \(client .*\) down", since=srv_mark)
     print(f"     blackout {seconds} s at {before[0] // 1024} KiB up / {before[1] // 1024} KiB "
           f"down; finished {took:.1f} s after it began; tunnels down: client {downs}, "
           f"server {srv_downs}")
@@ -352,7 +352,8 @@ def test_nat_rebinding_resumes(env):
                                 "scope", "link", "src", NEW_ADDR, "congctl", "cubic"])
         nft(LAB.branch, "table inet wmxfault {\n chain out {\n"
             "  type filter hook output priority 0; policy accept;\n"
-            f"  ip saddr {LAB.BRANCH_ADDR} tcp dport {srv.port} tcp flags & rst == rst counter drop\n"
+            f"  ip saddr {LAB.BRANCH_ADDR} tcp dport {srv.port} tcp flags & rst == rst"
+            " counter drop\n"
             " }\n}\n")
         killed = h.ss_kill(["dst", DC, "dport", "=", str(srv.port)], netns=LAB.branch)
         t_kill = time.monotonic()
@@ -360,8 +361,8 @@ def test_nat_rebinding_resumes(env):
         th.join(tn(150))
         took = time.monotonic() - t_kill
         back = srv.count(r"tunnel from %s:\d+ up" % re.escape(NEW_ADDR), since=srv_mark)
-        old_down = srv.count(r"tunnel from %s:\d+ down" % re.escape(LAB.BRANCH_ADDR),
-                             since=srv_mark)
+        old_down = srv.count(r"tunnel from %s:\d+ \(client .*\) down"
+                             % re.escape(LAB.BRANCH_ADDR), since=srv_mark)
         print(f"     rebinding at {before[0] // 1024} KiB up / {before[1] // 1024} KiB down; "
               f"finished {took:.1f} s later; server: {back} tunnels up from {NEW_ADDR}, "
               f"{old_down} old tunnels down by then")
