@@ -1238,6 +1238,7 @@ class Paced:
         self.received = 0
         self.max_gap = 0.0
         self.max_gap_at = None  # monotonic time the longest pause ended
+        self.pauses = []  # (monotonic time it ended, seconds) of pauses over 0.1 s
         self.result = None  # (bytes, hex) at the receiver
 
     def send(self, sock):
@@ -1263,6 +1264,8 @@ class Paced:
             now = time.monotonic()
             if not b:
                 break
+            if last is not None and now - last > 0.1:
+                self.pauses.append((now, now - last))
             if last is not None and now - last > self.max_gap:
                 self.max_gap = now - last
                 self.max_gap_at = now
