@@ -18,7 +18,8 @@ network namespaces joined by `clean delay=20ms rate=20mbit` (40 ms RTT,
   branch with the reset to the server dropped (the server still holds the
   old connections, as behind a NAT that forgot the mapping), and the client
   comes back from a new source address (198.18.0.3) and port: the session
-  resumes on the new tunnels and both transfers finish intact.
+  resumes on the new tunnels and both transfers finish intact, within 20 s
+  (not after the server's 30 s dead-tunnel detection on the old ones).
 
 Needs root, /dev/net/tun, `ip netns` and nft; where the machine cannot
 build namespaces it prints why and exits 77. The namespace prefix and lab
@@ -339,9 +340,31 @@ def test_four_tunnels_lose_three_keep_flowing(env):
     check(worst < 3.0, f"a stream paused {worst:.2f} s after 3 of 4 tunnels were lost")
 
 
+# Once the client's tunnels are back (from the new address), the session must
+# carry on there: the client's RESUME says what it has, so nothing has to
+# wait for the server's dead-tunnel detection (30 s of silence) on the old
+# connections. Generous: ~3 s when it works, 30 s when it waits.
+REBIND_LIMIT = 20
+
+
+@h.known_bug("after a NAT rebinding the server keeps the download's unacknowledged data "
+             "on its old, silent tunnels until they are declared dead (30 s), although "
+             "the client's tunnels are back from the new address within ~0.2 s; since "
+             "40f828b (placement): 3 of 6 runs there and 6 of 7 on main dedc16e took "
+             "30.1-30.8 s, none of 6 at 3d7a3b6 and of 3 at 33b8a92 (2.1-3.5 s)")
 def test_nat_rebinding_resumes(env):
     sock_timeout = tn(150)
     srv, cli, jobs, counts, check_done, again = bulk_pair(env, sock_timeout, tunnels=2)
+    finished = {}
+
+    def timed(job, name):
+        def run():
+            r = job()
+            finished[name] = time.monotonic()
+            return r
+        return run
+
+    jobs = [timed(jobs[0], "upload"), timed(jobs[1], "download")]
     th, done = run_in_background(jobs, tn(150))
     wait_progress(counts, MB, tn(30), th)
     before = [c.n for c in counts]
@@ -380,6 +403,11 @@ def test_nat_rebinding_resumes(env):
         check(max(before) < EACH, f"the rebinding came after the transfers ({before})")
         check(back >= 1, f"no tunnel came back from {NEW_ADDR}")
         check_done(done["results"])
+        ends = {k: round(v - t_kill, 1) for k, v in finished.items()}
+        print(f"     finished (s after the rebinding): {ends}")
+        check(took < tn(REBIND_LIMIT),
+              f"the transfers took {took:.1f} s after the rebinding ({ends}), limit "
+              f"{tn(REBIND_LIMIT):.0f} s: they waited for the old tunnels to die")
         check(cli.count(r"tunnel \d+ to \S+ up", since=mark) >= 1, "client reconnected no tunnel")
         again()
     finally:
