@@ -200,7 +200,8 @@ void client_pool_free(struct client *cl);
 
 /*
  * Opens a stream for relay r to target over the least busy tunnel, or queues
- * it until a tunnel is up (failing it after CLIENT_PENDING_TIMEOUT_S). Starts
+ * it until a tunnel is up (failing it after CLIENT_PENDING_TIMEOUT_S, or
+ * --resume-timeout while a session waits for its tunnels). Starts
  * the relay once the stream exists.
  */
 void client_open(struct client *cl, struct relay *r, const struct frame_addr *target);

@@ -263,13 +263,19 @@ static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 	time_t now = time(NULL);
 	size_t streams = 0;
 	client_pool_reap(cl, &streams);
+	/* While a session waits for its tunnels, new connections wait as long
+	 * as its streams do (--resume-timeout); with no session, a bounded
+	 * time. */
+	time_t limit = CLIENT_PENDING_TIMEOUT_S;
+	if (cl->ts != NULL && cl->tcfg.resume_timeout_ms / 1000u > (uint32_t)limit)
+		limit = (time_t)(cl->tcfg.resume_timeout_ms / 1000u);
 	while (!TAILQ_EMPTY(&cl->pending)) {
 		struct pending *p = TAILQ_FIRST(&cl->pending);
-		if (now - p->since < CLIENT_PENDING_TIMEOUT_S)
+		if (now - p->since < limit)
 			return;
 		struct relay *r = pending_remove(p);
-		log_peer_warn("%s: no tunnel to the server for %d s; closing", relay_name(r),
-			      CLIENT_PENDING_TIMEOUT_S);
+		log_peer_warn("%s: no tunnel to the server for %lld s; closing", relay_name(r),
+			      (long long)limit);
 		relay_fail(r, FRAME_ERR_TUNNEL_LOST);
 	}
 }
