@@ -181,8 +181,9 @@ struct session_stream {
 	bool shutdown_requested;
 	bool fin_placed_once;
 	uint64_t path_mask; /* paths that carried bytes not yet acknowledged */
-	/* The resend store [snd_acked, snd_high): unacked, then the first
-	 * src_sent bytes of src (sent from a chain not yet wholly sent). */
+	/* The resend store [snd_acked, snd_high): unacked (chains moved from
+	 * src), then the first src_sent bytes of src (sent from a chain not yet
+	 * wholly sent, or from src's last chain, still being read into). */
 	struct evbuffer *unacked;
 	size_t src_sent;
 	struct compress_state cstate;
@@ -1925,47 +1926,62 @@ static void store_copyout(struct session_stream *st, size_t off, uint8_t *dst, s
 		copy_at(st->src, off - in_own, dst, n);
 }
 
-/* Moves the source's wholly sent chains into the resend store: a chain
- * moves without copying, and the relay's buffer only counts what is unsent
- * (and at most the one chain being sent). */
+/* Copies the first n bytes of the source into the resend store; returns
+ * how many it took. */
+static size_t store_copy_front(struct session_stream *st, size_t n)
+{
+	struct evbuffer_iovec v[16];
+	size_t left = n;
+	int k = evbuffer_peek(st->src, (ev_ssize_t)n, NULL, v, 16);
+	for (int i = 0; i < k && i < 16 && left > 0; i++) {
+		size_t c = v[i].iov_len < left ? v[i].iov_len : left;
+		if (evbuffer_add(st->unacked, v[i].iov_base, c) != 0)
+			break;
+		left -= c;
+	}
+	evbuffer_drain(st->src, n - left);
+	return n - left;
+}
+
+/*
+ * Moves the source's wholly sent chains into the resend store, without
+ * copying a byte. Only chains before the source's last one move: the socket
+ * is read into the last chain until it is full (libevent fills a chain
+ * before it adds the next), so a moved chain costs what it holds, and a
+ * store of moved chains what it counts. The last chain's sent bytes stay in
+ * the source, up to STORE_IN_SRC_MAX: past that (a chain larger than reads
+ * make), they are copied out rather than let the relay see a full buffer
+ * and stop reading.
+ */
 static void store_take_chains(struct session_stream *st)
 {
+	size_t total = evbuffer_get_length(st->src);
 	struct evbuffer_iovec v[16];
 	int k = evbuffer_peek(st->src, (ev_ssize_t)st->src_sent, NULL, v, 16);
 	size_t whole = 0;
 	for (int i = 0; i < k && i < 16; i++) {
-		if (whole + v[i].iov_len > st->src_sent)
+		size_t end = whole + v[i].iov_len;
+		if (end > st->src_sent || end == total)
 			break;
-		whole += v[i].iov_len;
+		whole = end;
 	}
-	/* The source's last chain keeps growing while the socket is read into
-	 * it: past STORE_IN_SRC_MAX sent bytes, copy them out rather than let
-	 * the relay see a full buffer and stop reading. */
-	if (st->src_sent >= STORE_IN_SRC_MAX)
-		whole = st->src_sent;
-	if (whole == 0)
+	if (whole == 0 && st->src_sent < STORE_IN_SRC_MAX)
 		return;
 	if (st->unacked == NULL)
 		st->unacked = evbuffer_new();
 	/* Without a buffer the bytes simply stay in the source. */
 	if (st->unacked == NULL)
 		return;
-	/* Copied, not moved: a chain read from a socket is allocated at twice
-	 * its size or more (a 16 KiB read takes a 32 KiB chain), so a store of
-	 * moved chains would cost twice what it counts; copies fill chains. */
-	size_t left = whole;
-	k = evbuffer_peek(st->src, (ev_ssize_t)whole, NULL, v, 16);
-	for (int i = 0; i < k && i < 16 && left > 0; i++) {
-		size_t n = v[i].iov_len < left ? v[i].iov_len : left;
-		if (evbuffer_add(st->unacked, v[i].iov_base, n) != 0)
-			break;
-		left -= n;
+	size_t taken = 0;
+	if (whole > 0) {
+		int n = evbuffer_remove_buffer(st->src, st->unacked, whole);
+		taken = n > 0 ? (size_t)n : 0;
 	}
-	size_t moved = whole - left;
-	if (moved > 0) {
-		evbuffer_drain(st->src, moved);
-		st->src_sent -= moved;
-		charge(st->session, moved, 0);
+	if (taken == whole && st->src_sent - taken >= STORE_IN_SRC_MAX)
+		taken += store_copy_front(st, st->src_sent - taken);
+	if (taken > 0) {
+		st->src_sent -= taken;
+		charge(st->session, taken, 0);
 	}
 }
 

@@ -930,6 +930,59 @@ static void test_session_paths_no_ack_store_charged(void **state)
 	session_set_memory(0, 0);
 }
 
+/* Counts the source chains freed (evbuffer_add_reference cleanups). */
+static void count_freed(const void *data, size_t len, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/*
+ * Sent bytes move into the resend store chain by chain, never copied: the
+ * source's chains (references here) are freed only once acknowledged, the
+ * last one (a socket may still be read into it) stays in the source, and
+ * the store is charged what it holds. Everything is lost with the path
+ * before any ACK, so the whole stream is sent again from moved chains.
+ */
+static void test_session_paths_store_moves_sent_chains(void **state)
+{
+	enum { NCHAINS = 8, CHAIN = 4096 };
+	static uint8_t data[NCHAINS][CHAIN];
+	int freed = 0;
+	size_t before = relay_budget_used();
+	struct harness *h = harness_new(1, 12, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 0, 0, false);
+	struct hend *o = &hs->end[0];
+	for (int i = 0; i < NCHAINS; i++) {
+		for (int j = 0; j < CHAIN; j++)
+			data[i][j] = (uint8_t)rnd(h);
+		assert_int_equal(
+		    evbuffer_add_reference(o->src, data[i], CHAIN, count_freed, &freed), 0);
+		evbuffer_add(o->expect, data[i], CHAIN);
+	}
+	session_stream_kick(o->st);
+	session_stream_shutdown(o->st);
+	hs->want_fin = true;
+
+	/* Nothing reaches the peer: the path stalls, then dies. */
+	h->stalled = 0;
+	for (int i = 0; i < 2000; i++)
+		step(h, 0);
+	assert_int_equal(session_unacked(h->s[0]), NCHAINS * CHAIN);
+	assert_int_equal(freed, 0);
+	assert_int_equal(evbuffer_get_length(o->src), CHAIN);
+	assert_int_equal(relay_budget_used() - before, (NCHAINS - 1) * CHAIN);
+
+	h->stalled = -1;
+	kill_path(h, 0);
+	add_path(h);
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	assert_true(session_get_stats(h->s[0])->resent_bytes >= NCHAINS * CHAIN);
+	assert_int_equal(freed, NCHAINS);
+	assert_int_equal(relay_budget_used(), before);
+	harness_free(h);
+}
+
 /* ACK cost on one path: frames and bytes per MB of data. */
 static void test_session_paths_ack_overhead(void **state)
 {
@@ -1605,6 +1658,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
+	    cmocka_unit_test(test_session_paths_store_moves_sent_chains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
