@@ -111,15 +111,10 @@ static struct tsession *new_session(struct client *cl, const struct session_para
 				    const struct session_params *peer, uint64_t epoch)
 {
 	struct tsession_config c;
-	memset(&c, 0, sizeof(c));
-	c.role = SESSION_CLIENT;
-	relay_stream_callbacks(&c.cb);
+	tsession_config_init(&c, SESSION_CLIENT, &cl->tcfg, cl);
 	c.cb.on_open = client_reverse_on_open;
 	c.cb.on_control = client_reverse_on_control;
 	c.cb.on_goaway = on_goaway;
-	c.arg = cl;
-	c.pool_limit = cl->tcfg.pool_limit;
-	c.resume_timeout_ms = cl->tcfg.resume_timeout_ms;
 	c.on_end = on_session_end;
 	struct tsession *ts = tsession_new(cl->base, &c, local, peer, cl->tcfg.session_id);
 	if (ts != NULL) {

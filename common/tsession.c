@@ -11,6 +11,7 @@
 #include "wanmux/compress.h"
 #include "wanmux/err.h"
 #include "wanmux/log.h"
+#include "wanmux/relay.h"
 #include "wanmux/tsession.h"
 #include "wanmux/tunnel.h"
 
@@ -105,6 +106,17 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 	snprintf(why, sizeof(why), "no tunnel for %u s (--resume-timeout)",
 		 ts->cfg.resume_timeout_ms / 1000u);
 	end_soon(ts, why);
+}
+
+void tsession_config_init(struct tsession_config *c, enum session_role role,
+			  const struct tunnel_config *tc, void *arg)
+{
+	memset(c, 0, sizeof(*c));
+	c->role = role;
+	relay_stream_callbacks(&c->cb);
+	c->arg = arg;
+	c->pool_limit = tc->pool_limit;
+	c->resume_timeout_ms = tc->resume_timeout_ms;
 }
 
 struct tsession *tsession_new(struct event_base *base, const struct tsession_config *cfg,

@@ -314,6 +314,19 @@ static size_t fill_ping_frames(struct tunnel *t, uint8_t *buf, size_t cap)
 
 /* Feeds the session this path's TCP_INFO for placement: only when there is
  * another path to compare with, and at most every TUNNEL_INFO_EVERY_US. */
+
+/* TCP_INFO of the tunnel's socket into *ti (zeroed first); returns the
+ * bytes the kernel filled in, 0 when it cannot say. */
+static size_t read_tcp_info(const struct tunnel *t, struct tcp_info *ti)
+{
+	socklen_t len = sizeof(*ti);
+	memset(ti, 0, sizeof(*ti));
+	int fd = t->bev != NULL ? bufferevent_getfd(t->bev) : -1;
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, ti, &len) != 0)
+		return 0;
+	return len;
+}
+
 static void sample_path(struct tunnel *t)
 {
 	if (t->session == NULL || t->path == NULL || session_path_count(t->session) < 2)
@@ -322,12 +335,9 @@ static void sample_path(struct tunnel *t)
 	if (now - t->info_us < TUNNEL_INFO_EVERY_US)
 		return;
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(bufferevent_getfd(t->bev), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-		return;
 	/* Kernels before 4.6 lack notsent bytes: no placement then. */
-	if (len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
+	if (read_tcp_info(t, &ti) <
+	    offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
 		return;
 	t->info_us = now;
 	struct placement_info pi = {
@@ -916,11 +926,8 @@ static void update_codec(struct tunnel *t)
 	if (t->cfg.compress != COMPRESS_AUTO || t->session == NULL)
 		return;
 	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(bufferevent_getfd(t->bev), IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-		return;
-	if (len < offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate))
+	if (read_tcp_info(t, &ti) <
+	    offsetof(struct tcp_info, tcpi_delivery_rate) + sizeof(ti.tcpi_delivery_rate))
 		return;
 	/* An app-limited sample says little about the link; keep the codec. */
 	if (ti.tcpi_delivery_rate_app_limited || ti.tcpi_delivery_rate == 0)

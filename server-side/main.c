@@ -546,14 +546,9 @@ static struct tsession *on_attach(struct tunnel *t, const struct session_params 
 	sess->own_allow_listen = stn->own_allow_listen;
 	sess->created_ms = limit_now_ms();
 	struct tsession_config c;
-	memset(&c, 0, sizeof(c));
-	c.role = SESSION_SERVER;
-	relay_stream_callbacks(&c.cb);
+	tsession_config_init(&c, SESSION_SERVER, &srv->tcfg, sess);
 	c.cb.on_open = on_open;
 	c.cb.on_control = server_reverse_on_control;
-	c.arg = sess;
-	c.pool_limit = srv->tcfg.pool_limit;
-	c.resume_timeout_ms = srv->tcfg.resume_timeout_ms;
 	c.on_end = on_session_end;
 	sess->ts = tsession_new(srv->base, &c, local, peer, tunnel_session_id(t));
 	if (sess->ts == NULL) {

@@ -47,6 +47,13 @@ struct tsession_config {
 	void (*on_end)(struct tsession *ts, const char *reason, void *arg);
 };
 
+/* c for a session of role: the relays' stream callbacks (relay.h), arg, and
+ * the pool limit and resume timeout of tc; the owner adds on_open,
+ * on_control, on_goaway and on_end. */
+struct tunnel_config;
+void tsession_config_init(struct tsession_config *c, enum session_role role,
+			  const struct tunnel_config *tc, void *arg);
+
 /*
  * A session with no tunnel yet. local: what this side announced in the
  * hello that created it (initial credit included); peer: what the peer
