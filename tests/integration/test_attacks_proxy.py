@@ -281,8 +281,14 @@ def test_slowloris_head_cpu(env):
     cpu = h.cpu_seconds(cli.pid) - cpu0
     print(f"     {sent} bytes one at a time in {took:.1f} s: client CPU {cpu * 1000:.0f} ms; "
           f"answer {ans[:30]!r}")
-    check(sent >= 16000 or ans.startswith(b"HTTP/1.1 431"),
-          f"only {sent} bytes sent before the deadline and no 431")
+    # On a loaded machine the byte-a-second loop may not reach 16 KiB before
+    # the client's 10 s request deadline closes the connection: that is an
+    # answer too. What must hold either way is the CPU: each byte examined
+    # once (the old rescans cost seconds).
+    check(ans.startswith(b"HTTP/1.1 431") or (ans == b"" and took >= 9.0),
+          f"after {sent} bytes in {took:.1f} s: answer {ans[:30]!r}, expected 431 or the "
+          f"request deadline")
+    check(cpu < t(2.0), f"client CPU {cpu:.2f} s for a {sent}-byte head sent byte by byte")
     check(cli.alive(), "client died")
 
 
