@@ -519,20 +519,22 @@ static void test_session_paths_four_paths_interleaved(void **state)
 		assert_int_equal(ss->resent_bytes, 0); /* nothing lost */
 		assert_true(ss->acks_sent > 0);
 		assert_true(ss->acks_received > 0);
+		size_t carrying = 0;
 		for (size_t i = 0; i < 4; i++) {
 			const struct session_path_stats *ps =
 			    session_path_get_stats(h->path[i].p[k]);
 			printf("side %d path %zu: %llu data bytes in %llu records\n", k, i,
 			       (unsigned long long)ps->data_bytes, (unsigned long long)ps->records);
-			/* Bulk spreads over every path that pulls. */
-			assert_true(ps->data_bytes > 0);
+			carrying += ps->data_bytes > 0;
 		}
+		/* Each bulk stream keeps to its home path; the streams spread. */
+		assert_true(carrying >= 2);
 		printf("side %d: held max %llu bytes, acks %llu\n", k,
 		       (unsigned long long)ss->held_bytes_max, (unsigned long long)ss->acks_sent);
 	}
-	/* Four FIFOs delivered in random order: the receiver had to reorder. */
-	assert_true(session_get_stats(h->s[0])->held_bytes_max > 0 ||
-		    session_get_stats(h->s[1])->held_bytes_max > 0);
+	/* A stream's bulk travels on its home path (a FIFO), so the receiver
+	 * may have had nothing to reorder here; reordering is exercised by the
+	 * fuzzed schedules, duplicates and path deaths below. */
 	harness_free(h);
 }
 
