@@ -6,6 +6,7 @@
  * decode again to the same struct. Then the input is read as a struct, made
  * valid, and decode(encode(x)) == x is checked.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -32,7 +33,7 @@ static int client_equal(const struct hello_client *a, const struct hello_client 
 
 static int server_equal(const struct hello_server *a, const struct hello_server *b)
 {
-	return a->version == b->version && a->flags == b->flags &&
+	return a->version == b->version && a->flags == b->flags && a->epoch == b->epoch &&
 	       params_equal(&a->params, &b->params);
 }
 
@@ -67,18 +68,27 @@ static void check_server_bytes(const uint8_t *data, size_t size)
 	int rc = hello_server_decode(data, size, &h);
 
 	if (rc == WM_ERR_AGAIN) {
-		if (size >= HELLO_SERVER_LEN)
+		if (size >= HELLO_SERVER_MIN_LEN)
 			__builtin_trap();
 		return;
 	}
 	if (rc == WM_ERR_MALFORMED)
 		return;
-	if (rc != WM_OK || size < HELLO_SERVER_LEN || (h.flags & ~HELLO_FLAGS_KNOWN) != 0)
+	if (rc != WM_OK || size < HELLO_SERVER_MIN_LEN || (h.flags & ~HELLO_FLAGS_KNOWN) != 0)
+		__builtin_trap();
+	/* A 16-byte hello (an older server) has no epoch and no SESSIONS. */
+	bool full = size >= HELLO_SERVER_LEN;
+	uint8_t flags = (uint8_t)(data[1] & HELLO_FLAGS_KNOWN);
+	if (!full)
+		flags &= (uint8_t)~HELLO_FLAG_SESSIONS;
+	if (!full && h.epoch != 0)
 		__builtin_trap();
 	if (hello_server_encode(&h, out, sizeof(out)) != HELLO_SERVER_LEN)
 		__builtin_trap();
-	if (out[0] != data[0] || out[1] != (data[1] & HELLO_FLAGS_KNOWN) || out[2] != 0 ||
-	    out[3] != 0 || memcmp(out + 4, data + 4, HELLO_SERVER_LEN - 4) != 0)
+	if (out[0] != data[0] || out[1] != flags || out[2] != 0 || out[3] != 0 ||
+	    memcmp(out + 4, data + 4, HELLO_SERVER_MIN_LEN - 4) != 0 ||
+	    (full && memcmp(out + HELLO_SERVER_MIN_LEN, data + HELLO_SERVER_MIN_LEN,
+			    HELLO_SERVER_LEN - HELLO_SERVER_MIN_LEN) != 0))
 		__builtin_trap();
 	if (hello_server_decode(out, sizeof(out), &back) != WM_OK || !server_equal(&h, &back))
 		__builtin_trap();
@@ -116,6 +126,7 @@ static void check_struct_round_trip(const uint8_t *data, size_t size)
 	s.version = HELLO_VERSION;
 	s.flags = raw[3] & HELLO_FLAGS_KNOWN;
 	s.params = c.params;
+	s.epoch = bytes_load_be64(raw + 8);
 	if (hello_server_encode(&s, sb, sizeof(sb)) != HELLO_SERVER_LEN ||
 	    hello_server_decode(sb, sizeof(sb), &sback) != WM_OK || !server_equal(&s, &sback))
 		__builtin_trap();
