@@ -477,7 +477,7 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
-	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE, OPT_TUNNEL_RCVBUF,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,		OPT_TUNNEL_RCVBUF,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

@@ -69,7 +69,7 @@ struct admin_tunnel {
 	uint64_t payload_sent, payload_received; /* after compression */
 	uint64_t wire_sent, wire_received;	 /* records on the wire */
 	uint64_t placed_data;			 /* DATA payload this tunnel carried */
-	size_t streams; /* of its session, on the session's first tunnel */
+	size_t streams;				 /* of its session, on the session's first tunnel */
 };
 
 /* An empty report for role; NULL when out of memory. */

@@ -47,11 +47,10 @@ static const struct config_option opts[] = {
 };
 
 static const struct cli_tunnel_ids ids = {
-    OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
-    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
-    OPT_REKEY_AFTER,	OPT_REKEY_BYTES, -1,
-    OPT_DUPLICATE,
-    OPT_TUNNEL_RCVBUF,
+    OPT_LOG_LEVEL,	OPT_COMPRESS,	   OPT_STREAM_WINDOW,
+    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	   OPT_MAX_SESSION_BUFFER,
+    OPT_REKEY_AFTER,	OPT_REKEY_BYTES,   -1,
+    OPT_DUPLICATE,	OPT_TUNNEL_RCVBUF,
 };
 
 static struct config *from_text(const char *text)
