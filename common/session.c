@@ -251,6 +251,10 @@ struct session {
 	size_t npaths;
 	bool had_path;
 	bool resume_pending; /* every path was lost: announce on the next one */
+	/* Bytes the peer's RESUMEs may still make us send again: a RESUME costs
+	 * the peer a few bytes and us up to a window, so rewinds spend this and
+	 * acknowledged progress earns it back (see on_ack). */
+	uint64_t resume_credit;
 
 	struct stream_list new_list;
 	struct stream_list old_list;
@@ -296,6 +300,16 @@ struct session {
 
 static void store_drain(struct session_stream *st, size_t n);
 static void note_loss(struct session *s);
+
+/* What one path loss costs at most is what we have in flight, at most the
+ * peer's session window; a few of them in a row, with nothing acknowledged
+ * in between, is a flapping link; more is a peer replaying our data. */
+#define RESUME_CREDIT_WINDOWS 4
+
+static uint64_t resume_credit_max(const struct session *s)
+{
+	return RESUME_CREDIT_WINDOWS * s->peer.session_window;
+}
 
 /* Bytes the session holds itself count in the buffer budgets as relay
  * buffers do: a peer that never acknowledges, or sends only past a gap,
@@ -828,6 +842,7 @@ struct session *session_new(enum session_role role, const struct session_params 
 	}
 	s->next_local_id = role == SESSION_CLIENT ? 1 : 2;
 	s->send_max = peer->session_window;
+	s->resume_credit = resume_credit_max(s);
 	/* What our hello announced: maybe less than a window (see
 	 * session_initial_credit); grants bring it up to a window later. */
 	s->recv_max = local->initial_credit != 0 && local->initial_credit < local->session_window
@@ -1473,6 +1488,27 @@ static int on_window(struct session *s, const struct frame *f)
 	return WM_OK;
 }
 
+/* A RESUME's "send again from here", within the peer's resume credit: over
+ * it the RESUME counts as an ACK only. Nothing is lost by refusing: what a
+ * path of ours took with it is sent again when we see the path go. */
+static void resume_rewind(struct session *s, struct session_stream *st, uint64_t to)
+{
+	if (to < st->snd_acked)
+		to = st->snd_acked;
+	/* Nothing but (maybe) the FIN again: costs a frame. */
+	uint64_t n = st->snd_next > to ? st->snd_next - to : 0;
+	if (n > s->resume_credit) {
+		if (s->stats.resumes_refused++ == 0)
+			log_peer_warn("session: the peer asks for more data again than it "
+				      "acknowledges (%llu bytes on stream %u); its RESUMEs "
+				      "count as ACKs until it catches up",
+				      (unsigned long long)n, st->id);
+		return;
+	}
+	s->resume_credit -= n;
+	stream_rewind(s, st, to);
+}
+
 /* ACK frees what the peer has; RESUME (after a path came or went) also
  * means "send again from here". */
 static int on_ack(struct session *s, const struct frame *f)
@@ -1505,6 +1541,9 @@ static int on_ack(struct session *s, const struct frame *f)
 		store_drain(st, n);
 		s->unacked -= n;
 		st->snd_acked = bytes;
+		s->resume_credit += n;
+		if (s->resume_credit > resume_credit_max(s))
+			s->resume_credit = resume_credit_max(s);
 		if (st->snd_next < bytes)
 			st->snd_next = bytes;
 	}
@@ -1514,7 +1553,7 @@ static int on_ack(struct session *s, const struct frame *f)
 		set_send(st, SEND_DONE);
 		sched_remove(s, st);
 	} else if (resume) {
-		stream_rewind(s, st, bytes);
+		resume_rewind(s, st, bytes);
 	}
 	stream_check(st);
 	sched_activate(s, st);

@@ -165,6 +165,7 @@ struct session_stats {
 	uint64_t acks_received;
 	uint64_t resumes;	   /* RESUME batches sent (a path came or went) */
 	uint64_t resumes_received; /* RESUME frames received */
+	uint64_t resumes_refused;  /* of them, over the resume credit: taken as ACKs */
 	uint64_t paths_added;
 	uint64_t paths_lost;
 	uint64_t raw_bytes_sent;	 /* DATA payload before compression */

@@ -1367,6 +1367,54 @@ static void test_session_free_resets_open_streams(void **state)
 
 /* tunnel.c answers every PING through session_send_ping(PONG): a peer that
  * floods PINGs and never reads must cost one pending PONG, the newest. */
+/* A peer that answers our data with RESUME(0) again and again, and never
+ * acknowledges it, gets it sent again only up to its resume credit (a few
+ * session windows), then its RESUMEs count as ACKs; acknowledged progress
+ * earns the credit back. */
+static void test_session_resume_replay_bounded(void **state)
+{
+	static uint8_t buf[64];
+	struct pair *p = pair_new(&small_params, &small_params);
+	p->server_consume = false;
+	struct tstream *c = client_open(p, "bulk");
+	fill_random(c->src, SESSION_MIN_WINDOW);
+	session_stream_kick(c->st);
+	/* Delivered, but the server's ACKs never come back. */
+	for (int i = 0; i < 50; i++)
+		step(p, p->c);
+	assert_non_null(server_of(p, c->id));
+	assert_int_equal(session_get_stats(p->c)->raw_bytes_sent, SESSION_MIN_WINDOW);
+
+	struct frame f = {.type = FRAME_RESUME, .stream_id = c->id, .u.recv_offset = 0};
+	int n = frame_encode(&f, buf, sizeof(buf));
+	assert_true(n > 0);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+		/* The copies go nowhere: the "peer" never takes them in. */
+		while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
+			;
+	}
+	const struct session_stats *cs = session_get_stats(p->c);
+	uint64_t cap = 4 * (uint64_t)small_params.session_window;
+	assert_true(cs->resent_bytes >= cap - SESSION_MIN_WINDOW);
+	assert_true(cs->resent_bytes <= cap);
+	assert_true(cs->resumes_refused > 0);
+
+	/* Half acknowledged: that much may be asked for again. */
+	f.type = FRAME_ACK;
+	f.u.recv_offset = SESSION_MIN_WINDOW / 2;
+	n = frame_encode(&f, buf, sizeof(buf));
+	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+	uint64_t before = cs->resent_bytes;
+	f.type = FRAME_RESUME;
+	n = frame_encode(&f, buf, sizeof(buf));
+	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+	while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
+		;
+	assert_int_equal(cs->resent_bytes - before, SESSION_MIN_WINDOW / 2);
+	pair_free(p);
+}
+
 static void test_session_ping_flood_one_pong(void **state)
 {
 	struct pair *p = pair_new(&small_params, &small_params);
@@ -1672,6 +1720,7 @@ int main(void)
 	    cmocka_unit_test(test_session_goaway_bad_stream_id),
 	    cmocka_unit_test(test_session_free_resets_open_streams),
 	    cmocka_unit_test(test_session_ping_flood_one_pong),
+	    cmocka_unit_test(test_session_resume_replay_bounded),
 	    cmocka_unit_test(test_session_ctrl_queue_capped),
 	    cmocka_unit_test(test_session_path_loss_many_streams_fits_ctrl),
 	    cmocka_unit_test(test_session_grant_window_shrinks),
