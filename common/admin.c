@@ -399,7 +399,9 @@ void admin_report_common(struct admin_report *rep)
 			     access_result_name((enum access_result)i), NULL, NULL);
 	relay_foreach_access(add_stream, rep);
 
-	const struct tsession_counters *sc = tsession_get_counters();
+	struct tsession_counters counts;
+	tsession_get_counters(&counts);
+	const struct tsession_counters *sc = &counts;
 	admin_metric(rep, ADMIN_COUNTER, "sessions_started_total",
 		     "Sessions started (a client's tunnels share one).", (double)sc->created, NULL,
 		     NULL, NULL, NULL);
@@ -415,8 +417,24 @@ void admin_report_common(struct admin_report *rep)
 		     "Streams reset because their session ended.", (double)sc->streams_reset, NULL,
 		     NULL, NULL, NULL);
 	admin_metric(rep, ADMIN_COUNTER, "session_resent_bytes_total",
-		     "DATA bytes sent again after a tunnel was lost (sessions already ended).",
+		     "DATA bytes sent again after a tunnel was lost or the peer asked (RESUME).",
 		     (double)sc->resent_bytes, NULL, NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_loss_events_total",
+		     "Losses the sessions saw (a tunnel's retransmit counter rose, a tunnel "
+		     "was lost).",
+		     (double)sc->loss_events, NULL, NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_dup_sent_frames_total",
+		     "Small DATA frames also sent on a second tunnel (--duplicate).",
+		     (double)sc->dup_frames_sent, NULL, NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_dup_sent_wire_bytes_total",
+		     "Frame bytes those copies cost, headers included.", (double)sc->dup_wire_bytes,
+		     NULL, NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_dup_received_frames_total",
+		     "Received DATA frames dropped as copies of what had arrived.",
+		     (double)sc->dup_frames, NULL, NULL, NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "session_resumes_refused_total",
+		     "Peer RESUMEs over the resume credit, taken as ACKs.",
+		     (double)sc->resumes_refused, NULL, NULL, NULL, NULL);
 
 	const struct tunnel_counters *tc = tunnel_get_counters();
 	static const char hf_help[] = "Tunnel handshakes that failed, by kind.";

@@ -32,13 +32,31 @@ struct tsession {
 	struct event *end_ev;	 /* on_end from the loop */
 	char end_reason[160];
 	bool ending;
+	struct tsession *live_prev, *live_next; /* all sessions, for the counters */
 };
 
+/* Of sessions already freed; tsession_get_counters adds the live ones. */
 static struct tsession_counters counters;
+static struct tsession *live;
 
-const struct tsession_counters *tsession_get_counters(void)
+/* What a session's engine counted that the metrics sum over sessions. */
+static void add_engine_counters(struct tsession_counters *c, const struct session_stats *st)
 {
-	return &counters;
+	c->resent_bytes += st->resent_bytes;
+	c->dup_bytes += st->dup_bytes;
+	c->dup_frames += st->dup_frames;
+	c->dup_frames_sent += st->dup_frames_sent;
+	c->dup_wire_bytes += st->dup_wire_bytes;
+	c->resumes_refused += st->resumes_refused;
+	c->loss_events += st->loss_events;
+}
+
+void tsession_get_counters(struct tsession_counters *out)
+{
+	*out = counters;
+	for (const struct tsession *ts = live; ts != NULL; ts = ts->live_next)
+		if (ts->s != NULL)
+			add_engine_counters(out, session_get_stats(ts->s));
 }
 
 static uint64_t mono_ms(void)
@@ -128,6 +146,10 @@ struct tsession *tsession_new(struct event_base *base, const struct tsession_con
 		return NULL;
 	ts->base = base;
 	ts->cfg = *cfg;
+	ts->live_next = live;
+	if (live != NULL)
+		live->live_prev = ts;
+	live = ts;
 	memcpy(ts->id, id, HELLO_SESSION_ID_LEN);
 	while (ts->epoch == 0)
 		randombytes_buf(&ts->epoch, sizeof(ts->epoch));
@@ -168,12 +190,15 @@ void tsession_free(struct tsession *ts)
 		tunnel_orphan(t, "session ended");
 	}
 	if (ts->s != NULL) {
-		const struct session_stats *st = session_get_stats(ts->s);
 		counters.streams_reset += session_stream_count(ts->s);
-		counters.resent_bytes += st->resent_bytes;
-		counters.dup_bytes += st->dup_bytes;
-		counters.dup_frames += st->dup_frames;
+		add_engine_counters(&counters, session_get_stats(ts->s));
 	}
+	if (ts->live_prev != NULL)
+		ts->live_prev->live_next = ts->live_next;
+	else if (live == ts)
+		live = ts->live_next;
+	if (ts->live_next != NULL)
+		ts->live_next->live_prev = ts->live_prev;
 	session_free(ts->s);
 	if (ts->resume_ev != NULL)
 		event_free(ts->resume_ev);

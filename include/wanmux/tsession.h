@@ -112,10 +112,17 @@ struct tsession_counters {
 	uint64_t expired;	/* ended after the resume timeout */
 	uint64_t failed;	/* ended by a protocol error */
 	uint64_t streams_reset; /* streams ended with their session */
-	uint64_t resent_bytes;	/* of sessions already freed */
-	uint64_t dup_bytes;
+	/* Summed over every session, live or freed (session_stats): */
+	uint64_t resent_bytes;
+	uint64_t dup_bytes; /* received copies dropped */
 	uint64_t dup_frames;
+	uint64_t dup_frames_sent; /* copies sent on a second tunnel */
+	uint64_t dup_wire_bytes;
+	uint64_t resumes_refused;
+	uint64_t loss_events;
 };
-const struct tsession_counters *tsession_get_counters(void);
+/* The counters now: those of sessions freed plus the live ones' (a walk
+ * over the live sessions, at most --max-tunnels of them). */
+void tsession_get_counters(struct tsession_counters *out);
 
 #endif

@@ -24,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmharness as h  # noqa: E402
@@ -55,6 +56,15 @@ def paced_send(sock, data, progress):
         progress.add(min(BURST, len(mv) - off))
 
 
+def metric(port, name):
+    """The value of an unlabelled sample in the daemon's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=t(10)) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(f"wanmux_{name} "):
+                return float(line.split()[1])
+    raise AssertionError(f"no {name} in the metrics on port {port}")
+
+
 def run(env, side):
     up_data = h.make_random(SIZE, seed=61)
     down_data = h.make_random(SIZE, seed=62)
@@ -84,10 +94,13 @@ def run(env, side):
 
     snk = env.target(h.FuncServer(sink))
     src = env.target(h.FuncServer(source))
-    srv = env.start_server(allow=[f"127.0.0.1:{snk.port}", f"127.0.0.1:{src.port}"])
+    srv_admin, cli_admin = h.free_port(), h.free_port()
+    srv = env.start_server(allow=[f"127.0.0.1:{snk.port}", f"127.0.0.1:{src.port}"],
+                           extra=["--admin", str(srv_admin)])
     l_up, l_down = h.free_port(), h.free_port()
     cli = env.start_client(srv.port, [(l_up, "127.0.0.1", snk.port),
-                                      (l_down, "127.0.0.1", src.port)], tunnels=TUNNELS)
+                                      (l_down, "127.0.0.1", src.port)], tunnels=TUNNELS,
+                           extra=["--admin", f"127.0.0.1:{cli_admin}"])
     mark = cli.mark()
 
     def upload():
@@ -155,6 +168,12 @@ def run(env, side):
     downs = cli.count(r"tunnel \d+ to \S+ down", since=mark)
     check(downs >= sum(n for n, _, _ in killed) // 2,
           f"client logged {downs} tunnels down for {killed} killed sockets")
+    # The sessions are still live: their resends count in the metrics now,
+    # not only once a session has ended.
+    resent = (metric(cli_admin, "session_resent_bytes_total"),
+              metric(srv_admin, "session_resent_bytes_total"))
+    print(f"     resent bytes (client, server): {resent}")
+    check(sum(resent) > 0, f"no resent bytes in the metrics after {killed}")
     # And the pair still opens new streams.
     check(h.upload(l_up, up_data[:MB], timeout=t(20)) == h.sha(up_data[:MB]),
           "upload after the kills differs")
