@@ -52,6 +52,13 @@ struct limit_row {
 	double used, max;
 };
 
+struct status_section {
+	char *key;
+	char *json;
+};
+
+#define ADMIN_SECTIONS_MAX 8
+
 struct admin_report {
 	enum admin_role role;
 	const char *prog;
@@ -64,6 +71,8 @@ struct admin_report {
 	size_t streams_total;
 	struct limit_row limits[32];
 	size_t nlimits;
+	struct status_section sections[ADMIN_SECTIONS_MAX]; /* /status only */
+	size_t nsections;
 	struct admin_tunnel closed; /* bytes of closed tunnels */
 	size_t connecting;	    /* connections in their handshake without a row */
 	bool light;		    /* history sample: no TCP_INFO, no streams */
@@ -225,6 +234,10 @@ void admin_report_free(struct admin_report *rep)
 		return;
 	for (size_t i = 0; i < rep->nfamilies; i++)
 		evbuffer_free(rep->families[i].samples);
+	for (size_t i = 0; i < rep->nsections; i++) {
+		free(rep->sections[i].key);
+		free(rep->sections[i].json);
+	}
 	free(rep->tunnels);
 	free(rep->streams);
 	free(rep);
@@ -357,6 +370,25 @@ void admin_limit(struct admin_report *rep, const char *name, const char *option,
 	snprintf(l->option, sizeof(l->option), "%s", option);
 	l->used = used;
 	l->max = max;
+}
+
+void admin_status_section(struct admin_report *rep, const char *key, struct evbuffer *json)
+{
+	if (rep->nsections == ADMIN_SECTIONS_MAX)
+		return;
+	size_t n = evbuffer_get_length(json);
+	char *text = malloc(n + 1);
+	char *k = strdup(key);
+	if (text == NULL || k == NULL) {
+		free(text);
+		free(k);
+		return;
+	}
+	evbuffer_copyout(json, text, n);
+	text[n] = '\0';
+	rep->sections[rep->nsections].key = k;
+	rep->sections[rep->nsections].json = text;
+	rep->nsections++;
 }
 
 static void add_stream(const struct access_record *rec, const char *state, uint64_t age_ms,
@@ -768,6 +800,10 @@ void admin_render_status(const struct admin_report *rep, struct evbuffer *out)
 		evbuffer_add(out, "}", 1);
 	}
 	evbuffer_add(out, "]", 1);
+	for (size_t i = 0; i < rep->nsections; i++) {
+		json_key(out, rep->sections[i].key, false);
+		evbuffer_add(out, rep->sections[i].json, strlen(rep->sections[i].json));
+	}
 	struct bytes up, down;
 	totals(rep, &up, &down);
 	json_key(out, "bytes", false);

@@ -73,6 +73,7 @@ enum opt_id {
 	OPT_REVERSE_MAX_CONNECTIONS,
 	OPT_REVERSE_OPEN_TIMEOUT,
 	OPT_REVERSE_IDLE_TIMEOUT,
+	OPT_REVERSE_GROUP,
 	OPT_DRAIN_TIMEOUT,
 	OPT_RESUME_TIMEOUT,
 	OPT_HELP,
@@ -112,6 +113,7 @@ static const struct config_option options[] = {
     {"reverse-max-connections", 0, true, false, OPT_REVERSE_MAX_CONNECTIONS},
     {"reverse-open-timeout", 0, true, false, OPT_REVERSE_OPEN_TIMEOUT},
     {"reverse-idle-timeout", 0, true, false, OPT_REVERSE_IDLE_TIMEOUT},
+    {"reverse-group", 0, true, true, OPT_REVERSE_GROUP},
     {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
     {"resume-timeout", 0, true, false, OPT_RESUME_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
@@ -223,6 +225,12 @@ static const char usage_text[] =
     "    --reverse-grace DUR      a reverse listener whose tunnels are all gone\n"
     "                             stays reserved for its client key this long\n"
     "                             (60s); other keys are refused\n"
+    "    --reverse-group ADDR:PORT=KEY[,KEY...]\n"
+    "                             share the reverse listener on ADDR:PORT among\n"
+    "                             these client keys (base64 or FILE.pub, at most\n"
+    "                             32): connections go round robin to the ones\n"
+    "                             connected; no other key may listen there;\n"
+    "                             repeatable, re-read on SIGHUP\n"
     "    --max-tunnels N          authenticated tunnels, all clients (1024)\n"
     "    --max-tunnels-per-key N  authenticated tunnels per client key (16)\n"
     "    --check-config           load and check everything a start would\n"
@@ -1041,6 +1049,8 @@ struct server_conf {
 	uint32_t reverse_max_connections;
 	uint32_t reverse_open_timeout_ms;
 	uint32_t reverse_idle_timeout_ms;
+	struct server_group *groups; /* --reverse-group */
+	size_t ngroups;
 	struct admin_options admin_opt;
 	char *state_dir; /* NULL: the default */
 	struct acl *acl;
@@ -1057,6 +1067,7 @@ static void conf_free(struct server_conf *c)
 	free(c->state_dir);
 	acl_free(c->acl);
 	acl_free(c->allow_listen);
+	free(c->groups);
 	keys_pair_free(c->key);
 	keys_authorized_free(c->authorized);
 	sodium_memzero(c->psk, sizeof(c->psk));
@@ -1070,6 +1081,39 @@ static void conf_free(struct server_conf *c)
 /* A bad value of option id: one line in err (FILE:LINE first when the
  * config file gave it); a usage error at start-up. */
 #define bad_value(...) (config_value_error(__VA_ARGS__), LOAD_USAGE)
+
+/* --reverse-group: one definition per address (a second would make the
+ * member set depend on the order of the options). */
+static int load_groups(const struct config *cfg, struct server_conf *c, char *err, size_t errlen)
+{
+	char why[512];
+	size_t n = config_count(cfg, OPT_REVERSE_GROUP);
+	if (n == 0)
+		return 0;
+	if (n > SERVER_GROUP_MAX)
+		return bad_value(cfg, OPT_REVERSE_GROUP, SIZE_MAX, err, errlen,
+				 "too many --reverse-group options (%zu, at most %d)", n,
+				 SERVER_GROUP_MAX);
+	c->groups = calloc(n, sizeof(*c->groups));
+	if (c->groups == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return LOAD_RUNTIME;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct server_group *g = &c->groups[i];
+		if (server_group_parse(config_get_nth(cfg, OPT_REVERSE_GROUP, i), g, why,
+				       sizeof(why)) != 0)
+			return bad_value(cfg, OPT_REVERSE_GROUP, i, err, errlen,
+					 "--reverse-group: %s", why);
+		if (server_group_find(c->groups, i, (const struct sockaddr *)&g->addr) != NULL)
+			return bad_value(cfg, OPT_REVERSE_GROUP, i, err, errlen,
+					 "--reverse-group: %s is defined twice; list every key "
+					 "in one option",
+					 g->name);
+		c->ngroups++;
+	}
+	return 0;
+}
 
 static int count_option(const struct config *cfg, int id, uint64_t def, uint64_t min, uint64_t max,
 			const char *name, uint64_t *out, char *err, size_t errlen)
@@ -1275,6 +1319,10 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 		acl_free(c->allow_listen);
 		c->allow_listen = NULL;
 	}
+	rc = load_groups(cfg, c, err, errlen);
+	if (rc != 0)
+		goto fail;
+	rc = LOAD_RUNTIME;
 
 	/* Files: runtime failures from here on. */
 	rc = LOAD_RUNTIME;
@@ -1404,6 +1452,11 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 	c->acl = NULL;
 	c->allow_listen = NULL;
 	c->authorized = NULL; /* transferred */
+	free(srv->groups);
+	srv->groups = c->groups;
+	srv->ngroups = c->ngroups;
+	c->groups = NULL; /* transferred */
+	c->ngroups = 0;
 	conf_free(c);
 
 	size_t cut = 0;
@@ -1449,8 +1502,10 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 			session_end(sess, "client key no longer authorized");
 		sess = next;
 	}
-	if (!initial)
+	if (!initial) {
+		server_reverse_groups_changed(srv);
 		server_reverse_keys_changed(srv);
+	}
 	acl_free(old_acl);
 	acl_free(old_allow_listen);
 	keys_authorized_free(old_authorized);
@@ -1506,6 +1561,7 @@ static void free_loaded(struct server *srv)
 	keys_pair_free(srv->key);
 	acl_free(srv->acl);
 	acl_free(srv->allow_listen);
+	free(srv->groups);
 	sodium_memzero(srv->psk, sizeof(srv->psk));
 	sodium_memzero(srv->mac1_key, sizeof(srv->mac1_key));
 	sodium_memzero(srv->cookie_key, sizeof(srv->cookie_key));

@@ -43,6 +43,55 @@ struct server;
 struct reverse_listener;
 struct server_session;
 
+/*
+ * Shared reverse listeners (server_group.c): --reverse-group ADDR:PORT=
+ * KEY[,KEY...] makes the listener on ADDR:PORT one that every listed key
+ * may hold at once (each still needs its allow-listen permission), and no
+ * other key may hold at all. Incoming connections go round robin over the
+ * member sessions. Bounds: keys per group, sessions of one key in one
+ * group (so one key cannot crowd the others out), groups per server.
+ */
+#define SERVER_GROUP_MAX_KEYS 32
+#define SERVER_GROUP_SESSIONS_PER_KEY 8
+#define SERVER_GROUP_MAX 64
+/* A member with this much queued toward it is passed over while another
+ * has room: a slow branch takes fewer new connections. */
+#define SERVER_GROUP_ROOM_BYTES (256u * 1024)
+
+struct server_group {
+	struct sockaddr_storage addr; /* the listening address and port */
+	char name[NETADDR_STR_MAX];   /* addr as text, for logs and labels */
+	uint8_t keys[SERVER_GROUP_MAX_KEYS][KEYS_LEN];
+	size_t nkeys;
+};
+
+/* Parses "ADDR:PORT=KEY[,KEY...]" (ADDR an IP literal, IPv6 in brackets;
+ * KEY base64 or a file holding one; repeated keys count once) into g. 0 or
+ * WM_ERR_PARSE / WM_ERR_NOMEM with a one-line reason in err. */
+int server_group_parse(const char *spec, struct server_group *g, char *err, size_t errlen);
+
+/* The group of groups[0..n) whose address and port are sa's, or NULL. */
+const struct server_group *server_group_find(const struct server_group *groups, size_t n,
+					     const struct sockaddr *sa);
+
+/* Whether pub is one of g's keys. */
+bool server_group_has_key(const struct server_group *g, const uint8_t pub[KEYS_LEN]);
+
+/* A member as the choice sees it. */
+struct server_group_member {
+	bool live;     /* has a tunnel, is not resuming or draining */
+	size_t queued; /* bytes queued toward it */
+};
+
+/*
+ * The member of m[0..n) that takes the next connection: round robin from
+ * *cursor over the live ones with queued < room; when every live one is
+ * over, the least queued. Advances *cursor past the one chosen. SIZE_MAX
+ * when none is live.
+ */
+size_t server_group_pick(const struct server_group_member *m, size_t n, size_t *cursor,
+			 size_t room);
+
 /* Sessions one client key may hold: as many as its tunnels
  * (--max-tunnels-per-key), since every session needs a tunnel to start and
  * several hosts may share a key; all keys together as many as --max-tunnels.
@@ -158,13 +207,15 @@ struct server_reverse_limits {
 	uint32_t open_timeout_ms; /* --reverse-open-timeout: client must answer the OPEN */
 	uint32_t idle_timeout_ms; /* --reverse-idle-timeout: no byte either way; 0 = off */
 	struct event *idle_ev;	  /* sweeps the connections for idle ones */
-	struct limit_counter taken;	/* LISTEN for an address another key holds */
-	struct limit_counter full;	/* connection over max_connections (closed) */
-	struct limit_counter no_tunnel; /* connection while no tunnel is up (closed) */
-	struct limit_counter timeouts;	/* OPEN unanswered (reset) */
-	struct limit_counter refused;	/* the client refused the stream */
-	struct limit_counter per_key;	/* LISTEN over SERVER_REVERSE_MAX_PER_KEY */
-	struct limit_counter idle;	/* closed after --reverse-idle-timeout */
+	struct limit_counter taken;	 /* LISTEN for an address another key holds */
+	struct limit_counter full;	 /* connection over max_connections (closed) */
+	struct limit_counter no_tunnel;	 /* connection while no tunnel is up (closed) */
+	struct limit_counter timeouts;	 /* OPEN unanswered (reset) */
+	struct limit_counter refused;	 /* the client refused the stream */
+	struct limit_counter per_key;	 /* LISTEN over SERVER_REVERSE_MAX_PER_KEY */
+	struct limit_counter idle;	 /* closed after --reverse-idle-timeout */
+	struct limit_counter not_member; /* LISTEN on a group address by another key */
+	struct limit_counter group_full; /* over SERVER_GROUP_SESSIONS_PER_KEY */
 };
 
 struct server {
@@ -187,6 +238,8 @@ struct server {
 	struct limit_counter sessions_all;     /* over --max-tunnels */
 	uint64_t sessions_evicted;	       /* ended to make room for a newer one */
 	LIST_HEAD(, reverse_listener) reverse_listeners;
+	struct server_group *groups; /* --reverse-group, as the last (re)load set */
+	size_t ngroups;
 	struct event *sigint;
 	struct event *sigterm;
 	struct event *own_timer; /* re-reads the interface addresses */
@@ -243,6 +296,15 @@ void server_admin_collect(struct admin_report *rep, void *arg);
  * in their grace period, of keys no longer authorized (their tunnels, closed
  * by the reload, close the others as they go). */
 void server_reverse_keys_changed(struct server *srv);
+
+/* A reload replaced srv->groups: a listener whose address became shared
+ * or exclusive is closed (its clients ask again when their tunnels come
+ * back), except an exclusive one whose owner joins the new group; members
+ * whose key left a group leave it. */
+void server_reverse_groups_changed(struct server *srv);
+
+/* The listeners, their members and counts for /metrics and /status. */
+void server_reverse_report(struct server *srv, struct admin_report *rep);
 
 /* Closes every reverse listener (shutdown) and logs their refusal counts. */
 void server_reverse_close_all(struct server *srv);

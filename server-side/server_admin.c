@@ -55,6 +55,11 @@ void server_admin_collect(struct admin_report *rep, void *arg)
 		     "limit", "reverse_no_tunnel", NULL, NULL);
 	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->timeouts.hits,
 		     "limit", "reverse_open_timeout", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->not_member.hits,
+		     "limit", "reverse_group_not_member", NULL, NULL);
+	admin_metric(rep, ADMIN_COUNTER, "limit_hits_total", lh_help, (double)rv->group_full.hits,
+		     "limit", "reverse_group_sessions_per_key", NULL, NULL);
+	server_reverse_report(srv, rep);
 	uint64_t accept_failures = 0;
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		if (srv->listeners[i] != NULL)

@@ -9,19 +9,28 @@
  * reconnects gets it back; then it closes. Each listener holds at most
  * --reverse-max-connections connections, and one the client does not
  * answer within --reverse-open-timeout is reset.
+ *
+ * A --reverse-group address is shared instead: every key the group lists
+ * (and no other) may hold it at once, connections go round robin over the
+ * member sessions (server_group_pick), and the grace period after the last
+ * member leaves keeps it for the group's keys. Each member connects to its
+ * own --reverse target: the server neither knows nor compares them.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/util.h>
 
 #include "server.h"
 #include "wanmux/acceptor.h"
 #include "wanmux/connect.h"
+#include "wanmux/err.h"
 #include "wanmux/log.h"
 #include "wanmux/netaddr.h"
 #include "wanmux/relay.h"
@@ -30,6 +39,7 @@
 struct reverse_conn {
 	LIST_ENTRY(reverse_conn) link;
 	struct reverse_listener *rl; /* NULL once the listener is gone */
+	size_t key;		     /* its slot in rl->keys */
 	struct relay_watch watch;    /* leaves rl->conns when the relay closes */
 	bool timed_out;		     /* the client did not answer the OPEN */
 	bool opened;		     /* the client answered: idle checks apply */
@@ -37,6 +47,31 @@ struct reverse_conn {
 	uint64_t seen_bytes;	     /* relay_app_bytes at the last change */
 	uint64_t seen_ms;	     /* when they last changed */
 };
+
+/* A client key that serves a listener, with its share of the connections.
+ * A slot outlives its sessions so that a member that comes back keeps its
+ * counts; it is reused only once it has neither sessions nor connections
+ * and its key left the group (a reload). */
+struct reverse_key {
+	bool used;
+	bool left; /* a reload took the key out of the group */
+	uint8_t pub[KEYS_LEN];
+	char label[16];	      /* access_short_key, for metrics */
+	uint32_t sessions;    /* members of this key */
+	uint32_t open;	      /* connections open now */
+	uint64_t connections; /* connections accepted for it */
+};
+
+/* One session that serves the listener and its key's slot. */
+struct reverse_member {
+	struct server_session *sess;
+	size_t key;
+};
+
+/* Slots of a shared listener: the group's keys, and as many again for keys
+ * a reload removed whose connections are still open. */
+#define REVERSE_SHARED_SLOTS (2 * SERVER_GROUP_MAX_KEYS)
+#define REVERSE_MAX_MEMBERS (SERVER_GROUP_MAX_KEYS * SERVER_GROUP_SESSIONS_PER_KEY)
 
 struct reverse_listener {
 	LIST_ENTRY(reverse_listener) link;
@@ -47,9 +82,13 @@ struct reverse_listener {
 	char client[KEYS_B64_LEN + 64];
 	struct frame_addr addr; /* as the client asked, sent back in OPEN */
 	char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
-	struct server_session **sessions; /* the client's sessions that asked for it */
-	size_t nsessions;
+	bool shared;			/* --reverse-group: client_pub is its first member */
+	struct reverse_member *members; /* the sessions that asked for it */
+	size_t nmembers;
 	size_t cap;
+	size_t cursor; /* round robin over members (shared) */
+	struct reverse_key *keys;
+	size_t nslots; /* 1 exclusive, REVERSE_SHARED_SLOTS shared */
 	LIST_HEAD(, reverse_conn) conns;
 	size_t nconns;
 };
@@ -69,22 +108,45 @@ void server_reverse_init(struct server *srv)
 			     "(--reverse-open-timeout)";
 	lim->refused.name = "reverse streams the client refused";
 	lim->per_key.name = "reverse listeners per client key";
+	lim->not_member.name = "reverse listens on a --reverse-group address by a key not in it";
+	lim->group_full.name = "sessions of one key in a reverse group";
 	LIST_INIT(&srv->reverse_listeners);
 }
 
-static struct server_session *pick(struct reverse_listener *rl)
+/* Whether sess can take a new stream: a tunnel up (not resuming), and not
+ * draining (GOAWAY). */
+static bool member_live(const struct server_session *sess)
 {
-	struct server_session *best = NULL;
+	return tsession_tunnels(sess->ts) > 0 &&
+	       !session_goaway_received(tsession_session(sess->ts));
+}
+
+/* The member for the next connection: exclusive, the least busy session of
+ * the one client; shared, round robin over the members with room. */
+static struct reverse_member *pick(struct reverse_listener *rl)
+{
+	if (rl->shared) {
+		struct server_group_member m[REVERSE_MAX_MEMBERS];
+		/* Joins stop at the bound; an exclusive listener a reload made
+		 * shared may have more, and those beyond it wait their turn. */
+		size_t n = rl->nmembers < REVERSE_MAX_MEMBERS ? rl->nmembers : REVERSE_MAX_MEMBERS;
+		for (size_t i = 0; i < n; i++) {
+			struct server_session *sess = rl->members[i].sess;
+			m[i].live = member_live(sess);
+			m[i].queued = session_queued(tsession_session(sess->ts));
+		}
+		size_t i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
+		return i == SIZE_MAX ? NULL : &rl->members[i];
+	}
+	struct reverse_member *best = NULL;
 	size_t best_q = 0;
-	for (size_t i = 0; i < rl->nsessions; i++) {
-		struct server_session *sess = rl->sessions[i];
-		/* A draining client (GOAWAY) takes no new streams. */
-		struct session *s = tsession_session(sess->ts);
-		if (tsession_tunnels(sess->ts) == 0 || session_goaway_received(s))
+	for (size_t i = 0; i < rl->nmembers; i++) {
+		struct server_session *sess = rl->members[i].sess;
+		if (!member_live(sess))
 			continue;
-		size_t q = session_queued(s);
+		size_t q = session_queued(tsession_session(sess->ts));
 		if (best == NULL || q < best_q) {
-			best = sess;
+			best = &rl->members[i];
 			best_q = q;
 		}
 	}
@@ -176,12 +238,24 @@ static void reverse_open_timeout(struct relay *r, void *arg)
 	relay_fail(r, FRAME_ERR_TIMEOUT);
 }
 
+/* A slot whose key left the group and that nothing refers to any more is
+ * free for another key. */
+static void key_release(struct reverse_key *k)
+{
+	if (k->left && k->sessions == 0 && k->open == 0)
+		memset(k, 0, sizeof(*k));
+}
+
 static void conn_on_close(void *arg)
 {
 	struct reverse_conn *c = arg;
 	if (c->rl != NULL) {
+		struct reverse_key *k = &c->rl->keys[c->key];
 		LIST_REMOVE(c, link);
 		c->rl->nconns--;
+		assert(k->open > 0);
+		k->open--;
+		key_release(k);
 	}
 	free(c);
 }
@@ -194,8 +268,8 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	char detail[sizeof(name) + sizeof(rl->client) + 16];
 	netaddr_format(sa, peer, sizeof(peer));
 	snprintf(name, sizeof(name), "reverse %s from %s", rl->name, peer);
-	struct server_session *sess = pick(rl);
-	if (sess == NULL) {
+	struct reverse_member *mb = pick(rl);
+	if (mb == NULL) {
 		snprintf(detail, sizeof(detail), "%s, client %s", name, rl->client);
 		limit_hit(&srv->reverse.no_tunnel, detail);
 		close(fd);
@@ -216,8 +290,9 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 		free(c);
 		return;
 	}
+	struct server_session *sess = mb->sess;
 	char client[16];
-	access_short_key(rl->client, client, sizeof(client));
+	access_short_key(sess->client, client, sizeof(client));
 	relay_set_access(r, ACCESS_REVERSE, ACCESS_SIDE_USER, client, peer);
 	relay_set_access_target(r, rl->name);
 	relay_set_access_addr(r, sess->peer);
@@ -231,6 +306,9 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 		return;
 	}
 	c->rl = rl;
+	c->key = mb->key;
+	rl->keys[mb->key].open++;
+	rl->keys[mb->key].connections++;
 	c->r = r;
 	c->seen_ms = limit_now_ms();
 	LIST_INSERT_HEAD(&rl->conns, c, link);
@@ -245,7 +323,7 @@ static void on_accept(int fd, const struct sockaddr *sa, int salen, void *arg)
 	relay_set_deadline(r, srv->reverse.open_timeout_ms);
 	relay_start(r);
 	start_idle_sweep(srv);
-	log_debug("%s: stream %u to client %s", name, session_stream_id(st), rl->client);
+	log_debug("%s: stream %u to client %s", name, session_stream_id(st), sess->client);
 }
 
 static void listener_free(struct reverse_listener *rl)
@@ -261,16 +339,38 @@ static void listener_free(struct reverse_listener *rl)
 		LIST_REMOVE(c, link);
 		c->rl = NULL;
 	}
-	free(rl->sessions);
+	free(rl->members);
+	free(rl->keys);
 	free(rl);
 }
 
 static void on_grace_over(evutil_socket_t fd, short what, void *arg)
 {
 	struct reverse_listener *rl = arg;
-	log_info("reverse forward for client %s: no session came back within %u s; closed %s",
-		 rl->client, rl->srv->reverse.grace_ms / 1000, rl->name);
+	if (rl->shared)
+		log_info("reverse group %s: no member came back within %u s; closed", rl->name,
+			 rl->srv->reverse.grace_ms / 1000);
+	else
+		log_info("reverse forward for client %s: no session came back within %u s; "
+			 "closed %s",
+			 rl->client, rl->srv->reverse.grace_ms / 1000, rl->name);
 	listener_free(rl);
+}
+
+/* The last member left: keep the address for --reverse-grace. */
+static void start_grace(struct reverse_listener *rl, const char *client)
+{
+	struct timeval tv = {rl->srv->reverse.grace_ms / 1000,
+			     (rl->srv->reverse.grace_ms % 1000) * 1000};
+	if (rl->shared)
+		log_info("reverse group %s: its last member (client %s) left; kept for the "
+			 "group's keys for %u s",
+			 rl->name, client, rl->srv->reverse.grace_ms / 1000);
+	else
+		log_info("reverse forward for client %s: its session ended; %s kept for "
+			 "this key for %u s",
+			 rl->client, rl->name, rl->srv->reverse.grace_ms / 1000);
+	evtimer_add(rl->grace_ev, &tv);
 }
 
 static bool same_addr(const struct frame_addr *a, const struct frame_addr *b)
@@ -281,21 +381,74 @@ static bool same_addr(const struct frame_addr *a, const struct frame_addr *b)
 					  : memcmp(a->u.ipv6, b->u.ipv6, 16) == 0;
 }
 
-static int add_session(struct reverse_listener *rl, struct server_session *sess)
+/* The --reverse-group definition of rl's address now, or NULL. */
+static const struct server_group *listener_group(const struct reverse_listener *rl)
 {
-	for (size_t i = 0; i < rl->nsessions; i++)
-		if (rl->sessions[i] == sess)
-			return 0;
-	if (rl->nsessions == rl->cap) {
+	struct sockaddr_storage ss;
+	if (connect_target_sockaddr(&rl->addr, &ss) == 0)
+		return NULL;
+	return server_group_find(rl->srv->groups, rl->srv->ngroups, (struct sockaddr *)&ss);
+}
+
+/* The slot of pub in rl->keys, taking a free one for a key new here;
+ * SIZE_MAX when every slot is taken. */
+static size_t key_slot(struct reverse_listener *rl, const uint8_t pub[KEYS_LEN], const char *client)
+{
+	size_t free_slot = SIZE_MAX;
+	for (size_t i = 0; i < rl->nslots; i++) {
+		struct reverse_key *k = &rl->keys[i];
+		if (k->used && memcmp(k->pub, pub, KEYS_LEN) == 0) {
+			k->left = false;
+			return i;
+		}
+		if (!k->used && free_slot == SIZE_MAX)
+			free_slot = i;
+	}
+	if (free_slot != SIZE_MAX) {
+		struct reverse_key *k = &rl->keys[free_slot];
+		k->used = true;
+		memcpy(k->pub, pub, KEYS_LEN);
+		access_short_key(client, k->label, sizeof(k->label));
+	}
+	return free_slot;
+}
+
+/* 0 when sess joined, 1 when it was a member already, WM_ERR_LIMIT when
+ * its key holds SERVER_GROUP_SESSIONS_PER_KEY sessions of a shared
+ * listener already (or every slot is taken), WM_ERR_NOMEM. */
+static int add_member(struct reverse_listener *rl, struct server_session *sess)
+{
+	for (size_t i = 0; i < rl->nmembers; i++)
+		if (rl->members[i].sess == sess)
+			return 1;
+	size_t key = key_slot(rl, sess->client_pub, sess->client);
+	if (key == SIZE_MAX)
+		return WM_ERR_LIMIT;
+	if (rl->shared && (rl->keys[key].sessions >= SERVER_GROUP_SESSIONS_PER_KEY ||
+			   rl->nmembers >= REVERSE_MAX_MEMBERS))
+		return WM_ERR_LIMIT;
+	if (rl->nmembers == rl->cap) {
 		size_t n = rl->cap ? rl->cap * 2 : 4;
-		struct server_session **t = realloc(rl->sessions, n * sizeof(*t));
+		struct reverse_member *t = realloc(rl->members, n * sizeof(*t));
 		if (t == NULL)
-			return -1;
-		rl->sessions = t;
+			return WM_ERR_NOMEM;
+		rl->members = t;
 		rl->cap = n;
 	}
-	rl->sessions[rl->nsessions++] = sess;
+	rl->members[rl->nmembers].sess = sess;
+	rl->members[rl->nmembers].key = key;
+	rl->nmembers++;
+	rl->keys[key].sessions++;
 	return 0;
+}
+
+static void remove_member(struct reverse_listener *rl, size_t i)
+{
+	struct reverse_key *k = &rl->keys[rl->members[i].key];
+	assert(k->sessions > 0);
+	k->sessions--;
+	rl->members[i] = rl->members[--rl->nmembers];
+	key_release(k);
 }
 
 static void answer(struct session *s, uint32_t request, uint32_t error)
@@ -303,6 +456,34 @@ static void answer(struct session *s, uint32_t request, uint32_t error)
 	struct frame r = {.type = FRAME_LISTEN_RESULT, .stream_id = request};
 	r.u.error = error;
 	session_send_control(s, &r);
+}
+
+/* A member key of rl's group asked for it. */
+static void join_shared(struct reverse_listener *rl, struct server_session *sess, struct session *s,
+			uint32_t request)
+{
+	struct server *srv = sess->srv;
+	int rc = add_member(rl, sess);
+	if (rc == WM_ERR_LIMIT) {
+		char detail[sizeof(rl->name) + sizeof(sess->client) + 96];
+		srv->refused_listens++;
+		snprintf(detail, sizeof(detail),
+			 "client %s asked to join reverse group %s, where its key holds %d "
+			 "sessions already",
+			 sess->client, rl->name, SERVER_GROUP_SESSIONS_PER_KEY);
+		limit_hit(&srv->reverse.group_full, detail);
+		answer(s, request, FRAME_ERR_REFUSED);
+		return;
+	}
+	if (rc == 0 && evtimer_pending(rl->grace_ev, NULL)) {
+		event_del(rl->grace_ev);
+		log_info("reverse group %s: client %s is back; serving again", rl->name,
+			 sess->client);
+	} else if (rc == 0) {
+		log_info("reverse group %s: client %s joined (%zu member sessions)", rl->name,
+			 sess->client, rl->nmembers);
+	}
+	answer(s, request, rc >= 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
 }
 
 int server_reverse_on_control(struct session *s, const struct frame *f, void *arg)
@@ -338,39 +519,60 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
 	}
+	/* A group address belongs to its keys whether or not a listener is
+	 * open: another key may neither join nor take it while it is free. */
+	const struct server_group *g =
+	    server_group_find(srv->groups, srv->ngroups, (struct sockaddr *)&ss);
+	if (g != NULL && !server_group_has_key(g, sess->client_pub)) {
+		char detail[sizeof(name) + sizeof(sess->client) + 128];
+		srv->refused_listens++;
+		snprintf(detail, sizeof(detail),
+			 "client %s asked to listen on %s, which --reverse-group shares among "
+			 "%zu keys; its key is not one of them, refused",
+			 sess->client, name, g->nkeys);
+		limit_hit(&srv->reverse.not_member, detail);
+		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
+		return 0;
+	}
 	struct reverse_listener *rl;
 	LIST_FOREACH(rl, &srv->reverse_listeners, link)
 	{
-		if (same_addr(&rl->addr, &f->u.open)) {
-			if (memcmp(rl->client_pub, sess->client_pub, KEYS_LEN) != 0) {
-				/* Held, or reserved while its owner reconnects: a key
-				 * must not take over another's listener. */
-				char detail[sizeof(name) + 2 * sizeof(sess->client) + 64];
-				srv->refused_listens++;
-				snprintf(detail, sizeof(detail),
-					 "client %s asked to listen on %s, which client %s %s",
-					 sess->client, name, rl->client,
-					 rl->nsessions > 0 ? "holds" : "reconnects to");
-				limit_hit(&srv->reverse.taken, detail);
-				answer(s, f->stream_id, FRAME_ERR_REFUSED);
-				return 0;
-			}
-			int rc = add_session(rl, sess);
-			if (rc == 0 && evtimer_pending(rl->grace_ev, NULL)) {
-				event_del(rl->grace_ev);
-				log_info("reverse forward for client %s: back on %s", sess->client,
-					 name);
-			}
-			answer(s, f->stream_id, rc == 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
+		if (!same_addr(&rl->addr, &f->u.open))
+			continue;
+		/* server_reverse_groups_changed keeps the two in step. */
+		assert(rl->shared == (g != NULL));
+		if (rl->shared) {
+			join_shared(rl, sess, s, f->stream_id);
 			return 0;
 		}
+		if (memcmp(rl->client_pub, sess->client_pub, KEYS_LEN) != 0) {
+			/* Held, or reserved while its owner reconnects: a key
+			 * must not take over another's listener. */
+			char detail[sizeof(name) + 2 * sizeof(sess->client) + 64];
+			srv->refused_listens++;
+			snprintf(detail, sizeof(detail),
+				 "client %s asked to listen on %s, which client %s %s",
+				 sess->client, name, rl->client,
+				 rl->nmembers > 0 ? "holds" : "reconnects to");
+			limit_hit(&srv->reverse.taken, detail);
+			answer(s, f->stream_id, FRAME_ERR_REFUSED);
+			return 0;
+		}
+		int rc = add_member(rl, sess);
+		if (rc == 0 && evtimer_pending(rl->grace_ev, NULL)) {
+			event_del(rl->grace_ev);
+			log_info("reverse forward for client %s: back on %s", sess->client, name);
+		}
+		answer(s, f->stream_id, rc >= 0 ? FRAME_ERR_NONE : FRAME_ERR_INTERNAL);
+		return 0;
 	}
 	/* Each listener holds a descriptor: a key whose rules cover many ports
-	 * must not take them all. */
+	 * must not take them all. Shared ones are bounded by the operator's
+	 * --reverse-group options instead. */
 	size_t held = 0;
 	LIST_FOREACH(rl, &srv->reverse_listeners, link)
-	held += memcmp(rl->client_pub, sess->client_pub, KEYS_LEN) == 0;
-	if (held >= SERVER_REVERSE_MAX_PER_KEY) {
+	held += !rl->shared && memcmp(rl->client_pub, sess->client_pub, KEYS_LEN) == 0;
+	if (g == NULL && held >= SERVER_REVERSE_MAX_PER_KEY) {
 		char detail[sizeof(name) + sizeof(sess->client) + 64];
 		srv->refused_listens++;
 		snprintf(detail, sizeof(detail), "client %s asked to listen on %s, holding %zu",
@@ -387,6 +589,7 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	rl->srv = srv;
 	LIST_INIT(&rl->conns);
 	rl->addr = f->u.open;
+	rl->shared = g != NULL;
 	memcpy(rl->client_pub, sess->client_pub, KEYS_LEN);
 	snprintf(rl->client, sizeof(rl->client), "%s", sess->client);
 	snprintf(rl->name, sizeof(rl->name), "%s", name);
@@ -400,31 +603,48 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 		evutil_inet_ntop(AF_INET6, f->u.open.u.ipv6, host, sizeof(host));
 	snprintf(hp.host, sizeof(hp.host), "%s", host);
 	hp.port = f->u.open.port;
-	rl->grace_ev = evtimer_new(srv->base, on_grace_over, rl);
+	rl->nslots = rl->shared ? REVERSE_SHARED_SLOTS : 1;
+	rl->keys = calloc(rl->nslots, sizeof(*rl->keys));
+	rl->grace_ev = rl->keys != NULL ? evtimer_new(srv->base, on_grace_over, rl) : NULL;
 	int fd = rl->grace_ev != NULL ? netaddr_listen(&hp, err, sizeof(err)) : -1;
 	if (rl->grace_ev == NULL)
 		snprintf(err, sizeof(err), "out of memory");
 	if (fd >= 0)
 		rl->acc = acceptor_new(srv->base, fd, on_accept, rl, name);
-	if (fd < 0 || rl->acc == NULL || add_session(rl, sess) != 0) {
+	if (fd < 0 || rl->acc == NULL || add_member(rl, sess) != 0) {
 		log_peer_warn("client %s asked to listen on %s: %s", sess->client, name,
 			      fd < 0 ? err : "cannot listen");
 		listener_free(rl);
 		answer(s, f->stream_id, FRAME_ERR_CONNECT_FAILED);
 		return 0;
 	}
-	log_info("reverse forward for client %s: listening on %s", sess->client, name);
+	if (rl->shared)
+		log_info("reverse group %s: listening, first member client %s", name, sess->client);
+	else
+		log_info("reverse forward for client %s: listening on %s", sess->client, name);
 	answer(s, f->stream_id, FRAME_ERR_NONE);
 	return 0;
 }
 
-/* A reload removed the owner's key: it cannot come back, so the grace
- * period would only hold the address. True when rl was freed. */
+/* A reload removed the owner's key (every key of a group): it cannot come
+ * back, so the grace period would only hold the address. True when rl was
+ * freed. */
 static bool drop_if_deauthorized(struct reverse_listener *rl)
 {
 	size_t index;
-	if (rl->nsessions > 0 || rl->srv->authorized == NULL ||
-	    keys_authorized_find(rl->srv->authorized, rl->client_pub, NULL, &index))
+	if (rl->nmembers > 0 || rl->srv->authorized == NULL)
+		return false;
+	if (rl->shared) {
+		const struct server_group *g = listener_group(rl);
+		for (size_t i = 0; g != NULL && i < g->nkeys; i++)
+			if (keys_authorized_find(rl->srv->authorized, g->keys[i], NULL, &index))
+				return false;
+		log_info("reverse group %s: none of its keys is authorized any more; closed",
+			 rl->name);
+		listener_free(rl);
+		return true;
+	}
+	if (keys_authorized_find(rl->srv->authorized, rl->client_pub, NULL, &index))
 		return false;
 	log_info("reverse forward for client %s: key no longer authorized; closed %s", rl->client,
 		 rl->name);
@@ -442,14 +662,89 @@ void server_reverse_keys_changed(struct server *srv)
 	}
 }
 
+/* An exclusive listener whose address a reload made shared, its owner
+ * being in the group: it becomes the group's listener. False when out of
+ * memory. */
+static bool make_shared(struct reverse_listener *rl)
+{
+	struct reverse_key *t = realloc(rl->keys, REVERSE_SHARED_SLOTS * sizeof(*t));
+	if (t == NULL)
+		return false;
+	memset(t + rl->nslots, 0, (REVERSE_SHARED_SLOTS - rl->nslots) * sizeof(*t));
+	rl->keys = t;
+	rl->nslots = REVERSE_SHARED_SLOTS;
+	rl->shared = true;
+	return true;
+}
+
+/* Groups may have changed: brings rl in step. True when rl was freed. */
+static bool regroup(struct reverse_listener *rl)
+{
+	const struct server_group *g = listener_group(rl);
+	if (!rl->shared && g != NULL) {
+		if (server_group_has_key(g, rl->client_pub) && make_shared(rl)) {
+			log_info("reload: reverse listener %s of client %s is now shared "
+				 "(--reverse-group)",
+				 rl->name, rl->client);
+		} else {
+			log_info("reload: %s is now a --reverse-group address that client %s is "
+				 "not in; closed its listener",
+				 rl->name, rl->client);
+			listener_free(rl);
+			return true;
+		}
+	} else if (rl->shared && g == NULL) {
+		log_info("reload: %s is no longer a --reverse-group address; closed its "
+			 "listener (its clients ask again when their tunnels reconnect)",
+			 rl->name);
+		listener_free(rl);
+		return true;
+	}
+	if (!rl->shared)
+		return false;
+	bool had_members = rl->nmembers > 0;
+	char last[sizeof(rl->client)] = "";
+	for (size_t i = rl->nmembers; i-- > 0;) {
+		struct server_session *sess = rl->members[i].sess;
+		if (server_group_has_key(g, sess->client_pub))
+			continue;
+		log_info("reload: client %s is no longer in reverse group %s; it left",
+			 sess->client, rl->name);
+		snprintf(last, sizeof(last), "%s", sess->client);
+		remove_member(rl, i);
+	}
+	for (size_t i = 0; i < rl->nslots; i++) {
+		struct reverse_key *k = &rl->keys[i];
+		if (!k->used)
+			continue;
+		k->left = !server_group_has_key(g, k->pub);
+		key_release(k);
+	}
+	if (had_members && rl->nmembers == 0)
+		start_grace(rl, last);
+	return false;
+}
+
+void server_reverse_groups_changed(struct server *srv)
+{
+	struct reverse_listener *rl = LIST_FIRST(&srv->reverse_listeners);
+	while (rl != NULL) {
+		struct reverse_listener *next = LIST_NEXT(rl, link);
+		regroup(rl);
+		rl = next;
+	}
+}
+
 void server_reverse_session_end(struct server_session *sess)
 {
 	struct reverse_listener *rl = LIST_FIRST(&sess->srv->reverse_listeners);
 	while (rl != NULL) {
 		struct reverse_listener *next = LIST_NEXT(rl, link);
-		for (size_t i = 0; i < rl->nsessions; i++) {
-			if (rl->sessions[i] == sess) {
-				rl->sessions[i] = rl->sessions[--rl->nsessions];
+		bool was_member = false;
+		for (size_t i = 0; i < rl->nmembers; i++) {
+			if (rl->members[i].sess == sess) {
+				remove_member(rl, i);
+				was_member = true;
 				break;
 			}
 		}
@@ -457,16 +752,76 @@ void server_reverse_session_end(struct server_session *sess)
 			rl = next;
 			continue;
 		}
-		if (rl->nsessions == 0 && !evtimer_pending(rl->grace_ev, NULL)) {
-			struct timeval tv = {rl->srv->reverse.grace_ms / 1000,
-					     (rl->srv->reverse.grace_ms % 1000) * 1000};
-			log_info("reverse forward for client %s: its session ended; %s kept for "
-				 "this key for %u s",
-				 rl->client, rl->name, rl->srv->reverse.grace_ms / 1000);
-			evtimer_add(rl->grace_ev, &tv);
-		}
+		if (rl->nmembers == 0 && !evtimer_pending(rl->grace_ev, NULL))
+			start_grace(rl, sess->client);
+		else if (was_member && rl->shared)
+			log_info("reverse group %s: client %s left; %zu member sessions serve it",
+				 rl->name, sess->client, rl->nmembers);
 		rl = next;
 	}
+}
+
+void server_reverse_report(struct server *srv, struct admin_report *rep)
+{
+	static const char members_help[] =
+	    "Sessions serving each reverse listener (mode shared: a --reverse-group address).";
+	static const char sessions_help[] =
+	    "Sessions of each client key serving a reverse listener.";
+	static const char conns_help[] =
+	    "Connections a reverse listener accepted for each client key (member).";
+	static const char open_help[] =
+	    "Connections open now that a reverse listener accepted for each client key.";
+	struct evbuffer *json = evbuffer_new();
+	struct reverse_listener *rl;
+
+	if (json != NULL)
+		evbuffer_add(json, "[", 1);
+	LIST_FOREACH(rl, &srv->reverse_listeners, link)
+	{
+		const char *mode = rl->shared ? "shared" : "exclusive";
+		bool grace = evtimer_pending(rl->grace_ev, NULL);
+		admin_metric(rep, ADMIN_GAUGE, "reverse_listener_members", members_help,
+			     (double)rl->nmembers, "listener", rl->name, "mode", mode);
+		if (json != NULL) {
+			if (rl != LIST_FIRST(&srv->reverse_listeners))
+				evbuffer_add(json, ",", 1);
+			evbuffer_add_printf(json, "{\"listener\":");
+			admin_json_string(json, rl->name);
+			evbuffer_add_printf(json,
+					    ",\"mode\":\"%s\",\"members\":%zu,\"grace\":%s,"
+					    "\"connections_open\":%zu,\"clients\":[",
+					    mode, rl->nmembers, grace ? "true" : "false",
+					    rl->nconns);
+		}
+		bool first = true;
+		for (size_t i = 0; i < rl->nslots; i++) {
+			const struct reverse_key *k = &rl->keys[i];
+			if (!k->used)
+				continue;
+			admin_metric(rep, ADMIN_GAUGE, "reverse_member_sessions", sessions_help,
+				     (double)k->sessions, "listener", rl->name, "client", k->label);
+			admin_metric(rep, ADMIN_COUNTER, "reverse_member_connections_total",
+				     conns_help, (double)k->connections, "listener", rl->name,
+				     "client", k->label);
+			admin_metric(rep, ADMIN_GAUGE, "reverse_member_connections_open", open_help,
+				     (double)k->open, "listener", rl->name, "client", k->label);
+			if (json == NULL)
+				continue;
+			evbuffer_add_printf(json, "%s{\"client\":", first ? "" : ",");
+			admin_json_string(json, k->label);
+			evbuffer_add_printf(
+			    json, ",\"sessions\":%u,\"connections\":%llu,\"open\":%u}", k->sessions,
+			    (unsigned long long)k->connections, k->open);
+			first = false;
+		}
+		if (json != NULL)
+			evbuffer_add(json, "]}", 2);
+	}
+	if (json == NULL)
+		return;
+	evbuffer_add(json, "]", 1);
+	admin_status_section(rep, "reverse_listeners", json);
+	evbuffer_free(json);
 }
 
 void server_reverse_close_all(struct server *srv)

@@ -96,6 +96,14 @@ void admin_tunnel(struct admin_report *rep, const char *label, const char *clien
  * unauthenticated connections). */
 void admin_tunnels_connecting(struct admin_report *rep, size_t n);
 
+/*
+ * Adds "key": the text of json (one complete JSON value the caller built,
+ * e.g. with admin_json_string) to /status, copied; json is left as it was.
+ * At most 8 per report (more are dropped); keys must differ from the
+ * built-in ones.
+ */
+void admin_status_section(struct admin_report *rep, const char *key, struct evbuffer *json);
+
 /* A limit and its current use (max 0: none), for /status and metrics. */
 void admin_limit(struct admin_report *rep, const char *name, const char *option, double used,
 		 double max);
