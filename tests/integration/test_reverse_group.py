@@ -235,5 +235,52 @@ def test_reverse_group_grace(env):
     check(cli_b.alive() and cli_c.alive() and srv.alive(), "a daemon died")
 
 
+def test_reverse_group_reload(env):
+    """SIGHUP: a key taken out of the group leaves it at once (no more
+    connections); the group removed, its listener closes."""
+    key_b, pub_b = env.keygen("b.key")
+    pub_a = env.client_pub
+    targets = {who: env.target(h.SourceServer(f"{who}\n".encode())) for who in "AB"}
+    sp = h.free_port()
+    shared = f"127.0.0.1:{sp}"
+    conf = env.write("server.conf", f"allow-listen {shared}\n"
+                     f"reverse-group {shared}={pub_a},{pub_b}\n")
+    srv = env.start_server(allow=[], authorized=[pub_a, pub_b], log_level="info",
+                           extra=["-c", conf])
+    clis = [h.start_frontend_client(env, srv.port, key=key, tunnels=1, name=f"client_{who}",
+                                    log_level="info",
+                                    reverse=[f"{sp}:127.0.0.1:{targets[who].port}"])
+            for who, key in (("A", None), ("B", key_b))]
+    srv.wait_log(r"reverse group %s: client %s joined" % (re.escape(shared), cl(pub_b)), t(10))
+    got = spread(sp, 10)
+    check(got == {"A": 5, "B": 5}, f"before the reload: {got}")
+
+    def hup():
+        mark = srv.mark()
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reloaded: ", t(10), since=mark)
+        return mark
+
+    env.write("server.conf", f"allow-listen {shared}\nreverse-group {shared}={pub_a}\n")
+    mark = hup()
+    srv.wait_log(r"reload: client %s is no longer in reverse group %s; it left"
+                 % (cl(pub_b), re.escape(shared)), t(5), since=mark)
+    got = spread(sp, 10)
+    check(got == {"A": 10}, f"B taken out of the group still served: {got}")
+    print(f"     key taken out of the group by a reload: {got}")
+
+    env.write("server.conf", f"allow-listen {shared}\n")
+    mark = hup()
+    srv.wait_log(r"reload: %s is no longer a --reverse-group address; closed"
+                 % re.escape(shared), t(5), since=mark)
+    try:
+        socket.create_connection(("127.0.0.1", sp), timeout=t(3)).close()
+        raise h.TestFailure(f"{shared} still listens after its group was removed")
+    except ConnectionRefusedError:
+        pass
+    print("     group removed by a reload: its listener closed")
+    check(all(c.alive() for c in clis) and srv.alive(), "a daemon died")
+
+
 if __name__ == "__main__":
-    h.main([test_reverse_group, test_reverse_group_grace], __doc__)
+    h.main([test_reverse_group, test_reverse_group_grace, test_reverse_group_reload], __doc__)
