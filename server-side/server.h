@@ -57,6 +57,11 @@ struct server_session;
 /* A member with this much queued toward it is passed over while another
  * has room: a slow branch takes fewer new connections. */
 #define SERVER_GROUP_ROOM_BYTES (256u * 1024)
+/* A member key that refused a connection or left it unanswered (its
+ * target is down, or its client stuck) gets none for this long while
+ * another member is up: one lost connection per period, not every second
+ * one (HAProxy's observe layer4, with a fixed retry). */
+#define SERVER_GROUP_RETRY_MS 5000u
 
 struct server_group {
 	struct sockaddr_storage addr; /* the listening address and port */

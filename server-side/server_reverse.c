@@ -60,6 +60,8 @@ struct reverse_key {
 	uint32_t sessions;    /* members of this key */
 	uint32_t open;	      /* connections open now */
 	uint64_t connections; /* connections accepted for it */
+	uint64_t failures;    /* OPENs it refused or did not answer */
+	uint64_t failed_ms;   /* when the last one failed; 0: never */
 };
 
 /* One session that serves the listener and its key's slot. */
@@ -130,12 +132,26 @@ static struct reverse_member *pick(struct reverse_listener *rl)
 		/* Joins stop at the bound; an exclusive listener a reload made
 		 * shared may have more, and those beyond it wait their turn. */
 		size_t n = rl->nmembers < REVERSE_MAX_MEMBERS ? rl->nmembers : REVERSE_MAX_MEMBERS;
+		uint64_t now = limit_now_ms();
+		bool held_back = false;
 		for (size_t i = 0; i < n; i++) {
 			struct server_session *sess = rl->members[i].sess;
+			const struct reverse_key *k = &rl->keys[rl->members[i].key];
+			bool failed =
+			    k->failed_ms != 0 && now - k->failed_ms < SERVER_GROUP_RETRY_MS;
 			m[i].live = member_live(sess);
+			held_back = held_back || (m[i].live && failed);
+			m[i].live = m[i].live && !failed;
 			m[i].queued = session_queued(tsession_session(sess->ts));
 		}
 		size_t i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
+		if (i == SIZE_MAX && held_back) {
+			/* Only members that failed lately are up: better one of
+			 * them than a closed connection. */
+			for (size_t j = 0; j < n; j++)
+				m[j].live = member_live(rl->members[j].sess);
+			i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
+		}
 		return i == SIZE_MAX ? NULL : &rl->members[i];
 	}
 	struct reverse_member *best = NULL;
@@ -160,6 +176,11 @@ static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
 	snprintf(detail, sizeof(detail), "%s: %s", relay_name(r), frame_error_name(error));
 	if (c->rl == NULL)
 		return false;
+	/* Its target is down, or the client is gone or stuck: in a group the
+	 * others take the next connections for a while (passive check). */
+	struct reverse_key *k = &c->rl->keys[c->key];
+	k->failures++;
+	k->failed_ms = limit_now_ms();
 	struct server_reverse_limits *lim = &c->rl->srv->reverse;
 	limit_hit(c->timed_out ? &lim->timeouts : &lim->refused, detail);
 	return false;
@@ -771,6 +792,8 @@ void server_reverse_report(struct server *srv, struct admin_report *rep)
 	    "Connections a reverse listener accepted for each client key (member).";
 	static const char open_help[] =
 	    "Connections open now that a reverse listener accepted for each client key.";
+	static const char fail_help[] = "Connections a client key refused or did not answer "
+					"(in a group, it gets none for a while after one).";
 	struct evbuffer *json = evbuffer_new();
 	struct reverse_listener *rl;
 
@@ -805,13 +828,17 @@ void server_reverse_report(struct server *srv, struct admin_report *rep)
 				     "client", k->label);
 			admin_metric(rep, ADMIN_GAUGE, "reverse_member_connections_open", open_help,
 				     (double)k->open, "listener", rl->name, "client", k->label);
+			admin_metric(rep, ADMIN_COUNTER, "reverse_member_failures_total", fail_help,
+				     (double)k->failures, "listener", rl->name, "client", k->label);
 			if (json == NULL)
 				continue;
 			evbuffer_add_printf(json, "%s{\"client\":", first ? "" : ",");
 			admin_json_string(json, k->label);
-			evbuffer_add_printf(
-			    json, ",\"sessions\":%u,\"connections\":%llu,\"open\":%u}", k->sessions,
-			    (unsigned long long)k->connections, k->open);
+			evbuffer_add_printf(json,
+					    ",\"sessions\":%u,\"connections\":%llu,\"open\":%u,"
+					    "\"failures\":%llu}",
+					    k->sessions, (unsigned long long)k->connections,
+					    k->open, (unsigned long long)k->failures);
 			first = false;
 		}
 		if (json != NULL)

@@ -282,5 +282,43 @@ def test_reverse_group_reload(env):
     check(all(c.alive() for c in clis) and srv.alive(), "a daemon died")
 
 
+def test_reverse_group_member_target_down(env):
+    """A member whose own target refuses: after its first refused
+    connection the other member takes the next ones (it gets none for
+    5 s), so few connections are lost, not every second one."""
+    key_b, pub_b = env.keygen("b.key")
+    pub_a = env.client_pub
+    target_a = env.target(h.SourceServer(b"A\n"))
+    gone = env.target(h.RefusingPort())
+    sp, admin = h.free_port(), h.free_port()
+    shared = f"127.0.0.1:{sp}"
+    srv = env.start_server(allow=[], authorized=[pub_a, pub_b], log_level="info",
+                           extra=["--allow-listen", shared, "--admin", str(admin),
+                                  "--reverse-group", f"{shared}={pub_a},{pub_b}"])
+    h.start_frontend_client(env, srv.port, tunnels=1, name="client_a", log_level="info",
+                            reverse=[f"{sp}:127.0.0.1:{target_a.port}"])
+    h.start_frontend_client(env, srv.port, key=key_b, tunnels=1, name="client_b",
+                            log_level="info", reverse=[f"{sp}:127.0.0.1:{gone.port}"])
+    srv.wait_log(r"reverse group %s: client %s joined" % (re.escape(shared), cl(pub_b)), t(10))
+    t0 = time.monotonic()
+    got = {}
+    for _ in range(N):
+        try:
+            who = ask(sp) or "lost"
+        except OSError:
+            who = "lost"
+        got[who] = got.get(who, 0) + 1
+    took = time.monotonic() - t0
+    print(f"     B's target down: {N} connections {got} in {took:.1f} s")
+    lost = got.get("lost", 0)
+    # One per 5 s period at most (the first one, then one per retry).
+    check(1 <= lost <= 1 + int(took / 5), f"lost {lost} connections in {took:.1f} s: {got}")
+    check(got.get("A", 0) == N - lost, f"the rest did not all go to A: {got}")
+    text = http_get(admin, "/metrics")
+    check(metric(text, "wanmux_reverse_member_failures_total", listener=shared,
+                 client=pub_b[:8]) == lost, "failures of B in /metrics differ")
+
+
 if __name__ == "__main__":
-    h.main([test_reverse_group, test_reverse_group_grace, test_reverse_group_reload], __doc__)
+    h.main([test_reverse_group, test_reverse_group_grace, test_reverse_group_reload,
+            test_reverse_group_member_target_down], __doc__)
