@@ -79,6 +79,12 @@ int server_group_parse(const char *spec, struct server_group *g, char *err, size
 const struct server_group *server_group_find(const struct server_group *groups, size_t n,
 					     const struct sockaddr *sa);
 
+/* The first group of groups[0..n) whose listener and one on sa could not
+ * both be bound: the same port and family, and the same address or the
+ * wildcard (0.0.0.0, ::) on either side; or NULL. */
+const struct server_group *server_group_overlap(const struct server_group *groups, size_t n,
+						const struct sockaddr *sa);
+
 /* Whether pub is one of g's keys. */
 bool server_group_has_key(const struct server_group *g, const uint8_t pub[KEYS_LEN]);
 

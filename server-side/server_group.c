@@ -100,6 +100,39 @@ const struct server_group *server_group_find(const struct server_group *groups, 
 	return NULL;
 }
 
+/* Whether a is the wildcard address of its family (0.0.0.0 or ::). */
+static bool wildcard(const struct sockaddr *a)
+{
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+	return false;
+}
+
+static uint16_t port_of(const struct sockaddr *a)
+{
+	if (a->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_port;
+	return ((const struct sockaddr_in6 *)a)->sin6_port;
+}
+
+const struct server_group *server_group_overlap(const struct server_group *groups, size_t n,
+						const struct sockaddr *sa)
+{
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct sockaddr *g = (const struct sockaddr *)&groups[i].addr;
+		/* Sockets are IPV6_V6ONLY (netaddr_listen): :: covers no IPv4. */
+		if (g->sa_family != sa->sa_family || port_of(g) != port_of(sa))
+			continue;
+		if (same_sockaddr(&groups[i].addr, sa) || wildcard(g) || wildcard(sa))
+			return &groups[i];
+	}
+	return NULL;
+}
+
 bool server_group_has_key(const struct server_group *g, const uint8_t pub[KEYS_LEN])
 {
 	for (size_t i = 0; i < g->nkeys; i++)

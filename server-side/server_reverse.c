@@ -110,7 +110,8 @@ void server_reverse_init(struct server *srv)
 			     "(--reverse-open-timeout)";
 	lim->refused.name = "reverse streams the client refused";
 	lim->per_key.name = "reverse listeners per client key";
-	lim->not_member.name = "reverse listens on a --reverse-group address by a key not in it";
+	lim->not_member.name = "reverse listens on a --reverse-group address by a key not in it, "
+			       "or on one overlapping it";
 	lim->group_full.name = "sessions of one key in a reverse group";
 	LIST_INIT(&srv->reverse_listeners);
 }
@@ -544,13 +545,23 @@ int server_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	 * open: another key may neither join nor take it while it is free. */
 	const struct server_group *g =
 	    server_group_find(srv->groups, srv->ngroups, (struct sockaddr *)&ss);
-	if (g != NULL && !server_group_has_key(g, sess->client_pub)) {
-		char detail[sizeof(name) + sizeof(sess->client) + 128];
+	const struct server_group *o =
+	    g != NULL ? g : server_group_overlap(srv->groups, srv->ngroups, (struct sockaddr *)&ss);
+	if (o != NULL && (g == NULL || !server_group_has_key(g, sess->client_pub))) {
+		/* An overlapping address (0.0.0.0 for a group on 127.0.0.1, or
+		 * the reverse) would take the group's connections or its port. */
+		char detail[sizeof(name) + sizeof(o->name) + sizeof(sess->client) + 128];
 		srv->refused_listens++;
-		snprintf(detail, sizeof(detail),
-			 "client %s asked to listen on %s, which --reverse-group shares among "
-			 "%zu keys; its key is not one of them, refused",
-			 sess->client, name, g->nkeys);
+		if (g != NULL)
+			snprintf(detail, sizeof(detail),
+				 "client %s asked to listen on %s, which --reverse-group shares "
+				 "among %zu keys; its key is not one of them, refused",
+				 sess->client, name, g->nkeys);
+		else
+			snprintf(detail, sizeof(detail),
+				 "client %s asked to listen on %s, which overlaps --reverse-group "
+				 "%s; refused",
+				 sess->client, name, o->name);
 		limit_hit(&srv->reverse.not_member, detail);
 		answer(s, f->stream_id, FRAME_ERR_NOT_ALLOWED);
 		return 0;
@@ -702,6 +713,16 @@ static bool make_shared(struct reverse_listener *rl)
 static bool regroup(struct reverse_listener *rl)
 {
 	const struct server_group *g = listener_group(rl);
+	struct sockaddr_storage ss;
+	if (!rl->shared && g == NULL && connect_target_sockaddr(&rl->addr, &ss) > 0 &&
+	    server_group_overlap(rl->srv->groups, rl->srv->ngroups, (struct sockaddr *)&ss) !=
+		NULL) {
+		log_info("reload: reverse listener %s of client %s overlaps a --reverse-group "
+			 "address; closed it",
+			 rl->name, rl->client);
+		listener_free(rl);
+		return true;
+	}
 	if (!rl->shared && g != NULL) {
 		if (server_group_has_key(g, rl->client_pub) && make_shared(rl)) {
 			log_info("reload: reverse listener %s of client %s is now shared "

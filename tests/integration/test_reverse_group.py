@@ -106,6 +106,7 @@ def test_reverse_group(env):
     srv = env.start_server(
         allow=[], authorized=[pub_a, pub_b, pub_c], log_level="info",
         extra=["--allow-listen", shared, "--allow-listen", exclusive,
+               "--allow-listen", f"0.0.0.0:{sp}",
                "--reverse-group", f"{shared}={pub_a},{env.path('b.key.pub')}",
                "--admin", str(admin)])
     srv.wait_log(r"admin interface on http://127\.0\.0\.1:%d/" % admin, t(5))
@@ -157,10 +158,26 @@ def test_reverse_group(env):
     cli_c = start("C", key_c, "client_c", [sp])
     cli_c.wait_log(r"reverse forward 127\.0\.0\.1:%d refused by the server: (.*)$" % sp, t(10))
     line = srv.wait_log(r"limit reverse listens on a --reverse-group address by a key not in "
-                        r"it hit: client %s asked to listen on %s, which --reverse-group "
+                        r"it, or on one overlapping it hit: client %s asked to listen on %s, which --reverse-group "
                         r"shares among 2 keys; its key is not one of them, refused"
                         % (cl(pub_c), re.escape(shared)), t(5))
     print(f"     key not in the group refused: '{line.group(0)[:90]}...'")
+    # Nor may it take the group's connections through the wildcard address.
+    # (Refusal lines are throttled to one a second: count, not lines.)
+    before = metric(http_get(admin, "/metrics"), "wanmux_limit_hits_total",
+                    limit="reverse_group_not_member")
+    cli_c2 = start("C", key_c, "client_c2", [f"0.0.0.0:{sp}"])
+    cli_c2.wait_log(r"reverse forward 0\.0\.0\.0:%d refused by the server: not allowed" % sp,
+                    t(10))
+    after = metric(http_get(admin, "/metrics"), "wanmux_limit_hits_total",
+                   limit="reverse_group_not_member")
+    check(after >= before + 1, f"overlapping refusal not counted ({before} -> {after})")
+    try:
+        socket.create_connection(("127.0.0.2", sp), timeout=t(3)).close()
+        raise h.TestFailure(f"something listens on 0.0.0.0:{sp}")
+    except ConnectionRefusedError:
+        pass
+    print("     key not in the group refused on the overlapping 0.0.0.0 too")
     got = spread(sp, 10)
     check("C" not in got, f"the refused key got connections: {got}")
 
@@ -193,7 +210,7 @@ def test_reverse_group(env):
     promtool_check(text)
     check(metric(text, "wanmux_limit_hits_total", limit="reverse_group_not_member") >= 1,
           "not-member refusal not counted")
-    check(cli_b.alive() and cli_c.alive() and srv.alive(), "a daemon died")
+    check(cli_b.alive() and cli_c.alive() and cli_c2.alive() and srv.alive(), "a daemon died")
 
 
 def test_reverse_group_grace(env):

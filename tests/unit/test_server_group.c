@@ -117,6 +117,40 @@ static void test_server_group_find_by_address_and_port(void **state)
 	assert_null(server_group_find(gs, 0, (struct sockaddr *)&ss));
 }
 
+static void test_server_group_overlap_wildcards(void **state)
+{
+	(void)state;
+	char a[KEYS_B64_LEN], spec[256], err[256];
+	struct server_group gs[2];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	key_text(1, a);
+	snprintf(spec, sizeof(spec), "127.0.0.1:9000=%s", a);
+	assert_int_equal(server_group_parse(spec, &gs[0], err, sizeof(err)), 0);
+	snprintf(spec, sizeof(spec), "[::]:9100=%s", a);
+	assert_int_equal(server_group_parse(spec, &gs[1], err, sizeof(err)), 0);
+	static const struct {
+		const char *host;
+		uint16_t port;
+		int group; /* -1: none */
+	} cases[] = {
+	    {"127.0.0.1", 9000, 0}, /* the group's own address */
+	    {"0.0.0.0", 9000, 0},   /* the wildcard would take its connections */
+	    {"127.0.0.2", 9000, -1}, {"127.0.0.1", 9001, -1},
+	    {"::1", 9000, -1},	   /* another family */
+	    {"::1", 9100, 1},	   /* inside the group's :: */
+	    {"0.0.0.0", 9100, -1}, /* IPV6_V6ONLY: :: covers no IPv4 */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_true(netaddr_literal(cases[i].host, cases[i].port, &ss, &sl));
+		const struct server_group *g = server_group_overlap(gs, 2, (struct sockaddr *)&ss);
+		if (cases[i].group < 0)
+			assert_null(g);
+		else
+			assert_ptr_equal(g, &gs[cases[i].group]);
+	}
+}
+
 static void test_server_group_pick_round_robin(void **state)
 {
 	(void)state;
@@ -181,6 +215,7 @@ int main(void)
 	    cmocka_unit_test(test_server_group_parse_keys_and_address),
 	    cmocka_unit_test(test_server_group_parse_rejects),
 	    cmocka_unit_test(test_server_group_find_by_address_and_port),
+	    cmocka_unit_test(test_server_group_overlap_wildcards),
 	    cmocka_unit_test(test_server_group_pick_round_robin),
 	    cmocka_unit_test(test_server_group_pick_skips_dead_members),
 	    cmocka_unit_test(test_server_group_pick_prefers_room),
