@@ -336,6 +336,44 @@ def test_reverse_group_member_target_down(env):
                  client=pub_b[:8]) == lost, "failures of B in /metrics differ")
 
 
+def test_reverse_group_sessions_per_key(env):
+    """One key holds at most 8 sessions in a group: a ninth client with the
+    same key is refused and counted, so a member cannot crowd out the
+    others; the other key still joins."""
+    key_b, pub_b = env.keygen("b.key")
+    pub_a = env.client_pub
+    target = env.target(h.SourceServer(b"x\n"))
+    sp, admin = h.free_port(), h.free_port()
+    shared = f"127.0.0.1:{sp}"
+    srv = env.start_server(allow=[], authorized=[pub_a, pub_b], log_level="info",
+                           extra=["--allow-listen", shared, "--admin", str(admin),
+                                  "--reverse-group", f"{shared}={pub_a},{pub_b}"])
+    clis = []
+    for i in range(9):
+        clis.append(h.start_frontend_client(env, srv.port, tunnels=1, name=f"client_a{i}",
+                                            log_level="info",
+                                            reverse=[f"{sp}:127.0.0.1:{target.port}"]))
+    # Which one is the ninth depends on the order the handshakes finish.
+    refused = 0
+    for c in clis:
+        m = c.wait_log(r"reverse forward(: server listens on| \S+ refused by the server: "
+                       r"refused)", t(10))
+        refused += "refused" in m.group(0)
+    check(refused == 1, f"{refused} of 9 sessions of one key refused, expected 1")
+    b = h.start_frontend_client(env, srv.port, key=key_b, tunnels=1, name="client_b",
+                                log_level="info", reverse=[f"{sp}:127.0.0.1:{target.port}"])
+    b.wait_log(r"reverse forward: server listens on 127\.0\.0\.1:%d" % sp, t(10))
+    text = http_get(admin, "/metrics")
+    check(metric(text, "wanmux_limit_hits_total", limit="reverse_group_sessions_per_key") == 1,
+          "the ninth session of one key was not counted")
+    check(metric(text, "wanmux_reverse_member_sessions", listener=shared,
+                 client=pub_a[:8]) == 8, "A's member sessions != 8")
+    check(metric(text, "wanmux_reverse_listener_members", listener=shared, mode="shared") == 9,
+          "members != 8 + 1")
+    print("     9 sessions of one key: 8 members, the ninth refused; the other key joined")
+
+
 if __name__ == "__main__":
     h.main([test_reverse_group, test_reverse_group_grace, test_reverse_group_reload,
-            test_reverse_group_member_target_down], __doc__)
+            test_reverse_group_member_target_down, test_reverse_group_sessions_per_key],
+           __doc__)
