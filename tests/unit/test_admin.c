@@ -283,6 +283,36 @@ static void test_admin_status_json(void **state)
 	admin_report_free(rep);
 }
 
+static void test_admin_status_section(void **state)
+{
+	struct admin_report *rep = fixed_report();
+	struct evbuffer *j = evbuffer_new(), *b = evbuffer_new();
+	evbuffer_add_printf(j, "[{\"listener\":");
+	admin_json_string(j, "127.0.0.1:9000");
+	evbuffer_add_printf(j, ",\"members\":2}]");
+	admin_status_section(rep, "reverse_listeners", j);
+	/* Copied: the caller's buffer is its own. */
+	assert_int_equal(evbuffer_get_length(j), strlen("[{\"listener\":\"127.0.0.1:9000\","
+							"\"members\":2}]"));
+	evbuffer_free(j);
+	/* Beyond 8 sections, dropped (the report stays valid JSON). */
+	for (int i = 0; i < 10; i++) {
+		struct evbuffer *x = evbuffer_new();
+		evbuffer_add_printf(x, "%d", i);
+		admin_status_section(rep, "n", x);
+		evbuffer_free(x);
+	}
+	admin_render_status(rep, b);
+	char *got = text_of(b);
+	assert_non_null(strstr(got, "\"max\":4096}],\"reverse_listeners\":[{\"listener\":"
+				    "\"127.0.0.1:9000\",\"members\":2}],\"n\":0,"));
+	assert_non_null(strstr(got, "\"n\":6,\"bytes\":"));
+	assert_null(strstr(got, "\"n\":7"));
+	free(got);
+	evbuffer_free(b);
+	admin_report_free(rep);
+}
+
 static struct sockaddr_storage addr(const char *s)
 {
 	struct sockaddr_storage ss;
@@ -338,6 +368,7 @@ int main(void)
 	    cmocka_unit_test(test_admin_fixed_metric_set_rendering),
 	    cmocka_unit_test(test_admin_server_role_swaps_directions),
 	    cmocka_unit_test(test_admin_status_json),
+	    cmocka_unit_test(test_admin_status_section),
 	    cmocka_unit_test(test_admin_source_allowed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
