@@ -27,10 +27,22 @@ struct target {
 	char who[128];
 	char name[FRAME_NAME_MAX + 1]; /* "" for address targets */
 	char desc[NETADDR_STR_MAX + FRAME_NAME_MAX];
+	size_t desc_len; /* of the target itself, before " (address)" */
 	uint16_t port;
 	bool in_lookup_call; /* inside dns_getaddrinfo, which may answer at once */
 	bool closed_in_call;
+	/* A pool's stream: backends come from the balancer, tried in turn. */
+	bool balanced;
+	struct connect_balancer bal;
+	struct evdns_base *dns;
 };
+
+static void target_free(struct target *tg)
+{
+	if (tg->balanced && tg->bal.done != NULL)
+		tg->bal.done(tg->bal.arg);
+	free(tg);
+}
 
 const char *connect_target_name(const struct frame_addr *target, char *buf, size_t len)
 {
@@ -77,7 +89,7 @@ static void target_on_relay_close(void *arg)
 		evdns_getaddrinfo_cancel(req); /* its callback frees tg */
 		return;
 	}
-	free(tg);
+	target_free(tg);
 }
 
 static void fail(struct target *tg, uint32_t error, const char *why, bool by_policy)
@@ -98,13 +110,24 @@ static void fail(struct target *tg, uint32_t error, const char *why, bool by_pol
 	relay_close(r, true); /* frees tg through the hook */
 }
 
+static void try_next(struct target *tg, uint32_t last_error);
+
 static void on_connected(struct relay *r, uint32_t error, void *arg)
 {
 	struct target *tg = arg;
+	if (error != 0 && tg->balanced) {
+		log_peer_info("stream %u from %s: %s: %s; trying another backend",
+			      session_stream_id(tg->st), tg->who, tg->desc,
+			      frame_error_name(error));
+		try_next(tg, error);
+		return;
+	}
 	if (error != 0) {
 		fail(tg, error, frame_error_name(error), false);
 		return;
 	}
+	if (tg->balanced && tg->bal.connected != NULL)
+		tg->bal.connected(tg->bal.arg);
 	log_debug("stream %u from %s connected to %s", session_stream_id(tg->st), tg->who,
 		  tg->desc);
 	session_stream_open_result(tg->st, FRAME_ERR_NONE);
@@ -116,13 +139,17 @@ static void start_connect(struct target *tg, const struct sockaddr *sa, socklen_
 	char addr[NETADDR_STR_MAX];
 	netaddr_format(sa, addr, sizeof(addr));
 	relay_set_access_addr(tg->r, addr);
-	if (tg->name[0] != '\0') {
-		/* Keep the name and show where it led. */
-		size_t n = strlen(tg->desc);
+	if (tg->name[0] != '\0' || tg->balanced) {
+		/* Keep the name and show where it led (this try's backend). */
+		size_t n = tg->desc_len;
 		snprintf(tg->desc + n, sizeof(tg->desc) - n, " (%s)", addr);
 	}
-	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0)
-		fail(tg, FRAME_ERR_CONNECT_FAILED, "cannot start connecting", false);
+	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0) {
+		if (tg->balanced)
+			try_next(tg, FRAME_ERR_CONNECT_FAILED);
+		else
+			fail(tg, FRAME_ERR_CONNECT_FAILED, "cannot start connecting", false);
+	}
 }
 
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
@@ -133,13 +160,26 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		/* The stream ended while the query ran. */
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		free(tg);
+		target_free(tg);
 		return;
 	}
-	if (result != 0) {
+	if (result != 0 || (tg->balanced && res == NULL)) {
 		if (res != NULL)
 			evutil_freeaddrinfo(res);
-		fail(tg, FRAME_ERR_HOST_UNKNOWN, evutil_gai_strerror(result), false);
+		if (tg->balanced) {
+			log_peer_info("stream %u from %s: %s: %s; trying another backend",
+				      session_stream_id(tg->st), tg->who, tg->desc,
+				      evutil_gai_strerror(result));
+			try_next(tg, FRAME_ERR_HOST_UNKNOWN);
+		} else {
+			fail(tg, FRAME_ERR_HOST_UNKNOWN, evutil_gai_strerror(result), false);
+		}
+		return;
+	}
+	if (tg->balanced) {
+		/* The operator named the backend: its first address, no rule. */
+		start_connect(tg, res->ai_addr, (socklen_t)res->ai_addrlen);
+		evutil_freeaddrinfo(res);
 		return;
 	}
 	for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
@@ -151,6 +191,48 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	}
 	evutil_freeaddrinfo(res);
 	fail(tg, FRAME_ERR_NOT_ALLOWED, "no rule permits the addresses it resolves to", true);
+}
+
+/* Resolves host for tg; the answer goes to on_resolved. */
+static void start_lookup(struct target *tg, struct evdns_base *dns, const char *host, uint16_t port)
+{
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	char portbuf[8];
+	snprintf(portbuf, sizeof(portbuf), "%u", port);
+	/* The callback may run before this returns (localhost, /etc/hosts, errors). */
+	tg->in_lookup_call = true;
+	struct evdns_getaddrinfo_request *req =
+	    dns_getaddrinfo(dns, host, portbuf, &hints, on_resolved, tg);
+	tg->in_lookup_call = false;
+	if (tg->closed_in_call)
+		target_free(tg);
+	else if (req != NULL && tg->r != NULL)
+		tg->req = req;
+}
+
+/* The balancer's next backend for tg, or the refusal when none is left. */
+static void try_next(struct target *tg, uint32_t last_error)
+{
+	struct netaddr_hostport hp;
+	struct sockaddr_storage ss;
+	socklen_t salen;
+	if (!tg->bal.next(tg->bal.arg, last_error, &hp)) {
+		tg->desc[tg->desc_len] = '\0';
+		fail(tg, FRAME_ERR_CONNECT_FAILED,
+		     last_error == 0 ? "no backend of the pool is up" : "no backend left to try",
+		     false);
+		return;
+	}
+	tg->port = hp.port;
+	if (netaddr_literal(hp.host, hp.port, &ss, &salen)) {
+		start_connect(tg, (struct sockaddr *)&ss, salen);
+		return;
+	}
+	start_lookup(tg, tg->dns, hp.host, hp.port);
 }
 
 void connect_log_refused(struct session_stream *st, const struct connect_policy *policy,
@@ -198,6 +280,7 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 	tg->policy.who = tg->who;
 	tg->port = target->port;
 	snprintf(tg->desc, sizeof(tg->desc), "%s", desc);
+	tg->desc_len = strlen(tg->desc);
 	tg->r = relay_new(base, -1, desc);
 	if (tg->r == NULL) {
 		free(tg);
@@ -217,22 +300,39 @@ int connect_stream(struct event_base *base, struct evdns_base *dns, struct sessi
 		return 0;
 	}
 	snprintf(tg->name, sizeof(tg->name), "%s", target->u.name);
-	struct evutil_addrinfo hints;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	char port[8];
-	snprintf(port, sizeof(port), "%u", target->port);
-	/* The callback may run before this returns (localhost, /etc/hosts, errors). */
-	tg->in_lookup_call = true;
-	struct evdns_getaddrinfo_request *req =
-	    dns_getaddrinfo(dns, tg->name, port, &hints, on_resolved, tg);
-	tg->in_lookup_call = false;
-	if (tg->closed_in_call)
-		free(tg);
-	else if (req != NULL && tg->r != NULL)
-		tg->req = req;
+	start_lookup(tg, dns, tg->name, target->port);
+	return 0;
+}
+
+int connect_stream_balanced(struct event_base *base, struct evdns_base *dns,
+			    struct session_stream *st, const char *desc,
+			    const struct connect_policy *policy, const struct connect_balancer *bal)
+{
+	struct target *tg = calloc(1, sizeof(*tg));
+	if (tg == NULL) {
+		bal->done(bal->arg);
+		return FRAME_ERR_INTERNAL;
+	}
+	tg->st = st;
+	tg->policy = *policy;
+	snprintf(tg->who, sizeof(tg->who), "%s", policy->who);
+	tg->policy.who = tg->who;
+	snprintf(tg->desc, sizeof(tg->desc), "%s", desc);
+	tg->desc_len = strlen(tg->desc);
+	tg->balanced = true;
+	tg->bal = *bal;
+	tg->dns = dns;
+	tg->r = relay_new(base, -1, desc);
+	if (tg->r == NULL) {
+		target_free(tg);
+		return FRAME_ERR_INTERNAL;
+	}
+	relay_set_close_hook(tg->r, target_on_relay_close, tg);
+	relay_set_access(tg->r, ACCESS_TUNNEL, ACCESS_SIDE_TARGET, policy->client, policy->src);
+	relay_set_access_target(tg->r, desc);
+	session_stream_attach(st, relay_source(tg->r), tg->r);
+	relay_bind(tg->r, st);
+	try_next(tg, 0);
 	return 0;
 }
 

@@ -23,6 +23,7 @@ struct pool {
 	enum pool_policy policy;
 	struct pool_backend *backends[POOL_BACKENDS_MAX];
 	size_t nbackends;
+	struct pool_counters counters;
 	unsigned refs;
 };
 
@@ -333,8 +334,14 @@ struct pool_backend *pool_backend_at(const struct pool *p, size_t i)
 	return p->backends[i];
 }
 
+struct pool_counters *pool_get_counters(struct pool *p)
+{
+	return &p->counters;
+}
+
 void pool_adopt(struct pool *next, const struct pool *prev)
 {
+	next->counters = prev->counters;
 	for (size_t i = 0; i < next->nbackends; i++) {
 		struct pool_backend *nb = next->backends[i];
 		for (size_t j = 0; j < prev->nbackends; j++) {

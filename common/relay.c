@@ -623,7 +623,14 @@ void relay_start(struct relay *r)
 int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 		  void (*done)(struct relay *r, uint32_t error, void *arg), void *arg)
 {
-	assert(is_connecting(r) && bufferevent_getfd(r->bev) < 0);
+	assert(is_connecting(r));
+	int failed = bufferevent_getfd(r->bev);
+	if (failed >= 0) {
+		/* Another try after a failed connect (a pool's next backend): a
+		 * fresh socket; what the stream sent stays queued for it. */
+		bufferevent_setfd(r->bev, -1);
+		evutil_closesocket(failed);
+	}
 	r->connect_done = done;
 	r->connect_arg = arg;
 	struct timeval tv = {RELAY_CONNECT_TIMEOUT_MS / 1000, 0};

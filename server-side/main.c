@@ -76,6 +76,11 @@ enum opt_id {
 	OPT_REVERSE_GROUP,
 	OPT_DRAIN_TIMEOUT,
 	OPT_RESUME_TIMEOUT,
+	OPT_POOL,
+	OPT_POOL_POLICY,
+	OPT_HEALTH_INTERVAL,
+	OPT_HEALTH_RISE,
+	OPT_HEALTH_FALL,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -116,6 +121,11 @@ static const struct config_option options[] = {
     {"reverse-group", 0, true, true, OPT_REVERSE_GROUP},
     {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
     {"resume-timeout", 0, true, false, OPT_RESUME_TIMEOUT},
+    {"pool", 0, true, true, OPT_POOL},
+    {"pool-policy", 0, true, true, OPT_POOL_POLICY},
+    {"health-interval", 0, true, false, OPT_HEALTH_INTERVAL},
+    {"health-rise", 0, true, false, OPT_HEALTH_RISE},
+    {"health-fall", 0, true, false, OPT_HEALTH_FALL},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -153,6 +163,29 @@ static const char usage_text[] =
     "                             --reverse) on addresses and ports this rule\n"
     "                             permits: CIDR[:PORT[-PORT]], e.g.\n"
     "                             127.0.0.1:8000-8099. Repeatable; none: refused.\n"
+    "    --pool VHOST:PORT=BACKEND[,BACKEND...]\n"
+    "                             a virtual target served by backends HOST:PORT\n"
+    "                             (IPv6 as [ADDR]:PORT), each optionally followed\n"
+    "                             by /weight=N (1-256, default 1), /backup (only\n"
+    "                             when no other is usable) and /drain (no new\n"
+    "                             streams). Clients open VHOST:PORT as any target;\n"
+    "                             the definition is its own allow rule; the\n"
+    "                             backends are not reachable directly unless a\n"
+    "                             rule allows them. Repeatable (up to 64 pools of\n"
+    "                             32 backends)\n"
+    "    --pool-policy [VHOST:PORT=]POLICY\n"
+    "                             roundrobin (default), leastconn or source (a\n"
+    "                             consistent hash of the client key: a client\n"
+    "                             sticks to one backend); without VHOST:PORT the\n"
+    "                             default for every pool. Repeatable\n"
+    "    --health-interval SECONDS\n"
+    "                             TCP connect check of every backend this often\n"
+    "                             (2; fractions such as 0.2 allowed, at least 0.1);\n"
+    "                             a check fails after min(interval, 5 s)\n"
+    "    --health-rise N          good checks in a row that bring a backend up (2)\n"
+    "    --health-fall N          failed checks in a row that take it down (3); a\n"
+    "                             stream whose connect fails takes it down at once\n"
+    "                             and is tried on another backend (at most 4)\n"
     "    --psk FILE               pre-shared key as a second factor (same file\n"
     "                             on both ends; wanmux-keygen --psk FILE)\n"
     "    -c, --config FILE        read options from FILE: one 'name value' per\n"
@@ -325,6 +358,24 @@ static bool server_permits(void *arg, const char *name, const struct sockaddr *a
 	return acl_permits(stn->acl, name, addr, port);
 }
 
+/*
+ * A pool's definition is its own allow rule for every key that uses the
+ * server's --allow rules. A key with its own allow= option gets only what
+ * that option names: the pool's virtual host (a name rule, or for an address
+ * a rule covering it).
+ */
+static bool pool_permitted(const struct server_session *sess, const struct pool *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!sess->own_acl)
+		return true;
+	if (netaddr_literal(pool_vhost(p), pool_vport(p), &ss, &len))
+		return acl_permits(sess->acl, NULL, (struct sockaddr *)&ss, pool_vport(p));
+	/* A name rule only: a CIDR rule says nothing about a name. */
+	return acl_permits(sess->acl, pool_vhost(p), NULL, pool_vport(p));
+}
+
 static int on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
 		   void *arg)
 {
@@ -348,6 +399,20 @@ static int on_open(struct session *s, struct session_stream *st, const struct fr
 	    .client = client,
 	    .src = stn->peer,
 	};
+	struct pool *pool = server_pool_find(srv, target);
+	if (pool != NULL) {
+		if (!pool_permitted(stn, pool)) {
+			char desc[NETADDR_STR_MAX];
+			srv->refused_targets++;
+			log_peer_warn("refused stream %u from %s to pool %s: its key's allow= "
+				      "option does not name it",
+				      session_stream_id(st), who, pool_name(pool));
+			snprintf(desc, sizeof(desc), "%s", pool_name(pool));
+			connect_log_refused(st, &policy, desc);
+			return FRAME_ERR_NOT_ALLOWED;
+		}
+		return server_pool_open(srv, stn, st, pool, &policy);
+	}
 	if (target->type == FRAME_ADDR_NAME &&
 	    !acl_may_permit_name(stn->acl, target->u.name, target->port)) {
 		/* Refused before any DNS query or connection attempt. */
@@ -1059,10 +1124,14 @@ struct server_conf {
 	struct keys_authorized *authorized;
 	uint8_t psk[KEYS_LEN];
 	bool have_psk;
+	struct pool *pools[POOL_MAX];
+	size_t npools;
+	struct server_pool_health pool_health;
 };
 
 static void conf_free(struct server_conf *c)
 {
+	server_pool_free_all(c->pools, &c->npools);
 	acl_free(c->admin_opt.allow);
 	free(c->state_dir);
 	acl_free(c->acl);
@@ -1142,6 +1211,90 @@ static int duration_option(const struct config *cfg, int id, uint32_t def, uint6
 		return bad_value(cfg, id, SIZE_MAX, err, errlen, "bad --%s '%s': expected %s", name,
 				 v, range);
 	*out = (uint32_t)ms;
+	return 0;
+}
+
+/* --pool, --pool-policy and the health check options into c. */
+static int load_pools(const struct config *cfg, struct server_conf *c, char *err, size_t errlen)
+{
+	enum pool_policy def = POOL_ROUNDROBIN;
+	char why[512];
+	uint64_t n;
+	size_t npolicies = config_count(cfg, OPT_POOL_POLICY);
+
+	/* The default first: it applies to pools given before it too. */
+	for (size_t i = 0; i < npolicies; i++) {
+		const char *v = config_get_nth(cfg, OPT_POOL_POLICY, i);
+		if (strchr(v, '=') == NULL && pool_policy_parse(v, &def) != 0)
+			return bad_value(
+			    cfg, OPT_POOL_POLICY, i, err, errlen,
+			    "bad --pool-policy '%s': expected [VHOST:PORT=]roundrobin, "
+			    "leastconn or source",
+			    v);
+	}
+	size_t npools = config_count(cfg, OPT_POOL);
+	if (npools > POOL_MAX)
+		return bad_value(cfg, OPT_POOL, POOL_MAX, err, errlen,
+				 "too many --pool definitions (%zu, at most %d)", npools, POOL_MAX);
+	for (size_t i = 0; i < npools; i++) {
+		struct pool *p =
+		    pool_parse(config_get_nth(cfg, OPT_POOL, i), def, why, sizeof(why));
+		if (p == NULL)
+			return bad_value(cfg, OPT_POOL, i, err, errlen, "--pool: %s", why);
+		for (size_t j = 0; j < c->npools; j++) {
+			if (strcmp(pool_name(c->pools[j]), pool_name(p)) == 0) {
+				pool_free(p);
+				return bad_value(cfg, OPT_POOL, i, err, errlen,
+						 "--pool %s defined twice", pool_name(c->pools[j]));
+			}
+		}
+		c->pools[c->npools++] = p;
+	}
+	for (size_t i = 0; i < npolicies; i++) {
+		const char *v = config_get_nth(cfg, OPT_POOL_POLICY, i);
+		const char *eq = strchr(v, '=');
+		enum pool_policy pol;
+		if (eq == NULL)
+			continue;
+		if (pool_policy_parse(eq + 1, &pol) != 0)
+			return bad_value(
+			    cfg, OPT_POOL_POLICY, i, err, errlen,
+			    "bad --pool-policy '%s': expected [VHOST:PORT=]roundrobin, "
+			    "leastconn or source",
+			    v);
+		struct netaddr_hostport hp;
+		char name[NETADDR_STR_MAX + 8];
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - v), v);
+		bool found = false;
+		if (netaddr_parse_hostport(name, &hp, why, sizeof(why)) == 0) {
+			for (size_t j = 0; j < c->npools; j++) {
+				if (pool_matches(c->pools[j], hp.host, hp.port)) {
+					pool_set_policy(c->pools[j], pol);
+					found = true;
+				}
+			}
+		}
+		if (!found)
+			return bad_value(cfg, OPT_POOL_POLICY, i, err, errlen,
+					 "--pool-policy %s: no --pool %s", v, name);
+	}
+	c->pool_health.interval_ms = POOL_INTERVAL_DEFAULT_MS;
+	const char *v = config_get(cfg, OPT_HEALTH_INTERVAL);
+	if (v != NULL && pool_parse_interval(v, &c->pool_health.interval_ms) != 0)
+		return bad_value(cfg, OPT_HEALTH_INTERVAL, SIZE_MAX, err, errlen,
+				 "bad --health-interval '%s': expected seconds from 0.1 to 3600 "
+				 "(e.g. 2, 0.5, 500ms)",
+				 v);
+	int rc = count_option(cfg, OPT_HEALTH_RISE, POOL_RISE_DEFAULT, 1, POOL_RISE_FALL_MAX,
+			      "health-rise", &n, err, errlen);
+	if (rc != 0)
+		return rc;
+	c->pool_health.rise = (unsigned)n;
+	rc = count_option(cfg, OPT_HEALTH_FALL, POOL_FALL_DEFAULT, 1, POOL_RISE_FALL_MAX,
+			  "health-fall", &n, err, errlen);
+	if (rc != 0)
+		return rc;
+	c->pool_health.fall = (unsigned)n;
 	return 0;
 }
 
@@ -1324,6 +1477,10 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 		goto fail;
 	rc = LOAD_RUNTIME;
 
+	rc = load_pools(cfg, c, err, errlen);
+	if (rc != 0)
+		goto fail;
+
 	/* Files: runtime failures from here on. */
 	rc = LOAD_RUNTIME;
 	if (keys_pair_load(config_get(cfg, OPT_KEY), &c->key, err, errlen) != 0)
@@ -1444,6 +1601,18 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 	srv->reverse.max_connections = c->reverse_max_connections;
 	srv->reverse.open_timeout_ms = c->reverse_open_timeout_ms;
 	srv->reverse.idle_timeout_ms = c->reverse_idle_timeout_ms;
+	/* Pools: backends that stay keep their health and counters; streams
+	 * running or retrying hold the old pools until they are done. */
+	for (size_t i = 0; i < c->npools; i++)
+		for (size_t j = 0; j < srv->npools; j++)
+			if (strcmp(pool_name(c->pools[i]), pool_name(srv->pools[j])) == 0)
+				pool_adopt(c->pools[i], srv->pools[j]);
+	server_pool_free_all(srv->pools, &srv->npools);
+	memcpy(srv->pools, c->pools, sizeof(srv->pools));
+	srv->npools = c->npools;
+	c->npools = 0; /* transferred */
+	srv->pool_health = c->pool_health;
+	server_pool_reschedule(srv);
 	struct acl *old_acl = srv->acl, *old_allow_listen = srv->allow_listen;
 	struct keys_authorized *old_authorized = srv->authorized;
 	srv->acl = c->acl;
@@ -1553,6 +1722,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
  * rules, when it ran). */
 static void free_loaded(struct server *srv)
 {
+	server_pool_free_all(srv->pools, &srv->npools);
 	acl_free(srv->admin_opt.allow);
 	replay_free(srv->replay);
 	free(srv->key_tunnels);
@@ -1607,12 +1777,13 @@ int main(int argc, char **argv)
 	srv.sessions_per_key.name = "sessions per client key (--max-tunnels-per-key)";
 	srv.sessions_all.name = "sessions, all client keys (--max-tunnels)";
 	server_reverse_init(&srv);
+	server_pool_init(&srv);
 	if (apply_conf(&srv, &conf) != WM_OK)
 		fatal("out of memory");
 	setup_replay(&srv, srv.state_dir);
 	srv.argc = argc;
 	srv.argv = argv;
-	if (acl_count(srv.acl) == 0)
+	if (acl_count(srv.acl) == 0 && srv.npools == 0)
 		log_warn("no --allow rules: every stream will be refused");
 	if (check_only) {
 		/* Everything a start reads has been read; binding is left out. */
@@ -1684,6 +1855,8 @@ int main(int argc, char **argv)
 	event_add(srv.sigint, NULL);
 	event_add(srv.sigterm, NULL);
 	event_add(srv.sighup, NULL);
+	if (server_pool_start(&srv) != WM_OK)
+		fatal("out of memory");
 
 	char b64[KEYS_B64_LEN];
 	keys_encode_public(srv.key->pub, b64);
@@ -1705,6 +1878,7 @@ int main(int argc, char **argv)
 	event_free(srv.drain_tick);
 	event_free(srv.drain_deadline);
 	event_free(srv.own_timer);
+	server_pool_stop(&srv);
 	for (size_t i = 0; i < srv.nlisteners; i++)
 		acceptor_free(srv.listeners[i]);
 	admin_free(srv.admin);

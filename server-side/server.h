@@ -18,6 +18,7 @@
 #include "wanmux/keys.h"
 #include "wanmux/limit.h"
 #include "wanmux/netaddr.h"
+#include "wanmux/pool.h"
 #include "wanmux/tunnel.h"
 
 /* Default --state-dir, used when it exists and is writable. */
@@ -229,6 +230,13 @@ struct server_reverse_limits {
 	struct limit_counter group_full; /* over SERVER_GROUP_SESSIONS_PER_KEY */
 };
 
+/* Health checks of the pools' backends (server_pool.c). */
+struct server_pool_health {
+	uint32_t interval_ms; /* --health-interval */
+	unsigned rise;	      /* --health-rise */
+	unsigned fall;	      /* --health-fall */
+};
+
 struct server {
 	struct event_base *base;
 	struct evdns_base *dns;
@@ -286,6 +294,11 @@ struct server {
 	struct limit_bucket x25519_budget; /* first messages with X25519 per second */
 	uint8_t cookie_key[32];
 	struct server_reverse_limits reverse;
+	struct pool *pools[POOL_MAX]; /* --pool, each held */
+	size_t npools;
+	struct server_pool_health pool_health;
+	struct event *pool_timer;
+	LIST_HEAD(, pool_check) pool_checks;
 };
 
 /* Sets the reverse-listener limits to their defaults, names their
@@ -319,5 +332,31 @@ void server_reverse_report(struct server *srv, struct admin_report *rep);
 
 /* Closes every reverse listener (shutdown) and logs their refusal counts. */
 void server_reverse_close_all(struct server *srv);
+
+/* Pools (server_pool.c). Sets the health check defaults and empties the
+ * list of checks. */
+void server_pool_init(struct server *srv);
+
+/* The pool whose virtual target is target, or NULL (borrowed). */
+struct pool *server_pool_find(const struct server *srv, const struct frame_addr *target);
+
+/* Connects stream st of sess to a backend of p (inside on_open); policy
+ * gives the log and access fields. 0 or a FRAME_ERR_* (as connect_stream). */
+struct session_stream;
+struct connect_policy;
+int server_pool_open(struct server *srv, struct server_session *sess, struct session_stream *st,
+		     struct pool *p, const struct connect_policy *policy);
+
+/* Starts the health check timer (after the event loop exists). */
+int server_pool_start(struct server *srv);
+
+/* The interval or the pools changed (a reload): checks run on the new ones. */
+void server_pool_reschedule(struct server *srv);
+
+/* Stops the checks (shutdown): the timer and those in flight. */
+void server_pool_stop(struct server *srv);
+
+/* Drops pools[0..*n) and sets *n to 0. */
+void server_pool_free_all(struct pool **pools, size_t *n);
 
 #endif

@@ -45,6 +45,38 @@ struct connect_policy {
 int connect_stream(struct event_base *base, struct evdns_base *dns, struct session_stream *st,
 		   const struct frame_addr *target, const struct connect_policy *policy);
 
+/*
+ * A virtual target served by several backends (a server's --pool): the
+ * balancer says where to connect, and when a connect fails before the OPEN
+ * is answered it is asked again, so the client sees nothing of it (what it
+ * sent meanwhile is kept for the next backend). Backends are the
+ * operator's: no policy check applies to them.
+ */
+struct connect_balancer {
+	/* The next backend to try, into *hp; last_error is the FRAME_ERR_*
+	 * of the attempt before, 0 for the first. false: none left, the OPEN
+	 * is refused with FRAME_ERR_CONNECT_FAILED. */
+	bool (*next)(void *arg, uint32_t last_error, struct netaddr_hostport *hp);
+	/* The stream connected to the backend next() gave last. */
+	void (*connected)(void *arg);
+	/* The stream's target is gone (it ended or was refused); once, also
+	 * when connect_stream_balanced refuses at once. arg may be freed. */
+	void (*done)(void *arg);
+	void *arg;
+};
+
+/*
+ * Starts connecting stream st (inside on_open) through balancer bal
+ * (copied); desc names the virtual target in logs and access lines.
+ * Returns 0 when under way (the OPEN is answered once a backend connected
+ * or none is left), or a FRAME_ERR_* to refuse at once (bal->done has run).
+ * policy gives the log and access fields; its permits is not used.
+ */
+int connect_stream_balanced(struct event_base *base, struct evdns_base *dns,
+			    struct session_stream *st, const char *desc,
+			    const struct connect_policy *policy,
+			    const struct connect_balancer *bal);
+
 /* The access line (result=refused) of stream st, refused for target desc
  * before it had a relay. */
 void connect_log_refused(struct session_stream *st, const struct connect_policy *policy,

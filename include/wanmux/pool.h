@@ -106,6 +106,16 @@ bool pool_backend_connect_failed(struct pool_backend *b);
 
 struct pool;
 
+/* What a pool's streams did, kept across reloads (pool_adopt). */
+struct pool_counters {
+	uint64_t streams; /* streams that asked for the virtual target */
+	uint64_t refused; /* ... and found no backend up (or none left to try) */
+	uint64_t retries; /* connects tried again on another backend */
+};
+
+/* p's counters, the server's to update. */
+struct pool_counters *pool_get_counters(struct pool *p);
+
 /*
  * Parses "VHOST:PORT=BACKEND[,BACKEND...]", BACKEND "HOST:PORT" followed by
  * any of "/weight=N", "/backup", "/drain". Hosts are names or addresses,
@@ -145,6 +155,7 @@ struct pool_backend *pool_backend_at(const struct pool *p, size_t i);
  * A reload built next while prev runs: every backend of next that prev has
  * too (same name) becomes prev's object, keeping its health and counters,
  * and takes next's weight, backup and drain. Backends new in next start up.
+ * next also takes prev's counters.
  */
 void pool_adopt(struct pool *next, const struct pool *prev);
 

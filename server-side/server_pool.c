@@ -1,0 +1,279 @@
+/*
+ * The server's target pools at work: streams to a pool's virtual target get
+ * a backend (common/pool.c chooses) and another one when the connect fails
+ * before the client saw anything; active TCP checks every --health-interval
+ * move backends up and down. Parsing and choosing are common/pool.c's.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "server.h"
+#include "wanmux/err.h"
+#include "wanmux/connect.h"
+#include "wanmux/log.h"
+#include "wanmux/pool.h"
+
+/* One stream to a pool: what it tried, and the backend it holds. */
+struct pool_stream {
+	struct server *srv;
+	struct pool *pool;	      /* held */
+	struct pool_backend *backend; /* held: this try's, NULL before the first */
+	uint64_t tried;		      /* bit i: backend i */
+	unsigned attempts;
+	uint8_t key[KEYS_LEN];
+};
+
+/* One health check in flight. */
+struct pool_check {
+	LIST_ENTRY(pool_check) link;
+	struct server *srv;
+	struct pool_backend *b; /* held */
+	struct bufferevent *bev;
+	char pool[NETADDR_STR_MAX];
+};
+
+void server_pool_init(struct server *srv)
+{
+	LIST_INIT(&srv->pool_checks);
+	srv->pool_health.interval_ms = POOL_INTERVAL_DEFAULT_MS;
+	srv->pool_health.rise = POOL_RISE_DEFAULT;
+	srv->pool_health.fall = POOL_FALL_DEFAULT;
+}
+
+struct pool *server_pool_find(const struct server *srv, const struct frame_addr *target)
+{
+	char host[NETADDR_STR_MAX];
+	if (srv->npools == 0)
+		return NULL;
+	if (target->type == FRAME_ADDR_NAME) {
+		snprintf(host, sizeof(host), "%s", target->u.name);
+	} else {
+		struct sockaddr_storage ss;
+		char text[NETADDR_STR_MAX];
+		if (connect_target_sockaddr(target, &ss) == 0)
+			return NULL;
+		netaddr_format((struct sockaddr *)&ss, text, sizeof(text));
+		/* "1.2.3.4:80" / "[::1]:80": the host part only. */
+		char *colon = strrchr(text, ':');
+		if (colon != NULL)
+			*colon = '\0';
+		size_t n = strlen(text);
+		if (text[0] == '[' && n >= 2) {
+			text[n - 1] = '\0';
+			memmove(text, text + 1, n - 1);
+		}
+		snprintf(host, sizeof(host), "%s", text);
+	}
+	for (size_t i = 0; i < srv->npools; i++)
+		if (pool_matches(srv->pools[i], host, target->port))
+			return srv->pools[i];
+	return NULL;
+}
+
+static void log_health(const char *pool, const struct pool_backend *b, const char *why)
+{
+	if (b->health == POOL_UP)
+		log_info("pool %s: backend %s is up: %s", pool, b->name, why);
+	else
+		log_warn("pool %s: backend %s is down: %s", pool, b->name, why);
+}
+
+static bool on_next(void *arg, uint32_t last_error, struct netaddr_hostport *hp)
+{
+	struct pool_stream *ps = arg;
+	struct pool_counters *pc = pool_get_counters(ps->pool);
+	if (ps->backend != NULL) {
+		/* The try before failed: passive check, then another backend. */
+		struct pool_backend *b = ps->backend;
+		char why[96];
+		assert(b->active > 0);
+		b->active--;
+		snprintf(why, sizeof(why), "a stream's connect failed (%s)",
+			 frame_error_name(last_error));
+		if (pool_backend_connect_failed(b))
+			log_health(pool_name(ps->pool), b, why);
+		ps->backend = NULL;
+		if (ps->attempts < POOL_ATTEMPTS_MAX) {
+			b->retries++;
+			pc->retries++;
+		}
+		pool_backend_release(b);
+	}
+	int i = -1;
+	if (ps->attempts < POOL_ATTEMPTS_MAX)
+		i = pool_pick(ps->pool, ps->key, sizeof(ps->key), ps->tried);
+	if (i < 0) {
+		pc->refused++;
+		return false;
+	}
+	struct pool_backend *b = pool_backend_at(ps->pool, (size_t)i);
+	pool_backend_hold(b);
+	b->active++;
+	b->total++;
+	ps->backend = b;
+	ps->tried |= UINT64_C(1) << i;
+	ps->attempts++;
+	*hp = b->addr;
+	return true;
+}
+
+static void on_done(void *arg)
+{
+	struct pool_stream *ps = arg;
+	if (ps->backend != NULL) {
+		assert(ps->backend->active > 0);
+		ps->backend->active--;
+		pool_backend_release(ps->backend);
+	}
+	pool_free(ps->pool);
+	free(ps);
+}
+
+int server_pool_open(struct server *srv, struct server_session *sess, struct session_stream *st,
+		     struct pool *p, const struct connect_policy *policy)
+{
+	struct pool_stream *ps = calloc(1, sizeof(*ps));
+	if (ps == NULL)
+		return FRAME_ERR_INTERNAL;
+	ps->srv = srv;
+	pool_hold(p);
+	ps->pool = p;
+	memcpy(ps->key, sess->client_pub, KEYS_LEN);
+	pool_get_counters(p)->streams++;
+	struct connect_balancer bal = {
+	    .next = on_next,
+	    .done = on_done,
+	    .arg = ps,
+	};
+	return connect_stream_balanced(srv->base, srv->dns, st, pool_name(p), policy, &bal);
+}
+
+static void check_end(struct pool_check *c, bool ok, const char *why)
+{
+	struct server *srv = c->srv;
+	LIST_REMOVE(c, link);
+	c->b->checking = false;
+	if (pool_backend_check(c->b, ok, srv->pool_health.rise, srv->pool_health.fall)) {
+		char text[128];
+		if (ok)
+			snprintf(text, sizeof(text), "%u checks in a row passed",
+				 srv->pool_health.rise);
+		else
+			snprintf(text, sizeof(text), "%u checks in a row failed, the last: %s",
+				 srv->pool_health.fall, why);
+		log_health(c->pool, c->b, text);
+	}
+	bufferevent_free(c->bev);
+	pool_backend_release(c->b);
+	free(c);
+}
+
+static void on_check_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pool_check *c = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		check_end(c, true, NULL);
+		return;
+	}
+	const char *why = "connect failed";
+	int dns_err = bufferevent_socket_get_dns_error(bev);
+	if (what & BEV_EVENT_TIMEOUT)
+		why = "timeout";
+	else if (dns_err != 0)
+		why = evutil_gai_strerror(dns_err);
+	else if (EVUTIL_SOCKET_ERROR() != 0)
+		why = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+	check_end(c, false, why);
+}
+
+static void check_start(struct server *srv, struct pool *p, struct pool_backend *b)
+{
+	struct pool_check *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return;
+	c->srv = srv;
+	c->b = b;
+	pool_backend_hold(b);
+	snprintf(c->pool, sizeof(c->pool), "%s", pool_name(p));
+	c->bev = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		pool_backend_release(b);
+		free(c);
+		return;
+	}
+	b->checking = true;
+	LIST_INSERT_HEAD(&srv->pool_checks, c, link);
+	uint32_t ms = srv->pool_health.interval_ms;
+	if (ms > POOL_CHECK_TIMEOUT_MAX_MS)
+		ms = POOL_CHECK_TIMEOUT_MAX_MS;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	bufferevent_setcb(c->bev, NULL, NULL, on_check_event, c);
+	/* The answer may come before this returns (an address, a refusal). */
+	if (bufferevent_socket_connect_hostname(c->bev, srv->dns, AF_UNSPEC, b->addr.host,
+						b->addr.port) != 0 &&
+	    b->checking) /* still set: c was not ended by its callback */
+		check_end(c, false, "cannot start connecting");
+}
+
+static void on_health_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	for (size_t i = 0; i < srv->npools; i++) {
+		struct pool *p = srv->pools[i];
+		for (size_t j = 0; j < pool_backend_count(p); j++) {
+			struct pool_backend *b = pool_backend_at(p, j);
+			if (!b->checking)
+				check_start(srv, p, b);
+		}
+	}
+}
+
+int server_pool_start(struct server *srv)
+{
+	srv->pool_timer = event_new(srv->base, -1, EV_PERSIST, on_health_timer, srv);
+	if (srv->pool_timer == NULL)
+		return WM_ERR_NOMEM;
+	server_pool_reschedule(srv);
+	return WM_OK;
+}
+
+void server_pool_reschedule(struct server *srv)
+{
+	if (srv->pool_timer == NULL)
+		return;
+	event_del(srv->pool_timer);
+	if (srv->npools == 0)
+		return;
+	uint32_t ms = srv->pool_health.interval_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	event_add(srv->pool_timer, &tv);
+}
+
+void server_pool_stop(struct server *srv)
+{
+	if (srv->pool_timer != NULL)
+		event_free(srv->pool_timer);
+	srv->pool_timer = NULL;
+	while (!LIST_EMPTY(&srv->pool_checks)) {
+		struct pool_check *c = LIST_FIRST(&srv->pool_checks);
+		LIST_REMOVE(c, link);
+		c->b->checking = false;
+		bufferevent_free(c->bev);
+		pool_backend_release(c->b);
+		free(c);
+	}
+}
+
+void server_pool_free_all(struct pool **pools, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		pool_free(pools[i]);
+	*n = 0;
+}
