@@ -356,6 +356,9 @@ void server_pool_reschedule(struct server *srv);
 /* Stops the checks (shutdown): the timer and those in flight. */
 void server_pool_stop(struct server *srv);
 
+/* The pools and their backends in /metrics and /status ("pools"). */
+void server_pool_report(struct admin_report *rep, struct server *srv);
+
 /* Drops pools[0..*n) and sets *n to 0. */
 void server_pool_free_all(struct pool **pools, size_t *n);
 

@@ -30,6 +30,7 @@ void server_admin_collect(struct admin_report *rep, void *arg)
 			busiest = session_stream_count(s);
 	}
 	admin_tunnels_connecting(rep, srv->unauth);
+	server_pool_report(rep, srv);
 
 	static const char r_help[] = "Refusals by reason: target (no --allow rule), tunnel "
 				     "(unknown key or replay), listen (no --allow-listen rule).";

@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 
 #include "server.h"
+#include "wanmux/admin.h"
 #include "wanmux/err.h"
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
@@ -276,4 +278,107 @@ void server_pool_free_all(struct pool **pools, size_t *n)
 	for (size_t i = 0; i < *n; i++)
 		pool_free(pools[i]);
 	*n = 0;
+}
+
+static void json_num(struct evbuffer *out, const char *key, double v)
+{
+	char buf[64];
+	evbuffer_add_printf(out, ",\"%s\":%s", key, admin_format_number(v, buf, sizeof(buf)));
+}
+
+static void report_backend(struct admin_report *rep, struct evbuffer *js, const struct pool *p,
+			   const struct pool_backend *b, bool first)
+{
+	const char *pn = pool_name(p);
+	admin_metric(rep, ADMIN_GAUGE, "pool_backend_up",
+		     "1 when the pool backend passes its health checks (up), 0 when down.",
+		     b->health == POOL_UP ? 1 : 0, "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_GAUGE, "pool_backend_draining",
+		     "1 when the pool backend is drained (no new streams).", b->drain ? 1 : 0,
+		     "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_GAUGE, "pool_backend_active_streams",
+		     "Streams connecting or connected to the pool backend.", (double)b->active,
+		     "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_COUNTER, "pool_backend_streams_total",
+		     "Streams sent to the pool backend.", (double)b->total, "pool", pn, "backend",
+		     b->name);
+	admin_metric(rep, ADMIN_COUNTER, "pool_backend_connect_failures_total",
+		     "Stream connects to the pool backend that failed (it is then down).",
+		     (double)b->failed, "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_COUNTER, "pool_backend_retries_total",
+		     "Streams whose connect to the pool backend failed and that were tried on "
+		     "another backend.",
+		     (double)b->retries, "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_COUNTER, "pool_backend_checks_passed_total",
+		     "Health checks (TCP connects) of the pool backend that passed.",
+		     (double)b->checks_ok, "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_COUNTER, "pool_backend_checks_failed_total",
+		     "Health checks (TCP connects) of the pool backend that failed.",
+		     (double)b->checks_failed, "pool", pn, "backend", b->name);
+	admin_metric(rep, ADMIN_COUNTER, "pool_backend_transitions_total",
+		     "Times the pool backend went up or down.", (double)b->changes, "pool", pn,
+		     "backend", b->name);
+	evbuffer_add_printf(js, "%s{\"name\":", first ? "" : ",");
+	admin_json_string(js, b->name);
+	evbuffer_add_printf(js, ",\"state\":");
+	admin_json_string(js, pool_backend_state_name(b));
+	evbuffer_add_printf(js, ",\"health\":");
+	admin_json_string(js, pool_health_name(b->health));
+	evbuffer_add_printf(js, ",\"drain\":%s,\"backup\":%s,\"last_check\":%s",
+			    b->drain ? "true" : "false", b->backup ? "true" : "false",
+			    !b->checked	       ? "null"
+			    : b->last_check_ok ? "\"ok\""
+					       : "\"failed\"");
+	json_num(js, "weight", b->weight);
+	json_num(js, "active_streams", (double)b->active);
+	json_num(js, "streams", (double)b->total);
+	json_num(js, "connect_failures", (double)b->failed);
+	json_num(js, "retries", (double)b->retries);
+	json_num(js, "checks_passed", (double)b->checks_ok);
+	json_num(js, "checks_failed", (double)b->checks_failed);
+	json_num(js, "transitions", (double)b->changes);
+	evbuffer_add(js, "}", 1);
+}
+
+void server_pool_report(struct admin_report *rep, struct server *srv)
+{
+	struct evbuffer *js = evbuffer_new();
+	if (js == NULL)
+		return;
+	evbuffer_add(js, "[", 1);
+	for (size_t i = 0; i < srv->npools; i++) {
+		struct pool *p = srv->pools[i];
+		const struct pool_counters *pc = pool_get_counters(p);
+		const char *pn = pool_name(p);
+		size_t up = 0;
+		for (size_t j = 0; j < pool_backend_count(p); j++)
+			up += pool_backend_usable(pool_backend_at(p, j));
+		admin_metric(rep, ADMIN_GAUGE, "pool_backends_usable",
+			     "Backends of the pool that are up and not drained.", (double)up,
+			     "pool", pn, NULL, NULL);
+		admin_metric(rep, ADMIN_COUNTER, "pool_streams_total",
+			     "Streams that asked for the pool's virtual target.",
+			     (double)pc->streams, "pool", pn, NULL, NULL);
+		admin_metric(rep, ADMIN_COUNTER, "pool_refused_total",
+			     "Streams of the pool refused: no backend up, or none left to try.",
+			     (double)pc->refused, "pool", pn, NULL, NULL);
+		admin_metric(rep, ADMIN_COUNTER, "pool_retries_total",
+			     "Stream connects of the pool tried again on another backend.",
+			     (double)pc->retries, "pool", pn, NULL, NULL);
+		evbuffer_add_printf(js, "%s{\"name\":", i > 0 ? "," : "");
+		admin_json_string(js, pn);
+		evbuffer_add_printf(js, ",\"policy\":");
+		admin_json_string(js, pool_policy_name(pool_get_policy(p)));
+		json_num(js, "usable", (double)up);
+		json_num(js, "streams", (double)pc->streams);
+		json_num(js, "refused", (double)pc->refused);
+		json_num(js, "retries", (double)pc->retries);
+		evbuffer_add_printf(js, ",\"backends\":[");
+		for (size_t j = 0; j < pool_backend_count(p); j++)
+			report_backend(rep, js, p, pool_backend_at(p, j), j == 0);
+		evbuffer_add(js, "]}", 2);
+	}
+	evbuffer_add(js, "]", 1);
+	admin_status_section(rep, "pools", js);
+	evbuffer_free(js);
 }
