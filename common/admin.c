@@ -97,6 +97,8 @@ struct admin {
 	const char *prog;
 	void (*collect)(struct admin_report *rep, void *arg);
 	void *arg;
+	int (*action)(const char *path, const char *query, struct evbuffer *reply, void *arg);
+	void *action_arg;
 	uint64_t denied;
 	struct limit_counter denied_log;
 };
@@ -859,6 +861,63 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* Whether Host names this server by address (or localhost), not by a
+ * name that a DNS rebinding could point here. */
+static bool host_is_literal(const char *host)
+{
+	char h[NETADDR_HOST_MAX];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (host == NULL || host[0] == '\0' || strlen(host) >= sizeof(h))
+		return false;
+	snprintf(h, sizeof(h), "%s", host);
+	if (h[0] == '[') {
+		char *end = strchr(h, ']');
+		if (end == NULL)
+			return false;
+		*end = '\0';
+		return netaddr_literal(h + 1, 1, &ss, &len);
+	}
+	char *colon = strchr(h, ':');
+	if (colon != NULL)
+		*colon = '\0';
+	return strcmp(h, "localhost") == 0 || netaddr_literal(h, 1, &ss, &len);
+}
+
+static void run_action(struct admin *a, struct evhttp_request *req, const char *path,
+		       const struct evhttp_uri *uri, struct evbuffer *body)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *mark = evhttp_find_header(in, "X-Wanmux-Action");
+	if (a->action == NULL) {
+		evbuffer_add_printf(body, "no admin actions on this daemon\n");
+		reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", body);
+		return;
+	}
+	if (mark == NULL || strcmp(mark, "1") != 0 ||
+	    !host_is_literal(evhttp_find_header(in, "Host"))) {
+		a->denied++;
+		evbuffer_add_printf(body, "forbidden: an action needs the header X-Wanmux-Action: "
+					  "1 and a Host that is an address\n");
+		reply(req, 403, "Forbidden", "text/plain; charset=utf-8", body);
+		return;
+	}
+	const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	int code = a->action(path, query != NULL ? query : "", body, a->action_arg);
+	const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found" : "Bad Request";
+	reply(req, code, reason, "text/plain; charset=utf-8", body);
+}
+
+void admin_set_action(struct admin *a,
+		      int (*action)(const char *path, const char *query, struct evbuffer *reply,
+				    void *arg),
+		      void *arg)
+{
+	a->action = action;
+	a->action_arg = arg;
+	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
@@ -886,6 +945,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL || path[0] == '\0')
 		path = "/";
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		run_action(a, req, path, uri, body);
+		evbuffer_free(body);
+		return;
+	}
 	if (strcmp(path, "/") == 0) {
 		evbuffer_add_reference(body, admin_page_html, admin_page_html_len, NULL, NULL);
 		struct evkeyvalq *h = evhttp_request_get_output_headers(req);

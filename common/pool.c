@@ -79,12 +79,12 @@ void pool_backend_release(struct pool_backend *b)
 
 bool pool_backend_usable(const struct pool_backend *b)
 {
-	return b->health == POOL_UP && !b->drain;
+	return b->health == POOL_UP && !b->drain && !b->admin_drain;
 }
 
 const char *pool_backend_state_name(const struct pool_backend *b)
 {
-	return b->drain ? "drain" : pool_health_name(b->health);
+	return b->drain || b->admin_drain ? "drain" : pool_health_name(b->health);
 }
 
 static bool set_health(struct pool_backend *b, enum pool_health h)

@@ -67,6 +67,7 @@ enum opt_id {
 	OPT_MAX_TUNNELS_PER_KEY,
 	OPT_ADMIN,
 	OPT_ADMIN_ALLOW,
+	OPT_ADMIN_ACTIONS,
 	OPT_STATE_DIR,
 	OPT_CHECK_CONFIG,
 	OPT_REVERSE_GRACE,
@@ -112,6 +113,7 @@ static const struct config_option options[] = {
     {"max-tunnels-per-key", 0, true, false, OPT_MAX_TUNNELS_PER_KEY},
     {"admin", 0, true, false, OPT_ADMIN},
     {"admin-allow", 0, true, true, OPT_ADMIN_ALLOW},
+    {"admin-actions", 0, false, false, OPT_ADMIN_ACTIONS},
     {"state-dir", 0, true, false, OPT_STATE_DIR},
     {"check-config", 0, false, false, OPT_CHECK_CONFIG},
     {"reverse-grace", 0, true, false, OPT_REVERSE_GRACE},
@@ -212,6 +214,9 @@ static const char usage_text[] =
     "                             a status page on ADDR (default 127.0.0.1)\n"
     "    --admin-allow CIDR       sources allowed on --admin (repeatable; default:\n"
     "                             loopback only); others get 403\n"
+    "    --admin-actions          also take POST /pool/drain and /pool/undrain\n"
+    "                             ?pool=VHOST:PORT&backend=HOST:PORT on --admin,\n"
+    "                             with the header 'X-Wanmux-Action: 1' (off)\n"
     "    --state-dir DIR          keep the newest handshake timestamp per client\n"
     "                             key in DIR/replay.state, so a recorded first\n"
     "                             message is refused after a restart too (default\n"
@@ -1117,6 +1122,7 @@ struct server_conf {
 	struct server_group *groups; /* --reverse-group */
 	size_t ngroups;
 	struct admin_options admin_opt;
+	bool admin_actions;
 	char *state_dir; /* NULL: the default */
 	struct acl *acl;
 	struct acl *allow_listen;
@@ -1477,6 +1483,12 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 		goto fail;
 	rc = LOAD_RUNTIME;
 
+	c->admin_actions = config_get(cfg, OPT_ADMIN_ACTIONS) != NULL;
+	if (c->admin_actions && !c->admin_opt.enabled) {
+		rc = bad_value(cfg, OPT_ADMIN_ACTIONS, SIZE_MAX, err, errlen,
+			       "--admin-actions needs --admin");
+		goto fail;
+	}
 	rc = load_pools(cfg, c, err, errlen);
 	if (rc != 0)
 		goto fail;
@@ -1553,6 +1565,7 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 				     srv->cookie_key);
 		srv->admin_opt = c->admin_opt;
 		c->admin_opt.allow = NULL; /* transferred */
+		srv->admin_actions = c->admin_actions;
 		srv->state_dir = c->state_dir;
 		c->state_dir = NULL;
 	} else {
@@ -1575,6 +1588,8 @@ static int apply_conf(struct server *srv, struct server_conf *c)
 		     (strcmp(c->admin_opt.bind.host, srv->admin_opt.bind.host) != 0 ||
 		      c->admin_opt.bind.port != srv->admin_opt.bind.port)))
 			log_warn("reload: --admin changes take effect at a restart");
+		if (c->admin_actions != srv->admin_actions)
+			log_warn("reload: --admin-actions changes take effect at a restart");
 		if ((c->state_dir == NULL) != (srv->state_dir == NULL) ||
 		    (c->state_dir != NULL && strcmp(c->state_dir, srv->state_dir) != 0))
 			log_warn("reload: --state-dir changes take effect at a restart");
@@ -1839,6 +1854,8 @@ int main(int argc, char **argv)
 					server_admin_collect, &srv, err, sizeof(err));
 		if (srv.admin == NULL)
 			fatal(err);
+		if (srv.admin_actions)
+			admin_set_action(srv.admin, server_pool_action, &srv);
 	}
 	TAILQ_INIT(&srv.unauth_list);
 	srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);

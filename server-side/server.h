@@ -286,6 +286,7 @@ struct server {
 	struct limit_bucket rate[SERVER_RATE_BUCKETS];
 	struct admin_options admin_opt;
 	struct admin *admin;
+	bool admin_actions; /* --admin-actions, as started */
 	/* Unauthenticated, same hash; 32 bits: a share can exceed 65535
 	 * (--max-unauth goes to 2^20). */
 	uint32_t per_source[SERVER_RATE_BUCKETS];
@@ -358,6 +359,12 @@ void server_pool_stop(struct server *srv);
 
 /* The pools and their backends in /metrics and /status ("pools"). */
 void server_pool_report(struct admin_report *rep, struct server *srv);
+
+/* --admin-actions: POST /pool/drain and /pool/undrain
+ * ?pool=VHOST:PORT&backend=HOST:PORT; admin_set_action's callback (arg: the
+ * server). An admin drain survives reloads until undrained. */
+struct evbuffer;
+int server_pool_action(const char *path, const char *query, struct evbuffer *reply, void *arg);
 
 /* Drops pools[0..*n) and sets *n to 0. */
 void server_pool_free_all(struct pool **pools, size_t *n);

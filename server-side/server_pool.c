@@ -13,6 +13,8 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "server.h"
 #include "wanmux/admin.h"
@@ -294,8 +296,8 @@ static void report_backend(struct admin_report *rep, struct evbuffer *js, const 
 		     "1 when the pool backend passes its health checks (up), 0 when down.",
 		     b->health == POOL_UP ? 1 : 0, "pool", pn, "backend", b->name);
 	admin_metric(rep, ADMIN_GAUGE, "pool_backend_draining",
-		     "1 when the pool backend is drained (no new streams).", b->drain ? 1 : 0,
-		     "pool", pn, "backend", b->name);
+		     "1 when the pool backend is drained (no new streams).",
+		     b->drain || b->admin_drain ? 1 : 0, "pool", pn, "backend", b->name);
 	admin_metric(rep, ADMIN_GAUGE, "pool_backend_active_streams",
 		     "Streams connecting or connected to the pool backend.", (double)b->active,
 		     "pool", pn, "backend", b->name);
@@ -324,8 +326,9 @@ static void report_backend(struct admin_report *rep, struct evbuffer *js, const 
 	admin_json_string(js, pool_backend_state_name(b));
 	evbuffer_add_printf(js, ",\"health\":");
 	admin_json_string(js, pool_health_name(b->health));
-	evbuffer_add_printf(js, ",\"drain\":%s,\"backup\":%s,\"last_check\":%s",
-			    b->drain ? "true" : "false", b->backup ? "true" : "false",
+	evbuffer_add_printf(js, ",\"drain\":%s,\"admin_drain\":%s,\"backup\":%s,\"last_check\":%s",
+			    b->drain ? "true" : "false", b->admin_drain ? "true" : "false",
+			    b->backup ? "true" : "false",
 			    !b->checked	       ? "null"
 			    : b->last_check_ok ? "\"ok\""
 					       : "\"failed\"");
@@ -381,4 +384,55 @@ void server_pool_report(struct admin_report *rep, struct server *srv)
 	evbuffer_add(js, "]", 1);
 	admin_status_section(rep, "pools", js);
 	evbuffer_free(js);
+}
+
+int server_pool_action(const char *path, const char *query, struct evbuffer *reply, void *arg)
+{
+	struct server *srv = arg;
+	bool drain = strcmp(path, "/pool/drain") == 0;
+	if (!drain && strcmp(path, "/pool/undrain") != 0) {
+		evbuffer_add_printf(reply, "unknown action: try POST /pool/drain or /pool/undrain "
+					   "?pool=VHOST:PORT&backend=HOST:PORT\n");
+		return 404;
+	}
+	struct evkeyvalq q;
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(query, &q) != 0) {
+		evbuffer_add_printf(reply, "bad query\n");
+		return 400;
+	}
+	const char *pn = evhttp_find_header(&q, "pool");
+	const char *bn = evhttp_find_header(&q, "backend");
+	int code = 404;
+	if (pn == NULL || bn == NULL) {
+		evbuffer_add_printf(reply, "expected ?pool=VHOST:PORT&backend=HOST:PORT\n");
+		code = 400;
+		goto out;
+	}
+	for (size_t i = 0; i < srv->npools; i++) {
+		struct pool *p = srv->pools[i];
+		if (strcmp(pool_name(p), pn) != 0)
+			continue;
+		for (size_t j = 0; j < pool_backend_count(p); j++) {
+			struct pool_backend *b = pool_backend_at(p, j);
+			if (strcmp(b->name, bn) != 0)
+				continue;
+			b->admin_drain = drain;
+			/* Logged with the pool's own names, never the query's. */
+			log_info("admin: pool %s: backend %s %s (%llu streams open)", pool_name(p),
+				 b->name, drain ? "drained: no new streams" : "takes streams again",
+				 (unsigned long long)b->active);
+			evbuffer_add_printf(reply, "%s %s%s\n", b->name,
+					    drain ? "drained" : "undrained",
+					    !drain && b->drain ? ", but still drained by the "
+								 "configuration (/drain)"
+							       : "");
+			code = 200;
+			goto out;
+		}
+	}
+	evbuffer_add_printf(reply, "no such pool backend\n");
+out:
+	evhttp_clear_headers(&q);
+	return code;
 }

@@ -55,6 +55,21 @@ struct admin *admin_start(struct event_base *base, struct admin_options *opt, en
 /* Stops serving and frees a. NULL is a no-op. */
 void admin_free(struct admin *a);
 
+/*
+ * Turns on admin actions: a POST to any path goes to action(path, query,
+ * reply, arg) (query: the text after '?', "" for none), which writes a
+ * one-line answer into reply and returns the HTTP status (200, 400, 404).
+ * Only sources --admin-allow lets in may POST, and only with the header
+ * "X-Wanmux-Action: 1" and a Host that is an address or localhost: a web
+ * page cannot send that header across origins without a preflight (which
+ * is refused) nor through a rebound DNS name. Actions refused for a missing
+ * header or a bad Host are answered 403 and counted in admin_denied.
+ */
+void admin_set_action(struct admin *a,
+		      int (*action)(const char *path, const char *query, struct evbuffer *reply,
+				    void *arg),
+		      void *arg);
+
 /* Requests refused with 403 so far. */
 uint64_t admin_denied(const struct admin *a);
 

@@ -67,6 +67,7 @@ struct pool_backend {
 	unsigned weight;	    /* 1..POOL_WEIGHT_MAX */
 	bool backup;		    /* used only when no other backend is usable */
 	bool drain;		    /* no new streams; those running stay */
+	bool admin_drain;	    /* the same, set on the admin port; a reload keeps it */
 	enum pool_health health;
 	unsigned streak;  /* checks in a row that disagree with health */
 	int64_t current;  /* smooth weighted round robin */
@@ -88,7 +89,8 @@ void pool_backend_hold(struct pool_backend *b);
 /* Drops a reference; frees b at the last one. NULL is a no-op. */
 void pool_backend_release(struct pool_backend *b);
 
-/* Whether b may get new streams: up and not draining. */
+/* Whether b may get new streams: up and not drained (drain or
+ * admin_drain). */
 bool pool_backend_usable(const struct pool_backend *b);
 
 /* b's state for /status: "drain" when draining, else its health. */

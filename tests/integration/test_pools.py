@@ -247,7 +247,7 @@ def test_all_down_fails_fast(env):
 
 
 def test_drain_by_reload_and_admin(env):
-    srv, cli, lport, tgs = setup(env, 3)
+    srv, cli, lport, tgs = setup(env, 3, server_extra=["--admin-actions"])
     s, name = open_held(lport)
     victim = tgs[int(name[1])]
     others = [tg for tg in tgs if tg is not victim]
@@ -282,14 +282,25 @@ def test_drain_by_reload_and_admin(env):
     names = [ask(lport) for _ in range(10)]
     check(set(names) == {f"B{tgs.index(others[1])}"},
           f"after draining two, not all on the third: {set(names)}")
+    # An admin drain survives a reload (the config does not name it).
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    names = [ask(lport) for _ in range(6)]
+    check(set(names) == {f"B{tgs.index(others[1])}"}, f"after a reload: {set(names)}")
     st, body = admin_post(srv.admin, f"/pool/undrain?pool={POOL}&backend=127.0.0.1:"
-                          f"{victim.port}")
+                          f"{others[0].port}")
     check(st == 200, f"admin undrain: HTTP {st} {body!r}")
     names = [ask(lport) for _ in range(10)]
-    check(name in names, f"undrained {name} gets nothing: {set(names)}")
+    back = f"B{tgs.index(others[0])}"
+    check(back in names and name not in names, f"after undrain of {back}: {set(names)}")
+    # Undraining the one the config drains says so and changes nothing.
+    st, body = admin_post(srv.admin, f"/pool/undrain?pool={POOL}&backend=127.0.0.1:"
+                          f"{victim.port}")
+    check(st == 200 and b"configuration" in body, f"undrain of a /drain backend: {body!r}")
     # GET is not an action, an unknown backend is a 404, no header a 403.
-    st, _ = http_get(srv.admin, f"/pool/drain?pool={POOL}&backend=127.0.0.1:{victim.port}")
-    check(st == 405, f"GET of an action: HTTP {st}")
+    st, _, _ = http_get(srv.admin, f"/pool/drain?pool={POOL}&backend=127.0.0.1:{victim.port}")
+    check(st in (404, 405), f"GET of an action: HTTP {st}")
     st, _ = admin_post(srv.admin, f"/pool/drain?pool={POOL}&backend=127.0.0.1:1")
     check(st == 404, f"drain of an unknown backend: HTTP {st}")
     st, _ = admin_post(srv.admin, f"/pool/drain?pool={POOL}&backend=127.0.0.1:{victim.port}",
