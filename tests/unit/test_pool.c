@@ -72,6 +72,8 @@ static void test_pool_parse_refuses_bad_definitions(void **state)
 	    "web:80=1.2.3.4:80,1.2.3.4:80", /* twice */
 	    "bad_name!:80=1.2.3.4:80",
 	    "web:80=bad..name:80",
+	    "web:80=1.2.3.4:80,b::1]:2/weight=3\n,x:1", /* found by fuzz_pool */
+	    "web:80=1.2.3.4:80/\x1b[31m",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char err[256] = "";
