@@ -47,13 +47,20 @@ def start_backend(env, name, port=0):
     return env.target(h.FuncServer(backend_fn(name), port=port))
 
 
-def ask(lport, timeout=None):
+def ask(lport, timeout=None, send=b""):
     """One connection through the forward: the backend's name, or raises
-    TestFailure when the connection fails (closed, reset) before a name."""
-    s = h.connect(lport, timeout=timeout or t(10))
+    TestFailure when the connection fails (closed, reset) before a name.
+    send: bytes sent at once (before any answer), checked in the echo."""
     try:
+        s = h.connect(lport, timeout=timeout or t(10))
+    except OSError as e:
+        # The refusal can reset the connection before connect() returns.
+        raise h.TestFailure(f"connection through the pool failed: {e}")
+    try:
+        if send:
+            s.sendall(send)
         buf = b""
-        while not buf.endswith(b"\n"):
+        while b"\n" not in buf or len(buf) < buf.index(b"\n") + 1 + len(send):
             try:
                 b = s.recv(64)
             except OSError as e:
@@ -62,7 +69,9 @@ def ask(lport, timeout=None):
                 raise h.TestFailure("connection through the pool closed before a backend "
                                     "answered")
             buf += b
-        return buf.decode().strip()
+        name, _, echo = buf.partition(b"\n")
+        check(echo == send, f"data sent before the answer came back as {echo!r}")
+        return name.decode()
     finally:
         s.close()
 
@@ -78,7 +87,8 @@ def open_held(lport):
     return s, buf.decode().strip()
 
 
-def setup(env, backends, policy=None, extra_pool="", server_extra=(), config_lines=""):
+def setup(env, backends, policy=None, extra_pool="", server_extra=(), config_lines="",
+          health=HEALTH):
     """Backends B0.. on loopback, a server with the pool (in a config file,
     so a reload can change it) and admin, a client forwarding to VHOST:PORT.
     Returns (srv, cli, lport, targets)."""
@@ -86,7 +96,7 @@ def setup(env, backends, policy=None, extra_pool="", server_extra=(), config_lin
     spec = ",".join(f"127.0.0.1:{tg.port}" for tg in targets) + extra_pool
     conf = env.write("server.conf", f"pool {POOL}={spec}\n" + config_lines)
     admin = h.free_port()
-    extra = ["--config", conf, "--admin", str(admin), *HEALTH, *server_extra]
+    extra = ["--config", conf, "--admin", str(admin), *health, *server_extra]
     if policy:
         extra += ["--pool-policy", policy]
     # No --allow for the backends: the pool is its own rule.
@@ -142,12 +152,18 @@ def test_roundrobin_shares_evenly(env):
 
 
 def test_killed_backend_costs_nothing_and_returns(env):
-    srv, cli, lport, tgs = setup(env, 3)
+    # --health-fall 100: only a stream's failed connect can take B1 down
+    # (the passive check), so the retry path is what keeps the clients whole.
+    srv, cli, lport, tgs = setup(env, 3, health=["--health-interval", "0.5",
+                                                  "--health-rise", "2",
+                                                  "--health-fall", "100"])
     port1 = tgs[1].port
     tgs[1].stop()
-    # Right away, before any check noticed: every connection still works,
-    # the dead one's streams are retried on the others.
-    names = [ask(lport) for _ in range(30)]
+    # Every connection still works: the stream sent to the dead one is
+    # retried on another before the client saw anything.
+    # Each sends its first bytes at once: they wait in the server while
+    # the dead backend is tried, and reach the live one intact.
+    names = [ask(lport, send=b"early bytes %d" % i) for i in range(30)]
     c = counts(names, 3)
     print(f"     B1 killed, 30 connections at once: {c}")
     check(c["B1"] == 0, f"the killed backend got connections: {c}")
@@ -155,6 +171,12 @@ def test_killed_backend_costs_nothing_and_returns(env):
     wait_backend(srv, tgs[1], False, t(5))
     text = scrape(srv.admin)
     promtool_check(text, "server")
+    lbl = dict(pool=POOL, backend=f"127.0.0.1:{port1}")
+    failures = metric(text, "wanmux_pool_backend_connect_failures_total", **lbl)
+    retries = metric(text, "wanmux_pool_backend_retries_total", **lbl)
+    print(f"     B1: {failures:.0f} failed connects, {retries:.0f} streams retried elsewhere")
+    check(failures >= 1 and retries == failures, f"B1 failures {failures}, retries {retries}")
+    check(metric(text, "wanmux_pool_retries_total", pool=POOL) == retries, "pool retries")
     st = json.loads(http_get(srv.admin, "/status")[2])
     states = {b["name"]: b["state"] for p in st["pools"] for b in p["backends"]}
     check(states[f"127.0.0.1:{port1}"] == "down", f"/status states {states}")
@@ -164,8 +186,8 @@ def test_killed_backend_costs_nothing_and_returns(env):
     t0 = time.monotonic()
     wait_backend(srv, back, True, t(5))
     took = time.monotonic() - t0
-    print(f"     B1 back: up again after {took:.2f} s (rise 2 x 0.2 s)")
-    check(took >= 0.2, f"up after {took:.2f} s: before two checks could run")
+    print(f"     B1 back: up again after {took:.2f} s (rise 2 x 0.5 s)")
+    check(took >= 0.5, f"up after {took:.2f} s: before two checks could run")
     names = [ask(lport) for _ in range(30)]
     c = counts(names, 3)
     print(f"     after its return, 30 connections: {c}")
