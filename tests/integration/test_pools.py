@@ -365,8 +365,58 @@ def test_bad_pool_config_refused(env):
     check(rc == 2 and len(err.strip().splitlines()) == 1, f"bad --pool: rc {rc}, {err!r}")
 
 
+def socks_ask(sport, host, port, atyp=3):
+    """Through the client's SOCKS5 port to host:port (a name, or with atyp 1
+    an IPv4 address): the backend's name, or None when refused."""
+    s = h.connect(sport, timeout=t(10))
+    try:
+        s.sendall(b"\x05\x01\x00")
+        check(s.recv(2) == b"\x05\x00", "SOCKS5 greeting refused")
+        if atyp == 3:
+            addr = bytes([3, len(host)]) + host.encode()
+        else:
+            addr = b"\x01" + socket.inet_aton(host)
+        s.sendall(b"\x05\x01\x00" + addr + port.to_bytes(2, "big"))
+        rep = b""
+        while len(rep) < 10:
+            b = s.recv(10 - len(rep))
+            if not b:
+                break
+            rep += b
+        if len(rep) < 2 or rep[1] != 0:
+            return None
+        buf = b""
+        while not buf.endswith(b"\n"):
+            b = s.recv(64)
+            check(b, "SOCKS stream closed before a backend answered")
+            buf += b
+        return buf.decode().strip()
+    finally:
+        s.close()
+
+
+def test_socks_and_address_vhost(env):
+    """The client needs no new syntax: SOCKS5 by name, and a pool whose
+    virtual target is an address (10.255.0.1:80, never connected to)."""
+    tgs = [start_backend(env, f"B{i}") for i in range(2)]
+    spec = ",".join(f"127.0.0.1:{tg.port}" for tg in tgs)
+    conf = env.write("server.conf", f"pool {POOL}={spec}\npool 10.255.0.1:80={spec}\n")
+    srv = env.start_server(allow=["127.0.0.2:9"], extra=["--config", conf, *HEALTH],
+                           log_level="info")
+    sport = h.free_port()
+    h.start_frontend_client(env, srv.port, socks=sport, log_level="info")
+    by_name = [socks_ask(sport, VHOST, VPORT) for _ in range(4)]
+    by_addr = [socks_ask(sport, "10.255.0.1", 80, atyp=1) for _ in range(4)]
+    print(f"     SOCKS5 by name: {by_name}, by address: {by_addr}")
+    check(sorted(by_name) == ["B0", "B0", "B1", "B1"], f"by name: {by_name}")
+    check(sorted(by_addr) == ["B0", "B0", "B1", "B1"], f"by address: {by_addr}")
+    # Another port of the same name is no pool: refused by the rules.
+    check(socks_ask(sport, VHOST, 81) is None, "web.pool:81 was served")
+
+
 if __name__ == "__main__":
     h.main([test_roundrobin_shares_evenly, test_killed_backend_costs_nothing_and_returns,
             test_leastconn_picks_fewest, test_source_sticks, test_all_down_fails_fast,
-            test_drain_by_reload_and_admin, test_bad_pool_config_refused],
+            test_drain_by_reload_and_admin, test_bad_pool_config_refused,
+            test_socks_and_address_vhost],
            __doc__.splitlines()[0])
