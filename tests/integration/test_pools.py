@@ -11,6 +11,7 @@ Assertions are on which backend served each connection and on the metrics."""
 
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -414,9 +415,28 @@ def test_socks_and_address_vhost(env):
     check(socks_ask(sport, VHOST, 81) is None, "web.pool:81 was served")
 
 
+def test_status_page_shows_pools(env):
+    from test_admin import chromium, find_chromium
+    if find_chromium() is None:
+        print("     SKIP: chromium not installed: the pools table is not rendered")
+        return
+    srv, cli, lport, tgs = setup(env, 3)
+    tgs[2].stop()
+    wait_backend(srv, tgs[2], False, t(5))
+    p = chromium(["--virtual-time-budget=3000", "--dump-dom",
+                  f"http://127.0.0.1:{srv.admin}/"], t(90))
+    dom = p.stdout.decode(errors="replace")
+    check(p.returncode == 0 and "<html" in dom, f"chromium failed ({p.returncode})")
+    rows = re.findall(r'<tr class="backend">(.*?)</tr>', dom, re.S)
+    check(len(rows) == 3, f"page shows {len(rows)} backend rows, expected 3")
+    states = [re.search(r'class="state (\w+)"', r).group(1) for r in rows]
+    check(states == ["up", "up", "down"], f"page states {states}")
+    check("1 pool, 2 of 3 backends up" in dom, "pools heading")
+
+
 if __name__ == "__main__":
     h.main([test_roundrobin_shares_evenly, test_killed_backend_costs_nothing_and_returns,
             test_leastconn_picks_fewest, test_source_sticks, test_all_down_fails_fast,
             test_drain_by_reload_and_admin, test_bad_pool_config_refused,
-            test_socks_and_address_vhost],
+            test_socks_and_address_vhost, test_status_page_shows_pools],
            __doc__.splitlines()[0])
