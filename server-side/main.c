@@ -1809,9 +1809,14 @@ int main(int argc, char **argv)
 	/* Every unauthenticated connection, every tunnel and every stream's
 	 * target holds a descriptor; all tunnels full at once is far beyond any
 	 * limit, so ask that one full tunnel fits besides the others. */
+	size_t backends = 0;
+	for (size_t i = 0; i < srv.npools; i++)
+		backends += pool_backend_count(srv.pools[i]);
+	/* Each backend has at most one health check in flight. */
 	acceptor_fd_budget((uint64_t)srv.limits.max_unauth + srv.limits.max_tunnels +
-			       srv.tcfg.params.max_streams + 32,
-			   "--max-unauth, --max-tunnels and one tunnel's --max-streams");
+			       srv.tcfg.params.max_streams + backends + 32,
+			   "--max-unauth, --max-tunnels, one tunnel's --max-streams and the "
+			   "pools' health checks");
 	refresh_own_addresses(&srv);
 
 	srv.base = event_base_new();

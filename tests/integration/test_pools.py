@@ -6,7 +6,9 @@ traffic again after --health-rise checks; leastconn sends new streams to the
 backend with the fewest open ones, source keeps a client on one backend;
 with every backend down a connection ends at once; a backend drained by a
 reload (/drain) or by the admin port takes no new streams while its open one
-keeps working; /metrics (promtool) and /status show each backend's state.
+keeps working; /metrics (promtool), /status and the status page show each
+backend's state; bad pool definitions refuse a reload whole; SOCKS5 by name
+and an address as virtual target work; a key's own allow= limits its pools.
 Assertions are on which backend served each connection and on the metrics."""
 
 import json
@@ -434,9 +436,31 @@ def test_status_page_shows_pools(env):
     check("1 pool, 2 of 3 backends up" in dom, "pools heading")
 
 
+def test_key_allow_option_limits_pools(env):
+    """A key with its own allow= reaches a pool only when allow= names it."""
+    tgs = [start_backend(env, f"B{i}") for i in range(2)]
+    spec = ",".join(f"127.0.0.1:{tg.port}" for tg in tgs)
+    conf = env.write("server.conf", f"pool {POOL}={spec}\npool other.pool:80={spec}\n")
+    srv = env.start_server(allow=["127.0.0.2:9"], extra=["--config", conf, *HEALTH],
+                           authorized=[f'allow="{VHOST}:{VPORT}" {env.client_pub}'],
+                           log_level="info")
+    l1, l2 = h.free_port(), h.free_port()
+    env.start_client(srv.port, [(l1, VHOST, VPORT), (l2, "other.pool", 80)], tunnels=1,
+                     log_level="info")
+    check(ask(l1) in ("B0", "B1"), "the pool its allow= names was refused")
+    try:
+        got = ask(l2, timeout=t(5))
+        raise h.TestFailure(f"a pool outside the key's allow= was served by {got}")
+    except h.TestFailure as e:
+        if "was served" in str(e):
+            raise
+    srv.wait_log(r"refused stream \d+ .* to pool other\.pool:80: its key's allow=", t(5))
+
+
 if __name__ == "__main__":
     h.main([test_roundrobin_shares_evenly, test_killed_backend_costs_nothing_and_returns,
             test_leastconn_picks_fewest, test_source_sticks, test_all_down_fails_fast,
             test_drain_by_reload_and_admin, test_bad_pool_config_refused,
-            test_socks_and_address_vhost, test_status_page_shows_pools],
+            test_socks_and_address_vhost, test_status_page_shows_pools,
+            test_key_allow_option_limits_pools],
            __doc__.splitlines()[0])
