@@ -217,7 +217,8 @@ struct pool *pool_parse(const char *spec, enum pool_policy def, char *err, size_
 	/* Errors quote the definition: keep them one printable line. */
 	for (const char *c = spec; *c != '\0'; c++) {
 		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-			wm_set_err(err, errlen, "pool definition holds a control character (byte %zu)",
+			wm_set_err(err, errlen,
+				   "pool definition holds a control character (byte %zu)",
 				   (size_t)(c - spec));
 			return NULL;
 		}
