@@ -417,6 +417,24 @@ def test_socks_and_address_vhost(env):
     check(socks_ask(sport, VHOST, 81) is None, "web.pool:81 was served")
 
 
+def test_ipv6_backend(env):
+    ok6, why6 = h.have_ipv6_loopback()
+    if not ok6:
+        print(f"     SKIP part: no IPv6 loopback ({why6})")
+        return
+    b6 = env.target(h.FuncServer(backend_fn("V6"), host="::1", family=socket.AF_INET6))
+    b4 = start_backend(env, "V4")
+    conf = env.write("server.conf", f"pool {POOL}=[::1]:{b6.port}/weight=2,"
+                                    f"127.0.0.1:{b4.port}\n")
+    srv = env.start_server(allow=["127.0.0.2:9"], extra=["--config", conf, *HEALTH],
+                           log_level="info")
+    lport = h.free_port()
+    env.start_client(srv.port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    names = [ask(lport) for _ in range(9)]
+    print(f"     [::1] weight 2 and 127.0.0.1 weight 1: {names.count('V6')}/{names.count('V4')}")
+    check(names.count("V6") == 6 and names.count("V4") == 3, f"weights 2:1 gave {names}")
+
+
 def test_status_page_shows_pools(env):
     from test_admin import chromium, find_chromium
     if find_chromium() is None:
@@ -462,5 +480,5 @@ if __name__ == "__main__":
             test_leastconn_picks_fewest, test_source_sticks, test_all_down_fails_fast,
             test_drain_by_reload_and_admin, test_bad_pool_config_refused,
             test_socks_and_address_vhost, test_status_page_shows_pools,
-            test_key_allow_option_limits_pools],
+            test_key_allow_option_limits_pools, test_ipv6_backend],
            __doc__.splitlines()[0])
