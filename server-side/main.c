@@ -1722,9 +1722,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_error("reload refused, the running configuration stays: out of memory");
 	} else {
 		refresh_own_addresses(srv);
-		log_info("reloaded: %zu authorized client keys, %zu allow rules, %zu tunnels "
-			 "up (%llu reloads, %llu refused)",
-			 keys_authorized_count(srv->authorized), acl_count(srv->acl),
+		log_info("reloaded: %zu authorized client keys, %zu allow rules, %zu pools, %zu "
+			 "tunnels up (%llu reloads, %llu refused)",
+			 keys_authorized_count(srv->authorized), acl_count(srv->acl), srv->npools,
 			 up_tunnels(srv), (unsigned long long)srv->reloads,
 			 (unsigned long long)srv->reloads_failed);
 	}
@@ -1882,8 +1882,10 @@ int main(int argc, char **argv)
 
 	char b64[KEYS_B64_LEN];
 	keys_encode_public(srv.key->pub, b64);
-	log_info("listening on %s, server key %s, %zu authorized client keys, %zu allow rules",
-		 listen_text, b64, keys_authorized_count(srv.authorized), acl_count(srv.acl));
+	log_info("listening on %s, server key %s, %zu authorized client keys, %zu allow rules, "
+		 "%zu pools",
+		 listen_text, b64, keys_authorized_count(srv.authorized), acl_count(srv.acl),
+		 srv.npools);
 	notify_ready();
 
 	event_base_dispatch(srv.base);
