@@ -328,6 +328,7 @@ int connect_stream_balanced(struct event_base *base, struct evdns_base *dns,
 		return FRAME_ERR_INTERNAL;
 	}
 	relay_set_close_hook(tg->r, target_on_relay_close, tg);
+	relay_set_connect_timeout(tg->r, bal->connect_timeout_ms);
 	relay_set_access(tg->r, ACCESS_TUNNEL, ACCESS_SIDE_TARGET, policy->client, policy->src);
 	relay_set_access_target(tg->r, desc);
 	session_stream_attach(st, relay_source(tg->r), tg->r);

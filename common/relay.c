@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ struct relay {
 	bool read_paused; /* source buffer full: waiting for the stream to drain it */
 	void (*connect_done)(struct relay *r, uint32_t error, void *arg);
 	void *connect_arg;
+	uint32_t connect_timeout_ms; /* 0: RELAY_CONNECT_TIMEOUT_MS */
 	void (*close_hook)(void *arg);
 	void *close_hook_arg;
 	struct relay_frontend fe; /* proxy protocol on the local side, if any */
@@ -633,7 +635,8 @@ int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 	}
 	r->connect_done = done;
 	r->connect_arg = arg;
-	struct timeval tv = {RELAY_CONNECT_TIMEOUT_MS / 1000, 0};
+	uint32_t ms = r->connect_timeout_ms != 0 ? r->connect_timeout_ms : RELAY_CONNECT_TIMEOUT_MS;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	bufferevent_set_timeouts(r->bev, NULL, &tv);
 	if (bufferevent_socket_connect(r->bev, (struct sockaddr *)sa, (int)salen) != 0) {
 		/* libevent reports immediate failures (ENETUNREACH) through the event
@@ -642,6 +645,11 @@ int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 		return -1;
 	}
 	return 0;
+}
+
+void relay_set_connect_timeout(struct relay *r, uint32_t ms)
+{
+	r->connect_timeout_ms = ms;
 }
 
 void relay_set_close_hook(struct relay *r, void (*hook)(void *arg), void *arg)

@@ -82,6 +82,7 @@ enum opt_id {
 	OPT_HEALTH_INTERVAL,
 	OPT_HEALTH_RISE,
 	OPT_HEALTH_FALL,
+	OPT_POOL_CONNECT_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -128,6 +129,7 @@ static const struct config_option options[] = {
     {"health-interval", 0, true, false, OPT_HEALTH_INTERVAL},
     {"health-rise", 0, true, false, OPT_HEALTH_RISE},
     {"health-fall", 0, true, false, OPT_HEALTH_FALL},
+    {"pool-connect-timeout", 0, true, false, OPT_POOL_CONNECT_TIMEOUT},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -188,6 +190,9 @@ static const char usage_text[] =
     "    --health-fall N          failed checks in a row that take it down (3); a\n"
     "                             stream whose connect fails takes it down at once\n"
     "                             and is tried on another backend (at most 4)\n"
+    "    --pool-connect-timeout DUR\n"
+    "                             time one backend has to take a stream's\n"
+    "                             connection before the next is tried (5s)\n"
     "    --psk FILE               pre-shared key as a second factor (same file\n"
     "                             on both ends; wanmux-keygen --psk FILE)\n"
     "    -c, --config FILE        read options from FILE: one 'name value' per\n"
@@ -1301,7 +1306,9 @@ static int load_pools(const struct config *cfg, struct server_conf *c, char *err
 	if (rc != 0)
 		return rc;
 	c->pool_health.fall = (unsigned)n;
-	return 0;
+	return duration_option(cfg, OPT_POOL_CONNECT_TIMEOUT, POOL_CONNECT_TIMEOUT_DEFAULT_MS, 100,
+			       60000, "pool-connect-timeout", "100ms to 60s",
+			       &c->pool_health.connect_timeout_ms, err, errlen);
 }
 
 /*

@@ -232,9 +232,10 @@ struct server_reverse_limits {
 
 /* Health checks of the pools' backends (server_pool.c). */
 struct server_pool_health {
-	uint32_t interval_ms; /* --health-interval */
-	unsigned rise;	      /* --health-rise */
-	unsigned fall;	      /* --health-fall */
+	uint32_t interval_ms;	     /* --health-interval */
+	unsigned rise;		     /* --health-rise */
+	unsigned fall;		     /* --health-fall */
+	uint32_t connect_timeout_ms; /* --pool-connect-timeout: one stream's try */
 };
 
 struct server {

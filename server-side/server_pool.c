@@ -48,6 +48,7 @@ void server_pool_init(struct server *srv)
 	srv->pool_health.interval_ms = POOL_INTERVAL_DEFAULT_MS;
 	srv->pool_health.rise = POOL_RISE_DEFAULT;
 	srv->pool_health.fall = POOL_FALL_DEFAULT;
+	srv->pool_health.connect_timeout_ms = POOL_CONNECT_TIMEOUT_DEFAULT_MS;
 }
 
 struct pool *server_pool_find(const struct server *srv, const struct frame_addr *target)
@@ -154,6 +155,7 @@ int server_pool_open(struct server *srv, struct server_session *sess, struct ses
 	    .next = on_next,
 	    .done = on_done,
 	    .arg = ps,
+	    .connect_timeout_ms = srv->pool_health.connect_timeout_ms,
 	};
 	return connect_stream_balanced(srv->base, srv->dns, st, pool_name(p), policy, &bal);
 }

@@ -63,6 +63,8 @@ struct connect_balancer {
 	 * when connect_stream_balanced refuses at once. arg may be freed. */
 	void (*done)(void *arg);
 	void *arg;
+	/* How long one backend may take to connect; 0: the relay's default. */
+	uint32_t connect_timeout_ms;
 };
 
 /*

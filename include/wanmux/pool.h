@@ -27,6 +27,9 @@
 #define POOL_RISE_DEFAULT 2
 #define POOL_FALL_DEFAULT 3
 #define POOL_RISE_FALL_MAX 100
+/* --pool-connect-timeout: a stream's try of one backend (HAProxy's
+ * "timeout connect" as commonly set), then the next backend. */
+#define POOL_CONNECT_TIMEOUT_DEFAULT_MS 5000
 /* A check that has not connected within min(interval, this) failed. */
 #define POOL_CHECK_TIMEOUT_MAX_MS 5000
 

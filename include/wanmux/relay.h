@@ -90,6 +90,10 @@ void relay_pause(struct relay *r);
 int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 		  void (*done)(struct relay *r, uint32_t error, void *arg), void *arg);
 
+/* The time relay_connect waits for the connection, from the next call on;
+ * 0 restores RELAY_CONNECT_TIMEOUT_MS. */
+void relay_set_connect_timeout(struct relay *r, uint32_t ms);
+
 /*
  * Closes the local socket (with RST when abort is set) and frees r from the
  * event loop. The stream must already be gone or reset by the caller.

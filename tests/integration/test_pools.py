@@ -475,10 +475,64 @@ def test_key_allow_option_limits_pools(env):
     srv.wait_log(r"refused stream \d+ .* to pool other\.pool:80: its key's allow=", t(5))
 
 
+class Blackhole:
+    """A loopback port that never answers a SYN: listening with a backlog
+    of 0 that one connection already fills, so the kernel drops the rest
+    (a backend host that died without refusing)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = [socket.create_connection(("127.0.0.1", self.port), timeout=2)]
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.3)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+            self.filler.append(probe)  # a second one got in: fill once more
+            self.filler.append(socket.create_connection(("127.0.0.1", self.port), timeout=2))
+        except OSError:
+            probe.close()
+
+    def stop(self):
+        for c in self.filler:
+            c.close()
+        self.sock.close()
+
+
+def test_blackholed_backend_bounded_by_connect_timeout(env):
+    """A backend that drops SYNs: the stream that tries it waits
+    --pool-connect-timeout (0.5 s here, not the 10 s of a plain target),
+    then gets another backend; it is marked down and gets nothing after."""
+    hole = Blackhole()
+    env.targets.append(hole)
+    ok = start_backend(env, "B0")
+    conf = env.write("server.conf", f"pool {POOL}=127.0.0.1:{hole.port},127.0.0.1:{ok.port}\n")
+    srv = env.start_server(allow=["127.0.0.2:9"],
+                           extra=["--config", conf, "--admin", str(h.free_port()),
+                                  "--health-interval", "1", "--health-fall", "100",
+                                  "--pool-connect-timeout", "500ms"], log_level="info")
+    lport = h.free_port()
+    env.start_client(srv.port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    took = []
+    for _ in range(4):
+        t0 = time.monotonic()
+        check(ask(lport, send=b"early") == "B0", "not served by the live backend")
+        took.append(time.monotonic() - t0)
+    print("     connections took " + ", ".join(f"{x * 1000:.0f} ms" for x in took))
+    check(max(took) >= 0.45, f"no connection waited for the blackholed backend: {took}")
+    check(max(took) < 3.0, f"a connection waited {max(took):.1f} s")
+    check(sorted(took)[-2] < 0.4, f"more than one connection waited: {took}")
+    srv.wait_log(r"backend 127\.0\.0\.1:%d is down: a stream's connect failed \(timeout\)"
+                 % hole.port, t(2))
+
+
 if __name__ == "__main__":
     h.main([test_roundrobin_shares_evenly, test_killed_backend_costs_nothing_and_returns,
             test_leastconn_picks_fewest, test_source_sticks, test_all_down_fails_fast,
             test_drain_by_reload_and_admin, test_bad_pool_config_refused,
             test_socks_and_address_vhost, test_status_page_shows_pools,
-            test_key_allow_option_limits_pools, test_ipv6_backend],
+            test_key_allow_option_limits_pools, test_ipv6_backend,
+            test_blackholed_backend_bounded_by_connect_timeout],
            __doc__.splitlines()[0])
