@@ -122,8 +122,9 @@ bool pool_backend_connect_failed(struct pool_backend *b)
 	return set_health(b, POOL_DOWN);
 }
 
-/* A host as pools keep it: names lower case, addresses canonical (so that
- * "[0:0::1]" and "::1" are one virtual target). */
+/* A host as pools keep it: names lower case without a trailing dot,
+ * addresses canonical (so that "[0:0::1]" and "::1" are one virtual
+ * target). */
 static void canonical_host(const char *in, char *out, size_t len)
 {
 	unsigned char bin[16];
@@ -134,6 +135,9 @@ static void canonical_host(const char *in, char *out, size_t len)
 	size_t i;
 	for (i = 0; in[i] != '\0' && i + 1 < len; i++)
 		out[i] = (char)tolower((unsigned char)in[i]);
+	/* "web.internal." is the same name, fully qualified. */
+	if (i > 1 && out[i - 1] == '.')
+		i--;
 	out[i] = '\0';
 }
 

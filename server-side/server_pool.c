@@ -93,26 +93,26 @@ static bool on_next(void *arg, uint32_t last_error, struct netaddr_hostport *hp)
 {
 	struct pool_stream *ps = arg;
 	struct pool_counters *pc = pool_get_counters(ps->pool);
-	if (ps->backend != NULL) {
+	struct pool_backend *failed = ps->backend;
+	if (failed != NULL) {
 		/* The try before failed: passive check, then another backend. */
-		struct pool_backend *b = ps->backend;
 		char why[96];
-		assert(b->active > 0);
-		b->active--;
+		assert(failed->active > 0);
+		failed->active--;
 		snprintf(why, sizeof(why), "a stream's connect failed (%s)",
 			 frame_error_name(last_error));
-		if (pool_backend_connect_failed(b))
-			log_health(pool_name(ps->pool), b, why);
+		if (pool_backend_connect_failed(failed))
+			log_health(pool_name(ps->pool), failed, why);
 		ps->backend = NULL;
-		if (ps->attempts < POOL_ATTEMPTS_MAX) {
-			b->retries++;
-			pc->retries++;
-		}
-		pool_backend_release(b);
 	}
 	int i = -1;
 	if (ps->attempts < POOL_ATTEMPTS_MAX)
 		i = pool_pick(ps->pool, ps->key, sizeof(ps->key), ps->tried);
+	if (failed != NULL && i >= 0) {
+		failed->retries++;
+		pc->retries++;
+	}
+	pool_backend_release(failed);
 	if (i < 0) {
 		pc->refused++;
 		return false;

@@ -31,6 +31,9 @@ static void test_pool_parse_backends_and_flags(void **state)
 				  "db.internal:80/drain/weight=2");
 	assert_string_equal(pool_name(p), "web.example:80");
 	assert_true(pool_matches(p, "WEB.example", 80));
+	assert_true(pool_matches(p, "web.example.", 80));
+	assert_false(pool_matches(p, "web.example..", 80));
+	assert_false(pool_matches(p, "eb.example", 80));
 	assert_false(pool_matches(p, "web.example", 81));
 	assert_int_equal(pool_backend_count(p), 3);
 	struct pool_backend *b = pool_backend_at(p, 0);
