@@ -308,7 +308,9 @@ static void note_loss(struct session *s);
 
 static uint64_t resume_credit_max(const struct session *s)
 {
-	return RESUME_CREDIT_WINDOWS * s->peer.session_window;
+	/* 64-bit: 4 windows of the largest one (HELLO_WINDOW_MAX, 1 GiB) is
+	 * 2^32, which wraps to a credit of 0 in 32 bits. */
+	return RESUME_CREDIT_WINDOWS * (uint64_t)s->peer.session_window;
 }
 
 /* Bytes the session holds itself count in the buffer budgets as relay

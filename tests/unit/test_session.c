@@ -23,6 +23,7 @@
 #include "wanmux/compress.h"
 #include "wanmux/err.h"
 #include "wanmux/frame.h"
+#include "wanmux/hello.h"
 #include "wanmux/log.h"
 #include "wanmux/record.h"
 #include "wanmux/session.h"
@@ -1365,8 +1366,6 @@ static void test_session_free_resets_open_streams(void **state)
 
 /* ---- control queue, credit under memory pressure, stream table ---- */
 
-/* tunnel.c answers every PING through session_send_ping(PONG): a peer that
- * floods PINGs and never reads must cost one pending PONG, the newest. */
 /* A peer that answers our data with RESUME(0) again and again, and never
  * acknowledges it, gets it sent again only up to its resume credit (a few
  * session windows), then its RESUMEs count as ACKs; acknowledged progress
@@ -1415,6 +1414,38 @@ static void test_session_resume_replay_bounded(void **state)
 	pair_free(p);
 }
 
+/* The credit is 4 of the peer's session windows; at the largest window a
+ * hello may announce (1 GiB) that is 2^32 bytes, which must not wrap to 0
+ * in 32-bit arithmetic and refuse every RESUME of an honest peer. */
+static void test_session_resume_credit_max_window(void **state)
+{
+	static uint8_t buf[64];
+	const struct session_params big = {SESSION_MIN_WINDOW, HELLO_WINDOW_MAX, 64, 0};
+	struct pair *p = pair_new(&small_params, &big);
+	p->server_consume = false;
+	struct tstream *c = client_open(p, "bulk");
+	fill_random(c->src, SESSION_MIN_WINDOW);
+	session_stream_kick(c->st);
+	for (int i = 0; i < 50; i++)
+		step(p, p->c);
+	assert_non_null(server_of(p, c->id));
+	assert_int_equal(session_get_stats(p->c)->raw_bytes_sent, SESSION_MIN_WINDOW);
+
+	/* The server lost the path that carried it: send it all again. */
+	struct frame f = {.type = FRAME_RESUME, .stream_id = c->id, .u.recv_offset = 0};
+	int n = frame_encode(&f, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+	while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
+		;
+	const struct session_stats *cs = session_get_stats(p->c);
+	assert_int_equal(cs->resumes_refused, 0);
+	assert_int_equal(cs->resent_bytes, SESSION_MIN_WINDOW);
+	pair_free(p);
+}
+
+/* tunnel.c answers every PING through session_send_ping(PONG): a peer that
+ * floods PINGs and never reads must cost one pending PONG, the newest. */
 static void test_session_ping_flood_one_pong(void **state)
 {
 	struct pair *p = pair_new(&small_params, &small_params);
@@ -1721,6 +1752,7 @@ int main(void)
 	    cmocka_unit_test(test_session_free_resets_open_streams),
 	    cmocka_unit_test(test_session_ping_flood_one_pong),
 	    cmocka_unit_test(test_session_resume_replay_bounded),
+	    cmocka_unit_test(test_session_resume_credit_max_window),
 	    cmocka_unit_test(test_session_ctrl_queue_capped),
 	    cmocka_unit_test(test_session_path_loss_many_streams_fits_ctrl),
 	    cmocka_unit_test(test_session_grant_window_shrinks),
