@@ -2285,13 +2285,18 @@ bool session_wants_write(const struct session *s)
 	return false;
 }
 
+bool session_can_open(const struct session *s)
+{
+	/* Ids are never reused: past the last one the session is spent. */
+	return active_streams(s) < s->peer.max_streams && !s->goaway_received &&
+	       s->next_local_id <= UINT32_MAX - 2;
+}
+
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user)
 {
-	if (active_streams(s) >= s->peer.max_streams || s->goaway_received)
+	if (!session_can_open(s))
 		return NULL;
-	if (s->next_local_id > UINT32_MAX - 2)
-		return NULL; /* ids are never reused: this session is spent */
 	struct session_stream *st = stream_new(s, s->next_local_id);
 	if (st == NULL)
 		return NULL;

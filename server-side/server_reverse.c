@@ -117,49 +117,50 @@ void server_reverse_init(struct server *srv)
 }
 
 /* Whether sess can take a new stream: a tunnel up (not resuming), and not
- * draining (GOAWAY). */
-static bool member_live(const struct server_session *sess)
+ * draining (GOAWAY); with room, also under its client's stream limit. */
+static bool member_live(const struct server_session *sess, bool room)
 {
-	return tsession_tunnels(sess->ts) > 0 &&
-	       !session_goaway_received(tsession_session(sess->ts));
+	struct session *s = tsession_session(sess->ts);
+	if (tsession_tunnels(sess->ts) == 0)
+		return false;
+	return room ? session_can_open(s) : !session_goaway_received(s);
 }
 
-/* The member for the next connection: exclusive, the least busy session of
- * the one client; shared, round robin over the members with room. */
-static struct reverse_member *pick(struct reverse_listener *rl)
+static struct reverse_member *pick_shared(struct reverse_listener *rl, bool room)
 {
-	if (rl->shared) {
-		struct server_group_member m[REVERSE_MAX_MEMBERS];
-		/* Joins stop at the bound; an exclusive listener a reload made
-		 * shared may have more, and those beyond it wait their turn. */
-		size_t n = rl->nmembers < REVERSE_MAX_MEMBERS ? rl->nmembers : REVERSE_MAX_MEMBERS;
-		uint64_t now = limit_now_ms();
-		bool held_back = false;
-		for (size_t i = 0; i < n; i++) {
-			struct server_session *sess = rl->members[i].sess;
-			const struct reverse_key *k = &rl->keys[rl->members[i].key];
-			bool failed =
-			    k->failed_ms != 0 && now - k->failed_ms < SERVER_GROUP_RETRY_MS;
-			m[i].live = member_live(sess);
-			held_back = held_back || (m[i].live && failed);
-			m[i].live = m[i].live && !failed;
-			m[i].queued = session_queued(tsession_session(sess->ts));
-		}
-		size_t i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
-		if (i == SIZE_MAX && held_back) {
-			/* Only members that failed lately are up: better one of
-			 * them than a closed connection. */
-			for (size_t j = 0; j < n; j++)
-				m[j].live = member_live(rl->members[j].sess);
-			i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
-		}
-		return i == SIZE_MAX ? NULL : &rl->members[i];
+	struct server_group_member m[REVERSE_MAX_MEMBERS];
+	/* Joins stop at the bound; an exclusive listener a reload made shared
+	 * may have more, and those beyond it wait their turn. */
+	size_t n = rl->nmembers < REVERSE_MAX_MEMBERS ? rl->nmembers : REVERSE_MAX_MEMBERS;
+	uint64_t now = limit_now_ms();
+	bool held_back = false;
+	for (size_t i = 0; i < n; i++) {
+		struct server_session *sess = rl->members[i].sess;
+		const struct reverse_key *k = &rl->keys[rl->members[i].key];
+		bool failed = k->failed_ms != 0 && now - k->failed_ms < SERVER_GROUP_RETRY_MS;
+		m[i].live = member_live(sess, room);
+		held_back = held_back || (m[i].live && failed);
+		m[i].live = m[i].live && !failed;
+		m[i].queued = session_queued(tsession_session(sess->ts));
 	}
+	size_t i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
+	if (i == SIZE_MAX && held_back) {
+		/* Only members that failed lately are up: better one of them
+		 * than a closed connection. */
+		for (size_t j = 0; j < n; j++)
+			m[j].live = member_live(rl->members[j].sess, room);
+		i = server_group_pick(m, n, &rl->cursor, SERVER_GROUP_ROOM_BYTES);
+	}
+	return i == SIZE_MAX ? NULL : &rl->members[i];
+}
+
+static struct reverse_member *pick_exclusive(struct reverse_listener *rl, bool room)
+{
 	struct reverse_member *best = NULL;
 	size_t best_q = 0;
 	for (size_t i = 0; i < rl->nmembers; i++) {
 		struct server_session *sess = rl->members[i].sess;
-		if (!member_live(sess))
+		if (!member_live(sess, room))
 			continue;
 		size_t q = session_queued(tsession_session(sess->ts));
 		if (best == NULL || q < best_q) {
@@ -168,6 +169,21 @@ static struct reverse_member *pick(struct reverse_listener *rl)
 		}
 	}
 	return best;
+}
+
+/*
+ * The member for the next connection: exclusive, the least busy session of
+ * the one client; shared, round robin over the members with room. A member
+ * whose client's streams are all in use is passed over while another can
+ * take the stream (it would lose the connection and fail no passive check);
+ * when none can, one that is up, whose stream limit then refuses it.
+ */
+static struct reverse_member *pick(struct reverse_listener *rl)
+{
+	struct reverse_member *mb = rl->shared ? pick_shared(rl, true) : pick_exclusive(rl, true);
+	if (mb == NULL)
+		mb = rl->shared ? pick_shared(rl, false) : pick_exclusive(rl, false);
+	return mb;
 }
 
 static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)

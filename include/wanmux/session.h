@@ -330,6 +330,10 @@ bool session_wants_write(const struct session *s);
 struct session_stream *session_stream_open(struct session *s, const struct frame_addr *target,
 					   struct evbuffer *src, void *user);
 
+/* Whether session_stream_open would open a stream now (memory aside): under
+ * the peer's stream limit, no GOAWAY from it, stream ids left. */
+bool session_can_open(const struct session *s);
+
 /* In on_open: the source buffer and user pointer of a stream the peer opened. */
 void session_stream_attach(struct session_stream *st, struct evbuffer *src, void *user);
 

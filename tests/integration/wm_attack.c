@@ -48,6 +48,7 @@ static const char usage_text[] =
     "  --tunnel-no N          tunnel slot in the hello (default 0)\n"
     "  --stream-window N      window announced in the hello (default 4194304)\n"
     "  --session-window N     (default 16777216)\n"
+    "  --max-streams N        concurrent streams announced in the hello (1024)\n"
     "  --wait SECS            how long to wait for the server's reaction (10)\n"
     "  --age SECS             stamp msg1 this long in the past (a recorded one)\n"
     "  --bind ADDR            connect from this local address (e.g. 127.0.0.2,\n"
@@ -103,6 +104,12 @@ static const char usage_text[] =
     "  listen --target ADDR:PORT --count N [--hold SECS]\n"
     "                         N LISTENs for PORT, PORT+1, ... (paced under the\n"
     "                         LISTEN rate); counts the answers, then holds\n"
+    "  member --target ADDR:PORT [--hold SECS]\n"
+    "                         LISTEN on ADDR:PORT (a --reverse-group member),\n"
+    "                         then answer every OPEN the server sends with\n"
+    "                         OPEN_RESULT 0 and hold its stream, never sending a\n"
+    "                         byte; prints 'listen: E' (the LISTEN_RESULT), then\n"
+    "                         'result: member listen=E opens=K' after --hold\n"
     "  serve --listen PORT --key SERVERKEY --count N [--hold SECS]\n"
     "                         a hostile server (no --server needed): takes one\n"
     "                         client tunnel, sends N unsolicited LISTEN_RESULTs\n"
@@ -119,6 +126,7 @@ struct opts {
 	unsigned tunnel_no;
 	uint32_t stream_window;
 	uint32_t session_window;
+	uint32_t max_streams;
 	double wait_s;
 	double hold_s;
 	double age_s;
@@ -305,7 +313,7 @@ again:
 	    .flags = (uint8_t)((o->rekey_hello ? HELLO_FLAG_REKEY : 0) | HELLO_FLAG_SESSIONS),
 	    .params = {.stream_window = o->stream_window,
 		       .session_window = o->session_window,
-		       .max_streams = 1024}};
+		       .max_streams = o->max_streams}};
 	uint8_t hello[HELLO_CLIENT_LEN];
 	tai64n_now(h.timestamp, o->age_s);
 	/* Each tunnel keeps its own stream ids and credit: its own session. */
@@ -1306,6 +1314,69 @@ static int cmd_listen(const struct opts *o)
 }
 
 /*
+ * A reverse group member that takes every connection and serves none: one
+ * LISTEN, then OPEN_RESULT 0 for each OPEN (its stream stays open, no byte
+ * is sent), PONG for each PING so the tunnel stays up, for --hold seconds.
+ */
+static int cmd_member(const struct opts *o)
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	uint8_t out[64];
+	struct frame_addr target;
+	struct conn c;
+	if (o->target == NULL)
+		die("member needs --target");
+	parse_target(o->target, &target);
+	need_up(handshake(o, &c));
+	struct frame f = {.type = FRAME_LISTEN, .stream_id = 1};
+	f.u.open = target;
+	int n = frame_encode(&f, plain, sizeof(plain));
+	if (n < 0)
+		die("frame_encode LISTEN failed");
+	send_record(&c, plain, (size_t)n);
+	long listen_error = -1;
+	unsigned long opens = 0;
+	double t0 = now_s();
+	while (now_s() - t0 < o->hold_s) {
+		size_t len;
+		int rc = next_record(&c, now_s() + 0.2, plain, &len);
+		if (rc == 0)
+			break;
+		if (rc < 0)
+			continue;
+		for (size_t off = 0; off < len;) {
+			size_t used;
+			if (frame_decode(plain + off, len - off, &f, &used) != WM_OK)
+				die("the server sent a malformed frame");
+			off += used;
+			struct frame a = {.stream_id = f.stream_id};
+			if (f.type == FRAME_LISTEN_RESULT) {
+				listen_error = (long)f.u.error;
+				printf("listen: %ld\n", listen_error);
+				continue;
+			}
+			if (f.type == FRAME_OPEN) {
+				opens++;
+				a.type = FRAME_OPEN_RESULT;
+				a.u.error = FRAME_ERR_NONE;
+			} else if (f.type == FRAME_PING) {
+				a.type = FRAME_PONG;
+				a.u.opaque = f.u.opaque;
+			} else {
+				continue;
+			}
+			int k = frame_encode(&a, out, sizeof(out));
+			if (k < 0)
+				die("frame_encode failed");
+			send_record(&c, out, (size_t)k);
+		}
+	}
+	printf("result: member listen=%ld opens=%lu\n", listen_error, opens);
+	conn_close(&c);
+	return 0;
+}
+
+/*
  * A hostile server: listens on --listen PORT (loopback) with --key as the
  * server key, takes one client's tunnel with the real handshake and then
  * sends --count LISTEN_RESULTs for the client's first reverse request,
@@ -1422,6 +1493,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.stream_window = SESSION_DEFAULT_STREAM_WINDOW;
 	o.session_window = SESSION_DEFAULT_SESSION_WINDOW;
+	o.max_streams = 1024;
 	o.wait_s = 10;
 	o.hold_s = 10;
 	o.per_record = 100;
@@ -1464,6 +1536,10 @@ int main(int argc, char **argv)
 			o.stream_window = (uint32_t)num_arg(a, v, 1u << 30);
 		} else if (strcmp(a, "--session-window") == 0) {
 			o.session_window = (uint32_t)num_arg(a, v, 1u << 30);
+		} else if (strcmp(a, "--max-streams") == 0) {
+			o.max_streams = (uint32_t)num_arg(a, v, 1u << 20);
+			if (o.max_streams == 0)
+				die("--max-streams must be > 0");
 		} else if (strcmp(a, "--wait") == 0) {
 			o.wait_s = secs_arg(a, v);
 		} else if (strcmp(a, "--hold") == 0) {
@@ -1508,6 +1584,8 @@ int main(int argc, char **argv)
 		return cmd_serve(&o);
 	if (strcmp(cmd, "listen") == 0)
 		return cmd_listen(&o);
+	if (strcmp(cmd, "member") == 0)
+		return cmd_member(&o);
 	if (strcmp(cmd, "noack") == 0)
 		return cmd_noack(&o);
 	if (strcmp(cmd, "pin") == 0)

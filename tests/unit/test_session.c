@@ -1444,6 +1444,28 @@ static void test_session_resume_credit_max_window(void **state)
 	pair_free(p);
 }
 
+/* session_can_open says what session_stream_open would do: false at the
+ * peer's stream limit (the reverse listeners pass over such a member), true
+ * again when a stream ends, false after the peer's GOAWAY. */
+static void test_session_can_open(void **state)
+{
+	const struct session_params one = {SESSION_MIN_WINDOW, 4 * SESSION_MIN_WINDOW, 1, 0};
+	struct pair *p = pair_new(&small_params, &one);
+	assert_true(session_can_open(p->c));
+	struct tstream *a = client_open(p, "a");
+	assert_non_null(a->st);
+	assert_false(session_can_open(p->c));
+	assert_null(client_open(p, "b")->st);
+	session_stream_reset(a->st, FRAME_ERR_CANCEL);
+	pump(p, 10);
+	assert_true(session_can_open(p->c));
+	session_goaway(p->s);
+	pump(p, 10);
+	assert_true(session_goaway_received(p->c));
+	assert_false(session_can_open(p->c));
+	pair_free(p);
+}
+
 /* tunnel.c answers every PING through session_send_ping(PONG): a peer that
  * floods PINGs and never reads must cost one pending PONG, the newest. */
 static void test_session_ping_flood_one_pong(void **state)
@@ -1753,6 +1775,7 @@ int main(void)
 	    cmocka_unit_test(test_session_ping_flood_one_pong),
 	    cmocka_unit_test(test_session_resume_replay_bounded),
 	    cmocka_unit_test(test_session_resume_credit_max_window),
+	    cmocka_unit_test(test_session_can_open),
 	    cmocka_unit_test(test_session_ctrl_queue_capped),
 	    cmocka_unit_test(test_session_path_loss_many_streams_fits_ctrl),
 	    cmocka_unit_test(test_session_grant_window_shrinks),
