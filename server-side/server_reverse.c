@@ -191,7 +191,10 @@ static bool reverse_open_failed(struct relay *r, uint32_t error, void *arg)
 	struct reverse_conn *c = arg;
 	char detail[sizeof(c->rl->name) + 96];
 	snprintf(detail, sizeof(detail), "%s: %s", relay_name(r), frame_error_name(error));
-	if (c->rl == NULL)
+	/* Answered: the idle sweep closes it (counted there), the member
+	 * served it, and a LAN user who leaves one idle must not steer the
+	 * next connections away from that member. */
+	if (c->rl == NULL || c->opened)
 		return false;
 	/* Its target is down, or the client is gone or stuck: in a group the
 	 * others take the next connections for a while (passive check). */

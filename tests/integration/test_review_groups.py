@@ -4,6 +4,9 @@
 - a member whose session cannot take another stream (its streams all in use:
   the client's 1024, or fewer that it announced) must not swallow its round
   robin share of the connections: another member with room takes them;
+- a connection the server closes after --reverse-idle-timeout was answered
+  and served: it is no failure of the member that served it, or a LAN user
+  who leaves one idle steers the next connections away from that member;
 - reloads that remove a member key or the group while connections are open
   or unanswered, members that come and go meanwhile: the server (ASan build)
   survives and accounts for everything.
@@ -120,6 +123,50 @@ def test_member_without_stream_room(env):
     check(srv.alive(), "the server died")
 
 
+def test_idle_close_is_no_failure(env):
+    """A LAN user leaves a served connection idle: --reverse-idle-timeout
+    closes it. Before the fix that counted as a failure of the member that
+    served it (reverse_member_failures_total), which then got no connection
+    for 5 s: 10 of 10 went to the other member. After: no failure, 5/5."""
+    key_b, pub_b = env.keygen("b.key")
+    pub_a = env.client_pub
+    targets = {who: env.target(NamedTarget(f"{who}\n".encode())) for who in "AB"}
+    sp, admin = h.free_port(), h.free_port()
+    shared = f"127.0.0.1:{sp}"
+    srv = env.start_server(allow=[], authorized=[pub_a, pub_b], log_level="info",
+                           extra=["--allow-listen", shared, "--admin", str(admin),
+                                  "--reverse-group", f"{shared}={pub_a},{pub_b}",
+                                  "--reverse-idle-timeout", "1s"])
+    for who, key in (("A", None), ("B", key_b)):
+        h.start_frontend_client(env, srv.port, key=key, tunnels=1, name=f"client_{who}",
+                                log_level="info",
+                                reverse=[f"{sp}:127.0.0.1:{targets[who].port}"])
+    srv.wait_log(r"reverse group %s: client %s joined" % (re.escape(shared), cl(pub_b)),
+                 t(10))
+    s, who = hold(sp)
+    check(who in ("A", "B"), f"the held connection got {who!r}")
+    pub = pub_a if who == "A" else pub_b
+    # The server closes it after 1 s without a byte (a sweep every 250 ms).
+    s.settimeout(t(10))
+    t0 = time.monotonic()
+    try:
+        rest = s.recv(64)
+    except OSError:
+        rest = b""
+    took = time.monotonic() - t0
+    s.close()
+    check(rest == b"" and took < t(10), f"idle connection not closed: {rest!r} {took:.1f} s")
+    got = spread(sp, 10)
+    text = http_get(admin, "/metrics")
+    fails = metric(text, "wanmux_reverse_member_failures_total", listener=shared,
+                   client=pub[:8])
+    print(f"     {who}'s connection closed idle after {took:.1f} s: failures of {who} "
+          f"{fails:.0f}; next 10 connections {got}")
+    check(fails == 0, f"an idle close counted as a failure of {who}")
+    check(got == {"A": 5, "B": 5}, f"the round robin passed over {who}: {got}")
+    check(srv.alive(), "the server died")
+
+
 def test_reload_churn_with_open_connections(env):
     """Members come and go and reloads remove a member key and then the
     group while connections are open (answered) and unanswered; the server
@@ -190,5 +237,5 @@ def test_reload_churn_with_open_connections(env):
 
 
 if __name__ == "__main__":
-    h.main([test_member_without_stream_room, test_reload_churn_with_open_connections],
-           __doc__)
+    h.main([test_member_without_stream_room, test_idle_close_is_no_failure,
+            test_reload_churn_with_open_connections], __doc__)
