@@ -219,6 +219,9 @@ struct server_reverse_limits {
 	uint32_t open_timeout_ms; /* --reverse-open-timeout: client must answer the OPEN */
 	uint32_t idle_timeout_ms; /* --reverse-idle-timeout: no byte either way; 0 = off */
 	struct event *idle_ev;	  /* sweeps the connections for idle ones */
+	/* Connections of listeners a reload (or the grace period) closed while
+	 * their streams go on: the idle sweep still covers them. */
+	LIST_HEAD(, reverse_conn) orphans;
 	struct limit_counter taken;	 /* LISTEN for an address another key holds */
 	struct limit_counter full;	 /* connection over max_connections (closed) */
 	struct limit_counter no_tunnel;	 /* connection while no tunnel is up (closed) */

@@ -39,6 +39,7 @@
 struct reverse_conn {
 	LIST_ENTRY(reverse_conn) link;
 	struct reverse_listener *rl; /* NULL once the listener is gone */
+	bool orphan;		     /* rl gone: on srv->reverse.orphans */
 	size_t key;		     /* its slot in rl->keys */
 	struct relay_watch watch;    /* leaves rl->conns when the relay closes */
 	bool timed_out;		     /* the client did not answer the OPEN */
@@ -114,6 +115,7 @@ void server_reverse_init(struct server *srv)
 			       "or on one overlapping it";
 	lim->group_full.name = "sessions of one key in a reverse group";
 	LIST_INIT(&srv->reverse_listeners);
+	LIST_INIT(&lim->orphans);
 }
 
 /* Whether sess can take a new stream: a tunnel up (not resuming), and not
@@ -221,6 +223,30 @@ static void reverse_open_result(struct relay *r, void *arg)
  * hold its --reverse-max-connections places for ever. A sweep rather than a
  * timer per connection: the bound only needs to hold to within a period.
  */
+/* Closes the answered connections of list that carried no byte since the
+ * last sweep for idle ms; name: the listener, NULL for orphans. */
+static void sweep_list(struct server *srv, struct reverse_conn *c, const char *name, uint64_t now,
+		       uint32_t idle)
+{
+	while (c != NULL) {
+		/* relay_fail may close c's relay and so free c. */
+		struct reverse_conn *next = LIST_NEXT(c, link);
+		uint64_t bytes = relay_app_bytes(c->r);
+		if (!c->opened || bytes != c->seen_bytes) {
+			c->seen_bytes = bytes;
+			c->seen_ms = now;
+		} else if (now - c->seen_ms >= idle) {
+			char detail[NETADDR_STR_MAX + FRAME_NAME_MAX + 64];
+			snprintf(detail, sizeof(detail), "%s, idle for %llu ms",
+				 name != NULL ? name : relay_name(c->r),
+				 (unsigned long long)(now - c->seen_ms));
+			limit_hit(&srv->reverse.idle, detail);
+			relay_fail(c->r, FRAME_ERR_TIMEOUT);
+		}
+		c = next;
+	}
+}
+
 static void on_idle_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -231,25 +257,10 @@ static void on_idle_sweep(evutil_socket_t fd, short what, void *arg)
 	if (idle == 0)
 		return;
 	LIST_FOREACH(rl, &srv->reverse_listeners, link)
-	{
-		struct reverse_conn *c = LIST_FIRST(&rl->conns);
-		while (c != NULL) {
-			/* relay_fail may close c's relay and so free c. */
-			struct reverse_conn *next = LIST_NEXT(c, link);
-			uint64_t bytes = relay_app_bytes(c->r);
-			if (!c->opened || bytes != c->seen_bytes) {
-				c->seen_bytes = bytes;
-				c->seen_ms = now;
-			} else if (now - c->seen_ms >= idle) {
-				char detail[sizeof(rl->name) + 64];
-				snprintf(detail, sizeof(detail), "%s, idle for %llu ms", rl->name,
-					 (unsigned long long)(now - c->seen_ms));
-				limit_hit(&srv->reverse.idle, detail);
-				relay_fail(c->r, FRAME_ERR_TIMEOUT);
-			}
-			c = next;
-		}
-	}
+	sweep_list(srv, LIST_FIRST(&rl->conns), rl->name, now, idle);
+	/* A listener a reload closed leaves its connections to run: they must
+	 * not escape the bound either. */
+	sweep_list(srv, LIST_FIRST(&srv->reverse.orphans), NULL, now, idle);
 }
 
 /* Starts the sweep with the first reverse connection (the event base
@@ -297,6 +308,8 @@ static void conn_on_close(void *arg)
 		assert(k->open > 0);
 		k->open--;
 		key_release(k);
+	} else if (c->orphan) {
+		LIST_REMOVE(c, link);
 	}
 	free(c);
 }
@@ -379,6 +392,8 @@ static void listener_free(struct reverse_listener *rl)
 		struct reverse_conn *c = LIST_FIRST(&rl->conns);
 		LIST_REMOVE(c, link);
 		c->rl = NULL;
+		c->orphan = true;
+		LIST_INSERT_HEAD(&rl->srv->reverse.orphans, c, link);
 	}
 	free(rl->members);
 	free(rl->keys);
@@ -903,6 +918,12 @@ void server_reverse_close_all(struct server *srv)
 		 (unsigned long long)lim->refused.hits, (unsigned long long)lim->idle.hits);
 	while (!LIST_EMPTY(&srv->reverse_listeners))
 		listener_free(LIST_FIRST(&srv->reverse_listeners));
+	/* Their relays may close after the server is gone: off every list. */
+	while (!LIST_EMPTY(&srv->reverse.orphans)) {
+		struct reverse_conn *c = LIST_FIRST(&srv->reverse.orphans);
+		LIST_REMOVE(c, link);
+		c->orphan = false;
+	}
 	if (srv->reverse.idle_ev != NULL) {
 		event_free(srv->reverse.idle_ev);
 		srv->reverse.idle_ev = NULL;

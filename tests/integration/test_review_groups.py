@@ -9,7 +9,9 @@
   who leaves one idle steers the next connections away from that member;
 - reloads that remove a member key or the group while connections are open
   or unanswered, members that come and go meanwhile: the server (ASan build)
-  survives and accounts for everything.
+  survives and accounts for everything;
+- connections of a listener a reload closed stay under
+  --reverse-idle-timeout.
 """
 
 import os
@@ -236,6 +238,48 @@ def test_reload_churn_with_open_connections(env):
     print("     reloads with open and unanswered connections: server alive, listener gone")
 
 
+def test_closed_listener_keeps_idle_bound(env):
+    """A reload removes the group: its listener closes but the connections
+    it accepted run on (their member is still up). Before the fix they left
+    the idle sweep with the listener: one a LAN user left idle stayed open
+    for good (8 s here, 4 times --reverse-idle-timeout). After: closed."""
+    pub_a = env.client_pub
+    target = env.target(NamedTarget(b"A\n"))
+    sp = h.free_port()
+    shared = f"127.0.0.1:{sp}"
+    base = f"allow-listen {shared}\nreverse-idle-timeout 2s\n"
+    conf = env.write("server.conf", base + f"reverse-group {shared}={pub_a}\n")
+    srv = env.start_server(allow=[], authorized=[pub_a], log_level="info",
+                           extra=["-c", conf])
+    cli = h.start_frontend_client(env, srv.port, tunnels=1, name="client_a", log_level="info",
+                                  reverse=[f"{sp}:127.0.0.1:{target.port}"])
+    srv.wait_log(r"reverse group %s: listening" % re.escape(shared), t(10))
+    s, who = hold(sp)
+    check(who == "A", f"the held connection got {who!r}")
+    env.write("server.conf", base)
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reload: %s is no longer a --reverse-group address; closed"
+                 % re.escape(shared), t(10), since=mark)
+    s.settimeout(t(8))
+    t0 = time.monotonic()
+    try:
+        rest = s.recv(64)
+    except socket.timeout:
+        rest = None
+    except ConnectionResetError:
+        rest = b""  # the relay resets a connection it closes as idle
+    took = time.monotonic() - t0
+    s.close()
+    print(f"     listener closed by the reload; its idle connection: "
+          f"{'closed' if rest == b'' else 'still open'} after {took:.1f} s")
+    check(rest == b"", f"the idle connection of the closed listener stayed open {took:.1f} s")
+    srv.wait_log(r"limit reverse connections idle for --reverse-idle-timeout \(closed\) hit: "
+                 r"reverse %s from 127\.0\.0\.1" % re.escape(shared), t(5), since=mark)
+    check(srv.alive() and cli.alive(), "a daemon died")
+
+
 if __name__ == "__main__":
     h.main([test_member_without_stream_room, test_idle_close_is_no_failure,
-            test_reload_churn_with_open_connections], __doc__)
+            test_reload_churn_with_open_connections,
+            test_closed_listener_keeps_idle_bound], __doc__)
