@@ -22,6 +22,7 @@
 #include "wanmux/limit.h"
 #include "wanmux/log.h"
 #include "wanmux/relay.h"
+#include "wanmux/sockread.h"
 
 struct relay {
 	struct event_base *base;
@@ -78,6 +79,12 @@ static const char *const state_names[RELAY_STATE_COUNT] = {
 };
 
 #define TO(s) (1u << (s))
+
+/* Bytes one read callback may read past libevent's own 4 KiB (sockread.h):
+ * with them a read is no larger than what the resend store leaves in the
+ * source before it copies (STORE_IN_SRC_MAX in session.c). */
+#define RELAY_READ_MORE (60u << 10)
+
 /* Every state may close; the rest is listed per state. */
 static const unsigned transitions[RELAY_STATE_COUNT] = {
     [RELAY_NEW] = TO(RELAY_REQUEST) | TO(RELAY_OPEN) | TO(RELAY_FLUSHING) | TO(RELAY_CLOSED),
@@ -431,7 +438,15 @@ static void on_read(struct bufferevent *bev, void *arg)
 		r->fe.on_read(r, bufferevent_get_input(bev), r->fe.arg);
 		return;
 	}
-	if (!r->read_paused && evbuffer_get_length(bufferevent_get_input(bev)) >= RELAY_READ_HIGH) {
+	size_t held = evbuffer_get_length(bufferevent_get_input(bev));
+	/* One wake-up carries up to RELAY_READ_MORE more than libevent's 4 KiB,
+	 * unless reading is paused or the source is already full. */
+	if (!r->read_paused && !r->account.paused && may_read(r) && held < RELAY_READ_HIGH &&
+	    (bufferevent_get_enabled(bev) & EV_READ)) {
+		size_t room = RELAY_READ_HIGH - held;
+		held += sockread_more(bev, room < RELAY_READ_MORE ? room : RELAY_READ_MORE);
+	}
+	if (!r->read_paused && held >= RELAY_READ_HIGH) {
 		r->read_paused = true;
 		bufferevent_disable(bev, EV_READ);
 	}

@@ -35,6 +35,7 @@
 #include "wanmux/record.h"
 #include "wanmux/rekey.h"
 #include "wanmux/relay.h"
+#include "wanmux/sockread.h"
 #include "wanmux/tsession.h"
 #include "wanmux/tunnel.h"
 
@@ -843,6 +844,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct tunnel *t = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	/* Up to a whole record more per wake-up than libevent's 4 KiB. */
+	if (t->state == TUNNEL_UP && !t->read_stopped)
+		sockread_more(bev, RECORD_CIPHERTEXT_MAX + RECORD_HEADER_LEN);
 	while (t->state == TUNNEL_HANDSHAKE || t->state == TUNNEL_UP) {
 		size_t avail = evbuffer_get_length(in);
 		uint8_t hdr[2];
