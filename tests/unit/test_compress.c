@@ -508,6 +508,45 @@ static void test_compress_frames_independent(void **state)
 	}
 }
 
+/*
+ * One context, one scratch buffer reused for every frame (as the session
+ * does), sizes from 64 B to 16 KiB, and frames that fail to fit their limit
+ * in between (random frames do not shrink by 1/32: LZ4 stops early): each
+ * output is a block the reference decoder reads alone, with no dictionary,
+ * and gives back exactly that frame's bytes. Guards any change to how the
+ * LZ4 state is reset between frames (a table kept from the last frame must
+ * never reach into it).
+ */
+static void test_compress_lz4_reused_context_frames_decode_alone(void **state)
+{
+	static uint8_t scratch[16384], comp[LZ4_COMPRESSBOUND(16384)], out[16384];
+	uint32_t seed = 7;
+
+	for (int i = 0; i < 400; i++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t n = 64 + (seed >> 8) % (sizeof(scratch) - 64);
+		bool fail = i % 7 == 3;
+		if (fail) {
+			for (size_t k = 0; k < n; k++) {
+				seed = seed * 1103515245u + 12345u;
+				scratch[k] = (uint8_t)(seed >> 24);
+			}
+		} else {
+			fill_text(scratch, n, 5000 + (uint32_t)i);
+		}
+		struct compress_state st = {0};
+		int c = compress_frame(ctx, &st, COMPRESS_LZ4, scratch, n, comp, compress_bound(n));
+		if (fail) {
+			assert_int_equal(c, 0);
+			continue;
+		}
+		assert_true(c > 0);
+		int d = LZ4_decompress_safe((const char *)comp, (char *)out, c, (int)sizeof(out));
+		assert_int_equal(d, (int)n);
+		assert_memory_equal(out, scratch, n);
+	}
+}
+
 static void test_compress_interop_with_reference_encoders(void **state)
 {
 	static uint8_t raw[4096], comp[8192], out[4096];
@@ -626,6 +665,7 @@ int main(void)
 	    cmocka_unit_test(test_compress_raw_len_mismatch_zlib),
 	    cmocka_unit_test(test_compress_flag_handling),
 	    cmocka_unit_test(test_compress_frames_independent),
+	    cmocka_unit_test(test_compress_lz4_reused_context_frames_decode_alone),
 	    cmocka_unit_test(test_compress_interop_with_reference_encoders),
 	    cmocka_unit_test(test_compress_mode_parse),
 	    cmocka_unit_test(test_compress_choose),
