@@ -445,6 +445,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	    (bufferevent_get_enabled(bev) & EV_READ)) {
 		size_t room = RELAY_READ_HIGH - held;
 		held += sockread_more(bev, room < RELAY_READ_MORE ? room : RELAY_READ_MORE);
+		/* The budget sees these bytes before anything else is read. */
+		pause_if_over_budget(r);
 	}
 	if (!r->read_paused && held >= RELAY_READ_HIGH) {
 		r->read_paused = true;
