@@ -29,12 +29,20 @@
 /* A SOCKS or HTTP client must finish its request within this. */
 #define CLIENT_REQUEST_DEADLINE_MS 10000
 
+/* --server may be given this many times. */
+#define CLIENT_SERVERS_MAX 16
+/* A server none of whose tunnels came back for this long is down (failover
+ * moves its tunnels on); a failed dial or handshake marks it down at once. */
+#define CLIENT_SERVER_LOST_MS 3000
+
 struct authlimit;
 struct client;
+struct client_server;
 struct userpass;
 
 struct slot {
 	struct client *cl;
+	struct client_server *srv;
 	struct tunnel *t;
 	/* The slot's tunnel of the draining session after the server's GOAWAY:
 	 * its streams run on while t (a new tunnel) carries the new session. */
@@ -46,6 +54,45 @@ struct slot {
 	unsigned attempts;
 	struct event *retry_ev;
 	uint8_t no;
+	bool parking; /* closed as a standby's spare tunnel: not dialled again */
+	bool stale;   /* its handshake was for a session that has ended since */
+};
+
+/* --server-policy */
+enum client_policy {
+	CLIENT_POLICY_FAILOVER, /* new streams to the first server that is up */
+	CLIENT_POLICY_SPREAD,	/* to the server with the most room */
+};
+
+enum server_state {
+	SERVER_CONNECTING,   /* never up yet */
+	SERVER_UP,	     /* a tunnel of its session is up */
+	SERVER_RECONNECTING, /* was up, no tunnel now, within CLIENT_SERVER_LOST_MS */
+	SERVER_DOWN,	     /* a dial or handshake failed, or lost for longer */
+};
+
+/* One --server HOST:PORT[@KEY]: its tunnel slots and its own session. A
+ * server's session, session id and tunnels are its own, so what one server
+ * sends (GOAWAY, a new epoch, a protocol error) reaches no other's streams. */
+struct client_server {
+	struct client *cl;
+	unsigned no; /* place in the --server order */
+	struct netaddr_hostport hp;
+	char name[NETADDR_HOST_MAX + 8]; /* "host:port", for logs and labels */
+	uint8_t pub[KEYS_LEN];
+	uint8_t session_id[HELLO_SESSION_ID_LEN];
+	struct slot slots[CLIENT_TUNNELS_MAX];
+	/* The session new streams go to (NULL until a tunnel is up, and after
+	 * it ended), and the one draining after the server's GOAWAY. */
+	struct tsession *ts;
+	struct tsession *old_ts;
+	size_t listens_unanswered; /* LISTENs the session sent, not yet answered */
+	enum server_state state;
+	uint64_t since_ms; /* limit_now_ms() when state was entered */
+	char why[160];	   /* why it went down last */
+	uint64_t downs;	   /* times it went down */
+	uint64_t streams_opened;
+	bool ever_up;
 };
 
 enum listener_kind {
@@ -127,10 +174,15 @@ struct client {
 	struct keypair *key;
 	uint8_t psk[KEYS_LEN];
 	bool have_psk;
-	struct netaddr_hostport server;
-	struct tunnel_config tcfg;
-	struct slot slots[CLIENT_TUNNELS_MAX];
-	unsigned nslots;
+	struct client_server *servers; /* in --server order */
+	size_t nservers;
+	enum client_policy policy;
+	/* Failover: the server new streams go to, to log and count changes. */
+	struct client_server *current;
+	uint64_t failovers, failbacks;
+	uint32_t rr;		     /* spread: ties between servers taken in turn */
+	struct tunnel_config tcfg;   /* server_pub and session_id: per server */
+	unsigned nslots;	     /* tunnels per server (--tunnels) */
 	struct listener **listeners; /* each on the heap: relays point into it */
 	size_t nlisteners;
 	/* Listeners a reload removed, kept while connections they accepted
@@ -160,16 +212,10 @@ struct client {
 	struct limit_counter auth_blocked;	/* sources put under the penalty */
 	struct limit_bucket auth_verify_budget; /* Argon2id verifications, all sources */
 	struct limit_counter auth_busy;		/* logins refused for want of that budget */
-	/* The session new streams go to (NULL until a tunnel is up, and after
-	 * it ended), and the one draining after the server's GOAWAY. */
-	struct tsession *ts;
-	struct tsession *old_ts;
-	size_t listens_unanswered; /* LISTENs the session sent, not yet answered */
 	TAILQ_HEAD(, pending) pending;
 	size_t npending;
 	struct event *pending_timer;
 	bool stopping;
-	bool ever_up;
 	uint64_t goaways; /* tunnels replaced after the server's GOAWAY */
 	struct client_totals totals;
 	struct admin_options admin_opt;
@@ -180,6 +226,12 @@ struct client {
 void client_admin_collect(struct admin_report *rep, void *arg);
 
 /* Pool (client_pool.c). */
+/* "up", "down"...: a server state's name for /status and logs. */
+const char *client_server_state_name(enum server_state st);
+/* Open streams of srv's sessions, and its tunnels that are up. */
+size_t client_server_streams(const struct client_server *srv);
+size_t client_server_tunnels_up(const struct client_server *srv);
+
 void client_pool_start(struct client *cl);
 void client_pool_stop(struct client *cl);
 
@@ -199,7 +251,8 @@ size_t client_pool_reap(struct client *cl, size_t *streams);
 void client_pool_free(struct client *cl);
 
 /*
- * Opens a stream for relay r to target over the least busy tunnel, or queues
+ * Opens a stream for relay r to target on the server --server-policy picks
+ * (failover: the first one up; spread: the one with the most room), or queues
  * it until a tunnel is up (failing it after CLIENT_PENDING_TIMEOUT_S, or
  * --resume-timeout while a session waits for its tunnels). Starts
  * the relay once the stream exists.
@@ -265,9 +318,9 @@ const char *client_target_name(const struct frame_addr *a, char *buf, size_t len
 void client_frame_addr(const struct netaddr_hostport *hp, struct frame_addr *fa);
 
 /* Reverse forwards (client_reverse.c). */
-/* A tunnel came up: it asks for every reverse listener, and takes one
- * answer per request. */
-void client_reverse_on_up(struct client *cl, struct tunnel *t);
+/* A tunnel of srv came up: it asks for every reverse listener, and takes
+ * one answer per request. The session callbacks' arg is the server. */
+void client_reverse_on_up(struct client_server *srv, struct tunnel *t);
 int client_reverse_on_open(struct session *s, struct session_stream *st,
 			   const struct frame_addr *target, void *arg);
 int client_reverse_on_control(struct session *s, const struct frame *f, void *arg);

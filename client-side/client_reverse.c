@@ -14,10 +14,11 @@
 #include "wanmux/connect.h"
 #include "wanmux/log.h"
 
-void client_reverse_on_up(struct client *cl, struct tunnel *t)
+void client_reverse_on_up(struct client_server *srv, struct tunnel *t)
 {
+	struct client *cl = srv->cl;
 	struct session *s = tunnel_session(t);
-	cl->listens_unanswered += cl->nreverses;
+	srv->listens_unanswered += cl->nreverses;
 	for (size_t i = 0; i < cl->nreverses; i++) {
 		struct frame f = {.type = FRAME_LISTEN, .stream_id = (uint32_t)i + 1};
 		f.u.open = cl->reverses[i].listen_addr;
@@ -49,7 +50,8 @@ static bool permit_own_target(void *arg, const char *name, const struct sockaddr
 int client_reverse_on_open(struct session *s, struct session_stream *st,
 			   const struct frame_addr *target, void *arg)
 {
-	struct client *cl = arg;
+	struct client_server *srv = arg;
+	struct client *cl = srv->cl;
 	char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 	for (size_t i = 0; i < cl->nreverses; i++) {
 		struct reverse *rv = &cl->reverses[i];
@@ -67,7 +69,7 @@ int client_reverse_on_open(struct session *s, struct session_stream *st,
 		    .permits = permit_own_target,
 		    .who = who,
 		    .client = client,
-		    .src = cl->server.host,
+		    .src = srv->hp.host,
 		};
 		return connect_stream(cl->base, cl->dns, st, &dst, &policy);
 	}
@@ -78,7 +80,8 @@ int client_reverse_on_open(struct session *s, struct session_stream *st,
 
 int client_reverse_on_control(struct session *s, const struct frame *f, void *arg)
 {
-	struct client *cl = arg;
+	struct client_server *srv = arg;
+	struct client *cl = srv->cl;
 	if (f->type != FRAME_LISTEN_RESULT || f->stream_id == 0 || f->stream_id > cl->nreverses) {
 		log_peer_warn("server sent %s for request %u, which this client never made",
 			      frame_type_name(f->type), f->stream_id);
@@ -88,13 +91,13 @@ int client_reverse_on_control(struct session *s, const struct frame *f, void *ar
 	/* One answer per LISTEN this tunnel sent: a server that sends more
 	 * (each could flip the logged state and write a line) breaks the
 	 * protocol. */
-	if (cl->listens_unanswered == 0) {
+	if (srv->listens_unanswered == 0) {
 		log_peer_warn("server sent a LISTEN_RESULT for request %u, which this session "
 			      "asked already; closing the session",
 			      f->stream_id);
 		return -1;
 	}
-	cl->listens_unanswered--;
+	srv->listens_unanswered--;
 	/* Every tunnel asks; log only what changes. */
 	if (rv->logged && rv->last_error == f->u.error)
 		return 0;

@@ -64,12 +64,13 @@ enum opt_id {
 	OPT_CHECK_CONFIG,
 	OPT_DRAIN_TIMEOUT,
 	OPT_RESUME_TIMEOUT,
+	OPT_SERVER_POLICY,
 	OPT_HELP,
 	OPT_VERSION,
 };
 
 static const struct config_option options[] = {
-    {"server", 's', true, false, OPT_SERVER},
+    {"server", 's', true, true, OPT_SERVER},
     {"key", 'k', true, false, OPT_KEY},
     {"server-key", 'K', true, false, OPT_SERVER_KEY},
     {"forward", 'L', true, true, OPT_FORWARD},
@@ -100,6 +101,7 @@ static const struct config_option options[] = {
     {"check-config", 0, false, false, OPT_CHECK_CONFIG},
     {"drain-timeout", 0, true, false, OPT_DRAIN_TIMEOUT},
     {"resume-timeout", 0, true, false, OPT_RESUME_TIMEOUT},
+    {"server-policy", 0, true, false, OPT_SERVER_POLICY},
     {"help", 'h', false, false, OPT_HELP},
     {"version", 'V', false, false, OPT_VERSION},
     {NULL, 0, false, false, 0},
@@ -110,7 +112,8 @@ static const char usage_text[] =
     "    wanmux-client - branch end of the wanmux WAN-optimizing proxy pair\n"
     "\n"
     "SYNOPSIS\n"
-    "    wanmux-client --server HOST:PORT --key FILE --server-key PUBKEY|FILE\n"
+    "    wanmux-client --server HOST:PORT[@KEY] ... --key FILE [--server-key PUBKEY|FILE]\n"
+    "                  [--server-policy failover|spread]\n"
     "                  [--forward [LADDR:]LPORT:HOST:PORT ...] [--socks [LADDR:]PORT]\n"
     "                  [--http-proxy [LADDR:]PORT] [--transparent [LADDR:]PORT]\n"
     "                  [--reverse [SADDR:]SPORT:HOST:PORT ...] [--tunnels N]\n"
@@ -126,14 +129,30 @@ static const char usage_text[] =
     "    it. Tunnels that drop are reconnected with backoff.\n"
     "\n"
     "OPTIONS\n"
-    "    -s, --server HOST:PORT   the wanmux-server to use (IPv6 as [ADDR]:PORT)\n"
+    "    -s, --server HOST:PORT[@KEY]\n"
+    "                             a wanmux-server to use (IPv6 as [ADDR]:PORT);\n"
+    "                             KEY is its public key, base64 or a file\n"
+    "                             (default --server-key). Repeatable: each server\n"
+    "                             gets its own --tunnels and session. A name with\n"
+    "                             several addresses is tried address by address,\n"
+    "                             IPv6 and IPv4 in turn, 250 ms apart (RFC 8305)\n"
+    "    --server-policy failover|spread\n"
+    "                             failover (default): new streams go to the first\n"
+    "                             server that is up, in order, which holds the\n"
+    "                             tunnels; each other server keeps one warm\n"
+    "                             tunnel; a server is down when a dial or\n"
+    "                             handshake fails or none of its tunnels is back\n"
+    "                             within 3 s. spread: tunnels to every server,\n"
+    "                             each new stream to the one with the most room\n"
+    "                             (lowest RTT, fewest bytes queued)\n"
     "    -k, --key FILE           this client's private key (wanmux-keygen FILE);\n"
     "                             must not be readable by group or others. Its\n"
     "                             public key (FILE.pub) goes into the server's\n"
     "                             authorized-keys file.\n"
     "    -K, --server-key PUBKEY|FILE\n"
     "                             the server's public key, base64 or a file such\n"
-    "                             as server.key.pub; the client talks to no other\n"
+    "                             as server.key.pub; the client talks to no other.\n"
+    "                             The default for --server entries without @KEY\n"
     "    -L, --forward [LADDR:]LPORT:HOST:PORT\n"
     "                             listen on LADDR:LPORT (LADDR defaults to\n"
     "                             127.0.0.1) and forward each connection to\n"
@@ -220,7 +239,8 @@ static const char usage_text[] =
     "    (--forward, --socks, --http-proxy, --transparent) added start, removed\n"
     "    ones stop accepting while their connections run on. A configuration\n"
     "    with any error is refused and the running one stays. --server,\n"
-    "    --server-key, --key, --psk, --tunnels and --reverse change only at a\n"
+    "    --server-key, --server-policy, --key, --psk, --tunnels and --reverse\n"
+    "    change only at a\n"
     "    restart. SIGTERM/SIGINT drain (see --drain-timeout); a second one\n"
     "    stops at once.\n"
     "\n"
@@ -329,7 +349,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 struct client_conf {
 	struct tunnel_config tcfg;
 	struct cli_process proc;
-	struct netaddr_hostport server;
+	struct client_server *servers;
+	size_t nservers;
+	enum client_policy policy;
 	unsigned nslots;
 	struct listener **listeners;
 	size_t nlisteners;
@@ -354,6 +376,9 @@ static void conf_free(struct client_conf *c)
 		free(c->listeners[i]);
 	free(c->listeners);
 	free(c->reverses);
+	if (c->servers != NULL)
+		sodium_memzero(c->servers, c->nservers * sizeof(*c->servers));
+	free(c->servers);
 	acl_free(c->source_allow);
 	acl_free(c->source_deny);
 	userpass_free(c->socks_auth);
@@ -463,6 +488,66 @@ static int proxy_auth_setup(struct client *cl, const struct config *cfg)
 }
 
 /*
+ * The --server HOST:PORT[@KEY] entries, in order, each with its key (KEY,
+ * else --server-key). 0, or LOAD_USAGE / LOAD_RUNTIME with one line in err.
+ */
+static int load_servers(const struct config *cfg, struct client_conf *c, char *err, size_t errlen)
+{
+	char why[512];
+	size_t n = config_count(cfg, OPT_SERVER);
+	const char *dflt = config_get(cfg, OPT_SERVER_KEY);
+	if (n > CLIENT_SERVERS_MAX) {
+		snprintf(err, errlen, "--server given %zu times; at most %d", n,
+			 CLIENT_SERVERS_MAX);
+		return LOAD_USAGE;
+	}
+	c->servers = calloc(n, sizeof(*c->servers));
+	if (c->servers == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return LOAD_RUNTIME;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct client_server *srv = &c->servers[c->nservers];
+		const char *spec = config_get_nth(cfg, OPT_SERVER, i);
+		char hostport[NETADDR_HOST_MAX + 16];
+		const char *at = strchr(spec, '@');
+		size_t hlen = at != NULL ? (size_t)(at - spec) : strlen(spec);
+		if (hlen >= sizeof(hostport))
+			return bad_value(cfg, OPT_SERVER, i, err, errlen, "--server '%s': too long",
+					 spec);
+		memcpy(hostport, spec, hlen);
+		hostport[hlen] = '\0';
+		if (netaddr_parse_hostport(hostport, &srv->hp, why, sizeof(why)) != 0)
+			return bad_value(cfg, OPT_SERVER, i, err, errlen, "--server: %s", why);
+		if (at != NULL && at[1] == '\0')
+			return bad_value(cfg, OPT_SERVER, i, err, errlen,
+					 "--server '%s': nothing after '@' (give KEY, or leave "
+					 "out '@' for --server-key)",
+					 spec);
+		const char *key = at != NULL ? at + 1 : dflt;
+		if (key == NULL) {
+			snprintf(err, errlen,
+				 "--server %s has no key: give --server-key PUBKEY|FILE or "
+				 "HOST:PORT@KEY",
+				 hostport);
+			return LOAD_USAGE;
+		}
+		if (keys_load_public(key, srv->pub, why, sizeof(why)) != 0)
+			return bad_value(cfg, OPT_SERVER, at != NULL ? i : SIZE_MAX, err, errlen,
+					 "--server %s: %s", hostport, why);
+		snprintf(srv->name, sizeof(srv->name),
+			 strchr(srv->hp.host, ':') != NULL ? "[%s]:%u" : "%s:%u", srv->hp.host,
+			 srv->hp.port);
+		for (size_t k = 0; k < c->nservers; k++)
+			if (strcmp(c->servers[k].name, srv->name) == 0)
+				return bad_value(cfg, OPT_SERVER, i, err, errlen,
+						 "--server %s is given twice", srv->name);
+		c->nservers++;
+	}
+	return 0;
+}
+
+/*
  * Builds c from cfg: options and every file they name. Returns 0, or
  * LOAD_USAGE / LOAD_RUNTIME with one line in err (c is then freed).
  */
@@ -504,14 +589,19 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 		snprintf(err, errlen, "missing --key FILE (create one with wanmux-keygen FILE)");
 		goto fail;
 	}
-	if (config_get(cfg, OPT_SERVER_KEY) == NULL) {
-		snprintf(err, errlen, "missing --server-key PUBKEY|FILE");
+	rc = load_servers(cfg, c, err, errlen);
+	if (rc != 0)
 		goto fail;
-	}
-	if (netaddr_parse_hostport(config_get(cfg, OPT_SERVER), &c->server, why, sizeof(why)) !=
-	    0) {
-		rc = bad_value(cfg, OPT_SERVER, SIZE_MAX, err, errlen, "--server: %s", why);
-		goto fail;
+	rc = LOAD_USAGE;
+	c->policy = CLIENT_POLICY_FAILOVER;
+	if ((v = config_get(cfg, OPT_SERVER_POLICY)) != NULL) {
+		if (strcmp(v, "spread") == 0) {
+			c->policy = CLIENT_POLICY_SPREAD;
+		} else if (strcmp(v, "failover") != 0) {
+			rc = bad_value(cfg, OPT_SERVER_POLICY, SIZE_MAX, err, errlen,
+				       "bad --server-policy '%s': expected failover or spread", v);
+			goto fail;
+		}
 	}
 
 	c->nslots = 4;
@@ -648,8 +738,6 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	if ((v = config_get(cfg, OPT_HTTP_AUTH)) != NULL &&
 	    userpass_load(v, &c->http_auth, err, errlen) != 0)
 		goto fail;
-	if (keys_load_public(config_get(cfg, OPT_SERVER_KEY), c->tcfg.server_pub, err, errlen) != 0)
-		goto fail;
 	if (keys_pair_load(config_get(cfg, OPT_KEY), &c->key, err, errlen) != 0)
 		goto fail;
 	if ((v = config_get(cfg, OPT_PSK)) != NULL) {
@@ -773,6 +861,34 @@ static bool same_reverses(const struct client *cl, const struct client_conf *c)
 	return true;
 }
 
+/* Reload: the server list, its keys and the policy stay until a restart;
+ * say what was asked and what runs on. */
+static void warn_servers_changed(const struct client *cl, const struct client_conf *c)
+{
+	bool same = c->nservers == cl->nservers;
+	for (size_t i = 0; same && i < c->nservers; i++)
+		same = strcmp(c->servers[i].name, cl->servers[i].name) == 0;
+	if (!same) {
+		char list[512];
+		size_t len = 0;
+		list[0] = '\0';
+		for (size_t i = 0; i < cl->nservers && len < sizeof(list); i++)
+			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+						i > 0 ? ", " : "", cl->servers[i].name);
+		log_warn("reload: the --server list changed; it takes effect at a restart; "
+			 "tunnels still go to %s",
+			 list);
+		return;
+	}
+	for (size_t i = 0; i < c->nservers; i++)
+		if (sodium_memcmp(c->servers[i].pub, cl->servers[i].pub, KEYS_LEN) != 0)
+			log_warn("reload: the key of --server %s changed (--server-key or @KEY); "
+				 "it takes effect at a restart",
+				 c->servers[i].name);
+	if (c->policy != cl->policy)
+		log_warn("reload: --server-policy changed; it takes effect at a restart");
+}
+
 /*
  * Swaps c in; c is emptied. At start-up (cl->key NULL) everything is taken.
  * On a reload the peer and identity (--server, --server-key, --key, --psk),
@@ -789,7 +905,14 @@ static int apply_conf(struct client *cl, struct client_conf *c)
 			cl->listeners[i]->cl = cl;
 		c->listeners = NULL;
 		c->nlisteners = 0;
-		cl->server = c->server;
+		cl->servers = c->servers;
+		cl->nservers = c->nservers;
+		c->servers = NULL;
+		c->nservers = 0;
+		cl->policy = c->policy;
+		for (size_t i = 0; i < cl->nservers; i++)
+			randombytes_buf(cl->servers[i].session_id,
+					sizeof(cl->servers[i].session_id));
 		cl->nslots = c->nslots;
 		cl->reverses = c->reverses;
 		cl->nreverses = c->nreverses;
@@ -799,18 +922,12 @@ static int apply_conf(struct client *cl, struct client_conf *c)
 		memcpy(cl->psk, c->psk, sizeof(cl->psk));
 		cl->have_psk = c->have_psk;
 		cl->tcfg = c->tcfg;
-		randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
 		cl->admin_opt = c->admin_opt;
 		c->admin_opt.allow = NULL; /* transferred */
 	} else {
 		if (swap_listeners(cl, c) != WM_OK)
 			return WM_ERR_NOMEM;
-		if (!same_hostport(&c->server, &cl->server))
-			log_warn("reload: --server %s:%u ignored until a restart; tunnels still "
-				 "go to %s:%u",
-				 c->server.host, c->server.port, cl->server.host, cl->server.port);
-		if (sodium_memcmp(c->tcfg.server_pub, cl->tcfg.server_pub, KEYS_LEN) != 0)
-			log_warn("reload: --server-key changed; it takes effect at a restart");
+		warn_servers_changed(cl, c);
 		if (sodium_memcmp(c->key->pub, cl->key->pub, KEYS_LEN) != 0)
 			log_warn("reload: the --key file holds a new key; it takes effect at a "
 				 "restart");
@@ -828,8 +945,6 @@ static int apply_conf(struct client *cl, struct client_conf *c)
 			log_warn("reload: --reverse changes take effect at a restart");
 		/* Tunnels copy their config: new values apply to new tunnels. */
 		struct tunnel_config next = c->tcfg;
-		memcpy(next.server_pub, cl->tcfg.server_pub, KEYS_LEN);
-		memcpy(next.session_id, cl->tcfg.session_id, sizeof(next.session_id));
 		cl->tcfg = next;
 	}
 	cl->tcfg.local = cl->key;
@@ -902,8 +1017,9 @@ static void log_totals(const struct client *cl)
 		 "rekeys=%llu",
 		 (unsigned long long)t->connections, (unsigned long long)t->raw_up,
 		 (unsigned long long)t->raw_down, (unsigned long long)t->wire_up,
-		 (unsigned long long)t->wire_down, ratio_up, ratio_down, cl->nslots,
-		 (unsigned long long)t->tunnels_up, (unsigned long long)t->rekeys);
+		 (unsigned long long)t->wire_down, ratio_up, ratio_down,
+		 cl->nslots * (unsigned)cl->nservers, (unsigned long long)t->tunnels_up,
+		 (unsigned long long)t->rekeys);
 }
 
 /* Everything load_conf, apply_conf and proxy_auth_setup handed to cl: the
@@ -919,6 +1035,9 @@ static void free_loaded(struct client *cl)
 		free(cl->retired[i]);
 	free(cl->retired);
 	free(cl->reverses);
+	if (cl->servers != NULL)
+		sodium_memzero(cl->servers, cl->nservers * sizeof(*cl->servers));
+	free(cl->servers);
 	acl_free(cl->source_allow);
 	acl_free(cl->source_deny);
 	userpass_free(cl->socks_auth);
@@ -971,8 +1090,10 @@ int main(int argc, char **argv)
 	 * reload does not raise the limit again. */
 	if (!check_only)
 		acceptor_fd_budget(
-		    (uint64_t)cl.nlisteners * cl.max_connections + cl.nslots +
-			(cl.nreverses > 0 ? (uint64_t)cl.nslots * cl.tcfg.params.max_streams : 0) +
+		    (uint64_t)cl.nlisteners * cl.max_connections + cl.nslots * cl.nservers +
+			(cl.nreverses > 0
+			     ? (uint64_t)cl.nslots * cl.nservers * cl.tcfg.params.max_streams
+			     : 0) +
 			32,
 		    "--max-connections per listener (and --max-streams per tunnel for "
 		    "--reverse)");

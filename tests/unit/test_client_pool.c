@@ -179,12 +179,16 @@ static struct world *world_new(unsigned nslots)
 	cl->base = w->base;
 	cl->key = keys_pair_generate();
 	assert_non_null(cl->key);
-	snprintf(cl->server.host, sizeof(cl->server.host), "127.0.0.1");
-	cl->server.port = ntohs(sin.sin_port);
+	cl->servers = calloc(1, sizeof(*cl->servers));
+	assert_non_null(cl->servers);
+	cl->nservers = 1;
+	struct client_server *srv = &cl->servers[0];
+	snprintf(srv->hp.host, sizeof(srv->hp.host), "127.0.0.1");
+	srv->hp.port = ntohs(sin.sin_port);
 	tunnel_config_defaults(&cl->tcfg);
 	cl->tcfg.local = cl->key;
-	memcpy(cl->tcfg.server_pub, w->server_kp->pub, KEYS_LEN);
-	randombytes_buf(cl->tcfg.session_id, sizeof(cl->tcfg.session_id));
+	memcpy(srv->pub, w->server_kp->pub, KEYS_LEN);
+	randombytes_buf(srv->session_id, sizeof(srv->session_id));
 	cl->nslots = nslots;
 	client_pool_start(cl);
 	return w;
@@ -237,7 +241,7 @@ static bool never(struct world *w)
 static bool all_up(struct world *w)
 {
 	for (unsigned i = 0; i < w->cl.nslots; i++)
-		if (!w->cl.slots[i].up)
+		if (!w->cl.servers[0].slots[i].up)
 			return false;
 	return w->server_up == (int)w->cl.nslots;
 }
@@ -245,7 +249,7 @@ static bool all_up(struct world *w)
 static bool all_gone(struct world *w)
 {
 	for (unsigned i = 0; i < w->cl.nslots; i++)
-		if (w->cl.slots[i].t != NULL)
+		if (w->cl.servers[0].slots[i].t != NULL)
 			return false;
 	return w->server_live == 0;
 }
@@ -258,6 +262,7 @@ static void world_free(struct world *w)
 	client_pool_free(&w->cl);
 	tsession_free(w->server_ts);
 	keys_pair_free(w->cl.key);
+	free(w->cl.servers);
 	event_free(w->accept_ev);
 	close(w->listen_fd);
 	keys_pair_free(w->server_kp);
@@ -291,8 +296,8 @@ static void test_client_pool_skips_tunnel_closed_in_same_pass(void **state)
 {
 	struct world *w = world_new(2);
 	assert_true(run_until(w, all_up, DEADLINE_MS));
-	struct tunnel *live = w->cl.slots[1].t;
-	tunnel_close(w->cl.slots[0].t, "test: closed in this pass");
+	struct tunnel *live = w->cl.servers[0].slots[1].t;
+	tunnel_close(w->cl.servers[0].slots[0].t, "test: closed in this pass");
 	int peer;
 	struct relay *r = local_relay(w, &peer);
 	client_open(&w->cl, r, &target);
@@ -309,9 +314,9 @@ static void test_client_pool_queues_when_all_closed_in_same_pass(void **state)
 {
 	struct world *w = world_new(2);
 	assert_true(run_until(w, all_up, DEADLINE_MS));
-	struct session *s = tunnel_session(w->cl.slots[0].t);
-	tunnel_close(w->cl.slots[0].t, "test");
-	tunnel_close(w->cl.slots[1].t, "test");
+	struct session *s = tunnel_session(w->cl.servers[0].slots[0].t);
+	tunnel_close(w->cl.servers[0].slots[0].t, "test");
+	tunnel_close(w->cl.servers[0].slots[1].t, "test");
 	int peer;
 	struct relay *r = local_relay(w, &peer);
 	client_open(&w->cl, r, &target);
@@ -427,23 +432,23 @@ static void test_client_pool_goaway_every_session_backs_off(void **state)
 
 static bool drained_and_up(struct world *w)
 {
-	if (w->cl.old_ts == NULL || w->cl.ts == NULL)
+	if (w->cl.servers[0].old_ts == NULL || w->cl.servers[0].ts == NULL)
 		return false;
 	for (unsigned i = 0; i < w->cl.nslots; i++)
-		if (!w->cl.slots[i].up)
+		if (!w->cl.servers[0].slots[i].up)
 			return false;
-	return tsession_tunnels(w->cl.ts) == w->cl.nslots;
+	return tsession_tunnels(w->cl.servers[0].ts) == w->cl.nslots;
 }
 
 /* The client's tunnels of its current session that no slot knows of. */
 static size_t untracked_tunnels(struct world *w)
 {
-	struct tsession *ts = w->cl.ts;
+	struct tsession *ts = w->cl.servers[0].ts;
 	size_t n = ts != NULL ? tsession_tunnels(ts) : 0;
 	for (size_t i = 0; ts != NULL && i < tsession_tunnels(ts); i++)
 		for (unsigned k = 0; k < w->cl.nslots; k++)
-			if (w->cl.slots[k].t == tsession_tunnel(ts, i) ||
-			    w->cl.slots[k].old == tsession_tunnel(ts, i))
+			if (w->cl.servers[0].slots[k].t == tsession_tunnel(ts, i) ||
+			    w->cl.servers[0].slots[k].old == tsession_tunnel(ts, i))
 				n--;
 	return n;
 }
@@ -464,9 +469,9 @@ static void test_client_pool_second_goaway_while_old_tunnels_close(void **state)
 	assert_true(run_until(w, drained_and_up, DEADLINE_MS));
 	size_t streams = 0;
 	client_pool_reap(&w->cl, &streams);
-	assert_null(w->cl.old_ts); /* ended; its tunnels close from the loop */
+	assert_null(w->cl.servers[0].old_ts); /* ended; its tunnels close from the loop */
 	struct frame goaway = {.type = FRAME_GOAWAY, .stream_id = 0};
-	assert_int_equal(session_on_frame(tsession_session(w->cl.ts), NULL, &goaway), 0);
+	assert_int_equal(session_on_frame(tsession_session(w->cl.servers[0].ts), NULL, &goaway), 0);
 	run_until(w, never, 1500);
 	size_t lost = untracked_tunnels(w);
 	print_message("tunnels of the session no slot knows of: %zu; server tunnels: %d\n", lost,
