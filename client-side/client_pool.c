@@ -317,6 +317,10 @@ static void note_target(struct client *cl)
 		cl->failovers++;
 		log_warn("failing over from server %s (%s) to %s", from->name,
 			 client_server_state_name(from->state), to->name);
+	} else if (to->downs == 0) {
+		/* Start-up: a later server answered first. */
+		log_info("new streams go to server %s, earlier in the list than %s", to->name,
+			 from->name);
 	} else {
 		cl->failbacks++;
 		log_info("back to server %s: new streams go there again (streams on %s stay)",
