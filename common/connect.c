@@ -3,6 +3,7 @@
  * second policy check on the resolved address, relay connect, OPEN answer.
  * A target's state lives exactly as long as its relay (close hook).
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 #include <event2/util.h>
 #include <unistd.h>
 
@@ -362,6 +364,250 @@ static int connect_tuned(struct bufferevent *bev, const struct sockaddr *sa, soc
 	return bufferevent_socket_connect(bev, sa, (int)len);
 }
 
+size_t connect_interleave(const struct evutil_addrinfo *list, struct sockaddr_storage *out,
+			  socklen_t *lens, size_t max)
+{
+	const struct evutil_addrinfo *v6 = list, *v4 = list;
+	size_t n = 0;
+	bool six = true;
+
+	/* RFC 8305 section 4: IPv6 first, then the families in turn, each in
+	 * the resolver's order. */
+	for (;;) {
+		const struct evutil_addrinfo **cur = six ? &v6 : &v4;
+		int family = six ? AF_INET6 : AF_INET;
+		while (*cur != NULL && (*cur)->ai_family != family)
+			*cur = (*cur)->ai_next;
+		if (*cur == NULL) {
+			if ((six ? v4 : v6) == NULL)
+				break;
+			six = !six;
+			continue;
+		}
+		if (n == max)
+			break;
+		if ((size_t)(*cur)->ai_addrlen <= sizeof(out[n])) {
+			memcpy(&out[n], (*cur)->ai_addr, (*cur)->ai_addrlen);
+			lens[n++] = (socklen_t)(*cur)->ai_addrlen;
+		}
+		*cur = (*cur)->ai_next;
+		six = !six;
+	}
+	return n;
+}
+
+/*
+ * A name that resolved to several addresses, raced in the manner of RFC
+ * 8305: one attempt at a time, the next CONNECT_STAGGER_MS after the last
+ * (or at once when one fails), every attempt left running; the first to
+ * connect becomes bev's socket and the others close. The timer also notices
+ * a bev that was freed meanwhile (its callbacks cleared).
+ */
+struct tunnel_race {
+	struct bufferevent *bev; /* one reference held until the race ends */
+	struct netaddr_tuning tuning;
+	struct sockaddr_storage addrs[CONNECT_ADDRS_MAX];
+	socklen_t lens[CONNECT_ADDRS_MAX];
+	size_t naddrs, next;
+	struct race_attempt {
+		struct tunnel_race *race;
+		int fd;
+		struct event *ev;
+	} attempts[CONNECT_ADDRS_MAX];
+	size_t inflight;
+	struct event *timer;
+	int last_errno;
+};
+
+static void race_free(struct tunnel_race *rc)
+{
+	for (size_t i = 0; i < rc->naddrs; i++) {
+		struct race_attempt *a = &rc->attempts[i];
+		if (a->ev != NULL)
+			event_free(a->ev);
+		if (a->fd >= 0)
+			close(a->fd);
+	}
+	if (rc->timer != NULL)
+		event_free(rc->timer);
+	bufferevent_decref(rc->bev);
+	free(rc);
+}
+
+static bool race_abandoned(struct tunnel_race *rc)
+{
+	bufferevent_event_cb eventcb = NULL;
+	bufferevent_getcb(rc->bev, NULL, NULL, &eventcb, NULL);
+	return eventcb == NULL;
+}
+
+static void race_attempt_done(struct race_attempt *a)
+{
+	event_free(a->ev);
+	a->ev = NULL;
+	close(a->fd);
+	a->fd = -1;
+	a->race->inflight--;
+}
+
+/* Every address failed: bev's event callback hears it with the last
+ * attempt's errno, as from a single connect. Frees rc. */
+static void race_fail(struct tunnel_race *rc)
+{
+	bufferevent_event_cb eventcb = NULL;
+	void *cbarg = NULL;
+	int err = rc->last_errno != 0 ? rc->last_errno : ECONNREFUSED;
+
+	bufferevent_getcb(rc->bev, NULL, NULL, &eventcb, &cbarg);
+	struct bufferevent *bev = rc->bev;
+	bufferevent_incref(bev);
+	race_free(rc);
+	if (eventcb != NULL) {
+		errno = err;
+		EVUTIL_SET_SOCKET_ERROR(err);
+		eventcb(bev, BEV_EVENT_ERROR, cbarg);
+	}
+	bufferevent_decref(bev);
+}
+
+/* a connected first: its socket becomes bev's, which reports CONNECTED
+ * from its first write event. Frees rc. */
+static void race_win(struct tunnel_race *rc, struct race_attempt *a)
+{
+	int fd = a->fd;
+	bufferevent_event_cb eventcb = NULL;
+	void *cbarg = NULL;
+
+	event_free(a->ev);
+	a->ev = NULL;
+	a->fd = -1;
+	struct bufferevent *bev = rc->bev;
+	bufferevent_incref(bev);
+	race_free(rc);
+	bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
+	if (bufferevent_setfd(bev, fd) != 0) {
+		close(fd);
+		if (eventcb != NULL)
+			eventcb(bev, BEV_EVENT_ERROR, cbarg);
+	} else if (bufferevent_socket_connect(bev, NULL, 0) != 0 && eventcb != NULL) {
+		eventcb(bev, BEV_EVENT_ERROR, cbarg);
+	}
+	bufferevent_decref(bev);
+}
+
+static void race_start_next(struct tunnel_race *rc);
+
+static void on_race_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct race_attempt *a = arg;
+	struct tunnel_race *rc = a->race;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)what;
+	if (race_abandoned(rc)) {
+		race_free(rc);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err == 0) {
+		race_win(rc, a);
+		return;
+	}
+	char addr[NETADDR_STR_MAX];
+	netaddr_format((struct sockaddr *)&rc->addrs[a - rc->attempts], addr, sizeof(addr));
+	log_debug("tunnel connect to %s: %s; trying the next address", addr, strerror(err));
+	rc->last_errno = err;
+	race_attempt_done(a);
+	race_start_next(rc);
+}
+
+/* Starts the next address (failures move on at once); with none left and
+ * nothing running, the race is lost. */
+static void race_start_next(struct tunnel_race *rc)
+{
+	while (rc->next < rc->naddrs) {
+		size_t i = rc->next++;
+		struct race_attempt *a = &rc->attempts[i];
+		const struct sockaddr *sa = (const struct sockaddr *)&rc->addrs[i];
+		a->race = rc;
+		a->fd = netaddr_socket(sa->sa_family, &rc->tuning);
+		if (a->fd < 0) {
+			rc->last_errno = errno;
+			continue;
+		}
+		if (connect(a->fd, sa, rc->lens[i]) != 0 && errno != EINPROGRESS) {
+			rc->last_errno = errno;
+			close(a->fd);
+			a->fd = -1;
+			continue;
+		}
+		a->ev =
+		    event_new(bufferevent_get_base(rc->bev), a->fd, EV_WRITE, on_race_writable, a);
+		if (a->ev == NULL) {
+			rc->last_errno = ENOMEM;
+			close(a->fd);
+			a->fd = -1;
+			continue;
+		}
+		event_add(a->ev, NULL);
+		rc->inflight++;
+		struct timeval stagger = {0, CONNECT_STAGGER_MS * 1000};
+		event_add(rc->timer, &stagger);
+		return;
+	}
+	if (rc->inflight == 0) {
+		race_fail(rc);
+		return;
+	}
+	/* Only to notice a bev given up while attempts still hang. */
+	struct timeval poll = {0, CONNECT_STAGGER_MS * 1000};
+	event_add(rc->timer, &poll);
+}
+
+static void on_race_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct tunnel_race *rc = arg;
+
+	(void)fd;
+	(void)what;
+	if (race_abandoned(rc)) {
+		race_free(rc);
+		return;
+	}
+	race_start_next(rc);
+}
+
+/* Connects bev to the addresses of res in RFC 8305 order. 0, or -1 with
+ * errno when it cannot start (then nothing arrives at bev). */
+static int race_start(struct bufferevent *bev, const struct evutil_addrinfo *res,
+		      const struct netaddr_tuning *t)
+{
+	struct tunnel_race *rc = calloc(1, sizeof(*rc));
+
+	if (rc == NULL)
+		return -1;
+	rc->naddrs = connect_interleave(res, rc->addrs, rc->lens, CONNECT_ADDRS_MAX);
+	for (size_t i = 0; i < CONNECT_ADDRS_MAX; i++)
+		rc->attempts[i].fd = -1;
+	rc->tuning.sndbuf = t->sndbuf;
+	rc->tuning.rcvbuf = t->rcvbuf;
+	rc->bev = bev;
+	rc->timer = evtimer_new(bufferevent_get_base(bev), on_race_timer, rc);
+	if (rc->timer == NULL || rc->naddrs == 0) {
+		int err = rc->naddrs == 0 ? EADDRNOTAVAIL : ENOMEM;
+		if (rc->timer != NULL)
+			event_free(rc->timer);
+		free(rc);
+		errno = err;
+		return -1;
+	}
+	bufferevent_incref(bev);
+	race_start_next(rc);
+	return 0;
+}
+
 static void on_tunnel_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct tunnel_lookup *lk = arg;
@@ -378,9 +624,12 @@ static void on_tunnel_resolved(int result, struct evutil_addrinfo *res, void *ar
 		if (bufferevent_socket_connect_hostname(lk->bev, lk->dns, AF_UNSPEC, lk->host,
 							lk->port) != 0)
 			eventcb(lk->bev, BEV_EVENT_ERROR, cbarg);
-	} else if (connect_tuned(lk->bev, res->ai_addr, (socklen_t)res->ai_addrlen, &lk->tuning) !=
-		   0) {
-		eventcb(lk->bev, BEV_EVENT_ERROR, cbarg); /* errno says why */
+	} else if (res->ai_next == NULL) {
+		if (connect_tuned(lk->bev, res->ai_addr, (socklen_t)res->ai_addrlen, &lk->tuning) !=
+		    0)
+			eventcb(lk->bev, BEV_EVENT_ERROR, cbarg); /* errno says why */
+	} else if (race_start(lk->bev, res, &lk->tuning) != 0) {
+		eventcb(lk->bev, BEV_EVENT_ERROR, cbarg);
 	}
 	if (res != NULL)
 		evutil_freeaddrinfo(res);

@@ -93,6 +93,19 @@ const char *connect_target_name(const struct frame_addr *target, char *buf, size
  */
 socklen_t connect_target_sockaddr(const struct frame_addr *target, struct sockaddr_storage *sa);
 
+/* RFC 8305's "Connection Attempt Delay" (its recommended 250 ms). */
+#define CONNECT_STAGGER_MS 250
+#define CONNECT_ADDRS_MAX 8
+
+/*
+ * The addresses of list (IPv4 and IPv6 entries; others skipped) in RFC 8305
+ * order: IPv6 first, then the families in turn, each in list order. At most
+ * max into out and lens; returns how many.
+ */
+struct evutil_addrinfo;
+size_t connect_interleave(const struct evutil_addrinfo *list, struct sockaddr_storage *out,
+			  socklen_t *lens, size_t max);
+
 /*
  * Starts connecting bev, a socket bufferevent with no fd yet (made with
  * BEV_OPT_CLOSE_ON_FREE), to the tunnel server hp, like
@@ -104,6 +117,10 @@ socklen_t connect_target_sockaddr(const struct frame_addr *target, struct sockad
  * lookup, untuned socket). Success and failure arrive at bev's event
  * callback (BEV_EVENT_CONNECTED / BEV_EVENT_ERROR, a failed lookup with
  * bufferevent_socket_get_dns_error set). bev may be freed meanwhile.
+ * A name with several addresses is raced in the manner of RFC 8305 (Happy
+ * Eyeballs v2): IPv6 and IPv4 in turn, IPv6 first, a new attempt every
+ * CONNECT_STAGGER_MS or as soon as one fails, earlier ones left running;
+ * the first to connect wins (up to CONNECT_ADDRS_MAX addresses).
  * Returns 0, or -1 when it cannot even start (nothing then arrives).
  */
 int connect_tunnel(struct bufferevent *bev, struct evdns_base *dns,

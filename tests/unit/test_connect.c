@@ -107,6 +107,10 @@ static int setup(void **state)
 	assert_true(fd >= 0);
 	out = fdopen(fd, "w");
 	fprintf(out, "127.0.0.1 tunnel-server.test\n");
+	/* The first address refuses (nothing listens on 127.0.0.2), the
+	 * second is the listener; both refuse for dead.test. */
+	fprintf(out, "127.0.0.2 multi.test\n127.0.0.1 multi.test\n");
+	fprintf(out, "127.0.0.2 dead.test\n127.0.0.3 dead.test\n");
 	fclose(out);
 	f->dns = dns_new_from(f->base, f->resolv, f->hosts);
 	assert_non_null(f->dns);
@@ -320,6 +324,89 @@ static void test_connect_tunnel_freed_during_lookup(void **state)
 	assert_int_equal(f->what, 0); /* no callback ran */
 }
 
+/* A name whose first address refuses: the next one is tried (RFC 8305),
+ * not only the first. */
+static void test_connect_tunnel_name_tries_next_address(void **state)
+{
+	struct fixture *f = *state;
+	struct netaddr_tuning t = {.rcvbuf = 0};
+
+	listen_tuned(f, &t);
+	connect_to(f, "multi.test", &t);
+	assert_true(f->what & BEV_EVENT_CONNECTED);
+	assert_true(f->srv >= 0);
+}
+
+/* Every address refuses: one BEV_EVENT_ERROR, with the refusal in errno. */
+static void test_connect_tunnel_all_addresses_fail(void **state)
+{
+	struct fixture *f = *state;
+	struct netaddr_tuning t = {.rcvbuf = 0};
+
+	listen_tuned(f, &t); /* only for a port nobody uses on .2 and .3 */
+	connect_to(f, "dead.test", &t);
+	assert_true(f->what & BEV_EVENT_ERROR);
+	assert_int_equal(EVUTIL_SOCKET_ERROR(), ECONNREFUSED);
+	assert_true(f->srv < 0);
+}
+
+static struct evutil_addrinfo *ai_of(struct sockaddr_storage *ss, int family, uint8_t last)
+{
+	struct evutil_addrinfo *ai = calloc(1, sizeof(*ai));
+	assert_non_null(ai);
+	memset(ss, 0, sizeof(*ss));
+	ai->ai_family = family;
+	ai->ai_addr = (struct sockaddr *)ss;
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(0x7f000000u | last);
+		ai->ai_addrlen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr.s6_addr[15] = last;
+		ai->ai_addrlen = sizeof(*sin6);
+	}
+	return ai;
+}
+
+/* RFC 8305 order: IPv6 first, families in turn, each in resolver order;
+ * the longer family's rest at the end; max respected. */
+static void test_connect_interleave_v6_first_alternating(void **state)
+{
+	struct sockaddr_storage in[5], out[8];
+	socklen_t lens[8];
+	const int fam[5] = {AF_INET, AF_INET, AF_INET6, AF_INET6, AF_INET};
+	const uint8_t last[5] = {1, 2, 3, 4, 5};
+	struct evutil_addrinfo *head = NULL, **tail = &head;
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		*tail = ai_of(&in[i], fam[i], last[i]);
+		tail = &(*tail)->ai_next;
+	}
+	size_t n = connect_interleave(head, out, lens, 8);
+	assert_int_equal(n, 5);
+	const uint8_t want[5] = {3, 1, 4, 2, 5};
+	for (size_t i = 0; i < n; i++) {
+		if (out[i].ss_family == AF_INET6)
+			assert_int_equal(((struct sockaddr_in6 *)&out[i])->sin6_addr.s6_addr[15],
+					 want[i]);
+		else
+			assert_int_equal(ntohl(((struct sockaddr_in *)&out[i])->sin_addr.s_addr) &
+					     0xff,
+					 want[i]);
+		assert_int_equal(out[i].ss_family, i % 2 == 0 && i < 4 ? AF_INET6 : AF_INET);
+	}
+	assert_int_equal(connect_interleave(head, out, lens, 2), 2);
+	while (head != NULL) {
+		struct evutil_addrinfo *next = head->ai_next;
+		free(head);
+		head = next;
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +419,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_connect_tunnel_unknown_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_connect_tunnel_freed_during_lookup, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_connect_tunnel_name_tries_next_address, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_connect_tunnel_all_addresses_fail, setup,
+					    teardown),
+	    cmocka_unit_test(test_connect_interleave_v6_first_alternating),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
