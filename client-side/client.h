@@ -34,6 +34,11 @@
 /* A server none of whose tunnels came back for this long is down (failover
  * moves its tunnels on); a failed dial or handshake marks it down at once. */
 #define CLIENT_SERVER_LOST_MS 3000
+/* A server all of whose tunnels have heard nothing since a PING this long
+ * ago (at least; 4 RTTs on a slower path) gets no new streams while another
+ * server can take them: a host that vanished without FIN or RST is noticed
+ * within a ping interval and this, not dead_after_ms (30 s). */
+#define CLIENT_SERVER_SILENT_MS 1500
 
 struct authlimit;
 struct client;
@@ -91,6 +96,8 @@ struct client_server {
 	uint64_t since_ms; /* limit_now_ms() when state was entered */
 	char why[160];	   /* why it went down last */
 	uint64_t downs;	   /* times it went down */
+	bool silent;	   /* up, but no PING answered (CLIENT_SERVER_SILENT_MS) */
+	uint64_t silences; /* times it fell silent */
 	uint64_t streams_opened;
 	bool ever_up;
 };
@@ -215,6 +222,7 @@ struct client {
 	TAILQ_HEAD(, pending) pending;
 	size_t npending;
 	struct event *pending_timer;
+	struct event *state_timer; /* server states (client_pool.c) */
 	bool stopping;
 	uint64_t goaways; /* tunnels replaced after the server's GOAWAY */
 	struct client_totals totals;

@@ -30,20 +30,24 @@ void client_admin_collect(struct admin_report *rep, void *arg)
 		}
 		struct admin_server row;
 		snprintf(row.name, sizeof(row.name), "%s", srv->name);
-		snprintf(row.state, sizeof(row.state), "%s", client_server_state_name(srv->state));
+		snprintf(row.state, sizeof(row.state), "%s",
+			 srv->silent ? "unresponsive" : client_server_state_name(srv->state));
 		snprintf(row.why, sizeof(row.why), "%s", srv->state == SERVER_DOWN ? srv->why : "");
 		row.order = srv->no;
-		row.active = cl->policy == CLIENT_POLICY_SPREAD ? srv->state == SERVER_UP
-								: cl->current == srv;
+		row.active = cl->policy == CLIENT_POLICY_SPREAD
+				 ? srv->state == SERVER_UP && !srv->silent
+				 : cl->current == srv;
 		row.tunnels_up = client_server_tunnels_up(srv);
 		row.streams = client_server_streams(srv);
 		row.streams_opened = srv->streams_opened;
 		row.downs = srv->downs;
 		row.since_ms = srv->since_ms;
 		admin_server(rep, &row);
-		admin_metric(rep, ADMIN_GAUGE, "client_server_up",
-			     "1 while a tunnel to the server (--server) is up.",
-			     srv->state == SERVER_UP ? 1 : 0, "server", srv->name, NULL, NULL);
+		admin_metric(
+		    rep, ADMIN_GAUGE, "client_server_up",
+		    "1 while a tunnel to the server (--server) is up and it answers PINGs.",
+		    srv->state == SERVER_UP && !srv->silent ? 1 : 0, "server", srv->name, NULL,
+		    NULL);
 		admin_metric(rep, ADMIN_GAUGE, "client_server_active",
 			     "1 for the server new streams go to (failover), or every server up "
 			     "(spread).",

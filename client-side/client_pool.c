@@ -28,6 +28,7 @@
  * with a new epoch) counts as a failed attempt, or the slot would dial in a
  * tight loop. */
 #define BACKOFF_STABLE_MS 1000
+#define SERVER_TICK_MS 250
 
 static void slot_connect(struct slot *sl);
 static void pending_on_close(void *arg);
@@ -147,12 +148,12 @@ static void schedule_dial(struct slot *sl, bool stable)
 	event_add(sl->retry_ev, &tv);
 }
 
-/* Failover: the server that gets every tunnel, the first one not down
- * (NULL when all are). The others keep their first slot's tunnel only. */
+/* Failover: the server that gets every tunnel, the first one neither down
+ * nor silent (NULL when none). The others keep their first slot's tunnel. */
 static struct client_server *preferred_server(const struct client *cl)
 {
 	for (size_t i = 0; i < cl->nservers; i++)
-		if (cl->servers[i].state != SERVER_DOWN)
+		if (cl->servers[i].state != SERVER_DOWN && !cl->servers[i].silent)
 			return &cl->servers[i];
 	return NULL;
 }
@@ -208,14 +209,57 @@ static void park_spares(struct client *cl)
 	}
 }
 
-/* The session new streams go to: up (a tunnel attached) and not going away. */
+/* The session new streams go to: up (a tunnel attached), not going away,
+ * and, when there is another server to go to, answering. */
 static struct tsession *pick_session(const struct client_server *srv)
 {
 	struct tsession *ts = srv->ts;
 	if (ts == NULL || tsession_tunnels(ts) == 0 ||
 	    session_goaway_received(tsession_session(ts)))
 		return NULL;
+	if (srv->silent && srv->cl->nservers > 1)
+		return NULL;
 	return ts;
+}
+
+/* Every tunnel of srv's session waits for an answer to a PING for longer
+ * than CLIENT_SERVER_SILENT_MS or 4 of its RTTs. */
+static bool server_silent(const struct client_server *srv)
+{
+	const struct tsession *ts = srv->ts;
+	if (ts == NULL || tsession_tunnels(ts) == 0)
+		return false;
+	for (size_t i = 0; i < tsession_tunnels(ts); i++) {
+		const struct tunnel *t = tsession_tunnel(ts, i);
+		uint64_t limit = 4u * (uint64_t)tunnel_rtt_us(t) / 1000u;
+		if (limit < CLIENT_SERVER_SILENT_MS)
+			limit = CLIENT_SERVER_SILENT_MS;
+		if (tunnel_unanswered_ms(t) <= limit)
+			return false;
+	}
+	return true;
+}
+
+static void check_silent(struct client *cl)
+{
+	for (size_t i = 0; i < cl->nservers; i++) {
+		struct client_server *srv = &cl->servers[i];
+		bool silent = srv->state == SERVER_UP && server_silent(srv);
+		if (silent == srv->silent)
+			continue;
+		srv->silent = silent;
+		if (silent) {
+			srv->silences++;
+			log_warn(
+			    "server %s not answering: no reply to PING on any of its %zu "
+			    "tunnels for %llu ms; new streams go to another server",
+			    srv->name, tsession_tunnels(srv->ts),
+			    (unsigned long long)tunnel_unanswered_ms(tsession_tunnel(srv->ts, 0)));
+		} else {
+			log_info("server %s answers again", srv->name);
+		}
+		fill_slots(cl);
+	}
 }
 
 /* Spread: how long a new stream's first bytes take on srv, roughly: its
@@ -317,7 +361,7 @@ static void note_target(struct client *cl)
 		cl->failovers++;
 		log_warn("failing over from server %s (%s) to %s", from->name,
 			 client_server_state_name(from->state), to->name);
-	} else if (to->downs == 0) {
+	} else if (to->downs == 0 && to->silences == 0) {
 		/* Start-up: a later server answered first. */
 		log_info("new streams go to server %s, earlier in the list than %s", to->name,
 			 from->name);
@@ -332,6 +376,7 @@ static void server_down(struct client_server *srv, const char *why)
 {
 	struct client *cl = srv->cl;
 	srv->state = SERVER_DOWN;
+	srv->silent = false;
 	srv->since_ms = limit_now_ms();
 	srv->downs++;
 	snprintf(srv->why, sizeof(srv->why), "%s", why);
@@ -524,17 +569,27 @@ static void check_lost(struct client *cl)
 	}
 }
 
+/* Every SERVER_TICK_MS: server states (silent, lost) and where new
+ * streams go follow closely. */
+static void on_state_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *cl = arg;
+	if (cl->stopping)
+		return;
+	check_silent(cl);
+	check_lost(cl);
+	note_target(cl);
+	drain_pending(cl);
+}
+
 static void on_pending_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *cl = arg;
 	time_t now = time(NULL);
 	size_t streams = 0;
 	client_pool_reap(cl, &streams);
-	if (!cl->stopping) {
-		check_lost(cl);
+	if (!cl->stopping)
 		park_spares(cl);
-		note_target(cl);
-	}
 	/* While a session waits for its tunnels, new connections wait as long
 	 * as its streams do (--resume-timeout); with no session, a bounded
 	 * time. */
@@ -742,6 +797,10 @@ void client_pool_start(struct client *cl)
 	struct timeval one = {1, 0};
 	if (cl->pending_timer != NULL)
 		event_add(cl->pending_timer, &one);
+	cl->state_timer = event_new(cl->base, -1, EV_PERSIST, on_state_timer, cl);
+	struct timeval tick = {0, SERVER_TICK_MS * 1000};
+	if (cl->state_timer != NULL)
+		event_add(cl->state_timer, &tick);
 }
 
 static void fail_pending(struct client *cl);
@@ -841,4 +900,6 @@ void client_pool_free(struct client *cl)
 				event_free(cl->servers[k].slots[i].retry_ev);
 	if (cl->pending_timer != NULL)
 		event_free(cl->pending_timer);
+	if (cl->state_timer != NULL)
+		event_free(cl->state_timer);
 }

@@ -102,6 +102,7 @@ struct tunnel {
 	uint64_t started_ms;
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
+	uint64_t awaiting_since_ms; /* first PING with nothing heard since; 0: none */
 	uint32_t srtt_us;
 	bool read_stopped;	     /* backpressure: output backed up, not reading */
 	uint64_t last_drain_ms;	     /* output last drained to TUNNEL_OUT_LOW */
@@ -778,6 +779,7 @@ static void on_record(struct tunnel *t, uint8_t *rec, size_t rec_len)
 	t->stats.wire_bytes_received += rec_len;
 	t->stats.records_received++;
 	t->last_rx_ms = now_ms();
+	t->awaiting_since_ms = 0;
 	const uint8_t *p = rec + RECORD_HEADER_LEN;
 	size_t left = (size_t)n;
 	while (left > 0 && t->state == TUNNEL_UP) {
@@ -990,6 +992,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (now - t->last_ping_ms < t->cfg.ping_interval_ms)
 		return;
 	t->last_ping_ms = now;
+	if (t->awaiting_since_ms == 0)
+		t->awaiting_since_ms = now;
 	update_codec(t);
 	t->ping_pending = true;
 	t->ping_opaque = now_us();
@@ -1081,6 +1085,13 @@ struct tunnel *tunnel_accept(struct event_base *base, int fd, const struct socka
 struct session *tunnel_session(const struct tunnel *t)
 {
 	return t->state == TUNNEL_UP ? t->session : NULL;
+}
+
+uint64_t tunnel_unanswered_ms(const struct tunnel *t)
+{
+	if (t->state != TUNNEL_UP || t->awaiting_since_ms == 0)
+		return 0;
+	return now_ms() - t->awaiting_since_ms;
 }
 
 const char *tunnel_peer_name(const struct tunnel *t)

@@ -133,6 +133,11 @@ const uint8_t *tunnel_session_id(const struct tunnel *t);
 /* Records waiting in user space to leave for the socket. */
 size_t tunnel_queued(const struct tunnel *t);
 
+/* How long since the first PING after which nothing at all was heard (ms);
+ * 0 when nothing is awaited or the tunnel is not up. A peer
+ * that vanished without a FIN or RST shows here long before dead_after_ms. */
+uint64_t tunnel_unanswered_ms(const struct tunnel *t);
+
 /* Smoothed RTT from PING/PONG in microseconds, 0 before the first PONG. */
 uint32_t tunnel_rtt_us(const struct tunnel *t);
 

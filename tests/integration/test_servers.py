@@ -12,6 +12,7 @@ costs the other server nothing. Bad --server values are one-line errors."""
 import json
 import os
 import re
+import signal
 import sys
 import time
 import urllib.request
@@ -187,6 +188,42 @@ def test_failover_kill_and_back(env):
              "b back to one warm tunnel")
 
 
+def test_failover_server_stops_answering(env):
+    """The active server is frozen (SIGSTOP): its kernel still holds the
+    connections, so no FIN or RST comes, only silence. New connections go
+    to the second server within 5 s (not after the 30 s dead-tunnel check),
+    and back once the first answers again (SIGCONT)."""
+    setup(env)
+    a, b = start_server(env, "a"), start_server(env, "b")
+    na, nb = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
+    cli = start_client(env, [na, nb], tunnels=2)
+    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % a.port, t(10), count=2)
+    cli.wait_log(r"tunnel 0 to 127\.0\.0\.1:%d up" % b.port, t(10))
+    check(echo_once(cli.lport, timeout=t(5)), "echo through a")
+    mark = cli.mark()
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        took = until_echo(cli.lport, t(15))
+        # Detection: the next PING (every 5 s) unanswered for 1.5 s, seen by
+        # a 250 ms tick; one attempt may hang on a for its 1 s timeout.
+        print(f"     frozen server: first new connection worked {took * 1000:.0f} ms after "
+              f"SIGSTOP")
+        check(took < 10.0, f"took {took:.2f} s after SIGSTOP (want well under the 30 s "
+              f"dead-tunnel check)")
+        cli.wait_log(r"server %s not answering" % re.escape(na), t(5), since=mark)
+        check(servers_status(cli)[na]["state"] == "unresponsive", "a unresponsive in /status")
+        before = server_streams(b)
+        check(echo_once(cli.lport, timeout=t(5)), "echo through b")
+        check(server_streams(b) == before + 1, "new streams go to b")
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    cli.wait_log(r"server %s answers again" % re.escape(na), t(15), since=mark)
+    cli.wait_log(r"back to server %s" % re.escape(na), t(5), since=mark)
+    before = server_streams(a)
+    check(echo_once(cli.lport, timeout=t(5)), "echo after SIGCONT")
+    check(server_streams(a) == before + 1, "new streams back on a")
+
+
 def test_failover_pending_go_to_first_up(env):
     """Connections that wait while no server is up go to whichever comes
     up first: here the second, while the first stays dead."""
@@ -288,6 +325,7 @@ def test_server_option_errors(env):
 
 
 if __name__ == "__main__":
-    h.main([test_failover_kill_and_back, test_failover_pending_go_to_first_up,
+    h.main([test_failover_kill_and_back, test_failover_server_stops_answering,
+            test_failover_pending_go_to_first_up,
             test_spread_uses_both_and_survives, test_wrong_key_marks_server_down,
             test_server_option_errors], __doc__)
