@@ -39,6 +39,9 @@
  * server can take them: a host that vanished without FIN or RST is noticed
  * within a ping interval and this, not dead_after_ms (30 s). */
 #define CLIENT_SERVER_SILENT_MS 1500
+/* A new stream on a tunnel that has heard nothing for this long sends a PING
+ * along (several servers only). */
+#define CLIENT_PROBE_QUIET_MS 500
 
 struct authlimit;
 struct client;

@@ -470,6 +470,12 @@ static void open_now(struct client *cl, struct client_server *srv, struct relay 
 	relay_start(r);
 	cl->totals.connections++;
 	srv->streams_opened++;
+	/* With somewhere else to go, a quiet server is asked at once whether
+	 * it is still there: a vanished one stops getting new streams about
+	 * CLIENT_SERVER_SILENT_MS after this one, not after the next PING. */
+	if (cl->nservers > 1)
+		for (size_t i = 0; i < tsession_tunnels(ts); i++)
+			tunnel_probe(tsession_tunnel(ts, i), CLIENT_PROBE_QUIET_MS);
 	if (log_get_level() >= LOG_LEVEL_DEBUG) {
 		char name[NETADDR_STR_MAX + FRAME_NAME_MAX];
 		log_debug("%s: stream %u to %s via tunnel %s", relay_name(r), session_stream_id(st),

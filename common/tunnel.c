@@ -1087,6 +1087,19 @@ struct session *tunnel_session(const struct tunnel *t)
 	return t->state == TUNNEL_UP ? t->session : NULL;
 }
 
+void tunnel_probe(struct tunnel *t, uint32_t quiet_ms)
+{
+	uint64_t now = now_ms();
+	if (t->state != TUNNEL_UP || t->awaiting_since_ms != 0 || t->ping_pending ||
+	    now - t->last_rx_ms < quiet_ms)
+		return;
+	t->last_ping_ms = now;
+	t->awaiting_since_ms = now;
+	t->ping_pending = true;
+	t->ping_opaque = now_us();
+	tunnel_kick(t);
+}
+
 uint64_t tunnel_unanswered_ms(const struct tunnel *t)
 {
 	if (t->state != TUNNEL_UP || t->awaiting_since_ms == 0)

@@ -138,6 +138,11 @@ size_t tunnel_queued(const struct tunnel *t);
  * that vanished without a FIN or RST shows here long before dead_after_ms. */
 uint64_t tunnel_unanswered_ms(const struct tunnel *t);
 
+/* A PING now, unless one is awaited or something was heard within
+ * quiet_ms: a new stream about to use a quiet tunnel learns soon
+ * (tunnel_unanswered_ms) whether the peer is still there. */
+void tunnel_probe(struct tunnel *t, uint32_t quiet_ms);
+
 /* Smoothed RTT from PING/PONG in microseconds, 0 before the first PONG. */
 uint32_t tunnel_rtt_us(const struct tunnel *t);
 
