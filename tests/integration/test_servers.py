@@ -269,10 +269,22 @@ def test_spread_uses_both_and_survives(env):
     check(metric(m, "wanmux_client_server_streams", server=na) == sa and
           metric(m, "wanmux_client_server_streams", server=nb) == sb,
           "the client's per-server stream gauges match the servers")
-    for s in held:
-        s.close()
+    # Losing b costs a's streams nothing: every stream a carries still
+    # echoes (b's wait for b to resume, so they stay silent).
     b.kill()
     took = until_echo(cli.lport, t(10))
+    alive = 0
+    for i, s in enumerate(held):
+        s.settimeout(0.5)
+        try:
+            s.sendall(b"z")
+            alive += s.recv(1) == b"z"
+        except OSError:
+            pass
+    print(f"     spread: after b died, {alive} of 20 open streams still echo (a had {sa})")
+    check(alive == sa, f"the {sa} streams on a run on untouched; {alive} echoed")
+    for s in held:
+        s.close()
     print(f"     spread: new connection worked {took * 1000:.0f} ms after SIGKILL of b")
     check(took < TARGET_S, f"spread recovery took {took:.2f} s")
     before = server_streams(a)
