@@ -164,14 +164,15 @@ static struct client_server *preferred_server(const struct client *cl)
  * streams the moment the active server is lost, with no dial and handshake
  * in the way, and a down server is probed by that slot's dials. The cost is
  * one TCP connection and its keepalives per standby, and one of the
- * standby's --max-tunnels-per-key.
+ * standby's --max-tunnels-per-key. A lone server's slots all dial, up or
+ * down, as they always did.
  */
 static bool slot_wanted(const struct slot *sl)
 {
 	const struct client *cl = sl->cl;
 	if (cl->stopping)
 		return false;
-	if (cl->policy == CLIENT_POLICY_SPREAD || sl->no == 0)
+	if (cl->policy == CLIENT_POLICY_SPREAD || sl->no == 0 || cl->nservers == 1)
 		return true;
 	return preferred_server(cl) == sl->srv;
 }
