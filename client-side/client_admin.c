@@ -1,11 +1,15 @@
 /*
  * What the client shows on its admin interface (common/admin.c serves it):
- * its tunnel slots, refused sources, and its listeners' limits.
+ * its servers and their tunnel slots, refused sources, and its listeners'
+ * limits.
  */
 #include <stdio.h>
 
+#include <event2/buffer.h>
+
 #include "client.h"
 #include "wanmux/admin.h"
+#include "wanmux/limit.h"
 
 void client_admin_collect(struct admin_report *rep, void *arg)
 {
@@ -14,6 +18,11 @@ void client_admin_collect(struct admin_report *rep, void *arg)
 	size_t busiest = 0;
 
 	keys_encode_public(cl->key->pub, key);
+	/* /status "servers": one row per --server entry, in order. */
+	struct evbuffer *json = evbuffer_new();
+	uint64_t now = limit_now_ms();
+	if (json != NULL)
+		evbuffer_add(json, "[", 1);
 	for (size_t k = 0; k < cl->nservers; k++) {
 		const struct client_server *srv = &cl->servers[k];
 		for (unsigned i = 0; i < cl->nslots; i++) {
@@ -28,21 +37,26 @@ void client_admin_collect(struct admin_report *rep, void *arg)
 				snprintf(label, sizeof(label), "%zu/%u", k, sl->no);
 			admin_tunnel(rep, label, key, sl->t);
 		}
-		struct admin_server row;
-		snprintf(row.name, sizeof(row.name), "%s", srv->name);
-		snprintf(row.state, sizeof(row.state), "%s",
-			 srv->silent ? "unresponsive" : client_server_state_name(srv->state));
-		snprintf(row.why, sizeof(row.why), "%s", srv->state == SERVER_DOWN ? srv->why : "");
-		row.order = srv->no;
-		row.active = cl->policy == CLIENT_POLICY_SPREAD
-				 ? srv->state == SERVER_UP && !srv->silent
-				 : cl->current == srv;
-		row.tunnels_up = client_server_tunnels_up(srv);
-		row.streams = client_server_streams(srv);
-		row.streams_opened = srv->streams_opened;
-		row.downs = srv->downs;
-		row.since_ms = srv->since_ms;
-		admin_server(rep, &row);
+		bool active = cl->policy == CLIENT_POLICY_SPREAD
+				  ? srv->state == SERVER_UP && !srv->silent
+				  : cl->current == srv;
+		size_t tunnels_up = client_server_tunnels_up(srv);
+		size_t streams = client_server_streams(srv);
+		if (json != NULL) {
+			evbuffer_add_printf(json, "%s{\"server\":", k > 0 ? "," : "");
+			admin_json_string(json, srv->name);
+			evbuffer_add_printf(
+			    json, ",\"order\":%u,\"state\":\"%s\",\"why\":", srv->no,
+			    srv->silent ? "unresponsive" : client_server_state_name(srv->state));
+			admin_json_string(json, srv->state == SERVER_DOWN ? srv->why : "");
+			evbuffer_add_printf(
+			    json,
+			    ",\"active\":%s,\"tunnels_up\":%zu,\"streams\":%zu,"
+			    "\"streams_total\":%llu,\"downs\":%llu,\"state_age_ms\":%llu}",
+			    active ? "true" : "false", tunnels_up, streams,
+			    (unsigned long long)srv->streams_opened, (unsigned long long)srv->downs,
+			    (unsigned long long)(now > srv->since_ms ? now - srv->since_ms : 0));
+		}
 		admin_metric(
 		    rep, ADMIN_GAUGE, "client_server_up",
 		    "1 while a tunnel to the server (--server) is up and it answers PINGs.",
@@ -51,19 +65,24 @@ void client_admin_collect(struct admin_report *rep, void *arg)
 		admin_metric(rep, ADMIN_GAUGE, "client_server_active",
 			     "1 for the server new streams go to (failover), or every server up "
 			     "(spread).",
-			     row.active ? 1 : 0, "server", srv->name, NULL, NULL);
+			     active ? 1 : 0, "server", srv->name, NULL, NULL);
 		admin_metric(rep, ADMIN_GAUGE, "client_server_tunnels",
-			     "Tunnels to the server that are up.", (double)row.tunnels_up, "server",
+			     "Tunnels to the server that are up.", (double)tunnels_up, "server",
 			     srv->name, NULL, NULL);
 		admin_metric(rep, ADMIN_GAUGE, "client_server_streams",
-			     "Streams open on the server's sessions.", (double)row.streams,
-			     "server", srv->name, NULL, NULL);
+			     "Streams open on the server's sessions.", (double)streams, "server",
+			     srv->name, NULL, NULL);
 		admin_metric(rep, ADMIN_COUNTER, "client_server_streams_total",
 			     "Streams opened on the server.", (double)srv->streams_opened, "server",
 			     srv->name, NULL, NULL);
 		admin_metric(rep, ADMIN_COUNTER, "client_server_downs_total",
 			     "Times the server was marked down.", (double)srv->downs, "server",
 			     srv->name, NULL, NULL);
+	}
+	if (json != NULL) {
+		evbuffer_add(json, "]", 1);
+		admin_status_section(rep, "servers", json);
+		evbuffer_free(json);
 	}
 	admin_metric(rep, ADMIN_COUNTER, "client_server_failovers_total",
 		     "Times new streams moved to a later server because an earlier one was lost.",

@@ -73,8 +73,6 @@ struct admin_report {
 	size_t nlimits;
 	struct status_section sections[ADMIN_SECTIONS_MAX]; /* /status only */
 	size_t nsections;
-	struct admin_server servers[ADMIN_SERVERS_MAX];
-	size_t nservers;
 	struct admin_tunnel closed; /* bytes of closed tunnels */
 	size_t connecting;	    /* connections in their handshake without a row */
 	bool light;		    /* history sample: no TCP_INFO, no streams */
@@ -362,36 +360,6 @@ void admin_session_closed(const struct session_stats *ss)
 void admin_tunnels_connecting(struct admin_report *rep, size_t n)
 {
 	rep->connecting += n;
-}
-
-void admin_server(struct admin_report *rep, const struct admin_server *row)
-{
-	if (rep->nservers < ADMIN_SERVERS_MAX)
-		rep->servers[rep->nservers++] = *row;
-}
-
-static void render_servers(struct evbuffer *out, const struct admin_report *rep)
-{
-	uint64_t now = limit_now_ms();
-	evbuffer_add(out, "[", 1);
-	for (size_t i = 0; i < rep->nservers; i++) {
-		const struct admin_server *sv = &rep->servers[i];
-		evbuffer_add(out, i > 0 ? ",{" : "{", i > 0 ? 2 : 1);
-		json_str_field(out, "server", sv->name, true);
-		json_num_field(out, "order", sv->order, false);
-		json_str_field(out, "state", sv->state, false);
-		json_str_field(out, "why", sv->why, false);
-		json_key(out, "active", false);
-		evbuffer_add_printf(out, "%s", sv->active ? "true" : "false");
-		json_num_field(out, "tunnels_up", (double)sv->tunnels_up, false);
-		json_num_field(out, "streams", (double)sv->streams, false);
-		json_num_field(out, "streams_total", (double)sv->streams_opened, false);
-		json_num_field(out, "downs", (double)sv->downs, false);
-		json_num_field(out, "state_age_ms",
-			       (double)(now > sv->since_ms ? now - sv->since_ms : 0), false);
-		evbuffer_add(out, "}", 1);
-	}
-	evbuffer_add(out, "]", 1);
 }
 
 void admin_limit(struct admin_report *rep, const char *name, const char *option, double used,
@@ -809,8 +777,6 @@ void admin_render_status(const struct admin_report *rep, struct evbuffer *out)
 	evbuffer_add(out, "]", 1);
 	json_key(out, "sessions", false);
 	render_sessions(out, rep);
-	json_key(out, "servers", false);
-	render_servers(out, rep);
 	json_num_field(out, "streams_open", (double)rep->streams_total, false);
 	json_key(out, "streams", false);
 	evbuffer_add(out, "[", 1);

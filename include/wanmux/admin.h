@@ -118,21 +118,6 @@ void admin_tunnels_connecting(struct admin_report *rep, size_t n);
  * built-in ones.
  */
 void admin_status_section(struct admin_report *rep, const char *key, struct evbuffer *json);
-/* One server of the client's --server list, for /status ("servers"). */
-struct admin_server {
-	char name[NETADDR_HOST_MAX + 8]; /* "host:port" */
-	char state[16];			 /* "connecting", "up", "reconnecting", "down" */
-	char why[160];			 /* why it is down, "" otherwise */
-	unsigned order;			 /* place in the --server list */
-	bool active;			 /* new streams go there */
-	size_t tunnels_up, streams;
-	uint64_t streams_opened, downs;
-	uint64_t since_ms; /* limit_now_ms() when it entered state */
-};
-
-/* A server row, copied (at most ADMIN_SERVERS_MAX). */
-#define ADMIN_SERVERS_MAX 16
-void admin_server(struct admin_report *rep, const struct admin_server *row);
 
 /* A limit and its current use (max 0: none), for /status and metrics. */
 void admin_limit(struct admin_report *rep, const char *name, const char *option, double used,

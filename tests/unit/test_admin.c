@@ -310,41 +310,6 @@ static void test_admin_status_section(void **state)
 	assert_null(strstr(got, "\"n\":7"));
 	free(got);
 	evbuffer_free(b);
-/* The client's --server rows: every field, in order; "why" escaped. */
-static void test_admin_status_servers(void **state)
-{
-	struct admin_report *rep = fixed_report();
-	struct admin_server a = {.name = "198.18.0.2:7701",
-				 .state = "down",
-				 .why = "Connection \"refused\"",
-				 .order = 0,
-				 .active = false,
-				 .tunnels_up = 0,
-				 .streams = 3,
-				 .streams_opened = 40,
-				 .downs = 2,
-				 .since_ms = 0};
-	struct admin_server b = {.name = "[::1]:7702",
-				 .state = "up",
-				 .order = 1,
-				 .active = true,
-				 .tunnels_up = 4,
-				 .streams = 1,
-				 .streams_opened = 7};
-	admin_server(rep, &a);
-	admin_server(rep, &b);
-	struct evbuffer *buf = evbuffer_new();
-	admin_render_status(rep, buf);
-	char *got = text_of(buf);
-	assert_non_null(strstr(got, "\"servers\":[{\"server\":\"198.18.0.2:7701\",\"order\":0,"
-				    "\"state\":\"down\",\"why\":\"Connection \\\"refused\\\"\","
-				    "\"active\":false,\"tunnels_up\":0,\"streams\":3,"
-				    "\"streams_total\":40,\"downs\":2,\"state_age_ms\":"));
-	assert_non_null(strstr(got, "{\"server\":\"[::1]:7702\",\"order\":1,\"state\":\"up\","
-				    "\"why\":\"\",\"active\":true,\"tunnels_up\":4,\"streams\":1,"
-				    "\"streams_total\":7,\"downs\":0,"));
-	free(got);
-	evbuffer_free(buf);
 	admin_report_free(rep);
 }
 
@@ -404,7 +369,6 @@ int main(void)
 	    cmocka_unit_test(test_admin_server_role_swaps_directions),
 	    cmocka_unit_test(test_admin_status_json),
 	    cmocka_unit_test(test_admin_status_section),
-	    cmocka_unit_test(test_admin_status_servers),
 	    cmocka_unit_test(test_admin_source_allowed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
