@@ -312,6 +312,32 @@ def test_wrong_key_marks_server_down(env):
     print(f"     wrong key: {st[na]['why']}")
 
 
+def test_reload_server_list_needs_restart(env):
+    """SIGHUP with another --server list in the config file: logged as
+    needing a restart, naming where the tunnels still go; they stay."""
+    setup(env)
+    a, b = start_server(env, "a"), start_server(env, "b")
+    na, nb = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
+    pub = env.server_key + ".pub"
+    cfg = env.write("client.conf", f"server {na}\nserver {nb}\nserver-key {pub}\n")
+    cli = start_client(env, [], extra=["-c", cfg])
+    cli.wait_log(r"tunnel 0 to 127\.0\.0\.1:%d up" % b.port, t(10))
+    mark = cli.mark()
+    env.write("client.conf", f"server {nb}\nserver-key {pub}\nserver-policy spread\n")
+    cli.proc.send_signal(signal.SIGHUP)
+    cli.wait_log(r"reload: the --server list changed; it takes effect at a restart; tunnels "
+                 r"still go to %s, %s" % (re.escape(na), re.escape(nb)), t(5), since=mark)
+    cli.wait_log(r"reloaded: ", t(5), since=mark)
+    check(echo_once(cli.lport, timeout=t(5)), "echo after the reload")
+    check(server_streams(a) == 1, "still on the first server")
+    env.write("client.conf", f"server {na}@{pub}\nserver {nb}\nserver-key {pub}\n"
+              f"server-policy spread\n")
+    mark = cli.mark()
+    cli.proc.send_signal(signal.SIGHUP)
+    cli.wait_log(r"reload: --server-policy changed; it takes effect at a restart", t(5),
+                 since=mark)
+
+
 def test_server_option_errors(env):
     pub = env.server_key + ".pub"
     base = [env.bins.client, "--key", env.client_key, "--forward", "1:127.0.0.1:2",
@@ -341,4 +367,4 @@ if __name__ == "__main__":
     h.main([test_failover_kill_and_back, test_failover_server_stops_answering,
             test_failover_pending_go_to_first_up,
             test_spread_uses_both_and_survives, test_wrong_key_marks_server_down,
-            test_server_option_errors], __doc__)
+            test_reload_server_list_needs_restart, test_server_option_errors], __doc__)
