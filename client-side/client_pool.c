@@ -735,7 +735,7 @@ static void on_tunnel_down(struct tunnel *t, const char *reason, void *arg)
 	}
 	if (was_up)
 		log_warn("tunnel %u to %s down: %s", sl->no, tunnel_peer_name(t), reason);
-	else if (sl->attempts <= 1 || log_get_level() >= LOG_LEVEL_DEBUG)
+	else if (sl->attempts == 0 || log_get_level() >= LOG_LEVEL_DEBUG)
 		log_warn("tunnel %u to %s: %s", sl->no, srv->name, reason);
 	/* A lost tunnel that had been working is dialled again at once (its
 	 * session's streams wait for it), then with exponential backoff and
