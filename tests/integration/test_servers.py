@@ -294,6 +294,48 @@ def test_spread_uses_both_and_survives(env):
     cli.wait_log(r"server %s down: " % re.escape(nb), t(5))
 
 
+def test_spread_restarts_of_one_leave_the_other_alone(env):
+    """One server restarted three times (each restart is a new epoch: its
+    session is lost, its streams reset, as a hostile server could do at will)
+    while streams run on both: the other server's streams and session never
+    notice."""
+    setup(env)
+    a, b = start_server(env, "a"), start_server(env, "b")
+    na, nb = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
+    cli = start_client(env, [na, nb], policy="spread", tunnels=2)
+    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % a.port, t(10), count=2)
+    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % b.port, t(10), count=2)
+    held = []
+    for i in range(10):
+        s = h.connect(cli.lport, timeout=t(5))
+        s.sendall(b"h")
+        check(s.recv(1) == b"h", "echo on a held stream")
+        held.append(s)
+    on_a = server_streams(a)
+    check(0 < on_a < 10, f"both servers hold streams (a {on_a} of 10)")
+    mark = cli.mark()
+    for k in range(3):
+        b.kill()
+        again = cli.mark()
+        b = start_server(env, f"b{k + 2}", port=b.port)
+        cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % b.port, t(15), since=again)
+    alive = 0
+    for s in held:
+        s.settimeout(t(2))
+        try:
+            s.sendall(b"z")
+            alive += s.recv(1) == b"z"
+        except OSError:
+            pass
+        s.close()
+    check(alive == on_a, f"{alive} held streams echo after b's restarts; a carried {on_a}")
+    log = cli.log_since(mark)
+    check(not re.search(r"session \S+ to %s ended" % re.escape(na), log),
+          "a's session never ended")
+    check(re.search(r"session \S+ to %s ended: the server does not know" % re.escape(nb), log),
+          "b's lost session is named in the log")
+
+
 def test_wrong_key_marks_server_down(env):
     """The first server's key is not the one listed: it is down with a
     clear reason, and the second server carries everything."""
@@ -366,5 +408,6 @@ def test_server_option_errors(env):
 if __name__ == "__main__":
     h.main([test_failover_kill_and_back, test_failover_server_stops_answering,
             test_failover_pending_go_to_first_up,
-            test_spread_uses_both_and_survives, test_wrong_key_marks_server_down,
+            test_spread_uses_both_and_survives,
+            test_spread_restarts_of_one_leave_the_other_alone, test_wrong_key_marks_server_down,
             test_reload_server_list_needs_restart, test_server_option_errors], __doc__)
