@@ -35,7 +35,7 @@
  * moves its tunnels on); a failed dial or handshake marks it down at once. */
 #define CLIENT_SERVER_LOST_MS 3000
 /* A server all of whose tunnels have heard nothing since a PING this long
- * ago (at least; 4 RTTs on a slower path) gets no new streams while another
+ * ago (at least; 4 RTTs + 0.5 s on a slower path) gets no new streams while another
  * server can take them: a host that vanished without FIN or RST is noticed
  * within a ping interval and this, not dead_after_ms (30 s). */
 #define CLIENT_SERVER_SILENT_MS 1500

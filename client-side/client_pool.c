@@ -224,7 +224,7 @@ static struct tsession *pick_session(const struct client_server *srv)
 }
 
 /* Every tunnel of srv's session waits for an answer to a PING for longer
- * than CLIENT_SERVER_SILENT_MS or 4 of its RTTs. */
+ * than CLIENT_SERVER_SILENT_MS or 4 of its RTTs and half a second. */
 static bool server_silent(const struct client_server *srv)
 {
 	const struct tsession *ts = srv->ts;
@@ -232,7 +232,9 @@ static bool server_silent(const struct client_server *srv)
 		return false;
 	for (size_t i = 0; i < tsession_tunnels(ts); i++) {
 		const struct tunnel *t = tsession_tunnel(ts, i);
-		uint64_t limit = 4u * (uint64_t)tunnel_rtt_us(t) / 1000u;
+		/* A PING lost on a long lossy path waits for its retransmission
+		 * (an RTO: an RTT and more): not yet a vanished server. */
+		uint64_t limit = 4u * (uint64_t)tunnel_rtt_us(t) / 1000u + 500u;
 		if (limit < CLIENT_SERVER_SILENT_MS)
 			limit = CLIENT_SERVER_SILENT_MS;
 		if (tunnel_unanswered_ms(t) <= limit)
