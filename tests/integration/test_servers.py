@@ -380,6 +380,29 @@ def test_reload_server_list_needs_restart(env):
                  since=mark)
 
 
+def test_status_page_shows_servers(env):
+    """The client's status page draws one row per --server with its state."""
+    from test_admin import chromium, find_chromium
+    if find_chromium() is None:
+        print("     SKIP: chromium not installed: the servers table is not rendered")
+        return
+    setup(env)
+    a, b = start_server(env, "a"), start_server(env, "b")
+    cli = start_client(env, [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"], tunnels=2)
+    cli.wait_log(r"tunnel 0 to 127\.0\.0\.1:%d up" % b.port, t(10))
+    b.kill()
+    cli.wait_log(r"server 127\.0\.0\.1:%d down: " % b.port, t(10))
+    p = chromium(["--virtual-time-budget=3000", "--dump-dom",
+                  f"http://127.0.0.1:{cli.admin}/"], t(90))
+    dom = p.stdout.decode(errors="replace")
+    check(p.returncode == 0 and "<html" in dom, f"chromium failed ({p.returncode})")
+    rows = re.findall(r'<tr class="server">(.*?)</tr>', dom, re.S)
+    check(len(rows) == 2, f"page shows {len(rows)} server rows, expected 2")
+    states = [re.search(r'class="state (\w+)"', r).group(1) for r in rows]
+    check(states == ["up", "down"], f"page states {states}")
+    check("2 (1 up)" in dom, "servers heading")
+
+
 def test_server_option_errors(env):
     pub = env.server_key + ".pub"
     base = [env.bins.client, "--key", env.client_key, "--forward", "1:127.0.0.1:2",
@@ -410,4 +433,5 @@ if __name__ == "__main__":
             test_failover_pending_go_to_first_up,
             test_spread_uses_both_and_survives,
             test_spread_restarts_of_one_leave_the_other_alone, test_wrong_key_marks_server_down,
-            test_reload_server_list_needs_restart, test_server_option_errors], __doc__)
+            test_reload_server_list_needs_restart, test_status_page_shows_servers,
+            test_server_option_errors], __doc__)
