@@ -200,6 +200,9 @@ def test_failover_server_stops_answering(env):
     cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % a.port, t(10), count=2)
     cli.wait_log(r"tunnel 0 to 127\.0\.0\.1:%d up" % b.port, t(10))
     check(echo_once(cli.lport, timeout=t(5)), "echo through a")
+    held = h.connect(cli.lport, timeout=t(5))  # a stream on a, across the freeze
+    held.sendall(b"1")
+    check(held.recv(1) == b"1", "held stream on a echoes")
     mark = cli.mark()
     os.kill(a.pid, signal.SIGSTOP)
     try:
@@ -223,6 +226,43 @@ def test_failover_server_stops_answering(env):
     before = server_streams(a)
     check(echo_once(cli.lport, timeout=t(5)), "echo after SIGCONT")
     check(server_streams(a) == before + 1, "new streams back on a")
+    held.settimeout(t(5))
+    held.sendall(b"2")
+    check(held.recv(1) == b"2", "the stream on a carries on after the freeze")
+    held.close()
+
+
+def test_failover_lost_tunnels_resume(env):
+    """Every tunnel to the active server destroyed (ss -K), the server still
+    running: new streams go on working, and the streams it carried resume
+    on its tunnels when they are back (its session is not lost)."""
+    why = h.ss_kill_works()
+    if why is not None:
+        print(f"     SKIP: {why}: tunnels not killed")
+        return
+    setup(env)
+    a, b = start_server(env, "a"), start_server(env, "b")
+    na = f"127.0.0.1:{a.port}"
+    cli = start_client(env, [na, f"127.0.0.1:{b.port}"], tunnels=2)
+    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % a.port, t(10), count=2)
+    cli.wait_log(r"tunnel 0 to 127\.0\.0\.1:%d up" % b.port, t(10))
+    held = h.connect(cli.lport, timeout=t(5))
+    held.sendall(b"1")
+    check(held.recv(1) == b"1", "held stream on a echoes")
+    check(server_streams(a) == 1, "the held stream is on a")
+    mark = cli.mark()
+    killed = h.ss_kill(["dst", "127.0.0.1", "dport", "=", str(a.port)])
+    check(len(killed) == 2, f"ss -K killed {killed}, want a's 2 tunnels")
+    took = until_echo(cli.lport, t(10))
+    print(f"     a's tunnels killed: new connection worked after {took * 1000:.0f} ms")
+    check(took < TARGET_S, f"took {took:.2f} s")
+    held.settimeout(t(10))
+    held.sendall(b"2")
+    check(held.recv(1) == b"2", "the stream on a resumed on its new tunnels")
+    held.close()
+    log = cli.log_since(mark)
+    check(not re.search(r"session \S+ to %s ended" % re.escape(na), log),
+          "a's session was kept (resumed), not ended")
 
 
 def test_failover_pending_go_to_first_up(env):
@@ -430,6 +470,7 @@ def test_server_option_errors(env):
 
 if __name__ == "__main__":
     h.main([test_failover_kill_and_back, test_failover_server_stops_answering,
+            test_failover_lost_tunnels_resume,
             test_failover_pending_go_to_first_up,
             test_spread_uses_both_and_survives,
             test_spread_restarts_of_one_leave_the_other_alone, test_wrong_key_marks_server_down,
