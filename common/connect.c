@@ -31,7 +31,10 @@ struct target {
 	char desc[NETADDR_STR_MAX + FRAME_NAME_MAX];
 	size_t desc_len; /* of the target itself, before " (address)" */
 	uint16_t port;
-	bool in_lookup_call; /* inside dns_getaddrinfo, which may answer at once */
+	/* Calls of dns_getaddrinfo under way, which may answer at once: a
+	 * pool's next backend is looked up from inside the answer for the one
+	 * before, so these nest. The outermost frees a target closed inside. */
+	unsigned lookup_depth;
 	bool closed_in_call;
 	/* A pool's stream: backends come from the balancer, tried in turn. */
 	bool balanced;
@@ -81,8 +84,8 @@ static void target_on_relay_close(void *arg)
 	struct target *tg = arg;
 	tg->r = NULL;
 	tg->st = NULL;
-	if (tg->in_lookup_call) {
-		tg->closed_in_call = true; /* connect_stream frees it when the call returns */
+	if (tg->lookup_depth > 0) {
+		tg->closed_in_call = true; /* start_lookup frees it when the call returns */
 		return;
 	}
 	if (tg->req != NULL) {
@@ -146,12 +149,22 @@ static void start_connect(struct target *tg, const struct sockaddr *sa, socklen_
 		size_t n = tg->desc_len;
 		snprintf(tg->desc + n, sizeof(tg->desc) - n, " (%s)", addr);
 	}
-	if (relay_connect(tg->r, sa, salen, on_connected, tg) != 0) {
-		if (tg->balanced)
-			try_next(tg, FRAME_ERR_CONNECT_FAILED);
-		else
-			fail(tg, FRAME_ERR_CONNECT_FAILED, "cannot start connecting", false);
+	if (relay_connect(tg->r, sa, salen, on_connected, tg) == 0)
+		return;
+	int err = errno;
+	/* Out of descriptors or buffers is this host's trouble, not the
+	 * backend's: another backend would fare no better, and marking them
+	 * down would take the pool from every client. */
+	bool local = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	if (tg->balanced && !local) {
+		try_next(tg, FRAME_ERR_CONNECT_FAILED);
+		return;
 	}
+	char why[96];
+	snprintf(why, sizeof(why), "cannot start connecting: %s", strerror(err));
+	if (tg->balanced)
+		tg->desc[tg->desc_len] = '\0';
+	fail(tg, FRAME_ERR_CONNECT_FAILED, why, false);
 }
 
 static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
@@ -206,14 +219,16 @@ static void start_lookup(struct target *tg, struct evdns_base *dns, const char *
 	char portbuf[8];
 	snprintf(portbuf, sizeof(portbuf), "%u", port);
 	/* The callback may run before this returns (localhost, /etc/hosts, errors). */
-	tg->in_lookup_call = true;
+	tg->lookup_depth++;
 	struct evdns_getaddrinfo_request *req =
 	    dns_getaddrinfo(dns, host, portbuf, &hints, on_resolved, tg);
-	tg->in_lookup_call = false;
+	tg->lookup_depth--;
+	if (req != NULL && tg->r != NULL)
+		tg->req = req; /* under way: a close cancels it */
+	if (tg->lookup_depth > 0)
+		return; /* inside an answer: the call that made it goes on with tg */
 	if (tg->closed_in_call)
 		target_free(tg);
-	else if (req != NULL && tg->r != NULL)
-		tg->req = req;
 }
 
 /* The balancer's next backend for tg, or the refusal when none is left. */

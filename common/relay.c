@@ -658,7 +658,7 @@ int relay_connect(struct relay *r, const struct sockaddr *sa, socklen_t salen,
 	if (bufferevent_socket_connect(r->bev, (struct sockaddr *)sa, (int)salen) != 0) {
 		/* libevent reports immediate failures (ENETUNREACH) through the event
 		 * callback when it can; a -1 here means it could not even try
-		 * (the caller then closes r). */
+		 * (the caller then closes r), errno says why. */
 		return -1;
 	}
 	return 0;

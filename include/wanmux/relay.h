@@ -82,8 +82,8 @@ void relay_pause(struct relay *r);
 /*
  * Server: connects the relay (made with fd -1) to sa. done(r, 0, arg) on
  * success (r is then OPEN), or done(r, FRAME_ERR_*, arg) on refusal,
- * unreachability or timeout, and -1 when it cannot even start: the caller
- * then closes r. After a failure r may be connected again (to another
+ * unreachability or timeout, and -1 (errno says why) when it cannot even
+ * start: the caller then closes r. After a failure r may be connected again (to another
  * address): the failed socket is closed and the data the stream sent so far
  * is kept for the new one.
  */

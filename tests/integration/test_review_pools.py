@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Security review of target pools (--pool), as a hostile client and a LAN
+page against the admin actions: a backend whose connect fails inside
+connect() (ENETUNREACH: 224.0.0.1, nothing is sent) must neither free the
+stream's state twice nor blame the next backend; ..."""
+
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wmharness as h  # noqa: E402
+from wmharness import check, t  # noqa: E402
+from test_admin import metric, scrape  # noqa: E402
+from test_pools import HEALTH, POOL, VHOST, VPORT, ask, open_held, start_backend  # noqa: E402
+
+# A TCP connect to a multicast address fails inside connect() with
+# ENETUNREACH on Linux: no packet leaves the host.
+UNREACHABLE = "224.0.0.1:9"
+
+
+def pool_server(env, spec, extra=()):
+    conf = env.write("server.conf", f"pool {POOL}={spec}\n")
+    admin = h.free_port()
+    srv = env.start_server(allow=["127.0.0.2:9"],
+                           extra=["--config", conf, "--admin", str(admin), *HEALTH, *extra],
+                           log_level="info")
+    srv.admin = admin
+    srv.conf = conf
+    lport = h.free_port()
+    cli = env.start_client(srv.port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    return srv, cli, lport
+
+
+def test_sync_connect_failure_tries_next_once(env):
+    """A backend whose connect fails at once: the stream goes to the live
+    backend, which is not blamed for it; with only such a backend the
+    stream is refused, and the server survives (no double free)."""
+    ok = start_backend(env, "B0")
+    srv, cli, lport = pool_server(env, f"{UNREACHABLE},127.0.0.1:{ok.port}",
+                                  extra=["--health-fall", "100"])
+    names = [ask(lport, send=b"early") for _ in range(6)]
+    check(names == ["B0"] * 6, f"connections not all served by the live backend: {names}")
+    text = scrape(srv.admin)
+    fails = metric(text, "wanmux_pool_backend_connect_failures_total", pool=POOL,
+                   backend=f"127.0.0.1:{ok.port}")
+    check(fails == 0, f"the live backend was blamed for {fails} failed connects")
+    check(metric(text, "wanmux_pool_backend_up", pool=POOL, backend=f"127.0.0.1:{ok.port}")
+          == 1, "the live backend is marked down")
+    # Only the unreachable one: every connection refused, the server lives.
+    env.write("server.conf", f"pool {POOL}={UNREACHABLE}\n")
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    for _ in range(4):
+        try:
+            ask(lport, timeout=t(5))
+            raise AssertionError("unreachable")
+        except h.TestFailure:
+            pass
+    check(srv.proc.poll() is None, "the server died")
+    srv.check_sanitizer()
+
+
+def server_nofile(env, spec, nofile, extra=()):
+    """A server with the pool under RLIMIT_NOFILE nofile (soft = hard)."""
+    port = h.free_port()
+    admin = h.free_port()
+    conf = env.write("server.conf", f"pool {POOL}={spec}\n")
+    auth = env.write("server.authorized", f"{env.client_pub} test key\n", 0o644)
+    argv = [env.bins.server, "--listen", f"127.0.0.1:{port}", "--key", env.server_key,
+            "--authorized-keys", auth, "--allow", "127.0.0.2:9", "--log-level", "info",
+            "--config", conf, "--admin", str(admin), *HEALTH, *extra]
+    srv = h.Daemon("server", argv, env.path("server.log"), nofile=(nofile, nofile))
+    env.daemons.append(srv)
+    srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
+    srv.port = port
+    srv.admin = admin
+    return srv
+
+
+def hold_until_refused(lport, most):
+    """Connections through the pool kept open until one is refused (or
+    most are open): (held sockets, refusals seen)."""
+    held = []
+    refused = 0
+    for _ in range(most):
+        try:
+            s, _name = open_held(lport)
+        except (OSError, h.TestFailure):
+            refused += 1
+            if refused >= 3:
+                break
+            continue
+        held.append(s)
+    return held, refused
+
+
+def test_emfile_on_named_backends(env):
+    """The server out of descriptors (a client holding many streams): the
+    connect to a named backend cannot even start, for each backend in turn.
+    The stream is refused, the daemon survives (the second backend's lookup
+    answered inside the first's used to free the stream's state twice), and
+    no backend is marked down for what was the server's own shortage."""
+    tgs = [start_backend(env, f"B{i}") for i in range(2)]
+    spec = ",".join(f"localhost:{tg.port}" for tg in tgs)
+    srv = server_nofile(env, spec, 64, extra=["--health-interval", "60"])
+    lport = h.free_port()
+    env.start_client(srv.port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    held, refused = hold_until_refused(lport, 80)
+    print(f"     {len(held)} connections held, {refused} refused")
+    check(refused > 0, f"the descriptor limit was never reached ({len(held)} held)")
+    check(srv.alive(), "the server died when a backend connect could not start")
+    srv.check_sanitizer()
+    for s in held:
+        s.close()
+    time.sleep(0.5)
+    text = scrape(srv.admin)
+    for tg in tgs:
+        up = metric(text, "wanmux_pool_backend_up", pool=POOL, backend=f"localhost:{tg.port}")
+        check(up == 1, f"backend localhost:{tg.port} marked down for the server's EMFILE")
+    names = [ask(lport) for _ in range(4)]
+    check(sorted(set(names)) == ["B0", "B1"], f"after the shortage: {names}")
+
+
+def can_bind_hosts(env):
+    """Whether a private mount namespace with its own /etc/hosts can be made
+    here (root, unshare): the reason it cannot, or None."""
+    if os.geteuid() != 0:
+        return "needs root for a private /etc/hosts (unshare -m)"
+    probe = env.write("probe.hosts", "127.0.0.1 probe.test\n")
+    rc, out, err = h.run_cmd(["unshare", "-m", "sh", "-c",
+                              f"mount --bind {probe} /etc/hosts && cat /etc/hosts"])
+    if rc != 0 or "probe.test" not in out:
+        return f"unshare -m with a bind mount failed: {err.strip()}"
+    return None
+
+
+def test_named_backends_failing_at_once(env):
+    """Backends named in /etc/hosts (answered inside the lookup call) whose
+    connects fail inside connect() (ENETUNREACH, as when the backends'
+    network is gone): each is tried from inside the answer for the one
+    before. The stream is refused once and its state freed once (it was
+    written after free, then freed twice), and a live third backend serves."""
+    why = can_bind_hosts(env)
+    if why:
+        print(f"     skipped here: {why}")
+        return
+    hosts = env.write("hosts", "224.0.0.1 gone-a.test gone-b.test\n")
+    ok = start_backend(env, "B0")
+    port = h.free_port()
+    admin = h.free_port()
+    conf = env.write("server.conf", "pool %s=gone-a.test:9,gone-b.test:9\n" % POOL)
+    auth = env.write("server.authorized", f"{env.client_pub} test key\n", 0o644)
+    argv = [env.bins.server, "--listen", f"127.0.0.1:{port}", "--key", env.server_key,
+            "--authorized-keys", auth, "--allow", "127.0.0.2:9", "--log-level", "info",
+            "--config", conf, "--admin", str(admin), *HEALTH, "--health-interval", "60"]
+    script = f"mount --bind {hosts} /etc/hosts && exec \"$@\""
+    srv = h.Daemon("server", ["unshare", "-m", "sh", "-c", script, "sh", *argv],
+                   env.path("server.log"))
+    env.daemons.append(srv)
+    srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
+    lport = h.free_port()
+    env.start_client(port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    for _ in range(3):
+        try:
+            ask(lport, timeout=t(5))
+            raise AssertionError("a pool of unreachable backends served")
+        except h.TestFailure:
+            pass
+    srv.wait_log(r"no backend (left to try|of the pool is up)", t(5))
+    check(srv.alive(), "the server died")
+    srv.check_sanitizer()
+    # With a live backend after them, it serves.
+    env.write("server.conf", "pool %s=gone-a.test:9,gone-b.test:9,localhost:%d\n"
+              % (POOL, ok.port))
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    names = [ask(lport, send=b"early") for _ in range(4)]
+    check(names == ["B0"] * 4, f"not served by the live backend: {names}")
+    check(srv.alive(), "the server died")
+    srv.check_sanitizer()
+
+
+if __name__ == "__main__":
+    h.main([test_sync_connect_failure_tries_next_once, test_emfile_on_named_backends,
+            test_named_backends_failing_at_once],
+           __doc__.splitlines()[0])
