@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wmharness as h  # noqa: E402
 from wmharness import check, t  # noqa: E402
 from test_admin import metric, scrape  # noqa: E402
-from test_pools import HEALTH, POOL, VHOST, VPORT, ask, open_held, start_backend  # noqa: E402
+from test_pools import (HEALTH, POOL, VHOST, VPORT, Blackhole, ask, open_held,  # noqa: E402
+                        start_backend)  # noqa: E402
 
 # A TCP connect to a multicast address fails inside connect() with
 # ENETUNREACH on Linux: no packet leaves the host.
@@ -185,7 +186,97 @@ def test_named_backends_failing_at_once(env):
     srv.check_sanitizer()
 
 
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def reset_soon(lport, n):
+    """n connections through the forward, each reset after a moment: the
+    client's RESET reaches the server while it is still connecting."""
+    socks = []
+    for _ in range(n):
+        s = h.connect(lport, timeout=t(5))
+        s.sendall(b"early bytes")
+        socks.append(s)
+    time.sleep(0.1)
+    for s in socks:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        s.close()
+
+
+def test_streams_ended_mid_retry(env):
+    """Streams whose connects are under way (a blackholed backend first,
+    then named ones) end every way they can: the client resets them, the
+    tunnel dies, a reload removes the pool. Nothing is used after free and
+    the server's descriptors come back to where they were."""
+    holes = [Blackhole() for _ in range(2)]
+    env.targets.extend(holes)
+    ok = start_backend(env, "B0")
+    spec = (f"127.0.0.1:{holes[0].port},127.0.0.1:{holes[1].port},localhost:{ok.port}")
+    srv, cli, lport = pool_server(env, spec, extra=["--health-interval", "60",
+                                                    "--pool-connect-timeout", "1s",
+                                                    "--resume-timeout", "1"])
+    check(ask(lport) == "B0", "the live backend does not serve")
+    base = fds(srv.pid)
+    # The client resets streams while their first or second connect runs.
+    for delay in (0.05, 1.2):
+        reset_soon(lport, 6)
+        time.sleep(delay)
+    # Streams mid-retry, then a reload drops the pool.
+    held = [h.connect(lport, timeout=t(5)) for _ in range(6)]
+    time.sleep(0.3)
+    env.write("server.conf", f"pool other.pool:80=localhost:{ok.port}\n")
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    # Streams mid-retry, then the tunnel dies (the client killed).
+    env.write("server.conf", f"pool {POOL}={spec}\n")
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    more = [h.connect(lport, timeout=t(5)) for _ in range(6)]
+    time.sleep(0.3)
+    cli.kill()
+    for s in held + more:
+        s.close()
+    deadline = time.monotonic() + t(10)
+    while fds(srv.pid) > base and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(srv.alive(), "the server died")
+    srv.check_sanitizer()
+    check(fds(srv.pid) <= base, f"server descriptors {base} before, {fds(srv.pid)} after")
+    text = scrape(srv.admin)
+    for b in (f"127.0.0.1:{holes[0].port}", f"127.0.0.1:{holes[1].port}",
+              f"localhost:{ok.port}"):
+        act = metric(text, "wanmux_pool_backend_active_streams", pool=POOL, backend=b)
+        check(act == 0, f"backend {b}: {act} active streams after all ended")
+
+
+def test_early_bytes_and_fin_across_retries(env):
+    """A stream that sent 256 KiB and its FIN while the server was still
+    trying a blackholed backend: the live backend gets every byte once, in
+    order, then the FIN (its echo ends with EOF)."""
+    hole = Blackhole()
+    env.targets.append(hole)
+    ok = start_backend(env, "B0")
+    srv, cli, lport = pool_server(env, f"127.0.0.1:{hole.port},127.0.0.1:{ok.port}",
+                                  extra=["--health-interval", "60",
+                                         "--pool-connect-timeout", "500ms"])
+    payload = bytes(range(256)) * 1024
+    for _ in range(2):  # round robin: one of the two tries the hole first
+        s = h.connect(lport, timeout=t(10))
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = h.recv_all(s)
+        s.close()
+        check(got == b"B0\n" + payload,
+              f"echo across the retry: {len(got)} bytes, expected {len(payload) + 3}")
+    check(srv.count(r"timeout; trying another backend") >= 1, "no stream was retried")
+    srv.check_sanitizer()
+
+
 if __name__ == "__main__":
     h.main([test_sync_connect_failure_tries_next_once, test_emfile_on_named_backends,
-            test_named_backends_failing_at_once],
+            test_named_backends_failing_at_once, test_streams_ended_mid_retry,
+            test_early_bytes_and_fin_across_retries],
            __doc__.splitlines()[0])
