@@ -20,6 +20,7 @@
 #include "wanmux/admin.h"
 #include "wanmux/err.h"
 #include "wanmux/connect.h"
+#include "wanmux/dns.h"
 #include "wanmux/log.h"
 #include "wanmux/pool.h"
 
@@ -198,6 +199,45 @@ static void on_check_event(struct bufferevent *bev, short what, void *arg)
 	check_end(c, false, why);
 }
 
+/* dns_getaddrinfo's answer for a localhost name, which comes at once. */
+static void on_localhost(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct sockaddr_storage *ss = arg;
+	if (result == 0 && res != NULL && res->ai_addrlen <= sizeof(*ss))
+		memcpy(ss, res->ai_addr, res->ai_addrlen);
+	if (res != NULL)
+		evutil_freeaddrinfo(res);
+}
+
+/*
+ * Starts c's connect to its backend. A localhost name gets the address its
+ * streams get (dns_getaddrinfo: loopback, IPv4 first) and is never asked of
+ * DNS; bufferevent's own lookup would send "db.localhost" to the resolver,
+ * whose "no such name" then took a working backend down.
+ */
+static int check_connect(struct server *srv, struct pool_check *c)
+{
+	const struct netaddr_hostport *at = &c->b->addr;
+	if (!dns_is_localhost(at->host))
+		return bufferevent_socket_connect_hostname(c->bev, srv->dns, AF_UNSPEC, at->host,
+							   at->port);
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", at->port);
+	dns_getaddrinfo(srv->dns, at->host, port, &hints, on_localhost, &ss);
+	if (ss.ss_family == AF_UNSPEC)
+		return -1;
+	socklen_t len =
+	    ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	return bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)len);
+}
+
 static void check_start(struct server *srv, struct pool *p, struct pool_backend *b)
 {
 	struct pool_check *c = calloc(1, sizeof(*c));
@@ -222,8 +262,7 @@ static void check_start(struct server *srv, struct pool *p, struct pool_backend 
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
 	bufferevent_setcb(c->bev, NULL, NULL, on_check_event, c);
 	/* The answer may come before this returns (an address, a refusal). */
-	if (bufferevent_socket_connect_hostname(c->bev, srv->dns, AF_UNSPEC, b->addr.host,
-						b->addr.port) != 0 &&
+	if (check_connect(srv, c) != 0 &&
 	    b->checking) /* still set: c was not ended by its callback */
 		check_end(c, false, "cannot start connecting");
 }

@@ -275,8 +275,58 @@ def test_early_bytes_and_fin_across_retries(env):
     srv.check_sanitizer()
 
 
+def test_localhost_backend_checks_ask_no_dns(env):
+    """A backend named db.localhost: its streams go to loopback without DNS
+    (RFC 6761), and so must its health checks. They used to go through
+    bufferevent's own lookup: the name went to the resolver (here a UDP
+    socket that counts queries and never answers), the checks failed and
+    a working backend was marked down."""
+    why = can_bind_hosts(env)
+    if why:
+        print(f"     skipped here: {why}")
+        return
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dns.bind(("127.0.0.1", 0))
+    dns.setblocking(False)
+    resolv = env.write("resolv.conf", "nameserver 127.0.0.1:%d\noptions timeout:1 attempts:1\n"
+                       % dns.getsockname()[1])
+    ok = start_backend(env, "B0")
+    port = h.free_port()
+    admin = h.free_port()
+    conf = env.write("server.conf", f"pool {POOL}=db.localhost:{ok.port}\n")
+    auth = env.write("server.authorized", f"{env.client_pub} test key\n", 0o644)
+    argv = [env.bins.server, "--listen", f"127.0.0.1:{port}", "--key", env.server_key,
+            "--authorized-keys", auth, "--allow", "127.0.0.2:9", "--log-level", "info",
+            "--config", conf, "--admin", str(admin), *HEALTH]
+    script = f"mount --bind {resolv} /etc/resolv.conf && exec \"$@\""
+    srv = h.Daemon("server", ["unshare", "-m", "sh", "-c", script, "sh", *argv],
+                   env.path("server.log"))
+    env.daemons.append(srv)
+    srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
+    time.sleep(3)  # 15 checks at 0.2 s; fall is 2
+    queries = 0
+    while True:
+        try:
+            dns.recv(4096)
+            queries += 1
+        except BlockingIOError:
+            break
+    dns.close()
+    text = scrape(admin)
+    b = f"db.localhost:{ok.port}"
+    passed = metric(text, "wanmux_pool_backend_checks_passed_total", pool=POOL, backend=b)
+    up = metric(text, "wanmux_pool_backend_up", pool=POOL, backend=b)
+    print(f"     {queries} DNS queries, {passed} checks passed, up={up}")
+    check(queries == 0, f"health checks sent {queries} DNS queries for a localhost name")
+    check(passed >= 5 and up == 1, f"the backend's checks: {passed} passed, up={up}")
+    lport = h.free_port()
+    env.start_client(port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    check(ask(lport) == "B0", "the localhost backend does not serve")
+    srv.check_sanitizer()
+
+
 if __name__ == "__main__":
     h.main([test_sync_connect_failure_tries_next_once, test_emfile_on_named_backends,
             test_named_backends_failing_at_once, test_streams_ended_mid_retry,
-            test_early_bytes_and_fin_across_retries],
+            test_early_bytes_and_fin_across_retries, test_localhost_backend_checks_ask_no_dns],
            __doc__.splitlines()[0])
