@@ -863,6 +863,15 @@ static void reply(struct evhttp_request *req, int code, const char *reason, cons
 
 /* Whether Host names this server by address (or localhost), not by a
  * name that a DNS rebinding could point here. */
+/* "" or ":" and a port number: what may follow the host in a Host header. */
+static bool host_port_ok(const char *rest)
+{
+	if (rest[0] == '\0')
+		return true;
+	size_t n = strlen(rest);
+	return rest[0] == ':' && n >= 2 && n <= 6 && strspn(rest + 1, "0123456789") == n - 1;
+}
+
 static bool host_is_literal(const char *host)
 {
 	char h[NETADDR_HOST_MAX];
@@ -873,14 +882,17 @@ static bool host_is_literal(const char *host)
 	snprintf(h, sizeof(h), "%s", host);
 	if (h[0] == '[') {
 		char *end = strchr(h, ']');
-		if (end == NULL)
+		if (end == NULL || !host_port_ok(end + 1))
 			return false;
 		*end = '\0';
 		return netaddr_literal(h + 1, 1, &ss, &len);
 	}
 	char *colon = strchr(h, ':');
-	if (colon != NULL)
+	if (colon != NULL) {
+		if (!host_port_ok(colon))
+			return false;
 		*colon = '\0';
+	}
 	return strcmp(h, "localhost") == 0 || netaddr_literal(h, 1, &ss, &len);
 }
 

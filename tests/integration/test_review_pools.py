@@ -325,8 +325,61 @@ def test_localhost_backend_checks_ask_no_dns(env):
     srv.check_sanitizer()
 
 
+def admin_raw(port, text):
+    """One raw request to the admin port: the status code (0: no answer)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=t(10))
+    try:
+        s.sendall(text.encode())
+        data = h.recv_all(s)
+    finally:
+        s.close()
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def test_admin_action_host_forms(env):
+    """POST /pool/drain as a web page or a LAN peer would try it: only a
+    Host that is an address or localhost, with at most a port after it,
+    and the X-Wanmux-Action header act. A Host with a name after the
+    address ("[::1]evil.example", "127.0.0.1:80.evil.example") was taken
+    as the address. No preflight passes (OPTIONS is no allowed method),
+    a body is refused (413), GET is no action."""
+    ok = start_backend(env, "B0")
+    srv, cli, lport = pool_server(env, f"127.0.0.1:{ok.port}", extra=["--admin-actions"])
+    q = f"/pool/drain?pool={POOL}&backend=127.0.0.1:{ok.port}"
+
+    def post(host, extra="", body=""):
+        hh = f"Host: {host}\r\n" if host is not None else ""
+        return admin_raw(srv.admin, f"POST {q} HTTP/1.1\r\n{hh}X-Wanmux-Action: 1\r\n{extra}"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}")
+
+    refused = {}
+    for host in ("[::1]evil.example", "[::1]:80.evil.example", "127.0.0.1:80.evil.example",
+                 "127.0.0.1:", "localhost:x", "localhost.", "evil.example",
+                 f"127.0.0.1.nip.io:{srv.admin}", "", None):
+        refused[host] = post(host)
+    print(f"     refused Host forms: {sorted(set(refused.values()))}")
+    check(all(code == 403 for code in refused.values()), f"Host forms not refused: {refused}")
+    check(post("127.0.0.1", body="x" * 64) == 413, "a POST body was taken")
+    st = admin_raw(srv.admin, f"OPTIONS {q} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: "
+                   "http://evil.example\r\nAccess-Control-Request-Method: POST\r\n"
+                   "Access-Control-Request-Headers: x-wanmux-action\r\nConnection: close\r\n\r\n")
+    check(not 200 <= st < 300, f"a CORS preflight got HTTP {st}")
+    st = admin_raw(srv.admin, f"GET {q} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Wanmux-Action: 1\r\n"
+                   "Connection: close\r\n\r\n")
+    check(st == 404, f"GET of an action: HTTP {st}")
+    check(metric(scrape(srv.admin), "wanmux_pool_backend_draining", pool=POOL,
+                 backend=f"127.0.0.1:{ok.port}") == 0, "a refused request drained the backend")
+    for host in (f"127.0.0.1:{srv.admin}", "127.0.0.1", f"[::1]:{srv.admin}", "localhost",
+                 f"localhost:{srv.admin}"):
+        check(post(host) == 200, f"Host {host!r} refused")
+    check(metric(scrape(srv.admin), "wanmux_pool_backend_draining", pool=POOL,
+                 backend=f"127.0.0.1:{ok.port}") == 1, "not drained")
+
+
 if __name__ == "__main__":
     h.main([test_sync_connect_failure_tries_next_once, test_emfile_on_named_backends,
             test_named_backends_failing_at_once, test_streams_ended_mid_retry,
-            test_early_bytes_and_fin_across_retries, test_localhost_backend_checks_ask_no_dns],
+            test_early_bytes_and_fin_across_retries, test_localhost_backend_checks_ask_no_dns,
+            test_admin_action_host_forms],
            __doc__.splitlines()[0])
