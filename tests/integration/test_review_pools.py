@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Security review of target pools (--pool), as a hostile client and a LAN
-page against the admin actions: a backend whose connect fails inside
-connect() (ENETUNREACH: 224.0.0.1, nothing is sent) must neither free the
-stream's state twice nor blame the next backend; ..."""
+page against the admin actions: backends whose connects fail inside
+connect() (ENETUNREACH to 224.0.0.1: nothing is sent) or whose lookups
+answer inside the call (localhost, /etc/hosts) are tried in turn without
+freeing the stream's state twice; the server out of descriptors refuses the
+stream without marking backends down; streams reset, cut by a lost tunnel
+or by a reload mid-retry free everything and return every descriptor;
+early bytes and a FIN survive a retry once; health checks of a localhost
+backend ask no DNS; admin actions take only a literal Host (a port at
+most after it), no preflight, no body, no GET; reloads while checks run."""
 
 import os
 import signal
@@ -377,9 +383,39 @@ def test_admin_action_host_forms(env):
                  backend=f"127.0.0.1:{ok.port}") == 1, "not drained")
 
 
+def test_reloads_while_checks_run(env):
+    """Health checks in flight (0.2 s interval, blackholed and named
+    backends) while reloads remove and re-add the pool ten times and
+    streams run: nothing used after free, checks go on afterwards."""
+    hole = Blackhole()
+    env.targets.append(hole)
+    ok = start_backend(env, "B0")
+    spec = f"127.0.0.1:{hole.port},localhost:{ok.port}"
+    srv, cli, lport = pool_server(env, spec)
+    for i in range(10):
+        env.write("server.conf", (f"pool {POOL}={spec}\n" if i % 2 else
+                                  f"pool other.pool:80=localhost:{ok.port}\n"))
+        mark = srv.mark()
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reloaded: ", t(10), since=mark)
+        time.sleep(0.15)
+    env.write("server.conf", f"pool {POOL}={spec}\n")
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    time.sleep(1)
+    check(all(ask(lport) == "B0" for _ in range(4)), "the live backend does not serve")
+    text = scrape(srv.admin)
+    passed = metric(text, "wanmux_pool_backend_checks_passed_total", pool=POOL,
+                    backend=f"localhost:{ok.port}")
+    check(passed >= 2, f"checks did not go on after the reloads: {passed} passed")
+    check(srv.alive(), "the server died")
+    srv.check_sanitizer()
+
+
 if __name__ == "__main__":
     h.main([test_sync_connect_failure_tries_next_once, test_emfile_on_named_backends,
             test_named_backends_failing_at_once, test_streams_ended_mid_retry,
             test_early_bytes_and_fin_across_retries, test_localhost_backend_checks_ask_no_dns,
-            test_admin_action_host_forms],
+            test_admin_action_host_forms, test_reloads_while_checks_run],
            __doc__.splitlines()[0])
