@@ -789,6 +789,14 @@ static uint64_t stream_credit(const struct session *s, const struct session_stre
 
 /* Whether the scheduler has work for st: bytes to resend, bytes with
  * credit, or a FIN. */
+/* Bytes the stream has to send now: to send again, else not yet sent. */
+static size_t stream_backlog(const struct session_stream *st)
+{
+	if (st->snd_next < st->snd_high)
+		return (size_t)(st->snd_high - st->snd_next);
+	return evbuffer_get_length(st->src) - st->src_sent;
+}
+
 static bool stream_ready(const struct session *s, const struct session_stream *st)
 {
 	if (st->send != SEND_OPEN || st->src == NULL)
@@ -2183,10 +2191,21 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			continue;
 		}
 		bool fresh = from == &s->new_list;
+		/* Bulk: served from the old-flows list, or a stream with a home
+		 * whose new burst is more than a small exchange, or that has
+		 * moved SESSION_BULK_SENT already (a bulk source that ran dry for
+		 * a moment, or waited for credit: its refills come in pieces of
+		 * a few KiB). Bulk keeps to
+		 * its home and to the path's room; only small bursts go where
+		 * placement says, so a download does not leak 16 KiB pieces onto
+		 * the tunnels that carry the interactive streams. */
+		bool bulk =
+		    !fresh || (st->home != NULL && (stream_backlog(st) > SESSION_BURST_MAX ||
+						    st->snd_high >= SESSION_BULK_SENT));
+		bool away = st->home != NULL && st->home != path;
 		bool elsewhere = (st->pin != NULL && st->pin != path) ||
-				 (st->open_pending && !open_allowed(s, st)) ||
-				 (!fresh && st->home != NULL && st->home != path);
-		if (!elsewhere && fresh && leave_for_better(s, path, st)) {
+				 (st->open_pending && !open_allowed(s, st)) || (bulk && away);
+		if (!elsewhere && !bulk && leave_for_better(s, path, st)) {
 			elsewhere = true;
 			path->held_back = true;
 		}
@@ -2205,12 +2224,12 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		size_t want = (size_t)st->deficit;
 		/* Bulk data beyond the path's room would only wait on it; the
 		 * rest stays unplaced for whichever path has room next. */
-		if (!fresh && cap_left < FILL_MIN_ROOM) {
+		if (bulk && cap_left < FILL_MIN_ROOM) {
 			path->held_back = true;
 			path->stats.capped++;
 			break;
 		}
-		if (!fresh && want > cap_left)
+		if (bulk && want > cap_left)
 			want = (size_t)cap_left;
 		size_t k = 0;
 		size_t at = used;
@@ -2233,7 +2252,7 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		maybe_duplicate(s, path, st, buf + at, k, n, raw, before);
 		used += n;
 		st->deficit -= (int32_t)raw;
-		if (fresh)
+		if (!bulk)
 			path->stats.fresh_bytes += raw;
 		cap_left -= raw < cap_left ? raw : cap_left;
 	}

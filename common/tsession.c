@@ -180,10 +180,40 @@ struct tsession *tsession_new(struct event_base *base, const struct tsession_con
 	return ts;
 }
 
+/* One line per session at its end: what placement and duplication did, so
+ * a benchmark run can tell where the frames of its streams went. */
+static void log_summary(const struct tsession *ts)
+{
+	if (ts->s == NULL)
+		return;
+	const struct session_stats *st = session_get_stats(ts->s);
+	char paths[512];
+	size_t at = 0;
+	paths[0] = '\0';
+	for (size_t i = 0; i < ts->ntunnels && at < sizeof(paths); i++) {
+		const struct session_path_stats *ps = tunnel_get_path_stats(ts->tunnels[i]);
+		int n = snprintf(paths + at, sizeof(paths) - at, " %zu:%llu/%llu/%llu", i,
+				 (unsigned long long)ps->data_bytes,
+				 (unsigned long long)ps->fresh_bytes,
+				 (unsigned long long)ps->dup_frames);
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
+	log_info(
+	    "session end: resent=%llu dup_sent=%llu dup_wire=%llu dup_recv=%llu loss_events=%llu "
+	    "deferrals=%llu timeouts=%llu paths(data/fresh/dups)%s",
+	    (unsigned long long)st->resent_bytes, (unsigned long long)st->dup_frames_sent,
+	    (unsigned long long)st->dup_wire_bytes, (unsigned long long)st->dup_frames,
+	    (unsigned long long)st->loss_events, (unsigned long long)st->placement_deferrals,
+	    (unsigned long long)st->placement_timeouts, paths);
+}
+
 void tsession_free(struct tsession *ts)
 {
 	if (ts == NULL)
 		return;
+	log_summary(ts);
 	/* The tunnels first: they must not pull from a freed session. */
 	while (ts->ntunnels > 0) {
 		struct tunnel *t = ts->tunnels[--ts->ntunnels];

@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <linux/inet_diag.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -95,6 +96,7 @@ struct tunnel {
 	struct event *flush_ev;
 	struct event *retry_ev; /* flush again: placement held frames back */
 	uint64_t info_us;	/* last TCP_INFO snapshot for placement */
+	bool cc_not_bbr;	/* TCP_CC_INFO has no BBR model for this socket */
 	struct event *timer_ev;
 	struct event *free_ev;
 	char peer[NETADDR_STR_MAX];
@@ -256,6 +258,12 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
 		log_info("tunnel %s: rekeyed %llu times", t->peer,
 			 (unsigned long long)t->stats.rekeys);
 	leave_session(t);
+	const struct session_path_stats *ps = &t->final_path_stats;
+	log_info("tunnel %s: carried %llu DATA bytes (%llu fresh), %llu duplicates, %llu fills "
+		 "capped, %llu deferrals",
+		 t->peer, (unsigned long long)ps->data_bytes, (unsigned long long)ps->fresh_bytes,
+		 (unsigned long long)ps->dup_frames, (unsigned long long)ps->capped,
+		 (unsigned long long)ps->deferred);
 	if (t->h.on_down != NULL)
 		t->h.on_down(t, t->reason, t->h.arg);
 	tunnel_destroy(t);
@@ -329,6 +337,34 @@ static size_t read_tcp_info(const struct tunnel *t, struct tcp_info *ti)
 	return len;
 }
 
+/* BBR's model of the tunnel's path into pi (bbr_*), left 0 when the socket
+ * runs another congestion control or the kernel cannot say. */
+static void read_bbr_info(struct tunnel *t, struct placement_info *pi)
+{
+	if (t->cc_not_bbr)
+		return;
+	union tcp_cc_info cc;
+	socklen_t len = sizeof(cc);
+	int fd = bufferevent_getfd(t->bev);
+	memset(&cc, 0, sizeof(cc));
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &cc, &len) != 0 ||
+	    len < sizeof(cc.bbr)) {
+		t->cc_not_bbr = true;
+		return;
+	}
+	char name[16];
+	socklen_t n = sizeof(name);
+	memset(name, 0, sizeof(name));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &n) != 0 ||
+	    strncmp(name, "bbr", sizeof(name)) != 0) {
+		t->cc_not_bbr = true;
+		return;
+	}
+	pi->bbr_bw = (uint64_t)cc.bbr.bbr_bw_hi << 32 | cc.bbr.bbr_bw_lo;
+	pi->bbr_min_rtt_us = cc.bbr.bbr_min_rtt;
+	pi->bbr_pacing_gain = cc.bbr.bbr_pacing_gain;
+}
+
 static void sample_path(struct tunnel *t)
 {
 	if (t->session == NULL || t->path == NULL || session_path_count(t->session) < 2)
@@ -353,7 +389,10 @@ static void sample_path(struct tunnel *t)
 	    .retrans = ti.tcpi_total_retrans,
 	    .lost = ti.tcpi_lost,
 	    .queued = evbuffer_get_length(bufferevent_get_output(t->bev)),
+	    .sacked = ti.tcpi_sacked,
+	    .retrans_out = ti.tcpi_retrans,
 	};
+	read_bbr_info(t, &pi);
 	session_path_set_info(t->path, &pi);
 }
 

@@ -87,6 +87,14 @@ struct session_params {
 #define SESSION_DEFAULT_MAX_STREAMS 1024u
 #define SESSION_MIN_WINDOW (64u << 10)
 #define SESSION_QUANTUM 16384u
+/* A burst of a stream that already has a home path up to this long is a
+ * small exchange that placement may put on any path; a longer one is bulk
+ * and stays at home. */
+#define SESSION_BURST_MAX 4096u
+/* ... unless the stream has sent this much already: it is a bulk stream
+ * whose source runs dry now and then, and each of its bursts stays at home
+ * (its receiver delivers them after the bytes in flight there anyway). */
+#define SESSION_BULK_SENT (256u << 10)
 /* Bytes of encoded control frames a session queues at most, plus
  * SESSION_CTRL_PER_STREAM for each stream it holds. The tunnel stops
  * reading long before (see tunnel.c), and a well-behaved pair stays far

@@ -510,10 +510,14 @@ static void check_all_intact(struct harness *h, bool fin)
 static void test_session_paths_four_paths_interleaved(void **state)
 {
 	struct harness *h = harness_new(4, 1, COMPRESS_NONE);
+	/* Placement spreads the streams (each has a home path); without
+	 * snapshots the first path to pull would be home to all of them. */
+	h->feed_info = true;
 	for (int i = 0; i < 8; i++)
 		open_stream(h, i % 2, 400000 + 777 * (size_t)i, 300000 + 333 * (size_t)i, true);
 	run(h, 2000000, 0, true);
 	check_all_intact(h, true);
+	size_t carrying_all = 0;
 	for (int k = 0; k < 2; k++) {
 		const struct session_stats *ss = session_get_stats(h->s[k]);
 		assert_int_equal(ss->resent_bytes, 0); /* nothing lost */
@@ -527,11 +531,14 @@ static void test_session_paths_four_paths_interleaved(void **state)
 			       (unsigned long long)ps->data_bytes, (unsigned long long)ps->records);
 			carrying += ps->data_bytes > 0;
 		}
-		/* Each bulk stream keeps to its home path; the streams spread. */
-		assert_true(carrying >= 2);
+		/* Each bulk stream keeps to its home path; streams opened
+		 * together may share one (the first path that pulled). */
+		assert_true(carrying >= 1);
+		carrying_all += carrying;
 		printf("side %d: held max %llu bytes, acks %llu\n", k,
 		       (unsigned long long)ss->held_bytes_max, (unsigned long long)ss->acks_sent);
 	}
+	assert_true(carrying_all >= 3); /* the streams spread across paths */
 	/* A stream's bulk travels on its home path (a FIFO), so the receiver
 	 * may have had nothing to reorder here; reordering is exercised by the
 	 * fuzzed schedules, duplicates and path deaths below. */
@@ -543,8 +550,13 @@ static void test_session_paths_path_dies_mid_transfer(void **state)
 	struct harness *h = harness_new(3, 2, COMPRESS_LZ4);
 	for (int i = 0; i < 6; i++)
 		open_stream(h, i % 2, 200000, 120000, true);
-	/* Path 1 stalls (a blackout) while records pile up on it, then dies
-	 * with them. */
+	/* Path 1 is home to the streams (their first DATA goes there), stalls
+	 * (a blackout) while records pile up on it, then dies with them. */
+	for (int k = 0; k < 2; k++) {
+		size_t n = session_fill(h->s[k], h->path[1].p[k], h->buf, sizeof(h->buf));
+		assert_true(n > 0);
+		fifo_push(&h->path[1].q[k], h->buf, n);
+	}
 	h->stalled = 1;
 	for (int i = 0; i < 3000; i++) {
 		step(h, 0);
@@ -1172,6 +1184,53 @@ static void test_session_paths_bulk_keeps_its_path(void **state)
 	harness_free(h);
 }
 
+/* A bulk stream whose source ran dry comes back on the new-flows list (a
+ * fresh burst), but its burst is not a small exchange: it stays on its home
+ * path though another path would get it there sooner, and only a small
+ * burst of a stream goes where placement says. Before, every refill of a
+ * download could land on the tunnels that carried the interactive streams. */
+static void test_session_paths_bulk_refill_stays_home(void **state)
+{
+	struct harness *h = harness_new(2, 24, COMPRESS_NONE);
+	uint64_t now = 1000;
+	set_info(h, 0, 0, info_fast(now));
+	set_info(h, 1, 0, info_fast(now));
+	struct hstream *hs = open_stream(h, 0, 8000, 0, false);
+	size_t home = fill_push(h, 0, 0) > 0 ? 0 : 1;
+	size_t other = 1 - home;
+	while (fill_push(h, home, 0) > 0)
+		;
+	deliver_path(h, home, 0);
+	fill_push(h, home, 1); /* the OPEN's answer and the ACK */
+	deliver_path(h, home, 1);
+	assert_int_equal(pstats(h, home, 0)->data_bytes, 8000);
+	for (int round = 0; round < 4; round++) {
+		now += 10 * PLACEMENT_IDLE_US;
+		/* Home is now the slow path: a deep queue, a window full. */
+		set_info(h, home, 0, info_slow(now));
+		set_info(h, other, 0, info_fast(now));
+		add_bytes(h, &hs->end[0], 3 * SESSION_BURST_MAX, false);
+		assert_int_equal(fill_push(h, other, 0), 0);
+		while (fill_push(h, home, 0) > 0)
+			;
+		deliver_path(h, home, 0);
+		fill_push(h, home, 1);
+		deliver_path(h, home, 1);
+	}
+	assert_int_equal(pstats(h, other, 0)->data_bytes, 0);
+	/* A small burst is interactive: placement sends it on the fast path. */
+	now += 10 * PLACEMENT_IDLE_US;
+	set_info(h, home, 0, info_slow(now));
+	set_info(h, other, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 100, false);
+	assert_int_equal(fill_push(h, home, 0), 0);
+	assert_true(fill_push(h, other, 0) > 0);
+	assert_int_equal(pstats(h, other, 0)->data_bytes, 100);
+	deliver_path(h, other, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
+	harness_free(h);
+}
+
 /* A cold path takes no more of a bulk stream at home on it than its room
  * (its window and what it sends in the horizon): the rest waits unplaced. */
 static void test_session_paths_pull_capped_by_room(void **state)
@@ -1645,6 +1704,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_reset_across_paths),
 	    cmocka_unit_test(test_session_paths_reset_lost_with_path),
 	    cmocka_unit_test(test_session_paths_many_streams),
+	    cmocka_unit_test(test_session_paths_bulk_refill_stays_home),
 	    cmocka_unit_test(test_session_paths_open_precedes_data),
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
 	    cmocka_unit_test(test_session_paths_announce_overtakes_open),
