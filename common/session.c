@@ -1708,7 +1708,8 @@ static void note_loss(struct session *s)
 void session_path_set_info(struct session_path *path, const struct placement_info *pi)
 {
 	struct session *s = path->session;
-	if (path->has_info && pi->retrans > path->info.retrans) {
+	if (path->has_info &&
+	    (pi->retrans > path->info.retrans || pi->rcv_ooo > path->info.rcv_ooo)) {
 		if (pi->now_us > s->now_us)
 			s->now_us = pi->now_us;
 		note_loss(s);

@@ -374,9 +374,9 @@ static void sample_path(struct tunnel *t)
 	if (now - t->info_us < TUNNEL_INFO_EVERY_US)
 		return;
 	struct tcp_info ti;
+	size_t len = read_tcp_info(t, &ti);
 	/* Kernels before 4.6 lack notsent bytes: no placement then. */
-	if (read_tcp_info(t, &ti) <
-	    offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
+	if (len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
 		return;
 	t->info_us = now;
 	struct placement_info pi = {
@@ -391,6 +391,10 @@ static void sample_path(struct tunnel *t)
 	    .lost = ti.tcpi_lost,
 	    .queued = evbuffer_get_length(bufferevent_get_output(t->bev)),
 	    .sacked = ti.tcpi_sacked,
+	    .rcv_ooo =
+		len >= offsetof(struct tcp_info, tcpi_rcv_ooopack) + sizeof(ti.tcpi_rcv_ooopack)
+		    ? ti.tcpi_rcv_ooopack
+		    : 0,
 	    .retrans_out = ti.tcpi_retrans,
 	};
 	read_bbr_info(t, &pi);

@@ -24,9 +24,13 @@ struct placement_info {
 	uint32_t srtt_us;	/* smoothed RTT; 0 unknown */
 	uint32_t retrans;	/* segments retransmitted over the connection's life */
 	uint32_t lost;		/* segments presumed lost now */
-	size_t queued;		/* bytes in user space waiting for the socket */
-	uint32_t sacked;	/* segments in flight the peer has selectively acked */
-	uint32_t retrans_out;	/* segments retransmitted and still in flight */
+	/* Segments received out of order over the connection's life: loss
+	 * (or reordering) on the way to us, which the retransmit counter of a
+	 * side that sends little never shows; 0 when the kernel cannot say. */
+	uint32_t rcv_ooo;
+	size_t queued;	      /* bytes in user space waiting for the socket */
+	uint32_t sacked;      /* segments in flight the peer has selectively acked */
+	uint32_t retrans_out; /* segments retransmitted and still in flight */
 	/* BBR's model (TCP_CC_INFO), 0 when the tunnel does not run BBR: its
 	 * bottleneck bandwidth, bytes per second, its minimum RTT and its
 	 * pacing gain (x 256: 739 in STARTUP, 320-192 while probing). */

@@ -44,8 +44,8 @@
  * taking all the stream had) is also sent on a second path, a new stream's
  * with its OPEN (both marked RESENT); the receiver drops the copy that
  * arrives second by its offset (dup_frames / dup_bytes). In auto mode only
- * while loss was seen (a path's retransmit counter rose, or a path was lost)
- * within PLACEMENT_LOSS_HOLD_US. The copies cost at most 1/SESSION_DUP_SHARE
+ * while loss was seen (a path's retransmit or out-of-order counter rose, or
+ * a path was lost) within PLACEMENT_LOSS_HOLD_US. The copies cost at most 1/SESSION_DUP_SHARE
  * of the DATA sent plus SESSION_DUP_ALLOWANCE.
  */
 #ifndef WANMUX_SESSION_H
@@ -250,8 +250,8 @@ size_t session_path_count(const struct session *s);
  * The owner's snapshot of path (TCP_INFO and what waits in user space; see
  * placement.h), taken just before a fill or on the owner's tick: placement
  * uses it until the next one, counting what it put on the path since. Its
- * now_us is the session's clock; a retransmit counter higher than in the
- * path's previous snapshot is loss (--duplicate auto).
+ * now_us is the session's clock; a retransmit or out-of-order counter
+ * higher than in the path's previous snapshot is loss (--duplicate auto).
  */
 void session_path_set_info(struct session_path *path, const struct placement_info *pi);
 

@@ -1305,6 +1305,25 @@ static struct dup_result dup_once(enum placement_dup mode, bool loss, uint64_t s
 	return r;
 }
 
+/* A side that mostly receives (a client during a download) retransmits
+ * little: segments arriving out of order on its tunnel are loss too, and
+ * auto mode duplicates its small frames (the echo requests). */
+static void test_session_paths_duplicate_on_receive_side_loss(void **state)
+{
+	struct harness *h = harness_new(2, 38, COMPRESS_NONE);
+	struct placement_info pi = info_fast(1000);
+	set_info(h, 0, 0, pi);
+	pi.now_us = 2000;
+	set_info(h, 0, 0, pi);
+	assert_false(session_duplicating(h->s[0]));
+	pi.now_us = 3000;
+	pi.rcv_ooo = 5;
+	set_info(h, 0, 0, pi);
+	assert_true(session_duplicating(h->s[0]));
+	assert_int_equal(session_get_stats(h->s[0])->loss_events, 1);
+	harness_free(h);
+}
+
 static void test_session_paths_duplicate_small_frame(void **state)
 {
 	/* on: sent on both paths, delivered once, counted exactly. */
@@ -1705,6 +1724,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_reset_lost_with_path),
 	    cmocka_unit_test(test_session_paths_many_streams),
 	    cmocka_unit_test(test_session_paths_bulk_refill_stays_home),
+	    cmocka_unit_test(test_session_paths_duplicate_on_receive_side_loss),
 	    cmocka_unit_test(test_session_paths_open_precedes_data),
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
 	    cmocka_unit_test(test_session_paths_announce_overtakes_open),
