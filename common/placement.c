@@ -86,7 +86,7 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
 static uint64_t queue_room(const struct placement_info *pi, size_t placed)
 {
 	if (pi->bbr_bw == 0 || pi->bbr_min_rtt_us == 0 || pi->bbr_pacing_gain == 0 ||
-	    (pi->bbr_pacing_gain > PLACEMENT_STARTUP_GAIN && !pi->pipe_full))
+	    pi->bbr_pacing_gain > PLACEMENT_STARTUP_GAIN)
 		return UINT64_MAX;
 	uint64_t bdp = mul_div(pi->bbr_bw, pi->bbr_min_rtt_us, 1000000u);
 	uint64_t limit = mul_div(bdp, PLACEMENT_QUEUE_GAIN, 256u);
@@ -119,25 +119,4 @@ bool placement_clearly_better(uint64_t eta_a, uint64_t eta_b)
 	if (margin < PLACEMENT_MARGIN_US)
 		margin = PLACEMENT_MARGIN_US;
 	return eta_a + margin < eta_b;
-}
-
-void placement_pipe_update(struct placement_pipe *p, struct placement_info *pi)
-{
-	if (!p->full && pi->bbr_bw != 0 && pi->bbr_min_rtt_us != 0) {
-		if (pi->notsent + pi->queued > 0)
-			p->busy = true;
-		if (pi->bbr_bw >= p->full_bw + p->full_bw / 4) {
-			p->full_bw = pi->bbr_bw;
-			p->rounds = 0;
-			p->round_start_us = pi->now_us;
-			p->busy = false;
-		} else if (pi->now_us - p->round_start_us >= pi->bbr_min_rtt_us) {
-			if (p->busy)
-				p->rounds++;
-			p->round_start_us = pi->now_us;
-			p->busy = false;
-			p->full = p->rounds >= PLACEMENT_FULL_ROUNDS;
-		}
-	}
-	pi->pipe_full = p->full;
 }

@@ -94,10 +94,9 @@ struct tunnel {
 	bool ping_pending, pong_pending;
 	uint64_t ping_opaque, pong_opaque;
 	struct event *flush_ev;
-	struct event *retry_ev;	    /* flush again: placement held frames back */
-	uint64_t info_us;	    /* last TCP_INFO snapshot for placement */
-	bool cc_not_bbr;	    /* TCP_CC_INFO has no BBR model for this socket */
-	struct placement_pipe pipe; /* whether BBR's pipe is full (placement) */
+	struct event *retry_ev; /* flush again: placement held frames back */
+	uint64_t info_us;	/* last TCP_INFO snapshot for placement */
+	bool cc_not_bbr;	/* TCP_CC_INFO has no BBR model for this socket */
 	struct event *timer_ev;
 	struct event *free_ev;
 	char peer[NETADDR_STR_MAX];
@@ -398,7 +397,6 @@ static void sample_path(struct tunnel *t)
 	    .retrans_out = ti.tcpi_retrans,
 	};
 	read_bbr_info(t, &pi);
-	placement_pipe_update(&t->pipe, &pi);
 	session_path_set_info(t->path, &pi);
 }
 

@@ -37,35 +37,7 @@ struct placement_info {
 	uint64_t bbr_bw;
 	uint32_t bbr_min_rtt_us;
 	uint32_t bbr_pacing_gain;
-	/* The owner's placement_pipe saw BBR's estimate stop growing while
-	 * the path had data waiting: its pipe is full even if BBR is still
-	 * in STARTUP. */
-	bool pipe_full;
 };
-
-/*
- * BBR leaves STARTUP after three rounds without 25 % more bandwidth, but
- * only rounds that were not app-limited count, and a tunnel fed as its
- * window opens is app-limited now and then: warm satellite tunnels were
- * seen in STARTUP after 8 MB, pacing at 2.89 times the link and filling
- * its queue to the last packet whenever data came. The owner keeps this
- * per path and feeds it every snapshot; it does BBR's check on rounds
- * (one min RTT) in which the path had data waiting.
- */
-struct placement_pipe {
-	uint64_t full_bw;
-	uint64_t round_start_us;
-	uint32_t rounds;
-	bool busy; /* data waited on the path in this round */
-	bool full;
-};
-
-/* Rounds without 25 % more bandwidth after which the pipe is full. */
-#define PLACEMENT_FULL_ROUNDS 3u
-
-/* Feeds one snapshot (pi's time, BBR bandwidth and min RTT, what waits) to
- * p and sets pi->pipe_full from it. */
-void placement_pipe_update(struct placement_pipe *p, struct placement_info *pi);
 
 /* An RTT assumed before the kernel has measured one. */
 #define PLACEMENT_DEFAULT_RTT_US 100000u
@@ -100,10 +72,10 @@ void placement_pipe_update(struct placement_pipe *p, struct placement_info *pi);
  * for more bandwidth (it then finds 12 % more per round) and keeps the
  * queue it makes under 80 ms at 600 ms. */
 #define PLACEMENT_QUEUE_GAIN 288u
-/* BBR's pacing gain above which it is still starting up: no cap then,
- * unless placement_pipe found the pipe full. Capped in STARTUP, a path
- * never leaves it (its rounds are app-limited) and, with a cap of two
- * estimates, kept a queue of one BDP (p50 600 -> 1100-1400 ms). */
+/* BBR's pacing gain above which it is still starting up: no cap then. BBR
+ * leaves STARTUP only after rounds that were not app-limited; a path held
+ * below its window stays in STARTUP (2.89 x) and keeps its queue full
+ * (measured: p50 600 -> 1100-1400 ms with a cap of two estimates). */
 #define PLACEMENT_STARTUP_GAIN 320u
 /* The cap never goes below this (a path whose estimate is tiny). */
 #define PLACEMENT_QUEUE_MIN (64u << 10)

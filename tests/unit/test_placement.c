@@ -170,48 +170,6 @@ static void test_placement_room_capped_by_bbr_bdp(void **state)
 	assert_int_equal(placement_room(&cold_bbr, 0), PLACEMENT_QUEUE_MIN);
 }
 
-/* BBR's full-pipe check on rounds with data waiting: the estimate stops
- * growing for PLACEMENT_FULL_ROUNDS busy rounds; idle rounds (an
- * app-limited tunnel) do not count. Then STARTUP is capped too. */
-static void test_placement_pipe_full_after_busy_rounds(void **state)
-{
-	(void)state;
-	struct placement_pipe p = {0};
-	struct placement_info pi = {.now_us = 1000, .cwnd = 2000, .mss = 1448, .srtt_us = 600000};
-	pi.bbr_bw = 2400; /* to 2.4 MB/s in ten rounds */
-	pi.bbr_min_rtt_us = 600000;
-	pi.bbr_pacing_gain = 739;
-	/* Growing: never full. */
-	for (int i = 0; i < 10; i++) {
-		pi.now_us += 600000;
-		pi.bbr_bw *= 2;
-		pi.notsent = 1000;
-		placement_pipe_update(&p, &pi);
-		assert_false(pi.pipe_full);
-	}
-	/* Flat but idle (nothing waits): not full either. */
-	pi.notsent = 0;
-	for (int i = 0; i < 10; i++) {
-		pi.now_us += 600000;
-		placement_pipe_update(&p, &pi);
-		assert_false(pi.pipe_full);
-	}
-	uint64_t open_room = placement_room(&pi, 0);
-	/* Flat and busy: full after three rounds. */
-	pi.notsent = 1000;
-	for (unsigned i = 0; i < PLACEMENT_FULL_ROUNDS; i++) {
-		assert_false(pi.pipe_full);
-		pi.now_us += 600000;
-		placement_pipe_update(&p, &pi);
-	}
-	assert_true(pi.pipe_full);
-	pi.notsent = 0;
-	pi.unacked = 0;
-	uint64_t bdp = pi.bbr_bw * 6 / 10;
-	assert_int_equal(placement_room(&pi, 0), bdp * PLACEMENT_QUEUE_GAIN / 256);
-	assert_true(placement_room(&pi, 0) < open_room);
-}
-
 static void test_placement_dup_names(void **state)
 {
 	(void)state;
@@ -249,7 +207,6 @@ int main(void)
 	    cmocka_unit_test(test_placement_margin),
 	    cmocka_unit_test(test_placement_room_by_window_and_horizon),
 	    cmocka_unit_test(test_placement_room_capped_by_bbr_bdp),
-	    cmocka_unit_test(test_placement_pipe_full_after_busy_rounds),
 	    cmocka_unit_test(test_placement_dup_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
