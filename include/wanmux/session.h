@@ -33,7 +33,10 @@
  * sooner leaves it to that path, for PLACEMENT_DEFER_MAX_US or until the
  * next session_tick at most. A path takes no more bulk DATA in one snapshot
  * than its room (placement_room), so a cold or slow path does not swallow
- * data that would only wait on it. OPENs leave in id order, and one not yet
+ * data that would only wait on it. A stream's bulk keeps to its home path
+ * (the first that carried its DATA); a new burst of a stream with a home is
+ * bulk too when it is over SESSION_BURST_MAX or the stream has sent
+ * SESSION_BULK_SENT. OPENs leave in id order, and one not yet
  * answered keeps the OPENs after it on its path, so they reach the peer in
  * order. Without snapshots, or with one path, any path that pulls takes
  * whatever is next, as before.
