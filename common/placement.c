@@ -81,26 +81,6 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
 	return eta;
 }
 
-/* Bytes the path may still take under BBR's BDP cap; UINT64_MAX without
- * a model or in STARTUP. */
-static uint64_t queue_room(const struct placement_info *pi, size_t placed)
-{
-	if (pi->bbr_bw == 0 || pi->bbr_min_rtt_us == 0 || pi->bbr_pacing_gain == 0 ||
-	    pi->bbr_pacing_gain > PLACEMENT_STARTUP_GAIN)
-		return UINT64_MAX;
-	uint64_t bdp = mul_div(pi->bbr_bw, pi->bbr_min_rtt_us, 1000000u);
-	uint64_t limit = mul_div(bdp, PLACEMENT_QUEUE_GAIN, 256u);
-	if (limit < PLACEMENT_QUEUE_MIN)
-		limit = PLACEMENT_QUEUE_MIN;
-	/* In the network: sent, less what the peer holds already (SACKed) or
-	 * is lost, plus what went again. */
-	uint64_t out = (uint64_t)pi->unacked + pi->retrans_out;
-	uint64_t gone = (uint64_t)pi->sacked + pi->lost;
-	uint64_t pipe = (out > gone ? out - gone : 0) * pi->mss;
-	uint64_t used = pipe + ahead(pi, placed);
-	return limit > used ? limit - used : 0;
-}
-
 uint64_t placement_room(const struct placement_info *pi, size_t placed)
 {
 	uint64_t horizon = rtt_us(pi) / 4;
@@ -108,9 +88,7 @@ uint64_t placement_room(const struct placement_info *pi, size_t placed)
 		horizon = PLACEMENT_HORIZON_MIN_US;
 	uint64_t can = placement_cwnd_room(pi) + mul_div(placement_rate(pi), horizon, 1000000u);
 	uint64_t waiting = ahead(pi, placed);
-	uint64_t room = can > waiting ? can - waiting : 0;
-	uint64_t q = queue_room(pi, placed);
-	return room < q ? room : q;
+	return can > waiting ? can - waiting : 0;
 }
 
 bool placement_clearly_better(uint64_t eta_a, uint64_t eta_b)

@@ -7,7 +7,6 @@
  */
 #include <assert.h>
 #include <errno.h>
-#include <linux/inet_diag.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -96,7 +95,6 @@ struct tunnel {
 	struct event *flush_ev;
 	struct event *retry_ev; /* flush again: placement held frames back */
 	uint64_t info_us;	/* last TCP_INFO snapshot for placement */
-	bool cc_not_bbr;	/* TCP_CC_INFO has no BBR model for this socket */
 	struct event *timer_ev;
 	struct event *free_ev;
 	char peer[NETADDR_STR_MAX];
@@ -337,34 +335,6 @@ static size_t read_tcp_info(const struct tunnel *t, struct tcp_info *ti)
 	return len;
 }
 
-/* BBR's model of the tunnel's path into pi (bbr_*), left 0 when the socket
- * runs another congestion control or the kernel cannot say. */
-static void read_bbr_info(struct tunnel *t, struct placement_info *pi)
-{
-	if (t->cc_not_bbr)
-		return;
-	union tcp_cc_info cc;
-	socklen_t len = sizeof(cc);
-	int fd = bufferevent_getfd(t->bev);
-	memset(&cc, 0, sizeof(cc));
-	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &cc, &len) != 0 ||
-	    len < sizeof(cc.bbr)) {
-		t->cc_not_bbr = true;
-		return;
-	}
-	char name[16];
-	socklen_t n = sizeof(name);
-	memset(name, 0, sizeof(name));
-	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &n) != 0 ||
-	    strncmp(name, "bbr", sizeof(name)) != 0) {
-		t->cc_not_bbr = true;
-		return;
-	}
-	pi->bbr_bw = (uint64_t)cc.bbr.bbr_bw_hi << 32 | cc.bbr.bbr_bw_lo;
-	pi->bbr_min_rtt_us = cc.bbr.bbr_min_rtt;
-	pi->bbr_pacing_gain = cc.bbr.bbr_pacing_gain;
-}
-
 static void sample_path(struct tunnel *t)
 {
 	if (t->session == NULL || t->path == NULL || session_path_count(t->session) < 2)
@@ -389,14 +359,11 @@ static void sample_path(struct tunnel *t)
 	    .retrans = ti.tcpi_total_retrans,
 	    .lost = ti.tcpi_lost,
 	    .queued = evbuffer_get_length(bufferevent_get_output(t->bev)),
-	    .sacked = ti.tcpi_sacked,
 	    .rcv_ooo =
 		len >= offsetof(struct tcp_info, tcpi_rcv_ooopack) + sizeof(ti.tcpi_rcv_ooopack)
 		    ? ti.tcpi_rcv_ooopack
 		    : 0,
-	    .retrans_out = ti.tcpi_retrans,
 	};
-	read_bbr_info(t, &pi);
 	session_path_set_info(t->path, &pi);
 }
 

@@ -28,15 +28,7 @@ struct placement_info {
 	 * (or reordering) on the way to us, which the retransmit counter of a
 	 * side that sends little never shows; 0 when the kernel cannot say. */
 	uint32_t rcv_ooo;
-	size_t queued;	      /* bytes in user space waiting for the socket */
-	uint32_t sacked;      /* segments in flight the peer has selectively acked */
-	uint32_t retrans_out; /* segments retransmitted and still in flight */
-	/* BBR's model (TCP_CC_INFO), 0 when the tunnel does not run BBR: its
-	 * bottleneck bandwidth, bytes per second, its minimum RTT and its
-	 * pacing gain (x 256: 739 in STARTUP, 320-192 while probing). */
-	uint64_t bbr_bw;
-	uint32_t bbr_min_rtt_us;
-	uint32_t bbr_pacing_gain;
+	size_t queued; /* bytes in user space waiting for the socket */
 };
 
 /* An RTT assumed before the kernel has measured one. */
@@ -62,23 +54,6 @@ struct placement_info {
 #define PLACEMENT_IDLE_US 2000u
 /* Loss seen this recently keeps --duplicate auto duplicating. */
 #define PLACEMENT_LOSS_HOLD_US 10000000u
-
-/* Out of STARTUP, a path takes bulk data only while what it has in the
- * network and waiting to enter it stays within PLACEMENT_QUEUE_GAIN / 256
- * of BBR's bandwidth-delay product. BBR itself lets up to two BDPs fly;
- * the rest of the first sits in the bottleneck's queue, where every other
- * tunnel's frames (an echo, an ACK) wait behind it: at 600 ms RTT that was
- * up to 900 ms, and the queue overflowed. 1.125 BDP leaves BBR room to probe
- * for more bandwidth (it then finds 12 % more per round) and keeps the
- * queue it makes under 80 ms at 600 ms. */
-#define PLACEMENT_QUEUE_GAIN 288u
-/* BBR's pacing gain above which it is still starting up: no cap then. BBR
- * leaves STARTUP only after rounds that were not app-limited; a path held
- * below its window stays in STARTUP (2.89 x) and keeps its queue full
- * (measured: p50 600 -> 1100-1400 ms with a cap of two estimates). */
-#define PLACEMENT_STARTUP_GAIN 320u
-/* The cap never goes below this (a path whose estimate is tiny). */
-#define PLACEMENT_QUEUE_MIN (64u << 10)
 
 /* --duplicate: send small frames of interactive streams on two paths. */
 enum placement_dup {
@@ -111,10 +86,7 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
 /*
  * Bytes the path can take now, placed bytes having been put on it since the
  * snapshot: the open window plus what it sends within the horizon
- * (PLACEMENT_HORIZON_MIN_US or srtt/4), less what waits already; >= 0. With
- * BBR's model out of STARTUP, at most what keeps the bytes in flight and
- * waiting within PLACEMENT_QUEUE_GAIN of its bandwidth-delay product
- * (PLACEMENT_QUEUE_MIN at least).
+ * (PLACEMENT_HORIZON_MIN_US or srtt/4), less what waits already; >= 0.
  */
 uint64_t placement_room(const struct placement_info *pi, size_t placed);
 

@@ -118,58 +118,6 @@ static void test_placement_room_by_window_and_horizon(void **state)
 	assert_int_equal(placement_room(&p, 0), 0);
 }
 
-/* The satellite's bulk tunnel, as ss showed it: BBR at 2.4 MB/s, 600 ms,
- * 2028 segments of window, in recovery. BBR would let two BDPs fly, one of
- * them in the bottleneck's queue; out of STARTUP the path takes bulk only up
- * to 1.125 BDP in flight and waiting. */
-static void test_placement_room_capped_by_bbr_bdp(void **state)
-{
-	(void)state;
-	struct placement_info pi = {
-	    .now_us = 1000000,
-	    .cwnd = 2028,
-	    .mss = 1448,
-	    .unacked = 900,
-	    .delivery_rate = 2400000,
-	    .srtt_us = 601000,
-	    .bbr_bw = 2400000,
-	    .bbr_min_rtt_us = 600000,
-	    .bbr_pacing_gain = 256,
-	};
-	uint64_t bdp = 2400000u * 6 / 10; /* 1.44 MB */
-	uint64_t limit = bdp * PLACEMENT_QUEUE_GAIN / 256;
-	/* 900 segments in the network, nothing waiting. */
-	assert_int_equal(placement_room(&pi, 0), limit - 900u * 1448);
-	/* What waits counts, and so does what was placed since. */
-	pi.notsent = 100000;
-	assert_int_equal(placement_room(&pi, 1000), limit - 900u * 1448 - 101000);
-	/* SACKed and lost segments are not in the network; retransmits are. */
-	pi.notsent = 0;
-	pi.unacked = 1500;
-	pi.sacked = 500;
-	pi.lost = 100;
-	pi.retrans_out = 100;
-	assert_int_equal(placement_room(&pi, 0), limit - 1000u * 1448);
-	/* Full: a BDP and more in flight. */
-	pi.sacked = 0;
-	assert_int_equal(placement_room(&pi, 0), 0);
-	/* With no model, only window and horizon. */
-	struct placement_info nomodel = pi;
-	nomodel.bbr_bw = 0;
-	assert_true(placement_room(&nomodel, 0) > 0);
-	/* In STARTUP (gain 2.89): no cap (BBR must see rounds that are not
-	 * app-limited to leave it). */
-	pi.bbr_pacing_gain = 739;
-	assert_int_equal(placement_room(&pi, 0), placement_room(&nomodel, 0));
-	/* A path's tiny estimate: PLACEMENT_QUEUE_MIN still. */
-	struct placement_info cold_bbr = {.now_us = 1, .cwnd = 10, .mss = 1448, .srtt_us = 600000};
-	cold_bbr.bbr_bw = 5000;
-	cold_bbr.bbr_min_rtt_us = 600000;
-	cold_bbr.bbr_pacing_gain = 256;
-	cold_bbr.delivery_rate = 1000000;
-	assert_int_equal(placement_room(&cold_bbr, 0), PLACEMENT_QUEUE_MIN);
-}
-
 static void test_placement_dup_names(void **state)
 {
 	(void)state;
@@ -206,7 +154,6 @@ int main(void)
 	    cmocka_unit_test(test_placement_cold_path_clearly_worse),
 	    cmocka_unit_test(test_placement_margin),
 	    cmocka_unit_test(test_placement_room_by_window_and_horizon),
-	    cmocka_unit_test(test_placement_room_capped_by_bbr_bdp),
 	    cmocka_unit_test(test_placement_dup_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
