@@ -713,8 +713,11 @@ class Env:
                      compress=None, psk=None, extra=(), wait=True, name="client",
                      log_level="debug"):
         """Start wanmux-client; forwards: list of (lport, host, port).
-        Waits for all tunnels up unless wait is False."""
-        argv = [self.bins.client, "--server", f"127.0.0.1:{server_port}",
+        Waits for all tunnels up unless wait is False. A --server in extra
+        takes the place of 127.0.0.1:server_port (--server is repeatable:
+        both would make two servers)."""
+        server = [] if "--server" in extra else ["--server", f"127.0.0.1:{server_port}"]
+        argv = [self.bins.client, *server,
                 "--key", key or self.client_key,
                 "--server-key", server_key or self.server_key + ".pub"]
         for lport, host, port in forwards:
