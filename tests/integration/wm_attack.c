@@ -113,7 +113,9 @@ static const char usage_text[] =
     "  serve --listen PORT --key SERVERKEY --count N [--hold SECS]\n"
     "                         a hostile server (no --server needed): takes one\n"
     "                         client tunnel, sends N unsolicited LISTEN_RESULTs\n"
-    "                         for its first reverse request, flipping the answer\n";
+    "                         for its first reverse request, flipping the answer;\n"
+    "                         --kind pong-forge: instead answers each PING 300 ms\n"
+    "                         late with a PONG whose opaque is 300 ms later\n";
 
 struct opts {
 	const char *server;
@@ -1383,6 +1385,55 @@ static int cmd_member(const struct opts *o)
  * alternating "listening" and "refused", none of which the client asked
  * for after the first. Holds the tunnel --hold seconds, reading nothing.
  */
+#define FORGE_HOLD_US 300000
+
+/*
+ * serve --kind pong-forge: answers each PING FORGE_HOLD_US late with a
+ * PONG whose opaque is the PING's plus that delay, so that a client which
+ * takes the opaque for its send time sees a round trip of about nothing.
+ * Returns how many such PONGs went out.
+ */
+static unsigned long serve_forged_pongs(struct conn *c, const struct opts *o)
+{
+	static uint8_t plain[RECORD_PLAINTEXT_MAX];
+	static uint8_t rec[RECORD_PLAINTEXT_MAX + RECORD_OVERHEAD];
+	unsigned long forged = 0;
+	double t0 = now_s();
+	c->inlen = 0; /* msg1 was read into inbuf */
+	while (now_s() - t0 < o->hold_s) {
+		size_t n;
+		int rc = next_record(c, t0 + o->hold_s, plain, &n);
+		if (rc <= 0)
+			break;
+		const uint8_t *p = plain;
+		size_t left = n;
+		while (left > 0) {
+			struct frame f;
+			size_t used;
+			if (frame_decode(p, left, &f, &used) != WM_OK)
+				die("the client sent a malformed frame");
+			p += used;
+			left -= used;
+			if (f.type != FRAME_PING)
+				continue;
+			usleep(FORGE_HOLD_US);
+			struct frame pong = {.type = FRAME_PONG, .stream_id = 0};
+			pong.u.opaque = f.u.opaque + FORGE_HOLD_US;
+			uint8_t buf[32];
+			int m = frame_encode(&pong, buf, sizeof(buf));
+			if (m < 0)
+				die("frame_encode PONG failed");
+			int r = record_seal(c->tx, buf, (size_t)m, rec);
+			if (r < 0)
+				die("record_seal failed");
+			if (send(c->fd, rec, (size_t)r, MSG_NOSIGNAL) != r)
+				return forged;
+			forged++;
+		}
+	}
+	return forged;
+}
+
 static int cmd_serve(const struct opts *o)
 {
 	static uint8_t plain[RECORD_PLAINTEXT_MAX];
@@ -1440,6 +1491,13 @@ static int cmd_serve(const struct opts *o)
 	keys_pair_free(kp);
 	if (c.tx == NULL || c.rx == NULL)
 		die("record_cipher_new failed");
+	if (o->kind != NULL && strcmp(o->kind, "pong-forge") == 0) {
+		printf("result: serve forged_pongs=%lu\n", serve_forged_pongs(&c, o));
+		fflush(stdout);
+		conn_close(&c);
+		close(lfd);
+		return 0;
+	}
 	unsigned long sent = 0;
 	while (sent < o->count) {
 		size_t used = 0;

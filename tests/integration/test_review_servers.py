@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Review of the client's several servers: a hostile server in the list.
+
+- forged PONGs: a server (wm_attack serve --kind pong-forge) answers each
+  PING 300 ms late with a PONG whose opaque it moved 300 ms on. The old code
+  took any opaque not in the future as the PING's send time (the opaque was
+  the client's monotonic clock in microseconds, which the server sees in
+  every PING), so the client measured a round trip of about nothing. That
+  RTT is what --server-policy spread ranks servers by (server_cost_us) and
+  what stretches the silence limit: a hostile server could draw every new
+  stream, or, with an old opaque, an RTT of an hour and never count as
+  silent. Only the PONG to the PING last sent may count now, and its opaque
+  is random.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wmharness as h  # noqa: E402
+from wmharness import check, t  # noqa: E402
+from test_attacks import attack_tool  # noqa: E402
+
+FORGE_DELAY_MS = 300  # FORGE_HOLD_US in wm_attack.c
+
+
+def http_get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=t(5)) as r:
+        return r.read().decode()
+
+
+def test_forged_pong_does_not_fake_rtt(env):
+    port, admin = h.free_port(), h.free_port()
+    exe = attack_tool(env)
+    hold = 13  # the client PINGs every 5 s: two PINGs answered
+    srv = subprocess.Popen([exe, "serve", "--listen", str(port), "--key", env.server_key,
+                            "--kind", "pong-forge", "--count", "1", "--hold", str(hold),
+                            "--wait", "10"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=h._die_with_parent)
+    check(srv.stdout.readline().decode().strip() == "listening", "wm_attack serve did not listen")
+    cli = env.start_client(port, [(h.free_port(), "127.0.0.1", h.free_port())], tunnels=1,
+                           wait=False, log_level="info", extra=["--admin", str(admin)])
+    cli.wait_log(r"tunnel 0 to \S+ up", t(10))
+    time.sleep(hold - 1.5)
+    status = json.loads(http_get(admin, "/status"))
+    rtts = [tn.get("ping_rtt_ms", 0) for tn in status.get("tunnels", [])]
+    out, err = srv.communicate(timeout=t(30))
+    check(srv.returncode == 0 and b"forged_pongs=" in out,
+          f"wm_attack serve: {out.decode()} {err.decode()[-300:]}")
+    print(f"     {out.decode().strip()}; client's PING RTT of the tunnel: {rtts} ms "
+          f"(the server held every PONG {FORGE_DELAY_MS} ms)")
+    check(rtts, "no tunnel in the client's /status")
+    check(cli.alive(), "the client exited")
+    # 0: no PONG counted. Anything else must be at least the real delay.
+    for rtt in rtts:
+        check(rtt == 0 or rtt >= FORGE_DELAY_MS * 0.9,
+              f"a forged PONG made the client measure a {rtt} ms round trip to a server "
+              f"that answered {FORGE_DELAY_MS} ms late")
+    cli.stop()
+
+
+if __name__ == "__main__":
+    h.main([test_forged_pong_does_not_fake_rtt], "review: a hostile server in the client's list")
