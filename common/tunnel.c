@@ -91,7 +91,12 @@ struct tunnel {
 	/* PING and PONG belong to the tunnel, not the session: they measure and
 	 * prove this connection, so they go out on it, first in a record. */
 	bool ping_pending, pong_pending;
+	/* ping_opaque is random and only a PONG with it counts, once: a peer
+	 * cannot make up an RTT (the opaque was once the send time, which the
+	 * peer reads in every PING; spread ranks servers by this RTT). */
+	bool ping_awaited; /* the PING with ping_opaque went out, no PONG yet */
 	uint64_t ping_opaque, pong_opaque;
+	uint64_t ping_queued_us; /* when the PING with ping_opaque was asked for */
 	struct event *flush_ev;
 	struct event *retry_ev; /* flush again: placement held frames back */
 	uint64_t info_us;	/* last TCP_INFO snapshot for placement */
@@ -316,6 +321,7 @@ static size_t fill_ping_frames(struct tunnel *t, uint8_t *buf, size_t cap)
 		assert(n > 0);
 		used += (size_t)n;
 		t->ping_pending = false;
+		t->ping_awaited = true;
 	}
 	return used;
 }
@@ -764,12 +770,23 @@ static void client_send_msg1(struct tunnel *t, const uint8_t *cookie)
 	send_handshake(t, out, (size_t)n);
 }
 
+/* The next PING: a new random opaque, so an answer to an earlier one or a
+ * guess no longer counts. */
+static void queue_ping(struct tunnel *t)
+{
+	t->ping_pending = true;
+	t->ping_awaited = false;
+	randombytes_buf(&t->ping_opaque, sizeof(t->ping_opaque));
+	t->ping_queued_us = now_us();
+}
+
 static void on_pong(struct tunnel *t, uint64_t opaque)
 {
 	uint64_t now = now_us();
-	if (opaque > now)
+	if (!t->ping_awaited || opaque != t->ping_opaque || t->ping_queued_us > now)
 		return;
-	uint64_t rtt = now - opaque;
+	t->ping_awaited = false;
+	uint64_t rtt = now - t->ping_queued_us;
 	if (rtt > UINT32_MAX)
 		rtt = UINT32_MAX;
 	t->srtt_us =
@@ -1005,8 +1022,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (t->awaiting_since_ms == 0)
 		t->awaiting_since_ms = now;
 	update_codec(t);
-	t->ping_pending = true;
-	t->ping_opaque = now_us();
+	queue_ping(t);
 	tunnel_kick(t);
 }
 
@@ -1105,8 +1121,7 @@ void tunnel_probe(struct tunnel *t, uint32_t quiet_ms)
 		return;
 	t->last_ping_ms = now;
 	t->awaiting_since_ms = now;
-	t->ping_pending = true;
-	t->ping_opaque = now_us();
+	queue_ping(t);
 	tunnel_kick(t);
 }
 

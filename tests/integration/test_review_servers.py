@@ -64,5 +64,26 @@ def test_forged_pong_does_not_fake_rtt(env):
     cli.stop()
 
 
+def test_honest_pong_still_measures_rtt(env):
+    """The real server's PONGs still count: every tunnel has a PING RTT
+    after the first PING (5 s)."""
+    admin = h.free_port()
+    srv = env.start_server(allow=["127.0.0.1"])
+    cli = env.start_client(srv.port, [(h.free_port(), "127.0.0.1", h.free_port())], tunnels=2,
+                           log_level="info", extra=["--admin", str(admin)])
+    deadline = time.time() + t(12)
+    rtts = []
+    while time.time() < deadline:
+        status = json.loads(http_get(admin, "/status"))
+        rtts = [tn.get("ping_rtt_ms", 0) for tn in status.get("tunnels", [])]
+        if len(rtts) == 2 and all(r > 0 for r in rtts):
+            break
+        time.sleep(0.5)
+    print(f"     PING RTT of the client's tunnels to a real server: {rtts} ms")
+    check(len(rtts) == 2 and all(r > 0 for r in rtts),
+          f"the client measured no PING RTT on its tunnels: {rtts}")
+    cli.stop()
+
+
 if __name__ == "__main__":
-    h.main([test_forged_pong_does_not_fake_rtt], "review: a hostile server in the client's list")
+    h.main([test_forged_pong_does_not_fake_rtt, test_honest_pong_still_measures_rtt], "review: a hostile server in the client's list")
