@@ -11,6 +11,12 @@
   stream, or, with an old opaque, an RTT of an hour and never count as
   silent. Only the PONG to the PING last sent may count now, and its opaque
   is random.
+- a server that fails every stream at once (a hostile one that resets each
+  OPEN, or a broken one whose --allow or egress refuses every target) never
+  holds a stream, so --server-policy spread, whose tie-break was "fewest
+  open streams", sent it every new stream while the good server carried
+  one. The tie-break now also counts the streams each server was given
+  lately, so such a server gets its share of new streams, not all of them.
 """
 
 import json
@@ -85,5 +91,51 @@ def test_honest_pong_still_measures_rtt(env):
     cli.stop()
 
 
+SPREAD_TRIES = 20
+
+
+def test_spread_failing_server_does_not_draw_every_stream(env):
+    from test_servers import echo_once, servers_status, setup, start_client, start_server
+    setup(env)
+    good = start_server(env, "good")
+    admin = h.free_port()
+    # Refuses every target the client asks for: its streams end at once.
+    bad = env.start_server(allow=["127.0.0.1:1"], name="bad", log_level="info",
+                           extra=["--admin", str(admin)])
+    ng, nb = f"127.0.0.1:{good.port}", f"127.0.0.1:{bad.port}"
+    cli = start_client(env, [ng, nb], policy="spread", tunnels=1)
+    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % good.port, t(10))
+    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % bad.port, t(10))
+    # One stream held open on the good server.
+    held = None
+    for _ in range(10):
+        s = h.connect(cli.lport, timeout=t(5))
+        s.sendall(b"held")
+        try:
+            if s.recv(4) == b"held":
+                held = s
+                break
+        except OSError:
+            pass
+        s.close()
+    check(held is not None, "no stream reached the good server")
+    ok = 0
+    for _ in range(SPREAD_TRIES):
+        try:
+            ok += echo_once(cli.lport, timeout=t(5))
+        except OSError:
+            pass  # refused: reset
+    st = servers_status(cli)
+    print(f"     spread, one stream held on the good server: {ok} of {SPREAD_TRIES} new "
+          f"connections worked; streams given: good {st[ng]['streams_total']}, "
+          f"failing {st[nb]['streams_total']}")
+    check(ok >= SPREAD_TRIES // 4,
+          f"a server that fails every stream drew {SPREAD_TRIES - ok} of {SPREAD_TRIES} new "
+          "connections")
+    held.close()
+    cli.stop()
+
+
 if __name__ == "__main__":
-    h.main([test_forged_pong_does_not_fake_rtt, test_honest_pong_still_measures_rtt], "review: a hostile server in the client's list")
+    h.main([test_forged_pong_does_not_fake_rtt, test_honest_pong_still_measures_rtt,
+            test_spread_failing_server_does_not_draw_every_stream], "review: a hostile server in the client's list")
