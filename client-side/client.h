@@ -102,6 +102,10 @@ struct client_server {
 	bool silent;	   /* up, but no PING answered (CLIENT_SERVER_SILENT_MS) */
 	uint64_t silences; /* times it fell silent */
 	uint64_t streams_opened;
+	/* Spread: streams given lately, x16, an eighth less every
+	 * SERVER_TICK_MS. A server that ends each stream at once holds none,
+	 * so open streams alone would send it every new one. */
+	uint32_t recent_opens;
 	bool ever_up;
 };
 

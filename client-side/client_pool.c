@@ -293,11 +293,20 @@ static uint64_t server_cost_us(const struct client_server *srv)
 	return rtt + queued * 1000000u / rate;
 }
 
+/* Spread's tie-break: open streams and, so that a server which ends every
+ * stream at once does not win every tie, the streams it was given lately
+ * (x16 both). */
+static uint64_t spread_load(const struct client_server *srv)
+{
+	return 16u * (uint64_t)client_server_streams(srv) + srv->recent_opens;
+}
+
 /*
  * The server for a new stream, or NULL when none is up. Failover: the first
  * up in order. Spread: the lowest cost; servers within the placement margin
- * of the best count as equal, and of those the one with the fewest open
- * streams wins (in turn on a tie), so idle servers on one LAN share evenly.
+ * of the best count as equal, and of those the one with the lowest load
+ * (spread_load) wins (in turn on a tie), so idle servers on one LAN share
+ * evenly.
  */
 static struct client_server *pick_server(struct client *cl)
 {
@@ -322,12 +331,13 @@ static struct client_server *pick_server(struct client *cl)
 	}
 	if (best == NULL)
 		return NULL;
-	size_t fewest = SIZE_MAX, ties = 0;
+	uint64_t fewest = UINT64_MAX;
+	size_t ties = 0;
 	for (size_t i = 0; i < cl->nservers; i++) {
 		struct client_server *srv = &cl->servers[i];
 		if (pick_session(srv) == NULL || placement_clearly_better(best_cost, cost[i]))
 			continue;
-		size_t n = client_server_streams(srv);
+		uint64_t n = spread_load(srv);
 		if (n < fewest) {
 			fewest = n;
 			ties = 0;
@@ -339,7 +349,7 @@ static struct client_server *pick_server(struct client *cl)
 	for (size_t i = 0; i < cl->nservers; i++) {
 		struct client_server *srv = &cl->servers[i];
 		if (pick_session(srv) == NULL || placement_clearly_better(best_cost, cost[i]) ||
-		    client_server_streams(srv) != fewest)
+		    spread_load(srv) != fewest)
 			continue;
 		if (turn-- == 0)
 			return srv;
@@ -473,6 +483,8 @@ static void open_now(struct client *cl, struct client_server *srv, struct relay 
 	relay_start(r);
 	cl->totals.connections++;
 	srv->streams_opened++;
+	if (srv->recent_opens < UINT32_MAX - 16u)
+		srv->recent_opens += 16u;
 	/* With somewhere else to go, a quiet server is asked at once whether
 	 * it is still there: a vanished one stops getting new streams about
 	 * CLIENT_SERVER_SILENT_MS after this one, not after the next PING. */
@@ -585,6 +597,8 @@ static void on_state_timer(evutil_socket_t fd, short what, void *arg)
 	struct client *cl = arg;
 	if (cl->stopping)
 		return;
+	for (size_t i = 0; i < cl->nservers; i++)
+		cl->servers[i].recent_opens -= (cl->servers[i].recent_opens + 7u) / 8u;
 	check_silent(cl);
 	check_lost(cl);
 	note_target(cl);
