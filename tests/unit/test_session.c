@@ -1366,33 +1366,46 @@ static void test_session_free_resets_open_streams(void **state)
 
 /* ---- control queue, credit under memory pressure, stream table ---- */
 
+/* A pair (the server announcing sp) whose client sent one window on a new
+ * stream that reached the server, whose ACKs never come back. */
+static struct pair *unacked_upload(const struct session_params *sp, struct tstream **out)
+{
+	struct pair *p = pair_new(&small_params, sp);
+	p->server_consume = false;
+	struct tstream *c = client_open(p, "bulk");
+	fill_random(c->src, SESSION_MIN_WINDOW);
+	session_stream_kick(c->st);
+	for (int i = 0; i < 50; i++)
+		step(p, p->c);
+	assert_non_null(server_of(p, c->id));
+	assert_int_equal(session_get_stats(p->c)->raw_bytes_sent, SESSION_MIN_WINDOW);
+	*out = c;
+	return p;
+}
+
+/* The client receives ACK or RESUME(id, offset) as if from the server, and
+ * sends what it makes it send into the void. */
+static void peer_acks(struct pair *p, uint8_t type, uint32_t id, uint64_t offset)
+{
+	static uint8_t buf[64];
+	struct frame f = {.type = type, .stream_id = id, .u.recv_offset = offset};
+	int n = frame_encode(&f, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+	while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
+		;
+}
+
 /* A peer that answers our data with RESUME(0) again and again, and never
  * acknowledges it, gets it sent again only up to its resume credit (a few
  * session windows), then its RESUMEs count as ACKs; acknowledged progress
  * earns the credit back. */
 static void test_session_resume_replay_bounded(void **state)
 {
-	static uint8_t buf[64];
-	struct pair *p = pair_new(&small_params, &small_params);
-	p->server_consume = false;
-	struct tstream *c = client_open(p, "bulk");
-	fill_random(c->src, SESSION_MIN_WINDOW);
-	session_stream_kick(c->st);
-	/* Delivered, but the server's ACKs never come back. */
-	for (int i = 0; i < 50; i++)
-		step(p, p->c);
-	assert_non_null(server_of(p, c->id));
-	assert_int_equal(session_get_stats(p->c)->raw_bytes_sent, SESSION_MIN_WINDOW);
-
-	struct frame f = {.type = FRAME_RESUME, .stream_id = c->id, .u.recv_offset = 0};
-	int n = frame_encode(&f, buf, sizeof(buf));
-	assert_true(n > 0);
-	for (int i = 0; i < 100; i++) {
-		assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
-		/* The copies go nowhere: the "peer" never takes them in. */
-		while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
-			;
-	}
+	struct tstream *c;
+	struct pair *p = unacked_upload(&small_params, &c);
+	for (int i = 0; i < 100; i++)
+		peer_acks(p, FRAME_RESUME, c->id, 0);
 	const struct session_stats *cs = session_get_stats(p->c);
 	uint64_t cap = 4 * (uint64_t)small_params.session_window;
 	assert_true(cs->resent_bytes >= cap - SESSION_MIN_WINDOW);
@@ -1400,16 +1413,9 @@ static void test_session_resume_replay_bounded(void **state)
 	assert_true(cs->resumes_refused > 0);
 
 	/* Half acknowledged: that much may be asked for again. */
-	f.type = FRAME_ACK;
-	f.u.recv_offset = SESSION_MIN_WINDOW / 2;
-	n = frame_encode(&f, buf, sizeof(buf));
-	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
+	peer_acks(p, FRAME_ACK, c->id, SESSION_MIN_WINDOW / 2);
 	uint64_t before = cs->resent_bytes;
-	f.type = FRAME_RESUME;
-	n = frame_encode(&f, buf, sizeof(buf));
-	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
-	while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
-		;
+	peer_acks(p, FRAME_RESUME, c->id, 0);
 	assert_int_equal(cs->resent_bytes - before, SESSION_MIN_WINDOW / 2);
 	pair_free(p);
 }
@@ -1419,25 +1425,11 @@ static void test_session_resume_replay_bounded(void **state)
  * in 32-bit arithmetic and refuse every RESUME of an honest peer. */
 static void test_session_resume_credit_max_window(void **state)
 {
-	static uint8_t buf[64];
 	const struct session_params big = {SESSION_MIN_WINDOW, HELLO_WINDOW_MAX, 64, 0};
-	struct pair *p = pair_new(&small_params, &big);
-	p->server_consume = false;
-	struct tstream *c = client_open(p, "bulk");
-	fill_random(c->src, SESSION_MIN_WINDOW);
-	session_stream_kick(c->st);
-	for (int i = 0; i < 50; i++)
-		step(p, p->c);
-	assert_non_null(server_of(p, c->id));
-	assert_int_equal(session_get_stats(p->c)->raw_bytes_sent, SESSION_MIN_WINDOW);
-
+	struct tstream *c;
+	struct pair *p = unacked_upload(&big, &c);
 	/* The server lost the path that carried it: send it all again. */
-	struct frame f = {.type = FRAME_RESUME, .stream_id = c->id, .u.recv_offset = 0};
-	int n = frame_encode(&f, buf, sizeof(buf));
-	assert_true(n > 0);
-	assert_int_equal(deliver(p, p->c, buf, (size_t)n), WM_OK);
-	while (session_fill(p->c, p->cp, p->buf, sizeof(p->buf)) > 0)
-		;
+	peer_acks(p, FRAME_RESUME, c->id, 0);
 	const struct session_stats *cs = session_get_stats(p->c);
 	assert_int_equal(cs->resumes_refused, 0);
 	assert_int_equal(cs->resent_bytes, SESSION_MIN_WINDOW);
