@@ -193,7 +193,7 @@ int compress_frame(struct compress_ctx *ctx, struct compress_state *st, enum com
 	size_t limit;
 	int n;
 
-	if (in_len > FRAME_DATA_RAW_MAX)
+	if (in_len > FRAME_DATA_ZRAW_MAX)
 		return WM_ERR_RANGE;
 	if (codec != COMPRESS_NONE && codec != COMPRESS_LZ4 && codec != COMPRESS_ZLIB)
 		return WM_ERR_RANGE;
@@ -260,7 +260,7 @@ static int zlib_decompress(struct compress_ctx *ctx, const uint8_t *in, size_t i
 int decompress_frame(struct compress_ctx *ctx, uint8_t flag, const uint8_t *in, size_t in_len,
 		     uint8_t *out, size_t raw_len)
 {
-	if (raw_len == 0 || raw_len > FRAME_DATA_RAW_MAX || in_len == 0 || in_len > INT_MAX)
+	if (raw_len == 0 || raw_len > FRAME_DATA_ZRAW_MAX || in_len == 0 || in_len > INT_MAX)
 		return WM_ERR_MALFORMED;
 	/* Tolerate the frame's whole flags byte: FIN says nothing about the codec. */
 	flag &= (uint8_t)~FRAME_FLAG_FIN;

@@ -159,7 +159,7 @@ int frame_decode(const uint8_t *buf, size_t len, struct frame *out, size_t *used
 		out->u.data.offset = bytes_load_be64(body);
 		if (flags & FRAME_COMPRESSED) {
 			out->u.data.raw_len = bytes_load_be32(body + 8);
-			if (out->u.data.raw_len == 0 || out->u.data.raw_len > FRAME_DATA_RAW_MAX)
+			if (out->u.data.raw_len == 0 || out->u.data.raw_len > FRAME_DATA_ZRAW_MAX)
 				return WM_ERR_MALFORMED;
 			out->u.data.payload = body + 12;
 			out->u.data.payload_len = (size_t)body_len - 12;
@@ -300,7 +300,7 @@ int frame_encode_data_header(uint8_t *buf, size_t cap, uint32_t stream_id, uint8
 
 	/* raw_len is only on the wire for compressed payloads; ignored otherwise. */
 	if (flags & FRAME_COMPRESSED) {
-		if (raw_len == 0 || raw_len > FRAME_DATA_RAW_MAX || payload_len == 0)
+		if (raw_len == 0 || raw_len > FRAME_DATA_ZRAW_MAX || payload_len == 0)
 			return WM_ERR_RANGE;
 	}
 	if (payload_len > FRAME_BODY_MAX || body_len > FRAME_BODY_MAX)

@@ -293,8 +293,9 @@ struct session {
 	bool goaway_sent;     /* we accept no new OPEN from the peer */
 	bool goaway_received; /* the peer accepts no new OPEN from us */
 	struct budget_pool *pool;
-	uint8_t scratch[FRAME_DATA_RAW_MAX];
-	uint8_t inflate_buf[FRAME_DATA_RAW_MAX];
+	bool peer_big_data; /* the peer takes compressed frames of FRAME_DATA_ZRAW_MAX */
+	uint8_t scratch[FRAME_DATA_ZRAW_MAX];
+	uint8_t inflate_buf[FRAME_DATA_ZRAW_MAX];
 	struct session_stats stats;
 };
 
@@ -1726,6 +1727,11 @@ bool session_path_held_back(const struct session_path *path)
 	return path->held_back;
 }
 
+void session_set_peer_big_data(struct session *s, bool yes)
+{
+	s->peer_big_data = yes;
+}
+
 void session_set_duplicate(struct session *s, enum placement_dup mode)
 {
 	s->dup_mode = mode;
@@ -2059,6 +2065,16 @@ static void store_drain(struct session_stream *st, size_t n)
 	}
 }
 
+/* The most raw bytes one DATA frame of st may carry: 64 KiB when it will be
+ * compressed and the peer takes that (compression gains by a third on text
+ * over 16 KiB frames), else FRAME_DATA_RAW_MAX. */
+static size_t frame_raw_limit(const struct session *s, const struct session_stream *st)
+{
+	if (s->peer_big_data && s->codec != COMPRESS_NONE && !st->cstate.disabled)
+		return FRAME_DATA_ZRAW_MAX;
+	return FRAME_DATA_RAW_MAX;
+}
+
 /*
  * Writes one DATA frame of st into buf (room bytes): bytes to send again
  * first (from the resend store), else new bytes (moved from the source into
@@ -2076,8 +2092,10 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 		if (n > credit)
 			n = (size_t)credit;
 	}
-	if (n > FRAME_DATA_RAW_MAX)
-		n = FRAME_DATA_RAW_MAX;
+	bool compressing = s->codec != COMPRESS_NONE && !st->cstate.disabled;
+	size_t limit = frame_raw_limit(s, st);
+	if (n > limit)
+		n = limit;
 	if (n + FRAME_DATA_OVERHEAD_MAX > room) {
 		if (room <= FRAME_DATA_OVERHEAD_MAX)
 			return 0;
@@ -2097,7 +2115,7 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 	}
 	size_t payload_len = n;
 	int clen = 0;
-	if (n > 0 && s->codec != COMPRESS_NONE && !st->cstate.disabled) {
+	if (n > 0 && compressing) {
 		if (raw == NULL) {
 			copy_at(st->src, st->src_sent, s->scratch, n);
 			raw = s->scratch;
@@ -2109,6 +2127,13 @@ static size_t fill_data(struct session *s, struct session_path *path, struct ses
 			flags |= s->codec == COMPRESS_LZ4 ? FRAME_FLAG_LZ4 : FRAME_FLAG_ZLIB;
 			payload_len = (size_t)clen;
 		} else {
+			/* Raw, it is a frame of FRAME_DATA_RAW_MAX at most, and
+			 * no longer the last bytes when it got shorter. */
+			if (n > FRAME_DATA_RAW_MAX) {
+				n = FRAME_DATA_RAW_MAX;
+				payload_len = n;
+				flags &= (uint8_t)~FRAME_FLAG_FIN;
+			}
 			memcpy(buf + frame_data_header_len(flags), raw, n);
 		}
 	} else if (n > 0 && raw != NULL) {
@@ -2223,6 +2248,12 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			continue;
 		}
 		size_t want = (size_t)st->deficit;
+		/* A compressed frame may take more than the deficit: the stream
+		 * then waits rounds until its deficit is positive again, so the
+		 * shares stay fair in raw bytes. */
+		size_t limit = frame_raw_limit(s, st);
+		if (limit > FRAME_DATA_RAW_MAX && want < limit)
+			want = limit;
 		/* Bulk data beyond the path's room would only wait on it; the
 		 * rest stays unplaced for whichever path has room next. */
 		if (bulk && cap_left < FILL_MIN_ROOM) {

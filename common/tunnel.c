@@ -84,6 +84,7 @@ struct tunnel {
 	struct record_cipher *rx;
 	struct rekey *rekey;	   /* switches tx and rx in place; NULL: the peer cannot */
 	bool peer_rekeys;	   /* the peer's hello has HELLO_FLAG_REKEY */
+	bool peer_big_data;	   /* ... HELLO_FLAG_BIG_DATA */
 	struct tsession *ts;	   /* the session it carries, from the owner's attach */
 	struct session *session;   /* tsession_session(ts), NULL when not up */
 	struct session_path *path; /* this tunnel in its session */
@@ -574,6 +575,7 @@ static int start_session(struct tunnel *t, struct tsession *ts)
 	t->session = tsession_session(ts);
 	/* Every tunnel of an owner has the same configuration. */
 	session_set_duplicate(t->session, t->cfg.duplicate);
+	session_set_peer_big_data(t->session, t->peer_big_data);
 	if (tsession_tunnels(ts) == 1) {
 		t->codec = compress_choose(t->cfg.compress, 0);
 		session_set_codec(t->session, t->codec);
@@ -644,6 +646,7 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 	}
 	memcpy(t->cfg.session_id, hello.session_id, HELLO_SESSION_ID_LEN);
 	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
+	t->peer_big_data = (hello.flags & HELLO_FLAG_BIG_DATA) != 0;
 	if ((hello.flags & HELLO_FLAG_SESSIONS) == 0) {
 		log_peer_warn("tunnel %s: refused: the client runs an older protocol without "
 			      "sessions across tunnels; upgrade wanmux-client",
@@ -658,9 +661,8 @@ static void server_on_msg1(struct tunnel *t, const uint8_t *msg, size_t len)
 		tunnel_close(t, wm_strerror(rc));
 		return;
 	}
-	struct hello_server mine = {.version = HELLO_VERSION,
-				    .flags = HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS,
-				    .params = announced_params(t)};
+	struct hello_server mine = {
+	    .version = HELLO_VERSION, .flags = HELLO_FLAGS_OURS, .params = announced_params(t)};
 	struct tsession *ts = attach(t, &hello.params, &mine.epoch);
 	if (ts == NULL) {
 		tunnel_close(t, "no session for it");
@@ -723,6 +725,7 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 	}
 	memcpy(t->peer_pub, t->cfg.server_pub, KEYS_LEN);
 	t->peer_rekeys = (hello.flags & HELLO_FLAG_REKEY) != 0;
+	t->peer_big_data = (hello.flags & HELLO_FLAG_BIG_DATA) != 0;
 	if ((hello.flags & HELLO_FLAG_SESSIONS) == 0) {
 		log_error("tunnel %s: the server runs an older protocol without sessions "
 			  "across tunnels; upgrade wanmux-server",
@@ -742,9 +745,8 @@ static void client_on_msg2(struct tunnel *t, const uint8_t *msg, size_t len)
 
 static void client_send_msg1(struct tunnel *t, const uint8_t *cookie)
 {
-	struct hello_client mine = {.version = HELLO_VERSION,
-				    .tunnel_no = t->cfg.tunnel_no,
-				    .flags = HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS};
+	struct hello_client mine = {
+	    .version = HELLO_VERSION, .tunnel_no = t->cfg.tunnel_no, .flags = HELLO_FLAGS_OURS};
 	uint8_t hello[HELLO_CLIENT_LEN];
 	uint8_t out[HANDSHAKE_MSG_MAX];
 	tai64n_now(mine.timestamp);

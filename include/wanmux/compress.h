@@ -52,7 +52,7 @@ struct compress_ctx *compress_ctx_new(void);
 void compress_ctx_free(struct compress_ctx *ctx);
 
 /*
- * Tries to compress in[0..in_len) (<= FRAME_DATA_RAW_MAX) with codec
+ * Tries to compress in[0..in_len) (<= FRAME_DATA_ZRAW_MAX) with codec
  * (COMPRESS_LZ4 or COMPRESS_ZLIB) into out (out_cap bytes). Returns the
  * compressed length when the frame should go compressed, 0 when it should go
  * raw (too small, no gain, stream skipping or disabled), or a negative error.

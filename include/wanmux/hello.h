@@ -70,8 +70,14 @@
  * both hellos: a peer without it would close the tunnel at the first ACK, so
  * it is refused at the handshake with a line that names the cause. */
 #define HELLO_FLAG_SESSIONS 0x02
+/* BIG_DATA: this side takes compressed DATA frames whose raw_len is up to
+ * FRAME_DATA_ZRAW_MAX (64 KiB); a peer sends them only when the hello of
+ * this side has it (older versions close a tunnel at raw_len > 16 KiB). */
+#define HELLO_FLAG_BIG_DATA 0x04
 /* The flags this version knows; decode keeps only these. */
-#define HELLO_FLAGS_KNOWN (HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS)
+#define HELLO_FLAGS_KNOWN (HELLO_FLAG_REKEY | HELLO_FLAG_SESSIONS | HELLO_FLAG_BIG_DATA)
+/* What this version's hellos say. */
+#define HELLO_FLAGS_OURS HELLO_FLAGS_KNOWN
 
 /* What the client says about itself in msg1. */
 struct hello_client {

@@ -269,6 +269,10 @@ bool session_path_held_back(const struct session_path *path);
 /* --duplicate mode of s (default PLACEMENT_DUP_AUTO). */
 void session_set_duplicate(struct session *s, enum placement_dup mode);
 
+/* Whether the peer takes compressed DATA frames of up to FRAME_DATA_ZRAW_MAX
+ * raw bytes (its hello has HELLO_FLAG_BIG_DATA; default no). */
+void session_set_peer_big_data(struct session *s, bool yes);
+
 /* Whether s duplicates small interactive frames now (mode, paths, loss). */
 bool session_duplicating(const struct session *s);
 

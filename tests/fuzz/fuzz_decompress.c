@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void round_trip(struct compress_ctx *ctx, enum compress_mode codec, const uint8_t *raw,
 		       size_t raw_len)
 {
-	uint8_t comp[FRAME_DATA_RAW_MAX], back[FRAME_DATA_RAW_MAX];
+	static uint8_t comp[FRAME_DATA_ZRAW_MAX], back[FRAME_DATA_ZRAW_MAX];
 	struct compress_state st = {0};
 	int c;
 
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc != WM_OK && rc != WM_ERR_MALFORMED)
 		__builtin_trap();
 	if (rc == WM_OK) {
-		if (raw_len == 0 || raw_len > FRAME_DATA_RAW_MAX || size == 3)
+		if (raw_len == 0 || raw_len > FRAME_DATA_ZRAW_MAX || size == 3)
 			__builtin_trap();
 		if ((flag & ~FRAME_FLAG_FIN) != FRAME_FLAG_LZ4 &&
 		    (flag & ~FRAME_FLAG_FIN) != FRAME_FLAG_ZLIB)

@@ -317,7 +317,7 @@ static void test_compress_tls_ssh_detection(void **state)
 
 static void test_compress_bad_args(void **state)
 {
-	static uint8_t in[FRAME_DATA_RAW_MAX + 1], comp[FRAME_DATA_RAW_MAX + 1];
+	static uint8_t in[FRAME_DATA_ZRAW_MAX + 1], comp[FRAME_DATA_ZRAW_MAX + 1];
 	struct compress_state st = {0};
 
 	fill_text(in, sizeof(in), 5);
@@ -438,7 +438,8 @@ static void raw_len_mismatch(enum compress_mode codec)
 	assert_int_equal(decompress_exact(flag, comp, n, FRAME_DATA_RAW_MAX), WM_ERR_MALFORMED);
 	/* Out-of-range raw_len and empty input. */
 	assert_int_equal(decompress_exact(flag, comp, n, 0), WM_ERR_MALFORMED);
-	assert_int_equal(decompress_exact(flag, comp, n, FRAME_DATA_RAW_MAX + 1), WM_ERR_MALFORMED);
+	assert_int_equal(decompress_exact(flag, comp, n, FRAME_DATA_ZRAW_MAX + 1),
+			 WM_ERR_MALFORMED);
 	assert_int_equal(decompress_exact(flag, comp, 0, sizeof(raw)), WM_ERR_MALFORMED);
 	/* The right raw_len still works after all those failures on the same ctx. */
 	assert_int_equal(decompress_exact(flag, comp, n, sizeof(raw)), WM_OK);

@@ -573,19 +573,23 @@ static void test_frame_malformed_raw_len(void **state)
 		/* raw_len 0 */
 		n = mk(buf, FRAME_DATA, (uint8_t)flag, 13, 1, body, 13);
 		assert_malformed(buf, n);
-		/* raw_len FRAME_DATA_RAW_MAX + 1 = 0x4001 */
-		body[10] = 0x40;
+		/* raw_len FRAME_DATA_ZRAW_MAX + 1 = 0x10001 */
+		body[9] = 0x01;
 		body[11] = 0x01;
 		n = mk(buf, FRAME_DATA, (uint8_t)flag, 13, 1, body, 13);
 		assert_malformed(buf, n);
-		/* raw_len 0x80004000: high bits set */
+		/* raw_len 0x80010000: high bits set */
 		body[8] = 0x80;
-		body[10] = 0x40;
 		body[11] = 0x00;
 		n = mk(buf, FRAME_DATA, (uint8_t)flag, 13, 1, body, 13);
 		assert_malformed(buf, n);
-		/* and exactly FRAME_DATA_RAW_MAX is fine */
+		/* and exactly FRAME_DATA_ZRAW_MAX is fine (a compressed frame of
+		 * up to 64 KiB raw), as is FRAME_DATA_RAW_MAX */
 		body[8] = 0;
+		n = mk(buf, FRAME_DATA, (uint8_t)flag, 13, 1, body, 13);
+		assert_decodes(buf, n);
+		body[9] = 0;
+		body[10] = 0x40;
 		n = mk(buf, FRAME_DATA, (uint8_t)flag, 13, 1, body, 13);
 		assert_decodes(buf, n);
 		memset(body, 0, sizeof(body));
@@ -920,12 +924,15 @@ static void test_frame_encode_data_header_rules(void **state)
 			 WM_ERR_RANGE);
 	assert_int_equal(frame_encode_data_header(buf, sizeof(buf), 1, 0x08, 0, 0, 5),
 			 WM_ERR_RANGE);
-	/* compressed: raw_len 1..RAW_MAX, payload >= 1 */
+	/* compressed: raw_len 1..ZRAW_MAX, payload >= 1 */
 	assert_int_equal(frame_encode_data_header(buf, sizeof(buf), 1, FRAME_FLAG_LZ4, 0, 0, 5),
 			 WM_ERR_RANGE);
 	assert_int_equal(frame_encode_data_header(buf, sizeof(buf), 1, FRAME_FLAG_LZ4, 0,
-						  FRAME_DATA_RAW_MAX + 1, 5),
+						  FRAME_DATA_ZRAW_MAX + 1, 5),
 			 WM_ERR_RANGE);
+	assert_int_equal(frame_encode_data_header(buf, sizeof(buf), 1, FRAME_FLAG_LZ4, 0,
+						  FRAME_DATA_ZRAW_MAX, 5),
+			 20);
 	assert_int_equal(frame_encode_data_header(buf, sizeof(buf), 1, FRAME_FLAG_ZLIB, 0, 10, 0),
 			 WM_ERR_RANGE);
 	assert_int_equal(frame_encode_data_header(buf, sizeof(buf), 1, FRAME_FLAG_ZLIB, 0,

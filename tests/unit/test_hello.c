@@ -191,7 +191,7 @@ static void test_hello_trailing_bytes_ignored(void **state)
 static void test_hello_client_reserved_bits_ignored(void **state)
 {
 	(void)state;
-	static const uint8_t flag_bytes[] = {0x00, 0x01, 0x02, 0x80, 0xfe, 0xff};
+	static const uint8_t flag_bytes[] = {0x00, 0x01, 0x02, 0x04, 0x07, 0x80, 0xfe, 0xff};
 	for (size_t i = 0; i < sizeof(flag_bytes); i++) {
 		uint8_t b[HELLO_CLIENT_LEN];
 		memcpy(b, client_vector, sizeof(b));
@@ -200,6 +200,7 @@ static void test_hello_client_reserved_bits_ignored(void **state)
 		struct hello_client h;
 		assert_int_equal(decode_client_copy(b, sizeof(b), &h), WM_OK);
 		assert_int_equal(h.flags, flag_bytes[i] & HELLO_FLAGS_KNOWN);
+		assert_int_equal((h.flags & HELLO_FLAG_BIG_DATA) != 0, (flag_bytes[i] & 0x04) != 0);
 		struct hello_client want = client_struct;
 		want.flags = flag_bytes[i] & HELLO_FLAGS_KNOWN;
 		assert_client_equal(&h, &want);
@@ -209,7 +210,7 @@ static void test_hello_client_reserved_bits_ignored(void **state)
 static void test_hello_server_reserved_bits_ignored(void **state)
 {
 	(void)state;
-	static const uint8_t flag_bytes[] = {0x00, 0x01, 0x02, 0x80, 0xfe, 0xff};
+	static const uint8_t flag_bytes[] = {0x00, 0x01, 0x02, 0x04, 0x07, 0x80, 0xfe, 0xff};
 	for (size_t i = 0; i < sizeof(flag_bytes); i++) {
 		uint8_t b[HELLO_SERVER_LEN];
 		memcpy(b, server_vector, sizeof(b));

@@ -80,9 +80,10 @@ struct harness {
 	size_t unconsumed[2];
 	uint64_t rng;
 	uint8_t buf[RECORD_PLAINTEXT_MAX];
-	bool drop_acks;	 /* side 0 never sees an ACK or RESUME (a hostile peer) */
-	int stalled;	 /* a path whose records are not delivered for now, or -1 */
-	int consume_pct; /* chance per round that an end consumes what it holds */
+	bool drop_acks;	      /* side 0 never sees an ACK or RESUME (a hostile peer) */
+	int stalled;	      /* a path whose records are not delivered for now, or -1 */
+	int consume_pct;      /* chance per round that an end consumes what it holds */
+	uint32_t max_raw_len; /* the largest DATA frame delivered, raw bytes */
 	/* step() gives each path a snapshot before it fills (placement): paths
 	 * of different speeds, queues as they are, retransmits now and then. */
 	bool feed_info;
@@ -290,6 +291,8 @@ static void deliver(struct harness *h, struct hpath *hp, int to, const uint8_t *
 		struct frame f;
 		size_t used;
 		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
+		if (f.type == FRAME_DATA && f.u.data.raw_len > h->max_raw_len)
+			h->max_raw_len = f.u.data.raw_len;
 		if (h->drop_acks && to == 0 && (f.type == FRAME_ACK || f.type == FRAME_RESUME)) {
 			buf += used;
 			n -= used;
@@ -625,6 +628,47 @@ static void test_session_paths_duplicates_dropped(void **state)
 	assert_true(a->dup_bytes + b->dup_bytes > 0);
 	assert_true(a->dup_frames + b->dup_frames > 0);
 	harness_free(h);
+}
+
+/* Compressed frames carry up to 64 KiB of raw bytes when the peer's hello
+ * says it takes them (HELLO_FLAG_BIG_DATA), never when it does not, and a
+ * frame that does not compress goes raw at 16 KiB at most; intact over
+ * three paths with loss and reordering either way. */
+static void big_data_run(enum compress_mode codec, bool big, uint64_t *frames, uint32_t *max)
+{
+	struct harness *h = harness_new(3, 26, codec);
+	for (int k = 0; k < 2; k++)
+		session_set_peer_big_data(h->s[k], big);
+	open_stream(h, 0, 600000, 300000, true); /* text both ways */
+	open_stream(h, 1, 200001, 0, true);	 /* random */
+	run(h, 3000000, 10, true);
+	check_all_intact(h, true);
+	const struct session_stats *a = session_get_stats(h->s[0]);
+	const struct session_stats *b = session_get_stats(h->s[1]);
+	*frames = a->frames_compressed + b->frames_compressed;
+	*max = h->max_raw_len;
+	printf("%s, big %d: %llu compressed and %llu raw frames, largest %u raw bytes\n",
+	       compress_mode_name(codec), big, (unsigned long long)*frames,
+	       (unsigned long long)(a->frames_raw + b->frames_raw), *max);
+	harness_free(h);
+}
+
+static void test_session_paths_big_compressed_frames(void **state)
+{
+	static const enum compress_mode codecs[] = {COMPRESS_ZLIB, COMPRESS_LZ4};
+	for (size_t i = 0; i < 2; i++) {
+		uint64_t small_frames, big_frames;
+		uint32_t small_max, big_max;
+		big_data_run(codecs[i], false, &small_frames, &small_max);
+		big_data_run(codecs[i], true, &big_frames, &big_max);
+		/* 900 KB of text: at 16 KiB a frame at least 55 compressed
+		 * frames; with 64 KiB ones clearly fewer. */
+		assert_true(small_frames >= 900000 / FRAME_DATA_RAW_MAX);
+		assert_true(small_max <= FRAME_DATA_RAW_MAX);
+		assert_true(big_frames * 3 < small_frames * 2);
+		assert_true(big_max > FRAME_DATA_RAW_MAX);
+		assert_true(big_max <= FRAME_DATA_ZRAW_MAX);
+	}
 }
 
 static void test_session_paths_reset_across_paths(void **state)
@@ -1737,6 +1781,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_deferral_does_not_starve),
 	    cmocka_unit_test(test_session_paths_bulk_keeps_its_path),
 	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
+	    cmocka_unit_test(test_session_paths_big_compressed_frames),
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
