@@ -170,12 +170,14 @@ struct session_stream {
 	struct evbuffer *src; /* borrowed: the local socket's input, unsent bytes */
 	struct session_path *pin;
 	/* The path its bulk DATA goes on: the first that carried its DATA,
-	 * until that path is lost. A stream spread over every tunnel made
-	 * them all bulk flows that queue and lose against each other on the
-	 * one bottleneck (satellite interactive p99 1.4 -> 5.3 s, branch text
-	 * 148 -> 120 Mbit/s), and left no tunnel free for small streams, whose
-	 * fresh frames still go wherever placement says. */
+	 * moved once, when the stream turns bulk, to the path that sends
+	 * fastest then (bulk_home), until that path is lost. A stream
+	 * spread over every tunnel made them all bulk flows that queue and lose against each other
+	 * on the one bottleneck (satellite interactive p99 1.4 -> 5.3 s, branch text 148 -> 120
+	 * Mbit/s), and left no tunnel free for small streams, whose fresh frames still go wherever
+	 * placement says. */
 	struct session_path *home;
+	bool home_chosen;	  /* bulk_home picked home (once per stream) */
 	struct frame_addr target; /* kept to send OPEN again while not established */
 
 	/* sending direction: acked <= next <= high; the resend store holds
@@ -986,8 +988,10 @@ void session_path_lost(struct session *s, struct session_path *path)
 	note_loss(s);
 	for (size_t i = 0; i < s->nbuckets; i++) {
 		for (struct session_stream *st = s->buckets[i]; st; st = st->hash_next) {
-			if (st->home == path)
+			if (st->home == path) {
 				st->home = NULL;
+				st->home_chosen = false;
+			}
 			if (st->pin == path) {
 				/* Its OPEN may be lost with the path: send it again; the
 				 * stream's DATA follows it on whichever path takes it. */
@@ -1809,6 +1813,30 @@ static bool leave_for_better(struct session *s, struct session_path *path,
 	return true;
 }
 
+/* Where a stream that turns bulk should live: the path that sends fastest
+ * now (placement_rate: its delivery rate or a window per RTT), by a quarter
+ * at least, else cur. A new stream's first small burst goes to whichever
+ * path gets it there soonest, often a tunnel that never carried bulk
+ * data; left there, a download ramps up a cold BBR (seconds at 600 ms per
+ * round) while a warm tunnel idles (satellite warm random down 11-15
+ * against 17 Mbit/s). Unknown paths are not picked. */
+static struct session_path *bulk_home(const struct session *s, struct session_path *cur)
+{
+	struct session_path *best = cur;
+	uint64_t best_rate = cur != NULL && path_known(s, cur) ? placement_rate(&cur->info) : 0;
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
+		struct session_path *q = s->paths[i];
+		if (q == NULL || q == cur || !path_known(s, q))
+			continue;
+		uint64_t r = placement_rate(&q->info);
+		if (r > best_rate + best_rate / 4) {
+			best = q;
+			best_rate = r;
+		}
+	}
+	return best;
+}
+
 /* DATA bytes path may take from bulk streams in this fill: its room, once
  * placement knows it and has another path to give the rest to. */
 static uint64_t bulk_cap(const struct session *s, const struct session_path *path)
@@ -2228,6 +2256,15 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		bool bulk =
 		    !fresh || (st->home != NULL && (stream_backlog(st) > SESSION_BURST_MAX ||
 						    st->snd_high >= SESSION_BULK_SENT));
+		if (bulk && !st->home_chosen && st->pin == NULL && s->npaths >= 2) {
+			struct session_path *was = st->home != NULL ? st->home : path;
+			st->home = bulk_home(s, was);
+			st->home_chosen = true;
+			if (st->home != was) {
+				s->stats.bulk_moves++;
+				signal_writable(s); /* the new home pulls */
+			}
+		}
 		bool away = st->home != NULL && st->home != path;
 		bool elsewhere = (st->pin != NULL && st->pin != path) ||
 				 (st->open_pending && !open_allowed(s, st)) || (bulk && away);

@@ -34,7 +34,8 @@
  * next session_tick at most. A path takes no more bulk DATA in one snapshot
  * than its room (placement_room), so a cold or slow path does not swallow
  * data that would only wait on it. A stream's bulk keeps to its home path
- * (the first that carried its DATA); a new burst of a stream with a home is
+ * (the first that carried its DATA, or, when the stream turns bulk, the
+ * path that sends fastest by a quarter); a new burst of a stream with a home is
  * bulk too when it is over SESSION_BURST_MAX or the stream has sent
  * SESSION_BULK_SENT. OPENs leave in id order, and one not yet
  * answered keeps the OPENs after it on its path, so they reach the peer in
@@ -188,6 +189,7 @@ struct session_stats {
 	/* placement */
 	uint64_t placement_deferrals; /* fresh streams a path left for a better one */
 	uint64_t placement_timeouts;  /* of them, taken anyway: the better path did not pull */
+	uint64_t bulk_moves;	      /* streams turned bulk moved to a faster path (bulk_home) */
 	uint64_t loss_events;	      /* retransmit counter rises and resends seen */
 	/* what duplication cost */
 	uint64_t dup_frames_sent; /* copies of DATA frames sent on a second path */

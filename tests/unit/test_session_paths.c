@@ -1248,6 +1248,18 @@ static void test_session_paths_bulk_refill_stays_home(void **state)
 	fill_push(h, home, 1); /* the OPEN's answer and the ACK */
 	deliver_path(h, home, 1);
 	assert_int_equal(pstats(h, home, 0)->data_bytes, 8000);
+	/* It turns bulk while both paths send alike: it keeps its home. */
+	now += 10 * PLACEMENT_IDLE_US;
+	set_info(h, home, 0, info_fast(now));
+	set_info(h, other, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 3 * SESSION_BURST_MAX, false);
+	assert_int_equal(fill_push(h, other, 0), 0);
+	while (fill_push(h, home, 0) > 0)
+		;
+	deliver_path(h, home, 0);
+	fill_push(h, home, 1);
+	deliver_path(h, home, 1);
+	assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 0);
 	for (int round = 0; round < 4; round++) {
 		now += 10 * PLACEMENT_IDLE_US;
 		/* Home is now the slow path: a deep queue, a window full. */
@@ -1293,12 +1305,15 @@ static void test_session_paths_pull_capped_by_room(void **state)
 	assert_true(fill_push(h, 0, 1) > 0);
 	deliver_path(h, 0, 1);
 	assert_non_null(hs->end[1].st);
+	/* It turns bulk at home while both paths are cold; then the other
+	 * gets fast, and the stream keeps its home. */
+	fill_push(h, 0, 0);
 	for (int k = 0; k < 2; k++)
 		set_info(h, 1, k, info_fast(1000));
 
 	struct placement_info cold = info_cold(1000);
 	uint64_t cold_room = placement_room(&cold, 0);
-	for (int i = 0; i < 20; i++)
+	for (int i = 0; i < 19; i++)
 		fill_push(h, 0, 0);
 	uint64_t on_cold = pstats(h, 0, 0)->data_bytes;
 	printf("cold path took %llu bytes of a bulk stream (room %llu), %llu fills capped\n",
@@ -1308,6 +1323,43 @@ static void test_session_paths_pull_capped_by_room(void **state)
 	assert_true(on_cold <= cold_room);
 	assert_true(pstats(h, 0, 0)->capped > 0);
 	assert_true(session_path_held_back(h->path[0].p[0]));
+	harness_free(h);
+}
+
+/* A stream whose first small burst took a cold path moves, when it turns
+ * bulk, to the path that sends fastest, once: a download then starts on the
+ * tunnel whose congestion control knows the link. Before, it stayed on the
+ * cold one (satellite: seconds of BBR start-up while a warm tunnel idled). */
+static void test_session_paths_bulk_moves_to_fast_path(void **state)
+{
+	struct harness *h = harness_new(2, 25, COMPRESS_NONE);
+	uint64_t now = 1000;
+	for (int k = 0; k < 2; k++) {
+		set_info(h, 0, k, info_cold(now));
+		set_info(h, 1, k, info_cold(now));
+	}
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	deliver_path(h, 0, 0);
+	fill_push(h, 0, 1);
+	deliver_path(h, 0, 1);
+	assert_int_equal(pstats(h, 0, 0)->data_bytes, 100);
+	/* Path 1 is the warm one now; a bulk write follows. */
+	now += 10 * PLACEMENT_IDLE_US;
+	set_info(h, 0, 0, info_cold(now));
+	set_info(h, 1, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 256u << 10, false);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 1);
+	assert_true(fill_push(h, 1, 0) > 0);
+	uint64_t on_fast = pstats(h, 1, 0)->data_bytes;
+	assert_true(on_fast > 0);
+	/* Once moved it stays, even when the old path looks faster. */
+	set_info(h, 0, 0, info_fast(now));
+	set_info(h, 1, 0, info_cold(now));
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	assert_int_equal(pstats(h, 0, 0)->data_bytes, 100);
+	assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 1);
 	harness_free(h);
 }
 
@@ -1781,6 +1833,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_deferral_does_not_starve),
 	    cmocka_unit_test(test_session_paths_bulk_keeps_its_path),
 	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
+	    cmocka_unit_test(test_session_paths_bulk_moves_to_fast_path),
 	    cmocka_unit_test(test_session_paths_big_compressed_frames),
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
