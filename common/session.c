@@ -1813,25 +1813,37 @@ static bool leave_for_better(struct session *s, struct session_path *path,
 	return true;
 }
 
-/* Where a stream that turns bulk should live: the path that sends fastest
- * now (placement_rate: its delivery rate or a window per RTT), by a quarter
- * at least, else cur. A new stream's first small burst goes to whichever
- * path gets it there soonest, often a tunnel that never carried bulk
- * data; left there, a download ramps up a cold BBR (seconds at 600 ms per
- * round) while a warm tunnel idles (satellite warm random down 11-15
- * against 17 Mbit/s). Unknown paths are not picked. */
+/* When SESSION_BULK_SENT bytes placed on q now would have arrived: its
+ * rate and what already waits on it (its queues and this session's
+ * placed bytes), so a path that rates fastest but carries the other bulk
+ * streams' backlog is not taken for an idle one. */
+static uint64_t bulk_eta(const struct session_path *q)
+{
+	return placement_eta_us(&q->info, q->placed, SESSION_BULK_SENT);
+}
+
+/* Where a stream that turns bulk should live: the path that gets its next
+ * SESSION_BULK_SENT bytes there soonest (bulk_eta), by a fifth of the time
+ * at least (a quarter more rate on idle paths), else cur. A new stream's
+ * first small burst goes to whichever path gets it there soonest, often a
+ * tunnel that never carried bulk data; left there, a download ramps up a
+ * cold BBR (seconds at 600 ms per round) while a warm tunnel idles
+ * (satellite warm random down 11-15 against 17 Mbit/s). Judged by rate
+ * alone, every bulk stream piled onto the one tunnel with the best rate
+ * and waited behind the others' backlog, for good (the move is made
+ * once). Unknown paths are not picked. */
 static struct session_path *bulk_home(const struct session *s, struct session_path *cur)
 {
 	struct session_path *best = cur;
-	uint64_t best_rate = cur != NULL && path_known(s, cur) ? placement_rate(&cur->info) : 0;
+	uint64_t best_eta = cur != NULL && path_known(s, cur) ? bulk_eta(cur) : UINT64_MAX;
 	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
 		struct session_path *q = s->paths[i];
 		if (q == NULL || q == cur || !path_known(s, q))
 			continue;
-		uint64_t r = placement_rate(&q->info);
-		if (r > best_rate + best_rate / 4) {
+		uint64_t e = bulk_eta(q);
+		if (e < best_eta - best_eta / 5) {
 			best = q;
-			best_rate = r;
+			best_eta = e;
 		}
 	}
 	return best;

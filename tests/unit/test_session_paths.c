@@ -1363,6 +1363,41 @@ static void test_session_paths_bulk_moves_to_fast_path(void **state)
 	harness_free(h);
 }
 
+/* A stream that turns bulk does not move to a path that rates faster but
+ * has megabytes waiting on it, away from an idle path that sends nearly as
+ * fast: every bulk stream would pile onto the one tunnel with the best rate
+ * and wait behind the others' backlog (here ~250 ms against ~25 ms), for
+ * good, since the move is made once. */
+static void test_session_paths_bulk_home_weighs_backlog(void **state)
+{
+	struct harness *h = harness_new(2, 27, COMPRESS_NONE);
+	uint64_t now = 1000;
+	for (int k = 0; k < 2; k++) {
+		set_info(h, 0, k, info_fast(now));
+		set_info(h, 1, k, info_fast(now));
+	}
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	deliver_path(h, 0, 0);
+	fill_push(h, 0, 1);
+	deliver_path(h, 0, 1);
+	assert_int_equal(pstats(h, 0, 0)->data_bytes, 100);
+	now += 10 * PLACEMENT_IDLE_US;
+	struct placement_info idle = info_fast(now);
+	idle.delivery_rate = 8000000;
+	struct placement_info busy = info_fast(now);
+	busy.unacked = busy.cwnd;
+	busy.notsent = 2u << 20;
+	busy.queued = 1u << 20;
+	set_info(h, 0, 0, idle);
+	set_info(h, 1, 0, busy);
+	add_bytes(h, &hs->end[0], 256u << 10, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 0);
+	assert_int_equal(pstats(h, 1, 0)->data_bytes, 0);
+	harness_free(h);
+}
+
 struct dup_result {
 	size_t second_fill; /* what the other path's fill wrote */
 	struct session_stats tx, rx;
@@ -1834,6 +1869,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_bulk_keeps_its_path),
 	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
 	    cmocka_unit_test(test_session_paths_bulk_moves_to_fast_path),
+	    cmocka_unit_test(test_session_paths_bulk_home_weighs_backlog),
 	    cmocka_unit_test(test_session_paths_big_compressed_frames),
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
