@@ -1291,6 +1291,18 @@ static size_t held_search(const struct session_stream *st, uint64_t off)
 	return lo;
 }
 
+/* Whether the held segments of st cover [off, end) without a gap. */
+static bool held_covers(const struct session_stream *st, uint64_t off, uint64_t end)
+{
+	uint64_t cur = off;
+	for (size_t i = held_search(st, off); cur < end; i++) {
+		if (i == st->held_hi || st->held[i]->off > cur)
+			return false;
+		cur = st->held[i]->off + st->held[i]->len;
+	}
+	return true;
+}
+
 /* Keeps [off, off+len) past a gap, without what is already held. */
 static int hold(struct session *s, struct session_stream *st, uint64_t off, const uint8_t *data,
 		size_t len)
@@ -1429,8 +1441,13 @@ static int on_data(struct session *s, const struct frame *f)
 	uint64_t dup_before_frame = s->stats.dup_bytes;
 
 	stream_hold(st);
-	if (end <= st->rcv_contig && raw_len > 0) {
-		/* Nothing new (a copy sent again): no need to inflate it. */
+	bool nothing_new =
+	    end <= st->rcv_contig || (off > st->rcv_contig && held_covers(st, off, end));
+	if (nothing_new && raw_len > 0) {
+		/* Nothing new (a copy sent again, or held already past a gap):
+		 * no need to inflate it. A peer repeating one 64 KiB frame of
+		 * zeros past a gap cost a 64 KiB inflate per ~100 wire bytes,
+		 * held or not. */
 		s->stats.dup_bytes += raw_len;
 		s->stats.dup_frames++;
 	} else if (raw_len > 0) {
