@@ -833,6 +833,69 @@ static void test_session_half_close(void **state)
 	pair_free(p);
 }
 
+/* A stream whose last 20000 bytes do not compress, to a peer that takes
+ * 64 KiB compressed frames: the piece goes as 16 KiB raw without FIN
+ * (fill_data cuts it), the rest raw with FIN; the server gets every byte
+ * once and FIN after them, and the half-closed stream still closes. */
+static void test_session_fin_after_incompressible_tail(void **state)
+{
+	struct pair *p = pair_new(&default_params, &default_params);
+	struct session *both[2] = {p->c, p->s};
+	for (int k = 0; k < 2; k++) {
+		session_set_codec(both[k], COMPRESS_ZLIB);
+		session_set_peer_big_data(both[k], true);
+	}
+	struct tstream *c = client_open(p, "tail");
+	pump(p, 10);
+	struct tstream *s = server_of(p, c->id);
+	assert_non_null(s);
+	const size_t up = 20000;
+	fill_random(c->src, up);
+	struct evbuffer *sent = evbuffer_new();
+	evbuffer_add(sent, evbuffer_pullup(c->src, -1), up);
+	session_stream_kick(c->st);
+	session_stream_shutdown(c->st);
+	size_t lens[8];
+	bool fins[8];
+	size_t ndata = 0;
+	for (int r = 0; r < 10; r++) {
+		size_t n = session_fill(p->c, p->cp, p->buf, sizeof(p->buf));
+		for (size_t at = 0; at < n;) {
+			struct frame f;
+			size_t used;
+			assert_int_equal(frame_decode(p->buf + at, n - at, &f, &used), WM_OK);
+			if (f.type == FRAME_DATA && ndata < 8) {
+				assert_int_equal(f.flags & (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB), 0);
+				lens[ndata] = f.u.data.payload_len;
+				fins[ndata++] = (f.flags & FRAME_FLAG_FIN) != 0;
+			}
+			at += used;
+		}
+		assert_int_equal(deliver(p, p->s, p->buf, n), WM_OK);
+		step(p, p->s);
+	}
+	assert_int_equal(ndata, 2);
+	assert_int_equal(lens[0], FRAME_DATA_RAW_MAX);
+	assert_false(fins[0]);
+	assert_int_equal(lens[1], up - FRAME_DATA_RAW_MAX);
+	assert_true(fins[1]);
+	assert_true(s->fin);
+	assert_int_equal(s->rcv_at_fin, up);
+	assert_true(same_bytes(sent, s->rcv));
+	assert_false(s->closed);
+	session_stream_shutdown(s->st);
+	pump(p, 10);
+	assert_true(c->fin);
+	assert_true(c->closed);
+	assert_true(s->closed);
+	assert_false(c->reset);
+	assert_false(s->reset);
+	assert_int_equal(session_stream_count(p->c), 0);
+	assert_int_equal(session_stream_count(p->s), 0);
+	evbuffer_free(sent);
+	pair_free(p);
+}
+
 static void (*child_fn)(void);
 
 static void child_test(void **state)
@@ -1794,6 +1857,7 @@ int main(void)
 	    cmocka_unit_test(test_session_interactive_not_behind_bulk),
 	    cmocka_unit_test(test_session_bulk_streams_share_equally),
 	    cmocka_unit_test(test_session_half_close),
+	    cmocka_unit_test(test_session_fin_after_incompressible_tail),
 	    cmocka_unit_test(test_session_consume_in_on_fin),
 	    cmocka_unit_test(test_session_reset_in_on_data),
 	    cmocka_unit_test(test_session_reset_both_ways),
