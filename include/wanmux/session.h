@@ -35,7 +35,8 @@
  * than its room (placement_room), so a cold or slow path does not swallow
  * data that would only wait on it. A stream's bulk keeps to its home path
  * (the first that carried its DATA, or, when the stream turns bulk, the
- * path that sends fastest by a quarter); a new burst of a stream with a home is
+ * path that gets its next bytes there soonest, rate and backlog, by a fifth);
+ * a new burst of a stream with a home is
  * bulk too when it is over SESSION_BURST_MAX or the stream has sent
  * SESSION_BULK_SENT. OPENs leave in id order, and one not yet
  * answered keeps the OPENs after it on its path, so they reach the peer in
