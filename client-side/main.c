@@ -1056,6 +1056,7 @@ int main(int argc, char **argv)
 	char err[1024];
 
 	memset(&cl, 0, sizeof(cl));
+	cli_process_init();
 	log_init(PROG, LOG_LEVEL_INFO);
 	/* Known before parsing, so that a bad option or config line is already
 	 * reported the --check-config way. */

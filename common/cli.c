@@ -1,4 +1,5 @@
 /* Options shared by wanmux-client and wanmux-server. */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -162,6 +163,13 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 	}
 	*bad_id = -1;
 	return WM_OK;
+}
+
+void cli_process_init(void)
+{
+	/* Setting the mmap threshold also stops glibc from moving it. */
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
 void cli_process_apply(const char *prog, const struct cli_process *proc)

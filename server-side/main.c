@@ -1768,6 +1768,7 @@ int main(int argc, char **argv)
 	char err[1024];
 
 	memset(&srv, 0, sizeof(srv));
+	cli_process_init();
 	log_init(PROG, LOG_LEVEL_INFO);
 	/* Known before parsing, so that a bad option or config line is already
 	 * reported the --check-config way. */
