@@ -1248,22 +1248,12 @@ static void test_session_paths_bulk_refill_stays_home(void **state)
 	fill_push(h, home, 1); /* the OPEN's answer and the ACK */
 	deliver_path(h, home, 1);
 	assert_int_equal(pstats(h, home, 0)->data_bytes, 8000);
-	/* It turns bulk while both paths send alike: it keeps its home. */
-	now += 10 * PLACEMENT_IDLE_US;
-	set_info(h, home, 0, info_fast(now));
-	set_info(h, other, 0, info_fast(now));
-	add_bytes(h, &hs->end[0], 3 * SESSION_BURST_MAX, false);
-	assert_int_equal(fill_push(h, other, 0), 0);
-	while (fill_push(h, home, 0) > 0)
-		;
-	deliver_path(h, home, 0);
-	fill_push(h, home, 1);
-	deliver_path(h, home, 1);
-	assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 0);
-	for (int round = 0; round < 4; round++) {
+	for (int round = 0; round < 5; round++) {
 		now += 10 * PLACEMENT_IDLE_US;
-		/* Home is now the slow path: a deep queue, a window full. */
-		set_info(h, home, 0, info_slow(now));
+		/* Round 0: it turns bulk while both paths send alike, and keeps
+		 * its home. Then home is the slow path: a deep queue, a window
+		 * full. */
+		set_info(h, home, 0, round == 0 ? info_fast(now) : info_slow(now));
 		set_info(h, other, 0, info_fast(now));
 		add_bytes(h, &hs->end[0], 3 * SESSION_BURST_MAX, false);
 		assert_int_equal(fill_push(h, other, 0), 0);
@@ -1272,6 +1262,7 @@ static void test_session_paths_bulk_refill_stays_home(void **state)
 		deliver_path(h, home, 0);
 		fill_push(h, home, 1);
 		deliver_path(h, home, 1);
+		assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 0);
 	}
 	assert_int_equal(pstats(h, other, 0)->data_bytes, 0);
 	/* A small burst is interactive: placement sends it on the fast path. */
@@ -1330,13 +1321,15 @@ static void test_session_paths_pull_capped_by_room(void **state)
  * bulk, to the path that sends fastest, once: a download then starts on the
  * tunnel whose congestion control knows the link. Before, it stayed on the
  * cold one (satellite: seconds of BBR start-up while a warm tunnel idled). */
-static void test_session_paths_bulk_moves_to_fast_path(void **state)
+/* Two paths with info pi at now on both sides; a stream of side 0 whose
+ * first 100 bytes went on path 0 and were answered, so that path 0 is its
+ * home; *now is moved past PLACEMENT_IDLE_US for its next burst. */
+static struct hstream *stream_at_home_on_path0(struct harness *h,
+					       struct placement_info (*pi)(uint64_t), uint64_t *now)
 {
-	struct harness *h = harness_new(2, 25, COMPRESS_NONE);
-	uint64_t now = 1000;
 	for (int k = 0; k < 2; k++) {
-		set_info(h, 0, k, info_cold(now));
-		set_info(h, 1, k, info_cold(now));
+		set_info(h, 0, k, pi(*now));
+		set_info(h, 1, k, pi(*now));
 	}
 	struct hstream *hs = open_stream(h, 0, 100, 0, false);
 	assert_true(fill_push(h, 0, 0) > 0);
@@ -1344,8 +1337,16 @@ static void test_session_paths_bulk_moves_to_fast_path(void **state)
 	fill_push(h, 0, 1);
 	deliver_path(h, 0, 1);
 	assert_int_equal(pstats(h, 0, 0)->data_bytes, 100);
+	*now += 10 * PLACEMENT_IDLE_US;
+	return hs;
+}
+
+static void test_session_paths_bulk_moves_to_fast_path(void **state)
+{
+	struct harness *h = harness_new(2, 25, COMPRESS_NONE);
+	uint64_t now = 1000;
+	struct hstream *hs = stream_at_home_on_path0(h, info_cold, &now);
 	/* Path 1 is the warm one now; a bulk write follows. */
-	now += 10 * PLACEMENT_IDLE_US;
 	set_info(h, 0, 0, info_cold(now));
 	set_info(h, 1, 0, info_fast(now));
 	add_bytes(h, &hs->end[0], 256u << 10, false);
@@ -1372,17 +1373,7 @@ static void test_session_paths_bulk_home_weighs_backlog(void **state)
 {
 	struct harness *h = harness_new(2, 27, COMPRESS_NONE);
 	uint64_t now = 1000;
-	for (int k = 0; k < 2; k++) {
-		set_info(h, 0, k, info_fast(now));
-		set_info(h, 1, k, info_fast(now));
-	}
-	struct hstream *hs = open_stream(h, 0, 100, 0, false);
-	assert_true(fill_push(h, 0, 0) > 0);
-	deliver_path(h, 0, 0);
-	fill_push(h, 0, 1);
-	deliver_path(h, 0, 1);
-	assert_int_equal(pstats(h, 0, 0)->data_bytes, 100);
-	now += 10 * PLACEMENT_IDLE_US;
+	struct hstream *hs = stream_at_home_on_path0(h, info_fast, &now);
 	struct placement_info idle = info_fast(now);
 	idle.delivery_rate = 8000000;
 	struct placement_info busy = info_fast(now);
