@@ -170,12 +170,13 @@ struct session_stream {
 	struct evbuffer *src; /* borrowed: the local socket's input, unsent bytes */
 	struct session_path *pin;
 	/* The path its bulk DATA goes on: the first that carried its DATA,
-	 * moved once, when the stream turns bulk, to the path that sends
-	 * fastest then (bulk_home), until that path is lost. A stream
-	 * spread over every tunnel made them all bulk flows that queue and lose against each other
-	 * on the one bottleneck (satellite interactive p99 1.4 -> 5.3 s, branch text 148 -> 120
-	 * Mbit/s), and left no tunnel free for small streams, whose fresh frames still go wherever
-	 * placement says. */
+	 * moved once, when the stream turns bulk, to the path where its next
+	 * bytes arrive soonest (bulk_home), until that path is lost. A
+	 * stream spread over every tunnel made them all bulk flows that
+	 * queue and lose against each other on the one bottleneck
+	 * (satellite interactive p99 1.4 -> 5.3 s, branch text 148 -> 120
+	 * Mbit/s), and left no tunnel free for small streams, whose fresh
+	 * frames still go wherever placement says. */
 	struct session_path *home;
 	bool home_chosen;	  /* bulk_home picked home (once per stream) */
 	struct frame_addr target; /* kept to send OPEN again while not established */
