@@ -308,12 +308,23 @@ def run_cmd(argv, timeout=None, env=None):
 # --------------------------------------------------------------------------
 # Ports and sockets
 
+_recent_ports = []
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free a moment ago (bind port 0)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port that was free a moment ago (bind port 0), and not one this
+    process handed out lately: the kernel may give the same port to two
+    calls in a row when nothing has bound the first yet (two clients started
+    without waiting, under valgrind, got the same forward port)."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _recent_ports:
+            break
+    _recent_ports.append(port)
+    del _recent_ports[:-256]
     return port
 
 
