@@ -41,6 +41,18 @@ def pool_server(env, spec, extra=()):
     return srv, cli, lport
 
 
+
+def never_served(lport, n, what):
+    """n requests through lport, each failing as ask() fails; one answered
+    raises with what."""
+    for _ in range(n):
+        try:
+            ask(lport, timeout=t(5))
+        except h.TestFailure:
+            continue
+        raise AssertionError(what)
+
+
 def test_sync_connect_failure_tries_next_once(env):
     """A backend whose connect fails at once: the stream goes to the live
     backend, which is not blamed for it; with only such a backend the
@@ -61,12 +73,7 @@ def test_sync_connect_failure_tries_next_once(env):
     mark = srv.mark()
     srv.proc.send_signal(signal.SIGHUP)
     srv.wait_log(r"reloaded: ", t(10), since=mark)
-    for _ in range(4):
-        try:
-            ask(lport, timeout=t(5))
-            raise AssertionError("unreachable")
-        except h.TestFailure:
-            pass
+    never_served(lport, 4, "unreachable")
     check(srv.proc.poll() is None, "the server died")
     srv.check_sanitizer()
 
@@ -171,12 +178,7 @@ def test_named_backends_failing_at_once(env):
     srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
     lport = h.free_port()
     env.start_client(port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
-    for _ in range(3):
-        try:
-            ask(lport, timeout=t(5))
-            raise AssertionError("a pool of unreachable backends served")
-        except h.TestFailure:
-            pass
+    never_served(lport, 3, "a pool of unreachable backends served")
     srv.wait_log(r"no backend (left to try|of the pool is up)", t(5))
     check(srv.alive(), "the server died")
     srv.check_sanitizer()

@@ -288,13 +288,20 @@ def test_failover_pending_go_to_first_up(env):
     cli.wait_log(r"server 127\.0\.0\.1:%d down: " % dead, t(5))
 
 
-def test_spread_uses_both_and_survives(env):
+def spread_pair(env):
+    """Two servers a and b, and a client spreading over both with two tunnels
+    each, all up: (a, b, "addr:port" of a, of b, client)."""
     setup(env)
     a, b = start_server(env, "a"), start_server(env, "b")
     na, nb = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
     cli = start_client(env, [na, nb], policy="spread", tunnels=2)
     cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % a.port, t(10), count=2)
     cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % b.port, t(10), count=2)
+    return a, b, na, nb, cli
+
+
+def test_spread_uses_both_and_survives(env):
+    a, b, na, nb, cli = spread_pair(env)
     # Held open, so each stream counts against its server's room.
     held = []
     for i in range(20):
@@ -339,12 +346,7 @@ def test_spread_restarts_of_one_leave_the_other_alone(env):
     session is lost, its streams reset, as a hostile server could do at will)
     while streams run on both: the other server's streams and session never
     notice."""
-    setup(env)
-    a, b = start_server(env, "a"), start_server(env, "b")
-    na, nb = f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"
-    cli = start_client(env, [na, nb], policy="spread", tunnels=2)
-    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % a.port, t(10), count=2)
-    cli.wait_log(r"tunnel \d+ to 127\.0\.0\.1:%d up" % b.port, t(10), count=2)
+    a, b, na, nb, cli = spread_pair(env)
     held = []
     for i in range(10):
         s = h.connect(cli.lport, timeout=t(5))
