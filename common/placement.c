@@ -68,6 +68,22 @@ static uint64_t ahead(const struct placement_info *pi, size_t placed)
 	return (uint64_t)pi->queued + pi->notsent + placed;
 }
 
+/*
+ * How long bytes that do not fit in the open window wait: until ACKs free a
+ * segment for each of them. With cwnd segments in flight the ACKs come an
+ * RTT/cwnd apart, and a segment frees only when the whole of it is
+ * acknowledged. Never less than the bytes at the window's rate; on a tunnel
+ * that carries a few small frames in BBR's PROBE_RTT (cwnd 4, every 10 s when
+ * its RTT samples never beat the old minimum) a quarter RTT or more where a
+ * rate in bytes said milliseconds (satellite echoes waited 100-300 ms in the
+ * kernel behind cwnd 4 while another tunnel idled).
+ */
+static uint64_t wait_for_window(const struct placement_info *pi, uint64_t over, uint64_t rtt)
+{
+	uint64_t mss = pi->mss != 0 ? pi->mss : 1;
+	return mul_div((over + mss - 1) / mss, rtt, pi->cwnd != 0 ? pi->cwnd : 1);
+}
+
 uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t len)
 {
 	uint64_t rtt = rtt_us(pi);
@@ -75,7 +91,7 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
 	uint64_t need = ahead(pi, placed) + len;
 	uint64_t open = placement_cwnd_room(pi);
 	if (need > open)
-		eta += mul_div(need - open, 1000000u, placement_rate(pi));
+		eta += wait_for_window(pi, need - open, rtt);
 	if (pi->lost > 0)
 		eta += rtt;
 	return eta;

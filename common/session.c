@@ -127,9 +127,16 @@ struct dup_copy {
 	uint32_t id;
 	uint64_t end;	 /* stream offset past its bytes: useless once acknowledged */
 	unsigned origin; /* slot of the original's path; SESSION_PATHS_MAX: none */
-	size_t raw;	 /* DATA payload bytes before compression */
-	size_t len;	 /* frame bytes */
-	bool has_open;	 /* starts with the stream's OPEN (flag RESENT) */
+	/* Slot of the other path where the copy arrives soonest (dup_target);
+	 * SESSION_PATHS_MAX: whichever pulls. Others leave it to that one for
+	 * PLACEMENT_DEFER_MAX_US or until a session_tick, as for fresh
+	 * frames. */
+	unsigned target;
+	uint64_t since_us;
+	uint64_t tick;
+	size_t raw;    /* DATA payload bytes before compression */
+	size_t len;    /* frame bytes */
+	bool has_open; /* starts with the stream's OPEN (flag RESENT) */
 	uint8_t frame[];
 };
 
@@ -1008,8 +1015,12 @@ void session_path_lost(struct session *s, struct session_path *path)
 	}
 	struct dup_copy *d;
 	TAILQ_FOREACH(d, &s->dups, link)
-	if (d->origin == path->slot)
-		d->origin = SESSION_PATHS_MAX; /* its original is lost: any path */
+	{
+		if (d->origin == path->slot)
+			d->origin = SESSION_PATHS_MAX; /* its original is lost: any path */
+		if (d->target == path->slot)
+			d->target = SESSION_PATHS_MAX;
+	}
 	s->paths[path->slot] = NULL;
 	s->npaths--;
 	s->stats.paths_lost++;
@@ -1898,6 +1909,38 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
 	return (size_t)n;
 }
 
+/* The path other than origin where len bytes placed now arrive soonest;
+ * SESSION_PATHS_MAX when placement knows none. The copy is there to beat
+ * the original's loss or wait: the first path to pull was often one whose
+ * window was full (BBR's PROBE_RTT) while another idled. */
+static unsigned dup_target(const struct session *s, const struct session_path *origin, size_t len)
+{
+	unsigned best = SESSION_PATHS_MAX;
+	uint64_t best_eta = UINT64_MAX;
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
+		const struct session_path *q = s->paths[i];
+		if (q == NULL || q == origin || !path_known(s, q))
+			continue;
+		uint64_t e = placement_eta_us(&q->info, q->placed, len);
+		if (e < best_eta) {
+			best = q->slot;
+			best_eta = e;
+		}
+	}
+	return best;
+}
+
+/* Whether path should leave copy d to its target, which is still there and
+ * has not had its time to pull yet. */
+static bool dup_elsewhere(const struct session *s, const struct session_path *path,
+			  const struct dup_copy *d)
+{
+	if (d->target == SESSION_PATHS_MAX || d->target == path->slot ||
+	    s->paths[d->target] == NULL)
+		return false;
+	return d->tick == s->ticks && s->now_us - d->since_us < PLACEMENT_DEFER_MAX_US;
+}
+
 /*
  * Keeps a copy of the frames just written for st (frames: open_len bytes of
  * its OPEN, if it went now, then data_len bytes of DATA carrying raw payload
@@ -1946,6 +1989,9 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 	d->id = st->id;
 	d->end = st->snd_next;
 	d->origin = path->slot;
+	d->target = dup_target(s, path, len);
+	d->since_us = s->now_us;
+	d->tick = s->ticks;
 	d->raw = raw;
 	d->len = len;
 	d->has_open = open_len > 0;
@@ -1976,6 +2022,8 @@ static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *b
 		    st == NULL || (st->snd_acked >= d->end && (!d->has_open || st->established));
 		if (had || s->npaths < 2) {
 			dup_drop(s, d);
+		} else if (dup_elsewhere(s, path, d)) {
+			path->held_back = true; /* pulls again if the target does not */
 		} else if (d->origin != path->slot) {
 			if (used + d->len > cap)
 				break;

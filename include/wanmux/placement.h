@@ -78,7 +78,9 @@ uint64_t placement_cwnd_room(const struct placement_info *pi);
  * Microseconds until a frame of len bytes placed on the path now reaches the
  * peer, placed bytes having been put on it since the snapshot: half an RTT
  * when everything ahead of it and it fit in the open window; else half an RTT
- * plus what does not fit at the path's rate. Lost segments in flight add an
+ * plus the time the ACKs that free a segment for each byte that does not fit
+ * take to come, an RTT/cwnd apart (a sparse tunnel with a full window of 4
+ * holds a small frame a quarter RTT). Lost segments in flight add an
  * RTT: the peer's TCP holds everything behind the hole until it is repaired.
  */
 uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t len);

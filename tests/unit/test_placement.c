@@ -39,21 +39,25 @@ static void test_placement_open_window_leaves_at_once(void **state)
 	assert_int_equal(placement_cwnd_room(&warm), 100 * 1448);
 }
 
-static void test_placement_queue_waits_at_rate(void **state)
+static void test_placement_queue_waits_for_acks(void **state)
 {
 	(void)state;
 	struct placement_info p = warm;
 	p.unacked = 100; /* window full */
 	p.notsent = 100000;
 	p.queued = 25000;
-	/* 125000 bytes ahead plus the frame's 1000 at 12.5 MB/s: 10.08 ms. */
-	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 10080);
-	/* What was placed since the snapshot counts as ahead of it too. */
-	assert_int_equal(placement_eta_us(&p, 12500, 1000), 10000 + 11080);
-	/* Partly open window: only what does not fit waits. */
+	/* 125000 bytes ahead plus the frame's 1000: 88 segments, whose ACKs
+	 * come 200 us apart (20 ms / 100): 17.6 ms. */
+	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 17600);
+	/* What was placed since the snapshot counts as ahead of it too:
+	 * 138500 bytes, 96 segments. */
+	assert_int_equal(placement_eta_us(&p, 12500, 1000), 10000 + 19200);
+	/* Partly open window: only what does not fit waits (111520 bytes, 78
+	 * segments). */
 	p.unacked = 90;
-	assert_int_equal(placement_eta_us(&p, 0, 1000),
-			 10000 + (126000 - 14480) * 1000000ull / 12500000);
+	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 78 * 200);
+	/* Never less than the bytes at the window's rate (7.24 MB/s). */
+	assert_true(placement_eta_us(&p, 0, 1000) - 10000 >= 111520ull * 1000000 / 7240000);
 }
 
 static void test_placement_lost_segments_cost_an_rtt(void **state)
@@ -62,6 +66,32 @@ static void test_placement_lost_segments_cost_an_rtt(void **state)
 	struct placement_info p = warm;
 	p.lost = 2;
 	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 20000);
+}
+
+static void test_placement_full_small_window_waits_for_acks(void **state)
+{
+	(void)state;
+	/* A tunnel that carries echoes at 600 ms in BBR's PROBE_RTT: cwnd 4,
+	 * all in flight, a recent delivery sample of 19 KB/s. A 100-byte frame
+	 * waits for one ACK, an RTT/4 away, not 100 bytes at 19 KB/s. */
+	struct placement_info probe = {
+	    .now_us = 1000000,
+	    .cwnd = 4,
+	    .mss = 1448,
+	    .unacked = 4,
+	    .delivery_rate = 19000,
+	    .srtt_us = 600000,
+	};
+	assert_int_equal(placement_eta_us(&probe, 0, 100), 300000 + 150000);
+	/* Three segments beyond the window: three ACKs. */
+	assert_int_equal(placement_eta_us(&probe, 0, 3 * 1448), 300000 + 450000);
+	/* An idle tunnel beside it with its window open gets the frame there
+	 * clearly sooner. */
+	struct placement_info idle = probe;
+	idle.cwnd = 18;
+	idle.unacked = 0;
+	assert_true(placement_clearly_better(placement_eta_us(&idle, 0, 100),
+					     placement_eta_us(&probe, 0, 100)));
 }
 
 static void test_placement_rate_from_window_when_app_limited(void **state)
@@ -83,9 +113,10 @@ static void test_placement_cold_path_clearly_worse(void **state)
 	size_t len = 16384;
 	uint64_t w = placement_eta_us(&warm, 0, len);
 	uint64_t c = placement_eta_us(&cold, 0, len);
-	/* 16 KiB on the cold path: its 14480-byte window, then 1904 bytes at
-	 * 24 KB/s: 300 ms + 79 ms. */
-	assert_int_equal(c, 300000 + 1904ull * 1000000 / 24133);
+	/* 16 KiB on the cold path: its 14480-byte window, then 1904 bytes,
+	 * two segments, whose ACKs come 60 ms apart (600 ms / 10): 300 ms +
+	 * 120 ms (at 24 KB/s the bytes alone would take 79 ms). */
+	assert_int_equal(c, 300000 + 120000);
 	assert_true(placement_clearly_better(w, c));
 	assert_false(placement_clearly_better(c, w));
 }
@@ -148,8 +179,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_placement_open_window_leaves_at_once),
-	    cmocka_unit_test(test_placement_queue_waits_at_rate),
+	    cmocka_unit_test(test_placement_queue_waits_for_acks),
 	    cmocka_unit_test(test_placement_lost_segments_cost_an_rtt),
+	    cmocka_unit_test(test_placement_full_small_window_waits_for_acks),
 	    cmocka_unit_test(test_placement_rate_from_window_when_app_limited),
 	    cmocka_unit_test(test_placement_cold_path_clearly_worse),
 	    cmocka_unit_test(test_placement_margin),

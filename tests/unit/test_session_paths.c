@@ -1565,6 +1565,61 @@ static void test_session_paths_duplicate_only_after_pause(void **state)
 	harness_free(h);
 }
 
+/* A sparse 600 ms tunnel in BBR's PROBE_RTT: cwnd 4, all of it in flight. */
+static struct placement_info info_probe_rtt(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 4, .mss = 1448, .unacked = 4};
+	pi.delivery_rate = 19000;
+	pi.srtt_us = 600000;
+	return pi;
+}
+
+/* The copy goes to the other path where it arrives soonest: a path whose
+ * small window is full pulls first and leaves it to an idle one; after
+ * PLACEMENT_DEFER_MAX_US it takes the next copy itself. */
+static void test_session_paths_duplicate_to_open_window(void **state)
+{
+	struct harness *h = harness_new(3, 38, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	struct hstream *hs = open_stream(h, 0, 0, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
+	deliver_path(h, 0, 0);
+	assert_true(fill_push(h, 0, 1) > 0);
+	deliver_path(h, 0, 1);
+	uint64_t now = 10000;
+	struct placement_info idle = info_probe_rtt(now);
+	idle.cwnd = 18;
+	idle.unacked = 0;
+	set_info(h, 0, 0, idle);
+	set_info(h, 1, 0, info_probe_rtt(now));
+	set_info(h, 2, 0, idle);
+	add_bytes(h, &hs->end[0], 100, true);
+	assert_true(fill_push(h, 0, 0) > 0);
+	assert_int_equal(fill_push(h, 1, 0), 0); /* full window: leaves it */
+	assert_true(session_path_held_back(h->path[1].p[0]));
+	assert_true(fill_push(h, 2, 0) > 0);
+	assert_int_equal(pstats(h, 1, 0)->dup_frames, 0);
+	assert_int_equal(pstats(h, 2, 0)->dup_frames, 1);
+	/* The idle path does not pull: the full one takes the copy after
+	 * PLACEMENT_DEFER_MAX_US rather than never. */
+	now += PLACEMENT_IDLE_US;
+	idle.now_us = now;
+	set_info(h, 0, 0, idle);
+	add_bytes(h, &hs->end[0], 100, true);
+	assert_true(fill_push(h, 0, 0) > 0);
+	assert_int_equal(fill_push(h, 1, 0), 0);
+	now += PLACEMENT_DEFER_MAX_US;
+	set_info(h, 1, 0, info_probe_rtt(now));
+	assert_true(fill_push(h, 1, 0) > 0);
+	assert_int_equal(pstats(h, 1, 0)->dup_frames, 1);
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 2);
+	for (size_t i = 0; i < 3; i++)
+		deliver_path(h, i, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
+	assert_int_equal(session_get_stats(h->s[1])->dup_frames, 2);
+	harness_free(h);
+}
+
 /* With one path, on means nothing: there is no second path. */
 static void test_session_paths_duplicate_needs_two_paths(void **state)
 {
@@ -1866,6 +1921,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
 	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
+	    cmocka_unit_test(test_session_paths_duplicate_to_open_window),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
