@@ -52,6 +52,8 @@ uint64_t placement_rate(const struct placement_info *pi)
 {
 	uint64_t by_window = mul_div((uint64_t)pi->cwnd * pi->mss, 1000000u, rtt_us(pi));
 	uint64_t rate = pi->delivery_rate > by_window ? pi->delivery_rate : by_window;
+	if (pi->pacing_rate != 0 && rate > pi->pacing_rate)
+		rate = pi->pacing_rate;
 	return rate > 0 ? rate : 1;
 }
 
@@ -90,8 +92,11 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
 	uint64_t eta = rtt / 2;
 	uint64_t need = ahead(pi, placed) + len;
 	uint64_t open = placement_cwnd_room(pi);
-	if (need > open)
-		eta += wait_for_window(pi, need - open, rtt);
+	uint64_t wait = need > open ? wait_for_window(pi, need - open, rtt) : 0;
+	/* Paced, the bytes leave no sooner than at the pacing rate, open
+	 * window or not. */
+	uint64_t paced = pi->pacing_rate != 0 ? mul_div(need, 1000000u, pi->pacing_rate) : 0;
+	eta += wait > paced ? wait : paced;
 	if (pi->lost > 0)
 		eta += rtt;
 	return eta;

@@ -1887,6 +1887,45 @@ static uint64_t bulk_cap(const struct session *s, const struct session_path *pat
 	return placement_room(&path->info, path->placed);
 }
 
+/* Bytes q's open congestion window takes before what waits on it fills it:
+ * what it sends now, without queueing. */
+static uint64_t open_window(const struct session_path *q, size_t used)
+{
+	uint64_t open = placement_cwnd_room(&q->info);
+	uint64_t waiting = (uint64_t)q->info.queued + q->info.notsent + q->placed + used;
+	return open > waiting ? open - waiting : 0;
+}
+
+/* Whether another path than the home of st may take st's bulk now: both are
+ * still in start-up (placement_info.startup) and the home's window is full,
+ * path's open (used: what this fill put on it already). Paths ramp up one
+ * round trip at a time whether or not they carry much, so a fresh stream
+ * whose home alone starts from 10 segments at 600 ms takes 8 rounds to send
+ * 3 MB; spread over the start-up of four tunnels, four windows grow at once.
+ * Once either leaves start-up the stream keeps to its home (see
+ * session_stream.home for why: bulk spread over tunnels that found their
+ * rate queues against itself), and the interactive streams' tunnels, which
+ * never carried bulk, take nothing while the home cruises. */
+static bool overflow_ok(const struct session *s, const struct session_path *path,
+			const struct session_stream *st, size_t used)
+{
+	const struct session_path *home = st->home;
+	if (home == NULL || home == path || st->pin != NULL || !path_known(s, path) ||
+	    !path_known(s, home) || !path->info.startup || !home->info.startup)
+		return false;
+	return open_window(home, 0) < FILL_MIN_ROOM && open_window(path, used) >= FILL_MIN_ROOM;
+}
+
+/* Whether a path other than st's home could take its overflow now. */
+static bool overflow_possible(const struct session *s, const struct session_stream *st)
+{
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
+		if (s->paths[i] != NULL && overflow_ok(s, s->paths[i], st, 0))
+			return true;
+	}
+	return false;
+}
+
 /* Places st's OPEN in buf; returns bytes written, 0 if it does not fit. */
 static size_t put_open(struct session *s, struct session_path *path, struct session_stream *st,
 		       uint8_t *buf, size_t room)
@@ -2348,8 +2387,10 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 			}
 		}
 		bool away = st->home != NULL && st->home != path;
+		bool overflow = bulk && away && overflow_ok(s, path, st, used);
 		bool elsewhere = (st->pin != NULL && st->pin != path) ||
-				 (st->open_pending && !open_allowed(s, st)) || (bulk && away);
+				 (st->open_pending && !open_allowed(s, st)) ||
+				 (bulk && away && !overflow);
 		if (!elsewhere && !bulk && leave_for_better(s, path, st)) {
 			elsewhere = true;
 			path->held_back = true;
@@ -2378,10 +2419,14 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		if (bulk && cap_left < FILL_MIN_ROOM) {
 			path->held_back = true;
 			path->stats.capped++;
+			if (!away && overflow_possible(s, st))
+				signal_writable(s); /* the paths that may take the rest pull */
 			break;
 		}
 		if (bulk && want > cap_left)
 			want = (size_t)cap_left;
+		if (overflow && want > open_window(path, used))
+			want = (size_t)open_window(path, used);
 		size_t k = 0;
 		size_t at = used;
 		if (st->open_pending) {
@@ -2405,6 +2450,10 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		st->deficit -= (int32_t)raw;
 		if (!bulk)
 			path->stats.fresh_bytes += raw;
+		if (overflow) {
+			path->stats.overflow_bytes += raw;
+			s->stats.overflow_bytes += raw;
+		}
 		cap_left -= raw < cap_left ? raw : cap_left;
 	}
 	struct session_stream *st;

@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <linux/inet_diag.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -60,6 +61,8 @@
  * better path or over the room is tried again after TUNNEL_RETRY_MS (the
  * session has no clock to wake us, and an empty output has no write event). */
 #define TUNNEL_INFO_EVERY_US 1000u
+/* BBR_UNIT of the kernel's tcp_bbr.c: gains in TCP_CC_INFO are in 1/256. */
+#define TUNNEL_BBR_UNIT 256u
 #define TUNNEL_RETRY_MS 2
 /* LISTEN requests per second per tunnel (bursts of twice as many): a client
  * asks for its few reverse listeners at start and after a reconnect. */
@@ -342,6 +345,22 @@ static size_t read_tcp_info(const struct tunnel *t, struct tcp_info *ti)
 	return len;
 }
 
+/* Whether the tunnel's congestion control is still finding the path's rate:
+ * BBR (the one congestion control whose TCP_CC_INFO is a tcp_bbr_info) paces
+ * at 2.89 in STARTUP, 1.25 at most after it; the others are in slow start
+ * while cwnd is below ssthresh. */
+static bool in_startup(const struct tunnel *t, const struct tcp_info *ti)
+{
+	union tcp_cc_info cc;
+	socklen_t len = sizeof(cc);
+	int fd = bufferevent_getfd(t->bev);
+	memset(&cc, 0, sizeof(cc));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &cc, &len) == 0 &&
+	    len == sizeof(struct tcp_bbr_info))
+		return cc.bbr.bbr_pacing_gain > 2 * TUNNEL_BBR_UNIT;
+	return ti->tcpi_snd_cwnd < ti->tcpi_snd_ssthresh;
+}
+
 static void sample_path(struct tunnel *t)
 {
 	if (t->session == NULL || t->path == NULL || session_path_count(t->session) < 2)
@@ -362,6 +381,7 @@ static void sample_path(struct tunnel *t)
 	    .unacked = ti.tcpi_unacked,
 	    .notsent = ti.tcpi_notsent_bytes,
 	    .delivery_rate = ti.tcpi_delivery_rate,
+	    .pacing_rate = ti.tcpi_pacing_rate != UINT64_MAX ? ti.tcpi_pacing_rate : 0,
 	    .srtt_us = ti.tcpi_rtt,
 	    .retrans = ti.tcpi_total_retrans,
 	    .lost = ti.tcpi_lost,
@@ -371,6 +391,7 @@ static void sample_path(struct tunnel *t)
 		    ? ti.tcpi_rcv_ooopack
 		    : 0,
 	};
+	pi.startup = in_startup(t, &ti);
 	session_path_set_info(t->path, &pi);
 }
 

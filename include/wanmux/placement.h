@@ -21,14 +21,23 @@ struct placement_info {
 	uint32_t unacked;	/* segments in flight */
 	uint32_t notsent;	/* bytes in the kernel not sent yet */
 	uint64_t delivery_rate; /* bytes per second, the kernel's estimate; 0 unknown */
-	uint32_t srtt_us;	/* smoothed RTT; 0 unknown */
-	uint32_t retrans;	/* segments retransmitted over the connection's life */
-	uint32_t lost;		/* segments presumed lost now */
+	/* Bytes per second the kernel lets it send at (pacing); 0 unknown or
+	 * unlimited. BBR paces even inside the window: after a loss on a
+	 * sparse tunnel its long-term (policer) estimate can hold it at 100
+	 * kbit/s for 48 rounds, half a minute at 600 ms. */
+	uint64_t pacing_rate;
+	uint32_t srtt_us; /* smoothed RTT; 0 unknown */
+	uint32_t retrans; /* segments retransmitted over the connection's life */
+	uint32_t lost;	  /* segments presumed lost now */
 	/* Segments received out of order over the connection's life: loss
 	 * (or reordering) on the way to us, which the retransmit counter of a
 	 * side that sends little never shows; 0 when the kernel cannot say. */
 	uint32_t rcv_ooo;
 	size_t queued; /* bytes in user space waiting for the socket */
+	/* The congestion control is still finding the path's rate: BBR's
+	 * STARTUP (TCP_CC_INFO pacing gain 2.89), or slow start (cwnd below
+	 * ssthresh) for the others. Its window then grows by what it delivers. */
+	bool startup;
 };
 
 /* An RTT assumed before the kernel has measured one. */
@@ -67,7 +76,8 @@ int placement_dup_parse(const char *s, enum placement_dup *out);
 const char *placement_dup_name(enum placement_dup mode);
 
 /* Bytes per second the path sends at: the kernel's delivery rate or a
- * window per RTT, whichever is more (the delivery rate of an idle path is
+ * window per RTT, whichever is more, and no more than its pacing rate (the
+ * delivery rate of an idle path is
  * app-limited and low); at least 1. A cold path has a small value of both. */
 uint64_t placement_rate(const struct placement_info *pi);
 
@@ -80,7 +90,8 @@ uint64_t placement_cwnd_room(const struct placement_info *pi);
  * when everything ahead of it and it fit in the open window; else half an RTT
  * plus the time the ACKs that free a segment for each byte that does not fit
  * take to come, an RTT/cwnd apart (a sparse tunnel with a full window of 4
- * holds a small frame a quarter RTT). Lost segments in flight add an
+ * holds a small frame a quarter RTT); and never sooner than everything ahead
+ * of it and it leave at the pacing rate. Lost segments in flight add an
  * RTT: the peer's TCP holds everything behind the hole until it is repaired.
  */
 uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t len);

@@ -191,7 +191,8 @@ struct session_stats {
 	uint64_t placement_deferrals; /* fresh streams a path left for a better one */
 	uint64_t placement_timeouts;  /* of them, taken anyway: the better path did not pull */
 	uint64_t bulk_moves;	      /* streams turned bulk moved to a faster path (bulk_home) */
-	uint64_t loss_events;	      /* retransmit counter rises and resends seen */
+	uint64_t overflow_bytes; /* bulk DATA (raw) on paths other than its home (overflow_ok) */
+	uint64_t loss_events;	 /* retransmit counter rises and resends seen */
 	/* what duplication cost */
 	uint64_t dup_frames_sent; /* copies of DATA frames sent on a second path */
 	uint64_t dup_bytes_sent;  /* their DATA payload bytes, before compression */
@@ -200,14 +201,15 @@ struct session_stats {
 
 /* What one path carried. */
 struct session_path_stats {
-	uint64_t bytes_placed; /* frame bytes session_fill wrote for this path */
-	uint64_t data_bytes;   /* DATA payload bytes (raw) among them */
-	uint64_t records;      /* session_fill calls that wrote something */
-	uint64_t fresh_bytes;  /* DATA payload of streams served from the new-flows list */
-	uint64_t opens;	       /* OPENs placed on it */
-	uint64_t capped;       /* fills stopped at the path's room */
-	uint64_t deferred;     /* times it left a fresh stream to a better path */
-	uint64_t dup_frames;   /* duplicate DATA frames it carried */
+	uint64_t bytes_placed;	 /* frame bytes session_fill wrote for this path */
+	uint64_t data_bytes;	 /* DATA payload bytes (raw) among them */
+	uint64_t records;	 /* session_fill calls that wrote something */
+	uint64_t fresh_bytes;	 /* DATA payload of streams served from the new-flows list */
+	uint64_t opens;		 /* OPENs placed on it */
+	uint64_t capped;	 /* fills stopped at the path's room */
+	uint64_t deferred;	 /* times it left a fresh stream to a better path */
+	uint64_t dup_frames;	 /* duplicate DATA frames it carried */
+	uint64_t overflow_bytes; /* bulk DATA (raw) it took from streams homed elsewhere */
 };
 
 /*

@@ -94,6 +94,35 @@ static void test_placement_full_small_window_waits_for_acks(void **state)
 					     placement_eta_us(&probe, 0, 100)));
 }
 
+static void test_placement_paced_path_waits_at_pacing_rate(void **state)
+{
+	(void)state;
+	/* A 600 ms tunnel that BBR's long-term estimate holds at 94 kbit/s
+	 * (11791 bytes/s) after a loss: a 10 KB request leaves over 0.87 s
+	 * though its window of 14 is open. */
+	struct placement_info held = {
+	    .now_us = 1000000,
+	    .cwnd = 14,
+	    .mss = 1448,
+	    .delivery_rate = 11985,
+	    .pacing_rate = 11791,
+	    .srtt_us = 600000,
+	};
+	assert_int_equal(placement_eta_us(&held, 0, 10240), 300000 + 10240ull * 1000000 / 11791);
+	assert_int_equal(placement_rate(&held), 11791);
+	/* A cold tunnel beside it paces at BBR's start-up rate (2.89 x 10
+	 * segments per 600 ms) and gets it there clearly sooner. */
+	struct placement_info start = cold;
+	start.pacing_rate = 108527;
+	assert_true(placement_clearly_better(placement_eta_us(&start, 0, 10240),
+					     placement_eta_us(&held, 0, 10240)));
+	/* A window wait longer than the pacing time is what counts. */
+	struct placement_info p = warm;
+	p.unacked = 100;
+	p.pacing_rate = 50000000;
+	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 200);
+}
+
 static void test_placement_rate_from_window_when_app_limited(void **state)
 {
 	(void)state;
@@ -182,6 +211,7 @@ int main(void)
 	    cmocka_unit_test(test_placement_queue_waits_for_acks),
 	    cmocka_unit_test(test_placement_lost_segments_cost_an_rtt),
 	    cmocka_unit_test(test_placement_full_small_window_waits_for_acks),
+	    cmocka_unit_test(test_placement_paced_path_waits_at_pacing_rate),
 	    cmocka_unit_test(test_placement_rate_from_window_when_app_limited),
 	    cmocka_unit_test(test_placement_cold_path_clearly_worse),
 	    cmocka_unit_test(test_placement_margin),

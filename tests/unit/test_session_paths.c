@@ -1317,6 +1317,89 @@ static void test_session_paths_pull_capped_by_room(void **state)
 	harness_free(h);
 }
 
+/* Runs every path both ways with info_fast until the streams are done. */
+static void finish_fast(struct harness *h, size_t npaths, uint64_t now)
+{
+	for (int round = 0; round < 100000; round++) {
+		bool done = true;
+		for (size_t i = 0; i < h->nhs; i++)
+			done = done && h->hs[i].end[0].closed && h->hs[i].end[1].closed;
+		if (done)
+			break;
+		now += 2000;
+		for (size_t i = 0; i < npaths; i++)
+			for (int k = 0; k < 2; k++) {
+				set_info(h, i, k, info_fast(now));
+				while (fill_push(h, i, k) > 0)
+					;
+			}
+		for (size_t i = 0; i < npaths; i++)
+			for (int k = 0; k < 2; k++)
+				deliver_path(h, i, k);
+		shutdown_acceptors(h, true);
+		consume_some(h, true);
+		if (round % 8 == 0) {
+			session_tick(h->s[0]);
+			session_tick(h->s[1]);
+		}
+	}
+	check_all_intact(h, true);
+}
+
+/* A bulk stream whose home is in start-up with its window full spills onto
+ * the open windows of other paths in start-up, and only those: not onto one
+ * that found its rate, not past an open window, and not once the home left
+ * start-up. A fresh 600 ms pair sent a 16 MiB download on one tunnel's 10
+ * segments while three others' windows idled. */
+static void test_session_paths_startup_overflow(void **state)
+{
+	struct harness *h = harness_new(3, 39, COMPRESS_NONE);
+	uint64_t now = 1000;
+	struct placement_info start = info_cold(now);
+	start.startup = true;
+	for (size_t i = 0; i < 3; i++)
+		for (int k = 0; k < 2; k++)
+			set_info(h, i, k, i == 2 ? info_cold(now) : start);
+	struct hstream *hs = open_stream(h, 0, 512u << 10, 0, true);
+	assert_true(fill_push(h, 0, 0) > 0); /* OPEN: path 0 is its home */
+	deliver_path(h, 0, 0);
+	assert_true(fill_push(h, 0, 1) > 0);
+	deliver_path(h, 0, 1);
+	assert_non_null(hs->end[1].st);
+	for (int i = 0; i < 20; i++)
+		fill_push(h, 0, 0);
+	assert_true(pstats(h, 0, 0)->capped > 0);
+	uint64_t home = pstats(h, 0, 0)->data_bytes;
+	/* Path 1 takes its open window, path 2 (past start-up) nothing. */
+	for (int i = 0; i < 20; i++) {
+		fill_push(h, 1, 0);
+		fill_push(h, 2, 0);
+	}
+	uint64_t spill = pstats(h, 1, 0)->data_bytes;
+	printf("home %llu bytes, overflow %llu (open window %llu)\n", (unsigned long long)home,
+	       (unsigned long long)spill, (unsigned long long)placement_cwnd_room(&start));
+	assert_true(spill > 0);
+	assert_true(spill <= placement_cwnd_room(&start));
+	assert_int_equal(pstats(h, 1, 0)->overflow_bytes, spill);
+	assert_int_equal(session_get_stats(h->s[0])->overflow_bytes, spill);
+	assert_int_equal(pstats(h, 2, 0)->data_bytes, 0);
+	/* The home leaves start-up: path 1, its window open again, takes no
+	 * more. */
+	now += 1000;
+	struct placement_info cruise = start;
+	cruise.now_us = now;
+	cruise.startup = false;
+	cruise.unacked = cruise.cwnd;
+	set_info(h, 0, 0, cruise);
+	start.now_us = now;
+	set_info(h, 1, 0, start);
+	for (int i = 0; i < 20; i++)
+		fill_push(h, 1, 0);
+	assert_int_equal(pstats(h, 1, 0)->data_bytes, spill);
+	finish_fast(h, 3, now);
+	harness_free(h);
+}
+
 /* A stream whose first small burst took a cold path moves, when it turns
  * bulk, to the path that sends fastest, once: a download then starts on the
  * tunnel whose congestion control knows the link. Before, it stayed on the
@@ -1922,6 +2005,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
 	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
 	    cmocka_unit_test(test_session_paths_duplicate_to_open_window),
+	    cmocka_unit_test(test_session_paths_startup_overflow),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
