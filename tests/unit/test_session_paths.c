@@ -855,13 +855,15 @@ static void test_session_paths_reset_overtakes_open(void **state)
 }
 
 /*
- * Each stream sends a small burst on one path, then bulk on another in
- * compressed frames of 64 KiB; the first path dies with the burst. The
- * sender sends again from what was acknowledged and cuts its frames where
- * it can now, so the first of them straddles the gap: the receiver inflates
- * 64 KiB it holds for the 100 bytes it lacked. Round after round that is
- * more than SESSION_DUP_INFLATE_ALLOWANCE, yet within the budget (the new
- * bytes pay for it): no frame refused, every stream intact.
+ * Each stream sends a small burst on one path, then 40 KB on another in
+ * compressed frames; the first path dies with the burst (and is replaced).
+ * The sender sends again from what was acknowledged and cuts its frames
+ * where it can now, up to 64 KiB, so they straddle the gap: the receiver
+ * inflates again the 40 KB it holds for the 100 bytes it lacked. Six rounds
+ * of ten streams make that more than SESSION_DUP_INFLATE_ALLOWANCE, yet
+ * within the budget (the new bytes pay for it): no frame refused, every
+ * stream intact. (Each stream stays under SESSION_BULK_SENT, so its bursts
+ * may go on any path.)
  */
 static void test_session_paths_rewind_over_held_within_budget(void **state)
 {
