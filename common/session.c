@@ -1303,16 +1303,21 @@ static size_t held_search(const struct session_stream *st, uint64_t off)
 	return lo;
 }
 
-/* Whether the held segments of st cover [off, end) without a gap. */
-static bool held_covers(const struct session_stream *st, uint64_t off, uint64_t end)
+/* The bytes of [off, end) st has already: delivered (below rcv_contig) or
+ * held. Held segments do not overlap and all start past rcv_contig. */
+static uint64_t bytes_had(const struct session_stream *st, uint64_t off, uint64_t end)
 {
-	uint64_t cur = off;
-	for (size_t i = held_search(st, off); cur < end; i++) {
-		if (i == st->held_hi || st->held[i]->off > cur)
-			return false;
-		cur = st->held[i]->off + st->held[i]->len;
+	if (end <= st->rcv_contig)
+		return end - off;
+	uint64_t cur = off > st->rcv_contig ? off : st->rcv_contig;
+	uint64_t had = cur - off;
+	for (size_t i = held_search(st, cur); i < st->held_hi && st->held[i]->off < end; i++) {
+		const struct held_seg *e = st->held[i];
+		uint64_t lo = e->off > cur ? e->off : cur;
+		uint64_t hi = e->off + e->len < end ? e->off + e->len : end;
+		had += hi - lo;
 	}
-	return true;
+	return had;
 }
 
 /* Keeps [off, off+len) past a gap, without what is already held. */
@@ -1453,9 +1458,8 @@ static int on_data(struct session *s, const struct frame *f)
 	uint64_t dup_before_frame = s->stats.dup_bytes;
 
 	stream_hold(st);
-	bool nothing_new =
-	    end <= st->rcv_contig || (off > st->rcv_contig && held_covers(st, off, end));
-	if (nothing_new && raw_len > 0) {
+	uint64_t had = bytes_had(st, off, end);
+	if (had == raw_len && raw_len > 0) {
 		/* Nothing new (a copy sent again, or held already past a gap):
 		 * no need to inflate it. A peer repeating one 64 KiB frame of
 		 * zeros past a gap cost a 64 KiB inflate per ~100 wire bytes,
@@ -1466,6 +1470,24 @@ static int on_data(struct session *s, const struct frame *f)
 		const uint8_t *data = f->u.data.payload;
 		uint8_t comp = f->flags & (FRAME_FLAG_LZ4 | FRAME_FLAG_ZLIB);
 		if (comp != 0) {
+			/* A frame that brings one new byte among 64 KiB we have
+			 * is inflated whole: the bytes we had may come to twice
+			 * the new bytes received plus an allowance (session.h). */
+			uint64_t fresh = s->stats.raw_bytes_received - had;
+			if (s->stats.dup_inflated_bytes + had >
+			    fresh * SESSION_DUP_INFLATE_SHARE + SESSION_DUP_INFLATE_ALLOWANCE) {
+				log_peer_warn("session: stream %u: compressed DATA over the "
+					      "duplicate budget: %llu bytes inflated again for "
+					      "%llu new, %llu more in this frame",
+					      st->id,
+					      (unsigned long long)s->stats.dup_inflated_bytes,
+					      (unsigned long long)(fresh - (raw_len - had)),
+					      (unsigned long long)had);
+				s->stats.raw_bytes_received -= raw_len; /* refused */
+				stream_release(st);
+				return WM_ERR_FLOW;
+			}
+			s->stats.dup_inflated_bytes += had;
 			int rc = decompress_frame(s->cctx, comp, f->u.data.payload,
 						  f->u.data.payload_len, s->inflate_buf, raw_len);
 			if (rc != WM_OK) {

@@ -131,6 +131,25 @@ struct session_params {
 #define SESSION_DUP_SHARE 64u
 #define SESSION_DUP_ALLOWANCE (64u << 10)
 
+/* A compressed DATA frame that brings new bytes is inflated whole, with
+ * the bytes the receiver has already (delivered or held). Unbounded, a peer
+ * could send 64 KiB of zeros (78 bytes deflated) again and again, one byte
+ * further each time: 64 KiB inflated (about 130 us) per byte of window.
+ * So the bytes inflated again may come to SESSION_DUP_INFLATE_SHARE times
+ * the new bytes received (each once) plus SESSION_DUP_INFLATE_ALLOWANCE;
+ * the frame that would go over is a protocol error (WM_ERR_FLOW, the
+ * session ends), refused before it is inflated. A legitimate peer stays
+ * under: a copy (--duplicate) repeats a whole frame and is not inflated
+ * when it comes second; only a resend cut anew after a path came or went
+ * straddles bytes we have, each of those bytes was new once, and a path
+ * event rewinds a sender at most twice (its own loss, then our RESUME):
+ * hence 2. The allowance, 16 frames of 64 KiB, covers more path events
+ * with little new data between them
+ * (test_session_paths_rewind_over_held_within_budget inflates again 0.6
+ * times what is new). */
+#define SESSION_DUP_INFLATE_SHARE 2u
+#define SESSION_DUP_INFLATE_ALLOWANCE (1u << 20)
+
 /*
  * Callbacks. A stream passed to on_reset or on_closed is freed when the
  * callback returns: drop every reference to it there.
@@ -170,9 +189,11 @@ struct session_callbacks {
 
 struct session_stats {
 	uint64_t streams_opened;
-	uint64_t resent_bytes;	 /* DATA bytes sent again after a path loss or RESUME */
-	uint64_t dup_bytes;	 /* received DATA bytes dropped: already had them */
-	uint64_t dup_frames;	 /* received DATA frames that brought nothing new */
+	uint64_t resent_bytes; /* DATA bytes sent again after a path loss or RESUME */
+	uint64_t dup_bytes;    /* received DATA bytes dropped: already had them */
+	uint64_t dup_frames;   /* received DATA frames that brought nothing new */
+	/* of dup_bytes, those decompressed with new bytes of their frame */
+	uint64_t dup_inflated_bytes;
 	uint64_t held_bytes_max; /* most out-of-order bytes held at once */
 	uint64_t acks_sent;	 /* ACK frames */
 	uint64_t acks_received;
@@ -284,7 +305,8 @@ bool session_duplicating(const struct session *s);
 /*
  * Handles one decoded frame from the peer that arrived on path (not
  * PING/PONG, which the tunnel answers itself). Returns 0, or
- * WM_ERR_MALFORMED / WM_ERR_FLOW / WM_ERR_STATE when the peer broke the
+ * WM_ERR_MALFORMED / WM_ERR_FLOW (beyond a window, or over the budget of
+ * SESSION_DUP_INFLATE_SHARE) / WM_ERR_STATE when the peer broke the
  * protocol, or WM_ERR_LIMIT when the control queue went over
  * SESSION_CTRL_MAX or out-of-order segments over SESSION_HELD_MAX: the
  * session can no longer keep the protocol and its tunnels must close.

@@ -1712,6 +1712,19 @@ static void test_session_reorder_many_tiny_segments(void **state)
 	pair_free(p);
 }
 
+/* 64 KiB of zeros, deflated (78 bytes). */
+static int zeros_deflated(uint8_t *comp, size_t cap)
+{
+	static uint8_t zeros[FRAME_DATA_ZRAW_MAX];
+	struct compress_ctx *ctx = compress_ctx_new();
+	assert_non_null(ctx);
+	struct compress_state cst = {0};
+	int clen = compress_frame(ctx, &cst, COMPRESS_ZLIB, zeros, sizeof(zeros), comp, cap);
+	compress_ctx_free(ctx);
+	assert_true(clen > 0 && clen < 200);
+	return clen;
+}
+
 /* A compressed copy of bytes held already past a gap is not inflated
  * again: a 64 KiB frame of zeros is ~100 bytes on the wire, and a peer that
  * repeated it cost a 64 KiB inflate per copy, at no window. A corrupt
@@ -1723,14 +1736,8 @@ static void test_session_held_copy_not_inflated(void **state)
 	struct tstream *c = client_open(p, "x");
 	pump(p, 100);
 	assert_non_null(server_of(p, c->id));
-	static uint8_t zeros[FRAME_DATA_ZRAW_MAX], comp[FRAME_DATA_ZRAW_MAX];
-	struct compress_ctx *ctx = compress_ctx_new();
-	assert_non_null(ctx);
-	struct compress_state cst = {0};
-	int clen =
-	    compress_frame(ctx, &cst, COMPRESS_ZLIB, zeros, sizeof(zeros), comp, sizeof(comp));
-	compress_ctx_free(ctx);
-	assert_true(clen > 0 && clen < 200);
+	static uint8_t comp[FRAME_DATA_ZRAW_MAX];
+	int clen = zeros_deflated(comp, sizeof(comp));
 	struct frame f = {.type = FRAME_DATA, .flags = FRAME_FLAG_ZLIB, .stream_id = c->id};
 	f.u.data.offset = 1; /* offset 0 never comes */
 	f.u.data.raw_len = FRAME_DATA_ZRAW_MAX;
@@ -1751,6 +1758,102 @@ static void test_session_held_copy_not_inflated(void **state)
 	assert_true(copies_s < 1.0);
 	f.u.data.offset = 2;
 	assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_ERR_MALFORMED);
+	pair_free(p);
+}
+
+/*
+ * A peer sends 64 KiB of zeros past a gap, then the same frame again and
+ * again, each one byte further: every frame brings one new byte and was
+ * inflated whole, 64 KiB of work per byte of window, without end. Now the
+ * bytes inflated again may come to SESSION_DUP_INFLATE_SHARE times the new
+ * ones plus SESSION_DUP_INFLATE_ALLOWANCE: past that the session ends
+ * (WM_ERR_FLOW), here after 18 frames.
+ */
+static void test_session_dup_inflation_bounded(void **state)
+{
+	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
+	struct pair *p = pair_new(&big, &big);
+	struct tstream *c = client_open(p, "x");
+	pump(p, 100);
+	assert_non_null(server_of(p, c->id));
+	static uint8_t comp[FRAME_DATA_ZRAW_MAX];
+	int clen = zeros_deflated(comp, sizeof(comp));
+	size_t wire = frame_data_header_len(FRAME_FLAG_ZLIB) + (size_t)clen;
+	struct frame f = {.type = FRAME_DATA, .flags = FRAME_FLAG_ZLIB, .stream_id = c->id};
+	f.u.data.offset = 1; /* offset 0 never comes */
+	f.u.data.raw_len = FRAME_DATA_ZRAW_MAX;
+	f.u.data.payload = comp;
+	f.u.data.payload_len = (size_t)clen;
+	assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+	const struct session_stats *ss = session_get_stats(p->s);
+	const unsigned nframes = 20000;
+	unsigned accepted = 0;
+	int rc = WM_OK;
+	double t0 = cpu_seconds();
+	while (accepted < nframes && rc == WM_OK) {
+		f.u.data.offset++;
+		rc = session_on_frame(p->s, path_of(p, p->s), &f);
+		accepted += rc == WM_OK;
+	}
+	double attack_s = cpu_seconds() - t0;
+	printf("one new byte per 64 KiB frame: %u frames taken, %llu bytes inflated again for "
+	       "%llu new, %.1f ms CPU (%.2f us per wire byte), then %s\n",
+	       accepted, (unsigned long long)ss->dup_inflated_bytes,
+	       (unsigned long long)ss->raw_bytes_received, attack_s * 1e3,
+	       attack_s * 1e6 / (double)((accepted + 1) * wire), wm_strerror(rc));
+	assert_int_equal(rc, WM_ERR_FLOW);
+	uint64_t budget =
+	    ss->raw_bytes_received * SESSION_DUP_INFLATE_SHARE + SESSION_DUP_INFLATE_ALLOWANCE;
+	/* The refused frame would have gone over; none before it did. */
+	assert_true(ss->dup_inflated_bytes <= budget);
+	assert_true(ss->dup_inflated_bytes + FRAME_DATA_ZRAW_MAX - 1 > budget);
+	assert_true(accepted < 2 * SESSION_DUP_INFLATE_ALLOWANCE / FRAME_DATA_ZRAW_MAX);
+	pair_free(p);
+}
+
+/* What the bound leaves a hostile peer: it earns SESSION_DUP_INFLATE_SHARE
+ * bytes inflated again per new byte (zeros, held past a gap), and spends
+ * them a byte at a time. Printed: the CPU per wire byte and the bytes
+ * inflated per new byte, which the window bounds. */
+static void test_session_dup_inflation_within_budget_cost(void **state)
+{
+	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
+	struct pair *p = pair_new(&big, &big);
+	struct tstream *c = client_open(p, "x");
+	pump(p, 100);
+	assert_non_null(server_of(p, c->id));
+	static uint8_t comp[FRAME_DATA_ZRAW_MAX];
+	int clen = zeros_deflated(comp, sizeof(comp));
+	size_t wire = frame_data_header_len(FRAME_FLAG_ZLIB) + (size_t)clen;
+	struct frame f = {.type = FRAME_DATA, .flags = FRAME_FLAG_ZLIB, .stream_id = c->id};
+	f.u.data.raw_len = FRAME_DATA_ZRAW_MAX;
+	f.u.data.payload = comp;
+	f.u.data.payload_len = (size_t)clen;
+	const struct session_stats *ss = session_get_stats(p->s);
+	uint64_t top = 1; /* offset 0 never comes */
+	size_t frames = 0;
+	double t0 = cpu_seconds();
+	/* 12 MiB of new bytes: within the stream window. */
+	for (int round = 0; round < 192; round++) {
+		f.u.data.offset = top; /* 64 KiB new */
+		assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+		for (unsigned k = 1; k <= SESSION_DUP_INFLATE_SHARE; k++) {
+			f.u.data.offset = top + k; /* one new byte each */
+			assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+		}
+		frames += 1 + SESSION_DUP_INFLATE_SHARE;
+		top += FRAME_DATA_ZRAW_MAX + SESSION_DUP_INFLATE_SHARE;
+	}
+	double cpu_s = cpu_seconds() - t0;
+	uint64_t inflated = ss->raw_bytes_received + ss->dup_inflated_bytes;
+	printf("within the budget: %zu frames, %llu bytes inflated for %llu new (%.2f per new "
+	       "byte), %.1f ms CPU, %.2f us per wire byte, %.2f ns per new byte\n",
+	       frames, (unsigned long long)inflated, (unsigned long long)ss->raw_bytes_received,
+	       (double)inflated / (double)ss->raw_bytes_received, cpu_s * 1e3,
+	       cpu_s * 1e6 / (double)(frames * wire), cpu_s * 1e9 / (double)ss->raw_bytes_received);
+	assert_true(ss->dup_inflated_bytes > 0);
+	assert_true(ss->dup_inflated_bytes <= ss->raw_bytes_received * SESSION_DUP_INFLATE_SHARE +
+						  SESSION_DUP_INFLATE_ALLOWANCE);
 	pair_free(p);
 }
 
@@ -1881,6 +1984,8 @@ int main(void)
 	    cmocka_unit_test(test_session_credit_shrinks_when_memory_short),
 	    cmocka_unit_test(test_session_reorder_many_tiny_segments),
 	    cmocka_unit_test(test_session_held_copy_not_inflated),
+	    cmocka_unit_test(test_session_dup_inflation_bounded),
+	    cmocka_unit_test(test_session_dup_inflation_within_budget_cost),
 	    cmocka_unit_test(test_session_stream_ids_spread),
 	};
 	log_init("test_session", LOG_LEVEL_ERROR);

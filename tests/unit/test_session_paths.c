@@ -854,6 +854,65 @@ static void test_session_paths_reset_overtakes_open(void **state)
 	harness_free(h);
 }
 
+/*
+ * Each stream sends a small burst on one path, then 40 KB on another in
+ * compressed frames; the first path dies with the burst (and is replaced).
+ * The sender sends again from what was acknowledged and cuts its frames
+ * where it can now, up to 64 KiB, so they straddle the gap: the receiver
+ * inflates again the 40 KB it holds for the 100 bytes it lacked. Six rounds
+ * of ten streams make that more than SESSION_DUP_INFLATE_ALLOWANCE, yet
+ * within the budget (the new bytes pay for it): no frame refused, every
+ * stream intact. (Each stream stays under SESSION_BULK_SENT, so its bursts
+ * may go on any path.)
+ */
+static void test_session_paths_rewind_over_held_within_budget(void **state)
+{
+	enum { NSTREAMS = 10, ROUNDS = 6 };
+	struct harness *h = harness_new(2, 30, COMPRESS_ZLIB);
+	for (int k = 0; k < 2; k++)
+		session_set_peer_big_data(h->s[k], true);
+	struct hstream *hs[NSTREAMS];
+	for (int i = 0; i < NSTREAMS; i++)
+		hs[i] = open_stream(h, 0, 1000, 0, false);
+	run(h, 1000000, 0, false);
+	size_t lossy = 0, bulk = 1;
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < NSTREAMS; i++)
+			add_bytes(h, &hs[i]->end[0], 100, true);
+		fill_onto(h, lossy, 0);
+		for (int i = 0; i < NSTREAMS; i++)
+			add_bytes(h, &hs[i]->end[0], 40000, true);
+		for (int more = 1; more;) {
+			size_t n =
+			    session_fill(h->s[0], h->path[bulk].p[0], h->buf, sizeof(h->buf));
+			if (n > 0)
+				fifo_push(&h->path[bulk].q[0], h->buf, n);
+			more = n > 0;
+		}
+		deliver_all(h, bulk, 0); /* held past the bursts' gaps */
+		assert_true(session_held(h->s[1]) > NSTREAMS * (FRAME_DATA_ZRAW_MAX / 2));
+		kill_path(h, lossy);
+		lossy = add_path(h);
+		run(h, 3000000, 0, false);
+	}
+	for (int i = 0; i < NSTREAMS; i++)
+		for (int k = 0; k < 2; k++) {
+			hs[i]->want_fin = true;
+			hs[i]->end[k].shut = true;
+			session_stream_shutdown(hs[i]->end[k].st);
+		}
+	run(h, 3000000, 0, true);
+	check_all_intact(h, true);
+	const struct session_stats *rx = session_get_stats(h->s[1]);
+	printf("rewinds over held data: %llu bytes inflated again for %llu new (budget %llu)\n",
+	       (unsigned long long)rx->dup_inflated_bytes,
+	       (unsigned long long)rx->raw_bytes_received,
+	       (unsigned long long)(rx->raw_bytes_received * SESSION_DUP_INFLATE_SHARE +
+				    SESSION_DUP_INFLATE_ALLOWANCE));
+	assert_true(rx->dup_inflated_bytes > SESSION_DUP_INFLATE_ALLOWANCE);
+	harness_free(h);
+}
+
 /* Seeded random schedules: paths die and come back, records are copied. */
 static void test_session_paths_fuzz_schedule(void **state)
 {
@@ -2010,6 +2069,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
 	    cmocka_unit_test(test_session_paths_store_moves_sent_chains),
+	    cmocka_unit_test(test_session_paths_rewind_over_held_within_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
