@@ -355,10 +355,14 @@ int server_pool_open(struct server *srv, struct server_session *sess, struct ses
 /* Starts the health check timer (after the event loop exists). */
 int server_pool_start(struct server *srv);
 
-/* The interval or the pools changed (a reload): checks run on the new ones. */
+/* The interval or the pools changed (a reload): checks run on the new ones;
+ * those in flight on a backend no pool has now end unheard (their lookups
+ * cancelled). */
 void server_pool_reschedule(struct server *srv);
 
-/* Stops the checks (shutdown): the timer and those in flight. */
+/* Stops the checks (shutdown, after the loop): the timer and those in
+ * flight, their lookups cancelled; runs the loop once without waiting when
+ * one was, so that evdns frees it. */
 void server_pool_stop(struct server *srv);
 
 /* The pools and their backends in /metrics and /status ("pools"). */

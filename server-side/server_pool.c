@@ -5,6 +5,7 @@
  * move backends up and down. Parsing and choosing are common/pool.c's.
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +35,17 @@ struct pool_stream {
 	uint8_t key[KEYS_LEN];
 };
 
-/* One health check in flight. */
+/*
+ * One health check in flight: the backend's name looked up as its streams'
+ * are (dns_getaddrinfo: localhost names never reach DNS), then a TCP
+ * connect to the first address, the one a stream would connect to.
+ */
 struct pool_check {
 	LIST_ENTRY(pool_check) link;
 	struct server *srv;
 	struct pool_backend *b; /* held */
 	struct bufferevent *bev;
+	struct evdns_getaddrinfo_request *req; /* the lookup under way, or NULL */
 	char pool[NETADDR_STR_MAX];
 };
 
@@ -161,13 +167,25 @@ int server_pool_open(struct server *srv, struct server_session *sess, struct ses
 	return connect_stream_balanced(srv->base, srv->dns, st, pool_name(p), policy, &bal);
 }
 
+/* Ends c without a verdict. A lookup still under way is cancelled: its
+ * callback then runs from the loop with EVUTIL_EAI_CANCEL and leaves c
+ * alone. */
+static void check_free(struct pool_check *c)
+{
+	LIST_REMOVE(c, link);
+	c->b->checking = false;
+	if (c->req != NULL)
+		evdns_getaddrinfo_cancel(c->req);
+	bufferevent_free(c->bev);
+	pool_backend_release(c->b);
+	free(c);
+}
+
 static void check_end(struct pool_check *c, bool ok, const char *why)
 {
 	struct server *srv = c->srv;
-	LIST_REMOVE(c, link);
-	c->b->checking = false;
 	if (pool_backend_check(c->b, ok, srv->pool_health.rise, srv->pool_health.fall)) {
-		char text[128];
+		char text[160];
 		if (ok)
 			snprintf(text, sizeof(text), "%u checks in a row passed",
 				 srv->pool_health.rise);
@@ -176,9 +194,7 @@ static void check_end(struct pool_check *c, bool ok, const char *why)
 				 srv->pool_health.fall, why);
 		log_health(c->pool, c->b, text);
 	}
-	bufferevent_free(c->bev);
-	pool_backend_release(c->b);
-	free(c);
+	check_free(c);
 }
 
 static void on_check_event(struct bufferevent *bev, short what, void *arg)
@@ -189,53 +205,45 @@ static void on_check_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	const char *why = "connect failed";
-	int dns_err = bufferevent_socket_get_dns_error(bev);
 	if (what & BEV_EVENT_TIMEOUT)
 		why = "timeout";
-	else if (dns_err != 0)
-		why = evutil_gai_strerror(dns_err);
 	else if (EVUTIL_SOCKET_ERROR() != 0)
 		why = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
 	check_end(c, false, why);
 }
 
-/* dns_getaddrinfo's answer for a localhost name, which comes at once. */
-static void on_localhost(int result, struct evutil_addrinfo *res, void *arg)
+/* Connects c to sa; the verdict comes to on_check_event. The timeout runs
+ * from here, as a stream's runs from its connect. */
+static void check_connect(struct pool_check *c, const struct sockaddr *sa, socklen_t len)
 {
-	struct sockaddr_storage *ss = arg;
-	if (result == 0 && res != NULL && res->ai_addrlen <= sizeof(*ss))
-		memcpy(ss, res->ai_addr, res->ai_addrlen);
-	if (res != NULL)
-		evutil_freeaddrinfo(res);
+	uint32_t ms = c->srv->pool_health.interval_ms;
+	if (ms > POOL_CHECK_TIMEOUT_MAX_MS)
+		ms = POOL_CHECK_TIMEOUT_MAX_MS;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	/* A -1 comes before any callback (libevent defers those). */
+	if (bufferevent_socket_connect(c->bev, sa, (int)len) == 0)
+		return;
+	char why[96];
+	snprintf(why, sizeof(why), "cannot start connecting: %s", strerror(errno));
+	check_end(c, false, why);
 }
 
-/*
- * Starts c's connect to its backend. A localhost name gets the address its
- * streams get (dns_getaddrinfo: loopback, IPv4 first) and is never asked of
- * DNS; bufferevent's own lookup would send "db.localhost" to the resolver,
- * whose "no such name" then took a working backend down.
- */
-static int check_connect(struct server *srv, struct pool_check *c)
+static void on_check_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
-	const struct netaddr_hostport *at = &c->b->addr;
-	if (!dns_is_localhost(at->host))
-		return bufferevent_socket_connect_hostname(c->bev, srv->dns, AF_UNSPEC, at->host,
-							   at->port);
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	struct evutil_addrinfo hints;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	char port[8];
-	snprintf(port, sizeof(port), "%u", at->port);
-	dns_getaddrinfo(srv->dns, at->host, port, &hints, on_localhost, &ss);
-	if (ss.ss_family == AF_UNSPEC)
-		return -1;
-	socklen_t len =
-	    ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	return bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)len);
+	if (result == EVUTIL_EAI_CANCEL)
+		return; /* check_free cancelled it: arg is freed */
+	struct pool_check *c = arg;
+	c->req = NULL;
+	if (result != 0 || res == NULL) {
+		char why[96];
+		snprintf(why, sizeof(why), "cannot resolve: %s", evutil_gai_strerror(result));
+		check_end(c, false, why);
+	} else {
+		check_connect(c, res->ai_addr, (socklen_t)res->ai_addrlen);
+	}
+	if (res != NULL)
+		evutil_freeaddrinfo(res);
 }
 
 static void check_start(struct server *srv, struct pool *p, struct pool_backend *b)
@@ -255,16 +263,27 @@ static void check_start(struct server *srv, struct pool *p, struct pool_backend 
 	}
 	b->checking = true;
 	LIST_INSERT_HEAD(&srv->pool_checks, c, link);
-	uint32_t ms = srv->pool_health.interval_ms;
-	if (ms > POOL_CHECK_TIMEOUT_MAX_MS)
-		ms = POOL_CHECK_TIMEOUT_MAX_MS;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	bufferevent_set_timeouts(c->bev, NULL, &tv);
 	bufferevent_setcb(c->bev, NULL, NULL, on_check_event, c);
-	/* The answer may come before this returns (an address, a refusal). */
-	if (check_connect(srv, c) != 0 &&
-	    b->checking) /* still set: c was not ended by its callback */
-		check_end(c, false, "cannot start connecting");
+	const struct netaddr_hostport *at = &b->addr;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (netaddr_literal(at->host, at->port, &ss, &len)) {
+		check_connect(c, (struct sockaddr *)&ss, len);
+		return;
+	}
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", at->port);
+	struct evdns_getaddrinfo_request *req =
+	    dns_getaddrinfo(srv->dns, at->host, port, &hints, on_check_resolved, c);
+	/* NULL: answered already (a localhost name, /etc/hosts, an immediate
+	 * failure), and the answer may have ended c. */
+	if (req != NULL)
+		c->req = req;
 }
 
 static void on_health_timer(evutil_socket_t fd, short what, void *arg)
@@ -289,8 +308,26 @@ int server_pool_start(struct server *srv)
 	return WM_OK;
 }
 
+/* Whether b is still a backend of one of srv's pools. */
+static bool backend_in_use(const struct server *srv, const struct pool_backend *b)
+{
+	for (size_t i = 0; i < srv->npools; i++)
+		for (size_t j = 0; j < pool_backend_count(srv->pools[i]); j++)
+			if (pool_backend_at(srv->pools[i], j) == b)
+				return true;
+	return false;
+}
+
 void server_pool_reschedule(struct server *srv)
 {
+	/* Checks of backends a reload dropped end unheard, lookups cancelled. */
+	struct pool_check *c = LIST_FIRST(&srv->pool_checks);
+	while (c != NULL) {
+		struct pool_check *next = LIST_NEXT(c, link);
+		if (!backend_in_use(srv, c->b))
+			check_free(c);
+		c = next;
+	}
 	if (srv->pool_timer == NULL)
 		return;
 	event_del(srv->pool_timer);
@@ -306,14 +343,16 @@ void server_pool_stop(struct server *srv)
 	if (srv->pool_timer != NULL)
 		event_free(srv->pool_timer);
 	srv->pool_timer = NULL;
+	bool cancelled = false;
 	while (!LIST_EMPTY(&srv->pool_checks)) {
 		struct pool_check *c = LIST_FIRST(&srv->pool_checks);
-		LIST_REMOVE(c, link);
-		c->b->checking = false;
-		bufferevent_free(c->bev);
-		pool_backend_release(c->b);
-		free(c);
+		cancelled |= c->req != NULL;
+		check_free(c);
 	}
+	/* evdns answers a cancel from the loop, and only then frees the
+	 * request: one pass without waiting, or it leaks. */
+	if (cancelled)
+		event_base_loop(srv->base, EVLOOP_NONBLOCK);
 }
 
 void server_pool_free_all(struct pool **pools, size_t *n)

@@ -38,7 +38,10 @@ bool dns_is_localhost(const char *name);
  * before this returns and without any query, with the loopback addresses of
  * the families hints allows, IPv4 first; the result is then NULL. Same
  * ownership as evdns_getaddrinfo (cb owns the list; free it with
- * evutil_freeaddrinfo). cb may run before this returns in either case.
+ * evutil_freeaddrinfo). cb may run before this returns in either case, and
+ * then the result is NULL. Otherwise cb runs later, from the loop, and the
+ * request may be cancelled (evdns_getaddrinfo_cancel): cb then runs once,
+ * from the loop, with EVUTIL_EAI_CANCEL.
  */
 struct evdns_getaddrinfo_request *dns_getaddrinfo(struct evdns_base *dns, const char *name,
 						  const char *port,

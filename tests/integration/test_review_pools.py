@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -415,9 +416,160 @@ def test_reloads_while_checks_run(env):
     srv.check_sanitizer()
 
 
+def dns_reply(query):
+    """The answer to a query: no such name (NXDOMAIN) for names under nx.;
+    else for an A record 127.0.0.1, for any other type no data (NOERROR, no
+    answer). The question is copied as asked (evdns checks its 0x20 case)."""
+    pos = 12
+    while query[pos] != 0:
+        pos += 1 + query[pos]
+    qtype = int.from_bytes(query[pos + 1:pos + 3], "big")
+    nx = query[12:15].lower() == b"\x02nx"
+    a = qtype == 1 and not nx
+    head = (query[:2] + (b"\x81\x83" if nx else b"\x81\x80") + b"\x00\x01"
+            + (b"\x00\x01" if a else b"\x00\x00") + b"\x00" * 4)
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x7f\x00\x00\x01" if a else b""
+    return head + query[12:pos + 5] + answer
+
+
+class FakeNameserver:
+    """A nameserver on 127.0.0.1 (an ephemeral UDP port) run by a thread:
+    names under nx. do not exist, every other is 127.0.0.1. While held, queries are kept unanswered until
+    answer_held()."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.hold = False
+        self.held = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if len(q) < 17:
+                continue
+            with self.lock:
+                if self.hold:
+                    self.held.append((q, peer))
+                    continue
+            self.sock.sendto(dns_reply(q), peer)
+
+    def answer_held(self):
+        with self.lock:
+            held, self.held = self.held, []
+        for q, peer in held:
+            self.sock.sendto(dns_reply(q), peer)
+
+    def held_count(self):
+        with self.lock:
+            return len(self.held)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        check(time.monotonic() < deadline, f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_check_lookups_cancelled_on_reload_and_exit(env):
+    """Backends named through the resolver (db.test and nx.test, which does
+    not exist, from a nameserver the test runs) and /etc/hosts (gone.test,
+    224.0.0.1: answered inside the lookup call, whose connect then fails
+    inside connect()): their health checks resolve as their streams do;
+    db.test passes, the others fail and the log says why.
+    A check whose lookup is unanswered when a reload drops its backend is
+    cancelled: the late answer connects nothing (the lookup used to go on
+    and connect a check to the dropped backend). One unanswered at exit is
+    cancelled too, and the server exits clean under ASan."""
+    why = can_bind_hosts(env)
+    if why:
+        print(f"     skipped here: {why}")
+        return
+    ns = FakeNameserver()
+    env.targets.append(ns)
+    resolv = env.write("resolv.conf", "nameserver 127.0.0.1:%d\noptions timeout:30 attempts:1\n"
+                       % ns.port)
+    hosts = env.write("hosts", "224.0.0.1 gone.test\n")
+    ok = start_backend(env, "B0")
+    other = start_backend(env, "B1")
+    db, gone, nx = f"db.test:{ok.port}", "gone.test:9", "nx.test:9"
+    port = h.free_port()
+    admin = h.free_port()
+    conf = env.write("server.conf", f"pool {POOL}={db},{gone},{nx}\n")
+    auth = env.write("server.authorized", f"{env.client_pub} test key\n", 0o644)
+    argv = [env.bins.server, "--listen", f"127.0.0.1:{port}", "--key", env.server_key,
+            "--authorized-keys", auth, "--allow", "127.0.0.2:9", "--log-level", "info",
+            "--config", conf, "--admin", str(admin), *HEALTH]
+    script = (f"mount --bind {resolv} /etc/resolv.conf && mount --bind {hosts} /etc/hosts"
+              " && exec \"$@\"")
+    srv = h.Daemon("server", ["unshare", "-m", "sh", "-c", script, "sh", *argv],
+                   env.path("server.log"))
+    env.daemons.append(srv)
+    srv.wait_log(r"listening on 127\.0\.0\.1:%d" % port, t(10))
+
+    def sample(name, backend):
+        return metric(scrape(admin), name, pool=POOL, backend=backend)
+
+    wait_for(lambda: sample("wanmux_pool_backend_checks_passed_total", db) >= 2, t(10),
+             f"two checks of {db} to pass")
+    srv.wait_log(r"backend gone\.test:9 is down: 2 checks in a row failed, the last: "
+                 r".*Network is unreachable", t(10))
+    srv.wait_log(r"backend nx\.test:9 is down: 2 checks in a row failed, the last: "
+                 r".*not known", t(10))
+    check(sample("wanmux_pool_backend_up", db) == 1, f"{db} is down")
+    for b in (gone, nx):
+        check(sample("wanmux_pool_backend_up", b) == 0, f"{b} is up")
+        check(sample("wanmux_pool_backend_checks_passed_total", b) == 0,
+              f"a check of {b} passed")
+    lport = h.free_port()
+    env.start_client(port, [(lport, VHOST, VPORT)], tunnels=1, log_level="info")
+    check(ask(lport) == "B0", f"the stream did not go to {db}")
+
+    # The next check's lookup (A and AAAA) stays unanswered; a reload drops
+    # the backend; then the answers come.
+    ns.hold = True
+    wait_for(lambda: ns.held_count() >= 2, t(10), "a check's lookup of db.test")
+    before = ok.accepts
+    env.write("server.conf", f"pool {POOL}=127.0.0.1:{other.port}\n")
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    ns.answer_held()
+    time.sleep(t(1))
+    late = ok.accepts - before
+    print(f"     {late} connects to the dropped backend after its lookup was answered late")
+    check(late == 0, f"a check of the dropped {db} connected {late} times after the reload")
+
+    # Back in the pool, its check's lookup unanswered at exit.
+    env.write("server.conf", f"pool {POOL}={db}\n")
+    mark = srv.mark()
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log(r"reloaded: ", t(10), since=mark)
+    wait_for(lambda: ns.held_count() >= 2, t(10), "a check's lookup of db.test")
+    srv.stop()
+
+
 if __name__ == "__main__":
     h.main([test_sync_connect_failure_tries_next_once, test_emfile_on_named_backends,
             test_named_backends_failing_at_once, test_streams_ended_mid_retry,
             test_early_bytes_and_fin_across_retries, test_localhost_backend_checks_ask_no_dns,
-            test_admin_action_host_forms, test_reloads_while_checks_run],
+            test_admin_action_host_forms, test_reloads_while_checks_run,
+            test_check_lookups_cancelled_on_reload_and_exit],
            __doc__.splitlines()[0])
