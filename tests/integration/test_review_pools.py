@@ -7,8 +7,10 @@ freeing the stream's state twice; the server out of descriptors refuses the
 stream without marking backends down; streams reset, cut by a lost tunnel
 or by a reload mid-retry free everything and return every descriptor;
 early bytes and a FIN survive a retry once; health checks of a localhost
-backend ask no DNS; admin actions take only a literal Host (a port at
-most after it), no preflight, no body, no GET; reloads while checks run."""
+backend ask no DNS, those of named backends resolve as streams do, and a
+reload or the exit cancels a lookup still under way; admin actions take
+only a literal Host (a port at most after it), no preflight, no body, no
+GET; reloads while checks run."""
 
 import os
 import signal
