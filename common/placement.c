@@ -112,6 +112,16 @@ uint64_t placement_room(const struct placement_info *pi, size_t placed)
 	return can > waiting ? can - waiting : 0;
 }
 
+uint64_t placement_backlog(const struct placement_info *pi, size_t placed)
+{
+	return (uint64_t)pi->in_flight * pi->mss + ahead(pi, placed);
+}
+
+uint64_t placement_bdp_share(uint64_t bw, uint32_t min_rtt_us, unsigned pct)
+{
+	return mul_div(mul_div(bw, min_rtt_us, 1000000u), pct, 100u);
+}
+
 bool placement_clearly_better(uint64_t eta_a, uint64_t eta_b)
 {
 	uint64_t margin = eta_b / 8;

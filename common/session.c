@@ -186,6 +186,7 @@ struct session_stream {
 	 * frames still go wherever placement says. */
 	struct session_path *home;
 	bool home_chosen;	  /* bulk_home picked home (once per stream) */
+	uint32_t bursts;	  /* interactive bursts in a row (interactive_burst) */
 	struct frame_addr target; /* kept to send OPEN again while not established */
 
 	/* sending direction: acked <= next <= high; the resend store holds
@@ -275,7 +276,10 @@ struct session {
 	enum placement_dup dup_mode;
 	bool loss_seen;
 	uint64_t loss_seen_us;
-	struct dup_list dups; /* copies waiting for a second path */
+	bool queue_cap;		 /* --queue-cap auto (default) */
+	bool interactive_seen;	 /* an interactive burst left (interactive_burst) ... */
+	uint64_t interactive_us; /* ... at this time */
+	struct dup_list dups;	 /* copies waiting for a second path */
 	size_t ndups;
 	struct evbuffer *ctrl; /* encoded control frames, sent first */
 	bool ctrl_overflow;    /* a frame was dropped over SESSION_CTRL_MAX */
@@ -877,6 +881,7 @@ struct session *session_new(enum session_role role, const struct session_params 
 	TAILQ_INIT(&s->ack_list);
 	TAILQ_INIT(&s->open_list);
 	TAILQ_INIT(&s->dups);
+	s->queue_cap = true;
 	return s;
 }
 
@@ -1787,6 +1792,11 @@ void session_set_peer_big_data(struct session *s, bool yes)
 	s->peer_big_data = yes;
 }
 
+void session_set_queue_cap(struct session *s, bool on)
+{
+	s->queue_cap = on;
+}
+
 void session_set_duplicate(struct session *s, enum placement_dup mode)
 {
 	s->dup_mode = mode;
@@ -1838,6 +1848,13 @@ static bool leave_for_better(struct session *s, struct session_path *path,
 	if (st->snd_next < st->snd_high)
 		len = (size_t)(st->snd_high - st->snd_next);
 	if (len > SESSION_QUANTUM)
+		len = SESSION_QUANTUM;
+	/* Its OPEN pins the stream's DATA to the path for a round trip, and a
+	 * stream opens before its first bytes are read: judged by the OPEN
+	 * alone, a tunnel that BBR's long-term estimate paces at 35 kbit/s
+	 * looked as good as a warm one, and the 10 KB request that followed
+	 * took it (satellite rr 1.1-2.4 s). */
+	if (st->open_pending && len < SESSION_QUANTUM)
 		len = SESSION_QUANTUM;
 	len += FRAME_DATA_OVERHEAD_MAX;
 	uint64_t mine = placement_eta_us(&path->info, path->placed, len);
@@ -1900,13 +1917,74 @@ static struct session_path *bulk_home(const struct session *s, struct session_pa
 	return best;
 }
 
+/* Whether the raw bytes just placed for st from offset off were an
+ * interactive burst: small (SESSION_DUP_FRAME_MAX), all the stream had to
+ * say (a small slice of a backlog, where credit or room ran short, is bulk),
+ * and after a pause or the stream's first (a bulk source slower than the
+ * tunnel drains it too, but without pausing). */
+static bool interactive_burst(const struct session *s, const struct session_stream *st, size_t raw,
+			      uint64_t off)
+{
+	if (raw > SESSION_DUP_FRAME_MAX)
+		return false;
+	if (evbuffer_get_length(st->src) - st->src_sent > 0 || st->snd_next < st->snd_high)
+		return false;
+	return off == 0 || s->now_us - st->idle_since_us >= PLACEMENT_IDLE_US;
+}
+
+/* Whether bulk streams keep to PLACEMENT_QUEUE_CAP_PCT of the paths'
+ * bandwidth-delay product now: an interactive burst left within
+ * SESSION_INTERACTIVE_HOLD_US. */
+static bool queue_capped(const struct session *s)
+{
+	return s->queue_cap && s->interactive_seen &&
+	       s->now_us - s->interactive_us <= SESSION_INTERACTIVE_HOLD_US;
+}
+
+/*
+ * What bulk streams may add on any path so that what all paths have in
+ * flight and waiting stays within PLACEMENT_QUEUE_CAP_PCT of the
+ * bottleneck's bandwidth-delay product; UINT64_MAX while no path past
+ * start-up knows its rate. The tunnels share one bottleneck, so its rate is
+ * the best BBR estimate of a path that found it, and the cap holds for them
+ * all together: a tunnel still in STARTUP after carrying app-limited
+ * transfers (its own estimate half the link's, its gain 2.89) filled the
+ * satellite link's buffer to hundreds of drops in one round.
+ */
+static uint64_t queue_room(const struct session *s)
+{
+	uint64_t bw = 0;
+	uint32_t rtt = 0;
+	uint64_t backlog = 0;
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
+		const struct session_path *q = s->paths[i];
+		if (q == NULL || !path_known(s, q))
+			continue;
+		if (!q->info.startup && q->info.btl_bw > bw)
+			bw = q->info.btl_bw;
+		if (q->info.min_rtt_us != 0 && (rtt == 0 || q->info.min_rtt_us < rtt))
+			rtt = q->info.min_rtt_us;
+		backlog += placement_backlog(&q->info, q->placed);
+	}
+	if (bw == 0 || rtt == 0)
+		return UINT64_MAX;
+	uint64_t limit = placement_bdp_share(bw, rtt, PLACEMENT_QUEUE_CAP_PCT);
+	return limit > backlog ? limit - backlog : 0;
+}
+
 /* DATA bytes path may take from bulk streams in this fill: its room, once
  * placement knows it and has another path to give the rest to. */
 static uint64_t bulk_cap(const struct session *s, const struct session_path *path)
 {
 	if (s->npaths < 2 || !path_known(s, path))
 		return UINT64_MAX;
-	return placement_room(&path->info, path->placed);
+	uint64_t room = placement_room(&path->info, path->placed);
+	if (queue_capped(s)) {
+		uint64_t q = queue_room(s);
+		if (q < room)
+			room = q;
+	}
+	return room;
 }
 
 /* Bytes q's open congestion window takes before what waits on it fills it:
@@ -2012,20 +2090,11 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 			    uint8_t *frames, size_t open_len, size_t data_len, size_t raw,
 			    uint64_t off)
 {
-	if (raw > SESSION_DUP_FRAME_MAX || !session_duplicating(s))
+	if (!session_duplicating(s) || !interactive_burst(s, st, raw, off))
 		return;
 	/* One near its end could see the copy after closing (orphan DATA,
 	 * counted in the session window as if new). */
 	if (st->shutdown_requested || (data_len > 0 && (frames[open_len + 1] & FRAME_FLAG_FIN)))
-		return;
-	/* Interactive: the frame took all the stream had to say. A small slice
-	 * of a backlog (credit or room ran short) is bulk, and its copy would
-	 * be waste. */
-	if (evbuffer_get_length(st->src) - st->src_sent > 0 || st->snd_next < st->snd_high)
-		return;
-	/* ... and came after a pause (or is the stream's first): a bulk source
-	 * slower than the tunnel drains it too, but without pausing. */
-	if (off != 0 && s->now_us - st->idle_since_us < PLACEMENT_IDLE_US)
 		return;
 	/* What duplication may cost at most: SESSION_DUP_SHARE of the DATA
 	 * sent, plus SESSION_DUP_ALLOWANCE. */
@@ -2467,6 +2536,15 @@ size_t session_fill(struct session *s, struct session_path *path, uint8_t *buf, 
 		size_t raw = (size_t)(st->snd_next - before);
 		if (st->home == NULL && raw > 0)
 			st->home = path;
+		/* A stream that exchanges (a second small burst after a pause
+		 * in a row) turns --queue-cap on; one may be a transfer's first
+		 * piece, and any larger piece starts the count again. */
+		if (raw > 0 && !interactive_burst(s, st, raw, before)) {
+			st->bursts = 0;
+		} else if (raw > 0 && ++st->bursts >= 2) {
+			s->interactive_seen = true;
+			s->interactive_us = s->now_us;
+		}
 		maybe_duplicate(s, path, st, buf + at, k, n, raw, before);
 		used += n;
 		st->deficit -= (int32_t)raw;

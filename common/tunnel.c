@@ -345,20 +345,25 @@ static size_t read_tcp_info(const struct tunnel *t, struct tcp_info *ti)
 	return len;
 }
 
-/* Whether the tunnel's congestion control is still finding the path's rate:
- * BBR (the one congestion control whose TCP_CC_INFO is a tcp_bbr_info) paces
- * at 2.89 in STARTUP, 1.25 at most after it; the others are in slow start
- * while cwnd is below ssthresh. */
-static bool in_startup(const struct tunnel *t, const struct tcp_info *ti)
+/* What the congestion control says into pi: whether it is still finding the
+ * path's rate, and BBR's estimate of it. BBR (the one congestion control
+ * whose TCP_CC_INFO is a tcp_bbr_info) paces at 2.89 in STARTUP, 1.25 at
+ * most after it; the others are in slow start while cwnd is below
+ * ssthresh. */
+static void read_cc_info(const struct tunnel *t, const struct tcp_info *ti,
+			 struct placement_info *pi)
 {
 	union tcp_cc_info cc;
 	socklen_t len = sizeof(cc);
 	int fd = bufferevent_getfd(t->bev);
 	memset(&cc, 0, sizeof(cc));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &cc, &len) == 0 &&
-	    len == sizeof(struct tcp_bbr_info))
-		return cc.bbr.bbr_pacing_gain > 2 * TUNNEL_BBR_UNIT;
-	return ti->tcpi_snd_cwnd < ti->tcpi_snd_ssthresh;
+	    len == sizeof(struct tcp_bbr_info)) {
+		pi->startup = cc.bbr.bbr_pacing_gain > 2 * TUNNEL_BBR_UNIT;
+		pi->btl_bw = (uint64_t)cc.bbr.bbr_bw_hi << 32 | cc.bbr.bbr_bw_lo;
+		return;
+	}
+	pi->startup = ti->tcpi_snd_cwnd < ti->tcpi_snd_ssthresh;
 }
 
 static void sample_path(struct tunnel *t)
@@ -391,7 +396,13 @@ static void sample_path(struct tunnel *t)
 		    ? ti.tcpi_rcv_ooopack
 		    : 0,
 	};
-	pi.startup = in_startup(t, &ti);
+	uint32_t gone = ti.tcpi_sacked + ti.tcpi_lost;
+	pi.in_flight =
+	    ti.tcpi_unacked > gone ? ti.tcpi_unacked - gone + ti.tcpi_retrans : ti.tcpi_retrans;
+	pi.min_rtt_us = len >= offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt)
+			    ? ti.tcpi_min_rtt
+			    : 0;
+	read_cc_info(t, &ti, &pi);
 	session_path_set_info(t->path, &pi);
 }
 

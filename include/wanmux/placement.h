@@ -38,6 +38,13 @@ struct placement_info {
 	 * STARTUP (TCP_CC_INFO pacing gain 2.89), or slow start (cwnd below
 	 * ssthresh) for the others. Its window then grows by what it delivers. */
 	bool startup;
+	/* BBR's estimate of the bottleneck's rate, bytes per second
+	 * (TCP_CC_INFO); 0 unknown or another congestion control. */
+	uint64_t btl_bw;
+	uint32_t min_rtt_us; /* the lowest RTT the connection saw; 0 unknown */
+	/* Segments in the network: unacked less SACKed and lost, plus those
+	 * retransmitted and not yet acknowledged. */
+	uint32_t in_flight;
 };
 
 /* An RTT assumed before the kernel has measured one. */
@@ -63,6 +70,14 @@ struct placement_info {
 #define PLACEMENT_IDLE_US 2000u
 /* Loss seen this recently keeps --duplicate auto duplicating. */
 #define PLACEMENT_LOSS_HOLD_US 10000000u
+
+/* What bulk streams keep in flight and queued on a path while interactive
+ * streams share its bottleneck (--queue-cap auto), in percent of BBR's
+ * bandwidth-delay product: the queue they build there stays under a tenth
+ * of the RTT. BBR's own window is twice the product, and on a buffer of
+ * half of it (satellite) its probes filled it to drops that took every
+ * tunnel's echoes with them (p99 0.9-1.4 s at 600 ms). */
+#define PLACEMENT_QUEUE_CAP_PCT 110u
 
 /* --duplicate: send small frames of interactive streams on two paths. */
 enum placement_dup {
@@ -102,6 +117,14 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
  * (PLACEMENT_HORIZON_MIN_US or srtt/4), less what waits already; >= 0.
  */
 uint64_t placement_room(const struct placement_info *pi, size_t placed);
+
+/* Bytes the path has in flight and waiting to leave (its queues and placed
+ * bytes since the snapshot). */
+uint64_t placement_backlog(const struct placement_info *pi, size_t placed);
+
+/* pct percent of the bandwidth-delay product of a bottleneck of bw bytes per
+ * second at min_rtt_us. */
+uint64_t placement_bdp_share(uint64_t bw, uint32_t min_rtt_us, unsigned pct);
 
 /* Whether a frame reaching the peer in eta_a microseconds is clearly better
  * placed than one reaching it in eta_b (PLACEMENT_MARGIN_US). */

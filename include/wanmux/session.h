@@ -125,6 +125,9 @@ struct session_params {
 /* Duplication: the largest DATA payload copied to a second path, and the
  * copies waiting for one at most. */
 #define SESSION_DUP_FRAME_MAX 2048u
+/* An interactive burst keeps --queue-cap on this long: keystrokes and
+ * requests come seconds apart. */
+#define SESSION_INTERACTIVE_HOLD_US 5000000u
 #define SESSION_DUP_QUEUE_MAX 32u
 /* The copies' frame bytes stay within 1/SESSION_DUP_SHARE of the DATA
  * payload sent plus SESSION_DUP_ALLOWANCE, whatever the traffic. */
@@ -294,6 +297,12 @@ bool session_path_held_back(const struct session_path *path);
 
 /* --duplicate mode of s (default PLACEMENT_DUP_AUTO). */
 void session_set_duplicate(struct session *s, enum placement_dup mode);
+
+/* --queue-cap: while an interactive burst left within
+ * SESSION_INTERACTIVE_HOLD_US, bulk streams keep what they have in flight
+ * and queued on a path to PLACEMENT_QUEUE_CAP_PCT of its bandwidth-delay
+ * product (default on). */
+void session_set_queue_cap(struct session *s, bool on);
 
 /* Whether the peer takes compressed DATA frames of up to FRAME_DATA_ZRAW_MAX
  * raw bytes (its hello has HELLO_FLAG_BIG_DATA; default no). */

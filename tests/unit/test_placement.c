@@ -123,6 +123,24 @@ static void test_placement_paced_path_waits_at_pacing_rate(void **state)
 	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 200);
 }
 
+static void test_placement_backlog_and_bdp_share(void **state)
+{
+	(void)state;
+	/* 1000 segments in flight, 100000 bytes unsent, 5000 placed. */
+	struct placement_info p = {
+	    .now_us = 1000000,
+	    .cwnd = 2000,
+	    .mss = 1448,
+	    .unacked = 1200,
+	    .in_flight = 1000,
+	    .notsent = 100000,
+	};
+	assert_int_equal(placement_backlog(&p, 5000), 1448000 + 100000 + 5000);
+	/* 20 Mbit/s (2.5 MB/s) at 600 ms: 1.5 MB; 110 % of it 1.65 MB. */
+	assert_int_equal(placement_bdp_share(2500000, 600000, 100), 1500000);
+	assert_int_equal(placement_bdp_share(2500000, 600000, 110), 1650000);
+}
+
 static void test_placement_rate_from_window_when_app_limited(void **state)
 {
 	(void)state;
@@ -212,6 +230,7 @@ int main(void)
 	    cmocka_unit_test(test_placement_lost_segments_cost_an_rtt),
 	    cmocka_unit_test(test_placement_full_small_window_waits_for_acks),
 	    cmocka_unit_test(test_placement_paced_path_waits_at_pacing_rate),
+	    cmocka_unit_test(test_placement_backlog_and_bdp_share),
 	    cmocka_unit_test(test_placement_rate_from_window_when_app_limited),
 	    cmocka_unit_test(test_placement_cold_path_clearly_worse),
 	    cmocka_unit_test(test_placement_margin),

@@ -1459,6 +1459,139 @@ static void test_session_paths_startup_overflow(void **state)
 	harness_free(h);
 }
 
+/* A 600 ms, 20 Mbit/s path after start-up, 1125 segments in flight: BBR's
+ * window leaves room for more than a stream window, 110 % of its
+ * bandwidth-delay product (1.65 MB) for about 21 KB. */
+static struct placement_info info_cruise(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 1300, .mss = 1448, .unacked = 1125};
+	pi.in_flight = 1125;
+	pi.delivery_rate = 2500000;
+	pi.pacing_rate = 2500000;
+	pi.btl_bw = 2500000;
+	pi.min_rtt_us = 600000;
+	pi.srtt_us = 600000;
+	return pi;
+}
+
+/* Beside it a tunnel still in STARTUP after app-limited transfers: nothing
+ * in flight, its estimate half the link's, its window wide open. */
+static struct placement_info info_lagging(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 1800, .mss = 1448};
+	pi.delivery_rate = 1250000;
+	pi.pacing_rate = 3600000;
+	pi.btl_bw = 1250000;
+	pi.min_rtt_us = 600000;
+	pi.srtt_us = 600000;
+	pi.startup = true;
+	return pi;
+}
+
+static void set_cruise_lagging(struct harness *h, int side, uint64_t now)
+{
+	set_info(h, 0, side, info_cruise(now));
+	set_info(h, 1, side, info_lagging(now));
+}
+
+/* DATA bytes side 0 places for a bulk stream over a cruising and a lagging
+ * path in 20 fills each, nothing acknowledged; first a stream that sends
+ * bursts of 100 bytes, 10 ms apart. */
+static uint64_t bulk_placed(int bursts, bool cap)
+{
+	struct harness *h = harness_new(2, 40, COMPRESS_NONE);
+	session_set_queue_cap(h->s[0], cap);
+	uint64_t now = 1000;
+	for (int k = 0; k < 2; k++)
+		set_cruise_lagging(h, k, now);
+	uint64_t before = 0;
+	if (bursts > 0) {
+		struct hstream *hs = open_stream(h, 0, 100, 0, false);
+		assert_true(fill_push(h, 0, 0) > 0);
+		for (int b = 1; b < bursts; b++) {
+			assert_int_equal(fill_push(h, 0, 0), 0); /* found idle */
+			now += 10 * PLACEMENT_IDLE_US;
+			set_cruise_lagging(h, 0, now);
+			add_bytes(h, &hs->end[0], 100, false);
+			assert_true(fill_push(h, 0, 0) > 0);
+		}
+		before = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes;
+		assert_int_equal(before, 100 * (uint64_t)bursts);
+	}
+	open_stream(h, 0, 1u << 20, 0, false);
+	for (int r = 0; r < 20; r++)
+		for (size_t i = 0; i < 2; i++)
+			fill_push(h, i, 0);
+	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes - before;
+	harness_free(h);
+	return placed;
+}
+
+/* While an interactive stream shares the paths (a second burst after a
+ * pause), a bulk stream keeps to PLACEMENT_QUEUE_CAP_PCT of the
+ * bandwidth-delay product (its first fresh quantum aside); without one, with
+ * a stream that sent once (a transfer's first piece looks the same), or with
+ * --queue-cap off, to BBR's window and its credit. On the satellite link
+ * BBR's probes filled the bottleneck's buffer to drops that delayed every
+ * tunnel's echoes. */
+static void test_session_paths_queue_cap_while_interactive(void **state)
+{
+	(void)state;
+	uint64_t free_run = bulk_placed(0, true);
+	uint64_t once = bulk_placed(1, true);
+	uint64_t capped = bulk_placed(2, true);
+	uint64_t off = bulk_placed(2, false);
+	/* The link's rate is the cruising path's estimate; 110 % of its 1.5 MB
+	 * less the 1629 KB in flight leaves about 21 KB on both paths together,
+	 * the lagging one's own estimate and window aside. */
+	uint64_t room = 1650000 - 1125 * 1448;
+	printf("bulk placed: %llu alone, %llu after one burst, %llu beside an interactive "
+	       "stream (queue room %llu), %llu with the cap off\n",
+	       (unsigned long long)free_run, (unsigned long long)once, (unsigned long long)capped,
+	       (unsigned long long)room, (unsigned long long)off);
+	assert_int_equal(free_run, params.stream_window);
+	assert_int_equal(once, params.stream_window);
+	assert_int_equal(off, params.stream_window);
+	/* A first quantum goes fresh, uncapped; the rest within the room. */
+	assert_true(capped <= SESSION_QUANTUM + room);
+	assert_true(capped < free_run / 2);
+}
+
+/* A new stream's OPEN, placed before its first bytes are read, goes where
+ * a first burst would arrive soonest, not where an OPEN alone would: its
+ * DATA follows on the OPEN's path for a round trip. Before, the OPEN took a
+ * tunnel that BBR's long-term estimate paced at 35 kbit/s, and the 10 KB
+ * request after it waited 2 s there (satellite rr). */
+static void test_session_paths_open_goes_where_data_would(void **state)
+{
+	struct harness *h = harness_new(2, 41, COMPRESS_NONE);
+	uint64_t now = 1000;
+	struct placement_info crip = {.now_us = now, .cwnd = 8, .mss = 1448, .unacked = 1};
+	crip.pacing_rate = 4357;
+	crip.delivery_rate = 4415;
+	crip.srtt_us = 620000;
+	crip.min_rtt_us = 600000;
+	/* Its RTT inflated by a queue: for an OPEN alone not clearly better. */
+	struct placement_info warm = {.now_us = now, .cwnd = 1858, .mss = 1448, .unacked = 2};
+	warm.pacing_rate = 2206261;
+	warm.delivery_rate = 302955;
+	warm.srtt_us = 700000;
+	warm.min_rtt_us = 600000;
+	for (int k = 0; k < 2; k++) {
+		set_info(h, 0, k, crip);
+		set_info(h, 1, k, warm);
+	}
+	struct hstream *hs = open_stream(h, 0, 0, 0, false);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	assert_true(fill_push(h, 1, 0) > 0);
+	assert_int_equal(pstats(h, 1, 0)->opens, 1);
+	add_bytes(h, &hs->end[0], 10240, false);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	assert_true(fill_push(h, 1, 0) > 10240);
+	assert_int_equal(pstats(h, 0, 0)->data_bytes, 0);
+	harness_free(h);
+}
+
 /* A stream whose first small burst took a cold path moves, when it turns
  * bulk, to the path that sends fastest, once: a download then starts on the
  * tunnel whose congestion control knows the link. Before, it stayed on the
@@ -2065,6 +2198,8 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
 	    cmocka_unit_test(test_session_paths_duplicate_to_open_window),
 	    cmocka_unit_test(test_session_paths_startup_overflow),
+	    cmocka_unit_test(test_session_paths_open_goes_where_data_would),
+	    cmocka_unit_test(test_session_paths_queue_cap_while_interactive),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
