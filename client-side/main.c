@@ -51,6 +51,7 @@ enum opt_id {
 	OPT_TUNNELS,
 	OPT_COMPRESS,
 	OPT_DUPLICATE,
+	OPT_QUEUE_CAP,
 	OPT_PSK,
 	OPT_CONFIG,
 	OPT_STREAM_WINDOW,
@@ -88,6 +89,7 @@ static const struct config_option options[] = {
     {"tunnels", 'n', true, false, OPT_TUNNELS},
     {"compress", 0, true, false, OPT_COMPRESS},
     {"duplicate", 0, true, false, OPT_DUPLICATE},
+    {"queue-cap", 0, true, false, OPT_QUEUE_CAP},
     {"psk", 0, true, false, OPT_PSK},
     {"config", 'c', true, false, OPT_CONFIG},
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
@@ -118,6 +120,7 @@ static const char usage_text[] =
     "                  [--http-proxy [LADDR:]PORT] [--transparent [LADDR:]PORT]\n"
     "                  [--reverse [SADDR:]SPORT:HOST:PORT ...] [--tunnels N]\n"
     "                  [--compress auto|lz4|zlib|none] [--duplicate auto|on|off]\n"
+    "                  [--queue-cap auto|off]\n"
     "                  [--psk FILE] [-c FILE]\n"
     "\n"
     "DESCRIPTION\n"
@@ -198,6 +201,9 @@ static const char usage_text[] =
     "    --duplicate MODE         auto (default: while loss is seen on a session\n"
     "                             of 2+ tunnels), on or off: also send small\n"
     "                             frames of interactive streams on a second tunnel\n"
+    "    --queue-cap MODE         auto (default: while a stream exchanges small\n"
+    "                             messages, bulk streams keep at most 110% of the\n"
+    "                             path's bandwidth-delay product in flight) or off\n"
     "    --psk FILE               pre-shared key, the same file as the server's\n"
     "    -c, --config FILE        read options from FILE: one 'name value' per\n"
     "                             line with long option names, '#' comments; the\n"
@@ -563,7 +569,7 @@ static int load_conf(const struct config *cfg, struct client_conf *c, char *err,
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
-	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,		OPT_TUNNEL_RCVBUF,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,		OPT_QUEUE_CAP,	   OPT_TUNNEL_RCVBUF,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

@@ -113,6 +113,14 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 		snprintf(err, errlen, "bad --duplicate '%s': use auto, on or off", v);
 		return WM_ERR_PARSE;
 	}
+	*bad_id = ids->queue_cap;
+	if (ids->queue_cap >= 0 && (v = config_get(cfg, ids->queue_cap)) != NULL) {
+		if (strcmp(v, "auto") != 0 && strcmp(v, "off") != 0) {
+			snprintf(err, errlen, "bad --queue-cap '%s': use auto or off", v);
+			return WM_ERR_PARSE;
+		}
+		tc->no_queue_cap = strcmp(v, "off") == 0;
+	}
 	*bad_id = ids->stream_window;
 	n = tc->params.stream_window;
 	rc = size_value(cfg, ids->stream_window, "stream-window", SESSION_MIN_WINDOW, 1u << 30,

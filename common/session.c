@@ -1974,15 +1974,17 @@ static uint64_t queue_room(const struct session *s)
 
 /* DATA bytes path may take from bulk streams in this fill: its room, once
  * placement knows it and has another path to give the rest to. */
-static uint64_t bulk_cap(const struct session *s, const struct session_path *path)
+static uint64_t bulk_cap(struct session *s, const struct session_path *path)
 {
 	if (s->npaths < 2 || !path_known(s, path))
 		return UINT64_MAX;
 	uint64_t room = placement_room(&path->info, path->placed);
 	if (queue_capped(s)) {
 		uint64_t q = queue_room(s);
-		if (q < room)
+		if (q < room) {
 			room = q;
+			s->stats.queue_capped++;
+		}
 	}
 	return room;
 }
@@ -2002,7 +2004,8 @@ static uint64_t open_window(const struct session_path *q, size_t used)
  * round trip at a time whether or not they carry much, so a fresh stream
  * whose home alone starts from 10 segments at 600 ms takes 8 rounds to send
  * 3 MB; spread over the start-up of four tunnels, four windows grow at once.
- * Once either leaves start-up the stream keeps to its home (see
+ * Only cold paths take it (SESSION_OVERFLOW_COLD_BYTES). Once either leaves
+ * start-up the stream keeps to its home (see
  * session_stream.home for why: bulk spread over tunnels that found their
  * rate queues against itself), and the interactive streams' tunnels, which
  * never carried bulk, take nothing while the home cruises. */
@@ -2011,7 +2014,8 @@ static bool overflow_ok(const struct session *s, const struct session_path *path
 {
 	const struct session_path *home = st->home;
 	if (home == NULL || home == path || st->pin != NULL || !path_known(s, path) ||
-	    !path_known(s, home) || !path->info.startup || !home->info.startup)
+	    !path_known(s, home) || !path->info.startup || !home->info.startup ||
+	    path->info.bytes_acked >= SESSION_OVERFLOW_COLD_BYTES)
 		return false;
 	return open_window(home, 0) < FILL_MIN_ROOM && open_window(path, used) >= FILL_MIN_ROOM;
 }

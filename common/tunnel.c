@@ -387,6 +387,7 @@ static void sample_path(struct tunnel *t)
 	    .notsent = ti.tcpi_notsent_bytes,
 	    .delivery_rate = ti.tcpi_delivery_rate,
 	    .pacing_rate = ti.tcpi_pacing_rate != UINT64_MAX ? ti.tcpi_pacing_rate : 0,
+	    .bytes_acked = ti.tcpi_bytes_acked,
 	    .srtt_us = ti.tcpi_rtt,
 	    .retrans = ti.tcpi_total_retrans,
 	    .lost = ti.tcpi_lost,
@@ -607,6 +608,7 @@ static int start_session(struct tunnel *t, struct tsession *ts)
 	t->session = tsession_session(ts);
 	/* Every tunnel of an owner has the same configuration. */
 	session_set_duplicate(t->session, t->cfg.duplicate);
+	session_set_queue_cap(t->session, !t->cfg.no_queue_cap);
 	session_set_peer_big_data(t->session, t->peer_big_data);
 	if (tsession_tunnels(ts) == 1) {
 		t->codec = compress_choose(t->cfg.compress, 0);

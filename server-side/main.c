@@ -50,6 +50,7 @@ enum opt_id {
 	OPT_CONFIG,
 	OPT_COMPRESS,
 	OPT_DUPLICATE,
+	OPT_QUEUE_CAP,
 	OPT_MAX_STREAMS,
 	OPT_STREAM_WINDOW,
 	OPT_SESSION_WINDOW,
@@ -97,6 +98,7 @@ static const struct config_option options[] = {
     {"config", 'c', true, false, OPT_CONFIG},
     {"compress", 0, true, false, OPT_COMPRESS},
     {"duplicate", 0, true, false, OPT_DUPLICATE},
+    {"queue-cap", 0, true, false, OPT_QUEUE_CAP},
     {"max-streams", 0, true, false, OPT_MAX_STREAMS},
     {"stream-window", 0, true, false, OPT_STREAM_WINDOW},
     {"session-window", 0, true, false, OPT_SESSION_WINDOW},
@@ -203,6 +205,9 @@ static const char usage_text[] =
     "    --duplicate MODE         auto (default: while loss is seen on a session\n"
     "                             of 2+ tunnels), on or off: also send small\n"
     "                             frames of interactive streams on a second tunnel\n"
+    "    --queue-cap MODE         auto (default: while a stream exchanges small\n"
+    "                             messages, bulk streams keep at most 110% of the\n"
+    "                             path's bandwidth-delay product in flight) or off\n"
     "    --max-streams N          concurrent streams per tunnel (default 1024)\n"
     "    --stream-window SIZE     receive window per stream (default 16M)\n"
     "    --session-window SIZE    receive window per tunnel (default 64M)\n"
@@ -1326,7 +1331,7 @@ static int load_conf(const struct config *cfg, struct server_conf *c, char *err,
 	static const struct cli_tunnel_ids shared = {
 	    OPT_LOG_LEVEL,	OPT_COMPRESS,		OPT_STREAM_WINDOW, OPT_SESSION_WINDOW,
 	    OPT_MAX_BUFFER,	OPT_MAX_SESSION_BUFFER, OPT_REKEY_AFTER,   OPT_REKEY_BYTES,
-	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,		OPT_TUNNEL_RCVBUF,
+	    OPT_RESUME_TIMEOUT, OPT_DUPLICATE,		OPT_QUEUE_CAP,	   OPT_TUNNEL_RCVBUF,
 	};
 	memset(c, 0, sizeof(*c));
 	tunnel_config_defaults(&c->tcfg);

@@ -45,6 +45,7 @@ struct placement_info {
 	/* Segments in the network: unacked less SACKed and lost, plus those
 	 * retransmitted and not yet acknowledged. */
 	uint32_t in_flight;
+	uint64_t bytes_acked; /* bytes the peer acknowledged over the connection's life */
 };
 
 /* An RTT assumed before the kernel has measured one. */

@@ -128,6 +128,11 @@ struct session_params {
 /* An interactive burst keeps --queue-cap on this long: keystrokes and
  * requests come seconds apart. */
 #define SESSION_INTERACTIVE_HOLD_US 5000000u
+/* A path takes a bulk stream's start-up overflow (overflow_ok) only until
+ * it has carried this much: enough for a fresh tunnel's ramp, and no more,
+ * so that after a warm-up (app-limited transfers leave BBR in STARTUP) the
+ * bulk does not stay spread over every tunnel. */
+#define SESSION_OVERFLOW_COLD_BYTES (1u << 20)
 #define SESSION_DUP_QUEUE_MAX 32u
 /* The copies' frame bytes stay within 1/SESSION_DUP_SHARE of the DATA
  * payload sent plus SESSION_DUP_ALLOWANCE, whatever the traffic. */
@@ -216,6 +221,7 @@ struct session_stats {
 	uint64_t placement_timeouts;  /* of them, taken anyway: the better path did not pull */
 	uint64_t bulk_moves;	      /* streams turned bulk moved to a faster path (bulk_home) */
 	uint64_t overflow_bytes; /* bulk DATA (raw) on paths other than its home (overflow_ok) */
+	uint64_t queue_capped;	 /* fills whose bulk room --queue-cap made smaller */
 	uint64_t loss_events;	 /* retransmit counter rises and resends seen */
 	/* what duplication cost */
 	uint64_t dup_frames_sent; /* copies of DATA frames sent on a second path */

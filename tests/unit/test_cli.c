@@ -29,6 +29,7 @@ enum {
 	OPT_REKEY_AFTER,
 	OPT_REKEY_BYTES,
 	OPT_DUPLICATE,
+	OPT_QUEUE_CAP,
 	OPT_TUNNEL_RCVBUF,
 };
 
@@ -42,15 +43,16 @@ static const struct config_option opts[] = {
     {"rekey-after", 0, true, false, OPT_REKEY_AFTER},
     {"rekey-bytes", 0, true, false, OPT_REKEY_BYTES},
     {"duplicate", 0, true, false, OPT_DUPLICATE},
+    {"queue-cap", 0, true, false, OPT_QUEUE_CAP},
     {"tunnel-rcvbuf", 0, true, false, OPT_TUNNEL_RCVBUF},
     {NULL, 0, false, false, -1},
 };
 
 static const struct cli_tunnel_ids ids = {
-    OPT_LOG_LEVEL,	OPT_COMPRESS,	   OPT_STREAM_WINDOW,
-    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	   OPT_MAX_SESSION_BUFFER,
-    OPT_REKEY_AFTER,	OPT_REKEY_BYTES,   -1,
-    OPT_DUPLICATE,	OPT_TUNNEL_RCVBUF,
+    OPT_LOG_LEVEL,	OPT_COMPRESS,	 OPT_STREAM_WINDOW,
+    OPT_SESSION_WINDOW, OPT_MAX_BUFFER,	 OPT_MAX_SESSION_BUFFER,
+    OPT_REKEY_AFTER,	OPT_REKEY_BYTES, -1,
+    OPT_DUPLICATE,	OPT_QUEUE_CAP,	 OPT_TUNNEL_RCVBUF,
 };
 
 static struct config *from_text(const char *text)
@@ -121,6 +123,33 @@ static void test_cli_parse_duplicate(void **state)
 	log_init("test", LOG_LEVEL_WARN);
 }
 
+/* --queue-cap: auto by default, off as given. */
+static void test_cli_parse_queue_cap(void **state)
+{
+	static const struct {
+		const char *text;
+		bool off;
+	} cases[] = {
+	    {"log-level info\n", false},
+	    {"queue-cap auto\n", false},
+	    {"queue-cap off\n", true},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = from_text(cases[i].text);
+		struct tunnel_config tc;
+		struct cli_process proc;
+		char err[256] = "";
+		int bad_id = 0;
+
+		tunnel_config_defaults(&tc);
+		assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)),
+				 WM_OK);
+		assert_int_equal(tc.no_queue_cap, cases[i].off);
+		config_free(cfg);
+	}
+	log_init("test", LOG_LEVEL_WARN);
+}
+
 static void test_cli_parse_names_the_bad_option(void **state)
 {
 	static const struct {
@@ -136,6 +165,7 @@ static void test_cli_parse_names_the_bad_option(void **state)
 	    {"rekey-after 10ms\n", OPT_REKEY_AFTER},
 	    {"rekey-bytes 1K\n", OPT_REKEY_BYTES},
 	    {"duplicate always\n", OPT_DUPLICATE},
+	    {"queue-cap on\n", OPT_QUEUE_CAP},
 	    {"tunnel-rcvbuf 4K\n", OPT_TUNNEL_RCVBUF},
 	    {"tunnel-rcvbuf 1G\n", OPT_TUNNEL_RCVBUF},
 	    {"tunnel-rcvbuf big\n", OPT_TUNNEL_RCVBUF},
@@ -192,6 +222,7 @@ int main(void)
 	    cmocka_unit_test(test_cli_parse_has_no_side_effects),
 	    cmocka_unit_test(test_cli_parse_names_the_bad_option),
 	    cmocka_unit_test(test_cli_parse_duplicate),
+	    cmocka_unit_test(test_cli_parse_queue_cap),
 	    cmocka_unit_test(test_cli_parse_tunnel_rcvbuf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

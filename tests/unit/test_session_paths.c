@@ -1406,9 +1406,9 @@ static void finish_fast(struct harness *h, size_t npaths, uint64_t now)
 }
 
 /* A bulk stream whose home is in start-up with its window full spills onto
- * the open windows of other paths in start-up, and only those: not onto one
- * that found its rate, not past an open window, and not once the home left
- * start-up. A fresh 600 ms pair sent a 16 MiB download on one tunnel's 10
+ * the open windows of other cold paths in start-up, and only those: not onto
+ * one that carried a MiB, not past an open window, and not once the home
+ * left start-up. A fresh 600 ms pair sent a 16 MiB download on one tunnel's 10
  * segments while three others' windows idled. */
 static void test_session_paths_startup_overflow(void **state)
 {
@@ -1416,9 +1416,13 @@ static void test_session_paths_startup_overflow(void **state)
 	uint64_t now = 1000;
 	struct placement_info start = info_cold(now);
 	start.startup = true;
+	/* Path 2 is in STARTUP too, but carried 2 MiB already (app-limited
+	 * transfers leave BBR there). */
+	struct placement_info carried = start;
+	carried.bytes_acked = 2u << 20;
 	for (size_t i = 0; i < 3; i++)
 		for (int k = 0; k < 2; k++)
-			set_info(h, i, k, i == 2 ? info_cold(now) : start);
+			set_info(h, i, k, i == 2 ? carried : start);
 	struct hstream *hs = open_stream(h, 0, 512u << 10, 0, true);
 	assert_true(fill_push(h, 0, 0) > 0); /* OPEN: path 0 is its home */
 	deliver_path(h, 0, 0);
@@ -1429,7 +1433,7 @@ static void test_session_paths_startup_overflow(void **state)
 		fill_push(h, 0, 0);
 	assert_true(pstats(h, 0, 0)->capped > 0);
 	uint64_t home = pstats(h, 0, 0)->data_bytes;
-	/* Path 1 takes its open window, path 2 (past start-up) nothing. */
+	/* Path 1 takes its open window, path 2 (not cold) nothing. */
 	for (int i = 0; i < 20; i++) {
 		fill_push(h, 1, 0);
 		fill_push(h, 2, 0);
@@ -1523,6 +1527,8 @@ static uint64_t bulk_placed(int bursts, bool cap)
 		for (size_t i = 0; i < 2; i++)
 			fill_push(h, i, 0);
 	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes - before;
+	/* The counter says whether the cap bound. */
+	assert_true((session_get_stats(h->s[0])->queue_capped > 0) == (bursts >= 2 && cap));
 	harness_free(h);
 	return placed;
 }
