@@ -1944,10 +1944,12 @@ static bool queue_capped(const struct session *s)
 /*
  * What bulk streams may add on any path so that what all paths have in
  * flight and waiting stays within PLACEMENT_QUEUE_CAP_PCT of the
- * bottleneck's bandwidth-delay product; UINT64_MAX while no path past
- * start-up knows its rate. The tunnels share one bottleneck, so its rate is
- * the best BBR estimate of a path that found it, and the cap holds for them
- * all together: a tunnel still in STARTUP after carrying app-limited
+ * bottleneck's bandwidth-delay product; UINT64_MAX while no path is past
+ * start-up. The tunnels share one bottleneck, so its rate is the best BBR
+ * estimate of any path (the bulk's own path's among them, so the cap never
+ * holds a download below what it delivers: BBR's probes still raise it by a
+ * tenth a cycle), and the cap holds for them all together: a tunnel still
+ * in STARTUP after carrying app-limited
  * transfers (its own estimate half the link's, its gain 2.89) filled the
  * satellite link's buffer to hundreds of drops in one round.
  */
@@ -1956,17 +1958,19 @@ static uint64_t queue_room(const struct session *s)
 	uint64_t bw = 0;
 	uint32_t rtt = 0;
 	uint64_t backlog = 0;
+	bool found = false;
 	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
 		const struct session_path *q = s->paths[i];
 		if (q == NULL || !path_known(s, q))
 			continue;
-		if (!q->info.startup && q->info.btl_bw > bw)
+		found = found || (!q->info.startup && q->info.btl_bw != 0);
+		if (q->info.btl_bw > bw)
 			bw = q->info.btl_bw;
 		if (q->info.min_rtt_us != 0 && (rtt == 0 || q->info.min_rtt_us < rtt))
 			rtt = q->info.min_rtt_us;
 		backlog += placement_backlog(&q->info, q->placed);
 	}
-	if (bw == 0 || rtt == 0)
+	if (!found || rtt == 0)
 		return UINT64_MAX;
 	uint64_t limit = placement_bdp_share(bw, rtt, PLACEMENT_QUEUE_CAP_PCT);
 	return limit > backlog ? limit - backlog : 0;

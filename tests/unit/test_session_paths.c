@@ -1498,6 +1498,62 @@ static void set_cruise_lagging(struct harness *h, int side, uint64_t now)
 	set_info(h, 1, side, info_lagging(now));
 }
 
+/* A path that left STARTUP early, at a third of the link (1% loss), and
+ * idles: its estimate says nothing about the link. */
+static struct placement_info info_early_exit(uint64_t now)
+{
+	struct placement_info pi = info_cruise(now);
+	pi.unacked = 0;
+	pi.in_flight = 0;
+	pi.btl_bw = 833333;
+	pi.delivery_rate = 833333;
+	pi.pacing_rate = 833333;
+	return pi;
+}
+
+/* The bulk's own path, still in STARTUP, delivering the link's 2.5 MB/s
+ * with 1000 segments in flight. */
+static struct placement_info info_startup_full(uint64_t now)
+{
+	struct placement_info pi = info_cruise(now);
+	pi.startup = true;
+	pi.unacked = 1000;
+	pi.in_flight = 1000;
+	pi.pacing_rate = 7200000;
+	return pi;
+}
+
+/* The cap takes the link's rate from the best estimate of any path: the
+ * early exit's would hold the download to a third of what it delivers. */
+static void test_session_paths_queue_cap_uses_best_estimate(void **state)
+{
+	struct harness *h = harness_new(2, 42, COMPRESS_NONE);
+	uint64_t now = 1000;
+	for (int k = 0; k < 2; k++) {
+		set_info(h, 0, k, info_early_exit(now));
+		set_info(h, 1, k, info_startup_full(now));
+	}
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	now += 10 * PLACEMENT_IDLE_US;
+	set_info(h, 0, 0, info_early_exit(now));
+	set_info(h, 1, 0, info_startup_full(now));
+	add_bytes(h, &hs->end[0], 100, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	uint64_t before = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes;
+	open_stream(h, 0, 1u << 20, 0, false);
+	for (int r = 0; r < 20; r++)
+		for (size_t i = 0; i < 2; i++)
+			fill_push(h, i, 0);
+	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes - before;
+	/* 110 % of 2.5 MB/s x 600 ms less 1448000 in flight: 202 KB, more than
+	 * the stream's credit; by the early exit's estimate nothing. */
+	printf("bulk placed beside an early exit: %llu\n", (unsigned long long)placed);
+	assert_int_equal(placed, params.stream_window);
+	harness_free(h);
+}
+
 /* DATA bytes side 0 places for a bulk stream over a cruising and a lagging
  * path in 20 fills each, nothing acknowledged; first a stream that sends
  * bursts of 100 bytes, 10 ms apart. */
@@ -2206,6 +2262,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_startup_overflow),
 	    cmocka_unit_test(test_session_paths_open_goes_where_data_would),
 	    cmocka_unit_test(test_session_paths_queue_cap_while_interactive),
+	    cmocka_unit_test(test_session_paths_queue_cap_uses_best_estimate),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
