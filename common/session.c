@@ -1948,14 +1948,19 @@ static bool queue_capped(const struct session *s)
  * start-up. The tunnels share one bottleneck, so its rate is the best BBR
  * estimate of any path (the bulk's own path's among them, so the cap never
  * holds a download below what it delivers: BBR's probes still raise it by a
- * tenth a cycle), and the cap holds for them all together: a tunnel still
- * in STARTUP after carrying app-limited
+ * tenth a cycle), or, when several paths past start-up carry data at once,
+ * what they deliver added up (each path's in flight over its RTT, at most
+ * its estimate): each finds only its share, and the best share alone held
+ * two busy tunnels to 55 % of the link
+ * (test_session_paths_queue_cap_sums_busy_paths). The cap holds for them
+ * all together: a tunnel still in STARTUP after carrying app-limited
  * transfers (its own estimate half the link's, its gain 2.89) filled the
  * satellite link's buffer to hundreds of drops in one round.
  */
 static uint64_t queue_room(const struct session *s)
 {
 	uint64_t bw = 0;
+	uint64_t busy_bw = 0;
 	uint32_t rtt = 0;
 	uint64_t backlog = 0;
 	bool found = false;
@@ -1966,10 +1971,21 @@ static uint64_t queue_room(const struct session *s)
 		found = found || (!q->info.startup && q->info.btl_bw != 0);
 		if (q->info.btl_bw > bw)
 			bw = q->info.btl_bw;
+		if (!q->info.startup && q->info.min_rtt_us != 0) {
+			/* What it delivers now, at most its estimate: a
+			 * tunnel with a few echoes in flight adds little. */
+			uint64_t bytes = (uint64_t)q->info.in_flight * q->info.mss;
+			uint64_t now_bw = bytes < UINT64_MAX / 1000000u
+					      ? bytes * 1000000u / q->info.min_rtt_us
+					      : UINT64_MAX;
+			busy_bw += now_bw < q->info.btl_bw ? now_bw : q->info.btl_bw;
+		}
 		if (q->info.min_rtt_us != 0 && (rtt == 0 || q->info.min_rtt_us < rtt))
 			rtt = q->info.min_rtt_us;
 		backlog += placement_backlog(&q->info, q->placed);
 	}
+	if (busy_bw > bw)
+		bw = busy_bw;
 	if (!found || rtt == 0)
 		return UINT64_MAX;
 	uint64_t limit = placement_bdp_share(bw, rtt, PLACEMENT_QUEUE_CAP_PCT);

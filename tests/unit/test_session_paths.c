@@ -1619,6 +1619,57 @@ static void test_session_paths_queue_cap_while_interactive(void **state)
 	assert_true(capped < free_run / 2);
 }
 
+/* Two tunnels carry a bulk stream each over one 20 Mbit/s, 600 ms link:
+ * BBR on each finds its share (10 Mbit/s), and together they keep about the
+ * link's bandwidth-delay product (1.5 MB) in flight. */
+static struct placement_info info_half(uint64_t now)
+{
+	struct placement_info pi = info_cruise(now);
+	pi.in_flight = pi.unacked = 549; /* 795 KB */
+	pi.delivery_rate = pi.pacing_rate = pi.btl_bw = 1250000;
+	return pi;
+}
+
+/*
+ * The bottleneck the tunnels share delivers what their estimates add up
+ * to while they all carry data: with an interactive stream beside them,
+ * bulk may still fill 110 % of the link's product (60 KB more here). The
+ * best single estimate (half the link) held what two tunnels had in flight
+ * to 825 KB: no room at all (a first quantum aside), and bulk at 55 % of the link (27 % over four
+ * tunnels) for as long as the interactive stream talked.
+ */
+static void test_session_paths_queue_cap_sums_busy_paths(void **state)
+{
+	(void)state;
+	struct harness *h = harness_new(2, 42, COMPRESS_NONE);
+	uint64_t now = 1000;
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < 2; i++)
+			set_info(h, i, k, info_half(now));
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	now += 10 * PLACEMENT_IDLE_US;
+	for (size_t i = 0; i < 2; i++)
+		set_info(h, i, 0, info_half(now));
+	add_bytes(h, &hs->end[0], 100, false);
+	assert_true(fill_push(h, 0, 0) > 0);
+	uint64_t before = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes;
+	open_stream(h, 0, 1u << 20, 0, false);
+	for (int r = 0; r < 20; r++)
+		for (size_t i = 0; i < 2; i++)
+			fill_push(h, i, 0);
+	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes - before;
+	uint64_t room = 1650000 - 2 * 549 * 1448;
+	printf("bulk beside an interactive stream over two tunnels sharing the link: %llu "
+	       "placed (room %llu)\n",
+	       (unsigned long long)placed, (unsigned long long)room);
+	assert_true(session_get_stats(h->s[0])->queue_capped > 0);
+	assert_true(placed >= room / 2);
+	assert_true(placed <= SESSION_QUANTUM + room);
+	harness_free(h);
+}
+
 /* A new stream's OPEN, placed before its first bytes are read, goes where
  * a first burst would arrive soonest, not where an OPEN alone would: its
  * DATA follows on the OPEN's path for a round trip. Before, the OPEN took a
@@ -2263,6 +2314,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_open_goes_where_data_would),
 	    cmocka_unit_test(test_session_paths_queue_cap_while_interactive),
 	    cmocka_unit_test(test_session_paths_queue_cap_uses_best_estimate),
+	    cmocka_unit_test(test_session_paths_queue_cap_sums_busy_paths),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
