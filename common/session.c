@@ -1015,6 +1015,13 @@ void session_path_lost(struct session *s, struct session_path *path)
 			if (st->path_mask & bit) {
 				st->path_mask &= ~bit;
 				stream_rewind(s, st, st->snd_acked);
+			} else if (st->send == SEND_FIN_SENT) {
+				/* The peer may have had all of it and closed the
+				 * stream, and its ACK may be lost with the path:
+				 * no RESUME comes for a stream it closed. The FIN
+				 * again costs a frame; a peer that closed the
+				 * stream acknowledges it (on_data). */
+				stream_rewind(s, st, st->snd_next);
 			}
 		}
 	}
