@@ -95,6 +95,20 @@ static void test_cli_parse_has_no_side_effects(void **state)
 	log_init("test", LOG_LEVEL_WARN);
 }
 
+/* The shared options in text into *tc (from its defaults), which must
+ * parse. */
+static void parse_ok(const char *text, struct tunnel_config *tc)
+{
+	struct config *cfg = from_text(text);
+	struct cli_process proc;
+	char err[256] = "";
+	int bad_id = 0;
+
+	tunnel_config_defaults(tc);
+	assert_int_equal(cli_tunnel_parse(cfg, &ids, tc, &proc, &bad_id, err, sizeof(err)), WM_OK);
+	config_free(cfg);
+}
+
 /* --duplicate: auto by default, on and off as given. */
 static void test_cli_parse_duplicate(void **state)
 {
@@ -108,17 +122,9 @@ static void test_cli_parse_duplicate(void **state)
 	    {"duplicate off\n", PLACEMENT_DUP_OFF},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct config *cfg = from_text(cases[i].text);
 		struct tunnel_config tc;
-		struct cli_process proc;
-		char err[256] = "";
-		int bad_id = 0;
-
-		tunnel_config_defaults(&tc);
-		assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)),
-				 WM_OK);
+		parse_ok(cases[i].text, &tc);
 		assert_int_equal(tc.duplicate, cases[i].mode);
-		config_free(cfg);
 	}
 	log_init("test", LOG_LEVEL_WARN);
 }
@@ -135,17 +141,9 @@ static void test_cli_parse_queue_cap(void **state)
 	    {"queue-cap off\n", true},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct config *cfg = from_text(cases[i].text);
 		struct tunnel_config tc;
-		struct cli_process proc;
-		char err[256] = "";
-		int bad_id = 0;
-
-		tunnel_config_defaults(&tc);
-		assert_int_equal(cli_tunnel_parse(cfg, &ids, &tc, &proc, &bad_id, err, sizeof(err)),
-				 WM_OK);
+		parse_ok(cases[i].text, &tc);
 		assert_int_equal(tc.no_queue_cap, cases[i].off);
-		config_free(cfg);
 	}
 	log_init("test", LOG_LEVEL_WARN);
 }
