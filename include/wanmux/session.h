@@ -128,6 +128,10 @@ struct session_params {
 /* An interactive burst keeps --queue-cap on this long: keystrokes and
  * requests come seconds apart. */
 #define SESSION_INTERACTIVE_HOLD_US 5000000u
+/* ... and a burst counts for it after a pause this long: messages and
+ * keystrokes come tens of milliseconds apart or more, a busy daemon's
+ * reads of a bulk source a few milliseconds apart. */
+#define SESSION_INTERACTIVE_PAUSE_US 20000u
 /* A path takes a bulk stream's start-up overflow (overflow_ok) only until
  * it has carried this much: enough for a fresh tunnel's ramp, and no more,
  * so that after a warm-up (app-limited transfers leave BBR in STARTUP) the

@@ -1539,7 +1539,7 @@ static void test_session_paths_queue_cap_uses_best_estimate(void **state)
 	struct hstream *hs = open_stream(h, 0, 100, 0, false);
 	assert_true(fill_push(h, 0, 0) > 0);
 	assert_int_equal(fill_push(h, 0, 0), 0);
-	now += 10 * PLACEMENT_IDLE_US;
+	now += SESSION_INTERACTIVE_PAUSE_US;
 	set_info(h, 0, 0, info_early_exit(now));
 	set_info(h, 1, 0, info_startup_full(now));
 	add_bytes(h, &hs->end[0], 100, false);
@@ -1559,8 +1559,8 @@ static void test_session_paths_queue_cap_uses_best_estimate(void **state)
 
 /* DATA bytes side 0 places for a bulk stream over a cruising and a lagging
  * path in 20 fills each, nothing acknowledged; first a stream that sends
- * bursts of 100 bytes, 10 ms apart. */
-static uint64_t bulk_placed(int bursts, bool cap)
+ * bursts of 100 bytes, pause apart. */
+static uint64_t bulk_placed(int bursts, bool cap, uint64_t pause)
 {
 	struct harness *h = harness_new(2, 40, COMPRESS_NONE);
 	session_set_queue_cap(h->s[0], cap);
@@ -1573,7 +1573,7 @@ static uint64_t bulk_placed(int bursts, bool cap)
 		assert_true(fill_push(h, 0, 0) > 0);
 		for (int b = 1; b < bursts; b++) {
 			assert_int_equal(fill_push(h, 0, 0), 0); /* found idle */
-			now += 10 * PLACEMENT_IDLE_US;
+			now += pause;
 			set_cruise_lagging(h, 0, now);
 			add_bytes(h, &hs->end[0], 100, false);
 			assert_true(fill_push(h, 0, 0) > 0);
@@ -1587,7 +1587,8 @@ static uint64_t bulk_placed(int bursts, bool cap)
 			fill_push(h, i, 0);
 	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes - before;
 	/* The counter says whether the cap bound. */
-	assert_true((session_get_stats(h->s[0])->queue_capped > 0) == (bursts >= 2 && cap));
+	assert_true((session_get_stats(h->s[0])->queue_capped > 0) ==
+		    (bursts >= 2 && cap && pause >= SESSION_INTERACTIVE_PAUSE_US));
 	harness_free(h);
 	return placed;
 }
@@ -1602,10 +1603,14 @@ static uint64_t bulk_placed(int bursts, bool cap)
 static void test_session_paths_queue_cap_while_interactive(void **state)
 {
 	(void)state;
-	uint64_t free_run = bulk_placed(0, true);
-	uint64_t once = bulk_placed(1, true);
-	uint64_t capped = bulk_placed(2, true);
-	uint64_t off = bulk_placed(2, false);
+	const uint64_t pause = SESSION_INTERACTIVE_PAUSE_US;
+	uint64_t free_run = bulk_placed(0, true, pause);
+	uint64_t once = bulk_placed(1, true, pause);
+	uint64_t capped = bulk_placed(2, true, pause);
+	uint64_t off = bulk_placed(2, false, pause);
+	/* Small pieces 5 ms apart: a busy daemon reading a bulk source. */
+	uint64_t quick = bulk_placed(2, true, 5000);
+	assert_int_equal(quick, params.stream_window);
 	/* The link's rate is the cruising path's estimate; 110 % of its 1.5 MB
 	 * less the 1629 KB in flight leaves about 21 KB on both paths together,
 	 * the lagging one's own estimate and window aside. */
@@ -1652,7 +1657,7 @@ static void test_session_paths_queue_cap_sums_busy_paths(void **state)
 	struct hstream *hs = open_stream(h, 0, 100, 0, false);
 	assert_true(fill_push(h, 0, 0) > 0);
 	assert_int_equal(fill_push(h, 0, 0), 0);
-	now += 10 * PLACEMENT_IDLE_US;
+	now += SESSION_INTERACTIVE_PAUSE_US;
 	for (size_t i = 0; i < 2; i++)
 		set_info(h, i, 0, info_half(now));
 	add_bytes(h, &hs->end[0], 100, false);
