@@ -112,6 +112,16 @@ uint64_t placement_room(const struct placement_info *pi, size_t placed)
 	return can > waiting ? can - waiting : 0;
 }
 
+bool placement_queueing(const struct placement_info *pi)
+{
+	if (pi->min_rtt_us == 0 || pi->srtt_us == 0)
+		return false;
+	uint32_t slack = pi->min_rtt_us / 16;
+	if (slack < PLACEMENT_QUEUE_MIN_US)
+		slack = PLACEMENT_QUEUE_MIN_US;
+	return pi->srtt_us > pi->min_rtt_us + slack;
+}
+
 uint64_t placement_backlog(const struct placement_info *pi, size_t placed)
 {
 	return (uint64_t)pi->in_flight * pi->mss + ahead(pi, placed);

@@ -1971,11 +1971,13 @@ static uint64_t queue_room(const struct session *s)
 	uint32_t rtt = 0;
 	uint64_t backlog = 0;
 	bool found = false;
+	bool queue = false;
 	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
 		const struct session_path *q = s->paths[i];
 		if (q == NULL || !path_known(s, q))
 			continue;
 		found = found || (!q->info.startup && q->info.btl_bw != 0);
+		queue = queue || placement_queueing(&q->info);
 		if (q->info.btl_bw > bw)
 			bw = q->info.btl_bw;
 		if (!q->info.startup && q->info.min_rtt_us != 0) {
@@ -1993,7 +1995,7 @@ static uint64_t queue_room(const struct session *s)
 	}
 	if (busy_bw > bw)
 		bw = busy_bw;
-	if (!found || rtt == 0)
+	if (!found || !queue || rtt == 0)
 		return UINT64_MAX;
 	uint64_t limit = placement_bdp_share(bw, rtt, PLACEMENT_QUEUE_CAP_PCT);
 	return limit > backlog ? limit - backlog : 0;

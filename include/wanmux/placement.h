@@ -119,6 +119,17 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
  */
 uint64_t placement_room(const struct placement_info *pi, size_t placed);
 
+/* A queue under this is no queue (placement_queueing): a tenth of the
+ * satellite RTT's sixteenth is noise, and so is a few ms on a LAN. */
+#define PLACEMENT_QUEUE_MIN_US 5000u
+
+/* Whether the path's smoothed RTT is over its minimum by a sixteenth of it
+ * or PLACEMENT_QUEUE_MIN_US, whichever is more: a queue is building where
+ * its packets wait. Only then does --queue-cap hold bulk back; a download
+ * that its sender's CPU limits (the branch text download) builds none and
+ * lost 18 % to the cap. */
+bool placement_queueing(const struct placement_info *pi);
+
 /* Bytes the path has in flight and waiting to leave (its queues and placed
  * bytes since the snapshot). */
 uint64_t placement_backlog(const struct placement_info *pi, size_t placed);

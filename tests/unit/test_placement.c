@@ -123,6 +123,23 @@ static void test_placement_paced_path_waits_at_pacing_rate(void **state)
 	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 200);
 }
 
+static void test_placement_queueing_over_a_sixteenth(void **state)
+{
+	(void)state;
+	/* 600 ms: a queue from 37.5 ms; 40 ms: from 5 ms. */
+	struct placement_info p = {.srtt_us = 637500, .min_rtt_us = 600000};
+	assert_false(placement_queueing(&p));
+	p.srtt_us = 637501;
+	assert_true(placement_queueing(&p));
+	p.min_rtt_us = 40000;
+	p.srtt_us = 45000;
+	assert_false(placement_queueing(&p));
+	p.srtt_us = 45001;
+	assert_true(placement_queueing(&p));
+	p.min_rtt_us = 0;
+	assert_false(placement_queueing(&p));
+}
+
 static void test_placement_backlog_and_bdp_share(void **state)
 {
 	(void)state;
@@ -230,6 +247,7 @@ int main(void)
 	    cmocka_unit_test(test_placement_lost_segments_cost_an_rtt),
 	    cmocka_unit_test(test_placement_full_small_window_waits_for_acks),
 	    cmocka_unit_test(test_placement_paced_path_waits_at_pacing_rate),
+	    cmocka_unit_test(test_placement_queueing_over_a_sixteenth),
 	    cmocka_unit_test(test_placement_backlog_and_bdp_share),
 	    cmocka_unit_test(test_placement_rate_from_window_when_app_limited),
 	    cmocka_unit_test(test_placement_cold_path_clearly_worse),

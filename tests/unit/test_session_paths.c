@@ -1477,7 +1477,7 @@ static struct placement_info info_cruise(uint64_t now)
 	pi.pacing_rate = 2500000;
 	pi.btl_bw = 2500000;
 	pi.min_rtt_us = 600000;
-	pi.srtt_us = 600000;
+	pi.srtt_us = 650000; /* a queue of 50 ms at the bottleneck */
 	return pi;
 }
 
@@ -1495,10 +1495,17 @@ static struct placement_info info_lagging(uint64_t now)
 	return pi;
 }
 
+/* bulk_placed's paths without a queue: srtt at min_rtt. */
+static bool no_queue;
+
 static void set_cruise_lagging(struct harness *h, int side, uint64_t now)
 {
-	set_info(h, 0, side, info_cruise(now));
-	set_info(h, 1, side, info_lagging(now));
+	struct placement_info a = info_cruise(now);
+	struct placement_info b = info_lagging(now);
+	if (no_queue)
+		a.srtt_us = b.srtt_us = a.min_rtt_us;
+	set_info(h, 0, side, a);
+	set_info(h, 1, side, b);
 }
 
 /* A path that left STARTUP early, at a third of the link (1% loss), and
@@ -1588,7 +1595,7 @@ static uint64_t bulk_placed(int bursts, bool cap, uint64_t pause)
 	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes - before;
 	/* The counter says whether the cap bound. */
 	assert_true((session_get_stats(h->s[0])->queue_capped > 0) ==
-		    (bursts >= 2 && cap && pause >= SESSION_INTERACTIVE_PAUSE_US));
+		    (bursts >= 2 && cap && pause >= SESSION_INTERACTIVE_PAUSE_US && !no_queue));
 	harness_free(h);
 	return placed;
 }
@@ -1611,6 +1618,11 @@ static void test_session_paths_queue_cap_while_interactive(void **state)
 	/* Small pieces 5 ms apart: a busy daemon reading a bulk source. */
 	uint64_t quick = bulk_placed(2, true, 5000);
 	assert_int_equal(quick, params.stream_window);
+	/* No queue at the bottleneck (srtt at its minimum): no cap. */
+	no_queue = true;
+	uint64_t unqueued = bulk_placed(2, true, pause);
+	no_queue = false;
+	assert_int_equal(unqueued, params.stream_window);
 	/* The link's rate is the cruising path's estimate; 110 % of its 1.5 MB
 	 * less the 1629 KB in flight leaves about 21 KB on both paths together,
 	 * the lagging one's own estimate and window aside. */
