@@ -115,11 +115,11 @@ int cli_tunnel_parse(const struct config *cfg, const struct cli_tunnel_ids *ids,
 	}
 	*bad_id = ids->queue_cap;
 	if (ids->queue_cap >= 0 && (v = config_get(cfg, ids->queue_cap)) != NULL) {
-		if (strcmp(v, "auto") != 0 && strcmp(v, "off") != 0) {
-			snprintf(err, errlen, "bad --queue-cap '%s': use auto or off", v);
+		if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+			snprintf(err, errlen, "bad --queue-cap '%s': use on or off", v);
 			return WM_ERR_PARSE;
 		}
-		tc->no_queue_cap = strcmp(v, "off") == 0;
+		tc->queue_cap = strcmp(v, "on") == 0;
 	}
 	*bad_id = ids->stream_window;
 	n = tc->params.stream_window;

@@ -881,7 +881,6 @@ struct session *session_new(enum session_role role, const struct session_params 
 	TAILQ_INIT(&s->ack_list);
 	TAILQ_INIT(&s->open_list);
 	TAILQ_INIT(&s->dups);
-	s->queue_cap = true;
 	return s;
 }
 

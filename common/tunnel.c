@@ -608,7 +608,7 @@ static int start_session(struct tunnel *t, struct tsession *ts)
 	t->session = tsession_session(ts);
 	/* Every tunnel of an owner has the same configuration. */
 	session_set_duplicate(t->session, t->cfg.duplicate);
-	session_set_queue_cap(t->session, !t->cfg.no_queue_cap);
+	session_set_queue_cap(t->session, t->cfg.queue_cap);
 	session_set_peer_big_data(t->session, t->peer_big_data);
 	if (tsession_tunnels(ts) == 1) {
 		t->codec = compress_choose(t->cfg.compress, 0);

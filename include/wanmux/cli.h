@@ -26,7 +26,7 @@ struct cli_tunnel_ids {
 	int rekey_bytes;    /* --rekey-bytes SIZE */
 	int resume_timeout; /* --resume-timeout DURATION */
 	int duplicate;	    /* --duplicate auto|on|off */
-	int queue_cap;	    /* --queue-cap auto|off */
+	int queue_cap;	    /* --queue-cap on|off */
 	int tunnel_rcvbuf;  /* --tunnel-rcvbuf SIZE|auto */
 };
 

@@ -311,7 +311,7 @@ void session_set_duplicate(struct session *s, enum placement_dup mode);
 /* --queue-cap: while an interactive burst left within
  * SESSION_INTERACTIVE_HOLD_US, bulk streams keep what they have in flight
  * and queued on a path to PLACEMENT_QUEUE_CAP_PCT of its bandwidth-delay
- * product (default on). */
+ * product (default off). */
 void session_set_queue_cap(struct session *s, bool on);
 
 /* Whether the peer takes compressed DATA frames of up to FRAME_DATA_ZRAW_MAX

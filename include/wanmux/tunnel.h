@@ -68,7 +68,7 @@ struct tunnel_config {
 	struct session_params params; /* what this side announces */
 	enum compress_mode compress;
 	enum placement_dup duplicate; /* --duplicate; default PLACEMENT_DUP_AUTO */
-	bool no_queue_cap;	      /* --queue-cap off (default auto) */
+	bool queue_cap;		      /* --queue-cap on (default off) */
 	struct netaddr_tuning tuning;
 	size_t pool_limit; /* bytes a session's relays may hold, 0 = no limit */
 	/* The owner's: how long a session waits with no tunnel (tsession.h). */

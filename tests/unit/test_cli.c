@@ -129,21 +129,21 @@ static void test_cli_parse_duplicate(void **state)
 	log_init("test", LOG_LEVEL_WARN);
 }
 
-/* --queue-cap: auto by default, off as given. */
+/* --queue-cap: off by default, on as given. */
 static void test_cli_parse_queue_cap(void **state)
 {
 	static const struct {
 		const char *text;
-		bool off;
+		bool on;
 	} cases[] = {
 	    {"log-level info\n", false},
-	    {"queue-cap auto\n", false},
-	    {"queue-cap off\n", true},
+	    {"queue-cap off\n", false},
+	    {"queue-cap on\n", true},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct tunnel_config tc;
 		parse_ok(cases[i].text, &tc);
-		assert_int_equal(tc.no_queue_cap, cases[i].off);
+		assert_int_equal(tc.queue_cap, cases[i].on);
 	}
 	log_init("test", LOG_LEVEL_WARN);
 }
@@ -163,7 +163,7 @@ static void test_cli_parse_names_the_bad_option(void **state)
 	    {"rekey-after 10ms\n", OPT_REKEY_AFTER},
 	    {"rekey-bytes 1K\n", OPT_REKEY_BYTES},
 	    {"duplicate always\n", OPT_DUPLICATE},
-	    {"queue-cap on\n", OPT_QUEUE_CAP},
+	    {"queue-cap auto\n", OPT_QUEUE_CAP},
 	    {"tunnel-rcvbuf 4K\n", OPT_TUNNEL_RCVBUF},
 	    {"tunnel-rcvbuf 1G\n", OPT_TUNNEL_RCVBUF},
 	    {"tunnel-rcvbuf big\n", OPT_TUNNEL_RCVBUF},

@@ -1538,6 +1538,7 @@ static struct placement_info info_startup_full(uint64_t now)
 static void test_session_paths_queue_cap_uses_best_estimate(void **state)
 {
 	struct harness *h = harness_new(2, 42, COMPRESS_NONE);
+	session_set_queue_cap(h->s[0], true);
 	uint64_t now = 1000;
 	for (int k = 0; k < 2; k++) {
 		set_info(h, 0, k, info_early_exit(now));
@@ -1662,6 +1663,7 @@ static void test_session_paths_queue_cap_sums_busy_paths(void **state)
 {
 	(void)state;
 	struct harness *h = harness_new(2, 42, COMPRESS_NONE);
+	session_set_queue_cap(h->s[0], true);
 	uint64_t now = 1000;
 	for (int k = 0; k < 2; k++)
 		for (size_t i = 0; i < 2; i++)
