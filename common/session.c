@@ -276,7 +276,7 @@ struct session {
 	enum placement_dup dup_mode;
 	bool loss_seen;
 	uint64_t loss_seen_us;
-	bool queue_cap;		 /* --queue-cap auto (default) */
+	bool queue_cap;		 /* --queue-cap on (default off) */
 	bool interactive_seen;	 /* an interactive burst left (interactive_burst) ... */
 	uint64_t interactive_us; /* ... at this time */
 	struct dup_list dups;	 /* copies waiting for a second path */
@@ -1939,8 +1939,8 @@ static bool interactive_burst(const struct session *s, const struct session_stre
 }
 
 /* Whether bulk streams keep to PLACEMENT_QUEUE_CAP_PCT of the paths'
- * bandwidth-delay product now: an interactive burst left within
- * SESSION_INTERACTIVE_HOLD_US. */
+ * bandwidth-delay product now (queue_room says how much): --queue-cap on,
+ * and a stream exchanged within SESSION_INTERACTIVE_HOLD_US. */
 static bool queue_capped(const struct session *s)
 {
 	return s->queue_cap && s->interactive_seen &&
@@ -1951,17 +1951,18 @@ static bool queue_capped(const struct session *s)
  * What bulk streams may add on any path so that what all paths have in
  * flight and waiting stays within PLACEMENT_QUEUE_CAP_PCT of the
  * bottleneck's bandwidth-delay product; UINT64_MAX while no path is past
- * start-up. The tunnels share one bottleneck, so its rate is the best BBR
- * estimate of any path (the bulk's own path's among them, so the cap never
- * holds a download below what it delivers: BBR's probes still raise it by a
- * tenth a cycle), or, when several paths past start-up carry data at once,
- * what they deliver added up (each path's in flight over its RTT, at most
- * its estimate): each finds only its share, and the best share alone held
- * two busy tunnels to 55 % of the link
- * (test_session_paths_queue_cap_sums_busy_paths). The cap holds for them
- * all together: a tunnel still in STARTUP after carrying app-limited
- * transfers (its own estimate half the link's, its gain 2.89) filled the
- * satellite link's buffer to hundreds of drops in one round.
+ * start-up or none shows a queue building (placement_queueing: a download
+ * its sender's CPU limits builds none). The tunnels share one bottleneck, so
+ * its rate is the best BBR estimate of any path (the bulk's own path's among
+ * them, so the cap never holds a download below what it delivers: BBR's
+ * probes still raise it by a tenth a cycle), or, when several paths past
+ * start-up carry data at once, what they deliver added up (each path's in
+ * flight over its RTT, at most its estimate): each finds only its share, and
+ * the best share alone held two busy tunnels to 55 % of the link
+ * (test_session_paths_queue_cap_sums_busy_paths). The cap holds for them all
+ * together: a tunnel still in STARTUP after carrying app-limited transfers
+ * (its own estimate half the link's, its gain 2.89) filled the satellite
+ * link's buffer to hundreds of drops in one round.
  */
 static uint64_t queue_room(const struct session *s)
 {
