@@ -211,17 +211,10 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 /* Resolves host for tg; the answer goes to on_resolved. */
 static void start_lookup(struct target *tg, struct evdns_base *dns, const char *host, uint16_t port)
 {
-	struct evutil_addrinfo hints;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	char portbuf[8];
-	snprintf(portbuf, sizeof(portbuf), "%u", port);
 	/* The callback may run before this returns (localhost, /etc/hosts, errors). */
 	tg->lookup_depth++;
 	struct evdns_getaddrinfo_request *req =
-	    dns_getaddrinfo(dns, host, portbuf, &hints, on_resolved, tg);
+	    dns_getaddrinfo_tcp(dns, host, port, on_resolved, tg);
 	tg->lookup_depth--;
 	if (req != NULL && tg->r != NULL)
 		tg->req = req; /* under way: a close cancels it */

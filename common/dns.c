@@ -3,6 +3,8 @@
  * and the one lookup entry both use: localhost names answered here, every
  * other name sent as an absolute query (no resolv.conf search domains).
  */
+#include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -94,4 +96,18 @@ struct evdns_getaddrinfo_request *dns_getaddrinfo(struct evdns_base *dns, const 
 		return NULL;
 	}
 	return evdns_getaddrinfo(dns, name, port, hints, cb, arg);
+}
+
+struct evdns_getaddrinfo_request *dns_getaddrinfo_tcp(struct evdns_base *dns, const char *name,
+						      uint16_t port, evdns_getaddrinfo_cb cb,
+						      void *arg)
+{
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	char portbuf[8];
+	snprintf(portbuf, sizeof(portbuf), "%u", port);
+	return dns_getaddrinfo(dns, name, portbuf, &hints, cb, arg);
 }

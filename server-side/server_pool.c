@@ -271,15 +271,8 @@ static void check_start(struct server *srv, struct pool *p, struct pool_backend 
 		check_connect(c, (struct sockaddr *)&ss, len);
 		return;
 	}
-	struct evutil_addrinfo hints;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	char port[8];
-	snprintf(port, sizeof(port), "%u", at->port);
 	struct evdns_getaddrinfo_request *req =
-	    dns_getaddrinfo(srv->dns, at->host, port, &hints, on_check_resolved, c);
+	    dns_getaddrinfo_tcp(srv->dns, at->host, at->port, on_check_resolved, c);
 	/* NULL: answered already (a localhost name, /etc/hosts, an immediate
 	 * failure), and the answer may have ended c. */
 	if (req != NULL)

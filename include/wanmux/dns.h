@@ -9,6 +9,7 @@
 #define WANMUX_DNS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <event2/dns.h>
 
@@ -47,5 +48,11 @@ struct evdns_getaddrinfo_request *dns_getaddrinfo(struct evdns_base *dns, const 
 						  const char *port,
 						  const struct evutil_addrinfo *hints,
 						  evdns_getaddrinfo_cb cb, void *arg);
+
+/* dns_getaddrinfo for a TCP connect to name:port, any family: what a
+ * stream's target and a pool's health check both look up. */
+struct evdns_getaddrinfo_request *dns_getaddrinfo_tcp(struct evdns_base *dns, const char *name,
+						      uint16_t port, evdns_getaddrinfo_cb cb,
+						      void *arg);
 
 #endif
