@@ -1670,6 +1670,28 @@ static void test_session_credit_committed_bounded(void **state)
 	session_set_memory(0, 0);
 }
 
+/* A pair with big windows and a stream on which the server holds n 1-byte
+ * segments at first, first + stride, ... (offset 0 never comes). */
+static struct pair *held_ones(struct tstream **out, unsigned n, uint64_t first, uint64_t stride)
+{
+	static const struct session_params big = {16u << 20, 64u << 20, 64, 0};
+	struct pair *p = pair_new(&big, &big);
+	struct tstream *c = client_open(p, "x");
+	pump(p, 100);
+	assert_non_null(server_of(p, c->id));
+	uint8_t byte = 0;
+	struct frame f = {.type = FRAME_DATA, .stream_id = c->id};
+	f.u.data.raw_len = 1;
+	f.u.data.payload_len = 1;
+	f.u.data.payload = &byte;
+	for (unsigned i = 0; i < n; i++) {
+		f.u.data.offset = first + stride * (uint64_t)i;
+		assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
+	}
+	*out = c;
+	return p;
+}
+
 /*
  * A peer sends 1-byte DATA frames each past a gap (out of order inside its
  * grant), then the same middle segment again and again. Each costs a lookup
@@ -1679,11 +1701,8 @@ static void test_session_credit_committed_bounded(void **state)
  */
 static void test_session_reorder_many_tiny_segments(void **state)
 {
-	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
-	struct pair *p = pair_new(&big, &big);
-	struct tstream *c = client_open(p, "x");
-	pump(p, 100);
-	assert_non_null(server_of(p, c->id));
+	struct tstream *c;
+	struct pair *p = held_ones(&c, 0, 1, 1);
 	const unsigned nseg = SESSION_HELD_MAX - 1;
 	uint8_t byte = 'z';
 	struct frame f = {.type = FRAME_DATA, .stream_id = c->id};
@@ -1731,11 +1750,8 @@ static int zeros_deflated(uint8_t *comp, size_t cap)
  * copy shows it is not even read; one that brings a new byte still is. */
 static void test_session_held_copy_not_inflated(void **state)
 {
-	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
-	struct pair *p = pair_new(&big, &big);
-	struct tstream *c = client_open(p, "x");
-	pump(p, 100);
-	assert_non_null(server_of(p, c->id));
+	struct tstream *c;
+	struct pair *p = held_ones(&c, 0, 1, 1);
 	static uint8_t comp[FRAME_DATA_ZRAW_MAX];
 	int clen = zeros_deflated(comp, sizeof(comp));
 	struct frame f = {.type = FRAME_DATA, .flags = FRAME_FLAG_ZLIB, .stream_id = c->id};
@@ -1771,11 +1787,8 @@ static void test_session_held_copy_not_inflated(void **state)
  */
 static void test_session_dup_inflation_bounded(void **state)
 {
-	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
-	struct pair *p = pair_new(&big, &big);
-	struct tstream *c = client_open(p, "x");
-	pump(p, 100);
-	assert_non_null(server_of(p, c->id));
+	struct tstream *c;
+	struct pair *p = held_ones(&c, 0, 1, 1);
 	static uint8_t comp[FRAME_DATA_ZRAW_MAX];
 	int clen = zeros_deflated(comp, sizeof(comp));
 	size_t wire = frame_data_header_len(FRAME_FLAG_ZLIB) + (size_t)clen;
@@ -1817,11 +1830,8 @@ static void test_session_dup_inflation_bounded(void **state)
  * inflated per new byte, which the window bounds. */
 static void test_session_dup_inflation_within_budget_cost(void **state)
 {
-	const struct session_params big = {16u << 20, 64u << 20, 64, 0};
-	struct pair *p = pair_new(&big, &big);
-	struct tstream *c = client_open(p, "x");
-	pump(p, 100);
-	assert_non_null(server_of(p, c->id));
+	struct tstream *c;
+	struct pair *p = held_ones(&c, 0, 1, 1);
 	static uint8_t comp[FRAME_DATA_ZRAW_MAX];
 	int clen = zeros_deflated(comp, sizeof(comp));
 	size_t wire = frame_data_header_len(FRAME_FLAG_ZLIB) + (size_t)clen;
@@ -1855,28 +1865,6 @@ static void test_session_dup_inflation_within_budget_cost(void **state)
 	assert_true(ss->dup_inflated_bytes <= ss->raw_bytes_received * SESSION_DUP_INFLATE_SHARE +
 						  SESSION_DUP_INFLATE_ALLOWANCE);
 	pair_free(p);
-}
-
-/* A pair with big windows and a stream on which the server holds n 1-byte
- * segments at first, first + stride, ... (offset 0 never comes). */
-static struct pair *held_ones(struct tstream **out, unsigned n, uint64_t first, uint64_t stride)
-{
-	static const struct session_params big = {16u << 20, 64u << 20, 64, 0};
-	struct pair *p = pair_new(&big, &big);
-	struct tstream *c = client_open(p, "x");
-	pump(p, 100);
-	assert_non_null(server_of(p, c->id));
-	uint8_t byte = 0;
-	struct frame f = {.type = FRAME_DATA, .stream_id = c->id};
-	f.u.data.raw_len = 1;
-	f.u.data.payload_len = 1;
-	f.u.data.payload = &byte;
-	for (unsigned i = 0; i < n; i++) {
-		f.u.data.offset = first + stride * (uint64_t)i;
-		assert_int_equal(session_on_frame(p->s, path_of(p, p->s), &f), WM_OK);
-	}
-	*out = c;
-	return p;
 }
 
 /* A compressed DATA frame of FRAME_DATA_ZRAW_MAX zeros at offset 1 of
