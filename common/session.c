@@ -2001,36 +2001,13 @@ static uint64_t queue_room(const struct session *s)
 	return limit > backlog ? limit - backlog : 0;
 }
 
-/* What bulk may add on path while it is in start-up with a queue building
- * (PLACEMENT_STARTUP_CAP_PCT); UINT64_MAX otherwise. Before the queue, its
- * window grows as fast as STARTUP makes it. */
-static uint64_t startup_room(const struct session_path *path)
-{
-	const struct placement_info *pi = &path->info;
-	if (!pi->startup || pi->btl_bw == 0 || !placement_queueing(pi))
-		return UINT64_MAX;
-	uint64_t limit = placement_bdp_share(pi->btl_bw, pi->min_rtt_us, PLACEMENT_STARTUP_CAP_PCT);
-	if (limit < PLACEMENT_STARTUP_CAP_MIN)
-		limit = PLACEMENT_STARTUP_CAP_MIN;
-	uint64_t backlog = placement_backlog(pi, path->placed);
-	return limit > backlog ? limit - backlog : 0;
-}
-
 /* DATA bytes path may take from bulk streams in this fill: its room, once
- * placement knows it (and, but for a start-up's queue, has another path to
- * give the rest to). */
+ * placement knows it and has another path to give the rest to. */
 static uint64_t bulk_cap(struct session *s, const struct session_path *path)
 {
-	if (!path_known(s, path))
+	if (s->npaths < 2 || !path_known(s, path))
 		return UINT64_MAX;
-	uint64_t room = s->npaths >= 2 ? placement_room(&path->info, path->placed) : UINT64_MAX;
-	uint64_t startup = startup_room(path);
-	if (startup < room) {
-		room = startup;
-		s->stats.startup_capped++;
-	}
-	if (s->npaths < 2)
-		return room;
+	uint64_t room = placement_room(&path->info, path->placed);
 	if (queue_capped(s)) {
 		uint64_t q = queue_room(s);
 		if (q < room) {

@@ -202,13 +202,13 @@ static void log_summary(const struct tsession *ts)
 	}
 	log_info(
 	    "session end: resent=%llu dup_sent=%llu dup_wire=%llu dup_recv=%llu loss_events=%llu "
-	    "deferrals=%llu timeouts=%llu overflow=%llu queue_capped=%llu startup_capped=%llu "
+	    "deferrals=%llu timeouts=%llu overflow=%llu queue_capped=%llu "
 	    "paths(data/fresh/dups)%s",
 	    (unsigned long long)st->resent_bytes, (unsigned long long)st->dup_frames_sent,
 	    (unsigned long long)st->dup_wire_bytes, (unsigned long long)st->dup_frames,
 	    (unsigned long long)st->loss_events, (unsigned long long)st->placement_deferrals,
 	    (unsigned long long)st->placement_timeouts, (unsigned long long)st->overflow_bytes,
-	    (unsigned long long)st->queue_capped, (unsigned long long)st->startup_capped, paths);
+	    (unsigned long long)st->queue_capped, paths);
 }
 
 void tsession_free(struct tsession *ts)

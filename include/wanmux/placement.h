@@ -80,18 +80,6 @@ struct placement_info {
  * tunnel's echoes with them (p99 0.9-1.4 s at 600 ms). */
 #define PLACEMENT_QUEUE_CAP_PCT 110u
 
-/* What bulk streams keep in flight and queued on a path still in BBR's
- * STARTUP once its RTT shows a queue (placement_queueing), in percent of
- * its own bandwidth-delay product: the link is full, and STARTUP's gain of
- * 2.89 only fills the bottleneck's buffer until three rounds without growth
- * end it. On the satellite link a warm tunnel's STARTUP had 4226 segments
- * in flight against a pipe and buffer of 1550 and lost 818 in a round. Half
- * a product more still lets a rate that is truly higher grow by half a
- * round, so STARTUP does not end early. */
-#define PLACEMENT_STARTUP_CAP_PCT 150u
-/* ... and never less than this, for links whose product is a few segments. */
-#define PLACEMENT_STARTUP_CAP_MIN (64u << 10)
-
 /* --duplicate: send small frames of interactive streams on two paths. */
 enum placement_dup {
 	PLACEMENT_DUP_AUTO, /* only while loss is seen and there are >= 2 paths */

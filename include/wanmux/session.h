@@ -226,7 +226,6 @@ struct session_stats {
 	uint64_t bulk_moves;	      /* streams turned bulk moved to a faster path (bulk_home) */
 	uint64_t overflow_bytes; /* bulk DATA (raw) on paths other than its home (overflow_ok) */
 	uint64_t queue_capped;	 /* fills whose bulk room --queue-cap made smaller */
-	uint64_t startup_capped; /* fills whose bulk room a queue in start-up made smaller */
 	uint64_t loss_events;	 /* retransmit counter rises and resends seen */
 	/* what duplication cost */
 	uint64_t dup_frames_sent; /* copies of DATA frames sent on a second path */

@@ -1726,67 +1726,6 @@ static void test_session_paths_queue_cap_sums_busy_paths(void **state)
 	harness_free(h);
 }
 
-/* A tunnel in BBR's STARTUP on a 20 Mbit/s, 600 ms link: 1530 segments
- * (2.2 MB) in flight, its window wide open, its estimate at the link's
- * rate; with a queue or without. */
-static struct placement_info info_startup_filling(uint64_t now, bool queue, bool startup)
-{
-	struct placement_info pi = {.now_us = now, .cwnd = 3000, .mss = 1448};
-	pi.unacked = pi.in_flight = 1530;
-	pi.delivery_rate = pi.btl_bw = 2500000;
-	pi.pacing_rate = startup ? 7200000 : 2500000;
-	pi.min_rtt_us = 600000;
-	pi.srtt_us = queue ? 700000 : 600000;
-	pi.startup = startup;
-	return pi;
-}
-
-/* DATA bytes side 0 places for a bulk stream in 20 fills of each of two
- * such paths, nothing acknowledged. */
-static uint64_t startup_placed(bool queue, bool startup, uint64_t *capped)
-{
-	struct harness *h = harness_new(2, 43, COMPRESS_NONE);
-	for (int k = 0; k < 2; k++)
-		for (size_t i = 0; i < 2; i++)
-			set_info(h, i, k, info_startup_filling(1000, queue, startup));
-	open_stream(h, 0, 1u << 20, 0, false);
-	for (int r = 0; r < 20; r++)
-		for (size_t i = 0; i < 2; i++)
-			fill_push(h, i, 0);
-	uint64_t placed = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes;
-	*capped = session_get_stats(h->s[0])->startup_capped;
-	harness_free(h);
-	return placed;
-}
-
-/* Once a path in STARTUP shows a queue, bulk keeps what it has in flight
- * and waiting there within PLACEMENT_STARTUP_CAP_PCT of its own product
- * (1.5 x 1.5 MB less the 2.2 MB in flight: 35 KB); before the queue, or
- * out of STARTUP, to the window and the stream's credit. A warm tunnel's
- * STARTUP on the satellite link had 4226 segments in flight against a pipe
- * and buffer of 1550, and lost 818 in one round. */
-static void test_session_paths_startup_capped_once_queueing(void **state)
-{
-	(void)state;
-	uint64_t n_queue, n_free, n_cruise;
-	uint64_t queued = startup_placed(true, true, &n_queue);
-	uint64_t free_run = startup_placed(false, true, &n_free);
-	uint64_t cruise = startup_placed(true, false, &n_cruise);
-	uint64_t room = 2250000 - 1530 * 1448;
-	printf("bulk placed in start-up: %llu with a queue (room %llu a path, capped %llu "
-	       "times), %llu without, %llu out of start-up\n",
-	       (unsigned long long)queued, (unsigned long long)room, (unsigned long long)n_queue,
-	       (unsigned long long)free_run, (unsigned long long)cruise);
-	assert_int_equal(free_run, params.stream_window);
-	assert_int_equal(cruise, params.stream_window);
-	assert_int_equal(n_free, 0);
-	assert_int_equal(n_cruise, 0);
-	assert_true(n_queue > 0);
-	/* A first quantum goes fresh, uncapped; the rest within each room. */
-	assert_true(queued <= SESSION_QUANTUM + 2 * room);
-	assert_true(queued < free_run);
-}
-
 /* A new stream's OPEN, placed before its first bytes are read, goes where
  * a first burst would arrive soonest, not where an OPEN alone would: its
  * DATA follows on the OPEN's path for a round trip. Before, the OPEN took a
@@ -2521,7 +2460,6 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_queue_cap_while_interactive),
 	    cmocka_unit_test(test_session_paths_queue_cap_uses_best_estimate),
 	    cmocka_unit_test(test_session_paths_queue_cap_sums_busy_paths),
-	    cmocka_unit_test(test_session_paths_startup_capped_once_queueing),
 	    cmocka_unit_test(test_session_paths_path_lost_before_open_placed),
 	    cmocka_unit_test(test_session_paths_fuzz_with_placement),
 	    cmocka_unit_test(test_session_paths_duplicate_cost_echoes_during_bulk),
