@@ -157,6 +157,10 @@ struct session_stream {
 	bool counted_done; /* both FINs passed: no longer counts against limits */
 	bool local;	   /* we opened it */
 	bool opened;	   /* OPEN answered: by the peer (local) or by us (!local) */
+	/* A stream we opened whose DATA came before the peer's OPEN_RESULT
+	 * (on another path) and stood for it: the late OPEN_RESULT 0 is no
+	 * second answer. */
+	bool result_implied;
 	/* The peer has shown it knows the stream (it answered or acknowledged
 	 * something): until then our DATA stays on the path of our OPEN. */
 	bool established;
@@ -1404,6 +1408,29 @@ static void after_receive(struct session *s, struct session_stream *st)
 	stream_check(st);
 }
 
+/*
+ * The peer sends a stream's DATA (or FIN) only after its OPEN_RESULT 0, but
+ * OPEN_RESULT leaves through the control queue on whichever path comes first
+ * and the DATA on the path placement picks, so on another path the DATA may
+ * arrive first. It is the answer, then: the front end has to reply (SOCKS,
+ * HTTP CONNECT) before the target's first byte reaches the local socket,
+ * which otherwise read the target's greeting where the reply belongs. False
+ * when the callback ended the stream.
+ */
+static bool imply_open_result(struct session *s, struct session_stream *st)
+{
+	log_debug("session: stream %u: DATA before its OPEN_RESULT (another path): taken as "
+		  "the answer",
+		  st->id);
+	st->opened = true;
+	st->result_implied = true;
+	st->established = true;
+	st->pin = NULL;
+	if (s->cb.on_open_result != NULL)
+		s->cb.on_open_result(st, st->user);
+	return !st->dead;
+}
+
 static int on_data(struct session *s, const struct frame *f)
 {
 	struct session_stream *st = stream_find(s, f->stream_id);
@@ -1469,6 +1496,10 @@ static int on_data(struct session *s, const struct frame *f)
 	uint64_t dup_before_frame = s->stats.dup_bytes;
 
 	stream_hold(st);
+	if (st->local && !st->opened && !imply_open_result(s, st)) {
+		stream_release(st);
+		return WM_OK;
+	}
 	uint64_t had = bytes_had(st, off, end);
 	if (had == raw_len && raw_len > 0) {
 		/* Nothing new (a copy sent again, or held already past a gap):
@@ -1692,8 +1723,13 @@ static int on_open_result(struct session *s, const struct frame *f)
 	struct session_stream *st = stream_find(s, f->stream_id);
 	if (st == NULL)
 		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
+	/* After DATA stood for it, the real answer can only be 0: DATA
+	 * follows nothing else. */
 	if (st->opened)
-		return (f->flags & FRAME_FLAG_RESENT) ? WM_OK : WM_ERR_MALFORMED;
+		return (f->flags & FRAME_FLAG_RESENT) ||
+			       (st->result_implied && f->u.error == FRAME_ERR_NONE)
+			   ? WM_OK
+			   : WM_ERR_MALFORMED;
 	st->opened = true;
 	st->established = true;
 	st->pin = NULL;
