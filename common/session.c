@@ -137,6 +137,9 @@ struct dup_copy {
 	size_t raw;    /* DATA payload bytes before compression */
 	size_t len;    /* frame bytes */
 	bool has_open; /* starts with the stream's OPEN (flag RESENT) */
+	/* DATA of a stream the peer may not know yet: it goes only behind the
+	 * copy of the stream's OPEN, on that copy's path (follows_open_copy). */
+	bool follows_open;
 	uint8_t frame[];
 };
 
@@ -164,6 +167,10 @@ struct session_stream {
 	/* The peer has shown it knows the stream (it answered or acknowledged
 	 * something): until then our DATA stays on the path of our OPEN. */
 	bool established;
+	/* Its OPEN went in a copy too (maybe_duplicate), on this path (slot);
+	 * SESSION_PATHS_MAX while that copy waits, or once its path is lost. */
+	bool open_copied;
+	unsigned open_copy_slot;
 	bool ack_pending; /* on the session's ack list */
 	/* A stream we opened whose OPEN has not been placed yet: it leaves with
 	 * the stream's first DATA on the path placement picks. */
@@ -283,6 +290,8 @@ struct session {
 	bool queue_cap;		 /* --queue-cap on (default off) */
 	bool interactive_seen;	 /* an interactive burst left (interactive_burst) ... */
 	uint64_t interactive_us; /* ... at this time */
+	bool queue_seen;	 /* a path showed a queue (placement_queueing) ... */
+	uint64_t queue_seen_us;	 /* ... last at this time */
 	struct dup_list dups;	 /* copies waiting for a second path */
 	size_t ndups;
 	struct evbuffer *ctrl; /* encoded control frames, sent first */
@@ -447,6 +456,7 @@ static struct session_stream *stream_new(struct session *s, uint32_t id)
 	s->nstreams++;
 	s->stats.streams_opened++;
 	st->idle_since_us = s->now_us;
+	st->open_copy_slot = SESSION_PATHS_MAX;
 	return st;
 }
 
@@ -1015,6 +1025,8 @@ void session_path_lost(struct session *s, struct session_path *path)
 				if (st->local && !st->established)
 					queue_open(s, st, FRAME_FLAG_RESENT);
 			}
+			if (st->open_copy_slot == path->slot)
+				st->open_copy_slot = SESSION_PATHS_MAX;
 			if (st->path_mask & bit) {
 				st->path_mask &= ~bit;
 				stream_rewind(s, st, st->snd_acked);
@@ -1822,6 +1834,10 @@ void session_path_set_info(struct session_path *path, const struct placement_inf
 	path->placed = 0;
 	if (pi->now_us > s->now_us)
 		s->now_us = pi->now_us;
+	if (placement_queueing(pi)) {
+		s->queue_seen = true;
+		s->queue_seen_us = s->now_us;
+	}
 }
 
 bool session_path_held_back(const struct session_path *path)
@@ -1987,8 +2003,12 @@ static bool queue_capped(const struct session *s)
  * What bulk streams may add on any path so that what all paths have in
  * flight and waiting stays within PLACEMENT_QUEUE_CAP_PCT of the
  * bottleneck's bandwidth-delay product; UINT64_MAX while no path is past
- * start-up or none shows a queue building (placement_queueing: a download
- * its sender's CPU limits builds none). The tunnels share one bottleneck, so
+ * start-up or none showed a queue building within SESSION_QUEUE_MEMORY_US
+ * (placement_queueing: a download its sender's CPU limits builds none; but
+ * once the cap holds, the queue it leaves is too small to show, and judged
+ * by the moment BBR's next probe built one before the cap came back, a
+ * quarter RTT every eight rounds: satellite echoes at 720-750 ms with the
+ * cap on). The tunnels share one bottleneck, so
  * its rate is the best BBR estimate of any path (the bulk's own path's among
  * them, so the cap never holds a download below what it delivers: BBR's
  * probes still raise it by a tenth a cycle), or, when several paths past
@@ -2031,6 +2051,7 @@ static uint64_t queue_room(const struct session *s)
 	}
 	if (busy_bw > bw)
 		bw = busy_bw;
+	queue = queue || (s->queue_seen && s->now_us - s->queue_seen_us <= SESSION_QUEUE_MEMORY_US);
 	if (!found || !queue || rtt == 0)
 		return UINT64_MAX;
 	uint64_t limit = placement_bdp_share(bw, rtt, PLACEMENT_QUEUE_CAP_PCT);
@@ -2172,10 +2193,16 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 		return;
 	/* A new stream's copy carries its OPEN too, both OPENs marked RESENT,
 	 * so whichever arrives second is ignored (docs/PROTOCOL.md section 7). */
+	bool follows = false;
 	if (open_len == 0 && (raw == 0 || !st->established || st->pin != NULL)) {
 		/* The peer may not know the stream yet: a copy of its DATA alone
-		 * could arrive before its OPEN. */
-		return;
+		 * could arrive before its OPEN, unless it goes behind the OPEN's
+		 * copy on that copy's path. Without, the bursts of a stream's
+		 * first round trip went on the OPEN's path alone (satellite: an
+		 * echo every 0.1 s, the first six held 1.3 s behind one loss). */
+		if (raw == 0 || !st->open_copied)
+			return;
+		follows = true;
 	}
 	if (s->ndups >= SESSION_DUP_QUEUE_MAX)
 		return;
@@ -2188,12 +2215,15 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 	d->id = st->id;
 	d->end = st->snd_next;
 	d->origin = path->slot;
-	d->target = dup_target(s, path, len);
+	d->target = follows ? st->open_copy_slot : dup_target(s, path, len);
 	d->since_us = s->now_us;
 	d->tick = s->ticks;
 	d->raw = raw;
 	d->len = len;
 	d->has_open = open_len > 0;
+	d->follows_open = follows;
+	if (d->has_open)
+		st->open_copied = true;
 	memcpy(d->frame, frames, len);
 	TAILQ_INSERT_TAIL(&s->dups, d, link);
 	s->ndups++;
@@ -2207,6 +2237,14 @@ static void dup_drop(struct session *s, struct dup_copy *d)
 	free(d);
 }
 
+/* Whether copy d of st's DATA may go on path: the peer knows the stream, or
+ * the copy of its OPEN went there (before it, in order). */
+static bool follows_open_copy(const struct session_stream *st, const struct session_path *path,
+			      const struct dup_copy *d)
+{
+	return !d->follows_open || st->established || st->open_copy_slot == path->slot;
+}
+
 /* Copies waiting for a path other than their original's into buf; drops
  * those the peer has acknowledged (or, with an OPEN, answered) meanwhile.
  * Returns bytes written. */
@@ -2216,11 +2254,13 @@ static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *b
 	struct dup_copy *d = TAILQ_FIRST(&s->dups);
 	while (d != NULL) {
 		struct dup_copy *next = TAILQ_NEXT(d, link);
-		const struct session_stream *st = stream_find(s, d->id);
+		struct session_stream *st = stream_find(s, d->id);
 		bool had =
 		    st == NULL || (st->snd_acked >= d->end && (!d->has_open || st->established));
 		if (had || s->npaths < 2) {
 			dup_drop(s, d);
+		} else if (!follows_open_copy(st, path, d)) {
+			/* Its OPEN's copy has not left, or went elsewhere. */
 		} else if (dup_elsewhere(s, path, d)) {
 			path->held_back = true; /* pulls again if the target does not */
 		} else if (d->origin != path->slot) {
@@ -2228,6 +2268,8 @@ static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *b
 				break;
 			memcpy(buf + used, d->frame, d->len);
 			used += d->len;
+			if (d->has_open)
+				st->open_copy_slot = path->slot;
 			s->stats.dup_frames_sent++;
 			s->stats.dup_bytes_sent += d->raw;
 			s->stats.dup_wire_bytes += d->len;

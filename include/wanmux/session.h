@@ -132,6 +132,10 @@ struct session_params {
  * keystrokes come tens of milliseconds apart or more, a busy daemon's
  * reads of a bulk source a few milliseconds apart. */
 #define SESSION_INTERACTIVE_PAUSE_US 20000u
+/* A queue seen at the bottleneck keeps the cap holding this long: the cap
+ * leaves too small a queue to show, and BBR probes every eight rounds
+ * (4.8 s at 600 ms). */
+#define SESSION_QUEUE_MEMORY_US 30000000u
 /* A path takes a bulk stream's start-up overflow (overflow_ok) only until
  * it has carried this much: enough for a fresh tunnel's ramp, and no more,
  * so that after a warm-up (app-limited transfers leave BBR in STARTUP) the

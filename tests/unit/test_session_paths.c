@@ -1495,8 +1495,9 @@ static struct placement_info info_lagging(uint64_t now)
 	return pi;
 }
 
-/* bulk_placed's paths without a queue: srtt at min_rtt. */
-static bool no_queue;
+/* bulk_placed's paths without a queue: srtt at min_rtt; or only once the
+ * interactive stream's bursts are out. */
+static bool no_queue, queue_gone;
 
 static void set_cruise_lagging(struct harness *h, int side, uint64_t now)
 {
@@ -1615,6 +1616,12 @@ static uint64_t bulk_placed(int bursts, bool cap, uint64_t pause)
 		before = pstats(h, 0, 0)->data_bytes + pstats(h, 1, 0)->data_bytes;
 		assert_int_equal(before, 100 * (uint64_t)bursts);
 	}
+	if (queue_gone) {
+		no_queue = true;
+		now += 1000000;
+		set_cruise_lagging(h, 0, now);
+		no_queue = false;
+	}
 	open_stream(h, 0, 1u << 20, 0, false);
 	for (int r = 0; r < 20; r++)
 		for (size_t i = 0; i < 2; i++)
@@ -1651,6 +1658,12 @@ static void test_session_paths_queue_cap_while_interactive(void **state)
 	uint64_t unqueued = bulk_placed(2, true, pause);
 	no_queue = false;
 	assert_int_equal(unqueued, params.stream_window);
+	/* A queue seen while the stream exchanged keeps the cap on once the
+	 * cap has taken it away (it came back with each of BBR's probes). */
+	queue_gone = true;
+	uint64_t remembered = bulk_placed(2, true, pause);
+	queue_gone = false;
+	printf("bulk placed once the queue is gone: %llu\n", (unsigned long long)remembered);
 	/* Small reports from a stream that received a transfer (the bench's
 	 * sink counts what arrived every 0.25 s): it does not exchange, and
 	 * the download after an upload was capped (branch 159 -> 146 Mbit/s). */
@@ -1672,6 +1685,8 @@ static void test_session_paths_queue_cap_while_interactive(void **state)
 	/* A first quantum goes fresh, uncapped; the rest within the room. */
 	assert_true(capped <= SESSION_QUANTUM + room);
 	assert_true(capped < free_run / 2);
+	assert_true(remembered <= SESSION_QUANTUM + room);
+	assert_true(remembered < free_run / 2);
 }
 
 /* Two tunnels carry a bulk stream each over one 20 Mbit/s, 600 ms link:
@@ -1969,6 +1984,88 @@ static void test_session_paths_duplicate_new_stream_with_open(void **state)
 	assert_int_equal(rx->streams_opened, 2);
 	assert_int_equal(rx->dup_frames, 2);
 	assert_int_equal(rx->dup_bytes, 500);
+	harness_free(h);
+}
+
+/* The bursts of a new stream's first round trip are pinned to its OPEN's
+ * path; their copies go behind the copy of the OPEN on that copy's path
+ * only, even when another path pulls and the copy has waited its time
+ * there (a copy of DATA before the OPEN ends the peer's session). Here the
+ * original path loses everything: the copies carry the stream. Before,
+ * the later bursts had no copy (satellite: an echo every 0.1 s, the first
+ * six held 1.3 s behind one loss on the OPEN's tunnel). */
+static void test_session_paths_duplicate_follows_open_copy(void **state)
+{
+	struct harness *h = harness_new(3, 44, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	uint64_t now = 1000;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	assert_true(fill_push(h, 0, 0) > 100); /* OPEN and the first burst */
+	/* The copy waits for path 1 (its target), then path 2 takes it. */
+	now += PLACEMENT_DEFER_MAX_US + 1;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	assert_true(fill_push(h, 2, 0) > 100);
+	assert_int_equal(pstats(h, 2, 0)->dup_frames, 1);
+	/* A second burst, still pinned to path 0. */
+	now += PLACEMENT_IDLE_US;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 100, false);
+	assert_true(fill_push(h, 0, 0) > 100);
+	/* Path 1 pulls after the copy's wait there: not for it. */
+	now += PLACEMENT_DEFER_MAX_US + 1;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	fill_push(h, 1, 0);
+	assert_int_equal(pstats(h, 1, 0)->dup_frames, 0);
+	assert_true(fill_push(h, 2, 0) > 100);
+	assert_int_equal(pstats(h, 2, 0)->dup_frames, 2);
+	/* Path 0 loses everything; path 1 and 2 arrive. */
+	fifo_clear(&h->path[0].q[0]);
+	deliver_path(h, 1, 0);
+	deliver_path(h, 2, 0);
+	assert_non_null(hs->end[1].st);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 2);
+	harness_free(h);
+}
+
+/* The path that carried the OPEN's copy is lost and a new tunnel takes its
+ * slot: the copies of later bursts do not go there (the peer would have
+ * their DATA without the OPEN); the stream carries on as it would have
+ * without copies. */
+static void test_session_paths_duplicate_open_copy_path_lost(void **state)
+{
+	struct harness *h = harness_new(2, 45, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	uint64_t now = 1000;
+	for (size_t i = 0; i < 2; i++)
+		set_info(h, i, 0, info_fast(now));
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	assert_true(fill_push(h, 0, 0) > 100);
+	assert_true(fill_push(h, 1, 0) > 100); /* the OPEN's copy */
+	kill_path(h, 1);
+	size_t fresh = add_path(h);
+	now += PLACEMENT_IDLE_US;
+	set_info(h, 0, 0, info_fast(now));
+	set_info(h, fresh, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 100, false);
+	for (int r = 0; r < 3; r++) {
+		now += PLACEMENT_DEFER_MAX_US + 1;
+		set_info(h, 0, 0, info_fast(now));
+		set_info(h, fresh, 0, info_fast(now));
+		fill_push(h, 0, 0);
+		fill_push(h, fresh, 0);
+	}
+	assert_int_equal(pstats(h, fresh, 0)->dup_frames, 0);
+	/* The new path carries what the loss asked for (state, OPEN again)
+	 * first; everything arrives intact. */
+	deliver_path(h, fresh, 0);
+	deliver_path(h, 0, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
 	harness_free(h);
 }
 
@@ -2453,6 +2550,8 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
+	    cmocka_unit_test(test_session_paths_duplicate_follows_open_copy),
+	    cmocka_unit_test(test_session_paths_duplicate_open_copy_path_lost),
 	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
 	    cmocka_unit_test(test_session_paths_duplicate_to_open_window),
 	    cmocka_unit_test(test_session_paths_startup_overflow),
