@@ -97,7 +97,11 @@ uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t
 	 * window or not. */
 	uint64_t paced = pi->pacing_rate != 0 ? mul_div(need, 1000000u, pi->pacing_rate) : 0;
 	eta += wait > paced ? wait : paced;
-	if (pi->lost > 0)
+	/* A hole the peer waits on: what follows reaches its TCP but not the
+	 * session until the retransmission does, an RTO on a sparse tunnel.
+	 * Echoes and their copies were held 1.2 s on two such tunnels at once
+	 * while a third had none (satellite). */
+	if (pi->lost > 0 || pi->sacked > 0)
 		eta += rtt;
 	return eta;
 }

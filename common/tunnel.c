@@ -391,6 +391,7 @@ static void sample_path(struct tunnel *t)
 	    .srtt_us = ti.tcpi_rtt,
 	    .retrans = ti.tcpi_total_retrans,
 	    .lost = ti.tcpi_lost,
+	    .sacked = ti.tcpi_sacked,
 	    .queued = evbuffer_get_length(bufferevent_get_output(t->bev)),
 	    .rcv_ooo =
 		len >= offsetof(struct tcp_info, tcpi_rcv_ooopack) + sizeof(ti.tcpi_rcv_ooopack)

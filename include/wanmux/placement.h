@@ -29,6 +29,9 @@ struct placement_info {
 	uint32_t srtt_us; /* smoothed RTT; 0 unknown */
 	uint32_t retrans; /* segments retransmitted over the connection's life */
 	uint32_t lost;	  /* segments presumed lost now */
+	/* Segments the peer acknowledged selectively, above a hole: its TCP
+	 * holds them, and all that follows, until the hole is repaired. */
+	uint32_t sacked;
 	/* Segments received out of order over the connection's life: loss
 	 * (or reordering) on the way to us, which the retransmit counter of a
 	 * side that sends little never shows; 0 when the kernel cannot say. */
@@ -107,8 +110,9 @@ uint64_t placement_cwnd_room(const struct placement_info *pi);
  * plus the time the ACKs that free a segment for each byte that does not fit
  * take to come, an RTT/cwnd apart (a sparse tunnel with a full window of 4
  * holds a small frame a quarter RTT); and never sooner than everything ahead
- * of it and it leave at the pacing rate. Lost segments in flight add an
- * RTT: the peer's TCP holds everything behind the hole until it is repaired.
+ * of it and it leave at the pacing rate. Lost segments in flight, or
+ * segments the peer acknowledged above a hole, add an RTT: the peer's TCP
+ * holds everything behind the hole until it is repaired.
  */
 uint64_t placement_eta_us(const struct placement_info *pi, size_t placed, size_t len);
 

@@ -60,11 +60,15 @@ static void test_placement_queue_waits_for_acks(void **state)
 	assert_true(placement_eta_us(&p, 0, 1000) - 10000 >= 111520ull * 1000000 / 7240000);
 }
 
-static void test_placement_lost_segments_cost_an_rtt(void **state)
+static void test_placement_hole_at_peer_costs_an_rtt(void **state)
 {
 	(void)state;
 	struct placement_info p = warm;
 	p.lost = 2;
+	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 20000);
+	/* Segments SACKed above a hole the peer waits on: the same. */
+	p.lost = 0;
+	p.sacked = 3;
 	assert_int_equal(placement_eta_us(&p, 0, 1000), 10000 + 20000);
 }
 
@@ -244,7 +248,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_placement_open_window_leaves_at_once),
 	    cmocka_unit_test(test_placement_queue_waits_for_acks),
-	    cmocka_unit_test(test_placement_lost_segments_cost_an_rtt),
+	    cmocka_unit_test(test_placement_hole_at_peer_costs_an_rtt),
 	    cmocka_unit_test(test_placement_full_small_window_waits_for_acks),
 	    cmocka_unit_test(test_placement_paced_path_waits_at_pacing_rate),
 	    cmocka_unit_test(test_placement_queueing_over_a_sixteenth),
