@@ -1945,7 +1945,13 @@ static bool leave_for_better(struct session *s, struct session_path *path,
  * streams' backlog is not taken for an idle one. */
 static uint64_t bulk_eta(const struct session_path *q)
 {
-	return placement_eta_us(&q->info, q->placed, SESSION_BULK_SENT);
+	/* Not the holes its peer waits on: a path that carries bulk at 1 %
+	 * loss nearly always has one, each repaired within a round trip, and
+	 * judged by them a download left the warm tunnel for one in STARTUP
+	 * that overshot the satellite link's buffer (echoes 2.5 s). */
+	struct placement_info pi = q->info;
+	pi.sacked = 0;
+	return placement_eta_us(&pi, q->placed, SESSION_BULK_SENT);
 }
 
 /* Where a stream that turns bulk should live: the path that gets its next
