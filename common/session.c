@@ -1939,40 +1939,64 @@ static bool leave_for_better(struct session *s, struct session_path *path,
 	return true;
 }
 
-/* When SESSION_BULK_SENT bytes placed on q now would have arrived: its
- * rate and what already waits on it (its queues and this session's
- * placed bytes), so a path that rates fastest but carries the other bulk
- * streams' backlog is not taken for an idle one. */
-static uint64_t bulk_eta(const struct session_path *q)
+/* When len bytes placed on q now would have arrived: its rate and what
+ * already waits on it (its queues and this session's placed bytes), so a
+ * path that rates fastest but carries the other bulk streams' backlog is
+ * not taken for an idle one. */
+static uint64_t bulk_eta(const struct session_path *q, uint64_t len)
 {
-	/* Not the holes its peer waits on: a path that carries bulk at 1 %
-	 * loss nearly always has one, each repaired within a round trip, and
-	 * judged by them a download left the warm tunnel for one in STARTUP
-	 * that overshot the satellite link's buffer (echoes 2.5 s). */
 	struct placement_info pi = q->info;
+	/* Not the holes its peer waits on: a path that carries bulk at 1 %
+	 * loss nearly always has one, each repaired within a round trip. */
 	pi.sacked = 0;
-	return placement_eta_us(&pi, q->placed, SESSION_BULK_SENT);
+	/* A path in STARTUP paces at 2.89 times its estimate only until it
+	 * finds the link; a transfer lives at the estimate. */
+	if (pi.startup && pi.btl_bw != 0 && (pi.pacing_rate == 0 || pi.pacing_rate > pi.btl_bw))
+		pi.pacing_rate = pi.btl_bw;
+	return placement_eta_us(&pi, q->placed, (size_t)len);
+}
+
+/* Bytes a bulk stream's home is judged by: SESSION_BULK_SENT, or the
+ * largest bandwidth-delay product a path's BBR estimate gives if that is
+ * more (capped by SESSION_BULK_HORIZON_MAX): at 600 ms the next 256 KiB
+ * take a tenth of the time the one-way delay does, and rates that differ
+ * twofold looked alike by the fifth they must differ by. */
+static uint64_t bulk_horizon(const struct session *s)
+{
+	uint64_t len = SESSION_BULK_SENT;
+	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
+		const struct session_path *q = s->paths[i];
+		if (q == NULL || !path_known(s, q) || q->info.btl_bw == 0)
+			continue;
+		uint64_t bdp = placement_bdp_share(q->info.btl_bw, q->info.min_rtt_us, 100u);
+		if (bdp > len)
+			len = bdp;
+	}
+	return len < SESSION_BULK_HORIZON_MAX ? len : SESSION_BULK_HORIZON_MAX;
 }
 
 /* Where a stream that turns bulk should live: the path that gets its next
- * SESSION_BULK_SENT bytes there soonest (bulk_eta), by a fifth of the time
- * at least (a quarter more rate on idle paths), else cur. A new stream's
+ * bulk_horizon bytes there soonest (bulk_eta), by a fifth of the time at
+ * least (a quarter more rate on idle paths), else cur. A new stream's
  * first small burst goes to whichever path gets it there soonest, often a
- * tunnel that never carried bulk data; left there, a download ramps up a
- * cold BBR (seconds at 600 ms per round) while a warm tunnel idles
- * (satellite warm random down 11-15 against 17 Mbit/s). Judged by rate
- * alone, every bulk stream piled onto the one tunnel with the best rate
- * and waited behind the others' backlog, for good (the move is made
- * once). Unknown paths are not picked. */
+ * tunnel that never carried bulk data, or one still in STARTUP (whose
+ * pace of 2.89 times a low estimate made it look fastest): left there, a
+ * download ramps up a cold BBR (seconds at 600 ms per round) and
+ * overshoots the link's buffer while a warm tunnel idles (satellite warm
+ * random down 11-15 against 17 Mbit/s; echoes beside a download 2-2.5 s).
+ * Judged by rate alone, every bulk stream piled onto the one tunnel with
+ * the best rate and waited behind the others' backlog, for good (the move
+ * is made once). Unknown paths are not picked. */
 static struct session_path *bulk_home(const struct session *s, struct session_path *cur)
 {
+	uint64_t len = bulk_horizon(s);
 	struct session_path *best = cur;
-	uint64_t best_eta = cur != NULL && path_known(s, cur) ? bulk_eta(cur) : UINT64_MAX;
+	uint64_t best_eta = cur != NULL && path_known(s, cur) ? bulk_eta(cur, len) : UINT64_MAX;
 	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
 		struct session_path *q = s->paths[i];
 		if (q == NULL || q == cur || !path_known(s, q))
 			continue;
-		uint64_t e = bulk_eta(q);
+		uint64_t e = bulk_eta(q, len);
 		if (e < best_eta - best_eta / 5) {
 			best = q;
 			best_eta = e;

@@ -100,6 +100,8 @@ struct session_params {
  * whose source runs dry now and then, and each of its bursts stays at home
  * (its receiver delivers them after the bytes in flight there anyway). */
 #define SESSION_BULK_SENT (256u << 10)
+/* The most bytes a bulk stream's home is judged by (session.c bulk_horizon). */
+#define SESSION_BULK_HORIZON_MAX (16u << 20)
 /* Bytes of encoded control frames a session queues at most, plus
  * SESSION_CTRL_PER_STREAM for each stream it holds. The tunnel stops
  * reading long before (see tunnel.c), and a well-behaved pair stays far

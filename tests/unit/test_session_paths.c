@@ -1868,6 +1868,46 @@ static void test_session_paths_bulk_home_ignores_holes(void **state)
 	harness_free(h);
 }
 
+/* 600 ms, 20 Mbit/s: a tunnel still in STARTUP after app-limited
+ * transfers (a third of the link, paced at 2.89 times that), and a warm one
+ * whose BBR found the link. */
+static struct placement_info info_startup_third(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 1800, .mss = 1448};
+	pi.btl_bw = pi.delivery_rate = 833333;
+	pi.pacing_rate = 2400000;
+	pi.srtt_us = pi.min_rtt_us = 600000;
+	pi.startup = true;
+	return pi;
+}
+
+static struct placement_info info_warm_link(uint64_t now)
+{
+	struct placement_info pi = {.now_us = now, .cwnd = 2000, .mss = 1448};
+	pi.btl_bw = pi.delivery_rate = pi.pacing_rate = 2500000;
+	pi.srtt_us = pi.min_rtt_us = 600000;
+	return pi;
+}
+
+/* A stream that turns bulk on a tunnel in STARTUP moves to the warm one:
+ * judged by its next 256 KiB at the STARTUP pace the two looked alike
+ * (0.41 s and 0.40 s, a one-way delay of 0.3 s in each), and the download
+ * stayed where STARTUP overshot the satellite link's buffer (echoes beside
+ * it 2-2.5 s) while the warm tunnel idled. */
+static void test_session_paths_bulk_leaves_startup_for_warm(void **state)
+{
+	struct harness *h = harness_new(2, 47, COMPRESS_NONE);
+	uint64_t now = 1000;
+	struct hstream *hs = stream_at_home_on_path0(h, info_fast, &now);
+	set_info(h, 0, 0, info_startup_third(now));
+	set_info(h, 1, 0, info_warm_link(now));
+	add_bytes(h, &hs->end[0], 256u << 10, false);
+	assert_int_equal(fill_push(h, 0, 0), 0);
+	assert_int_equal(session_get_stats(h->s[0])->bulk_moves, 1);
+	assert_true(fill_push(h, 1, 0) > 0);
+	harness_free(h);
+}
+
 struct dup_result {
 	size_t second_fill; /* what the other path's fill wrote */
 	struct session_stats tx, rx;
@@ -2566,6 +2606,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_pull_capped_by_room),
 	    cmocka_unit_test(test_session_paths_bulk_moves_to_fast_path),
 	    cmocka_unit_test(test_session_paths_bulk_home_ignores_holes),
+	    cmocka_unit_test(test_session_paths_bulk_leaves_startup_for_warm),
 	    cmocka_unit_test(test_session_paths_bulk_home_weighs_backlog),
 	    cmocka_unit_test(test_session_paths_big_compressed_frames),
 	    cmocka_unit_test(test_session_paths_duplicate_small_frame),
