@@ -160,9 +160,10 @@ struct session_stream {
 	bool counted_done; /* both FINs passed: no longer counts against limits */
 	bool local;	   /* we opened it */
 	bool opened;	   /* OPEN answered: by the peer (local) or by us (!local) */
-	/* A stream we opened whose DATA came before the peer's OPEN_RESULT
-	 * (on another path) and stood for it: the late OPEN_RESULT 0 is no
-	 * second answer. */
+	/* A stream we opened whose answer came as a stand-in for the peer's
+	 * OPEN_RESULT: its DATA, or the OPEN_RESULT sent again (RESENT) after
+	 * a path loss, on a faster path. The original OPEN_RESULT 0 may still
+	 * come: it is no second answer. */
 	bool result_implied;
 	/* The peer has shown it knows the stream (it answered or acknowledged
 	 * something): until then our DATA stays on the path of our OPEN. */
@@ -1735,14 +1736,15 @@ static int on_open_result(struct session *s, const struct frame *f)
 	struct session_stream *st = stream_find(s, f->stream_id);
 	if (st == NULL)
 		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
-	/* After DATA stood for it, the real answer can only be 0: DATA
-	 * follows nothing else. */
+	/* After DATA or a RESENT copy stood for it, the original can only be
+	 * 0: DATA follows nothing else, and only answers 0 are sent again. */
 	if (st->opened)
 		return (f->flags & FRAME_FLAG_RESENT) ||
 			       (st->result_implied && f->u.error == FRAME_ERR_NONE)
 			   ? WM_OK
 			   : WM_ERR_MALFORMED;
 	st->opened = true;
+	st->result_implied = (f->flags & FRAME_FLAG_RESENT) != 0;
 	st->established = true;
 	st->pin = NULL;
 	if (f->u.error != FRAME_ERR_NONE) {

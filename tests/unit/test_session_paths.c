@@ -825,6 +825,35 @@ static void test_session_paths_announce_overtakes_open(void **state)
 }
 
 /*
+ * The acceptor answers a stream (OPEN_RESULT 0 on path 0), then path 2 is
+ * lost: it announces its state, the answer again (flag RESENT) among it, on
+ * path 1, which is faster. The opener takes the copy as the answer; the
+ * original, without RESENT, came second and ended the session as a second
+ * OPEN_RESULT (a protocol error): one tunnel lost while a stream was being
+ * answered cut every stream of the session.
+ */
+static void test_session_paths_resent_open_result_overtakes_original(void **state)
+{
+	struct harness *h = harness_new(3, 23, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	fill_onto(h, 0, 0); /* OPEN and DATA */
+	deliver_all(h, 0, 0);
+	assert_non_null(hs->end[1].st); /* accepted: OPEN_RESULT 0 queued */
+	fill_onto(h, 0, 1);		/* the answer, in flight on path 0 */
+	kill_path(h, 2);
+	fill_onto(h, 1, 1); /* the announcement, the answer again */
+	deliver_all(h, 1, 1);
+	deliver_all(h, 0, 1);
+	add_bytes(h, &hs->end[1], 3000, true);
+	session_stream_shutdown(hs->end[0].st);
+	hs->end[0].shut = true;
+	hs->want_fin = true;
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/*
  * A new stream is reset (its application went away) while its OPEN is on
  * its way on path 0; the RESET takes path 1 and arrives first. The peer took
  * the RESET for a stream never opened as a protocol error and ended the
@@ -2596,6 +2625,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
 	    cmocka_unit_test(test_session_paths_announce_overtakes_open),
 	    cmocka_unit_test(test_session_paths_reset_overtakes_open),
+	    cmocka_unit_test(test_session_paths_resent_open_result_overtakes_original),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
