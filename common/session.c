@@ -260,6 +260,10 @@ struct session {
 	/* Of those, the ones whose RESET overtook their OPEN (another path):
 	 * the OPEN opens nothing when it comes, its DATA is dropped. */
 	uint64_t peer_reset_early[PEER_ID_WINDOW / 64];
+	/* Of those, the ones a copy (RESENT) opened: the original, without the
+	 * flag, may still come from the path its sender gave up (the kernel
+	 * sends what it queued after close). */
+	uint64_t peer_copy_first[PEER_ID_WINDOW / 64];
 	/* The latest RESETs sent: one lost with its path would leave the peer's
 	 * stream open for ever, so announce_state sends them again (a RESET for a
 	 * stream the receiver no longer has is ignored). */
@@ -1117,6 +1121,7 @@ static void peer_mark(struct session *s, uint32_t id, bool seen)
 {
 	window_set(s->peer_seen, id, seen);
 	window_set(s->peer_reset_early, id, false);
+	window_set(s->peer_copy_first, id, false);
 }
 
 /* Whether a peer id at or below last_peer_id is still in the window where a
@@ -1203,6 +1208,10 @@ static int on_open(struct session *s, const struct frame *f)
 		} else if (f->flags & FRAME_FLAG_RESENT) {
 			/* A copy sent again after a path loss: we have the first. */
 			return WM_OK;
+		} else if (peer_in_window(s, f->stream_id) &&
+			   window_bit(s->peer_copy_first, f->stream_id)) {
+			/* The first, after its copy: nothing new. */
+			return WM_OK;
 		} else {
 			log_peer_warn("session: OPEN reuses stream id %u", f->stream_id);
 			return WM_ERR_MALFORMED;
@@ -1210,6 +1219,8 @@ static int on_open(struct session *s, const struct frame *f)
 	} else {
 		peer_advance(s, f->stream_id);
 	}
+	if (f->flags & FRAME_FLAG_RESENT)
+		window_set(s->peer_copy_first, f->stream_id, true);
 	if (s->goaway_sent) {
 		refuse_draining(s, f->stream_id);
 		return WM_OK;

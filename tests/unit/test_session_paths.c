@@ -825,6 +825,33 @@ static void test_session_paths_announce_overtakes_open(void **state)
 }
 
 /*
+ * The opener gives up path 0 (its tunnel went silent) with a new stream's
+ * OPEN still in its socket's send queue: it sends the OPEN again (RESENT)
+ * on path 1. The peer, which has not seen path 0 close yet, reads the copy
+ * first, then the original without RESENT from path 0 before its end, and
+ * ended the session as for an OPEN that reuses an id.
+ */
+static void test_session_paths_original_open_after_resent_copy(void **state)
+{
+	struct harness *h = harness_new(2, 24, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 100, 2000, true);
+	fill_onto(h, 0, 0); /* OPEN and DATA, in the kernel's queue of path 0 */
+	session_path_lost(h->s[0], h->path[0].p[0]);
+	h->path[0].p[0] = NULL;
+	fill_onto(h, 1, 0); /* the announcement, the OPEN again */
+	deliver_all(h, 1, 0);
+	assert_non_null(hs->end[1].st);
+	deliver_all(h, 0, 0); /* what path 0 still carried, then its end */
+	session_path_lost(h->s[1], h->path[0].p[1]);
+	h->path[0].p[1] = NULL;
+	h->path[0].alive = false;
+	fifo_clear(&h->path[0].q[1]);
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/*
  * The acceptor answers a stream (OPEN_RESULT 0 on path 0), then path 2 is
  * lost: it announces its state, the answer again (flag RESENT) among it, on
  * path 1, which is faster. The opener takes the copy as the answer; the
@@ -2626,6 +2653,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_announce_overtakes_open),
 	    cmocka_unit_test(test_session_paths_reset_overtakes_open),
 	    cmocka_unit_test(test_session_paths_resent_open_result_overtakes_original),
+	    cmocka_unit_test(test_session_paths_original_open_after_resent_copy),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
