@@ -601,18 +601,39 @@ static void queue_ctrl(struct session *s, const struct frame *f)
 	signal_writable(s);
 }
 
-static void queue_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
+/* Keeps a RESET for announce_state to send again. */
+static void keep_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
 {
-	struct frame f = {.type = FRAME_RESET, .stream_id = id};
-	f.u.reset.error = error;
-	f.u.reset.final_offset = final_offset;
-	queue_ctrl(s, &f);
 	s->resets[s->reset_next].id = id;
 	s->resets[s->reset_next].error = error;
 	s->resets[s->reset_next].final_offset = final_offset;
 	s->reset_next = (s->reset_next + 1) % RESETS_KEPT;
 	if (s->nresets < RESETS_KEPT)
 		s->nresets++;
+}
+
+static void queue_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
+{
+	struct frame f = {.type = FRAME_RESET, .stream_id = id};
+	f.u.reset.error = error;
+	f.u.reset.final_offset = final_offset;
+	queue_ctrl(s, &f);
+	keep_reset(s, id, error, final_offset);
+}
+
+/*
+ * Refuses a peer's stream: OPEN_RESULT with the error. Lost with its path,
+ * it would never come again (the OPEN sent again is ignored: we had the
+ * first), and the opener would wait for ever; so announce_state sends it
+ * again as a RESET with the same error, which ends an unanswered stream as
+ * the refusal does and is ignored for one already ended.
+ */
+static void queue_refusal(struct session *s, uint32_t id, uint32_t error)
+{
+	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = id};
+	r.u.error = error;
+	queue_ctrl(s, &r);
+	keep_reset(s, id, error, 0);
 }
 
 static void queue_window(struct session *s, uint32_t id, uint64_t max_offset)
@@ -1173,9 +1194,7 @@ static bool peer_reset_early(const struct session *s, uint32_t id)
  */
 static void refuse_draining(struct session *s, uint32_t id)
 {
-	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = id};
-	r.u.error = FRAME_ERR_GOING_AWAY;
-	queue_ctrl(s, &r);
+	queue_refusal(s, id, FRAME_ERR_GOING_AWAY);
 }
 
 /* The peer's GOAWAY names the last of our streams it accepted: one of ours. */
@@ -1230,16 +1249,12 @@ static int on_open(struct session *s, const struct frame *f)
 		snprintf(detail, sizeof(detail), "stream %u refused, %zu open", f->stream_id,
 			 active_streams(s));
 		limit_hit(&stream_limit_counter, detail);
-		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
-		r.u.error = FRAME_ERR_STREAM_LIMIT;
-		queue_ctrl(s, &r);
+		queue_refusal(s, f->stream_id, FRAME_ERR_STREAM_LIMIT);
 		return WM_OK;
 	}
 	struct session_stream *st = stream_new(s, f->stream_id);
 	if (st == NULL) {
-		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
-		r.u.error = FRAME_ERR_INTERNAL;
-		queue_ctrl(s, &r);
+		queue_refusal(s, f->stream_id, FRAME_ERR_INTERNAL);
 		return WM_OK;
 	}
 	st->send = SEND_WAIT;
@@ -1249,9 +1264,7 @@ static int on_open(struct session *s, const struct frame *f)
 					   : FRAME_ERR_NOT_ALLOWED;
 	/* on_open may already have answered (and ended the stream) itself. */
 	if (refuse > 0 && !st->dead) {
-		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
-		r.u.error = (uint32_t)refuse;
-		queue_ctrl(s, &r);
+		queue_refusal(s, f->stream_id, (uint32_t)refuse);
 		stream_destroy(s, st);
 	}
 	stream_release(st);
@@ -2808,14 +2821,14 @@ void session_stream_open_result(struct session_stream *st, uint32_t error)
 	struct session *s = st->session;
 	if (st->dead)
 		return;
-	struct frame f = {.type = FRAME_OPEN_RESULT, .stream_id = st->id};
-	f.u.error = error;
-	queue_ctrl(s, &f);
 	if (error != FRAME_ERR_NONE) {
+		queue_refusal(s, st->id, error);
 		stream_destroy(s, st);
 		maybe_grant_session(s);
 		return;
 	}
+	struct frame f = {.type = FRAME_OPEN_RESULT, .stream_id = st->id};
+	queue_ctrl(s, &f);
 	st->opened = true;
 	set_send(st, SEND_OPEN);
 	sched_activate(s, st);

@@ -81,6 +81,7 @@ struct harness {
 	uint64_t rng;
 	uint8_t buf[RECORD_PLAINTEXT_MAX];
 	bool drop_acks;	      /* side 0 never sees an ACK or RESUME (a hostile peer) */
+	uint32_t refuse;      /* on_open refuses with this error (0: accepts) */
 	int stalled;	      /* a path whose records are not delivered for now, or -1 */
 	int consume_pct;      /* chance per round that an end consumes what it holds */
 	uint32_t max_raw_len; /* the largest DATA frame delivered, raw bytes */
@@ -139,6 +140,8 @@ static int cb_on_open(struct session *s, struct session_stream *st, const struct
 		      void *arg)
 {
 	struct harness *h = arg;
+	if (h->refuse != 0)
+		return (int)h->refuse;
 	struct hstream *hs = find_hs(h, session_stream_id(st));
 	assert_non_null(hs);
 	int side = s == h->s[0] ? 0 : 1;
@@ -848,6 +851,28 @@ static void test_session_paths_original_open_after_resent_copy(void **state)
 	fifo_clear(&h->path[0].q[1]);
 	run(h, 1000000, 0, true);
 	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/*
+ * The acceptor refuses a stream; its answer (OPEN_RESULT with the error) is
+ * lost with the path that carried it. The opener sends its OPEN again
+ * (RESENT), which the acceptor ignores (it had the first): the stream
+ * waited for an answer for ever, its application connection with it.
+ */
+static void test_session_paths_refusal_lost_with_path(void **state)
+{
+	struct harness *h = harness_new(2, 25, COMPRESS_NONE);
+	h->refuse = FRAME_ERR_NOT_ALLOWED;
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	fill_onto(h, 0, 0); /* OPEN and DATA */
+	deliver_all(h, 0, 0);
+	fill_onto(h, 0, 1); /* the refusal, in flight on path 0 */
+	kill_path(h, 0);
+	run(h, 1000000, 0, false);
+	assert_true(hs->end[0].reset);
+	assert_int_equal(hs->end[0].reset_error, FRAME_ERR_NOT_ALLOWED);
+	assert_int_equal(session_stream_count(h->s[0]), 0);
 	harness_free(h);
 }
 
@@ -2654,6 +2679,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_reset_overtakes_open),
 	    cmocka_unit_test(test_session_paths_resent_open_result_overtakes_original),
 	    cmocka_unit_test(test_session_paths_original_open_after_resent_copy),
+	    cmocka_unit_test(test_session_paths_refusal_lost_with_path),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
