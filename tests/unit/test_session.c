@@ -57,6 +57,7 @@ struct tstream {
 	bool data_before_open_result; /* a client stream's bytes came before its answer */
 	bool consume_in_fin;	      /* bug probe: session_stream_consumed from on_fin */
 	bool reset_in_data;	      /* bug probe: session_stream_reset from on_data */
+	bool reset_in_open_result;    /* bug probe: session_stream_reset from on_open_result */
 	size_t data_calls;
 	struct frame_addr target;
 };
@@ -179,7 +180,12 @@ static void cb_on_closed(struct session_stream *st, void *user)
 static void cb_on_open_result(struct session_stream *st, void *user)
 {
 	struct tstream *ts = user;
+	assert_false(ts->open_result);
 	ts->open_result = true;
+	if (ts->reset_in_open_result) {
+		ts->st = NULL;
+		session_stream_reset(st, FRAME_ERR_CANCEL);
+	}
 }
 
 static int cb_on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
@@ -538,6 +544,51 @@ static void test_session_data_before_open_result_answers_first(void **state)
 	bad.u.error = FRAME_ERR_CONNECT_FAILED;
 	assert_true(session_on_frame(p->c, path_of(p, p->c), &bad) < 0);
 	assert_false(c->reset);
+	pair_free(p);
+}
+
+/*
+ * A hostile peer's DATA with FIN stands for the answer, and the front end
+ * ends the stream from on_open_result (its local socket is gone): nothing
+ * of the stream is touched after (ASan), no second answer, and the late
+ * OPEN_RESULTs, an error one among them, and more DATA for the ended stream
+ * are no protocol error; the session carries the next stream as before.
+ * (Passed before the fixes of this series too: a guard for the path.)
+ */
+static void test_session_implied_answer_ends_stream_in_callback(void **state)
+{
+	struct pair *p = pair_new(&small_params, &small_params);
+	p->accept_now = false;
+	struct tstream *c = client_open(p, "gone");
+	assert_non_null(c->st);
+	pump(p, 10);
+	c->reset_in_open_result = true;
+	uint8_t bytes[100] = {0};
+	struct frame d = {.type = FRAME_DATA, .flags = FRAME_FLAG_FIN, .stream_id = c->id};
+	d.u.data.raw_len = sizeof(bytes);
+	d.u.data.payload = bytes;
+	d.u.data.payload_len = sizeof(bytes);
+	assert_int_equal(session_on_frame(p->c, p->cp, &d), WM_OK);
+	assert_true(c->open_result);
+	assert_int_equal(c->data_calls, 0);
+	assert_int_equal(session_stream_count(p->c), 0);
+	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = c->id};
+	assert_int_equal(session_on_frame(p->c, p->cp, &r), WM_OK);
+	r.u.error = FRAME_ERR_CONNECT_FAILED;
+	assert_int_equal(session_on_frame(p->c, p->cp, &r), WM_OK);
+	d.flags = 0;
+	assert_int_equal(session_on_frame(p->c, p->cp, &d), WM_OK);
+	p->accept_now = true;
+	pump(p, 20);
+	struct tstream *n = client_open(p, "next");
+	pump(p, 10);
+	struct tstream *s = server_of(p, n->id);
+	assert_non_null(s);
+	n->consume = true;
+	fill_random(s->src, 4 * SESSION_MIN_WINDOW);
+	session_stream_kick(s->st);
+	pump(p, 2000);
+	assert_int_equal(evbuffer_get_length(n->rcv), 4 * SESSION_MIN_WINDOW);
 	pair_free(p);
 }
 
@@ -2081,6 +2132,7 @@ int main(void)
 	    cmocka_unit_test(test_session_zero_rtt_open_carries_data),
 	    cmocka_unit_test(test_session_zero_rtt_data_before_open_result),
 	    cmocka_unit_test(test_session_data_before_open_result_answers_first),
+	    cmocka_unit_test(test_session_implied_answer_ends_stream_in_callback),
 	    cmocka_unit_test(test_session_integrity_all_codecs),
 	    cmocka_unit_test(test_session_stream_window_respected),
 	    cmocka_unit_test(test_session_session_window_respected),
