@@ -160,9 +160,10 @@ struct session_stream {
 	bool counted_done; /* both FINs passed: no longer counts against limits */
 	bool local;	   /* we opened it */
 	bool opened;	   /* OPEN answered: by the peer (local) or by us (!local) */
-	/* A stream we opened whose DATA came before the peer's OPEN_RESULT
-	 * (on another path) and stood for it: the late OPEN_RESULT 0 is no
-	 * second answer. */
+	/* A stream we opened whose answer came as a stand-in for the peer's
+	 * OPEN_RESULT: its DATA, or the OPEN_RESULT sent again (RESENT) after
+	 * a path loss, on a faster path. The original OPEN_RESULT 0 may still
+	 * come: it is no second answer. */
 	bool result_implied;
 	/* The peer has shown it knows the stream (it answered or acknowledged
 	 * something): until then our DATA stays on the path of our OPEN. */
@@ -259,6 +260,10 @@ struct session {
 	/* Of those, the ones whose RESET overtook their OPEN (another path):
 	 * the OPEN opens nothing when it comes, its DATA is dropped. */
 	uint64_t peer_reset_early[PEER_ID_WINDOW / 64];
+	/* Of those, the ones a copy (RESENT) opened: the original, without the
+	 * flag, may still come from the path its sender gave up (the kernel
+	 * sends what it queued after close). */
+	uint64_t peer_copy_first[PEER_ID_WINDOW / 64];
 	/* The latest RESETs sent: one lost with its path would leave the peer's
 	 * stream open for ever, so announce_state sends them again (a RESET for a
 	 * stream the receiver no longer has is ignored). */
@@ -596,18 +601,39 @@ static void queue_ctrl(struct session *s, const struct frame *f)
 	signal_writable(s);
 }
 
-static void queue_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
+/* Keeps a RESET for announce_state to send again. */
+static void keep_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
 {
-	struct frame f = {.type = FRAME_RESET, .stream_id = id};
-	f.u.reset.error = error;
-	f.u.reset.final_offset = final_offset;
-	queue_ctrl(s, &f);
 	s->resets[s->reset_next].id = id;
 	s->resets[s->reset_next].error = error;
 	s->resets[s->reset_next].final_offset = final_offset;
 	s->reset_next = (s->reset_next + 1) % RESETS_KEPT;
 	if (s->nresets < RESETS_KEPT)
 		s->nresets++;
+}
+
+static void queue_reset(struct session *s, uint32_t id, uint32_t error, uint64_t final_offset)
+{
+	struct frame f = {.type = FRAME_RESET, .stream_id = id};
+	f.u.reset.error = error;
+	f.u.reset.final_offset = final_offset;
+	queue_ctrl(s, &f);
+	keep_reset(s, id, error, final_offset);
+}
+
+/*
+ * Refuses a peer's stream: OPEN_RESULT with the error. Lost with its path,
+ * it would never come again (the OPEN sent again is ignored: we had the
+ * first), and the opener would wait for ever; so announce_state sends it
+ * again as a RESET with the same error, which ends an unanswered stream as
+ * the refusal does and is ignored for one already ended.
+ */
+static void queue_refusal(struct session *s, uint32_t id, uint32_t error)
+{
+	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = id};
+	r.u.error = error;
+	queue_ctrl(s, &r);
+	keep_reset(s, id, error, 0);
 }
 
 static void queue_window(struct session *s, uint32_t id, uint64_t max_offset)
@@ -1116,6 +1142,7 @@ static void peer_mark(struct session *s, uint32_t id, bool seen)
 {
 	window_set(s->peer_seen, id, seen);
 	window_set(s->peer_reset_early, id, false);
+	window_set(s->peer_copy_first, id, false);
 }
 
 /* Whether a peer id at or below last_peer_id is still in the window where a
@@ -1167,9 +1194,7 @@ static bool peer_reset_early(const struct session *s, uint32_t id)
  */
 static void refuse_draining(struct session *s, uint32_t id)
 {
-	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = id};
-	r.u.error = FRAME_ERR_GOING_AWAY;
-	queue_ctrl(s, &r);
+	queue_refusal(s, id, FRAME_ERR_GOING_AWAY);
 }
 
 /* The peer's GOAWAY names the last of our streams it accepted: one of ours. */
@@ -1202,6 +1227,10 @@ static int on_open(struct session *s, const struct frame *f)
 		} else if (f->flags & FRAME_FLAG_RESENT) {
 			/* A copy sent again after a path loss: we have the first. */
 			return WM_OK;
+		} else if (peer_in_window(s, f->stream_id) &&
+			   window_bit(s->peer_copy_first, f->stream_id)) {
+			/* The first, after its copy: nothing new. */
+			return WM_OK;
 		} else {
 			log_peer_warn("session: OPEN reuses stream id %u", f->stream_id);
 			return WM_ERR_MALFORMED;
@@ -1209,6 +1238,8 @@ static int on_open(struct session *s, const struct frame *f)
 	} else {
 		peer_advance(s, f->stream_id);
 	}
+	if (f->flags & FRAME_FLAG_RESENT)
+		window_set(s->peer_copy_first, f->stream_id, true);
 	if (s->goaway_sent) {
 		refuse_draining(s, f->stream_id);
 		return WM_OK;
@@ -1218,16 +1249,12 @@ static int on_open(struct session *s, const struct frame *f)
 		snprintf(detail, sizeof(detail), "stream %u refused, %zu open", f->stream_id,
 			 active_streams(s));
 		limit_hit(&stream_limit_counter, detail);
-		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
-		r.u.error = FRAME_ERR_STREAM_LIMIT;
-		queue_ctrl(s, &r);
+		queue_refusal(s, f->stream_id, FRAME_ERR_STREAM_LIMIT);
 		return WM_OK;
 	}
 	struct session_stream *st = stream_new(s, f->stream_id);
 	if (st == NULL) {
-		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
-		r.u.error = FRAME_ERR_INTERNAL;
-		queue_ctrl(s, &r);
+		queue_refusal(s, f->stream_id, FRAME_ERR_INTERNAL);
 		return WM_OK;
 	}
 	st->send = SEND_WAIT;
@@ -1237,9 +1264,7 @@ static int on_open(struct session *s, const struct frame *f)
 					   : FRAME_ERR_NOT_ALLOWED;
 	/* on_open may already have answered (and ended the stream) itself. */
 	if (refuse > 0 && !st->dead) {
-		struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = f->stream_id};
-		r.u.error = (uint32_t)refuse;
-		queue_ctrl(s, &r);
+		queue_refusal(s, f->stream_id, (uint32_t)refuse);
 		stream_destroy(s, st);
 	}
 	stream_release(st);
@@ -1735,14 +1760,15 @@ static int on_open_result(struct session *s, const struct frame *f)
 	struct session_stream *st = stream_find(s, f->stream_id);
 	if (st == NULL)
 		return id_was_used(s, f->stream_id) ? WM_OK : WM_ERR_MALFORMED;
-	/* After DATA stood for it, the real answer can only be 0: DATA
-	 * follows nothing else. */
+	/* After DATA or a RESENT copy stood for it, the original can only be
+	 * 0: DATA follows nothing else, and only answers 0 are sent again. */
 	if (st->opened)
 		return (f->flags & FRAME_FLAG_RESENT) ||
 			       (st->result_implied && f->u.error == FRAME_ERR_NONE)
 			   ? WM_OK
 			   : WM_ERR_MALFORMED;
 	st->opened = true;
+	st->result_implied = (f->flags & FRAME_FLAG_RESENT) != 0;
 	st->established = true;
 	st->pin = NULL;
 	if (f->u.error != FRAME_ERR_NONE) {
@@ -2795,14 +2821,14 @@ void session_stream_open_result(struct session_stream *st, uint32_t error)
 	struct session *s = st->session;
 	if (st->dead)
 		return;
-	struct frame f = {.type = FRAME_OPEN_RESULT, .stream_id = st->id};
-	f.u.error = error;
-	queue_ctrl(s, &f);
 	if (error != FRAME_ERR_NONE) {
+		queue_refusal(s, st->id, error);
 		stream_destroy(s, st);
 		maybe_grant_session(s);
 		return;
 	}
+	struct frame f = {.type = FRAME_OPEN_RESULT, .stream_id = st->id};
+	queue_ctrl(s, &f);
 	st->opened = true;
 	set_send(st, SEND_OPEN);
 	sched_activate(s, st);

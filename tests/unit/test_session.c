@@ -57,6 +57,7 @@ struct tstream {
 	bool data_before_open_result; /* a client stream's bytes came before its answer */
 	bool consume_in_fin;	      /* bug probe: session_stream_consumed from on_fin */
 	bool reset_in_data;	      /* bug probe: session_stream_reset from on_data */
+	bool reset_in_open_result;    /* bug probe: session_stream_reset from on_open_result */
 	size_t data_calls;
 	struct frame_addr target;
 };
@@ -70,6 +71,10 @@ struct pair {
 	struct compress_ctx *sc;
 	struct tstream t[MAX_STREAMS];
 	size_t nt;
+	/* test_session_hostile_peer_random_frames: PRNG state; while non-zero
+	 * the client's callbacks end streams now and then, as a front end
+	 * whose local socket fails does. */
+	uint64_t chaos;
 	/* server policy */
 	int refuse;	 /* on_open returns this */
 	bool accept_now; /* on_open answers OPEN_RESULT 0 at once */
@@ -83,6 +88,16 @@ struct pair {
 	size_t max_total_unconsumed_c;
 	uint8_t buf[RECORD_PLAINTEXT_MAX];
 };
+
+static uint32_t chaos_next(struct pair *p)
+{
+	p->chaos ^= p->chaos << 13;
+	p->chaos ^= p->chaos >> 7;
+	p->chaos ^= p->chaos << 17;
+	return (uint32_t)(p->chaos >> 16);
+}
+
+static void forget(struct tstream *ts);
 
 static struct tstream *tstream_new(struct pair *p, bool server)
 {
@@ -106,6 +121,12 @@ static void cb_on_data(struct session_stream *st, const uint8_t *data, size_t le
 	ts->data_calls++;
 	if (!ts->server && !ts->open_result)
 		ts->data_before_open_result = true;
+	if (ts->p->chaos != 0 && !ts->server && chaos_next(ts->p) % 20 == 0) {
+		forget(ts);
+		ts->reset = true;
+		session_stream_reset(st, FRAME_ERR_CANCEL);
+		return;
+	}
 	evbuffer_add(ts->rcv, data, len);
 	ts->unconsumed += len;
 	if (ts->unconsumed > ts->max_unconsumed)
@@ -179,7 +200,13 @@ static void cb_on_closed(struct session_stream *st, void *user)
 static void cb_on_open_result(struct session_stream *st, void *user)
 {
 	struct tstream *ts = user;
+	assert_false(ts->open_result);
+	assert_int_equal(ts->data_calls, 0);
 	ts->open_result = true;
+	if (ts->reset_in_open_result || (ts->p->chaos != 0 && chaos_next(ts->p) % 10 == 0)) {
+		ts->st = NULL;
+		session_stream_reset(st, FRAME_ERR_CANCEL);
+	}
 }
 
 static int cb_on_open(struct session *s, struct session_stream *st, const struct frame_addr *target,
@@ -538,6 +565,51 @@ static void test_session_data_before_open_result_answers_first(void **state)
 	bad.u.error = FRAME_ERR_CONNECT_FAILED;
 	assert_true(session_on_frame(p->c, path_of(p, p->c), &bad) < 0);
 	assert_false(c->reset);
+	pair_free(p);
+}
+
+/*
+ * A hostile peer's DATA with FIN stands for the answer, and the front end
+ * ends the stream from on_open_result (its local socket is gone): nothing
+ * of the stream is touched after (ASan), no second answer, and the late
+ * OPEN_RESULTs, an error one among them, and more DATA for the ended stream
+ * are no protocol error; the session carries the next stream as before.
+ * (Passed before the fixes of this series too: a guard for the path.)
+ */
+static void test_session_implied_answer_ends_stream_in_callback(void **state)
+{
+	struct pair *p = pair_new(&small_params, &small_params);
+	p->accept_now = false;
+	struct tstream *c = client_open(p, "gone");
+	assert_non_null(c->st);
+	pump(p, 10);
+	c->reset_in_open_result = true;
+	uint8_t bytes[100] = {0};
+	struct frame d = {.type = FRAME_DATA, .flags = FRAME_FLAG_FIN, .stream_id = c->id};
+	d.u.data.raw_len = sizeof(bytes);
+	d.u.data.payload = bytes;
+	d.u.data.payload_len = sizeof(bytes);
+	assert_int_equal(session_on_frame(p->c, p->cp, &d), WM_OK);
+	assert_true(c->open_result);
+	assert_int_equal(c->data_calls, 0);
+	assert_int_equal(session_stream_count(p->c), 0);
+	struct frame r = {.type = FRAME_OPEN_RESULT, .stream_id = c->id};
+	assert_int_equal(session_on_frame(p->c, p->cp, &r), WM_OK);
+	r.u.error = FRAME_ERR_CONNECT_FAILED;
+	assert_int_equal(session_on_frame(p->c, p->cp, &r), WM_OK);
+	d.flags = 0;
+	assert_int_equal(session_on_frame(p->c, p->cp, &d), WM_OK);
+	p->accept_now = true;
+	pump(p, 20);
+	struct tstream *n = client_open(p, "next");
+	pump(p, 10);
+	struct tstream *s = server_of(p, n->id);
+	assert_non_null(s);
+	n->consume = true;
+	fill_random(s->src, 4 * SESSION_MIN_WINDOW);
+	session_stream_kick(s->st);
+	pump(p, 2000);
+	assert_int_equal(evbuffer_get_length(n->rcv), 4 * SESSION_MIN_WINDOW);
 	pair_free(p);
 }
 
@@ -1295,6 +1367,198 @@ static void test_session_protocol_errors(void **state)
 	assert_true(session_on_frame(p->c, path_of(p, p->c), &r) < 0);
 	assert_true(session_on_frame(p->s, path_of(p, p->s), &r) < 0);
 	pair_free(p);
+}
+
+/*
+ * A hostile server: after the handshake it sends whatever frames it likes,
+ * mostly about streams the client has opened (DATA with and without FIN
+ * before or after OPEN_RESULT, OPEN_RESULTs 0 and errors, with RESENT or
+ * not, RESETs, WINDOWs, ACKs and RESUMEs up to what was sent, OPENs of its
+ * own), while the client opens, writes, shuts, resets and consumes, and its
+ * front end ends streams from on_data and on_open_result. A frame the
+ * session refuses ends it, as the tunnel would, and a new one starts.
+ * Nothing may crash or trip an assertion (stream_check) or ASan, the answer
+ * comes once and before the stream's first byte, and every session frees
+ * cleanly (session_free asserts all charged memory was given back).
+ */
+#define HOSTILE_IDS 64
+
+struct hostile {
+	struct pair *p;
+	uint32_t nopen;			   /* client streams opened: ids 1, 3, ... */
+	uint32_t next_even;		   /* next id for the server's own OPEN */
+	uint64_t sent[HOSTILE_IDS];	   /* what the server sent on each */
+	bool fin[HOSTILE_IDS];		   /* ... and whether with FIN */
+	uint64_t client_high[HOSTILE_IDS]; /* what the client sent on each */
+	uint8_t payload[512];
+};
+
+static void hostile_track(struct hostile *h, const uint8_t *buf, size_t n)
+{
+	while (n > 0) {
+		struct frame f;
+		size_t used;
+		assert_int_equal(frame_decode(buf, n, &f, &used), WM_OK);
+		if (f.type == FRAME_DATA && (f.stream_id & 1) && f.stream_id / 2 < HOSTILE_IDS) {
+			uint64_t end = f.u.data.offset + f.u.data.raw_len;
+			if (end > h->client_high[f.stream_id / 2])
+				h->client_high[f.stream_id / 2] = end;
+		}
+		buf += used;
+		n -= used;
+	}
+}
+
+/* The client's own doings: open, write, shut, reset, consume, send, lose its path, tick. */
+static void hostile_client_step(struct hostile *h, uint32_t r)
+{
+	struct pair *p = h->p;
+	if (r < 10) {
+		if (p->nt < MAX_STREAMS - 4 && h->nopen < HOSTILE_IDS && session_can_open(p->c)) {
+			struct tstream *c = client_open(p, "t");
+			if (c->st != NULL) {
+				h->nopen++;
+				if (chaos_next(p) % 2) {
+					fill_random(c->src, 1 + chaos_next(p) % 3000);
+					session_stream_kick(c->st);
+				}
+			}
+		}
+	} else if (r < 18) {
+		if (p->nt == 0)
+			return;
+		struct tstream *ts = &p->t[chaos_next(p) % p->nt];
+		if (ts->st == NULL)
+			return;
+		uint32_t a = chaos_next(p) % 4;
+		if (a == 0) {
+			fill_random(ts->src, 1 + chaos_next(p) % 2000);
+			session_stream_kick(ts->st);
+		} else if (a == 1) {
+			session_stream_shutdown(ts->st);
+		} else if (a == 2 && chaos_next(p) % 4 == 0) {
+			struct session_stream *st = ts->st;
+			forget(ts);
+			ts->reset = true;
+			session_stream_reset(st, FRAME_ERR_CANCEL);
+		} else if (ts->unconsumed > 0) {
+			consume(ts, 1 + chaos_next(p) % ts->unconsumed);
+		}
+	} else if (r < 28) {
+		size_t n = session_fill(p->c, p->cp, p->buf, sizeof(p->buf));
+		hostile_track(h, p->buf, n);
+	} else if (chaos_next(p) % 4 == 0) {
+		session_path_lost(p->c, p->cp);
+		p->cp = session_path_add(p->c, p);
+		assert_non_null(p->cp);
+	} else {
+		session_tick(p->c);
+	}
+}
+
+/* A frame from the hostile server into f; false when there is none. */
+static bool hostile_frame(struct hostile *h, uint32_t r, struct frame *f)
+{
+	struct pair *p = h->p;
+	uint32_t k = h->nopen == 0 ? 0 : chaos_next(p) % h->nopen;
+	if (chaos_next(p) % 200 == 0)
+		k = h->nopen < HOSTILE_IDS ? h->nopen : HOSTILE_IDS - 1; /* never opened */
+	memset(f, 0, sizeof(*f));
+	f->stream_id = 2 * k + 1;
+	if (r < 60) {
+		f->type = FRAME_DATA;
+		uint32_t len = chaos_next(p) % 4 == 0 ? 0 : chaos_next(p) % 400;
+		uint64_t off = h->sent[k];
+		if (off > 0 && chaos_next(p) % 10 == 0)
+			off = chaos_next(p) % off; /* again, in part */
+		if (off + len > SESSION_MIN_WINDOW / 2 || (h->fin[k] && off + len > h->sent[k]))
+			len = 0;
+		for (uint32_t i = 0; i < len; i++)
+			h->payload[i] = (uint8_t)chaos_next(p);
+		f->u.data.offset = off;
+		f->u.data.raw_len = len;
+		f->u.data.payload = h->payload;
+		f->u.data.payload_len = len;
+		if (off + len > h->sent[k])
+			h->sent[k] = off + len;
+		if (chaos_next(p) % 8 == 0 && off + len >= h->sent[k]) {
+			f->flags = FRAME_FLAG_FIN;
+			h->fin[k] = true;
+		}
+	} else if (r < 66) {
+		f->type = FRAME_OPEN_RESULT;
+		f->u.error = chaos_next(p) % 3 == 0 ? 1 + chaos_next(p) % 12 : 0;
+		f->flags = chaos_next(p) % 3 == 0 ? FRAME_FLAG_RESENT : 0;
+	} else if (r < 72) {
+		f->type = FRAME_RESET;
+		f->u.reset.error = 1 + chaos_next(p) % 12;
+		f->u.reset.final_offset = h->sent[k];
+	} else if (r < 80) {
+		f->type = FRAME_WINDOW;
+		f->u.max_offset = chaos_next(p) % (1u << 22);
+		if (chaos_next(p) % 4 == 0)
+			f->stream_id = 0;
+	} else if (r < 90) {
+		f->type = chaos_next(p) % 3 == 0 ? FRAME_RESUME : FRAME_ACK;
+		f->u.recv_offset = chaos_next(p) % (h->client_high[k] + 2);
+	} else if (r < 96) {
+		f->type = FRAME_OPEN;
+		f->stream_id = h->next_even;
+		if (chaos_next(p) % 4 != 0)
+			h->next_even += 2;
+		f->u.open = target_name("back", 22);
+		f->flags = chaos_next(p) % 3 == 0 ? FRAME_FLAG_RESENT : 0;
+		p->accept_now = chaos_next(p) % 2;
+	} else {
+		if (h->next_even <= 2)
+			return false;
+		f->type = FRAME_DATA;
+		f->stream_id = 2 + 2 * (chaos_next(p) % (h->next_even / 2 - 1));
+		f->u.data.raw_len = 10;
+		f->u.data.payload = h->payload;
+		f->u.data.payload_len = 10;
+	}
+	/* Frames about client streams before any was opened end the session
+	 * at once: rarely. */
+	return h->nopen > 0 || !(f->stream_id & 1) || chaos_next(p) % 50 == 0;
+}
+
+static void test_session_hostile_peer_random_frames(void **state)
+{
+	uint64_t accepted = 0, refused = 0;
+	for (uint64_t seed = 1; seed <= 40; seed++) {
+		struct hostile h = {0};
+		uint64_t prng = seed * 0x9e3779b97f4a7c15ull + 7;
+		for (int op = 0; op < 3000; op++) {
+			if (h.p == NULL) {
+				memset(&h, 0, sizeof(h));
+				h.p = pair_new(&small_params, &small_params);
+				h.p->chaos = prng;
+				h.next_even = 2;
+				session_set_codec(h.p->c,
+						  (enum compress_mode)(chaos_next(h.p) % 3));
+			}
+			uint32_t r = chaos_next(h.p) % 130;
+			struct frame f;
+			if (r >= 100) {
+				hostile_client_step(&h, r - 100);
+			} else if (hostile_frame(&h, r, &f)) {
+				if (session_on_frame(h.p->c, h.p->cp, &f) == WM_OK) {
+					accepted++;
+				} else {
+					refused++;
+					prng = h.p->chaos;
+					pair_free(h.p);
+					h.p = NULL;
+				}
+			}
+		}
+		if (h.p != NULL)
+			pair_free(h.p);
+	}
+	printf("hostile peer: %llu frames taken, %llu sessions ended by one\n",
+	       (unsigned long long)accepted, (unsigned long long)refused);
+	assert_true(accepted > 10 * refused);
 }
 
 /* ---- limits and teardown ---- */
@@ -2081,6 +2345,8 @@ int main(void)
 	    cmocka_unit_test(test_session_zero_rtt_open_carries_data),
 	    cmocka_unit_test(test_session_zero_rtt_data_before_open_result),
 	    cmocka_unit_test(test_session_data_before_open_result_answers_first),
+	    cmocka_unit_test(test_session_implied_answer_ends_stream_in_callback),
+	    cmocka_unit_test(test_session_hostile_peer_random_frames),
 	    cmocka_unit_test(test_session_integrity_all_codecs),
 	    cmocka_unit_test(test_session_stream_window_respected),
 	    cmocka_unit_test(test_session_session_window_respected),

@@ -81,6 +81,7 @@ struct harness {
 	uint64_t rng;
 	uint8_t buf[RECORD_PLAINTEXT_MAX];
 	bool drop_acks;	      /* side 0 never sees an ACK or RESUME (a hostile peer) */
+	uint32_t refuse;      /* on_open refuses with this error (0: accepts) */
 	int stalled;	      /* a path whose records are not delivered for now, or -1 */
 	int consume_pct;      /* chance per round that an end consumes what it holds */
 	uint32_t max_raw_len; /* the largest DATA frame delivered, raw bytes */
@@ -139,6 +140,8 @@ static int cb_on_open(struct session *s, struct session_stream *st, const struct
 		      void *arg)
 {
 	struct harness *h = arg;
+	if (h->refuse != 0)
+		return (int)h->refuse;
 	struct hstream *hs = find_hs(h, session_stream_id(st));
 	assert_non_null(hs);
 	int side = s == h->s[0] ? 0 : 1;
@@ -819,6 +822,84 @@ static void test_session_paths_announce_overtakes_open(void **state)
 	fill_onto(h, 2, 0); /* the announcement */
 	deliver_all(h, 2, 0);
 	deliver_all(h, 0, 0);
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/*
+ * The opener gives up path 0 (its tunnel went silent) with a new stream's
+ * OPEN still in its socket's send queue: it sends the OPEN again (RESENT)
+ * on path 1. The peer, which has not seen path 0 close yet, reads the copy
+ * first, then the original without RESENT from path 0 before its end, and
+ * ended the session as for an OPEN that reuses an id.
+ */
+static void test_session_paths_original_open_after_resent_copy(void **state)
+{
+	struct harness *h = harness_new(2, 24, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 100, 2000, true);
+	fill_onto(h, 0, 0); /* OPEN and DATA, in the kernel's queue of path 0 */
+	session_path_lost(h->s[0], h->path[0].p[0]);
+	h->path[0].p[0] = NULL;
+	fill_onto(h, 1, 0); /* the announcement, the OPEN again */
+	deliver_all(h, 1, 0);
+	assert_non_null(hs->end[1].st);
+	deliver_all(h, 0, 0); /* what path 0 still carried, then its end */
+	session_path_lost(h->s[1], h->path[0].p[1]);
+	h->path[0].p[1] = NULL;
+	h->path[0].alive = false;
+	fifo_clear(&h->path[0].q[1]);
+	run(h, 1000000, 0, true);
+	check_all_intact(h, true);
+	harness_free(h);
+}
+
+/*
+ * The acceptor refuses a stream; its answer (OPEN_RESULT with the error) is
+ * lost with the path that carried it. The opener sends its OPEN again
+ * (RESENT), which the acceptor ignores (it had the first): the stream
+ * waited for an answer for ever, its application connection with it.
+ */
+static void test_session_paths_refusal_lost_with_path(void **state)
+{
+	struct harness *h = harness_new(2, 25, COMPRESS_NONE);
+	h->refuse = FRAME_ERR_NOT_ALLOWED;
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	fill_onto(h, 0, 0); /* OPEN and DATA */
+	deliver_all(h, 0, 0);
+	fill_onto(h, 0, 1); /* the refusal, in flight on path 0 */
+	kill_path(h, 0);
+	run(h, 1000000, 0, false);
+	assert_true(hs->end[0].reset);
+	assert_int_equal(hs->end[0].reset_error, FRAME_ERR_NOT_ALLOWED);
+	assert_int_equal(session_stream_count(h->s[0]), 0);
+	harness_free(h);
+}
+
+/*
+ * The acceptor answers a stream (OPEN_RESULT 0 on path 0), then path 2 is
+ * lost: it announces its state, the answer again (flag RESENT) among it, on
+ * path 1, which is faster. The opener takes the copy as the answer; the
+ * original, without RESENT, came second and ended the session as a second
+ * OPEN_RESULT (a protocol error): one tunnel lost while a stream was being
+ * answered cut every stream of the session.
+ */
+static void test_session_paths_resent_open_result_overtakes_original(void **state)
+{
+	struct harness *h = harness_new(3, 23, COMPRESS_NONE);
+	struct hstream *hs = open_stream(h, 0, 100, 0, false);
+	fill_onto(h, 0, 0); /* OPEN and DATA */
+	deliver_all(h, 0, 0);
+	assert_non_null(hs->end[1].st); /* accepted: OPEN_RESULT 0 queued */
+	fill_onto(h, 0, 1);		/* the answer, in flight on path 0 */
+	kill_path(h, 2);
+	fill_onto(h, 1, 1); /* the announcement, the answer again */
+	deliver_all(h, 1, 1);
+	deliver_all(h, 0, 1);
+	add_bytes(h, &hs->end[1], 3000, true);
+	session_stream_shutdown(hs->end[0].st);
+	hs->end[0].shut = true;
+	hs->want_fin = true;
 	run(h, 1000000, 0, true);
 	check_all_intact(h, true);
 	harness_free(h);
@@ -2596,6 +2677,9 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_open_lost_with_path),
 	    cmocka_unit_test(test_session_paths_announce_overtakes_open),
 	    cmocka_unit_test(test_session_paths_reset_overtakes_open),
+	    cmocka_unit_test(test_session_paths_resent_open_result_overtakes_original),
+	    cmocka_unit_test(test_session_paths_original_open_after_resent_copy),
+	    cmocka_unit_test(test_session_paths_refusal_lost_with_path),
 	    cmocka_unit_test(test_session_paths_fuzz_schedule),
 	    cmocka_unit_test(test_session_paths_no_ack_bounds_store),
 	    cmocka_unit_test(test_session_paths_no_ack_store_charged),
