@@ -132,6 +132,9 @@ struct dup_copy {
 	 * PLACEMENT_DEFER_MAX_US or until a session_tick, as for fresh
 	 * frames. */
 	unsigned target;
+	/* Slot of the path the first copy is for, when this is the second
+	 * (SESSION_PATHS_MAX otherwise): not on that one too. */
+	unsigned avoid;
 	uint64_t since_us;
 	uint64_t tick;
 	size_t raw;    /* DATA payload bytes before compression */
@@ -1073,6 +1076,8 @@ void session_path_lost(struct session *s, struct session_path *path)
 			d->origin = SESSION_PATHS_MAX; /* its original is lost: any path */
 		if (d->target == path->slot)
 			d->target = SESSION_PATHS_MAX;
+		if (d->avoid == path->slot)
+			d->avoid = SESSION_PATHS_MAX;
 	}
 	s->paths[path->slot] = NULL;
 	s->npaths--;
@@ -2194,17 +2199,18 @@ static size_t put_open(struct session *s, struct session_path *path, struct sess
 	return (size_t)n;
 }
 
-/* The path other than origin where len bytes placed now arrive soonest;
+/* The path other than origin (and avoid) where len bytes placed now arrive soonest;
  * SESSION_PATHS_MAX when placement knows none. The copy is there to beat
  * the original's loss or wait: the first path to pull was often one whose
  * window was full (BBR's PROBE_RTT) while another idled. */
-static unsigned dup_target(const struct session *s, const struct session_path *origin, size_t len)
+static unsigned dup_target(const struct session *s, const struct session_path *origin,
+			   unsigned avoid, size_t len)
 {
 	unsigned best = SESSION_PATHS_MAX;
 	uint64_t best_eta = UINT64_MAX;
 	for (size_t i = 0; i < SESSION_PATHS_MAX; i++) {
 		const struct session_path *q = s->paths[i];
-		if (q == NULL || q == origin || !path_known(s, q))
+		if (q == NULL || q == origin || q->slot == avoid || !path_known(s, q))
 			continue;
 		uint64_t e = placement_eta_us(&q->info, q->placed, len);
 		if (e < best_eta) {
@@ -2224,6 +2230,35 @@ static bool dup_elsewhere(const struct session *s, const struct session_path *pa
 	    s->paths[d->target] == NULL)
 		return false;
 	return d->tick == s->ticks && s->now_us - d->since_us < PLACEMENT_DEFER_MAX_US;
+}
+
+/* Queues a copy of frames (len bytes) for target; false when the queue is
+ * full or memory short. */
+static bool dup_queue(struct session *s, const struct session_path *path,
+		      const struct session_stream *st, const uint8_t *frames, size_t len,
+		      size_t raw, bool has_open, bool follows, unsigned target, unsigned avoid)
+{
+	if (s->ndups >= SESSION_DUP_QUEUE_MAX)
+		return false;
+	struct dup_copy *d = malloc(sizeof(*d) + len);
+	if (d == NULL)
+		return false;
+	d->id = st->id;
+	d->end = st->snd_next;
+	d->origin = path->slot;
+	d->target = target;
+	d->avoid = avoid;
+	d->since_us = s->now_us;
+	d->tick = s->ticks;
+	d->raw = raw;
+	d->len = len;
+	d->has_open = has_open;
+	d->follows_open = follows;
+	memcpy(d->frame, frames, len);
+	TAILQ_INSERT_TAIL(&s->dups, d, link);
+	s->ndups++;
+	signal_writable(s);
+	return true;
 }
 
 /*
@@ -2260,30 +2295,27 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 			return;
 		follows = true;
 	}
-	if (s->ndups >= SESSION_DUP_QUEUE_MAX)
-		return;
 	size_t len = open_len + data_len;
-	struct dup_copy *d = malloc(sizeof(*d) + len);
-	if (d == NULL)
-		return;
 	if (open_len > 0)
 		frames[1] |= FRAME_FLAG_RESENT;
-	d->id = st->id;
-	d->end = st->snd_next;
-	d->origin = path->slot;
-	d->target = follows ? st->open_copy_slot : dup_target(s, path, len);
-	d->since_us = s->now_us;
-	d->tick = s->ticks;
-	d->raw = raw;
-	d->len = len;
-	d->has_open = open_len > 0;
-	d->follows_open = follows;
-	if (d->has_open)
+	unsigned first = follows ? st->open_copy_slot : dup_target(s, path, SESSION_PATHS_MAX, len);
+	if (!dup_queue(s, path, st, frames, len, raw, open_len > 0, follows, first,
+		       SESSION_PATHS_MAX))
+		return;
+	if (open_len > 0)
 		st->open_copied = true;
-	memcpy(d->frame, frames, len);
-	TAILQ_INSERT_TAIL(&s->dups, d, link);
-	s->ndups++;
-	signal_writable(s);
+	/* A stream the peer knows gets a second copy on a third path: at 1 %
+	 * loss a sparse tunnel holds what follows a loss until its RTO, and
+	 * an echo and its copy were held 1.1-1.4 s when both of their tunnels
+	 * lost a segment within the round trip before SACK showed either
+	 * hole (satellite, about one run in two). */
+	if (follows || open_len > 0 || s->npaths < 3 ||
+	    s->stats.dup_wire_bytes + 2 * len >
+		s->stats.payload_bytes_sent / SESSION_DUP_SHARE + SESSION_DUP_ALLOWANCE)
+		return;
+	unsigned second = dup_target(s, path, first, len);
+	if (second != SESSION_PATHS_MAX)
+		dup_queue(s, path, st, frames, len, raw, false, false, second, first);
 }
 
 static void dup_drop(struct session *s, struct dup_copy *d)
@@ -2319,13 +2351,20 @@ static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *b
 			/* Its OPEN's copy has not left, or went elsewhere. */
 		} else if (dup_elsewhere(s, path, d)) {
 			path->held_back = true; /* pulls again if the target does not */
-		} else if (d->origin != path->slot) {
+		} else if (d->origin != path->slot && d->avoid != path->slot) {
 			if (used + d->len > cap)
 				break;
 			memcpy(buf + used, d->frame, d->len);
 			used += d->len;
 			if (d->has_open)
 				st->open_copy_slot = path->slot;
+			/* Its twin (the second copy of the same bytes) goes elsewhere. */
+			struct dup_copy *t;
+			TAILQ_FOREACH(t, &s->dups, link)
+			{
+				if (t != d && t->id == d->id && t->end == d->end)
+					t->avoid = path->slot;
+			}
 			s->stats.dup_frames_sent++;
 			s->stats.dup_bytes_sent += d->raw;
 			s->stats.dup_wire_bytes += d->len;

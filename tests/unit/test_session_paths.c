@@ -2258,10 +2258,11 @@ static struct placement_info info_probe_rtt(uint64_t now)
 
 /* The copy goes to the other path where it arrives soonest: a path whose
  * small window is full pulls first and leaves it to an idle one; after
- * PLACEMENT_DEFER_MAX_US it takes the next copy itself. */
+ * PLACEMENT_DEFER_MAX_US it takes the next copy itself. (Four paths: the
+ * second copy has the fourth.) */
 static void test_session_paths_duplicate_to_open_window(void **state)
 {
-	struct harness *h = harness_new(3, 38, COMPRESS_NONE);
+	struct harness *h = harness_new(4, 38, COMPRESS_NONE);
 	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
 	struct hstream *hs = open_stream(h, 0, 0, 0, false);
 	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
@@ -2275,6 +2276,9 @@ static void test_session_paths_duplicate_to_open_window(void **state)
 	set_info(h, 0, 0, idle);
 	set_info(h, 1, 0, info_probe_rtt(now));
 	set_info(h, 2, 0, idle);
+	struct placement_info far = idle;
+	far.srtt_us = 700000;
+	set_info(h, 3, 0, far);
 	add_bytes(h, &hs->end[0], 100, true);
 	assert_true(fill_push(h, 0, 0) > 0);
 	assert_int_equal(fill_push(h, 1, 0), 0); /* full window: leaves it */
@@ -2284,6 +2288,7 @@ static void test_session_paths_duplicate_to_open_window(void **state)
 	assert_int_equal(pstats(h, 2, 0)->dup_frames, 1);
 	/* The idle path does not pull: the full one takes the copy after
 	 * PLACEMENT_DEFER_MAX_US rather than never. */
+	assert_true(fill_push(h, 3, 0) > 0); /* the second copy */
 	now += PLACEMENT_IDLE_US;
 	idle.now_us = now;
 	set_info(h, 0, 0, idle);
@@ -2292,13 +2297,49 @@ static void test_session_paths_duplicate_to_open_window(void **state)
 	assert_int_equal(fill_push(h, 1, 0), 0);
 	now += PLACEMENT_DEFER_MAX_US;
 	set_info(h, 1, 0, info_probe_rtt(now));
+	/* One copy of the two: its twin goes elsewhere. */
 	assert_true(fill_push(h, 1, 0) > 0);
 	assert_int_equal(pstats(h, 1, 0)->dup_frames, 1);
-	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 2);
-	for (size_t i = 0; i < 3; i++)
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 3);
+	for (size_t i = 0; i < 4; i++)
 		deliver_path(h, i, 0);
 	assert_true(same(hs->end[0].expect, hs->end[1].got));
-	assert_int_equal(session_get_stats(h->s[1])->dup_frames, 2);
+	assert_int_equal(session_get_stats(h->s[1])->dup_frames, 3);
+	harness_free(h);
+}
+
+/* With three paths, a small frame of a stream the peer knows goes on all
+ * three: one copy each on the two others, never both on one (the path that
+ * pulls once their wait is over takes one, its twin is left for the
+ * other). Two tunnels that each lost a segment within the same round trip
+ * held an echo and its copy 1.1-1.4 s (satellite). */
+static void test_session_paths_duplicate_second_copy_on_third_path(void **state)
+{
+	struct harness *h = harness_new(3, 48, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	struct hstream *hs = open_stream(h, 0, 0, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
+	deliver_path(h, 0, 0);
+	assert_true(fill_push(h, 0, 1) > 0);
+	deliver_path(h, 0, 1);
+	uint64_t now = 10000;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 100, true);
+	assert_true(fill_push(h, 0, 0) > 0);
+	now += PLACEMENT_DEFER_MAX_US + 1;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	assert_true(fill_push(h, 1, 0) > 0);
+	assert_int_equal(pstats(h, 1, 0)->dup_frames, 1);
+	assert_true(fill_push(h, 2, 0) > 0);
+	assert_int_equal(pstats(h, 2, 0)->dup_frames, 1);
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 2);
+	/* The original's path loses it; either copy carries it. */
+	fifo_clear(&h->path[0].q[0]);
+	fifo_clear(&h->path[1].q[0]);
+	deliver_path(h, 2, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
 	harness_free(h);
 }
 
@@ -2697,6 +2738,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_needs_two_paths),
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
 	    cmocka_unit_test(test_session_paths_duplicate_follows_open_copy),
+	    cmocka_unit_test(test_session_paths_duplicate_second_copy_on_third_path),
 	    cmocka_unit_test(test_session_paths_duplicate_open_copy_path_lost),
 	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
 	    cmocka_unit_test(test_session_paths_duplicate_to_open_window),
