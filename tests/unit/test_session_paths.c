@@ -2343,6 +2343,44 @@ static void test_session_paths_duplicate_second_copy_on_third_path(void **state)
 	harness_free(h);
 }
 
+/* The second copy waits for the third path; when that path is lost, the
+ * bytes are on the two left already (original and first copy): the copy
+ * is dropped, not kept with no path to take it (it held a place in the
+ * copy queue and kept the session wanting to write while the peer did
+ * not acknowledge). */
+static void test_session_paths_duplicate_second_copy_third_path_lost(void **state)
+{
+	struct harness *h = harness_new(3, 49, COMPRESS_NONE);
+	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
+	struct hstream *hs = open_stream(h, 0, 0, 0, false);
+	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
+	deliver_path(h, 0, 0);
+	assert_true(fill_push(h, 0, 1) > 0);
+	deliver_path(h, 0, 1);
+	uint64_t now = 10000;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	add_bytes(h, &hs->end[0], 100, true);
+	assert_true(fill_push(h, 0, 0) > 0);
+	now += PLACEMENT_DEFER_MAX_US + 1;
+	for (size_t i = 0; i < 3; i++)
+		set_info(h, i, 0, info_fast(now));
+	assert_true(fill_push(h, 1, 0) > 0);
+	assert_int_equal(pstats(h, 1, 0)->dup_frames, 1);
+	kill_path(h, 2);
+	/* The peer acknowledges nothing: the paths left pull what there is. */
+	for (int k = 0; k < 3; k++) {
+		fill_push(h, 0, 0);
+		fill_push(h, 1, 0);
+	}
+	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 1);
+	assert_false(session_wants_write(h->s[0]));
+	deliver_path(h, 0, 0);
+	deliver_path(h, 1, 0);
+	assert_true(same(hs->end[0].expect, hs->end[1].got));
+	harness_free(h);
+}
+
 /* With one path, on means nothing: there is no second path. */
 static void test_session_paths_duplicate_needs_two_paths(void **state)
 {
@@ -2739,6 +2777,7 @@ int main(void)
 	    cmocka_unit_test(test_session_paths_duplicate_new_stream_with_open),
 	    cmocka_unit_test(test_session_paths_duplicate_follows_open_copy),
 	    cmocka_unit_test(test_session_paths_duplicate_second_copy_on_third_path),
+	    cmocka_unit_test(test_session_paths_duplicate_second_copy_third_path_lost),
 	    cmocka_unit_test(test_session_paths_duplicate_open_copy_path_lost),
 	    cmocka_unit_test(test_session_paths_duplicate_only_after_pause),
 	    cmocka_unit_test(test_session_paths_duplicate_to_open_window),
