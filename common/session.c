@@ -2333,6 +2333,16 @@ static bool follows_open_copy(const struct session_stream *st, const struct sess
 	return !d->follows_open || st->established || st->open_copy_slot == path->slot;
 }
 
+/* Whether a path other than d's original's and its twin's is left. */
+static bool dup_has_path(const struct session *s, const struct dup_copy *d)
+{
+	for (unsigned i = 0; i < SESSION_PATHS_MAX; i++) {
+		if (s->paths[i] != NULL && i != d->origin && i != d->avoid)
+			return true;
+	}
+	return false;
+}
+
 /* Copies waiting for a path other than their original's into buf; drops
  * those the peer has acknowledged (or, with an OPEN, answered) meanwhile.
  * Returns bytes written. */
@@ -2345,7 +2355,9 @@ static size_t fill_dups(struct session *s, struct session_path *path, uint8_t *b
 		struct session_stream *st = stream_find(s, d->id);
 		bool had =
 		    st == NULL || (st->snd_acked >= d->end && (!d->has_open || st->established));
-		if (had || s->npaths < 2) {
+		if (had || s->npaths < 2 || !dup_has_path(s, d)) {
+			/* A second copy whose third path is lost: its bytes are on
+			 * the two left. */
 			dup_drop(s, d);
 		} else if (!follows_open_copy(st, path, d)) {
 			/* Its OPEN's copy has not left, or went elsewhere. */
