@@ -2300,8 +2300,13 @@ static void maybe_duplicate(struct session *s, struct session_path *path, struct
 		frames[1] |= FRAME_FLAG_RESENT;
 	unsigned first = follows ? st->open_copy_slot : dup_target(s, path, SESSION_PATHS_MAX, len);
 	if (!dup_queue(s, path, st, frames, len, raw, open_len > 0, follows, first,
-		       SESSION_PATHS_MAX))
+		       SESSION_PATHS_MAX)) {
+		/* No copy: the original is no copy's twin (put_open wrote it
+		 * without flags). */
+		if (open_len > 0)
+			frames[1] &= (uint8_t)~FRAME_FLAG_RESENT;
 		return;
+	}
 	if (open_len > 0)
 		st->open_copied = true;
 	/* A stream the peer knows gets a second copy on a third path: at 1 %
