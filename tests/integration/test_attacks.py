@@ -307,6 +307,24 @@ def wait_all_closed(socks, timeout):
     return time.monotonic() - t0
 
 
+# The server evicts a handshake older than this to make room
+# (SERVER_EVICT_AGE_MS, at most half the handshake timeout).
+UNAUTH_EVICT_AGE = min(2.0, HANDSHAKE_TIMEOUT / 2)
+
+
+def peer_closed(s):
+    """Whether the server closed s, without waiting and without closing it."""
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        s.setblocking(True)
+
+
 def closed_quickly(s, timeout):
     try:
         h.wait_closed(s, timeout)
@@ -344,6 +362,7 @@ def attack_half_open(env, srv, w):
     time.sleep(0.5)  # let the garbage connections' closes land
     mark = srv.mark()
     held = []
+    t_first = time.monotonic()
     for i in range(MAX_UNAUTH):
         # One per source: a newcomer can only make room by closing one of a
         # source holding two or more, or one older than the eviction age.
@@ -356,8 +375,16 @@ def attack_half_open(env, srv, w):
     extra = [connect_from(srv.port, f"127.0.3.{1 + i}", t(10)) for i in range(16)]
     refused = sum(closed_quickly(s, t(1)) for s in extra)
     srv.wait_log(UNAUTH_LIMIT, t(5), since=mark)
-    check(refused == len(extra), f"only {refused} of {len(extra)} connections above "
-                                 f"--max-unauth {MAX_UNAUTH} were closed at once")
+    if refused < len(extra):
+        # On a loaded machine the held ones can pass the server's eviction
+        # age (UNAUTH_EVICT_AGE) before the last newcomers come: each such
+        # newcomer then takes an old one's place, as designed.
+        evicted = sum(peer_closed(s) for s in held)
+        elapsed = time.monotonic() - t_first
+        check(elapsed > UNAUTH_EVICT_AGE and refused + evicted >= len(extra),
+              f"only {refused} of {len(extra)} connections above --max-unauth "
+              f"{MAX_UNAUTH} were closed at once ({evicted} held ones evicted, "
+              f"{elapsed:.1f} s after the first)")
     wait_all_closed(held, HANDSHAKE_TIMEOUT + t(4))
     print(f"     half-open: {refused} refused at accept; {len(held)} held ones closed "
           f"{time.monotonic() - t_full:.1f} s after the table was full")

@@ -957,6 +957,7 @@ static void test_session_paths_rewind_over_held_within_budget(void **state)
 		hs[i] = open_stream(h, 0, 1000, 0, false);
 	run(h, 1000000, 0, false);
 	size_t lossy = 0, bulk = 1;
+	size_t held_total = 0;
 	for (int round = 0; round < ROUNDS; round++) {
 		for (int i = 0; i < NSTREAMS; i++)
 			add_bytes(h, &hs[i]->end[0], 100, true);
@@ -971,14 +972,18 @@ static void test_session_paths_rewind_over_held_within_budget(void **state)
 			more = n > 0;
 		}
 		deliver_all(h, bulk, 0); /* held past the bursts' gaps */
-		/* Most streams hold their 40 KB past the gap (now and then a
-		 * schedule puts a burst beside its bulk, which then arrives in
-		 * order: 1 run in 30 held less than ten halves). */
-		assert_true(session_held(h->s[1]) > NSTREAMS / 2 * (FRAME_DATA_ZRAW_MAX / 2));
+		/* Most streams hold their 40 KB past the gap; now and then a
+		 * schedule (the stream table's order is keyed at random) puts a
+		 * burst beside its bulk, which then arrives in order: a round
+		 * held less than ten halves in 2 runs of about 40. Counted over
+		 * the rounds. */
+		assert_true(session_held(h->s[1]) > 0);
+		held_total += session_held(h->s[1]);
 		kill_path(h, lossy);
 		lossy = add_path(h);
 		run(h, 3000000, 0, false);
 	}
+	assert_true(held_total > ROUNDS * NSTREAMS / 2 * (FRAME_DATA_ZRAW_MAX / 2));
 	for (int i = 0; i < NSTREAMS; i++)
 		for (int k = 0; k < 2; k++) {
 			hs[i]->want_fin = true;
