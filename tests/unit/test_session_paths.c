@@ -2313,14 +2313,11 @@ static void test_session_paths_duplicate_to_open_window(void **state)
 	harness_free(h);
 }
 
-/* With three paths, a small frame of a stream the peer knows goes on all
- * three: one copy each on the two others, never both on one (the path that
- * pulls once their wait is over takes one, its twin is left for the
- * other). Two tunnels that each lost a segment within the same round trip
- * held an echo and its copy 1.1-1.4 s (satellite). */
-static void test_session_paths_duplicate_second_copy_on_third_path(void **state)
+/* Three paths, duplication on, a stream the peer knows: a burst of 100
+ * bytes goes on path 0 and, once the copies' wait is over, path 1 takes one
+ * of its two copies. */
+static struct hstream *burst_first_copy_on_path1(struct harness *h)
 {
-	struct harness *h = harness_new(3, 48, COMPRESS_NONE);
 	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
 	struct hstream *hs = open_stream(h, 0, 0, 0, false);
 	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
@@ -2337,6 +2334,18 @@ static void test_session_paths_duplicate_second_copy_on_third_path(void **state)
 		set_info(h, i, 0, info_fast(now));
 	assert_true(fill_push(h, 1, 0) > 0);
 	assert_int_equal(pstats(h, 1, 0)->dup_frames, 1);
+	return hs;
+}
+
+/* With three paths, a small frame of a stream the peer knows goes on all
+ * three: one copy each on the two others, never both on one (the path that
+ * pulls once their wait is over takes one, its twin is left for the
+ * other). Two tunnels that each lost a segment within the same round trip
+ * held an echo and its copy 1.1-1.4 s (satellite). */
+static void test_session_paths_duplicate_second_copy_on_third_path(void **state)
+{
+	struct harness *h = harness_new(3, 48, COMPRESS_NONE);
+	struct hstream *hs = burst_first_copy_on_path1(h);
 	assert_true(fill_push(h, 2, 0) > 0);
 	assert_int_equal(pstats(h, 2, 0)->dup_frames, 1);
 	assert_int_equal(session_get_stats(h->s[0])->dup_frames_sent, 2);
@@ -2356,22 +2365,7 @@ static void test_session_paths_duplicate_second_copy_on_third_path(void **state)
 static void test_session_paths_duplicate_second_copy_third_path_lost(void **state)
 {
 	struct harness *h = harness_new(3, 49, COMPRESS_NONE);
-	session_set_duplicate(h->s[0], PLACEMENT_DUP_ON);
-	struct hstream *hs = open_stream(h, 0, 0, 0, false);
-	assert_true(fill_push(h, 0, 0) > 0); /* OPEN */
-	deliver_path(h, 0, 0);
-	assert_true(fill_push(h, 0, 1) > 0);
-	deliver_path(h, 0, 1);
-	uint64_t now = 10000;
-	for (size_t i = 0; i < 3; i++)
-		set_info(h, i, 0, info_fast(now));
-	add_bytes(h, &hs->end[0], 100, true);
-	assert_true(fill_push(h, 0, 0) > 0);
-	now += PLACEMENT_DEFER_MAX_US + 1;
-	for (size_t i = 0; i < 3; i++)
-		set_info(h, i, 0, info_fast(now));
-	assert_true(fill_push(h, 1, 0) > 0);
-	assert_int_equal(pstats(h, 1, 0)->dup_frames, 1);
+	struct hstream *hs = burst_first_copy_on_path1(h);
 	kill_path(h, 2);
 	/* The peer acknowledges nothing: the paths left pull what there is. */
 	for (int k = 0; k < 3; k++) {
